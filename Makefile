@@ -1,0 +1,40 @@
+# paf — every target installs what it needs when missing, so a fresh clone needs nothing else.
+SHELL := /bin/bash
+NODE_MODULES := node_modules/.package-lock.json
+ADDON := build/Release/paf_tap.node
+TS_SOURCES := $(shell find stack tls http cli -name '*.ts' 2>/dev/null) index.ts
+
+.PHONY: all build test demo bench clean typecheck
+
+all: build
+
+$(NODE_MODULES): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+$(ADDON): $(NODE_MODULES) binding.gyp stack/netif/tap/tap.c
+	npx node-gyp rebuild
+
+dist/.built: $(NODE_MODULES) $(TS_SOURCES) tsconfig.json
+	npx tsc -p tsconfig.json
+	@chmod +x dist/cli/main.js
+	@touch $@
+
+build: $(ADDON) dist/.built
+
+typecheck: $(NODE_MODULES)
+	npx tsc -p tsconfig.test.json --noEmit
+
+# All tests. Tests that need root and /dev/net/tun fail loudly when they cannot run,
+# unless PAF_ALLOW_SKIP_PRIVILEGED=1 is set.
+test: build typecheck
+	node scripts/run-tests.mjs
+
+demo: build
+	bash scripts/demo.sh
+
+bench: build
+	node scripts/bench.mjs
+
+clean:
+	rm -rf dist build

@@ -1,0 +1,37 @@
+/** Small helpers for CLI argument validation: every error names the option and what was expected. */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export function parse<T extends ParseArgsConfig["options"]>(argv: string[], options: T, allowPositionals = false) {
+  try {
+    return parseArgs({ args: argv, options: options!, strict: true, allowPositionals });
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    // Node's messages already name the option ("Unknown option '--foo'"); keep them, drop the stack.
+    throw new UsageError(err.message.replace(/\. To specify a positional argument.*$/s, ""));
+  }
+}
+
+export function intOption(name: string, value: string | undefined, min: number, max: number, dflt: number): number {
+  if (value === undefined) return dflt;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} expects a whole number, got "${value}"`);
+  const n = Number(value);
+  if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+export function listOption<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T[] {
+  if (value === undefined || value === "") return [];
+  const out: T[] = [];
+  for (const v of value.split(",").map((s) => s.trim()).filter(Boolean)) {
+    if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`--${name}: unknown value "${v}" (expected one of: ${allowed.join(", ")})`);
+    out.push(v as T);
+  }
+  return out;
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+/** The `paf` command. */
+import { UsageError } from "./args.js";
+
+const USAGE = `usage: paf <command> [options]
+
+commands:
+  serve     run a userspace TCP/IP stack on a TAP device and serve on it
+  help      show this help
+
+Run "paf <command> --help" for a command's options.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case "serve": {
+      const { serve } = await import("./serve.js");
+      return serve(rest);
+    }
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${cmd}"\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      console.error(`paf: ${err.message}`);
+      process.exit(2);
+    }
+    const e = err as Error & { code?: string };
+    console.error(`paf: ${e.code ? e.code + ": " : ""}${e.message ?? String(err)}`);
+    process.exit(1);
+  },
+);

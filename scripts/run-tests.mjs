@@ -1,0 +1,20 @@
+// Runs the whole vitest suite, then prints the closing line "N passed, N failed[, N skipped]"
+// from vitest's JSON report (CI reads that line). Exit code: vitest's.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, existsSync } from "node:fs";
+
+mkdirSync("test-artifacts", { recursive: true });
+const out = "test-artifacts/vitest.json";
+const args = ["vitest", "run", "--reporter=default", "--reporter=json", `--outputFile.json=${out}`, ...process.argv.slice(2)];
+const r = spawnSync("npx", args, { stdio: "inherit", env: process.env });
+let passed = 0, failed = 0, skipped = 0;
+if (existsSync(out)) {
+  const j = JSON.parse(readFileSync(out, "utf8"));
+  passed = j.numPassedTests ?? 0;
+  failed = (j.numFailedTests ?? 0) + (j.numFailedTestSuites ?? 0);
+  skipped = (j.numPendingTests ?? 0) + (j.numTodoTests ?? 0);
+} else {
+  failed = 1;
+}
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
+process.exit(r.status ?? 1);

@@ -1,0 +1,150 @@
+import type { Clock } from "./clock.js";
+
+/**
+ * One timer structure per stack (a binary min-heap of deadlines) driven by the injected clock.
+ * Protocol code never calls setTimeout; it schedules here, and the queue keeps at most one
+ * Clock timer armed for the earliest deadline.
+ */
+export class Timer {
+  /** Absolute deadline in clock ms, or -1 when not armed. */
+  deadline = -1;
+  /** Position in the heap, -1 when not queued. */
+  index = -1;
+  constructor(readonly fire: () => void) {}
+  get armed(): boolean {
+    return this.index >= 0;
+  }
+}
+
+export class TimerQueue {
+  private heap: Timer[] = [];
+  private armedAt = Infinity;
+  private cancelArmed: (() => void) | undefined;
+  private closed = false;
+
+  constructor(readonly clock: Clock) {}
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  /** Create an (unarmed) timer whose callback runs when it falls due. */
+  timer(fire: () => void): Timer {
+    return new Timer(fire);
+  }
+
+  /** Arm (or re-arm) `t` to fire `delayMs` from now. */
+  arm(t: Timer, delayMs: number): void {
+    this.armAt(t, this.clock.now() + delayMs);
+  }
+
+  armAt(t: Timer, deadline: number): void {
+    if (this.closed) return;
+    if (t.index >= 0) {
+      const old = t.deadline;
+      t.deadline = deadline;
+      if (deadline < old) this.up(t.index);
+      else this.down(t.index);
+    } else {
+      t.deadline = deadline;
+      t.index = this.heap.length;
+      this.heap.push(t);
+      this.up(t.index);
+    }
+    this.reschedule();
+  }
+
+  cancel(t: Timer): void {
+    const i = t.index;
+    if (i < 0) return;
+    const last = this.heap.pop()!;
+    if (last !== t) {
+      this.heap[i] = last;
+      last.index = i;
+      this.down(i);
+      this.up(last.index);
+    }
+    t.index = -1;
+    t.deadline = -1;
+    // No need to re-arm the clock eagerly: an early wake-up simply finds nothing due.
+  }
+
+  /** Number of armed timers. */
+  get size(): number {
+    return this.heap.length;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.cancelArmed?.();
+    this.cancelArmed = undefined;
+    for (const t of this.heap) {
+      t.index = -1;
+      t.deadline = -1;
+    }
+    this.heap = [];
+  }
+
+  private reschedule(): void {
+    const top = this.heap[0];
+    if (!top) return;
+    if (top.deadline >= this.armedAt && this.cancelArmed) return;
+    this.cancelArmed?.();
+    this.armedAt = top.deadline;
+    this.cancelArmed = this.clock.setTimer(top.deadline - this.clock.now(), () => this.run());
+  }
+
+  private run(): void {
+    this.cancelArmed = undefined;
+    this.armedAt = Infinity;
+    const now = this.clock.now();
+    // Fire everything due; callbacks may re-arm timers (including themselves).
+    let guard = 0;
+    while (this.heap.length > 0 && this.heap[0]!.deadline <= now && guard++ < 1_000_000) {
+      const t = this.heap[0]!;
+      this.cancel(t);
+      try {
+        t.fire();
+      } catch (err) {
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+    if (!this.closed) this.reschedule();
+  }
+
+  private up(i: number): void {
+    const h = this.heap;
+    const t = h[i]!;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const pt = h[p]!;
+      if (pt.deadline <= t.deadline) break;
+      h[i] = pt;
+      pt.index = i;
+      i = p;
+    }
+    h[i] = t;
+    t.index = i;
+  }
+
+  private down(i: number): void {
+    const h = this.heap;
+    const n = h.length;
+    const t = h[i]!;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && h[r]!.deadline < h[l]!.deadline ? r : l;
+      const ct = h[c]!;
+      if (ct.deadline >= t.deadline) break;
+      h[i] = ct;
+      ct.index = i;
+      i = c;
+    }
+    h[i] = t;
+    t.index = i;
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The contract between the IP layers (ipv4.ts, ipv6.ts) and the protocols above them
+ * (icmp, udp, tcp). Upper layers are family-neutral: an address is 4 or 16 bytes.
+ */
+
+/** A received packet handed to an upper-layer protocol. Views are valid only during the call. */
+export interface IpPacket {
+  family: 4 | 6;
+  src: Uint8Array;
+  dst: Uint8Array;
+  protocol: number;
+  /** TTL / hop limit as received. */
+  ttl: number;
+  /** The upper-layer message (after IP header and extension headers, reassembled if it was fragmented). */
+  payload: Uint8Array;
+  /** The whole IP packet, header included (ICMP errors quote it). */
+  packet: Uint8Array;
+  /** Sent to a broadcast or multicast address: never answer with an error or a RST. */
+  multicast: boolean;
+  /** The L4 checksum was already verified by the netif (offload). */
+  csumValid: boolean;
+}
+
+/** What an ICMP error (unreachable, too big, time exceeded) tells the upper protocol that sent the offending packet. */
+export interface IcmpErrorInfo {
+  family: 4 | 6;
+  /** "unreachable" (host/net/port/protocol/admin), "too_big" (path MTU), "time_exceeded", "param_problem". */
+  kind: "unreachable" | "port_unreachable" | "too_big" | "time_exceeded" | "param_problem";
+  /** For too_big: the next-hop MTU reported. */
+  mtu?: number;
+  /** Addresses and first bytes of the upper-layer header of the packet we had sent (ports live here). */
+  src: Uint8Array;
+  dst: Uint8Array;
+  protocol: number;
+  quoted: Uint8Array;
+}
+
+export interface UpperProtocol {
+  input(pkt: IpPacket): void;
+  icmpError?(err: IcmpErrorInfo): void;
+  /** Called after the netif delivered a batch of frames (coalesce ACKs, flush output). */
+  batchEnd?(): void;
+}
+
+/**
+ * The outcome of routing a destination: which source to use, the link MTU (or path MTU when
+ * known), and how many bytes of headers (Ethernet + IP) to reserve in front of the L4 message.
+ */
+export interface Route {
+  family: 4 | 6;
+  src: Uint8Array;
+  dst: Uint8Array;
+  /** Largest IP packet that goes out without fragmentation (path MTU when learned). */
+  mtu: number;
+  /** Bytes to reserve before the L4 message in a frame buffer (14 + 20, or 14 + 40). */
+  headroom: number;
+}
+
+export interface SendOptions {
+  ttl?: number;
+  tos?: number;
+  /** IPv4 DF bit (TCP sets it for path MTU discovery); IPv6 never fragments in transit anyway. */
+  dontFragment?: boolean;
+}
+
+/** The output half of an IP layer, as used by UDP/TCP/ICMP. */
+export interface IpOutput {
+  readonly family: 4 | 6;
+  /** Route to `dst` (optionally forcing a source address we own). Undefined when unroutable or `src` is not ours. */
+  route(dst: Uint8Array, src?: Uint8Array): Route | undefined;
+  /**
+   * Send an L4 message that the caller wrote into `frame` at offset `route.headroom` (its length
+   * is `frame.length - route.headroom`). The IP layer writes its header and the Ethernet header
+   * in place, fragments when needed (unless dontFragment), and resolves the next hop's MAC.
+   * Returns false if the packet was dropped (no route, queue full, too big with DF).
+   */
+  send(route: Route, protocol: number, frame: Uint8Array, opts?: SendOptions): boolean;
+  /** Is this one of our unicast addresses? */
+  isLocal(addr: Uint8Array): boolean;
+  /** Send an ICMP error about a received packet (rate limited, never about multicast/ICMP errors). */
+  sendIcmpError(pkt: IpPacket, kind: "port_unreachable" | "protocol_unreachable"): void;
+}

@@ -1,0 +1,79 @@
+/**
+ * The network interface contract: the lowest layer of a stack. A netif moves whole Ethernet
+ * frames (no preamble, no FCS). Everything above it is the same whether frames come from a
+ * Linux TAP device, an in-process virtual switch, or a wrapper (pcap, fault injection).
+ */
+
+/** Offload features a netif may support; upper layers must work with all of them off. */
+export interface NetifFeatures {
+  /**
+   * The netif accepts frames whose L4 checksum is left for it to complete and may deliver
+   * frames whose checksum was already verified (virtio-net header, IFF_VNET_HDR).
+   */
+  checksumOffload: boolean;
+  /** Largest frame the netif accepts in one `send` (GSO/TSO lets it exceed the MTU). */
+  maxFrameSize: number;
+}
+
+export interface RxMeta {
+  /** The L4 checksum was verified by the lower layer (vnet header DATA_VALID). */
+  csumValid?: boolean;
+}
+
+/** What a netif calls with received frames. */
+export interface NetifReceiver {
+  /**
+   * One received frame. The view is only valid during the call (it points into a reused
+   * slab): a layer that keeps bytes must copy them.
+   */
+  frame(buf: Uint8Array, meta?: RxMeta): void;
+  /** End of a batch of frames read together (lets upper layers coalesce ACKs, flush queues). */
+  batchEnd?(): void;
+}
+
+export interface Netif {
+  /** A human-readable name (the TAP's name, "vswitch0:3", ...). */
+  readonly name: string;
+  /** Largest IP packet (L3 MTU, bytes after the Ethernet header) the link carries. */
+  readonly mtu: number;
+  readonly features: NetifFeatures;
+  /** Begin delivering frames to `rx`. Called once. */
+  start(rx: NetifReceiver): void;
+  /**
+   * Queue one frame for transmission. The netif takes ownership of `frame` (the caller must not
+   * modify it afterwards). Frames queued in one tick are written together. Returns false if the
+   * frame was dropped because the transmit queue is full (counted in `stats().txDropped`).
+   */
+  send(frame: Uint8Array): boolean;
+  /** Counters kept by the netif itself. */
+  stats(): NetifStats;
+  /** Stop delivering, release the device. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface NetifStats {
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  rxDropped: number;
+  txDropped: number;
+}
+
+export function emptyNetifStats(): NetifStats {
+  return { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, rxDropped: 0, txDropped: 0 };
+}
+
+export const ETH_HEADER_LEN = 14;
+export const DEFAULT_MTU = 1500;
+
+/** Errors raised by netifs carry a stable code, like Node's system errors. */
+export class NetifError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = "NetifError";
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * ICMP echo (ping) for both families: requests we send and the replies we wait for. Echo
+ * *replies* to others' requests are answered in icmpv4.ts / icmpv6.ts.
+ */
+import type { TimerQueue, Timer } from "./core/timers.js";
+
+export interface PingOptions {
+  /** Bytes of echo data. Default 56 (like ping(8)). */
+  size?: number;
+  /** Give up after this many ms. Default 1000. */
+  timeoutMs?: number;
+  /** TTL / hop limit to send with. */
+  ttl?: number;
+}
+
+export interface PingResult {
+  /** Round-trip time in ms (by the stack's clock). */
+  rtt: number;
+  /** Echo data bytes received back. */
+  bytes: number;
+  ttl: number;
+  seq: number;
+  from: string;
+}
+
+interface Outstanding {
+  sent: number;
+  data: Uint8Array;
+  resolve: (r: PingResult) => void;
+  reject: (e: Error) => void;
+  timer: Timer;
+}
+
+/** Matches replies to requests by (identifier, sequence); at most `limit` pings in flight. */
+export class PingTable {
+  private readonly outstanding = new Map<number, Outstanding>();
+  private seq = 0;
+  constructor(
+    private readonly timers: TimerQueue,
+    readonly ident: number,
+    private readonly limit = 1024,
+  ) {}
+
+  /** Register a request; returns its sequence number and the promise of its reply. */
+  start(data: Uint8Array, timeoutMs: number): { seq: number; promise: Promise<PingResult> } {
+    if (this.outstanding.size >= this.limit) {
+      const e = new Error(`too many pings in flight (limit ${this.limit})`) as Error & { code: string };
+      e.code = "ENOBUFS";
+      return { seq: -1, promise: Promise.reject(e) };
+    }
+    let seq = this.seq;
+    for (let i = 0; i < 65536 && this.outstanding.has(seq); i++) seq = (seq + 1) & 0xffff;
+    this.seq = (seq + 1) & 0xffff;
+    let resolve!: (r: PingResult) => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<PingResult>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const timer = this.timers.timer(() => {
+      this.outstanding.delete(seq);
+      const e = new Error(`ping timed out after ${timeoutMs} ms (seq ${seq})`) as Error & { code: string };
+      e.code = "ETIMEDOUT";
+      reject(e);
+    });
+    this.timers.arm(timer, timeoutMs);
+    this.outstanding.set(seq, { sent: this.timers.now(), data, resolve, reject, timer });
+    return { seq, promise };
+  }
+
+  /** Feed an echo reply; returns true if it matched an outstanding request with identical data. */
+  reply(ident: number, seq: number, body: Uint8Array, ttl: number, from: string): boolean {
+    if (ident !== this.ident) return false;
+    const o = this.outstanding.get(seq);
+    if (!o) return false;
+    if (body.length !== o.data.length) return false;
+    for (let i = 0; i < body.length; i++) if (body[i] !== o.data[i]) return false;
+    this.outstanding.delete(seq);
+    this.timers.cancel(o.timer);
+    o.resolve({ rtt: this.timers.now() - o.sent, bytes: body.length, ttl, seq, from });
+    return true;
+  }
+
+  /** Fail a request early (e.g. no route). */
+  fail(seq: number, err: Error): void {
+    const o = this.outstanding.get(seq);
+    if (!o) return;
+    this.outstanding.delete(seq);
+    this.timers.cancel(o.timer);
+    o.reject(err);
+  }
+
+  close(): void {
+    for (const [seq] of this.outstanding) {
+      const e = new Error("stack closed") as Error & { code: string };
+      e.code = "ECANCELED";
+      this.fail(seq, e);
+    }
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * Fragment reassembly shared by IPv4 (RFC 791 §3.2, RFC 815) and IPv6 (RFC 8200 §4.5).
+ *
+ * Bounded: at most `maxDatagrams` datagrams in progress and `maxBytes` of fragment data buffered
+ * across all of them; a fragment that would exceed either bound is dropped (and, for a datagram
+ * that cannot complete any more, the whole datagram is dropped). Each datagram must complete
+ * within `timeoutMs` of its first fragment. Overlapping fragments make the whole datagram invalid
+ * (RFC 5722, and the same policy for IPv4, where overlaps are only ever an evasion attempt);
+ * an exact duplicate of a fragment already held is ignored.
+ */
+import type { TimerQueue, Timer } from "./core/timers.js";
+import type { Counters } from "./core/stats.js";
+
+export interface ReassemblyOptions {
+  /** Datagrams being reassembled at once. Default 64. */
+  maxDatagrams?: number;
+  /** Fragment bytes held at once, all datagrams together. Default 4 MiB. */
+  maxBytes?: number;
+  /** Time allowed for one datagram (ms). Default 30000 (Linux's ipfrag_time). */
+  timeoutMs?: number;
+  /** Largest reassembled payload. Default 65535. */
+  maxDatagramSize?: number;
+}
+
+interface Frag {
+  offset: number;
+  data: Uint8Array;
+}
+
+interface Pending {
+  key: string;
+  frags: Frag[];
+  bytes: number;
+  total: number; // -1 until the last fragment is seen
+  timer: Timer;
+  /** The first fragment's whole packet (for an ICMP time-exceeded quote), if seen. */
+  first: Uint8Array | undefined;
+  dead: boolean;
+}
+
+export class Reassembler {
+  private readonly pending = new Map<string, Pending>();
+  private bytes = 0;
+  private readonly o: Required<ReassemblyOptions>;
+
+  constructor(
+    private readonly timers: TimerQueue,
+    private readonly counters: Counters,
+    opts: ReassemblyOptions = {},
+    private readonly onTimeout?: (firstFragment: Uint8Array) => void,
+  ) {
+    this.o = {
+      maxDatagrams: opts.maxDatagrams ?? 64,
+      maxBytes: opts.maxBytes ?? 4 * 1024 * 1024,
+      timeoutMs: opts.timeoutMs ?? 30_000,
+      maxDatagramSize: opts.maxDatagramSize ?? 65535,
+    };
+  }
+
+  get inProgress(): number {
+    return this.pending.size;
+  }
+
+  get bufferedBytes(): number {
+    return this.bytes;
+  }
+
+  /**
+   * Add one fragment (`data` is a view, copied if kept). Returns the reassembled payload when
+   * this fragment completes the datagram, otherwise undefined.
+   */
+  add(key: string, offset: number, more: boolean, data: Uint8Array, packet?: Uint8Array): Uint8Array | undefined {
+    const c = this.counters;
+    c.inc("frag_rx");
+    const end = offset + data.length;
+    if (end > this.o.maxDatagramSize) {
+      c.drop("frag_too_big");
+      this.kill(this.pending.get(key));
+      return undefined;
+    }
+    if (more && data.length % 8 !== 0) {
+      c.drop("frag_bad_length");
+      return undefined;
+    }
+    let p = this.pending.get(key);
+    if (!p) {
+      if (this.pending.size >= this.o.maxDatagrams) {
+        c.drop("reassembly_full");
+        return undefined;
+      }
+      const np: Pending = { key, frags: [], bytes: 0, total: -1, timer: undefined as unknown as Timer, first: undefined, dead: false };
+      np.timer = this.timers.timer(() => this.expire(np));
+      this.timers.arm(np.timer, this.o.timeoutMs);
+      this.pending.set(key, np);
+      p = np;
+    }
+    if (!more) {
+      if (p.total >= 0 && p.total !== end) {
+        c.drop("frag_inconsistent_length");
+        this.kill(p);
+        return undefined;
+      }
+      p.total = end;
+    }
+    if (p.total >= 0 && end > p.total) {
+      c.drop("frag_past_end");
+      this.kill(p);
+      return undefined;
+    }
+    for (const f of p.frags) {
+      const fend = f.offset + f.data.length;
+      if (offset < fend && f.offset < end) {
+        if (f.offset === offset && f.data.length === data.length && bufEq(f.data, data)) {
+          c.inc("frag_duplicate");
+          return undefined;
+        }
+        c.drop("frag_overlap");
+        this.kill(p);
+        return undefined;
+      }
+    }
+    if (this.bytes + data.length > this.o.maxBytes) {
+      c.drop("reassembly_memory");
+      this.kill(p);
+      return undefined;
+    }
+    p.frags.push({ offset, data: data.slice() });
+    p.bytes += data.length;
+    this.bytes += data.length;
+    if (offset === 0 && packet) p.first = packet.slice(0, Math.min(packet.length, 576));
+    if (p.total < 0 || p.bytes !== p.total) return undefined;
+    // Complete: no overlaps and the byte count matches, so there are no holes.
+    const out = new Uint8Array(p.total);
+    for (const f of p.frags) out.set(f.data, f.offset);
+    this.remove(p);
+    c.inc("reassembled");
+    return out;
+  }
+
+  close(): void {
+    for (const p of [...this.pending.values()]) this.remove(p);
+  }
+
+  private expire(p: Pending): void {
+    if (this.pending.get(p.key) !== p) return;
+    this.counters.drop("reassembly_timeout");
+    const first = p.first;
+    this.remove(p);
+    if (first && this.onTimeout) this.onTimeout(first);
+  }
+
+  private kill(p: Pending | undefined): void {
+    if (p) this.remove(p);
+  }
+
+  private remove(p: Pending): void {
+    this.timers.cancel(p.timer);
+    this.bytes -= p.bytes;
+    this.pending.delete(p.key);
+  }
+}
+
+function bufEq(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -1,0 +1,143 @@
+/**
+ * The StackV4V6 facade (after mirage-tcpip's Stack.Make(Eth)(Arp)(Ip)(Udp)(Tcp)): composes the
+ * layers over one netif, by constructor injection, in this one place. Nothing here is
+ * module-level state: every stack owns its caches, timers and counters, so many stacks live in
+ * one process without seeing each other.
+ */
+import type { Netif } from "./netif/netif.js";
+import { type Clock, RealClock } from "./core/clock.js";
+import { type Random, CryptoRandom } from "./core/random.js";
+import { TimerQueue } from "./core/timers.js";
+import type { StatsSnapshot } from "./core/stats.js";
+import { EthernetLayer } from "./ethernet.js";
+import { ArpLayer, type ArpOptions } from "./arp.js";
+import { Ipv4Layer, type Ipv4Options } from "./ipv4.js";
+import { Icmpv4, type Icmpv4Options } from "./icmpv4.js";
+import { UdpLayer, type UdpOptions } from "./udp.js";
+import type { PingOptions, PingResult } from "./ping.js";
+import { IPPROTO_UDP } from "./wire/udp.js";
+import { formatIP, formatMac, ipFamily, parseCidr, parseIP, parseMac } from "./wire/addr.js";
+
+export interface StackLimits {
+  arp?: ArpOptions;
+  ipv4?: Ipv4Options;
+  icmpv4?: Icmpv4Options;
+  udp?: UdpOptions;
+}
+
+export interface StackOptions {
+  netif: Netif;
+  /** Our MAC (text or bytes). Default: a random locally administered unicast address. */
+  mac?: string | Uint8Array;
+  /** IPv4 configuration; omit for an IPv6-only stack. */
+  ipv4?: { address: string; gateway?: string };
+  /** L3 MTU; default the netif's. */
+  mtu?: number;
+  limits?: StackLimits;
+  clock?: Clock;
+  random?: Random;
+}
+
+export class Stack {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly timers: TimerQueue;
+  readonly mac: Uint8Array;
+  readonly mtu: number;
+  readonly eth: EthernetLayer;
+  readonly arp: ArpLayer;
+  readonly ipv4: Ipv4Layer;
+  readonly icmpv4: Icmpv4;
+  readonly udp: UdpLayer;
+  private closed = false;
+
+  private constructor(readonly netif: Netif, opts: StackOptions) {
+    this.clock = opts.clock ?? new RealClock();
+    this.random = opts.random ?? new CryptoRandom();
+    this.timers = new TimerQueue(this.clock);
+    this.mac = opts.mac === undefined ? randomMac(this.random) : typeof opts.mac === "string" ? parseMac(opts.mac) : opts.mac.slice();
+    if (this.mac[0]! & 1) throw new TypeError(`MAC ${formatMac(this.mac)} is a multicast address; a stack needs a unicast MAC`);
+    this.mtu = opts.mtu ?? netif.mtu;
+    if (!Number.isInteger(this.mtu) || this.mtu < 576 || this.mtu > 65535) throw new RangeError(`invalid MTU ${this.mtu} (576..65535)`);
+    const limits = opts.limits ?? {};
+    this.eth = new EthernetLayer(netif, this.mac);
+    this.arp = new ArpLayer(this.eth, this.timers, limits.arp);
+    this.ipv4 = new Ipv4Layer(this.eth, this.arp, this.timers, this.random, this.mtu, limits.ipv4);
+    this.icmpv4 = new Icmpv4(this.ipv4, this.timers, this.random, limits.icmpv4);
+    this.udp = new UdpLayer(opts.ipv4 ? this.ipv4 : undefined, undefined, this.random, limits.udp);
+    this.ipv4.register(IPPROTO_UDP, this.udp);
+    this.eth.onBatchEnd(() => this.ipv4.batchEnd());
+    netif.start({
+      frame: (buf, meta) => {
+        try {
+          this.eth.input(buf, meta);
+        } catch (err) {
+          // A bug must not take the stack down with it: count it, keep serving.
+          this.eth.counters.inc("internal_errors");
+          this.onInternalError(err);
+        }
+      },
+      batchEnd: () => this.eth.batchEnd(),
+    });
+    if (opts.ipv4) {
+      const p = parseCidr(opts.ipv4.address, 4);
+      const gw = opts.ipv4.gateway !== undefined ? parseIP(opts.ipv4.gateway) : undefined;
+      if (opts.ipv4.gateway !== undefined && ipFamily(opts.ipv4.gateway) !== 4) throw new TypeError(`invalid IPv4 gateway "${opts.ipv4.gateway}"`);
+      this.ipv4.configure({ address: p.address, prefixLength: p.length, gateway: gw });
+    }
+  }
+
+  /** Build a stack over `opts.netif` and start receiving. */
+  static create(opts: StackOptions): Stack {
+    return new Stack(opts.netif, opts);
+  }
+
+  /** Hook for unexpected exceptions inside the stack (default: print once per kind). */
+  onInternalError: (err: unknown) => void = (err) => {
+    console.error("paf: internal error while processing a frame (frame dropped):", err);
+  };
+
+  /** ICMP echo to an IPv4 or IPv6 address. */
+  ping(host: string, opts?: PingOptions): Promise<PingResult> {
+    const fam = ipFamily(host);
+    if (fam === 4) return this.icmpv4.ping(parseIP(host), opts);
+    return Promise.reject(new TypeError(`cannot ping "${host}": not an IP address this stack can reach`));
+  }
+
+  /** Addresses configured on the stack, as text. */
+  addresses(): string[] {
+    const out: string[] = [];
+    const a4 = this.ipv4.address;
+    if (a4) out.push(formatIP(a4));
+    return out;
+  }
+
+  /** Counters of every layer, by layer name (like `netstat -s`). */
+  stats(): StatsSnapshot {
+    return {
+      netif: { ...this.netif.stats() },
+      ethernet: this.eth.counters.snapshot(),
+      arp: this.arp.counters.snapshot(),
+      ipv4: this.ipv4.counters.snapshot(),
+      icmpv4: this.icmpv4.counters.snapshot(),
+      udp: this.udp.counters.snapshot(),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.udp.close();
+    this.icmpv4.close();
+    this.ipv4.close();
+    this.arp.close();
+    this.timers.close();
+    await this.netif.close();
+  }
+}
+
+function randomMac(r: Random): Uint8Array {
+  const m = r.fill(new Uint8Array(6));
+  m[0] = (m[0]! & 0xfc) | 0x02; // locally administered, unicast
+  return m;
+}

@@ -1,0 +1,262 @@
+/**
+ * UDP (RFC 768, RFC 1122 §4.1) over IPv4 and IPv6, with sockets shaped like node:dgram's.
+ * Checksums are always generated; on receive they are verified, and a zero checksum is
+ * accepted only over IPv4 (RFC 8200 §8.1 makes it mandatory on IPv6).
+ */
+import { EventEmitter } from "node:events";
+import type { IpOutput, IpPacket, UpperProtocol } from "./ip.js";
+import type { Random } from "./core/random.js";
+import { Counters } from "./core/stats.js";
+import { UDP, IPPROTO_UDP, emitUdp, parseUdp, udpChecksumOk } from "./wire/udp.js";
+import { bytesEqual, formatIP, ipFamily, isZero, parseIP } from "./wire/addr.js";
+
+export interface UdpOptions {
+  /** Ephemeral port range for sockets bound to port 0 (RFC 6056). Default 49152-65535. */
+  ephemeralLow?: number;
+  ephemeralHigh?: number;
+  /** Max sockets per stack. Default 4096. */
+  maxSockets?: number;
+}
+
+export interface RemoteInfo {
+  address: string;
+  family: "IPv4" | "IPv6";
+  port: number;
+  size: number;
+}
+
+export type UdpSocketType = "udp4" | "udp6";
+
+type SendCallback = (err: Error | null, bytes?: number) => void;
+
+function sysError(code: string, message: string): Error & { code: string } {
+  const e = new Error(message) as Error & { code: string };
+  e.code = code;
+  return e;
+}
+
+/** A datagram socket on a paf stack. Events: 'listening', 'message' (msg, rinfo), 'error', 'close'. */
+export class UdpSocket extends EventEmitter {
+  /** Local address bytes; empty (all zeros) means any. */
+  localAddr: Uint8Array;
+  localPort = 0;
+  private bound = false;
+  private closed = false;
+
+  constructor(
+    private readonly layer: UdpLayer,
+    readonly type: UdpSocketType,
+  ) {
+    super();
+    this.localAddr = new Uint8Array(type === "udp4" ? 4 : 16);
+  }
+
+  get family(): 4 | 6 {
+    return this.type === "udp4" ? 4 : 6;
+  }
+
+  /** bind([port][, address][, callback]) or bind({ port, address }, callback). Port 0 or omitted picks an ephemeral port. */
+  bind(portOrOpts?: number | { port?: number; address?: string } | (() => void), address?: string | (() => void), cb?: () => void): this {
+    let port = 0;
+    let addr: string | undefined;
+    if (typeof portOrOpts === "function") cb = portOrOpts;
+    else if (typeof portOrOpts === "object" && portOrOpts) {
+      port = portOrOpts.port ?? 0;
+      addr = portOrOpts.address;
+      if (typeof address === "function") cb = address;
+    } else {
+      port = portOrOpts ?? 0;
+      if (typeof address === "function") cb = address;
+      else addr = address;
+    }
+    if (this.bound) throw sysError("ERR_SOCKET_ALREADY_BOUND", "Socket is already bound");
+    if (this.closed) throw sysError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running");
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`invalid port ${port} (0..65535)`);
+    if (addr !== undefined && addr !== "" && addr !== "0.0.0.0" && addr !== "::") {
+      const fam = ipFamily(addr);
+      if (fam !== this.family) throw sysError("EINVAL", `address ${addr} is not an IPv${this.family} address`);
+      const a = parseIP(addr);
+      if (!this.layer.isLocal(a)) throw sysError("EADDRNOTAVAIL", `address ${addr} is not assigned to this stack`);
+      this.localAddr = a;
+    }
+    this.layer.attach(this, port);
+    this.bound = true;
+    if (cb) this.once("listening", cb);
+    queueMicrotask(() => this.emit("listening"));
+    return this;
+  }
+
+  address(): { address: string; family: "IPv4" | "IPv6"; port: number } {
+    if (!this.bound) throw sysError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running");
+    return { address: formatIP(this.localAddr), family: this.family === 4 ? "IPv4" : "IPv6", port: this.localPort };
+  }
+
+  /** send(msg, port, address[, cb]) or send(msg, offset, length, port, address[, cb]). */
+  send(msg: Uint8Array | string, ...args: unknown[]): void {
+    let data = typeof msg === "string" ? Buffer.from(msg) : msg;
+    let i = 0;
+    if (typeof args[0] === "number" && typeof args[1] === "number" && typeof args[2] === "number") {
+      data = data.subarray(args[0], (args[0] as number) + (args[1] as number));
+      i = 2;
+    }
+    const port = args[i] as number;
+    const address = args[i + 1] as string;
+    const cb = (typeof args[i + 2] === "function" ? args[i + 2] : undefined) as SendCallback | undefined;
+    const done = (err: Error | null, n?: number) => {
+      if (cb) queueMicrotask(() => cb(err, n));
+      else if (err) queueMicrotask(() => this.emit("error", err));
+    };
+    if (this.closed) return done(sysError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running"));
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) return done(new RangeError(`invalid destination port ${String(port)}`));
+    if (typeof address !== "string" || ipFamily(address) !== this.family) return done(sysError("EINVAL", `destination ${String(address)} is not an IPv${this.family} address`));
+    if (!this.bound) {
+      this.layer.attach(this, 0);
+      this.bound = true;
+    }
+    const err = this.layer.output(this, parseIP(address), port, data);
+    done(err, err ? undefined : data.length);
+  }
+
+  close(cb?: () => void): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.bound) this.layer.detach(this);
+    if (cb) this.once("close", cb);
+    queueMicrotask(() => this.emit("close"));
+  }
+
+  /** Called by the layer for every datagram to this socket. */
+  deliver(payload: Uint8Array, pkt: IpPacket, srcPort: number): void {
+    const msg = Buffer.from(payload); // copy: the frame buffer is reused
+    this.emit("message", msg, { address: formatIP(pkt.src), family: pkt.family === 4 ? "IPv4" : "IPv6", port: srcPort, size: msg.length } satisfies RemoteInfo);
+  }
+}
+
+export class UdpLayer implements UpperProtocol {
+  readonly counters = new Counters("udp");
+  private readonly ports = new Map<number, UdpSocket[]>(); // key: family*65536 + port
+  private sockets = 0;
+  private readonly low: number;
+  private readonly high: number;
+  private readonly maxSockets: number;
+
+  constructor(
+    private readonly ipv4: IpOutput | undefined,
+    private readonly ipv6: IpOutput | undefined,
+    private readonly random: Random,
+    opts: UdpOptions = {},
+  ) {
+    this.low = opts.ephemeralLow ?? 49152;
+    this.high = opts.ephemeralHigh ?? 65535;
+    this.maxSockets = opts.maxSockets ?? 4096;
+  }
+
+  createSocket(type: UdpSocketType | { type: UdpSocketType }, onMessage?: (msg: Buffer, rinfo: RemoteInfo) => void): UdpSocket {
+    const t = typeof type === "string" ? type : type.type;
+    if (t !== "udp4" && t !== "udp6") throw new TypeError(`invalid socket type "${String(t)}" (udp4 or udp6)`);
+    if ((t === "udp4" && !this.ipv4) || (t === "udp6" && !this.ipv6)) throw sysError("EAFNOSUPPORT", `this stack has no ${t === "udp4" ? "IPv4" : "IPv6"} configured`);
+    const s = new UdpSocket(this, t);
+    if (onMessage) s.on("message", onMessage);
+    return s;
+  }
+
+  isLocal(a: Uint8Array): boolean {
+    return (a.length === 4 ? this.ipv4 : this.ipv6)?.isLocal(a) ?? false;
+  }
+
+  /** Bind a socket to a port (0: an ephemeral one chosen at random, RFC 6056 §3.3.1). */
+  attach(s: UdpSocket, port: number): void {
+    if (this.sockets >= this.maxSockets) throw sysError("EMFILE", `too many UDP sockets (limit ${this.maxSockets})`);
+    const fam = s.family;
+    if (port === 0) {
+      const span = this.high - this.low + 1;
+      let p = this.low + (this.random.u32() % span);
+      for (let i = 0; i < span; i++) {
+        if (!this.ports.has(fam * 65536 + p)) break;
+        p = p === this.high ? this.low : p + 1;
+        if (i === span - 1) throw sysError("EADDRINUSE", "no free ephemeral UDP port");
+      }
+      port = p;
+    }
+    const key = fam * 65536 + port;
+    const list = this.ports.get(key) ?? [];
+    for (const o of list) {
+      if (isZero(o.localAddr) || isZero(s.localAddr) || bytesEqual(o.localAddr, s.localAddr)) {
+        throw sysError("EADDRINUSE", `UDP port ${port} is already in use`);
+      }
+    }
+    list.push(s);
+    this.ports.set(key, list);
+    s.localPort = port;
+    this.sockets++;
+  }
+
+  detach(s: UdpSocket): void {
+    const key = s.family * 65536 + s.localPort;
+    const list = this.ports.get(key);
+    if (!list) return;
+    const i = list.indexOf(s);
+    if (i < 0) return;
+    list.splice(i, 1);
+    if (list.length === 0) this.ports.delete(key);
+    this.sockets--;
+  }
+
+  input(pkt: IpPacket): void {
+    const c = this.counters;
+    c.inc("rx_datagrams");
+    const r = parseUdp(pkt.payload);
+    if (typeof r === "string") return c.drop(r);
+    if (!pkt.csumValid) {
+      if (r.checksum === 0) {
+        if (pkt.family === 6) return c.drop("zero_checksum_ipv6");
+      } else if (!udpChecksumOk(pkt.payload, pkt.src, pkt.dst)) return c.drop("bad_checksum");
+    }
+    const list = this.ports.get(pkt.family * 65536 + r.dstPort);
+    let target: UdpSocket | undefined;
+    if (list) {
+      for (const s of list) {
+        if (bytesEqual(s.localAddr, pkt.dst)) {
+          target = s;
+          break;
+        }
+        if (isZero(s.localAddr)) target = s;
+      }
+    }
+    if (!target) {
+      c.drop("no_socket");
+      const ip = pkt.family === 4 ? this.ipv4 : this.ipv6;
+      if (!pkt.multicast) ip?.sendIcmpError(pkt, "port_unreachable");
+      return;
+    }
+    c.inc("delivered");
+    target.deliver(r.payload, pkt, r.srcPort);
+  }
+
+  icmpError(): void {
+    // Node's dgram reports ICMP errors only on connected sockets; ours are unconnected. Counted.
+    this.counters.inc("icmp_errors");
+  }
+
+  /** Returns an Error if the datagram could not be sent. */
+  output(s: UdpSocket, dst: Uint8Array, port: number, data: Uint8Array): Error | null {
+    const ip = dst.length === 4 ? this.ipv4 : this.ipv6;
+    if (!ip) return sysError("EAFNOSUPPORT", "address family not configured");
+    if (data.length > 65535 - UDP.HEADER_LEN - (dst.length === 4 ? 20 : 0)) return sysError("EMSGSIZE", `datagram of ${data.length} bytes is too large`);
+    const route = ip.route(dst, isZero(s.localAddr) ? undefined : s.localAddr);
+    if (!route) {
+      this.counters.drop("no_route");
+      return sysError("EHOSTUNREACH", `no route to ${formatIP(dst)}`);
+    }
+    const frame = new Uint8Array(route.headroom + UDP.HEADER_LEN + data.length);
+    frame.set(data, route.headroom + UDP.HEADER_LEN);
+    emitUdp(frame, route.headroom, s.localPort, port, data.length, route.src, route.dst);
+    this.counters.inc("tx_datagrams");
+    if (!ip.send(route, IPPROTO_UDP, frame)) return sysError("ENOBUFS", "datagram dropped on output (queue full or too big)");
+    return null;
+  }
+
+  close(): void {
+    for (const list of [...this.ports.values()]) for (const s of [...list]) s.close();
+  }
+}

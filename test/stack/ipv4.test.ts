@@ -1,0 +1,207 @@
+// IPv4, ARP, ICMPv4 and UDP behaviour of one stack, driven frame by frame.
+import { describe, expect, it } from "vitest";
+import { Stack } from "../../stack/stack.js";
+import { VirtualClock } from "../../stack/core/clock.js";
+import { SeededRandom } from "../../stack/core/random.js";
+import { parseArp } from "../../stack/wire/arp.js";
+import { CaptureNetif } from "../helpers/capture.js";
+import { PEER_IP, PEER_MAC, STACK_IP, STACK_MAC, arpReply, arpRequest, decode4, fragments, icmpEcho, ipv4Frame, udpDatagram } from "../helpers/frames.js";
+import { parseIPv4 } from "../../stack/wire/addr.js";
+
+function setup(limits = {}) {
+  const netif = new CaptureNetif();
+  const clock = new VirtualClock();
+  const stack = Stack.create({ netif, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24", gateway: "198.18.0.1" }, clock, random: new SeededRandom(1), limits });
+  netif.take(); // gratuitous ARP
+  // Teach the stack the peer's MAC so replies go out at once.
+  netif.inject(arpReply());
+  netif.take();
+  return { netif, clock, stack };
+}
+
+describe("RFC 826 ARP", () => {
+  it("announces the address with a gratuitous ARP at start", () => {
+    const netif = new CaptureNetif();
+    Stack.create({ netif, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24" }, clock: new VirtualClock(), random: new SeededRandom(1) });
+    const [f] = netif.take();
+    const a = parseArp(f!.subarray(14));
+    if (typeof a === "string") throw new Error(a);
+    expect(a.op).toBe(1);
+    expect(a.spa).toEqual(STACK_IP);
+    expect(a.tpa).toEqual(STACK_IP);
+  });
+
+  it("answers a request for our address and ignores others", () => {
+    const { netif } = setup();
+    netif.inject(arpRequest(STACK_IP));
+    const [reply] = netif.take();
+    const a = parseArp(reply!.subarray(14));
+    if (typeof a === "string") throw new Error(a);
+    expect(a.op).toBe(2);
+    expect(a.sha).toEqual(STACK_MAC);
+    expect(a.tha).toEqual(PEER_MAC);
+    netif.inject(arpRequest(parseIPv4("198.18.0.99")));
+    expect(netif.take()).toHaveLength(0);
+  });
+
+  it("queues packets while resolving, sends them on reply, gives up after retries", async () => {
+    const netif = new CaptureNetif();
+    const clock = new VirtualClock();
+    const stack = Stack.create({ netif, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24" }, clock, random: new SeededRandom(1), limits: { arp: { pendingPerEntry: 2 } } });
+    netif.take();
+    const s = stack.udp.createSocket("udp4");
+    const errors: string[] = [];
+    s.on("error", (e: Error & { code?: string }) => errors.push(e.code ?? ""));
+    for (let i = 0; i < 3; i++) s.send(new Uint8Array([i]), 9, "198.18.0.1");
+    const req = netif.take();
+    expect(req).toHaveLength(1); // one request, datagrams queued
+    expect(stack.stats().arp!["drop_pending_full"]).toBe(1);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(errors).toEqual(["ENOBUFS"]);
+    netif.inject(arpReply());
+    const sent = netif.take().map(decode4);
+    expect(sent.map((d) => d.udp?.payload[0])).toEqual([0, 1]);
+    // Unanswered resolution: 1 + 3 retries, then the queued datagram is dropped.
+    s.send(new Uint8Array([9]), 9, "198.18.0.77");
+    for (let i = 0; i < 5; i++) clock.advance(1000);
+    expect(netif.take()).toHaveLength(4);
+    expect(stack.stats().arp!["drop_unresolved"]).toBe(1);
+  });
+
+  it("keeps the cache bounded", () => {
+    const { netif, stack } = setup({ arp: { cacheSize: 4 } });
+    for (let i = 10; i < 30; i++) netif.inject(arpRequest(STACK_IP, new Uint8Array([2, 0, 0, 0, 1, i]), new Uint8Array([198, 18, 0, i])));
+    expect(stack.arp.entries().length).toBeLessThanOrEqual(4);
+  });
+});
+
+describe("RFC 792 ICMP echo", () => {
+  it("replies to an echo request with the same identifier, sequence and data", () => {
+    const { netif } = setup();
+    const data = new Uint8Array(56).map((_, i) => i);
+    netif.inject(ipv4Frame(1, icmpEcho(8, 0x1234, 7, data)));
+    const [r] = netif.take().map(decode4);
+    expect(r!.ip.dst).toEqual(PEER_IP);
+    expect(r!.icmp!.type).toBe(0);
+    expect(r!.icmp!.rest).toBe((0x1234 << 16) | 7);
+    expect(r!.icmp!.body).toEqual(data);
+  });
+
+  it("ignores echo to the broadcast address (like Linux's icmp_echo_ignore_broadcasts)", () => {
+    const { netif, stack } = setup();
+    netif.inject(ipv4Frame(1, icmpEcho(8, 1, 1, new Uint8Array(8)), { dst: parseIPv4("198.18.0.255"), dstMac: new Uint8Array(6).fill(255) }));
+    expect(netif.take()).toHaveLength(0);
+    expect(stack.stats().icmpv4!["drop_echo_broadcast_ignored"]).toBe(1);
+  });
+
+  it("RFC 791 reassembles a fragmented echo request and fragments the reply to the MTU", () => {
+    const { netif } = setup();
+    const data = new Uint8Array(4000).map((_, i) => (i * 7) & 0xff);
+    const msg = icmpEcho(8, 1, 1, data);
+    const frags = fragments(1, msg, 1480, 4242);
+    // Deliver out of order.
+    for (const f of [frags[2]!, frags[0]!, frags[1]!]) netif.inject(f);
+    const out = netif.take().map(decode4);
+    expect(out.length).toBe(3);
+    for (const o of out) expect(o.ip.totalLen).toBeLessThanOrEqual(1500);
+    const ident = out[0]!.ip.ident;
+    expect(out.every((o) => o.ip.ident === ident)).toBe(true);
+    const whole = new Uint8Array(8 + 4000);
+    for (const o of out) whole.set(o.ip.payload, o.ip.fragOffset);
+    expect(out[out.length - 1]!.ip.moreFragments).toBe(false);
+    expect(whole[0]).toBe(0);
+    expect(whole.subarray(8)).toEqual(data);
+  });
+
+  it("drops a datagram with overlapping fragments (RFC 5722 policy) and delivers nothing", () => {
+    const { netif, stack } = setup();
+    const msg = icmpEcho(8, 1, 2, new Uint8Array(3000));
+    netif.inject(ipv4Frame(1, msg.subarray(0, 1480), { ident: 9, moreFragments: true }));
+    netif.inject(ipv4Frame(1, msg.subarray(1472, 2952), { ident: 9, fragOffset: 1472, moreFragments: true }));
+    netif.inject(ipv4Frame(1, msg.subarray(2952), { ident: 9, fragOffset: 2952 }));
+    expect(netif.take()).toHaveLength(0);
+    expect(stack.stats().ipv4!["drop_frag_overlap"]).toBe(1);
+  });
+
+  it("bounds reassembly and times out incomplete datagrams with ICMP time exceeded", () => {
+    const { netif, clock, stack } = setup({ ipv4: { reassembly: { maxDatagrams: 4, timeoutMs: 1000 } } });
+    for (let id = 0; id < 10; id++) netif.inject(ipv4Frame(17, new Uint8Array(64), { ident: id, moreFragments: true }));
+    expect(stack.ipv4.reassemblyState().inProgress).toBe(4);
+    expect(stack.stats().ipv4!["drop_reassembly_full"]).toBe(6);
+    clock.advance(1001);
+    expect(stack.ipv4.reassemblyState()).toEqual({ inProgress: 0, bufferedBytes: 0 });
+    const errs = netif.take().map(decode4);
+    expect(errs.length).toBe(4);
+    expect(errs.every((e) => e.icmp?.type === 11 && e.icmp.code === 1)).toBe(true);
+  });
+
+  it("pings a peer and reports the round trip on the injected clock", async () => {
+    const { netif, clock, stack } = setup();
+    const p = stack.ping("198.18.0.1", { size: 32 });
+    const [req] = netif.take().map(decode4);
+    expect(req!.icmp!.type).toBe(8);
+    clock.advance(5);
+    const id = req!.icmp!.rest >>> 16;
+    const seq = req!.icmp!.rest & 0xffff;
+    netif.inject(ipv4Frame(1, icmpEcho(0, id, seq, req!.icmp!.body)));
+    const r = await p;
+    expect(r.rtt).toBe(5);
+    expect(r.bytes).toBe(32);
+  });
+
+  it("a ping with no answer times out with ETIMEDOUT", async () => {
+    const { clock, stack } = setup();
+    const p = stack.ping("198.18.0.1", { timeoutMs: 100 });
+    clock.advance(101);
+    await expect(p).rejects.toMatchObject({ code: "ETIMEDOUT" });
+  });
+});
+
+describe("RFC 768 UDP", () => {
+  it("delivers to a bound socket and sends replies with a valid checksum", async () => {
+    const { netif, stack } = setup();
+    const s = stack.udp.createSocket("udp4");
+    const got: Array<[string, number, string]> = [];
+    s.on("message", (m, r) => {
+      got.push([Buffer.from(m).toString(), r.port, r.address]);
+      s.send(m, r.port, r.address);
+    });
+    s.bind(7);
+    netif.inject(ipv4Frame(17, udpDatagram(40000, 7, Buffer.from("hello"))));
+    expect(got).toEqual([["hello", 40000, "198.18.0.1"]]);
+    await new Promise((r) => setTimeout(r, 0));
+    const [o] = netif.take().map(decode4);
+    expect(o!.udp!.dstPort).toBe(40000);
+    expect(Buffer.from(o!.udp!.payload).toString()).toBe("hello");
+  });
+
+  it("drops bad checksums and answers closed ports with rate-limited port unreachable", () => {
+    const { netif, stack } = setup({ icmpv4: { errorRate: 1, errorBurst: 3 } });
+    const bad = ipv4Frame(17, udpDatagram(1, 7, new Uint8Array([1, 2, 3])));
+    bad[bad.length - 1] ^= 0xff;
+    netif.inject(bad);
+    expect(stack.stats().udp!["drop_bad_checksum"]).toBe(1);
+    for (let i = 0; i < 10; i++) netif.inject(ipv4Frame(17, udpDatagram(1, 9999, new Uint8Array(4))));
+    const errs = netif.take().map(decode4);
+    expect(errs.length).toBe(3);
+    expect(errs[0]!.icmp!.type).toBe(3);
+    expect(errs[0]!.icmp!.code).toBe(3);
+    expect(stack.stats().icmpv4!["drop_error_rate_limited"]).toBe(7);
+  });
+
+  it("rejects binding a used port and an address that is not ours", () => {
+    const { stack } = setup();
+    stack.udp.createSocket("udp4").bind(5000);
+    expect(() => stack.udp.createSocket("udp4").bind(5000)).toThrow(expect.objectContaining({ code: "EADDRINUSE" }));
+    expect(() => stack.udp.createSocket("udp4").bind(5001, "198.18.0.9")).toThrow(expect.objectContaining({ code: "EADDRNOTAVAIL" }));
+  });
+
+  it("routes off-link destinations through the gateway", async () => {
+    const { netif, stack } = setup();
+    stack.udp.createSocket("udp4").send(new Uint8Array(1), 53, "198.19.5.5");
+    await new Promise((r) => setTimeout(r, 0));
+    const [f] = netif.take();
+    expect(f!.subarray(0, 6)).toEqual(PEER_MAC); // the gateway's MAC
+    expect(decode4(f!).ip.dst).toEqual(parseIPv4("198.19.5.5"));
+  });
+});
