@@ -1,6 +1,8 @@
 /** Small helpers for CLI argument validation: every error names the option and what was expected. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);
@@ -8,9 +10,9 @@ export class UsageError extends Error {
   }
 }
 
-export function parse<T extends ParseArgsConfig["options"]>(argv: string[], options: T, allowPositionals = false) {
+export function parse<const T extends Options>(argv: string[], options: T, allowPositionals = false) {
   try {
-    return parseArgs({ args: argv, options: options!, strict: true, allowPositionals });
+    return parseArgs({ args: argv, options, strict: true, allowPositionals });
   } catch (e) {
     const err = e as Error & { code?: string };
     // Node's messages already name the option ("Unknown option '--foo'"); keep them, drop the stack.

@@ -13,7 +13,7 @@ import type { TimerQueue, Timer } from "./core/timers.js";
 import { Counters } from "./core/stats.js";
 import { ARP_REPLY, ARP_REQUEST, ARP, emitArp, parseArp } from "./wire/arp.js";
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH } from "./wire/ethernet.js";
-import { BROADCAST_MAC, ZERO_MAC, ipv4ToU32, isZero } from "./wire/addr.js";
+import { BROADCAST_MAC, ZERO_MAC, copyBytes, ipv4ToU32, isZero } from "./wire/addr.js";
 
 export interface ArpOptions {
   /** Max entries (resolved + pending). Default 1024. */
@@ -61,7 +61,7 @@ export class ArpLayer {
 
   /** Set our address and announce it with a gratuitous ARP (RFC 5227 §2.3 announcement). */
   setAddress(ip: Uint8Array, announce = true): void {
-    this.addrBytes = ip.slice();
+    this.addrBytes = copyBytes(ip);
     this.addr = ipv4ToU32(ip);
     if (announce) this.sendArp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, ip);
   }
@@ -174,7 +174,7 @@ export class ArpLayer {
   }
 
   private learn(e: Entry, mac: Uint8Array): void {
-    e.mac = mac.slice();
+    e.mac = copyBytes(mac);
     e.expires = this.timers.now() + this.opts.cacheTtlMs;
     if (e.timer) this.timers.cancel(e.timer);
     const q = e.pending;

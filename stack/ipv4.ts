@@ -13,7 +13,7 @@ import { Counters } from "./core/stats.js";
 import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
 import { IPV4, emitIpv4, parseIpv4 } from "./wire/ipv4.js";
 import { ETH, ETHERTYPE_IPV4 } from "./wire/ethernet.js";
-import { BROADCAST_MAC, inPrefix, ipv4MulticastMac, ipv4ToU32, u32ToIPv4 } from "./wire/addr.js";
+import { BROADCAST_MAC, copyBytes, inPrefix, ipv4MulticastMac, ipv4ToU32, u32ToIPv4 } from "./wire/addr.js";
 
 export interface Ipv4Config {
   address: Uint8Array;
@@ -185,7 +185,7 @@ export class Ipv4Layer implements IpOutput {
     if (src && !(src.length === 4 && (ipv4ToU32(src) === this.addr || ipv4ToU32(src) === 0))) return undefined;
     const d = ipv4ToU32(dst);
     const headroom = ETH.HEADER_LEN + IPV4.MIN_HEADER_LEN;
-    const base = { family: 4 as const, src: this.cfg.address, dst, headroom };
+    const base = { family: 4 as const, src: this.cfg.address, dst: copyBytes(dst), headroom };
     if (d === this.addr) return { ...base, mtu: 65535, nextHop: d, fixedMac: undefined, local: true };
     if (this.isBroadcast(d)) return { ...base, mtu: this.linkMtu, nextHop: 0, fixedMac: BROADCAST_MAC, local: false };
     if (d >>> 28 === 0xe) return { ...base, mtu: this.linkMtu, nextHop: 0, fixedMac: ipv4MulticastMac(dst), local: false };

@@ -10,6 +10,7 @@
  */
 import type { TimerQueue, Timer } from "./core/timers.js";
 import type { Counters } from "./core/stats.js";
+import { copyBytes } from "./wire/addr.js";
 
 export interface ReassemblyOptions {
   /** Datagrams being reassembled at once. Default 64. */
@@ -124,10 +125,10 @@ export class Reassembler {
       this.kill(p);
       return undefined;
     }
-    p.frags.push({ offset, data: data.slice() });
+    p.frags.push({ offset, data: copyBytes(data) });
     p.bytes += data.length;
     this.bytes += data.length;
-    if (offset === 0 && packet) p.first = packet.slice(0, Math.min(packet.length, 576));
+    if (offset === 0 && packet) p.first = copyBytes(packet, 0, Math.min(packet.length, 576));
     if (p.total < 0 || p.bytes !== p.total) return undefined;
     // Complete: no overlaps and the byte count matches, so there are no holes.
     const out = new Uint8Array(p.total);

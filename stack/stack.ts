@@ -16,7 +16,7 @@ import { Icmpv4, type Icmpv4Options } from "./icmpv4.js";
 import { UdpLayer, type UdpOptions } from "./udp.js";
 import type { PingOptions, PingResult } from "./ping.js";
 import { IPPROTO_UDP } from "./wire/udp.js";
-import { formatIP, formatMac, ipFamily, parseCidr, parseIP, parseMac } from "./wire/addr.js";
+import { copyBytes, formatIP, formatMac, ipFamily, parseCidr, parseIP, parseMac } from "./wire/addr.js";
 
 export interface StackLimits {
   arp?: ArpOptions;
@@ -55,7 +55,7 @@ export class Stack {
     this.clock = opts.clock ?? new RealClock();
     this.random = opts.random ?? new CryptoRandom();
     this.timers = new TimerQueue(this.clock);
-    this.mac = opts.mac === undefined ? randomMac(this.random) : typeof opts.mac === "string" ? parseMac(opts.mac) : opts.mac.slice();
+    this.mac = opts.mac === undefined ? randomMac(this.random) : typeof opts.mac === "string" ? parseMac(opts.mac) : copyBytes(opts.mac);
     if (this.mac[0]! & 1) throw new TypeError(`MAC ${formatMac(this.mac)} is a multicast address; a stack needs a unicast MAC`);
     this.mtu = opts.mtu ?? netif.mtu;
     if (!Number.isInteger(this.mtu) || this.mtu < 576 || this.mtu > 65535) throw new RangeError(`invalid MTU ${this.mtu} (576..65535)`);

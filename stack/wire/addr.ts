@@ -214,3 +214,11 @@ export function ipKey(a: Uint8Array, off = 0, len = a.length): string {
   for (let i = 0; i < len; i++) s += String.fromCharCode(a[off + i]!);
   return s;
 }
+
+/**
+ * A real copy of bytes. (Buffer.prototype.slice returns a *view*, so `x.slice()` on a frame that
+ * came from a netif slab would alias memory that the next batch overwrites.)
+ */
+export function copyBytes(a: Uint8Array, start = 0, end = a.length): Uint8Array {
+  return Uint8Array.prototype.slice.call(a, start, end);
+}

@@ -14,10 +14,19 @@ export class CaptureNetif implements Netif {
   start(rx: NetifReceiver): void {
     this.rx = rx;
   }
-  /** Deliver one frame to the stack synchronously, then end the batch. */
+  /** One reused receive slot, like a TAP's slab: a Buffer, overwritten after every frame. */
+  private readonly slot = Buffer.alloc(70000);
+
+  /**
+   * Deliver one frame to the stack synchronously, then end the batch. The frame is copied into a
+   * reused Buffer slot that is scribbled over afterwards, so a layer that keeps a view of a
+   * received frame (instead of copying) is caught by the tests.
+   */
   inject(frame: Uint8Array): void {
     this.st.rxFrames++;
-    this.rx?.frame(frame);
+    this.slot.set(frame);
+    this.rx?.frame(this.slot.subarray(0, frame.length));
+    this.slot.fill(0xa5, 0, frame.length);
     this.rx?.batchEnd?.();
   }
   send(frame: Uint8Array): boolean {

@@ -1,0 +1,90 @@
+// The stack on a real TAP device, with the Linux kernel in a network namespace as the peer:
+// ping / ping6 (also with fragmentation), flood ping, UDP echo over both families, neighbour
+// tables. Needs root and /dev/net/tun (CI has both).
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Netns, privileged, sh } from "../helpers/netns.js";
+import { TapNetif } from "../../stack/netif/tap.js";
+import { Stack } from "../../stack/stack.js";
+import { formatMac } from "../../stack/wire/addr.js";
+
+const run = privileged();
+
+describe.skipIf(!run)("L2/L3 over TAP with the Linux kernel as peer", () => {
+  let ns: Netns;
+  let stack: Stack;
+  const TAP = "paft" + (process.pid % 100000);
+
+  beforeAll(async () => {
+    ns = await Netns.create("l3");
+    const netif = TapNetif.open(TAP, { netns: ns.path, up: true });
+    stack = Stack.create({
+      netif,
+      mac: "02:00:5e:00:00:02",
+      ipv4: { address: "198.18.0.2/24", gateway: "198.18.0.1" },
+      ...({ ipv6: { address: "2001:db8::2/64" } } as object),
+    });
+    const echo4 = stack.udp.createSocket("udp4");
+    echo4.on("message", (m, r) => echo4.send(m, r.port, r.address));
+    echo4.bind(7);
+    await ns.kernelSide(TAP);
+    const ready = (stack as unknown as { ready?: () => Promise<void> }).ready;
+    if (ready) await ready.call(stack);
+  });
+
+  afterAll(async () => {
+    await stack?.close();
+    await ns?.destroy();
+  });
+
+  it("answers ping (RFC 792 echo) from the kernel", async () => {
+    const r = await ns.exec("ping", ["-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"]);
+    expect(r.stdout).toMatch(/3 packets transmitted, 3 received/);
+  });
+
+  it("the kernel's neighbour table holds the stack's MAC (ARP answered)", async () => {
+    const r = await ns.ip("neigh", "show", "dev", TAP);
+    expect(r.stdout).toContain("198.18.0.2 lladdr " + formatMac(stack.mac));
+  });
+
+  it("answers ping -s 4000: reassembles the kernel's fragments and fragments its reply", async () => {
+    const before = stack.stats().ipv4!["reassembled"] ?? 0;
+    const r = await ns.exec("ping", ["-c", "2", "-i", "0.2", "-W", "2", "-s", "4000", "198.18.0.2"]);
+    expect(r.stdout).toMatch(/2 packets transmitted, 2 received/);
+    expect(r.stdout).toMatch(/4008 bytes from 198\.18\.0\.2/);
+    expect((stack.stats().ipv4!["reassembled"] ?? 0) - before).toBe(2);
+    expect(stack.stats().ipv4!["tx_fragments"] ?? 0).toBeGreaterThanOrEqual(6);
+  });
+
+  it("loses nothing under flood ping (2000 echo requests)", async () => {
+    const r = await ns.exec("ping", ["-f", "-c", "2000", "-W", "2", "198.18.0.2"], 60_000);
+    expect(r.stdout).toMatch(/2000 packets transmitted, 2000 received, 0% packet loss/);
+  });
+
+  it("pings the kernel from the stack", async () => {
+    const r = await stack.ping("198.18.0.1", { timeoutMs: 2000 });
+    expect(r.bytes).toBe(56);
+    expect(r.ttl).toBe(64);
+  });
+
+  it("echoes UDP over IPv4 (RFC 862) to socat in the namespace", async () => {
+    const msg = "paf udp echo " + Date.now();
+    const r = await sh("bash", ["-c", `echo '${msg}' | ip netns exec ${ns.name} timeout 5 socat -t 2 - UDP4:198.18.0.2:7`]);
+    expect(r.stdout.trim()).toBe(msg);
+  });
+
+  it("answers a closed UDP port with ICMP port unreachable (nc sees ECONNREFUSED)", async () => {
+    const r = await ns.exec("python3", ["-c", `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.connect(("198.18.0.2", 9))
+s.send(b"x")
+try:
+    s.recv(10)
+    print("no error")
+except ConnectionRefusedError:
+    print("refused")
+`]);
+    expect(r.stdout.trim()).toBe("refused");
+  });
+});
