@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
+export type Parsed<T extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: T; strict: true; allowPositionals: boolean }>>;
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -10,7 +11,7 @@ export class UsageError extends Error {
   }
 }
 
-export function parse<const T extends Options>(argv: string[], options: T, allowPositionals = false) {
+export function parse<const T extends Options>(argv: string[], options: T, allowPositionals = false): Parsed<T> {
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals });
   } catch (e) {

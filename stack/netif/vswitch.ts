@@ -1,0 +1,189 @@
+/**
+ * An in-process Ethernet switch with MAC learning, so many stacks talk inside one process with
+ * no kernel and no root; and a point-to-point link (a two-port switch without learning).
+ *
+ * Delivery semantics (tests rely on them): a frame passed to `port.send()` is delivered
+ * asynchronously, in a setImmediate callback (the check phase after the current tick), together
+ * with every other frame sent until then, in send order. Each receiving port gets its frames
+ * followed by one `batchEnd()`. Nothing depends on a clock: tests on a VirtualClock only need
+ * to `await new Promise(r => setImmediate(r))` for frames to cross. Received frames are read-only
+ * (a flooded frame is the same buffer at every port).
+ */
+import { emptyNetifStats, ETH_HEADER_LEN, type Netif, type NetifFeatures, type NetifReceiver, type NetifStats, DEFAULT_MTU } from "./netif.js";
+import type { Clock } from "../core/clock.js";
+import { ipKey } from "../wire/addr.js";
+
+export interface VirtualSwitchOptions {
+  /** L3 MTU of every port. Default 1500. */
+  mtu?: number;
+  /** MAC table entries; the oldest is evicted when full. Default 1024. */
+  macTableSize?: number;
+  /** Learned entries older than this are forgotten (ms). Default 300000. Needs `clock`. */
+  macAgeMs?: number;
+  /** Clock for MAC ageing; without one entries never age (only the size bound applies). */
+  clock?: Clock;
+  /** Called for every frame entering the switch (for tests and traces). */
+  onFrame?: (frame: Uint8Array, from: SwitchPort) => void;
+}
+
+export class SwitchPort implements Netif {
+  readonly features: NetifFeatures;
+  rx: NetifReceiver | undefined;
+  closed = false;
+  readonly st: NetifStats = emptyNetifStats();
+  inbox: Uint8Array[] = [];
+
+  constructor(
+    private readonly sw: VirtualSwitch,
+    readonly name: string,
+    readonly mtu: number,
+  ) {
+    this.features = { checksumOffload: false, maxFrameSize: mtu + ETH_HEADER_LEN };
+  }
+
+  start(rx: NetifReceiver): void {
+    this.rx = rx;
+  }
+
+  send(frame: Uint8Array): boolean {
+    if (this.closed) return false;
+    if (frame.length > this.mtu + ETH_HEADER_LEN || frame.length < ETH_HEADER_LEN) {
+      this.st.txDropped++;
+      return false;
+    }
+    this.st.txFrames++;
+    this.st.txBytes += frame.length;
+    this.sw.forward(this, frame);
+    return true;
+  }
+
+  stats(): NetifStats {
+    return { ...this.st };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.rx = undefined;
+    this.sw.detach(this);
+  }
+}
+
+interface MacEntry {
+  port: SwitchPort;
+  seen: number;
+}
+
+export class VirtualSwitch {
+  private readonly ports: SwitchPort[] = [];
+  private readonly table = new Map<string, MacEntry>();
+  private readonly mtu: number;
+  private readonly tableSize: number;
+  private readonly ageMs: number;
+  private pendingPorts = new Set<SwitchPort>();
+  private scheduled = false;
+  private seq = 0;
+  /** Counters: frames forwarded, flooded, dropped (oversize), MAC entries evicted. */
+  readonly counters = { forwarded: 0, flooded: 0, evicted: 0 };
+
+  constructor(
+    private readonly opts: VirtualSwitchOptions = {},
+    private readonly learning = true,
+  ) {
+    this.mtu = opts.mtu ?? DEFAULT_MTU;
+    this.tableSize = opts.macTableSize ?? 1024;
+    this.ageMs = opts.macAgeMs ?? 300_000;
+  }
+
+  /** A point-to-point cable: two netifs, each delivering to the other. */
+  static pair(opts: Omit<VirtualSwitchOptions, "macTableSize" | "macAgeMs"> = {}): [Netif, Netif] {
+    const sw = new VirtualSwitch(opts, false);
+    return [sw.port("p2p:0"), sw.port("p2p:1")];
+  }
+
+  port(name?: string): SwitchPort {
+    const p = new SwitchPort(this, name ?? `vswitch:${this.ports.length}`, this.mtu);
+    this.ports.push(p);
+    return p;
+  }
+
+  /** Number of learned MAC entries. */
+  get macEntries(): number {
+    return this.table.size;
+  }
+
+  detach(p: SwitchPort): void {
+    const i = this.ports.indexOf(p);
+    if (i >= 0) this.ports.splice(i, 1);
+    for (const [k, e] of this.table) if (e.port === p) this.table.delete(k);
+    p.inbox = [];
+  }
+
+  forward(from: SwitchPort, frame: Uint8Array): void {
+    this.opts.onFrame?.(frame, from);
+    const now = this.opts.clock?.now() ?? this.seq++;
+    if (this.learning && (frame[6]! & 1) === 0) this.learn(ipKey(frame, 6, 6), from, now);
+    if (this.learning && (frame[0]! & 1) === 0) {
+      const e = this.table.get(ipKey(frame, 0, 6));
+      if (e && (!this.opts.clock || now - e.seen <= this.ageMs)) {
+        if (e.port !== from) this.enqueue(e.port, frame);
+        this.counters.forwarded++;
+        return;
+      }
+    }
+    // Broadcast, multicast or unknown unicast: flood to every other port.
+    this.counters.flooded++;
+    for (const p of this.ports) if (p !== from) this.enqueue(p, frame);
+  }
+
+  private learn(key: string, port: SwitchPort, now: number): void {
+    const e = this.table.get(key);
+    if (e) {
+      e.port = port;
+      e.seen = now;
+      // Re-insert so Map order stays oldest-first for eviction.
+      this.table.delete(key);
+      this.table.set(key, e);
+      return;
+    }
+    if (this.table.size >= this.tableSize) {
+      const oldest = this.table.keys().next().value as string;
+      this.table.delete(oldest);
+      this.counters.evicted++;
+    }
+    this.table.set(key, { port, seen: now });
+  }
+
+  private enqueue(p: SwitchPort, frame: Uint8Array): void {
+    if (p.closed) return;
+    p.inbox.push(frame);
+    this.pendingPorts.add(p);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      // setImmediate, not a microtask: two stacks answering each other must not starve the
+      // event loop (timers, I/O) the way an endless microtask chain would.
+      setImmediate(() => this.deliver());
+    }
+  }
+
+  private deliver(): void {
+    this.scheduled = false;
+    const ports = this.pendingPorts;
+    this.pendingPorts = new Set();
+    for (const p of ports) {
+      const batch = p.inbox;
+      p.inbox = [];
+      const rx = p.rx;
+      if (!rx || p.closed) {
+        p.st.rxDropped += batch.length;
+        continue;
+      }
+      for (const f of batch) {
+        p.st.rxFrames++;
+        p.st.rxBytes += f.length;
+        rx.frame(f);
+      }
+      rx.batchEnd?.();
+    }
+  }
+}
