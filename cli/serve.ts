@@ -49,7 +49,7 @@ export function parseServeArgs(argv: string[]): ServeConfig {
   if (!values.tap) throw new UsageError("--tap NAME is required (the TAP device paf owns)");
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(values.tap)) throw new UsageError(`--tap: "${values.tap}" is not a valid interface name (1-15 characters: letters, digits, _ . -)`);
   if (!values.ipv4 && !values.ipv6 && !values.slaac) throw new UsageError("give at least one address: --ipv4 CIDR, --ipv6 CIDR or --slaac");
-  const stack: Omit<StackOptions, "netif"> & { ipv6?: unknown } = {};
+  const stack: Omit<StackOptions, "netif"> = {};
   let gw4: string | undefined;
   let gw6: string | undefined;
   for (const g of values.gateway ?? []) {
@@ -75,7 +75,7 @@ export function parseServeArgs(argv: string[]): ServeConfig {
         throw new UsageError(`--ipv6: ${(e as Error).message}`);
       }
     }
-    (stack as { ipv6?: object }).ipv6 = {
+    stack.ipv6 = {
       ...(values.ipv6 ? { address: values.ipv6 } : {}),
       ...(gw6 ? { gateway: gw6 } : {}),
       ...(values.slaac ? { slaac: true } : {}),
@@ -114,8 +114,7 @@ export async function serve(argv: string[]): Promise<number> {
   if (cfg.pcap) netif = new PcapNetif(netif, cfg.pcap);
   const stack = Stack.create({ netif, ...cfg.stack });
   const services = await startServices(stack, cfg.services);
-  const ready = (stack as unknown as { ready?: () => Promise<void> }).ready;
-  if (ready) await ready.call(stack);
+  await stack.ready();
   const addrs = stack.addresses().join(" ");
   console.log(`listening on ${cfg.tap} mac ${formatMacText(stack.mac)} ${addrs}${cfg.services.length ? " services " + cfg.services.join(",") : ""}`);
   await new Promise<void>((resolve) => {

@@ -23,7 +23,7 @@ function udpEcho(stack: Stack): RunningService[] {
   const out: RunningService[] = [];
   const fams: Array<"udp4" | "udp6"> = [];
   if (stack.ipv4.address) fams.push("udp4");
-  if ((stack as unknown as { ipv6?: unknown }).ipv6) fams.push("udp6");
+  if (stack.ipv6) fams.push("udp6");
   for (const t of fams) {
     const s = stack.udp.createSocket(t);
     // RFC 862: send back whatever arrives, to where it came from.

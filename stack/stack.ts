@@ -14,15 +14,33 @@ import { ArpLayer, type ArpOptions } from "./arp.js";
 import { Ipv4Layer, type Ipv4Options } from "./ipv4.js";
 import { Icmpv4, type Icmpv4Options } from "./icmpv4.js";
 import { UdpLayer, type UdpOptions } from "./udp.js";
+import { Ipv6Layer, type Ipv6Options, type Ipv6Address } from "./ipv6.js";
+import { Ndp, type NdpOptions } from "./ndp.js";
+import { Icmpv6, type Icmpv6Options } from "./icmpv6.js";
+import type { Timer } from "./core/timers.js";
 import type { PingOptions, PingResult } from "./ping.js";
 import { IPPROTO_UDP } from "./wire/udp.js";
-import { copyBytes, formatIP, formatMac, ipFamily, parseCidr, parseIP, parseMac } from "./wire/addr.js";
+import { copyBytes, linkLocalFromMac, formatIP, formatMac, ipFamily, parseCidr, parseIP, parseMac } from "./wire/addr.js";
 
 export interface StackLimits {
   arp?: ArpOptions;
   ipv4?: Ipv4Options;
   icmpv4?: Icmpv4Options;
   udp?: UdpOptions;
+  ipv6?: Ipv6Options;
+  ndp?: NdpOptions;
+  icmpv6?: Icmpv6Options;
+}
+
+export interface Ipv6Config {
+  /** A static address with its prefix, e.g. "2001:db8::2/64" (the prefix becomes on-link). */
+  address?: string;
+  /** Static default router (otherwise routers from router advertisements are used). */
+  gateway?: string;
+  /** Form addresses from router advertisements (RFC 4862 SLAAC). Default false. */
+  slaac?: boolean;
+  /** Run duplicate address detection (RFC 4862 §5.4) before using an address. Default true. */
+  dad?: boolean;
 }
 
 export interface StackOptions {
@@ -31,6 +49,8 @@ export interface StackOptions {
   mac?: string | Uint8Array;
   /** IPv4 configuration; omit for an IPv6-only stack. */
   ipv4?: { address: string; gateway?: string };
+  /** IPv6 configuration; `{}` gives a link-local address only. Omit for an IPv4-only stack. */
+  ipv6?: Ipv6Config;
   /** L3 MTU; default the netif's. */
   mtu?: number;
   limits?: StackLimits;
@@ -49,7 +69,12 @@ export class Stack {
   readonly ipv4: Ipv4Layer;
   readonly icmpv4: Icmpv4;
   readonly udp: UdpLayer;
+  readonly ipv6: Ipv6Layer | undefined;
+  readonly ndp: Ndp | undefined;
+  readonly icmpv6: Icmpv6 | undefined;
   private closed = false;
+  private readonly pendingDad: Promise<void>[] = [];
+  private housekeeping: Timer | undefined;
 
   private constructor(readonly netif: Netif, opts: StackOptions) {
     this.clock = opts.clock ?? new RealClock();
@@ -64,9 +89,20 @@ export class Stack {
     this.arp = new ArpLayer(this.eth, this.timers, limits.arp);
     this.ipv4 = new Ipv4Layer(this.eth, this.arp, this.timers, this.random, this.mtu, limits.ipv4);
     this.icmpv4 = new Icmpv4(this.ipv4, this.timers, this.random, limits.icmpv4);
-    this.udp = new UdpLayer(opts.ipv4 ? this.ipv4 : undefined, undefined, this.random, limits.udp);
+    if (opts.ipv6) {
+      this.ipv6 = new Ipv6Layer(this.eth, this.timers, this.random, this.mtu, limits.ipv6);
+      const ndpOpts = { ...limits.ndp, ...(opts.ipv6.dad === false ? { dadTransmits: 0 } : {}) };
+      this.ndp = new Ndp(this.ipv6, this.eth, this.timers, this.random, ndpOpts);
+      this.ndp.slaac = opts.ipv6.slaac ?? false;
+      this.icmpv6 = new Icmpv6(this.ipv6, this.ndp, this.timers, this.random, limits.icmpv6);
+    }
+    this.udp = new UdpLayer(opts.ipv4 ? this.ipv4 : undefined, this.ipv6, this.random, limits.udp);
     this.ipv4.register(IPPROTO_UDP, this.udp);
-    this.eth.onBatchEnd(() => this.ipv4.batchEnd());
+    this.ipv6?.register(IPPROTO_UDP, this.udp);
+    this.eth.onBatchEnd(() => {
+      this.ipv4.batchEnd();
+      this.ipv6?.batchEnd();
+    });
     netif.start({
       frame: (buf, meta) => {
         try {
@@ -85,6 +121,55 @@ export class Stack {
       if (opts.ipv4.gateway !== undefined && ipFamily(opts.ipv4.gateway) !== 4) throw new TypeError(`invalid IPv4 gateway "${opts.ipv4.gateway}"`);
       this.ipv4.configure({ address: p.address, prefixLength: p.length, gateway: gw });
     }
+    if (opts.ipv6 && this.ipv6 && this.ndp) {
+      const v6 = opts.ipv6;
+      if (v6.gateway !== undefined) {
+        if (ipFamily(v6.gateway) !== 6) throw new TypeError(`invalid IPv6 gateway "${v6.gateway}"`);
+        this.ipv6.gateway = parseIP(v6.gateway);
+      }
+      const ll = this.ndp.addAddress(linkLocalFromMac(this.mac), 64, "link-local");
+      this.pendingDad.push(this.dadDone(ll));
+      this.pendingDad.at(-1)!.catch(() => {}); // reported through ready(), never as unhandled
+      if (v6.address) {
+        const p = parseCidr(v6.address, 6);
+        this.pendingDad.push(this.dadDone(this.ndp.addAddress(p.address, p.length, "static")));
+        this.pendingDad.at(-1)!.catch(() => {});
+      }
+      // Lifetimes of addresses, prefixes and routers are checked once a second.
+      this.housekeeping = this.timers.timer(() => {
+        this.ndp?.expire();
+        this.timers.arm(this.housekeeping!, 1000);
+      });
+      this.timers.arm(this.housekeeping, 1000);
+    }
+  }
+
+  private dadDone(a: Ipv6Address): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (a.state === "preferred" || a.state === "deprecated") return resolve();
+      const ok = (x: Ipv6Address) => {
+        if (x !== a) return;
+        this.ndp!.off("dad-ok", ok).off("dad-failed", bad);
+        resolve();
+      };
+      const bad = (x: Ipv6Address) => {
+        if (x !== a) return;
+        this.ndp!.off("dad-ok", ok).off("dad-failed", bad);
+        const e = new Error(`duplicate address detected: ${formatIP(a.address)} is already in use on the link (RFC 4862 DAD)`) as Error & { code: string };
+        e.code = "EADDRINUSE";
+        reject(e);
+      };
+      this.ndp!.on("dad-ok", ok).on("dad-failed", bad);
+    });
+  }
+
+  /**
+   * Resolves when the configured addresses are usable: at once for IPv4, after duplicate
+   * address detection for IPv6 (about one RetransTimer, 1 s). Rejects with EADDRINUSE naming the
+   * address if DAD found a duplicate.
+   */
+  async ready(): Promise<void> {
+    await Promise.all(this.pendingDad);
   }
 
   /** Build a stack over `opts.netif` and start receiving. */
@@ -101,6 +186,7 @@ export class Stack {
   ping(host: string, opts?: PingOptions): Promise<PingResult> {
     const fam = ipFamily(host);
     if (fam === 4) return this.icmpv4.ping(parseIP(host), opts);
+    if (fam === 6 && this.icmpv6) return this.icmpv6.ping(parseIP(host), opts);
     return Promise.reject(new TypeError(`cannot ping "${host}": not an IP address this stack can reach`));
   }
 
@@ -109,6 +195,7 @@ export class Stack {
     const out: string[] = [];
     const a4 = this.ipv4.address;
     if (a4) out.push(formatIP(a4));
+    for (const a of this.ipv6?.addresses ?? []) if (a.state !== "duplicate") out.push(formatIP(a.address) + (a.state === "tentative" ? " (tentative)" : ""));
     return out;
   }
 
@@ -121,6 +208,7 @@ export class Stack {
       ipv4: this.ipv4.counters.snapshot(),
       icmpv4: this.icmpv4.counters.snapshot(),
       udp: this.udp.counters.snapshot(),
+      ...(this.ipv6 ? { ipv6: this.ipv6.counters.snapshot(), icmpv6: this.icmpv6!.counters.snapshot(), ndp: this.ndp!.counters.snapshot() } : {}),
     };
   }
 
@@ -128,6 +216,9 @@ export class Stack {
     if (this.closed) return;
     this.closed = true;
     this.udp.close();
+    this.icmpv6?.close();
+    this.ndp?.close();
+    this.ipv6?.close();
     this.icmpv4.close();
     this.ipv4.close();
     this.arp.close();

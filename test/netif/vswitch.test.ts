@@ -24,7 +24,6 @@ function listen(n: Netif) {
 
 const A = [2, 0, 0, 0, 0, 0xa];
 const B = [2, 0, 0, 0, 0, 0xb];
-const C = [2, 0, 0, 0, 0, 0xc];
 const BCAST = [255, 255, 255, 255, 255, 255];
 
 describe("VirtualSwitch", () => {

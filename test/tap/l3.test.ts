@@ -21,14 +21,15 @@ describe.skipIf(!run)("L2/L3 over TAP with the Linux kernel as peer", () => {
       netif,
       mac: "02:00:5e:00:00:02",
       ipv4: { address: "198.18.0.2/24", gateway: "198.18.0.1" },
-      ...({ ipv6: { address: "2001:db8::2/64" } } as object),
+      ipv6: { address: "2001:db8::2/64" },
     });
-    const echo4 = stack.udp.createSocket("udp4");
-    echo4.on("message", (m, r) => echo4.send(m, r.port, r.address));
-    echo4.bind(7);
+    for (const t of ["udp4", "udp6"] as const) {
+      const echo = stack.udp.createSocket(t);
+      echo.on("message", (m, r) => echo.send(m, r.port, r.address));
+      echo.bind(7);
+    }
     await ns.kernelSide(TAP);
-    const ready = (stack as unknown as { ready?: () => Promise<void> }).ready;
-    if (ready) await ready.call(stack);
+    await stack.ready();
   });
 
   afterAll(async () => {
@@ -69,6 +70,45 @@ describe.skipIf(!run)("L2/L3 over TAP with the Linux kernel as peer", () => {
   it("echoes UDP over IPv4 (RFC 862) to socat in the namespace", async () => {
     const msg = "paf udp echo " + Date.now();
     const r = await sh("bash", ["-c", `echo '${msg}' | ip netns exec ${ns.name} timeout 5 socat -t 2 - UDP4:198.18.0.2:7`]);
+    expect(r.stdout.trim()).toBe(msg);
+  });
+
+  it("answers ping -6 (RFC 4443 echo) after NDP resolution (RFC 4861)", async () => {
+    const r = await ns.exec("ping", ["-6", "-c", "3", "-i", "0.2", "-W", "2", "2001:db8::2"]);
+    expect(r.stdout).toMatch(/3 packets transmitted, 3 received/);
+    const n = await ns.ip("-6", "neigh", "show", "dev", TAP);
+    expect(n.stdout).toContain("2001:db8::2 lladdr " + formatMac(stack.mac));
+  });
+
+  it("answers ping -6 to its link-local address and to ff02::1", async () => {
+    const ll = stack.addresses().find((a) => a.startsWith("fe80:"))!;
+    const r = await ns.exec("ping", ["-6", "-c", "2", "-i", "0.2", "-W", "2", `${ll}%${TAP}`]);
+    expect(r.stdout).toMatch(/2 packets transmitted, 2 received/);
+    const m = await ns.exec("ping", ["-6", "-c", "2", "-i", "0.2", "-W", "2", `ff02::1%${TAP}`]);
+    expect(m.stdout).toContain(`from ${ll}`);
+  });
+
+  it("answers ping -6 -s 4000: IPv6 reassembly (RFC 8200 §4.5) and fragmented replies", async () => {
+    const before = stack.stats().ipv6!["reassembled"] ?? 0;
+    const r = await ns.exec("ping", ["-6", "-c", "2", "-i", "0.2", "-W", "2", "-s", "4000", "2001:db8::2"]);
+    expect(r.stdout).toMatch(/2 packets transmitted, 2 received/);
+    expect((stack.stats().ipv6!["reassembled"] ?? 0) - before).toBe(2);
+    expect(stack.stats().ipv6!["tx_fragments"] ?? 0).toBeGreaterThanOrEqual(6);
+  });
+
+  it("loses nothing under flood ping -6 (2000 requests)", async () => {
+    const r = await ns.exec("ping", ["-6", "-f", "-c", "2000", "-W", "2", "2001:db8::2"], 60_000);
+    expect(r.stdout).toMatch(/2000 packets transmitted, 2000 received, 0% packet loss/);
+  });
+
+  it("pings the kernel over IPv6 from the stack", async () => {
+    const r = await stack.ping("2001:db8::1", { timeoutMs: 3000 });
+    expect(r.from).toBe("2001:db8::1");
+  });
+
+  it("echoes UDP over IPv6 to socat in the namespace", async () => {
+    const msg = "paf udp6 echo " + Date.now();
+    const r = await sh("bash", ["-c", `echo '${msg}' | ip netns exec ${ns.name} timeout 5 socat -t 2 - UDP6:[2001:db8::2]:7`]);
     expect(r.stdout.trim()).toBe(msg);
   });
 

@@ -1,0 +1,491 @@
+/**
+ * IPv6 (RFC 8200) for a host: validation, extension headers walked safely, reassembly,
+ * fragmentation at the source, routing (on-link prefixes, default routers), path MTU (RFC 8201),
+ * our addresses and their states (RFC 4862: tentative until DAD succeeds). Neighbour resolution
+ * and router discovery live in ndp.ts; ICMPv6 in icmpv6.ts.
+ */
+import type { EthernetLayer } from "./ethernet.js";
+import type { TimerQueue } from "./core/timers.js";
+import type { Random } from "./core/random.js";
+import type { IpOutput, IpPacket, Route, SendOptions, UpperProtocol } from "./ip.js";
+import type { RxMeta } from "./netif/netif.js";
+import { Counters } from "./core/stats.js";
+import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
+import { IPV6, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE, NH_ROUTING, emitFragmentHeader, emitIpv6, parseFragmentHeader, parseIpv6 } from "./wire/ipv6.js";
+import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
+import { IPPROTO_ICMPV6 } from "./wire/icmp.js";
+import { bytesEqual, copyBytes, inPrefix, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero } from "./wire/addr.js";
+
+export const IPV6_MIN_MTU = 1280;
+
+export interface Ipv6Options {
+  /** Default hop limit of packets we originate (updated by RAs' Cur Hop Limit). Default 64. */
+  hopLimit?: number;
+  reassembly?: ReassemblyOptions;
+  /** Path MTU entries kept. Default 1024. */
+  pmtuCacheSize?: number;
+  /** How long a learned path MTU is trusted (RFC 8201 §4: at least 5 minutes; default 10 min). */
+  pmtuTimeoutMs?: number;
+  /** Extension headers walked per packet before giving up. Default 16. */
+  maxExtensionHeaders?: number;
+}
+
+export type AddressState = "tentative" | "preferred" | "deprecated" | "duplicate";
+
+export interface Ipv6Address {
+  address: Uint8Array;
+  prefixLength: number;
+  state: AddressState;
+  origin: "link-local" | "static" | "slaac";
+  /** Absolute clock times (ms); Infinity = forever. */
+  validUntil: number;
+  preferredUntil: number;
+}
+
+export interface OnLinkPrefix {
+  prefix: Uint8Array;
+  length: number;
+  validUntil: number;
+}
+
+export interface Ipv6Route extends Route {
+  nextHop: Uint8Array | undefined;
+  fixedMac: Uint8Array | undefined;
+  local: boolean;
+}
+
+/** Implemented by ndp.ts: resolves next hops and sends. */
+export interface NeighbourResolver {
+  output(nextHop: Uint8Array, frame: Uint8Array): boolean;
+  defaultRouter(): Uint8Array | undefined;
+}
+
+/** Implemented by icmpv6.ts. */
+export interface Icmpv6ErrorSink {
+  sendError(pkt: IpPacket, type: number, code: number, rest?: number): void;
+  sendIcmpError(pkt: IpPacket, kind: "port_unreachable" | "protocol_unreachable"): void;
+}
+
+export class Ipv6Layer implements IpOutput {
+  readonly family = 6 as const;
+  readonly counters = new Counters("ipv6");
+  readonly addresses: Ipv6Address[] = [];
+  readonly prefixes: OnLinkPrefix[] = [];
+  hopLimit: number;
+  private readonly protocols = new Map<number, UpperProtocol>();
+  private readonly reassembler: Reassembler;
+  private readonly fragNextHeader = new Map<string, number>();
+  private readonly pmtu = new Map<string, { mtu: number; expires: number }>();
+  private readonly groups = new Map<string, number>(); // joined multicast groups -> refcount
+  private readonly pmtuCacheSize: number;
+  private readonly pmtuTimeoutMs: number;
+  private readonly maxExt: number;
+  private readonly loopQueue: Uint8Array[] = [];
+  private loopActive = false;
+  ndp: NeighbourResolver | undefined;
+  icmp: Icmpv6ErrorSink | undefined;
+  /** Static default gateway (otherwise routers learned from RAs are used). */
+  gateway: Uint8Array | undefined;
+
+  constructor(
+    private readonly eth: EthernetLayer,
+    private readonly timers: TimerQueue,
+    private readonly random: Random,
+    readonly linkMtu: number,
+    opts: Ipv6Options = {},
+  ) {
+    this.hopLimit = opts.hopLimit ?? 64;
+    this.pmtuCacheSize = opts.pmtuCacheSize ?? 1024;
+    this.pmtuTimeoutMs = opts.pmtuTimeoutMs ?? 600_000;
+    this.maxExt = opts.maxExtensionHeaders ?? 16;
+    this.reassembler = new Reassembler(timers, this.counters, opts.reassembly, (first) => this.reassemblyTimeout(first));
+    eth.register(ETHERTYPE_IPV6, (frame, payload, meta) => this.input(frame, payload, meta));
+  }
+
+  register(protocol: number, p: UpperProtocol): void {
+    this.protocols.set(protocol, p);
+  }
+
+  protocol(n: number): UpperProtocol | undefined {
+    return this.protocols.get(n);
+  }
+
+  // ---- addresses and groups ----------------------------------------------------------------
+
+  /** Join a multicast group (accept packets to it, and frames to its MAC). */
+  joinGroup(g: Uint8Array): void {
+    const k = ipKey(g);
+    const n = this.groups.get(k) ?? 0;
+    this.groups.set(k, n + 1);
+    if (n === 0) this.eth.joinMulticast(ipv6MulticastMac(g));
+  }
+
+  leaveGroup(g: Uint8Array): void {
+    const k = ipKey(g);
+    const n = (this.groups.get(k) ?? 0) - 1;
+    if (n > 0) return void this.groups.set(k, n);
+    if (n === 0) {
+      this.groups.delete(k);
+      this.eth.leaveMulticast(ipv6MulticastMac(g));
+    }
+  }
+
+  findAddress(a: Uint8Array, off = 0): Ipv6Address | undefined {
+    for (const x of this.addresses) if (bytesEqual(x.address, a, off)) return x;
+    return undefined;
+  }
+
+  /** One of our usable unicast addresses (not tentative, not duplicate)? */
+  isLocal(a: Uint8Array): boolean {
+    if (a.length !== 16) return false;
+    const x = this.findAddress(a);
+    return x !== undefined && (x.state === "preferred" || x.state === "deprecated");
+  }
+
+  linkLocal(): Uint8Array | undefined {
+    for (const x of this.addresses) if (x.origin === "link-local" && x.state === "preferred") return x.address;
+    return undefined;
+  }
+
+  isOnLink(d: Uint8Array): boolean {
+    if (isIPv6LinkLocal(d)) return true;
+    const now = this.timers.now();
+    for (const p of this.prefixes) if (p.validUntil > now && inPrefix(d, p.prefix, p.length)) return true;
+    return false;
+  }
+
+  addOnLinkPrefix(prefix: Uint8Array, length: number, validUntil: number): void {
+    for (const p of this.prefixes) {
+      if (p.length === length && inPrefix(prefix, p.prefix, length)) {
+        p.validUntil = validUntil;
+        return;
+      }
+    }
+    if (this.prefixes.length >= 64) return void this.counters.drop("prefix_list_full");
+    const pfx = new Uint8Array(16);
+    pfx.set(prefix.subarray(0, 16));
+    this.prefixes.push({ prefix: pfx, length, validUntil });
+  }
+
+  // ---- input --------------------------------------------------------------------------------
+
+  input(_frame: Uint8Array, p: Uint8Array, meta?: RxMeta): void {
+    const c = this.counters;
+    c.inc("rx_packets");
+    const h = parseIpv6(p);
+    if (typeof h === "string") return c.drop(h);
+    let multicast = false;
+    let tentativeOnly = false;
+    if (isIPv6Multicast(h.dst)) {
+      if (!this.groups.has(ipKey(h.dst))) return c.drop("multicast_not_joined");
+      multicast = true;
+    } else {
+      const a = this.findAddress(h.dst);
+      if (!a || a.state === "duplicate") return c.drop("not_for_us");
+      // RFC 4862 §5.4: a tentative address receives only the NDP messages of its DAD.
+      if (a.state === "tentative") tentativeOnly = true;
+    }
+    if (isIPv6Multicast(h.src)) return c.drop("multicast_source");
+    if (!this.loopActive && !isZero(h.src) && this.isLocal(h.src) && !bytesEqual(h.src, h.dst)) return c.drop("own_source");
+
+    const packet = p.subarray(0, IPV6.HEADER_LEN + h.payloadLen);
+    let nh = h.nextHeader;
+    let off: number = IPV6.HEADER_LEN; // offset in `data` of the header `nh` describes
+    let nhFieldOff = 6; // where the Next Header field that names `nh` sits (param problem pointer)
+    let data = packet;
+    let reassembled = false;
+    for (let count = 0; ; count++) {
+      if (count > this.maxExt) return c.drop("too_many_extension_headers");
+      const pktView = (): IpPacket => ({ family: 6, src: h.src, dst: h.dst, protocol: nh, ttl: h.hopLimit, payload: data.subarray(off), packet, multicast, csumValid: false });
+      if (nh === NH_HOP_BY_HOP || nh === NH_DEST_OPTS || nh === NH_ROUTING) {
+        if (nh === NH_HOP_BY_HOP && off !== IPV6.HEADER_LEN) {
+          c.drop("hop_by_hop_not_first");
+          return this.icmp?.sendError(pktView(), 4, 1, nhFieldOff);
+        }
+        if (off + 8 > data.length) return c.drop("truncated_extension_header");
+        const len = (data[off + 1]! + 1) * 8;
+        if (off + len > data.length) return c.drop("truncated_extension_header");
+        if (nh === NH_ROUTING) {
+          // §4.4: we are the final destination only when Segments Left is 0; a host does not
+          // forward, so anything else is a parameter problem pointing at Segments Left.
+          if (data[off + 3] !== 0) {
+            c.drop("routing_header_segments_left");
+            return this.icmp?.sendError(pktView(), 4, 0, off + 3);
+          }
+        } else {
+          const verdict = this.processOptions(data, off + 2, off + len, h.dst);
+          if (verdict !== "ok") {
+            c.drop("unknown_option");
+            if (verdict.icmp && !(verdict.icmp === "unicast-only" && multicast)) this.icmp?.sendError({ ...pktView(), multicast: false }, 4, 2, verdict.pointer);
+            return;
+          }
+        }
+        nhFieldOff = off;
+        nh = data[off]!;
+        off += len;
+        continue;
+      }
+      if (nh === NH_FRAGMENT) {
+        if (reassembled) return c.drop("nested_fragment");
+        const fh = parseFragmentHeader(data, off);
+        if (!fh) return c.drop("truncated_extension_header");
+        const fragData = data.subarray(off + 8);
+        if (fh.offset === 0 && !fh.moreFragments) {
+          // RFC 6946: an atomic fragment is processed in isolation, never mixed with others.
+          c.inc("atomic_fragments");
+          nh = fh.nextHeader;
+          off += 8;
+          continue;
+        }
+        const key = `${ipKey(h.src)}${ipKey(h.dst)}${fh.ident}`;
+        if (fh.offset === 0) {
+          // RFC 7112: the first fragment must carry the whole header chain up to the upper-layer header.
+          if (!this.chainComplete(fragData, fh.nextHeader)) {
+            c.drop("incomplete_header_chain");
+            return this.icmp?.sendError(pktView(), 4, 3, 0);
+          }
+          if (this.fragNextHeader.size > 4096) this.fragNextHeader.clear();
+          this.fragNextHeader.set(key, fh.nextHeader);
+        }
+        const whole = this.reassembler.add(key, fh.offset, fh.moreFragments, fragData, fh.offset === 0 ? packet : undefined);
+        if (!whole) return;
+        const first = this.fragNextHeader.get(key);
+        this.fragNextHeader.delete(key);
+        if (first === undefined) return c.drop("reassembly_no_first_fragment");
+        nh = first;
+        data = whole;
+        off = 0;
+        reassembled = true;
+        continue;
+      }
+      if (nh === NH_NONE) return c.drop("no_next_header");
+      break;
+    }
+    if (tentativeOnly && !(nh === IPPROTO_ICMPV6 && (data[off] === 135 || data[off] === 136))) return c.drop("to_tentative_address");
+    const pkt: IpPacket = { family: 6, src: h.src, dst: h.dst, protocol: nh, ttl: h.hopLimit, payload: data.subarray(off), packet, multicast, csumValid: meta?.csumValid === true && !reassembled };
+    const up = this.protocols.get(nh);
+    if (!up) {
+      c.drop("unknown_next_header");
+      // §4: unrecognised Next Header: parameter problem code 1 pointing at the field.
+      if (!multicast) this.icmp?.sendError(pkt, 4, 1, reassembled ? 6 : nhFieldOff);
+      return;
+    }
+    c.inc("delivered");
+    up.input(pkt);
+  }
+
+  /** RFC 8200 §4.2 option processing. The two high bits of an unknown option's type say what to do. */
+  private processOptions(p: Uint8Array, off: number, end: number, _dst: Uint8Array): "ok" | { icmp: false | "always" | "unicast-only"; pointer: number } {
+    while (off < end) {
+      const t = p[off]!;
+      if (t === 0) {
+        off++; // Pad1
+        continue;
+      }
+      if (off + 2 > end) return { icmp: false, pointer: off };
+      const len = p[off + 1]!;
+      if (off + 2 + len > end) return { icmp: false, pointer: off };
+      if (t !== 1 && t !== 5 /* router alert */) {
+        switch (t >> 6) {
+          case 0:
+            break;
+          case 1:
+            return { icmp: false, pointer: off };
+          case 2:
+            return { icmp: "always", pointer: off };
+          default:
+            return { icmp: "unicast-only", pointer: off };
+        }
+      }
+      off += 2 + len;
+    }
+    return "ok";
+  }
+
+  /** Does this first-fragment data hold every extension header and the start of the upper-layer header? */
+  private chainComplete(d: Uint8Array, nh: number): boolean {
+    let off = 0;
+    for (let i = 0; i < this.maxExt; i++) {
+      if (nh === NH_HOP_BY_HOP || nh === NH_DEST_OPTS || nh === NH_ROUTING) {
+        if (off + 2 > d.length) return false;
+        const len = (d[off + 1]! + 1) * 8;
+        nh = d[off]!;
+        off += len;
+        continue;
+      }
+      if (nh === NH_NONE) return true;
+      const need = nh === 6 ? 20 : nh === 17 || nh === IPPROTO_ICMPV6 ? 4 : 0;
+      return off + need <= d.length;
+    }
+    return false;
+  }
+
+  private reassemblyTimeout(first: Uint8Array): void {
+    // RFC 8200 §4.5: time exceeded, code 1, if the first fragment arrived.
+    const h = parseIpv6(first.length >= 40 ? first : new Uint8Array(0));
+    if (typeof h === "string" || !this.icmp) return;
+    this.icmp.sendError({ family: 6, src: h.src, dst: h.dst, protocol: h.nextHeader, ttl: h.hopLimit, payload: h.payload, packet: first, multicast: false, csumValid: false }, 3, 1);
+  }
+
+  batchEnd(): void {
+    for (const p of this.protocols.values()) p.batchEnd?.();
+  }
+
+  // ---- routing and output --------------------------------------------------------------------
+
+  /** RFC 6724 (simplified): a usable source of the destination's scope, longest matching prefix first. */
+  selectSource(dst: Uint8Array): Uint8Array | undefined {
+    const wantLinkLocal = isIPv6LinkLocal(dst) || (isIPv6Multicast(dst) && (dst[1]! & 0x0f) <= 2);
+    let best: Ipv6Address | undefined;
+    let bestScore = -1;
+    for (const a of this.addresses) {
+      if (a.state !== "preferred" && a.state !== "deprecated") continue;
+      const ll = a.origin === "link-local";
+      let score = ll === wantLinkLocal ? 1000 : 0;
+      if (a.state === "preferred") score += 500;
+      score += commonPrefixLength(a.address, dst);
+      if (score > bestScore) {
+        best = a;
+        bestScore = score;
+      }
+    }
+    return best?.address;
+  }
+
+  route(dst: Uint8Array, src?: Uint8Array): Ipv6Route | undefined {
+    if (dst.length !== 16 || isZero(dst)) return undefined;
+    if (src && !isZero(src) && !this.isLocal(src)) return undefined;
+    const s = src && !isZero(src) ? src : this.selectSource(dst);
+    if (!s) return undefined;
+    const headroom = ETH.HEADER_LEN + IPV6.HEADER_LEN;
+    const d = copyBytes(dst);
+    const base = { family: 6 as const, src: copyBytes(s), dst: d, headroom };
+    if (this.isLocal(dst)) return { ...base, mtu: 65535, nextHop: undefined, fixedMac: undefined, local: true };
+    if (isIPv6Multicast(dst)) return { ...base, mtu: this.linkMtu, nextHop: undefined, fixedMac: ipv6MulticastMac(dst), local: false };
+    let nextHop: Uint8Array | undefined;
+    if (this.isOnLink(dst)) nextHop = d;
+    else nextHop = this.gateway ?? this.ndp?.defaultRouter();
+    if (!nextHop) return undefined;
+    return { ...base, mtu: this.pathMtu(dst), nextHop, fixedMac: undefined, local: false };
+  }
+
+  pathMtu(d: Uint8Array): number {
+    const e = this.pmtu.get(ipKey(d));
+    if (!e) return this.linkMtu;
+    if (e.expires <= this.timers.now()) {
+      this.pmtu.delete(ipKey(d));
+      return this.linkMtu;
+    }
+    return e.mtu;
+  }
+
+  /** RFC 8201: lower the path MTU to `dst` (never below 1280). Returns the value now in use. */
+  updatePathMtu(dst: Uint8Array, mtu: number): number {
+    const v = Math.max(IPV6_MIN_MTU, Math.min(mtu, this.linkMtu));
+    const cur = this.pathMtu(dst);
+    if (v >= cur) return cur;
+    const k = ipKey(dst);
+    if (!this.pmtu.has(k) && this.pmtu.size >= this.pmtuCacheSize) this.pmtu.delete(this.pmtu.keys().next().value as string);
+    this.pmtu.set(k, { mtu: v, expires: this.timers.now() + this.pmtuTimeoutMs });
+    this.counters.inc("pmtu_updates");
+    return v;
+  }
+
+  /** Change the link MTU from an RA's MTU option (§6.3.4), within [1280, configured MTU]. */
+  linkMtuFromRa = 0;
+
+  send(route: Route, protocol: number, frame: Uint8Array, opts: SendOptions = {}): boolean {
+    const r = route as Ipv6Route;
+    const c = this.counters;
+    const hoff = ETH.HEADER_LEN;
+    const payloadLen = frame.length - hoff - IPV6.HEADER_LEN;
+    const hopLimit = opts.ttl ?? this.hopLimit;
+    c.inc("tx_packets");
+    const mtu = r.local ? 65535 : Math.min(r.mtu, this.linkMtuFromRa || r.mtu);
+    if (IPV6.HEADER_LEN + payloadLen <= mtu) {
+      emitIpv6(frame, hoff, { trafficClass: opts.tos ?? 0, nextHeader: protocol, hopLimit, src: r.src, dst: r.dst, payloadLen });
+      return this.deliver(r, frame);
+    }
+    if (payloadLen > 65535) {
+      c.drop("too_big");
+      return false;
+    }
+    // Source fragmentation (§4.5): fragment header + 8-byte multiples.
+    const ident = this.random.u32();
+    const maxData = ((mtu - IPV6.HEADER_LEN - 8) >> 3) << 3;
+    const data = frame.subarray(hoff + IPV6.HEADER_LEN);
+    let ok = true;
+    for (let off = 0; off < payloadLen; off += maxData) {
+      const n = Math.min(maxData, payloadLen - off);
+      const f = new Uint8Array(hoff + IPV6.HEADER_LEN + 8 + n);
+      emitIpv6(f, hoff, { trafficClass: opts.tos ?? 0, nextHeader: NH_FRAGMENT, hopLimit, src: r.src, dst: r.dst, payloadLen: 8 + n });
+      emitFragmentHeader(f, hoff + IPV6.HEADER_LEN, protocol, off, off + n < payloadLen, ident);
+      f.set(data.subarray(off, off + n), hoff + IPV6.HEADER_LEN + 8);
+      c.inc("tx_fragments");
+      ok = this.deliver(r, f) && ok;
+    }
+    return ok;
+  }
+
+  /** Send a packet whose header the caller wrote completely (NDP messages from ::, for example). */
+  sendRaw(frame: Uint8Array, dstMac: Uint8Array | undefined, nextHop: Uint8Array | undefined): boolean {
+    this.counters.inc("tx_packets");
+    if (dstMac) return this.eth.send(frame, dstMac, ETHERTYPE_IPV6);
+    if (nextHop && this.ndp) return this.ndp.output(nextHop, frame);
+    return false;
+  }
+
+  private deliver(r: Ipv6Route, frame: Uint8Array): boolean {
+    if (r.local) return this.loopback(frame);
+    if (r.fixedMac) return this.eth.send(frame, r.fixedMac, ETHERTYPE_IPV6);
+    if (!this.ndp || !r.nextHop) return false;
+    return this.ndp.output(r.nextHop, frame);
+  }
+
+  private loopback(frame: Uint8Array): boolean {
+    if (this.loopQueue.length >= 1024) {
+      this.counters.drop("loopback_queue_full");
+      return false;
+    }
+    this.loopQueue.push(frame);
+    if (this.loopQueue.length === 1) {
+      queueMicrotask(() => {
+        const q = this.loopQueue.splice(0);
+        this.loopActive = true;
+        try {
+          for (const f of q) this.input(f, f.subarray(ETH.HEADER_LEN));
+        } finally {
+          this.loopActive = false;
+        }
+        this.batchEnd();
+      });
+    }
+    return true;
+  }
+
+  sendIcmpError(pkt: IpPacket, kind: "port_unreachable" | "protocol_unreachable"): void {
+    this.icmp?.sendIcmpError(pkt, kind);
+  }
+
+  reassemblyState(): { inProgress: number; bufferedBytes: number } {
+    return { inProgress: this.reassembler.inProgress, bufferedBytes: this.reassembler.bufferedBytes };
+  }
+
+  close(): void {
+    this.reassembler.close();
+    this.pmtu.clear();
+  }
+}
+
+function commonPrefixLength(a: Uint8Array, b: Uint8Array): number {
+  let n = 0;
+  for (let i = 0; i < 16; i++) {
+    const x = a[i]! ^ b[i]!;
+    if (x === 0) {
+      n += 8;
+      continue;
+    }
+    return n + Math.clz32(x) - 24;
+  }
+  return n;
+}

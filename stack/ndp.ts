@@ -1,0 +1,555 @@
+/**
+ * Neighbor Discovery (RFC 4861) and stateless autoconfiguration (RFC 4862) for a host:
+ * the neighbour cache with its states (INCOMPLETE, REACHABLE, STALE, DELAY, PROBE), address
+ * resolution with a bounded queue per unresolved neighbour, neighbour unreachability detection,
+ * answering solicitations, router solicitation and advertisement processing (default routers,
+ * on-link prefixes, MTU, hop limit), SLAAC addresses, and duplicate address detection for every
+ * address before it is used.
+ */
+import { EventEmitter } from "node:events";
+import type { Ipv6Layer, Ipv6Address, NeighbourResolver } from "./ipv6.js";
+import type { EthernetLayer } from "./ethernet.js";
+import type { TimerQueue, Timer } from "./core/timers.js";
+import type { Random } from "./core/random.js";
+import type { IpPacket } from "./ip.js";
+import { Counters } from "./core/stats.js";
+import { emitIpv6, IPV6 } from "./wire/ipv6.js";
+import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
+import { ICMPV6_NEIGHBOR_ADVERT, ICMPV6_NEIGHBOR_SOLICIT, ICMPV6_ROUTER_ADVERT, ICMPV6_ROUTER_SOLICIT, IPPROTO_ICMPV6, emitIcmp } from "./wire/icmp.js";
+import { NDP_OPTIONS_OFFSET, NDP_OPT_SOURCE_LLADDR, NDP_OPT_TARGET_LLADDR, emitLladdrOption, parseNdpOptions, parseRouterAdvert } from "./wire/ndp.js";
+import { ALL_NODES, ALL_ROUTERS, IPV6_ANY, bytesEqual, copyBytes, eui64, formatIPv6, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero, solicitedNode } from "./wire/addr.js";
+
+export interface NdpOptions {
+  /** Neighbour cache entries. Default 1024; STALE entries are evicted first when full. */
+  cacheSize?: number;
+  /** Packets queued per INCOMPLETE neighbour. Default 16. */
+  pendingPerEntry?: number;
+  /** MAX_MULTICAST_SOLICIT / MAX_UNICAST_SOLICIT (§10). Default 3. */
+  maxSolicit?: number;
+  /** RetransTimer (ms), until an RA says otherwise. Default 1000. */
+  retransTimerMs?: number;
+  /** BaseReachableTime (ms). Default 30000. */
+  baseReachableTimeMs?: number;
+  /** DELAY_FIRST_PROBE_TIME (ms). Default 5000. */
+  delayFirstProbeMs?: number;
+  /** DupAddrDetectTransmits (RFC 4862 §5.1); 0 disables DAD. Default 1. */
+  dadTransmits?: number;
+  /** Router solicitations sent at start (§6.3.7). Default 3. */
+  routerSolicitations?: number;
+  /** Interval between them (ms). Default 4000. */
+  routerSolicitationIntervalMs?: number;
+  /** Default routers remembered. Default 8. */
+  maxRouters?: number;
+  /** SLAAC addresses formed at most. Default 16. */
+  maxSlaacAddresses?: number;
+}
+
+export type NeighbourState = "INCOMPLETE" | "REACHABLE" | "STALE" | "DELAY" | "PROBE";
+
+interface Neighbour {
+  ip: Uint8Array;
+  mac: Uint8Array | undefined;
+  state: NeighbourState;
+  isRouter: boolean;
+  pending: Uint8Array[];
+  probes: number;
+  reachableUntil: number;
+  timer: Timer;
+}
+
+interface Router {
+  ip: Uint8Array;
+  until: number;
+}
+
+export class Ndp extends EventEmitter implements NeighbourResolver {
+  readonly counters = new Counters("ndp");
+  private readonly cache = new Map<string, Neighbour>();
+  private readonly routers: Router[] = [];
+  private readonly o: Required<NdpOptions>;
+  private retransMs: number;
+  private reachableMs: number;
+  private readonly dadTimers = new Map<Ipv6Address, { timer: Timer; sent: number }>();
+  private rsTimer: Timer | undefined;
+  private rsSent = 0;
+  private closed = false;
+  slaac = false;
+
+  constructor(
+    private readonly ip: Ipv6Layer,
+    private readonly eth: EthernetLayer,
+    private readonly timers: TimerQueue,
+    private readonly random: Random,
+    opts: NdpOptions = {},
+  ) {
+    super();
+    this.o = {
+      cacheSize: opts.cacheSize ?? 1024,
+      pendingPerEntry: opts.pendingPerEntry ?? 16,
+      maxSolicit: opts.maxSolicit ?? 3,
+      retransTimerMs: opts.retransTimerMs ?? 1000,
+      baseReachableTimeMs: opts.baseReachableTimeMs ?? 30_000,
+      delayFirstProbeMs: opts.delayFirstProbeMs ?? 5000,
+      dadTransmits: opts.dadTransmits ?? 1,
+      routerSolicitations: opts.routerSolicitations ?? 3,
+      routerSolicitationIntervalMs: opts.routerSolicitationIntervalMs ?? 4000,
+      maxRouters: opts.maxRouters ?? 8,
+      maxSlaacAddresses: opts.maxSlaacAddresses ?? 16,
+    };
+    this.retransMs = this.o.retransTimerMs;
+    this.reachableMs = this.randomReachable(this.o.baseReachableTimeMs);
+    ip.ndp = this;
+    ip.joinGroup(ALL_NODES);
+  }
+
+  /** §6.3.2: ReachableTime is uniformly random in [0.5, 1.5] x BaseReachableTime. */
+  private randomReachable(base: number): number {
+    return base * (0.5 + this.random.u32() / 4294967296);
+  }
+
+  // ---- addresses, DAD (RFC 4862 §5.4) -------------------------------------------------------
+
+  /** Add an address; it stays tentative until DAD finishes ('dad-ok' / 'dad-failed' events). */
+  addAddress(address: Uint8Array, prefixLength: number, origin: Ipv6Address["origin"], validUntil = Infinity, preferredUntil = Infinity): Ipv6Address {
+    const existing = this.ip.findAddress(address);
+    if (existing) return existing;
+    const a: Ipv6Address = { address: copyBytes(address), prefixLength, state: "tentative", origin, validUntil, preferredUntil };
+    this.ip.addresses.push(a);
+    this.ip.joinGroup(solicitedNode(a.address));
+    if (origin === "static" && prefixLength < 128) this.ip.addOnLinkPrefix(a.address, prefixLength, Infinity);
+    if (this.o.dadTransmits === 0) {
+      a.state = "preferred";
+      queueMicrotask(() => this.emit("dad-ok", a));
+      this.addressReady(a);
+      return a;
+    }
+    const d = { timer: this.timers.timer(() => this.dadStep(a)), sent: 0 };
+    this.dadTimers.set(a, d);
+    // §5.4.2: delay the first NS by a random time in [0, MAX_RTR_SOLICITATION_DELAY=1s] only
+    // when the interface just came up; we start at once, which RFC 4862 permits for static config.
+    this.timers.arm(d.timer, 0);
+    return a;
+  }
+
+  private dadStep(a: Ipv6Address): void {
+    const d = this.dadTimers.get(a);
+    if (!d || a.state !== "tentative") return;
+    if (d.sent >= this.o.dadTransmits) {
+      this.dadTimers.delete(a);
+      a.state = a.preferredUntil <= this.timers.now() ? "deprecated" : "preferred";
+      this.counters.inc("dad_succeeded");
+      this.emit("dad-ok", a);
+      this.addressReady(a);
+      return;
+    }
+    d.sent++;
+    this.sendNs(a.address, IPV6_ANY, solicitedNode(a.address), false);
+    this.counters.inc("dad_ns_sent");
+    this.timers.arm(d.timer, this.retransMs);
+  }
+
+  private dadFailed(a: Ipv6Address): void {
+    const d = this.dadTimers.get(a);
+    if (d) this.timers.cancel(d.timer);
+    this.dadTimers.delete(a);
+    a.state = "duplicate";
+    this.counters.inc("dad_failed");
+    this.emit("dad-failed", a);
+  }
+
+  private addressReady(a: Ipv6Address): void {
+    // Once the link-local address is usable, look for routers (§6.3.7).
+    if (a.origin === "link-local" && this.o.routerSolicitations > 0 && !this.rsTimer) {
+      this.rsTimer = this.timers.timer(() => this.solicitRouters());
+      this.timers.arm(this.rsTimer, 0);
+    }
+  }
+
+  private solicitRouters(): void {
+    if (this.closed || this.rsSent >= this.o.routerSolicitations || this.routers.length > 0) return;
+    this.rsSent++;
+    const src = this.ip.linkLocal();
+    if (!src) return;
+    const len = 8 + 8;
+    const f = new Uint8Array(ETH.HEADER_LEN + IPV6.HEADER_LEN + len);
+    const m = ETH.HEADER_LEN + IPV6.HEADER_LEN;
+    emitLladdrOption(f, m + 8, NDP_OPT_SOURCE_LLADDR, this.eth.mac);
+    this.finishNdp(f, ICMPV6_ROUTER_SOLICIT, 0, src, ALL_ROUTERS, len);
+    this.ip.sendRaw(f, ipv6MulticastMac(ALL_ROUTERS), undefined);
+    this.counters.inc("rs_sent");
+    this.timers.arm(this.rsTimer!, this.o.routerSolicitationIntervalMs);
+  }
+
+  // ---- neighbour cache ----------------------------------------------------------------------
+
+  defaultRouter(): Uint8Array | undefined {
+    const now = this.timers.now();
+    let fallback: Uint8Array | undefined;
+    for (const r of this.routers) {
+      if (r.until <= now) continue;
+      const n = this.cache.get(ipKey(r.ip));
+      // §6.3.6: prefer routers known to be reachable.
+      if (n && n.mac && n.state !== "INCOMPLETE") return r.ip;
+      fallback ??= r.ip;
+    }
+    return fallback;
+  }
+
+  neighbour(ip: Uint8Array): { state: NeighbourState; mac: Uint8Array | undefined; isRouter: boolean } | undefined {
+    const n = this.cache.get(ipKey(ip));
+    return n && { state: n.state, mac: n.mac, isRouter: n.isRouter };
+  }
+
+  neighbours(): Array<{ ip: string; state: NeighbourState; pending: number }> {
+    return [...this.cache.values()].map((n) => ({ ip: formatIPv6(n.ip), state: n.state, pending: n.pending.length }));
+  }
+
+  output(nextHop: Uint8Array, frame: Uint8Array): boolean {
+    const now = this.timers.now();
+    let n = this.cache.get(ipKey(nextHop));
+    if (n && n.mac) {
+      if (n.state === "REACHABLE" && n.reachableUntil <= now) n.state = "STALE";
+      if (n.state === "STALE") {
+        // §7.3.3: first use of a STALE entry starts DELAY.
+        n.state = "DELAY";
+        this.timers.arm(n.timer, this.o.delayFirstProbeMs);
+      }
+      return this.eth.send(frame, n.mac, ETHERTYPE_IPV6);
+    }
+    if (!n) {
+      n = this.create(nextHop, "INCOMPLETE");
+      if (!n) {
+        this.counters.drop("cache_full");
+        return false;
+      }
+      n.probes = 1;
+      this.sendNs(nextHop, undefined, solicitedNode(nextHop), true);
+      this.timers.arm(n.timer, this.retransMs);
+    }
+    if (n.pending.length >= this.o.pendingPerEntry) {
+      this.counters.drop("pending_full");
+      return false;
+    }
+    n.pending.push(frame);
+    return true;
+  }
+
+  private create(ip: Uint8Array, state: NeighbourState): Neighbour | undefined {
+    if (this.cache.size >= this.o.cacheSize && !this.evict()) return undefined;
+    const n: Neighbour = { ip: copyBytes(ip), mac: undefined, state, isRouter: false, pending: [], probes: 0, reachableUntil: 0, timer: undefined as unknown as Timer };
+    n.timer = this.timers.timer(() => this.neighbourTimer(n));
+    this.cache.set(ipKey(n.ip), n);
+    return n;
+  }
+
+  private evict(): boolean {
+    let victim: Neighbour | undefined;
+    for (const n of this.cache.values()) {
+      if (n.state === "STALE") {
+        victim = n;
+        break;
+      }
+      if (!victim && n.state !== "INCOMPLETE" && !n.isRouter) victim = n;
+    }
+    if (!victim) return false;
+    this.remove(victim);
+    this.counters.inc("evicted");
+    return true;
+  }
+
+  private remove(n: Neighbour): void {
+    this.timers.cancel(n.timer);
+    this.cache.delete(ipKey(n.ip));
+    for (let i = 0; i < n.pending.length; i++) this.counters.drop("unresolved");
+    n.pending = [];
+  }
+
+  private neighbourTimer(n: Neighbour): void {
+    if (this.cache.get(ipKey(n.ip)) !== n) return;
+    switch (n.state) {
+      case "INCOMPLETE":
+        if (n.probes >= this.o.maxSolicit) {
+          this.counters.inc("resolution_failed");
+          return this.remove(n);
+        }
+        n.probes++;
+        this.sendNs(n.ip, undefined, solicitedNode(n.ip), true);
+        this.timers.arm(n.timer, this.retransMs);
+        return;
+      case "DELAY":
+        n.state = "PROBE";
+        n.probes = 1;
+        this.sendNs(n.ip, undefined, n.ip, true, n.mac);
+        this.timers.arm(n.timer, this.retransMs);
+        return;
+      case "PROBE":
+        if (n.probes >= this.o.maxSolicit) {
+          this.counters.inc("unreachable");
+          return this.remove(n);
+        }
+        n.probes++;
+        this.sendNs(n.ip, undefined, n.ip, true, n.mac);
+        this.timers.arm(n.timer, this.retransMs);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private setReachable(n: Neighbour): void {
+    n.state = "REACHABLE";
+    n.reachableUntil = this.timers.now() + this.reachableMs;
+    this.timers.cancel(n.timer);
+  }
+
+  private flushPending(n: Neighbour): void {
+    const q = n.pending;
+    n.pending = [];
+    for (const f of q) this.eth.send(f, n.mac!, ETHERTYPE_IPV6);
+  }
+
+  // ---- messages ----------------------------------------------------------------------------
+
+  /** Handle an NDP message (ICMPv6 type 133-137) whose checksum was verified. */
+  input(type: number, code: number, pkt: IpPacket): void {
+    const c = this.counters;
+    // §7.1.1 / §7.1.2 / §6.1.2: hop limit 255 proves the sender is on-link; code must be 0.
+    if (pkt.ttl !== 255) return c.drop("hop_limit_not_255");
+    if (code !== 0) return c.drop("bad_code");
+    const m = pkt.payload;
+    switch (type) {
+      case ICMPV6_NEIGHBOR_SOLICIT:
+        return this.onNs(pkt, m);
+      case ICMPV6_NEIGHBOR_ADVERT:
+        return this.onNa(pkt, m);
+      case ICMPV6_ROUTER_ADVERT:
+        return this.onRa(pkt, m);
+      default:
+        return; // RS (we are not a router), redirect (ignored)
+    }
+  }
+
+  private onNs(pkt: IpPacket, m: Uint8Array): void {
+    const c = this.counters;
+    if (m.length < 24) return c.drop("ns_truncated");
+    const target = m.subarray(8, 24);
+    if (isIPv6Multicast(target)) return c.drop("ns_multicast_target");
+    const opts = parseNdpOptions(m, NDP_OPTIONS_OFFSET.ns);
+    if (opts === "bad_option") return c.drop("bad_option");
+    const fromUnspecified = isZero(pkt.src);
+    if (fromUnspecified && (!isSolicitedNode(pkt.dst) || opts.sourceLladdr)) return c.drop("ns_bad_dad");
+    const a = this.ip.findAddress(target);
+    if (!a || a.state === "duplicate") return c.drop("ns_not_our_target");
+    c.inc("ns_received");
+    if (a.state === "tentative") {
+      // §5.4.3: another node is doing DAD for our tentative address: it is a duplicate.
+      if (fromUnspecified) this.dadFailed(a);
+      return;
+    }
+    if (fromUnspecified) {
+      // Someone's DAD for an address we already use: defend it to all nodes.
+      return this.sendNa(target, ALL_NODES, ipv6MulticastMac(ALL_NODES), false);
+    }
+    if (opts.sourceLladdr) this.learn(pkt.src, opts.sourceLladdr, false);
+    const n = this.cache.get(ipKey(pkt.src));
+    const mac = opts.sourceLladdr ?? n?.mac;
+    if (!mac) return c.drop("ns_no_lladdr");
+    this.sendNa(target, pkt.src, mac, true);
+  }
+
+  /** §7.2.3: create or update an entry from a solicitation's source link-layer address. */
+  private learn(ip: Uint8Array, mac: Uint8Array, fromRa: boolean): void {
+    let n = this.cache.get(ipKey(ip));
+    if (!n) {
+      n = this.create(ip, "STALE");
+      if (!n) return;
+      n.mac = copyBytes(mac);
+      if (fromRa) n.isRouter = true;
+      return;
+    }
+    if (!n.mac || !bytesEqual(n.mac, mac)) {
+      n.mac = copyBytes(mac);
+      if (n.state === "INCOMPLETE") {
+        n.state = "STALE";
+        this.timers.cancel(n.timer);
+        this.flushPending(n);
+      } else n.state = "STALE";
+    }
+    if (fromRa) n.isRouter = true;
+  }
+
+  private onNa(pkt: IpPacket, m: Uint8Array): void {
+    const c = this.counters;
+    if (m.length < 24) return c.drop("na_truncated");
+    const flags = m[4]!;
+    const router = (flags & 0x80) !== 0;
+    const solicited = (flags & 0x40) !== 0;
+    const override = (flags & 0x20) !== 0;
+    const target = m.subarray(8, 24);
+    if (isIPv6Multicast(target)) return c.drop("na_multicast_target");
+    if (solicited && isIPv6Multicast(pkt.dst)) return c.drop("na_solicited_to_multicast");
+    const opts = parseNdpOptions(m, NDP_OPTIONS_OFFSET.na);
+    if (opts === "bad_option") return c.drop("bad_option");
+    c.inc("na_received");
+    const mine = this.ip.findAddress(target);
+    if (mine) {
+      if (mine.state === "tentative") this.dadFailed(mine);
+      else c.inc("address_conflict");
+      return;
+    }
+    const n = this.cache.get(ipKey(target));
+    if (!n) return; // §7.2.5: no entry, silently discard
+    const tll = opts.targetLladdr;
+    if (n.state === "INCOMPLETE") {
+      if (!tll) return;
+      n.mac = copyBytes(tll);
+      n.isRouter = router;
+      if (solicited) this.setReachable(n);
+      else {
+        n.state = "STALE";
+        this.timers.cancel(n.timer);
+      }
+      this.flushPending(n);
+      return;
+    }
+    const differs = tll !== undefined && n.mac !== undefined && !bytesEqual(tll, n.mac);
+    if (!override && differs) {
+      if (n.state === "REACHABLE") n.state = "STALE";
+      return;
+    }
+    if (tll && (override || !differs)) n.mac = copyBytes(tll);
+    if (solicited) this.setReachable(n);
+    else if (differs) n.state = "STALE";
+    if (n.isRouter && !router) this.dropRouter(n.ip);
+    n.isRouter = router;
+  }
+
+  private onRa(pkt: IpPacket, m: Uint8Array): void {
+    const c = this.counters;
+    if (!isIPv6LinkLocal(pkt.src)) return c.drop("ra_not_link_local");
+    const ra = parseRouterAdvert(m);
+    if (ra === "truncated") return c.drop("ra_truncated");
+    const opts = parseNdpOptions(m, NDP_OPTIONS_OFFSET.ra);
+    if (opts === "bad_option") return c.drop("bad_option");
+    c.inc("ra_received");
+    const now = this.timers.now();
+    if (ra.curHopLimit !== 0) this.ip.hopLimit = ra.curHopLimit;
+    if (ra.reachableTime !== 0 && ra.reachableTime <= 3_600_000) this.reachableMs = this.randomReachable(ra.reachableTime);
+    if (ra.retransTimer !== 0) this.retransMs = ra.retransTimer;
+    // Default router list (§6.3.4).
+    const idx = this.routers.findIndex((r) => bytesEqual(r.ip, pkt.src));
+    if (ra.routerLifetime === 0) {
+      if (idx >= 0) this.routers.splice(idx, 1);
+    } else if (idx >= 0) this.routers[idx]!.until = now + ra.routerLifetime * 1000;
+    else if (this.routers.length < this.o.maxRouters) this.routers.push({ ip: copyBytes(pkt.src), until: now + ra.routerLifetime * 1000 });
+    if (opts.sourceLladdr) this.learn(pkt.src, opts.sourceLladdr, true);
+    if (opts.mtu !== undefined && opts.mtu >= 1280 && opts.mtu <= this.ip.linkMtu) this.ip.linkMtuFromRa = opts.mtu;
+    for (const p of opts.prefixes) {
+      if (isIPv6LinkLocal(p.prefix)) continue;
+      if (p.preferredLifetime > p.validLifetime) continue;
+      const validUntil = p.validLifetime === 0xffffffff ? Infinity : now + p.validLifetime * 1000;
+      if (p.onLink && p.prefixLength <= 128) this.ip.addOnLinkPrefix(p.prefix, p.prefixLength, validUntil);
+      if (p.autonomous && this.slaac) this.autoconfigure(p.prefix, p.prefixLength, p.validLifetime, p.preferredLifetime);
+    }
+  }
+
+  /** RFC 4862 §5.5.3: form (or refresh) an address from a prefix with the A flag. */
+  private autoconfigure(prefix: Uint8Array, length: number, valid: number, preferred: number): void {
+    const c = this.counters;
+    if (length !== 64) return c.drop("slaac_prefix_length");
+    const addr = new Uint8Array(16);
+    addr.set(prefix.subarray(0, 8));
+    addr.set(eui64(this.eth.mac), 8);
+    const now = this.timers.now();
+    const toMs = (s: number) => (s === 0xffffffff ? Infinity : now + s * 1000);
+    const existing = this.ip.findAddress(addr);
+    if (existing) {
+      // §5.5.3 e: the "two hours rule" protects against a spoofed RA shortening the lifetime.
+      const remaining = existing.validUntil - now;
+      const TWO_HOURS = 7_200_000;
+      if (valid * 1000 > TWO_HOURS || valid * 1000 > remaining) existing.validUntil = toMs(valid);
+      else if (remaining > TWO_HOURS) existing.validUntil = now + TWO_HOURS;
+      existing.preferredUntil = toMs(preferred);
+      if (existing.state === "deprecated" && preferred > 0) existing.state = "preferred";
+      return;
+    }
+    if (valid === 0) return;
+    if (this.ip.addresses.filter((a) => a.origin === "slaac").length >= this.o.maxSlaacAddresses) return c.drop("slaac_limit");
+    const a = this.addAddress(addr, 64, "slaac", toMs(valid), toMs(preferred));
+    c.inc("slaac_addresses");
+    this.emit("address", a);
+  }
+
+  /** Expire addresses, prefixes and routers whose lifetimes ran out. Called by the stack's housekeeping timer. */
+  expire(): void {
+    const now = this.timers.now();
+    for (let i = this.ip.addresses.length - 1; i >= 0; i--) {
+      const a = this.ip.addresses[i]!;
+      if (a.validUntil <= now) {
+        this.ip.addresses.splice(i, 1);
+        this.ip.leaveGroup(solicitedNode(a.address));
+        this.counters.inc("addresses_expired");
+        this.emit("address-removed", a);
+      } else if (a.state === "preferred" && a.preferredUntil <= now) a.state = "deprecated";
+    }
+    for (let i = this.ip.prefixes.length - 1; i >= 0; i--) if (this.ip.prefixes[i]!.validUntil <= now) this.ip.prefixes.splice(i, 1);
+    for (let i = this.routers.length - 1; i >= 0; i--) if (this.routers[i]!.until <= now) this.routers.splice(i, 1);
+  }
+
+  private dropRouter(ip: Uint8Array): void {
+    const i = this.routers.findIndex((r) => bytesEqual(r.ip, ip));
+    if (i >= 0) this.routers.splice(i, 1);
+  }
+
+  // ---- sending -------------------------------------------------------------------------------
+
+  /** Fill the IPv6 header (hop limit 255) and ICMPv6 header+checksum of an NDP frame. */
+  private finishNdp(f: Uint8Array, type: number, rest: number, src: Uint8Array, dst: Uint8Array, len: number): void {
+    const m = ETH.HEADER_LEN + IPV6.HEADER_LEN;
+    emitIpv6(f, ETH.HEADER_LEN, { nextHeader: IPPROTO_ICMPV6, hopLimit: 255, src, dst, payloadLen: len });
+    emitIcmp(f, m, len, type, 0, rest, src, dst);
+  }
+
+  /**
+   * Neighbour solicitation for `target`. `src` undefined: pick our address (DAD passes ::).
+   * Multicast to `dst` (solicited-node) or unicast to the target's known MAC.
+   */
+  private sendNs(target: Uint8Array, src: Uint8Array | undefined, dst: Uint8Array, withSll: boolean, unicastMac?: Uint8Array): void {
+    const s = src ?? this.ip.selectSource(target);
+    if (!s) return this.counters.drop("ns_no_source");
+    const sll = withSll && !isZero(s);
+    const len = 24 + (sll ? 8 : 0);
+    const f = new Uint8Array(ETH.HEADER_LEN + IPV6.HEADER_LEN + len);
+    const m = ETH.HEADER_LEN + IPV6.HEADER_LEN;
+    f.set(target, m + 8);
+    if (sll) emitLladdrOption(f, m + 24, NDP_OPT_SOURCE_LLADDR, this.eth.mac);
+    this.finishNdp(f, ICMPV6_NEIGHBOR_SOLICIT, 0, s, dst, len);
+    this.counters.inc("ns_sent");
+    this.ip.sendRaw(f, unicastMac ?? ipv6MulticastMac(dst), undefined);
+  }
+
+  private sendNa(target: Uint8Array, dst: Uint8Array, dstMac: Uint8Array, solicited: boolean): void {
+    const len = 24 + 8;
+    const f = new Uint8Array(ETH.HEADER_LEN + IPV6.HEADER_LEN + len);
+    const m = ETH.HEADER_LEN + IPV6.HEADER_LEN;
+    f.set(target, m + 8);
+    emitLladdrOption(f, m + 24, NDP_OPT_TARGET_LLADDR, this.eth.mac);
+    // Flags: S when solicited, O (override) always for our own addresses (§7.2.4).
+    const flags = (solicited ? 0x40 : 0) | 0x20;
+    this.finishNdp(f, ICMPV6_NEIGHBOR_ADVERT, (flags << 24) >>> 0, target, dst, len);
+    this.counters.inc("na_sent");
+    this.ip.sendRaw(f, dstMac, undefined);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const n of [...this.cache.values()]) this.remove(n);
+    for (const d of this.dadTimers.values()) this.timers.cancel(d.timer);
+    this.dadTimers.clear();
+    if (this.rsTimer) this.timers.cancel(this.rsTimer);
+  }
+}
+
+function isSolicitedNode(a: Uint8Array): boolean {
+  return a[0] === 0xff && a[1] === 0x02 && a[11] === 0x01 && a[12] === 0xff && a.subarray(2, 11).every((x) => x === 0);
+}
