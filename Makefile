@@ -13,7 +13,7 @@ $(NODE_MODULES): package.json package-lock.json
 	@touch $@
 
 $(ADDON): $(NODE_MODULES) binding.gyp stack/netif/tap/tap.c
-	npx node-gyp rebuild
+	npx node-gyp rebuild --loglevel=warn
 
 dist/.built: $(NODE_MODULES) $(TS_SOURCES) tsconfig.json
 	npx tsc -p tsconfig.json

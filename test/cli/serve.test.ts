@@ -1,0 +1,63 @@
+// `paf serve`: argument errors name the problem; on a real TAP it serves ping and UDP echo and
+// stops cleanly on SIGTERM.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureBuilt, runCli, startCli } from "../helpers/cli.js";
+import { Netns, privileged, sh } from "../helpers/netns.js";
+
+beforeAll(() => ensureBuilt(), 120_000);
+
+describe("paf serve: bad arguments", () => {
+  const cases: Array<[string[], RegExp]> = [
+    [["serve"], /--tap NAME is required/],
+    [["serve", "--tap", "t0"], /give at least one address/],
+    [["serve", "--tap", "this-name-is-too-long", "--ipv4", "198.18.0.2/24"], /not a valid interface name/],
+    [["serve", "--tap", "t0", "--ipv4", "198.18.0.300/24"], /--ipv4: invalid IPv4 address/],
+    [["serve", "--tap", "t0", "--ipv4", "198.18.0.2"], /needs a prefix length/],
+    [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--gateway", "nope"], /--gateway: "nope" is not an IP address/],
+    [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--mac", "01:00:00:00:00:01"], /--mac: .*multicast/],
+    [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--services", "echo,telnet"], /--services: unknown value "telnet"/],
+    [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--mtu", "100"], /--mtu must be/],
+    [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--bogus"], /Unknown option '--bogus'/],
+    [["frobnicate"], /unknown command "frobnicate"/],
+  ];
+  for (const [args, msg] of cases) {
+    it(`rejects: paf ${args.join(" ")}`, async () => {
+      const r = await runCli(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(msg);
+    });
+  }
+});
+
+const run = privileged();
+
+describe.skipIf(!run)("paf serve on a TAP in a namespace", () => {
+  let ns: Netns;
+  beforeAll(async () => {
+    ns = await Netns.create("cli");
+  });
+  afterAll(async () => ns?.destroy());
+
+  it("prints one listening line, answers ping, ping6 and UDP echo, and exits 0 on SIGTERM", async () => {
+    const tap = "pafc" + (process.pid % 100000);
+    const { child, line } = await startCli(["serve", "--tap", tap, "--tap-netns", ns.name, "--ipv4", "198.18.0.2/24", "--ipv6", "2001:db8::2/64", "--services", "echo"], /^listening/);
+    expect(line).toMatch(new RegExp(`^listening on ${tap} mac [0-9a-f:]{17} 198\\.18\\.0\\.2 fe80::\\S+ 2001:db8::2 services echo$`));
+    await ns.kernelSide(tap);
+    expect((await ns.exec("ping", ["-c", "2", "-i", "0.2", "-W", "2", "198.18.0.2"])).stdout).toMatch(/2 received/);
+    expect((await ns.exec("ping", ["-6", "-c", "2", "-i", "0.2", "-W", "2", "2001:db8::2"])).stdout).toMatch(/2 received/);
+    const echo = await sh("bash", ["-c", `echo hi-from-kernel | ip netns exec ${ns.name} timeout 5 socat -t 1 - UDP4:198.18.0.2:7`]);
+    expect(echo.stdout.trim()).toBe("hi-from-kernel");
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  });
+
+  it("reports a TAP name clash as an error, not a crash", async () => {
+    const tap = "pafd" + (process.pid % 100000);
+    const first = await startCli(["serve", "--tap", tap, "--tap-netns", ns.name, "--ipv4", "198.18.1.2/24"], /^listening/);
+    const second = await runCli(["serve", "--tap", tap, "--tap-netns", ns.name, "--ipv4", "198.18.1.3/24"]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/EBUSY.*in use/);
+    first.child.kill("SIGTERM");
+  });
+});
