@@ -160,7 +160,7 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
   private addressReady(a: Ipv6Address): void {
     // Once the link-local address is usable, look for routers (§6.3.7).
     if (a.origin === "link-local" && this.o.routerSolicitations > 0 && !this.rsTimer) {
-      this.rsTimer = this.timers.timer(() => this.solicitRouters());
+      this.rsTimer = this.timers.timer(() => this.solicitRouters(), true);
       this.timers.arm(this.rsTimer, 0);
     }
   }

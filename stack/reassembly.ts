@@ -90,7 +90,7 @@ export class Reassembler {
         return undefined;
       }
       const np: Pending = { key, frags: [], bytes: 0, total: -1, timer: undefined as unknown as Timer, first: undefined, dead: false };
-      np.timer = this.timers.timer(() => this.expire(np));
+      np.timer = this.timers.timer(() => this.expire(np), true);
       this.timers.arm(np.timer, this.o.timeoutMs);
       this.pending.set(key, np);
       p = np;

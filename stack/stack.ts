@@ -139,7 +139,7 @@ export class Stack {
       this.housekeeping = this.timers.timer(() => {
         this.ndp?.expire();
         this.timers.arm(this.housekeeping!, 1000);
-      });
+      }, true);
       this.timers.arm(this.housekeeping, 1000);
     }
   }

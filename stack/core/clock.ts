@@ -6,18 +6,24 @@
 export interface Clock {
   /** Monotonic time in milliseconds (may be fractional). */
   now(): number;
-  /** Arm a one-shot callback `delayMs` from now; returns a function that cancels it. */
-  setTimer(delayMs: number, cb: () => void): () => void;
+  /**
+   * Arm a one-shot callback `delayMs` from now; returns a function that cancels it.
+   * `keepAlive` false means the timer alone must not keep the process running (Node's unref).
+   */
+  setTimer(delayMs: number, cb: () => void, keepAlive?: boolean): () => void;
 }
 
-/** The real clock: performance.now() and Node timers (unref'd, so a stack never keeps a process alive by itself). */
+/**
+ * The real clock: performance.now() and Node timers. Pending protocol work (a ping, DAD, a TCP
+ * retransmission) keeps the process alive like a socket does; housekeeping timers do not.
+ */
 export class RealClock implements Clock {
   now(): number {
     return performance.now();
   }
-  setTimer(delayMs: number, cb: () => void): () => void {
+  setTimer(delayMs: number, cb: () => void, keepAlive = true): () => void {
     const t = setTimeout(cb, Math.max(0, delayMs));
-    t.unref();
+    if (!keepAlive) t.unref();
     return () => clearTimeout(t);
   }
 }

@@ -10,7 +10,14 @@ export class Timer {
   deadline = -1;
   /** Position in the heap, -1 when not queued. */
   index = -1;
-  constructor(readonly fire: () => void) {}
+  /**
+   * @param weak a weak timer does not keep the process alive by itself (housekeeping, TIME_WAIT,
+   * keepalive); protocol work in progress (retransmissions, resolution) uses strong timers.
+   */
+  constructor(
+    readonly fire: () => void,
+    readonly weak = false,
+  ) {}
   get armed(): boolean {
     return this.index >= 0;
   }
@@ -20,6 +27,9 @@ export class TimerQueue {
   private heap: Timer[] = [];
   private armedAt = Infinity;
   private cancelArmed: (() => void) | undefined;
+  private armedStrong = false;
+  /** Armed timers that keep the process alive. */
+  private strong = 0;
   private closed = false;
 
   constructor(readonly clock: Clock) {}
@@ -29,8 +39,8 @@ export class TimerQueue {
   }
 
   /** Create an (unarmed) timer whose callback runs when it falls due. */
-  timer(fire: () => void): Timer {
-    return new Timer(fire);
+  timer(fire: () => void, weak = false): Timer {
+    return new Timer(fire, weak);
   }
 
   /** Arm (or re-arm) `t` to fire `delayMs` from now. */
@@ -50,6 +60,7 @@ export class TimerQueue {
       t.index = this.heap.length;
       this.heap.push(t);
       this.up(t.index);
+      if (!t.weak) this.strong++;
     }
     this.reschedule();
   }
@@ -66,7 +77,14 @@ export class TimerQueue {
     }
     t.index = -1;
     t.deadline = -1;
-    // No need to re-arm the clock eagerly: an early wake-up simply finds nothing due.
+    if (!t.weak && --this.strong === 0 && this.armedStrong && this.cancelArmed) {
+      // Nothing left that should keep the process alive: re-arm the clock timer as weak.
+      this.cancelArmed();
+      this.cancelArmed = undefined;
+      this.armedAt = Infinity;
+      this.reschedule();
+    }
+    // Otherwise no need to re-arm eagerly: an early wake-up simply finds nothing due.
   }
 
   /** Number of armed timers. */
@@ -83,15 +101,18 @@ export class TimerQueue {
       t.deadline = -1;
     }
     this.heap = [];
+    this.strong = 0;
   }
 
   private reschedule(): void {
     const top = this.heap[0];
     if (!top) return;
-    if (top.deadline >= this.armedAt && this.cancelArmed) return;
+    const wantStrong = this.strong > 0;
+    if (top.deadline >= this.armedAt && this.cancelArmed && wantStrong === this.armedStrong) return;
     this.cancelArmed?.();
     this.armedAt = top.deadline;
-    this.cancelArmed = this.clock.setTimer(top.deadline - this.clock.now(), () => this.run());
+    this.armedStrong = wantStrong;
+    this.cancelArmed = this.clock.setTimer(top.deadline - this.clock.now(), () => this.run(), wantStrong);
   }
 
   private run(): void {

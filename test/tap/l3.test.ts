@@ -33,8 +33,11 @@ describe.skipIf(!run)("L2/L3 over TAP with the Linux kernel as peer", () => {
   });
 
   afterAll(async () => {
-    await stack?.close();
-    await ns?.destroy();
+    try {
+      await stack?.close();
+    } finally {
+      await ns?.destroy();
+    }
   });
 
   it("answers ping (RFC 792 echo) from the kernel", async () => {
