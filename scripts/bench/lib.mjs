@@ -1,0 +1,83 @@
+// Shared helpers for `make bench`: namespaces, veth/TAP setup, running the load tools.
+// All traffic stays in namespaces created here (paf-b*), removed at the end, also on failure.
+import { execFile, execFileSync, spawn } from "node:child_process";
+import { promisify } from "node:util";
+import { existsSync, mkdirSync, statSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const execFileP = promisify(execFile);
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const live = new Set();
+
+export async function sh(cmd, args, timeoutMs = 60_000) {
+  const r = await execFileP(cmd, args, { timeout: timeoutMs, maxBuffer: 64 << 20, encoding: "utf8" });
+  return r.stdout;
+}
+
+export async function netns(tag) {
+  const name = `paf-b${tag}${process.pid % 10000}`;
+  await sh("ip", ["netns", "del", name]).catch(() => {});
+  await sh("ip", ["netns", "add", name]);
+  await sh("ip", ["-n", name, "link", "set", "lo", "up"]);
+  live.add(name);
+  return name;
+}
+
+export function cleanup() {
+  for (const n of live) {
+    try {
+      execFileSync("ip", ["netns", "del", n], { stdio: "ignore" });
+    } catch {}
+  }
+  live.clear();
+}
+process.on("exit", cleanup);
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => process.exit(130));
+
+/** Two namespaces joined by a veth pair: the kernel-to-kernel reference path. */
+export async function vethPair(tag, a4 = "198.18.1.1/24", b4 = "198.18.1.2/24") {
+  const A = await netns(tag + "a");
+  const B = await netns(tag + "b");
+  await sh("ip", ["link", "add", "pafva", "netns", A, "type", "veth", "peer", "name", "pafvb", "netns", B]);
+  await sh("ip", ["-n", A, "addr", "add", a4, "dev", "pafva"]);
+  await sh("ip", ["-n", B, "addr", "add", b4, "dev", "pafvb"]);
+  await sh("ip", ["-n", A, "link", "set", "pafva", "up"]);
+  await sh("ip", ["-n", B, "link", "set", "pafvb", "up"]);
+  return { A, B };
+}
+
+/** Run a command in a namespace; resolves with its stdout's last JSON line (parsed) or text. */
+export function nsRun(ns, cmd, args, timeoutMs = 120_000) {
+  return new Promise((resolve, reject) => {
+    const c = spawn("ip", ["netns", "exec", ns, cmd, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    const t = setTimeout(() => c.kill("SIGKILL"), timeoutMs);
+    c.stdout.on("data", (d) => (out += d));
+    c.stderr.on("data", (d) => (err += d));
+    c.on("close", (code, signal) => {
+      clearTimeout(t);
+      if (code !== 0) return reject(new Error(`${cmd} ${args.join(" ")} exited ${code ?? signal}: ${err}`));
+      const last = out.trim().split("\n").pop() ?? "";
+      try {
+        resolve(JSON.parse(last));
+      } catch {
+        resolve(out);
+      }
+    });
+  });
+}
+
+/** Compile the C load tool once (a benchmark-only helper, not part of paf). */
+export function udpbench() {
+  const bin = join(ROOT, "build", "udpbench");
+  const src = join(ROOT, "scripts", "bench", "udpbench.c");
+  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
+    mkdirSync(dirname(bin), { recursive: true });
+    execFileSync("gcc", ["-O2", "-o", bin, src]);
+  }
+  return bin;
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

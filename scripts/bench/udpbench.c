@@ -1,0 +1,191 @@
+/*
+ * udpbench: the kernel-side load generator and reference peer for `make bench` (UDP figures).
+ * Runs inside a test namespace, against paf's stack or against the kernel on a veth peer, so both
+ * are driven by the same sender and measured in the same run.
+ *
+ *   udpbench flood  ADDR PORT SIZE SECONDS     send as fast as possible (sendmmsg, 64 per call)
+ *   udpbench sink   PORT SECONDS               count datagrams received (recvmmsg)
+ *   udpbench echo   ADDR PORT SIZE SECONDS WINDOW   keep WINDOW requests in flight, count replies
+ *   udpbench server PORT SECONDS               UDP echo server (reference for `echo`)
+ * Every mode prints one line of JSON. Bounded by SECONDS.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 64
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static int make_addr(const char *a, int port, struct sockaddr_storage *ss, socklen_t *len) {
+  memset(ss, 0, sizeof *ss);
+  struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, a, &s4->sin_addr) == 1) {
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(port);
+    *len = sizeof *s4;
+    return AF_INET;
+  }
+  if (inet_pton(AF_INET6, a, &s6->sin6_addr) == 1) {
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+    *len = sizeof *s6;
+    return AF_INET6;
+  }
+  fprintf(stderr, "bad address %s\n", a);
+  exit(2);
+}
+
+static int bound_socket(int family, int port) {
+  int s = socket(family, SOCK_DGRAM, 0);
+  int big = 8 << 20;
+  setsockopt(s, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  setsockopt(s, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t len;
+  if (family == AF_INET6) {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+    len = sizeof *s6;
+  } else {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(port);
+    len = sizeof *s4;
+  }
+  if (bind(s, (struct sockaddr *)&ss, len) < 0) {
+    perror("bind");
+    exit(1);
+  }
+  return s;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: see the comment at the top of udpbench.c\n");
+    return 2;
+  }
+  static char buf[BATCH][2048];
+  struct mmsghdr msgs[BATCH];
+  struct iovec iov[BATCH];
+  const char *mode = argv[1];
+  if (!strcmp(mode, "flood") && argc == 6) {
+    struct sockaddr_storage dst;
+    socklen_t dlen;
+    int fam = make_addr(argv[2], atoi(argv[3]), &dst, &dlen);
+    int size = atoi(argv[4]);
+    double secs = atof(argv[5]);
+    int s = socket(fam, SOCK_DGRAM, 0);
+    for (int i = 0; i < BATCH; i++) {
+      memset(buf[i], 'p', size);
+      iov[i].iov_base = buf[i];
+      iov[i].iov_len = size;
+      memset(&msgs[i], 0, sizeof msgs[i]);
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_name = &dst;
+      msgs[i].msg_hdr.msg_namelen = dlen;
+    }
+    long sent = 0;
+    double t0 = now(), end = t0 + secs;
+    while (now() < end) {
+      int n = sendmmsg(s, msgs, BATCH, 0);
+      if (n > 0) sent += n;
+    }
+    double dt = now() - t0;
+    printf("{\"mode\":\"flood\",\"sent\":%ld,\"seconds\":%.3f,\"pps\":%.0f}\n", sent, dt, sent / dt);
+    return 0;
+  }
+  if (!strcmp(mode, "sink") && argc == 4) {
+    int s = bound_socket(AF_INET, atoi(argv[2]));
+    double secs = atof(argv[3]);
+    for (int i = 0; i < BATCH; i++) {
+      iov[i].iov_base = buf[i];
+      iov[i].iov_len = sizeof buf[i];
+      memset(&msgs[i], 0, sizeof msgs[i]);
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    long got = 0;
+    double first = 0, last = 0, end = now() + secs;
+    /* recvmmsg's own timeout is only checked after a datagram arrives; SO_RCVTIMEO bounds the wait. */
+    struct timeval tv = {0, 100 * 1000};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (now() < end) {
+      int n = recvmmsg(s, msgs, BATCH, MSG_WAITFORONE, NULL);
+      if (n > 0) {
+        if (!got) first = now();
+        got += n;
+        last = now();
+      }
+    }
+    double dt = last > first ? last - first : 1;
+    printf("{\"mode\":\"sink\",\"received\":%ld,\"seconds\":%.3f,\"pps\":%.0f}\n", got, dt, got / dt);
+    return 0;
+  }
+  if (!strcmp(mode, "server") && argc == 4) {
+    int s = bound_socket(AF_INET, atoi(argv[2]));
+    double end = now() + atof(argv[3]);
+    struct sockaddr_storage from;
+    long n = 0;
+    while (now() < end) {
+      struct pollfd p = {s, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      socklen_t fl = sizeof from;
+      ssize_t r = recvfrom(s, buf[0], sizeof buf[0], 0, (struct sockaddr *)&from, &fl);
+      if (r > 0 && sendto(s, buf[0], r, 0, (struct sockaddr *)&from, fl) > 0) n++;
+    }
+    printf("{\"mode\":\"server\",\"echoed\":%ld}\n", n);
+    return 0;
+  }
+  if (!strcmp(mode, "echo") && argc == 7) {
+    struct sockaddr_storage dst;
+    socklen_t dlen;
+    int fam = make_addr(argv[2], atoi(argv[3]), &dst, &dlen);
+    int size = atoi(argv[4]);
+    double secs = atof(argv[5]);
+    int window = atoi(argv[6]);
+    int s = socket(fam, SOCK_DGRAM, 0);
+    if (connect(s, (struct sockaddr *)&dst, dlen) < 0) {
+      perror("connect");
+      return 1;
+    }
+    memset(buf[0], 'e', size);
+    long replies = 0, sent = 0;
+    double t0 = now(), end = t0 + secs;
+    for (int i = 0; i < window; i++)
+      if (send(s, buf[0], size, 0) > 0) sent++;
+    while (now() < end) {
+      struct pollfd p = {s, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) {
+        /* a lost request or reply: top the window up again */
+        if (send(s, buf[0], size, 0) > 0) sent++;
+        continue;
+      }
+      while (recv(s, buf[1], sizeof buf[1], MSG_DONTWAIT) > 0) {
+        replies++;
+        if (send(s, buf[0], size, 0) > 0) sent++;
+      }
+    }
+    double dt = now() - t0;
+    printf("{\"mode\":\"echo\",\"window\":%d,\"sent\":%ld,\"replies\":%ld,\"seconds\":%.3f,\"rtps\":%.0f}\n", window, sent, replies, dt, replies / dt);
+    return 0;
+  }
+  fprintf(stderr, "usage: see the comment at the top of udpbench.c\n");
+  return 2;
+}
