@@ -115,6 +115,47 @@ describe.skipIf(!run)("L2/L3 over TAP with the Linux kernel as peer", () => {
     expect(r.stdout.trim()).toBe(msg);
   });
 
+  it("survives hostile frames crafted with scapy (overlaps, bad checksums, options, tiny fragments) and keeps answering", async () => {
+    const before = stack.stats();
+    const script = `
+from scapy.all import *
+conf.verb = 0
+i = "${TAP}"
+d = "198.18.0.2"
+m = "${formatMac(stack.mac)}"
+e = Ether(dst=m)
+pk = []
+# IPv4 with options (record route + NOPs): must be skipped safely and answered.
+pk.append(e/IP(dst=d, options=[IPOption_NOP(), IPOption_RR(routers=["0.0.0.0"]*3)])/ICMP(id=7, seq=1)/b"opt")
+# Bad IP header checksum, bad ICMP checksum, truncated total length.
+pk.append(e/IP(dst=d, chksum=0x1234)/ICMP())
+pk.append(e/IP(dst=d)/ICMP(chksum=0x1234))
+pk.append(e/IP(dst=d, len=2000)/ICMP())
+# Overlapping fragments (teardrop-style).
+pk.append(e/IP(dst=d, id=77, flags="MF", frag=0, proto=1)/(b"A"*64))
+pk.append(e/IP(dst=d, id=77, frag=4, proto=1)/(b"B"*64))
+# IPv6: unknown next header, hop-by-hop not first, bogus fragment.
+pk.append(e/IPv6(dst="2001:db8::2", nh=253)/(b"x"*8))
+pk.append(e/IPv6(dst="2001:db8::2")/IPv6ExtHdrDestOpt()/IPv6ExtHdrHopByHop()/ICMPv6EchoRequest())
+pk.append(e/IPv6(dst="2001:db8::2")/IPv6ExtHdrFragment(offset=1, m=1, id=5)/(b"z"*3))
+for p in pk: sendp(p, iface=i)
+`;
+    await ns.exec("/usr/bin/python3", ["-c", script], 30_000);
+    await new Promise((r) => setTimeout(r, 300));
+    const after = stack.stats();
+    const d = (l: string, k: string) => (after[l]![k] ?? 0) - (before[l]![k] ?? 0);
+    expect(d("ipv4", "drop_bad_checksum")).toBe(1);
+    expect(d("icmpv4", "drop_bad_checksum")).toBe(1);
+    expect(d("ipv4", "drop_bad_total_length")).toBe(1);
+    expect(d("ipv4", "drop_frag_overlap")).toBe(1);
+    expect(d("icmpv4", "echo_replies_sent")).toBe(1); // the one with IP options
+    expect(d("ipv6", "drop_unknown_next_header")).toBe(1);
+    expect(d("ipv6", "drop_hop_by_hop_not_first")).toBe(1);
+    expect(d("ipv6", "drop_frag_bad_length")).toBe(1);
+    const r = await ns.exec("ping", ["-c", "1", "-W", "2", "198.18.0.2"]);
+    expect(r.stdout).toMatch(/1 received/);
+  });
+
   it("answers a closed UDP port with ICMP port unreachable (nc sees ECONNREFUSED)", async () => {
     const r = await ns.exec("python3", ["-c", `
 import socket
