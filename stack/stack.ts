@@ -18,6 +18,8 @@ import { Ipv6Layer, type Ipv6Options, type Ipv6Address } from "./ipv6.js";
 import { Ndp, type NdpOptions } from "./ndp.js";
 import { Icmpv6, type Icmpv6Options } from "./icmpv6.js";
 import type { Timer } from "./core/timers.js";
+import { TcpApi, TcpLayer, type TcpOptions } from "./tcp/index.js";
+import { IPPROTO_TCP } from "./wire/tcp.js";
 import type { PingOptions, PingResult } from "./ping.js";
 import { IPPROTO_UDP } from "./wire/udp.js";
 import { copyBytes, linkLocalFromMac, formatIP, formatMac, ipFamily, parseCidr, parseIP, parseMac } from "./wire/addr.js";
@@ -30,6 +32,7 @@ export interface StackLimits {
   ipv6?: Ipv6Options;
   ndp?: NdpOptions;
   icmpv6?: Icmpv6Options;
+  tcp?: TcpOptions;
 }
 
 export interface Ipv6Config {
@@ -72,6 +75,8 @@ export class Stack {
   readonly ipv6: Ipv6Layer | undefined;
   readonly ndp: Ndp | undefined;
   readonly icmpv6: Icmpv6 | undefined;
+  /** TCP: `stack.tcp.listen(...)`, `stack.tcp.connect(...)`; the layer itself is `stack.tcp.layer`. */
+  readonly tcp: TcpApi;
   private closed = false;
   private readonly pendingDad: Promise<void>[] = [];
   private housekeeping: Timer | undefined;
@@ -99,6 +104,10 @@ export class Stack {
     this.udp = new UdpLayer(opts.ipv4 ? this.ipv4 : undefined, this.ipv6, this.random, limits.udp);
     this.ipv4.register(IPPROTO_UDP, this.udp);
     this.ipv6?.register(IPPROTO_UDP, this.udp);
+    const tcpLayer = new TcpLayer(opts.ipv4 ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp);
+    this.tcp = new TcpApi(tcpLayer);
+    this.ipv4.register(IPPROTO_TCP, tcpLayer);
+    this.ipv6?.register(IPPROTO_TCP, tcpLayer);
     this.eth.onBatchEnd(() => {
       this.ipv4.batchEnd();
       this.ipv6?.batchEnd();
@@ -208,6 +217,7 @@ export class Stack {
       ipv4: this.ipv4.counters.snapshot(),
       icmpv4: this.icmpv4.counters.snapshot(),
       udp: this.udp.counters.snapshot(),
+      tcp: { ...this.tcp.layer.counters.snapshot(), connections: this.tcp.layer.connectionCount },
       ...(this.ipv6 ? { ipv6: this.ipv6.counters.snapshot(), icmpv6: this.icmpv6!.counters.snapshot(), ndp: this.ndp!.counters.snapshot() } : {}),
     };
   }
@@ -215,6 +225,7 @@ export class Stack {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.tcp.layer.close();
     this.udp.close();
     this.icmpv6?.close();
     this.ndp?.close();

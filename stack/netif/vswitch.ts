@@ -107,6 +107,11 @@ export class VirtualSwitch {
     return p;
   }
 
+  /** True when no delivery is scheduled (tests driving a VirtualClock use it to know the wire is quiet). */
+  get idle(): boolean {
+    return !this.scheduled;
+  }
+
   /** Number of learned MAC entries. */
   get macEntries(): number {
     return this.table.size;

@@ -1,0 +1,94 @@
+/** The TCP API of a stack: listen() and connect() returning TcpFlow duplex streams. */
+import { TcpLayer, TcpListener, type TcpOptions } from "./layer.js";
+import { TcpFlow, type FlowOptions } from "./flow.js";
+import { formatIP, ipFamily, parseIP } from "../wire/addr.js";
+import type { Timer } from "../core/timers.js";
+
+export { TcpLayer, TcpListener, TcpFlow, type TcpOptions, type FlowOptions };
+
+export interface ListenOptions extends FlowOptions {
+  port: number;
+  /** Local address to accept on (default: all of the stack's addresses). */
+  host?: string;
+  /** Half-open connections before SYN cookies take over. Default 511. */
+  backlog?: number;
+}
+
+export interface ConnectOptions extends FlowOptions {
+  host: string;
+  port: number;
+  localPort?: number;
+  localAddress?: string;
+  /** Give up (ETIMEDOUT) if the handshake has not completed after this many ms. */
+  timeout?: number;
+  noDelay?: boolean;
+}
+
+/** A listening server; close() stops accepting (existing connections are not touched). */
+export class TcpServer {
+  constructor(private readonly l: TcpListener) {}
+  get port(): number {
+    return this.l.port;
+  }
+  address(): { port: number; address: string } {
+    return { port: this.l.port, address: this.l.addr ? formatIP(this.l.addr) : "" };
+  }
+  close(): void {
+    this.l.close();
+  }
+}
+
+export class TcpApi {
+  constructor(readonly layer: TcpLayer) {}
+
+  listen(opts: ListenOptions, onConnection: (flow: TcpFlow) => void): TcpServer {
+    const host = opts.host && opts.host !== "0.0.0.0" && opts.host !== "::" ? parseHost(opts.host) : undefined;
+    const l = this.layer.listen(opts.port, host, opts.backlog ?? 511, (t) => {
+      const f = new TcpFlow(t, opts);
+      onConnection(f);
+    });
+    return new TcpServer(l);
+  }
+
+  /** Open a connection; resolves once established (rejects with ECONNREFUSED / ETIMEDOUT / EHOSTUNREACH ...). */
+  connect(opts: ConnectOptions): Promise<TcpFlow> {
+    return new Promise((resolve, reject) => {
+      let flow: TcpFlow;
+      try {
+        flow = this.connectFlow(opts);
+      } catch (e) {
+        return reject(e);
+      }
+      const onErr = (e: Error) => reject(e);
+      flow.once("error", onErr);
+      flow.once("connect", () => {
+        flow.off("error", onErr);
+        resolve(flow);
+      });
+    });
+  }
+
+  /** Like net.connect(): returns the flow at once; it emits 'connect' (or 'error'). */
+  connectFlow(opts: ConnectOptions): TcpFlow {
+    const dst = parseHost(opts.host);
+    const src = opts.localAddress ? parseHost(opts.localAddress) : undefined;
+    const t = this.layer.connect(dst, opts.port, opts.localPort ?? 0, src);
+    const flow = new TcpFlow(t, { ...opts, connecting: true });
+    if (opts.noDelay) flow.setNoDelay(true);
+    if (opts.timeout && opts.timeout > 0) {
+      const q = this.layer.timers;
+      const timer: Timer = q.timer(() => {
+        if (flow.connecting) flow.destroy(Object.assign(new Error(`connect ETIMEDOUT ${opts.host}:${opts.port}`), { code: "ETIMEDOUT" }));
+      });
+      q.arm(timer, opts.timeout);
+      flow.once("connect", () => q.cancel(timer));
+      flow.once("close", () => q.cancel(timer));
+    }
+    return flow;
+  }
+}
+
+function parseHost(h: string): Uint8Array {
+  if (ipFamily(h) === 0) throw Object.assign(new TypeError(`"${h}" is not an IP address (name resolution comes with the client side)`), { code: "EINVAL" });
+  return parseIP(h);
+}

@@ -1,0 +1,924 @@
+/**
+ * One TCP connection: the RFC 9293 state machine, fed segments by the layer (`input`) and
+ * drained by `output`, with time only from the stack's timer queue. Loss recovery: RFC 6298
+ * RTO with Karn and backoff, fast retransmit / recovery with the SACK scoreboard (RFC 6675
+ * style pipe) or NewReno partial ACKs (RFC 6582), limited transmit (RFC 3042). Delayed ACKs,
+ * Nagle, SWS avoidance on both sides, zero-window probes, keepalive, PAWS (RFC 7323), RFC 5961
+ * challenge ACKs.
+ */
+import type { Timer, TimerQueue } from "../core/timers.js";
+import type { IcmpErrorInfo, Route } from "../ip.js";
+import type { TcpSegment } from "../wire/tcp.js";
+import { ACK, FIN, PSH, RST, SYN } from "../wire/tcp.js";
+import { seqAdd, seqGe, seqGt, seqLe, seqLt, seqMax, seqSub } from "./seq.js";
+import { ReorderQueue, Scoreboard, SendQueue } from "./buffers.js";
+import { RttEstimator, makeCongestionControl, type CongestionControl } from "./cc.js";
+import type { TcpLayer, TcpOptionsResolved } from "./layer.js";
+
+export type TcpState = "CLOSED" | "LISTEN" | "SYN-SENT" | "SYN-RECEIVED" | "ESTABLISHED" | "FIN-WAIT-1" | "FIN-WAIT-2" | "CLOSE-WAIT" | "CLOSING" | "LAST-ACK" | "TIME-WAIT";
+
+/** What a connection tells its owner (the flow). */
+export interface TcbEvents {
+  onConnect(): void;
+  onData(data: Uint8Array): void;
+  onEnd(): void;
+  /** More send-buffer space is free. */
+  onDrain(): void;
+  /** The connection is gone; err set if it failed. */
+  onClose(err: (Error & { code: string }) | undefined): void;
+}
+
+function err(code: string, message: string): Error & { code: string } {
+  const e = new Error(message) as Error & { code: string };
+  e.code = code;
+  return e;
+}
+
+export class Tcb {
+  state: TcpState = "CLOSED";
+  events: TcbEvents | undefined;
+  readonly key: string;
+  // --- send sequence space (RFC 9293 §3.3.1)
+  iss = 0;
+  sndUna = 0;
+  sndNxt = 0;
+  /** Highest sequence number sent (SND.NXT can go back on a retransmission timeout). */
+  sndMax = 0;
+  sndWnd = 0;
+  sndWl1 = 0;
+  sndWl2 = 0;
+  maxSndWnd = 0;
+  sndWscale = 0;
+  // --- receive sequence space
+  irs = 0;
+  rcvNxt = 0;
+  rcvWscale = 0;
+  /** Right edge of the window we last advertised (never moved left, §3.8.6.2.1). */
+  rcvAdvRight = 0;
+  // --- options and sizes
+  /** Effective send MSS (payload bytes per segment, options excluded). */
+  mss = 536;
+  peerMss = 536;
+  sackOk = false;
+  tsOk = false;
+  tsRecent = 0;
+  tsOffset = 0;
+  lastAckSent = 0;
+  // --- buffers
+  readonly sendQ = new SendQueue();
+  readonly sb = new Scoreboard();
+  readonly ooo: ReorderQueue;
+  /** User called end(): a FIN follows the queued data. */
+  finQueued = false;
+  /** Sequence number of our FIN once sent. */
+  finSeq = -1;
+  /** Bytes the application has not read yet (flow's readable buffer). */
+  unread = 0;
+  // --- congestion and timing
+  readonly cc: CongestionControl;
+  readonly rtt: RttEstimator;
+  private dupAcks = 0;
+  private inRecovery = false;
+  private recover = 0;
+  private rxtNext = 0;
+  private rttSeq = -1;
+  private rttTime = 0;
+  private backoff = 0;
+  private retransmits = 0;
+  private synRetries = 0;
+  // --- ACK policy
+  private ackNow = false;
+  private unackedSegs = 0;
+  noDelay = false;
+  // --- timers
+  private readonly rtoTimer: Timer;
+  private readonly delackTimer: Timer;
+  private readonly persistTimer: Timer;
+  private readonly keepTimer: Timer;
+  private readonly waitTimer: Timer;
+  private persistBackoff = 0;
+  keepAlive = false;
+  keepIdleMs: number;
+  private keepProbes = 0;
+  private lastRecv = 0;
+  // --- bookkeeping
+  bytesRead = 0;
+  bytesWritten = 0;
+  /** For SYN-RECEIVED connections: the listener that will get them. */
+  listener: { onEstablished(t: Tcb): void; halfOpen: number } | undefined;
+  closedErr: (Error & { code: string }) | undefined;
+  private outputScheduled = false;
+
+  constructor(
+    readonly layer: TcpLayer,
+    readonly route: Route,
+    readonly localPort: number,
+    readonly remotePort: number,
+    readonly o: TcpOptionsResolved,
+  ) {
+    this.key = layer.key(route.dst, remotePort, route.src, localPort);
+    const t: TimerQueue = layer.timers;
+    this.rtoTimer = t.timer(() => this.onRto());
+    this.delackTimer = t.timer(() => this.sendAck());
+    this.persistTimer = t.timer(() => this.onPersist());
+    this.keepTimer = t.timer(() => this.onKeepalive(), true);
+    this.waitTimer = t.timer(() => this.onWaitTimer(), true);
+    this.cc = makeCongestionControl(o.congestionControl, () => this.mss);
+    this.rtt = new RttEstimator(o.minRtoMs, o.maxRtoMs, o.initialRtoMs);
+    this.ooo = new ReorderQueue(o.receiveBufferSize, o.maxOooSegments);
+    this.keepIdleMs = o.keepAliveIdleMs;
+    let ws = 0;
+    while (ws < 14 && o.receiveBufferSize >> ws > 65535) ws++;
+    this.rcvWscale = ws;
+    this.tsOffset = layer.random.u32();
+  }
+
+  get localAddress(): Uint8Array {
+    return this.route.src;
+  }
+  get remoteAddress(): Uint8Array {
+    return this.route.dst;
+  }
+
+  private now(): number {
+    return this.layer.timers.now();
+  }
+
+  private tsNow(): number {
+    return (Math.floor(this.now()) + this.tsOffset) >>> 0;
+  }
+
+  /** MSS we advertise: what the link carries minus IP and TCP headers. */
+  ourMss(): number {
+    return this.route.mtu - (this.route.family === 4 ? 20 : 40) - 20;
+  }
+
+  private setSendMss(): void {
+    const pathMax = this.route.mtu - (this.route.family === 4 ? 20 : 40) - 20;
+    this.mss = Math.max(64, Math.min(this.peerMss, pathMax) - (this.tsOk ? 12 : 0));
+  }
+
+  /** The receive window we can offer now, in bytes (buffer space not taken by unread or out-of-order data). */
+  private rcvWindow(): number {
+    const free = this.o.receiveBufferSize - this.unread - this.ooo.bytes;
+    return Math.max(0, free);
+  }
+
+  // ==== opening ===============================================================================
+
+  /** Active open (§3.10.1): send SYN. */
+  connect(iss: number): void {
+    this.iss = iss;
+    this.sndUna = iss;
+    this.sndNxt = iss;
+    this.sndMax = iss;
+    this.state = "SYN-SENT";
+    this.sendSyn(false);
+  }
+
+  /** Passive open: a SYN arrived for a listener (§3.10.7.2). */
+  acceptSyn(seg: TcpSegment, iss: number): void {
+    this.irs = seg.seq;
+    this.rcvNxt = seqAdd(seg.seq, 1);
+    this.iss = iss;
+    this.sndUna = iss;
+    this.sndNxt = iss;
+    this.sndMax = iss;
+    this.negotiate(seg);
+    this.sndWnd = seg.window; // never scaled in a SYN (RFC 7323 §2.2)
+    this.sndWl1 = seg.seq;
+    this.sndWl2 = iss;
+    this.state = "SYN-RECEIVED";
+    this.lastRecv = this.now();
+    this.sendSyn(true);
+  }
+
+  /** A connection rebuilt from a valid SYN cookie: as if our SYN-ACK (with ISN `iss`) had been sent. */
+  acceptSynSilently(seg: TcpSegment, iss: number): void {
+    this.irs = seg.seq;
+    this.rcvNxt = seqAdd(seg.seq, 1);
+    this.iss = iss;
+    this.sndUna = iss;
+    this.sndNxt = seqAdd(iss, 1);
+    this.sndMax = this.sndNxt;
+    this.negotiate(seg);
+    this.sndWl1 = seg.seq;
+    this.sndWl2 = iss;
+    this.state = "SYN-RECEIVED";
+    this.rcvAdvRight = seqAdd(this.rcvNxt, Math.min(65535, this.rcvWindow()));
+  }
+
+  /** ICMP about a segment we sent (RFC 9293 §3.9.2.4, RFC 1191/8201 path MTU, RFC 5927 caution). */
+  icmpError(e: IcmpErrorInfo): void {
+    const c = this.layer.counters;
+    // Only believe errors quoting a sequence number we have in flight (RFC 5927 §4.1).
+    const q = e.quoted;
+    const seq = ((q[4]! << 24) | (q[5]! << 16) | (q[6]! << 8) | q[7]!) >>> 0;
+    if (!(seqLe(this.sndUna, seq) && seqLt(seq, seqAdd(this.sndMax, 1)))) return c.drop("icmp_bad_seq");
+    if (e.kind === "too_big" && e.mtu !== undefined) {
+      if (e.mtu >= this.route.mtu) return;
+      (this.route as { mtu: number }).mtu = e.mtu;
+      const old = this.mss;
+      this.setSendMss();
+      if (this.mss < old) {
+        c.inc("pmtu_reductions");
+        // Resend what was lost at the new size (not a congestion signal: cwnd untouched).
+        this.sndNxt = this.sndUna;
+        this.rttSeq = -1;
+        this.layer.needsFlush(this);
+      }
+      return;
+    }
+    if (this.state === "SYN-SENT" && (e.kind === "port_unreachable" || e.kind === "unreachable")) {
+      // Hard error while connecting: report it like a kernel socket would.
+      return this.teardown(err(e.kind === "port_unreachable" ? "ECONNREFUSED" : "EHOSTUNREACH", e.kind === "port_unreachable" ? "connection refused (ICMP port unreachable)" : "host unreachable (ICMP)"));
+    }
+  }
+
+  private negotiate(seg: TcpSegment): void {
+    this.peerMss = seg.mss > 0 ? seg.mss : this.route.family === 4 ? 536 : 1220;
+    if (seg.wscale >= 0 && this.o.windowScaling) this.sndWscale = seg.wscale;
+    else {
+      this.sndWscale = 0;
+      this.rcvWscale = 0;
+    }
+    this.sackOk = this.o.sack && seg.sackPermitted;
+    this.tsOk = this.o.timestamps && seg.hasTimestamp;
+    if (this.tsOk) this.tsRecent = seg.tsVal;
+    this.setSendMss();
+  }
+
+  private sendSyn(withAck: boolean): void {
+    const wnd = Math.min(65535, this.rcvWindow());
+    const opts = {
+      mss: this.ourMss(),
+      ...(this.o.windowScaling && (!withAck || this.rcvWscale > 0 || this.sndWscale > 0) ? { wscale: this.rcvWscale } : {}),
+      sackPermitted: this.o.sack && (!withAck || this.sackOk),
+      ...(this.o.timestamps && (!withAck || this.tsOk) ? { ts: { val: this.tsNow(), ecr: withAck ? this.tsRecent : 0 } } : {}),
+    };
+    if (withAck && !this.o.windowScaling) delete (opts as { wscale?: number }).wscale;
+    this.layer.emit(this, this.iss, withAck ? SYN | ACK : SYN, wnd, undefined, 0, 0, opts);
+    if (this.sndMax === this.iss) this.sndMax = seqAdd(this.iss, 1);
+    this.sndNxt = seqAdd(this.iss, 1);
+    this.rcvAdvRight = seqAdd(this.rcvNxt, wnd);
+    this.armRto();
+  }
+
+  // ==== user calls ============================================================================
+
+  /** Queue data; returns the send-buffer space left (may be negative: the caller waits for onDrain). */
+  send(data: Uint8Array): number {
+    this.sendQ.push(data);
+    this.bytesWritten += data.length;
+    this.scheduleOutput();
+    return this.o.sendBufferSize - this.sendQ.length;
+  }
+
+  get sendSpace(): number {
+    return this.o.sendBufferSize - this.sendQ.length;
+  }
+
+  /** end(): FIN after the queued data (§3.10.4). */
+  close(): void {
+    switch (this.state) {
+      case "SYN-SENT":
+        return this.teardown(undefined);
+      case "SYN-RECEIVED":
+      case "ESTABLISHED":
+        this.finQueued = true;
+        this.state = "FIN-WAIT-1";
+        break;
+      case "CLOSE-WAIT":
+        this.finQueued = true;
+        this.state = "LAST-ACK";
+        break;
+      default:
+        return;
+    }
+    this.scheduleOutput();
+  }
+
+  /** destroy(): abort with RST (§3.10.5). */
+  abort(): void {
+    if (this.state === "CLOSED" || this.state === "TIME-WAIT") return this.teardown(undefined);
+    if (this.state !== "SYN-SENT" && this.state !== "LISTEN") this.layer.emit(this, this.sndNxt, RST | ACK, 0, undefined, 0, 0);
+    this.layer.counters.inc("aborts");
+    this.teardown(undefined);
+  }
+
+  /** The application consumed `n` bytes: reopen the window (receiver SWS avoidance, §3.8.6.2.2). */
+  consumed(n: number): void {
+    const before = this.rcvWindow();
+    this.unread = Math.max(0, this.unread - n);
+    const after = this.rcvWindow();
+    const adv = seqSub(this.rcvAdvRight, this.rcvNxt);
+    if (after - adv >= Math.min(this.o.receiveBufferSize / 2, this.mss) && before < after && this.isSynchronized()) {
+      this.ackNow = true;
+      this.layer.needsFlush(this);
+    }
+  }
+
+  setKeepAlive(on: boolean, idleMs?: number): void {
+    this.keepAlive = on;
+    if (idleMs !== undefined && idleMs > 0) this.keepIdleMs = idleMs;
+    this.keepProbes = 0;
+    if (on && this.isSynchronized()) this.layer.timers.arm(this.keepTimer, this.keepIdleMs);
+    else this.layer.timers.cancel(this.keepTimer);
+  }
+
+  private isSynchronized(): boolean {
+    return this.state !== "CLOSED" && this.state !== "LISTEN" && this.state !== "SYN-SENT" && this.state !== "SYN-RECEIVED";
+  }
+
+  private scheduleOutput(): void {
+    if (this.outputScheduled) return;
+    this.outputScheduled = true;
+    // Writes made in one tick are coalesced into full segments.
+    queueMicrotask(() => {
+      this.outputScheduled = false;
+      this.flush();
+    });
+  }
+
+  // ==== input =================================================================================
+
+  /** A segment for this connection (checksum verified, parsed in place). */
+  input(seg: TcpSegment): void {
+    const c = this.layer.counters;
+    this.lastRecv = this.now();
+    if (this.state === "SYN-SENT") return this.inputSynSent(seg);
+    const len = seg.payload.length + (seg.flags & SYN ? 1 : 0) + (seg.flags & FIN ? 1 : 0);
+
+    // RFC 7323 §5.3 PAWS: drop a segment with an old timestamp (not an RST).
+    if (this.tsOk && seg.hasTimestamp && !(seg.flags & RST) && seqLt(seg.tsVal, this.tsRecent)) {
+      c.drop("paws_rejected");
+      this.ackNow = true;
+      return this.layer.needsFlush(this);
+    }
+
+    // First: sequence acceptability (§3.10.7.4, the four cases).
+    const wnd = seqSub(this.rcvAdvRight, this.rcvNxt);
+    let acceptable: boolean;
+    if (len === 0) acceptable = wnd === 0 ? seg.seq === this.rcvNxt : seqLe(this.rcvNxt, seg.seq) && seqLt(seg.seq, seqAdd(this.rcvNxt, Math.max(wnd, 1)));
+    else acceptable = wnd > 0 && (inWin(seg.seq, this.rcvNxt, wnd) || inWin(seqAdd(seg.seq, len - 1), this.rcvNxt, wnd));
+    if (!acceptable) {
+      if (this.state === "TIME-WAIT" && seg.flags & FIN) this.restartTimeWait();
+      if (!(seg.flags & RST)) {
+        c.inc("out_of_window");
+        this.ackNow = true;
+        this.layer.needsFlush(this);
+      }
+      return;
+    }
+
+    // Second: RST (RFC 5961 §3.2: exact match resets, in-window gets a challenge ACK).
+    if (seg.flags & RST) {
+      if (seg.seq !== this.rcvNxt) return this.challengeAck();
+      c.inc("resets_received");
+      if (this.state === "SYN-RECEIVED" && this.listener) return this.teardown(undefined);
+      if (this.state === "TIME-WAIT" || this.state === "CLOSING" || this.state === "LAST-ACK") return this.teardown(undefined);
+      return this.teardown(err("ECONNRESET", "connection reset by peer"));
+    }
+
+    // Fourth: SYN in a synchronized state (RFC 5961 §4: challenge ACK).
+    if (seg.flags & SYN) {
+      if (this.state === "SYN-RECEIVED" && seg.seq === this.irs) {
+        // A retransmitted SYN: our SYN-ACK was lost.
+        return this.sendSyn(true);
+      }
+      return this.challengeAck();
+    }
+
+    // Fifth: the ACK field.
+    if (!(seg.flags & ACK)) return c.drop("no_ack");
+    if (this.state === "SYN-RECEIVED") {
+      if (!(seqLt(this.sndUna, seg.ack) && seqLe(seg.ack, this.sndMax))) {
+        this.layer.sendReset(this.route, this.localPort, this.remotePort, seg.ack, 0, false);
+        return;
+      }
+      this.established(seg);
+      this.listener?.onEstablished(this);
+      this.listener = undefined;
+    }
+    // RFC 5961 §5.2: an ACK for data never sent, or too far behind, gets a challenge ACK.
+    if (seqGt(seg.ack, this.sndMax)) {
+      this.ackNow = true;
+      this.layer.needsFlush(this);
+      return c.drop("ack_unsent_data");
+    }
+    if (this.maxSndWnd > 0 && seqLt(seg.ack, (this.sndUna - this.maxSndWnd) >>> 0)) return this.challengeAck();
+
+    if (this.tsOk && seg.hasTimestamp && seqLe(seg.seq, this.lastAckSent)) this.tsRecent = seg.tsVal;
+    this.processAck(seg);
+    if (this.state === "CLOSED") return;
+
+    // Seventh: segment text.
+    let fin = (seg.flags & FIN) !== 0;
+    let data = seg.payload;
+    let seq = seg.seq;
+    if (data.length > 0 || fin) {
+      if (this.state === "CLOSE-WAIT" || this.state === "CLOSING" || this.state === "LAST-ACK" || this.state === "TIME-WAIT") {
+        data = new Uint8Array(0); // §3.10.7.4: the peer already sent FIN
+        if (this.state === "TIME-WAIT" && fin) this.restartTimeWait();
+        fin = false;
+        this.ackNow = true;
+      }
+    }
+    if (data.length > 0 || fin) {
+      // Trim what lies before RCV.NXT or past our advertised right edge.
+      if (seqLt(seq, this.rcvNxt)) {
+        const cut = seqSub(this.rcvNxt, seq);
+        data = data.subarray(Math.min(cut, data.length));
+        seq = this.rcvNxt;
+      }
+      const room = seqSub(this.rcvAdvRight, seq);
+      if (data.length > room) {
+        data = data.subarray(0, Math.max(0, room));
+        fin = false;
+      }
+      if (seq === this.rcvNxt) {
+        this.deliver(data, fin);
+        const more = this.ooo.take(this.rcvNxt);
+        if (more.length) this.ackNow = true; // a hole was filled: ACK at once (RFC 5681 §4.2)
+        for (const m of more) this.deliver(m.data, m.fin);
+      } else {
+        // Out of order: queue it and send a duplicate ACK with SACK at once (RFC 5681 §4.2).
+        if (!this.ooo.add(seq, data, fin)) c.drop("ooo_queue_full");
+        else c.inc("ooo_queued");
+        this.ackNow = true;
+      }
+      if (!this.ackNow) {
+        this.unackedSegs++;
+        if (this.unackedSegs >= 2) this.ackNow = true;
+        else if (!this.delackTimer.armed) this.layer.timers.arm(this.delackTimer, this.o.delayedAckMs);
+      }
+      this.layer.needsFlush(this);
+    }
+    if (this.keepAlive) {
+      this.keepProbes = 0;
+      this.layer.timers.arm(this.keepTimer, this.keepIdleMs);
+    }
+  }
+
+  private deliver(data: Uint8Array, fin: boolean): void {
+    if (data.length > 0) {
+      this.rcvNxt = seqAdd(this.rcvNxt, data.length);
+      this.unread += data.length;
+      this.bytesRead += data.length;
+      this.events?.onData(data);
+    }
+    if (fin) {
+      this.rcvNxt = seqAdd(this.rcvNxt, 1);
+      this.ackNow = true;
+      this.layer.counters.inc("fins_received");
+      this.events?.onEnd();
+      switch (this.state) {
+        case "SYN-RECEIVED":
+        case "ESTABLISHED":
+          this.state = "CLOSE-WAIT";
+          break;
+        case "FIN-WAIT-1":
+          // Our FIN not yet acknowledged: simultaneous close.
+          this.state = "CLOSING";
+          break;
+        case "FIN-WAIT-2":
+          this.enterTimeWait();
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  private inputSynSent(seg: TcpSegment): void {
+    const c = this.layer.counters;
+    const f = seg.flags;
+    if (f & ACK && (seqLe(seg.ack, this.iss) || seqGt(seg.ack, this.sndMax))) {
+      if (!(f & RST)) this.layer.sendReset(this.route, this.localPort, this.remotePort, seg.ack, 0, false);
+      return c.drop("bad_synack");
+    }
+    if (f & RST) {
+      if (f & ACK) return this.teardown(err("ECONNREFUSED", "connection refused"));
+      return;
+    }
+    if (!(f & SYN)) return;
+    this.irs = seg.seq;
+    this.rcvNxt = seqAdd(seg.seq, 1);
+    this.negotiate(seg);
+    if (f & ACK) {
+      this.sndUna = seg.ack;
+      this.sndWnd = seg.window; // a SYN-ACK's window is never scaled (RFC 7323 §2.2)
+      this.sndWl1 = seg.seq;
+      this.sndWl2 = seg.ack;
+      this.maxSndWnd = this.sndWnd;
+      if (this.tsOk && seg.tsEcr) this.rtt.sample(this.tsNow() - seg.tsEcr);
+      else if (this.synRetries === 0) this.rtt.sample(this.now() - this.rttTime);
+      this.layer.timers.cancel(this.rtoTimer);
+      this.established(seg);
+      this.ackNow = true;
+      this.layer.needsFlush(this);
+      this.events?.onConnect();
+      if (seg.payload.length) {
+        // Data on a SYN-ACK: rare, but legal.
+        this.deliver(seg.payload, false);
+      }
+    } else {
+      // Simultaneous open (§3.10.7.3): SYN without ACK -> SYN-RECEIVED, send SYN-ACK.
+      this.state = "SYN-RECEIVED";
+      this.sndWnd = seg.window;
+      this.sndWl1 = seg.seq;
+      this.layer.counters.inc("simultaneous_open");
+      this.sendSyn(true);
+    }
+  }
+
+  private established(seg: TcpSegment): void {
+    if (this.state === "SYN-SENT" || this.state === "SYN-RECEIVED") this.state = "ESTABLISHED";
+    this.synRetries = 0;
+    this.backoff = 0;
+    this.layer.counters.inc("established");
+    if (this.listener) {
+      this.listener.halfOpen--;
+      this.layer.halfOpenDone();
+    }
+    if (this.keepAlive) this.layer.timers.arm(this.keepTimer, this.keepIdleMs);
+    void seg;
+  }
+
+  private processAck(seg: TcpSegment): void {
+    const c = this.layer.counters;
+    const ack = seg.ack;
+    const wnd = seg.window << this.sndWscale;
+    if (this.sackOk && seg.sackCount > 0) {
+      for (let i = 0; i < seg.sackCount; i++) this.sb.add(seg.sack[2 * i]!, seg.sack[2 * i + 1]!, this.sndUna, this.sndMax);
+    }
+    if (seqGt(ack, this.sndUna)) {
+      let acked = seqSub(ack, this.sndUna);
+      // RTT sample (RFC 6298 §3 / RFC 7323 §4.1); Karn: not from retransmitted data.
+      if (this.tsOk && seg.hasTimestamp && seg.tsEcr !== 0) this.rtt.sample(seqSub(this.tsNow(), seg.tsEcr));
+      else if (this.rttSeq >= 0 && seqGe(ack, this.rttSeq)) this.rtt.sample(this.now() - this.rttTime);
+      if (this.rttSeq >= 0 && seqGe(ack, this.rttSeq)) this.rttSeq = -1;
+      // SYN and FIN occupy sequence space but not the send queue.
+      let dataAcked = acked;
+      if (seqLe(this.sndUna, this.iss)) dataAcked--;
+      if (this.finSeq >= 0 && seqGt(ack, this.finSeq)) dataAcked--;
+      dataAcked = Math.min(Math.max(0, dataAcked), this.sendQ.length);
+      this.sendQ.consume(dataAcked);
+      this.sndUna = ack;
+      if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
+      this.sb.advance(ack);
+      this.backoff = 0;
+      this.retransmits = 0;
+      // Congestion control.
+      if (this.inRecovery) {
+        if (seqGe(ack, this.recover)) {
+          this.inRecovery = false;
+          this.cc.exitRecovery(this.now());
+          c.inc("recoveries");
+        } else if (!this.sackOk) {
+          // NewReno partial ACK (RFC 6582 §3.2 step 3): retransmit the next segment at once.
+          this.retransmitAt(this.sndUna);
+          this.cc.cwnd = Math.max(this.mss, this.cc.cwnd - acked + this.mss);
+        }
+      } else {
+        this.cc.onAck(acked, this.now(), this.rtt.srtt);
+      }
+      this.dupAcks = 0;
+      if (seqGe(this.rxtNext, ack) === false) this.rxtNext = ack;
+      if (this.sndUna === this.sndMax) this.layer.timers.cancel(this.rtoTimer);
+      else this.armRto(true);
+      acked = 0;
+      if (dataAcked > 0 && this.sendSpace > 0) this.events?.onDrain();
+      // Our FIN acknowledged?
+      if (this.finSeq >= 0 && seqGt(ack, this.finSeq)) {
+        switch (this.state) {
+          case "FIN-WAIT-1":
+            this.state = "FIN-WAIT-2";
+            if (this.o.finWait2TimeoutMs > 0) this.layer.timers.arm(this.waitTimer, this.o.finWait2TimeoutMs);
+            break;
+          case "CLOSING":
+            this.enterTimeWait();
+            break;
+          case "LAST-ACK":
+            this.teardown(undefined);
+            return;
+          default:
+            break;
+        }
+      }
+    } else if (ack === this.sndUna && seg.payload.length === 0 && !(seg.flags & (SYN | FIN)) && this.sndMax !== this.sndUna && wnd === this.sndWnd) {
+      // Duplicate ACK (RFC 5681 §2).
+      this.dupAcks++;
+      c.inc("dup_acks");
+      if (this.inRecovery) {
+        if (!this.sackOk) this.cc.cwnd += this.mss; // NewReno inflation
+      } else if (this.dupAcks === 3 || (this.sackOk && this.sb.sacked >= 3 * this.mss)) {
+        this.enterRecovery();
+      } else if (this.dupAcks <= 2 && this.o.limitedTransmit) {
+        // RFC 3042 limited transmit: one new segment per duplicate ACK.
+        this.limitedTransmit = true;
+      }
+    }
+    // Window update (§3.10.7.4: SND.WL1 / SND.WL2 rule).
+    if (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, ack))) {
+      const opened = this.sndWnd === 0 && wnd > 0;
+      this.sndWnd = wnd;
+      this.sndWl1 = seg.seq;
+      this.sndWl2 = ack;
+      if (wnd > this.maxSndWnd) this.maxSndWnd = wnd;
+      if (opened) {
+        this.layer.timers.cancel(this.persistTimer);
+        this.persistBackoff = 0;
+      }
+    }
+    this.layer.needsFlush(this);
+  }
+
+  private limitedTransmit = false;
+
+  private enterRecovery(): void {
+    const c = this.layer.counters;
+    c.inc("fast_retransmits");
+    this.inRecovery = true;
+    this.recover = this.sndMax;
+    this.cc.enterRecovery(seqSub(this.sndMax, this.sndUna), this.now());
+    this.rxtNext = this.sndUna;
+    this.retransmitAt(this.sndUna);
+    this.rxtNext = seqAdd(this.sndUna, Math.min(this.mss, this.sendQ.length));
+    this.rttSeq = -1;
+  }
+
+  private challengeAck(): void {
+    const c = this.layer.counters;
+    if (!this.layer.challengeAllowed()) return c.drop("challenge_ack_rate_limited");
+    c.inc("challenge_acks");
+    this.sendAck();
+  }
+
+  // ==== output ================================================================================
+
+  /** Send whatever the windows allow, then a pure ACK if one is still owed. */
+  flush(): void {
+    if (this.state === "CLOSED" || this.state === "SYN-SENT") return;
+    if (this.state !== "SYN-RECEIVED" && this.state !== "TIME-WAIT") this.output();
+    if (this.ackNow) this.sendAck();
+  }
+
+  /** Bytes between sndUna and the segment we might send, excluding SACKed data (RFC 6675 pipe). */
+  private pipe(): number {
+    return seqSub(this.sndMax, this.sndUna) - this.sb.sacked;
+  }
+
+  private output(): void {
+    const c = this.layer.counters;
+    // During SACK recovery, fill holes below the highest SACKed byte first.
+    if (this.inRecovery && this.sackOk) {
+      const high = this.sb.highest();
+      while (high !== undefined && seqLt(this.rxtNext, high) && this.pipe() < this.cc.cwnd) {
+        const s = this.sb.skip(seqMax(this.rxtNext, this.sndUna));
+        if (!seqLt(s, high)) break;
+        const n = this.sb.holeLength(s, Math.min(this.mss, seqSub(high, s)));
+        this.retransmitAt(s, n);
+        this.rxtNext = seqAdd(s, n);
+      }
+    }
+    for (;;) {
+      const off = seqSub(this.sndNxt, this.sndUna) - (seqLe(this.sndUna, this.iss) ? 1 : 0);
+      const unsent = this.sendQ.length - Math.max(0, off);
+      // After an RTO everything past SND.NXT counts as lost (RFC 6675 §5.1): what is in flight
+      // is only what was resent since.
+      const inflight = this.inRecovery && this.sackOk ? this.pipe() : seqLt(this.sndNxt, this.sndMax) ? seqSub(this.sndNxt, this.sndUna) : seqSub(this.sndMax, this.sndUna);
+      let cwnd = this.cc.cwnd;
+      if (this.limitedTransmit) {
+        cwnd += 2 * this.mss;
+        this.limitedTransmit = false;
+      }
+      const wndRight = seqAdd(this.sndUna, this.sndWnd);
+      const usable = Math.min(seqSub(wndRight, this.sndNxt), cwnd - inflight);
+      let n = Math.min(this.room(), unsent, Math.max(0, usable));
+      const finNow = this.finQueued && this.finSeq < 0 && unsent - n <= 0 && (this.state === "FIN-WAIT-1" || this.state === "LAST-ACK" || this.state === "CLOSING");
+      if (n <= 0 && !finNow) {
+        if (unsent > 0 && this.sndWnd === 0 && seqSub(this.sndMax, this.sndUna) === 0 && !this.persistTimer.armed) this.armPersist();
+        break;
+      }
+      if (n > 0 && n < this.mss && !finNow) {
+        // Sender SWS avoidance (§3.8.6.2.1) and Nagle (RFC 896).
+        const allIn = n === unsent;
+        const idle = seqSub(this.sndMax, this.sndUna) === 0;
+        const ok = (allIn && (this.noDelay || idle)) || n >= this.maxSndWnd / 2;
+        if (!ok) {
+          if (!this.rtoTimer.armed && unsent > 0) this.armRto();
+          break;
+        }
+      }
+      // Skip data the peer already holds after an RTO rewound SND.NXT.
+      if (this.sackOk && seqLt(this.sndNxt, this.sndMax) && this.sb.isSacked(this.sndNxt)) {
+        const to = this.sb.skip(this.sndNxt);
+        this.sndNxt = seqLt(to, this.sndMax) ? to : this.sndMax;
+        continue;
+      }
+      const retrans = seqLt(this.sndNxt, this.sndMax);
+      if (retrans && this.sackOk) n = this.sb.holeLength(this.sndNxt, n);
+      let flags = ACK;
+      const last = n === unsent;
+      if (last && n > 0) flags |= PSH;
+      if (finNow && last) flags |= FIN;
+      this.layer.emit(this, this.sndNxt, flags, this.advertise(), this.sendQ, Math.max(0, off), n);
+      if (retrans) c.inc("retransmitted_segments");
+      else if (this.rttSeq < 0 && n > 0 && !this.tsOk) {
+        this.rttSeq = seqAdd(this.sndNxt, n);
+        this.rttTime = this.now();
+      }
+      this.sndNxt = seqAdd(this.sndNxt, n + (flags & FIN ? 1 : 0));
+      if (flags & FIN) this.finSeq = seqAdd(this.sndNxt, -1);
+      if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
+      if (!this.rtoTimer.armed) this.armRto();
+      if (flags & FIN) break;
+    }
+  }
+
+  /** Retransmit up to one MSS (or `len`) starting at `seq`. */
+  private retransmitAt(seq: number, len = this.mss): void {
+    const off = seqSub(seq, this.sndUna) - (seqLe(this.sndUna, this.iss) ? 1 : 0);
+    if (off < 0) return;
+    // Only what was sent before: a retransmission never reaches past SND.MAX.
+    const sentData = seqSub(this.finSeq >= 0 ? this.finSeq : this.sndMax, seq);
+    const n = Math.min(len, this.room(), this.sendQ.length - off, sentData);
+    let flags = ACK;
+    if (n <= 0) {
+      if (this.finSeq >= 0 && seq === this.finSeq) flags |= FIN;
+      else return;
+    }
+    if (this.finSeq >= 0 && seqAdd(seq, Math.max(0, n)) === this.finSeq && n === this.sendQ.length - off) flags |= FIN;
+    this.layer.emit(this, seq, flags, this.advertise(), this.sendQ, off, Math.max(0, n));
+    this.layer.counters.inc("retransmitted_segments");
+    this.rttSeq = -1; // Karn
+  }
+
+  /** Window to advertise now, scaled; never moves the right edge left. */
+  private advertise(): number {
+    let w = this.rcvWindow();
+    const adv = seqSub(this.rcvAdvRight, this.rcvNxt);
+    // Receiver SWS avoidance: don't advertise small increases.
+    if (w > adv && w - adv < Math.min(this.o.receiveBufferSize / 2, this.mss)) w = Math.max(adv, 0);
+    if (w < adv) w = adv;
+    const scaled = Math.min(0xffff, w >> this.rcvWscale);
+    this.rcvAdvRight = seqAdd(this.rcvNxt, scaled << this.rcvWscale);
+    this.ackNow = false;
+    this.unackedSegs = 0;
+    this.lastAckSent = this.rcvNxt;
+    this.layer.timers.cancel(this.delackTimer);
+    return scaled;
+  }
+
+  sendAck(): void {
+    if (this.state === "CLOSED" || this.state === "SYN-SENT" || this.state === "LISTEN") return;
+    // SND.MAX, not SND.NXT: after a retransmission timeout rewound SND.NXT, the peer may already
+    // hold everything up to SND.MAX and would find an older sequence number unacceptable,
+    // dropping the acknowledgment with it.
+    this.layer.emit(this, this.sndMax, ACK, this.advertise(), undefined, 0, 0);
+  }
+
+  /** Payload bytes that fit in one segment now: the MSS less any SACK option we must carry. */
+  private room(): number {
+    const blocks = this.sackOk ? Math.min(this.ooo.segs.length, this.tsOk ? 3 : 4) : 0;
+    return blocks > 0 ? this.mss - (4 + 8 * blocks) : this.mss;
+  }
+
+  /** SACK blocks to put on an outgoing segment (the out-of-order data we hold). */
+  sackBlocks(): number[] | undefined {
+    if (!this.sackOk || this.ooo.segs.length === 0) return undefined;
+    return this.ooo.sackBlocks(this.tsOk ? 3 : 4);
+  }
+
+  tsOption(): { val: number; ecr: number } | undefined {
+    return this.tsOk ? { val: this.tsNow(), ecr: this.tsRecent } : undefined;
+  }
+
+  // ==== timers ================================================================================
+
+  private armRto(restart = false): void {
+    if (this.rtoTimer.armed && !restart) return;
+    const rto = Math.min(this.o.maxRtoMs, this.rtt.rto * Math.pow(2, this.backoff));
+    this.layer.timers.arm(this.rtoTimer, rto);
+  }
+
+  private onRto(): void {
+    const c = this.layer.counters;
+    if (this.state === "CLOSED" || this.state === "TIME-WAIT") return;
+    if (this.state === "SYN-SENT" || this.state === "SYN-RECEIVED") {
+      if (++this.synRetries > this.o.synRetries) {
+        return this.teardown(err("ETIMEDOUT", "connection timed out (no answer to SYN)"));
+      }
+      this.backoff++;
+      c.inc("syn_retransmits");
+      this.sendSyn(this.state === "SYN-RECEIVED");
+      return;
+    }
+    if (this.sndUna === this.sndMax) return;
+    if (++this.retransmits > this.o.maxRetransmits) {
+      return this.teardown(err("ETIMEDOUT", "connection timed out (retransmissions unanswered)"));
+    }
+    c.inc("rto_timeouts");
+    // RFC 6298 §5.5-5.7: back off, retransmit the earliest unacknowledged segment, slow start.
+    this.backoff = Math.min(this.backoff + 1, 16);
+    this.cc.onRto(seqSub(this.sndMax, this.sndUna), this.now());
+    this.inRecovery = false;
+    this.dupAcks = 0;
+    this.rttSeq = -1;
+    // RFC 2018 §8: after an RTO the receiver may have dropped SACKed data; start over.
+    this.sb.clear();
+    this.sndNxt = this.sndUna;
+    this.rxtNext = this.sndUna;
+    this.armRto(true);
+    this.output();
+    if (this.sndNxt === this.sndUna) this.retransmitAt(this.sndUna);
+  }
+
+  private armPersist(): void {
+    const t = Math.min(60_000, Math.max(this.o.minRtoMs, this.rtt.rto) * Math.pow(2, this.persistBackoff));
+    this.layer.timers.arm(this.persistTimer, t);
+  }
+
+  /** Zero-window probe (§3.8.6.1): a segment below the window elicits an ACK carrying it. */
+  private onPersist(): void {
+    if (!this.isSynchronized() || this.sndWnd > 0) return;
+    this.layer.counters.inc("window_probes");
+    this.layer.emit(this, seqAdd(this.sndUna, -1), ACK, this.advertise(), undefined, 0, 0);
+    this.persistBackoff = Math.min(this.persistBackoff + 1, 10);
+    this.armPersist();
+  }
+
+  private onKeepalive(): void {
+    if (!this.keepAlive || !this.isSynchronized()) return;
+    const idle = this.now() - this.lastRecv;
+    if (idle < this.keepIdleMs && this.keepProbes === 0) {
+      this.layer.timers.arm(this.keepTimer, this.keepIdleMs - idle);
+      return;
+    }
+    if (this.keepProbes >= this.o.keepAliveProbes) {
+      return this.teardown(err("ETIMEDOUT", "connection timed out (keepalive probes unanswered)"));
+    }
+    this.keepProbes++;
+    this.layer.counters.inc("keepalive_probes");
+    this.layer.emit(this, seqAdd(this.sndUna, -1), ACK, this.advertise(), undefined, 0, 0);
+    this.layer.timers.arm(this.keepTimer, this.o.keepAliveIntervalMs);
+  }
+
+  private enterTimeWait(): void {
+    this.state = "TIME-WAIT";
+    this.layer.timers.cancel(this.rtoTimer);
+    this.layer.timers.cancel(this.persistTimer);
+    this.layer.timers.cancel(this.keepTimer);
+    this.layer.timers.arm(this.waitTimer, 2 * this.o.mslMs);
+    this.layer.counters.inc("time_wait");
+    this.events?.onClose(undefined);
+    this.events = undefined;
+  }
+
+  private restartTimeWait(): void {
+    this.ackNow = true;
+    this.layer.needsFlush(this);
+    this.layer.timers.arm(this.waitTimer, 2 * this.o.mslMs);
+  }
+
+  private onWaitTimer(): void {
+    if (this.state === "TIME-WAIT") return this.teardown(undefined);
+    if (this.state === "FIN-WAIT-2") return this.teardown(undefined); // peer never closed (like tcp_fin_timeout)
+  }
+
+  /** Accept a new SYN on a TIME-WAIT connection's 4-tuple (RFC 6191 style: only if it is newer). */
+  canReuse(seg: TcpSegment): boolean {
+    if (this.state !== "TIME-WAIT") return false;
+    if (this.tsOk && seg.hasTimestamp) return seqGt(seg.tsVal, this.tsRecent);
+    return seqGt(seg.seq, this.rcvNxt);
+  }
+
+  /** Remove the connection from the stack; tell the owner once. */
+  teardown(e: (Error & { code: string }) | undefined): void {
+    if (this.state === "CLOSED") return;
+    const wasHalfOpen = this.state === "SYN-RECEIVED" && this.listener;
+    this.state = "CLOSED";
+    const t = this.layer.timers;
+    t.cancel(this.rtoTimer);
+    t.cancel(this.delackTimer);
+    t.cancel(this.persistTimer);
+    t.cancel(this.keepTimer);
+    t.cancel(this.waitTimer);
+    if (wasHalfOpen && this.listener) {
+      this.listener.halfOpen--;
+      this.layer.halfOpenDone();
+    }
+    this.sendQ.clear();
+    this.ooo.clear();
+    this.closedErr = e;
+    this.layer.remove(this);
+    const ev = this.events;
+    this.events = undefined;
+    ev?.onClose(e);
+  }
+}
+
+function inWin(x: number, start: number, wnd: number): boolean {
+  return seqLe(start, x) && seqLt(x, seqAdd(start, wnd));
+}

@@ -1,0 +1,75 @@
+/** Two stacks joined by a (possibly faulty) in-process link, driven by a virtual clock. */
+import { Stack, type StackLimits } from "../../stack/stack.js";
+import { VirtualSwitch } from "../../stack/netif/vswitch.js";
+import { FaultyNetif, type FaultSpec } from "../../stack/netif/faulty.js";
+import { VirtualClock } from "../../stack/core/clock.js";
+import { SeededRandom } from "../../stack/core/random.js";
+import type { TcpFlow } from "../../stack/tcp/flow.js";
+import { createHash } from "node:crypto";
+
+export interface Pair {
+  a: Stack;
+  b: Stack;
+  clock: VirtualClock;
+  sw: VirtualSwitch;
+  fa: FaultyNetif;
+  fb: FaultyNetif;
+  /** Run the event loop and the virtual clock until cond() holds; throws after maxMs of virtual time. */
+  until(cond: () => boolean, what: string, maxMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function pair(opts: { seed?: number; faults?: FaultSpec; limits?: StackLimits; family?: 4 | 6 } = {}): Promise<Pair> {
+  const seed = opts.seed ?? 1;
+  const clock = new VirtualClock();
+  const sw = new VirtualSwitch();
+  const faults = opts.faults ?? {};
+  const fa = new FaultyNetif(sw.port("a"), { seed: seed * 2 + 1, clock, tx: faults });
+  const fb = new FaultyNetif(sw.port("b"), { seed: seed * 2 + 2, clock, tx: faults });
+  const v6 = opts.family === 6;
+  const a = Stack.create({ netif: fa, clock, random: new SeededRandom(seed * 7 + 1), ipv4: { address: "198.18.0.1/24" }, ...(v6 ? { ipv6: { address: "2001:db8::1/64", dad: false } } : {}), ...(opts.limits ? { limits: opts.limits } : {}) });
+  const b = Stack.create({ netif: fb, clock, random: new SeededRandom(seed * 7 + 2), ipv4: { address: "198.18.0.2/24" }, ...(v6 ? { ipv6: { address: "2001:db8::2/64", dad: false } } : {}), ...(opts.limits ? { limits: opts.limits } : {}) });
+  const until = async (cond: () => boolean, what: string, maxMs = 600_000) => {
+    const end = clock.now() + maxMs;
+    for (let i = 0; !cond(); i++) {
+      await new Promise((r) => setImmediate(r));
+      if (cond()) break;
+      if (sw.idle) {
+        const d = clock.nextDeadline();
+        if (d === undefined) {
+          if (i > 50) throw new Error(`stalled waiting for ${what}: no timers armed, wire idle`);
+          continue;
+        }
+        if (d > end) throw new Error(`timed out (virtual ${maxMs} ms) waiting for ${what}`);
+        clock.advanceTo(d);
+      }
+    }
+  };
+  return { a, b, clock, sw, fa, fb, until, close: async () => void (await Promise.all([a.close(), b.close()])) };
+}
+
+export function pattern(n: number, seed = 1): Buffer {
+  const b = Buffer.alloc(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+export const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+/** Collect everything a flow delivers until 'end'. */
+export function collect(f: TcpFlow): { chunks: Buffer[]; ended: boolean; bytes: number; error?: Error; data(): Buffer } {
+  const st = { chunks: [] as Buffer[], ended: false, bytes: 0, error: undefined as Error | undefined, data: () => Buffer.concat(st.chunks) };
+  f.on("data", (d: Buffer) => {
+    st.chunks.push(d);
+    st.bytes += d.length;
+  });
+  f.on("end", () => (st.ended = true));
+  f.on("error", (e) => (st.error = e));
+  return st;
+}
