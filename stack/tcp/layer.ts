@@ -54,6 +54,8 @@ export interface TcpOptions {
   sack?: boolean;
   /** RFC 3042 limited transmit. Default true. */
   limitedTransmit?: boolean;
+  /** RFC 8985 §7 tail loss probes. Default true. */
+  tailLossProbe?: boolean;
   /** RSTs for segments to closed ports, and RFC 5961 challenge ACKs, per second. Default 100 each. */
   rstRate?: number;
   challengeAckRate?: number;
@@ -87,6 +89,7 @@ export function resolveTcpOptions(o: TcpOptions = {}): TcpOptionsResolved {
     timestamps: o.timestamps ?? true,
     sack: o.sack ?? true,
     limitedTransmit: o.limitedTransmit ?? true,
+    tailLossProbe: o.tailLossProbe ?? true,
     rstRate: o.rstRate ?? 100,
     challengeAckRate: o.challengeAckRate ?? 100,
     ephemeralLow: o.ephemeralLow ?? 49152,

@@ -96,6 +96,8 @@ export class Tcb {
   private readonly persistTimer: Timer;
   private readonly keepTimer: Timer;
   private readonly waitTimer: Timer;
+  /** RFC 8985 §7 tail loss probe. */
+  private readonly ptoTimer: Timer;
   private persistBackoff = 0;
   keepAlive = false;
   keepIdleMs: number;
@@ -123,6 +125,7 @@ export class Tcb {
     this.persistTimer = t.timer(() => this.onPersist());
     this.keepTimer = t.timer(() => this.onKeepalive(), true);
     this.waitTimer = t.timer(() => this.onWaitTimer(), true);
+    this.ptoTimer = t.timer(() => this.onPto());
     this.cc = makeCongestionControl(o.congestionControl, () => this.mss);
     this.rtt = new RttEstimator(o.minRtoMs, o.maxRtoMs, o.initialRtoMs);
     this.ooo = new ReorderQueue(o.receiveBufferSize, o.maxOooSegments);
@@ -585,8 +588,10 @@ export class Tcb {
       }
       this.dupAcks = 0;
       if (seqGe(this.rxtNext, ack) === false) this.rxtNext = ack;
-      if (this.sndUna === this.sndMax) this.layer.timers.cancel(this.rtoTimer);
-      else this.armRto(true);
+      if (this.sndUna === this.sndMax) {
+        this.layer.timers.cancel(this.rtoTimer);
+        this.layer.timers.cancel(this.ptoTimer);
+      } else this.armRto(true);
       acked = 0;
       if (dataAcked > 0 && this.sendSpace > 0) this.events?.onDrain();
       // Our FIN acknowledged?
@@ -695,19 +700,24 @@ export class Tcb {
       }
       const wndRight = seqAdd(this.sndUna, this.sndWnd);
       const usable = Math.min(seqSub(wndRight, this.sndNxt), cwnd - inflight);
-      let n = Math.min(this.room(), unsent, Math.max(0, usable));
+      // Windows are real numbers (CUBIC); segments are whole bytes.
+      let n = Math.floor(Math.min(this.room(), unsent, Math.max(0, usable)));
       const finNow = this.finQueued && this.finSeq < 0 && unsent - n <= 0 && (this.state === "FIN-WAIT-1" || this.state === "LAST-ACK" || this.state === "CLOSING");
       if (n <= 0 && !finNow) {
-        if (unsent > 0 && this.sndWnd === 0 && seqSub(this.sndMax, this.sndUna) === 0 && !this.persistTimer.armed) this.armPersist();
+        // Blocked by the peer's window with nothing in flight: only a probe (or a window update)
+        // can unblock us (§3.8.6.1).
+        if (unsent > 0 && seqSub(wndRight, this.sndNxt) <= 0 && seqSub(this.sndMax, this.sndUna) === 0 && !this.persistTimer.armed) this.armPersist();
         break;
       }
       if (n > 0 && n < this.mss && !finNow) {
         // Sender SWS avoidance (§3.8.6.2.1) and Nagle (RFC 896).
         const allIn = n === unsent;
         const idle = seqSub(this.sndMax, this.sndUna) === 0;
-        const ok = (allIn && (this.noDelay || idle)) || n >= this.maxSndWnd / 2;
+        const ok = (allIn && (this.noDelay || idle)) || n >= this.maxSndWnd / 2 || this.swsOverride;
         if (!ok) {
-          if (!this.rtoTimer.armed && unsent > 0) this.armRto();
+          // Sender SWS avoidance holds a small segment back; with nothing in flight nothing else
+          // will wake us, so the persist timer doubles as the override timeout (§3.8.6.2.1).
+          if (idle && !this.persistTimer.armed) this.armPersist();
           break;
         }
       }
@@ -801,6 +811,47 @@ export class Tcb {
     if (this.rtoTimer.armed && !restart) return;
     const rto = Math.min(this.o.maxRtoMs, this.rtt.rto * Math.pow(2, this.backoff));
     this.layer.timers.arm(this.rtoTimer, rto);
+    this.armPto(rto);
+  }
+
+  /**
+   * RFC 8985 §7.2: a probe timeout of 2 SRTT (plus a delayed-ACK allowance when one segment is in
+   * flight) fires before the RTO, so a lost tail — or a lost retransmission — is repaired by
+   * SACK-driven recovery instead of a timeout that collapses the window.
+   */
+  private armPto(rto: number): void {
+    if (!this.o.tailLossProbe || !this.rtt.hasSample || this.sndUna === this.sndMax || !this.isSynchronized()) return;
+    let pto = Math.max(2 * this.rtt.srtt, 10);
+    if (seqSub(this.sndMax, this.sndUna) <= this.mss) pto = Math.max(pto, 1.5 * this.rtt.srtt + this.o.delayedAckMs * 2);
+    if (pto >= rto) return this.layer.timers.cancel(this.ptoTimer);
+    this.layer.timers.arm(this.ptoTimer, pto);
+  }
+
+  private onPto(): void {
+    if (!this.isSynchronized() || this.sndUna === this.sndMax || this.sndWnd === 0) return;
+    const c = this.layer.counters;
+    c.inc("tail_loss_probes");
+    const off = seqSub(this.sndMax, this.sndUna) - (seqLe(this.sndUna, this.iss) ? 1 : 0);
+    const unsent = this.sendQ.length - off;
+    if (this.inRecovery) {
+      // The first hole's retransmission may itself be lost: send it again.
+      this.retransmitAt(this.sndUna);
+    } else if (unsent > 0 && seqSub(seqAdd(this.sndUna, this.sndWnd), this.sndMax) > 0) {
+      // New data as the probe (§7.3).
+      const n = Math.min(this.room(), unsent, seqSub(seqAdd(this.sndUna, this.sndWnd), this.sndMax));
+      const saveNxt = this.sndNxt;
+      this.sndNxt = this.sndMax;
+      this.layer.emit(this, this.sndNxt, ACK | PSH, this.advertise(), this.sendQ, off, n);
+      this.sndNxt = seqAdd(this.sndMax, n);
+      this.sndMax = this.sndNxt;
+      if (seqGt(saveNxt, this.sndNxt)) this.sndNxt = saveNxt;
+    } else {
+      // Otherwise the highest outstanding segment.
+      const dataEnd = this.finSeq >= 0 ? this.finSeq : this.sndMax;
+      const back = Math.min(this.room(), seqSub(dataEnd, this.sndUna));
+      this.retransmitAt(back > 0 ? ((dataEnd - back) >>> 0) : this.sndUna);
+    }
+    // One probe per tail; the RTO stays armed behind it.
   }
 
   private onRto(): void {
@@ -816,6 +867,17 @@ export class Tcb {
       return;
     }
     if (this.sndUna === this.sndMax) return;
+    if (this.sndWnd === 0 && this.lastRecv > this.lastRtoAt) {
+      // The peer is alive but its window is closed: data past the window is not lost, the timer
+      // is a zero-window probe (§3.8.6.1) and neither counts toward giving up nor shrinks cwnd.
+      this.lastRtoAt = this.now();
+      c.inc("window_probes");
+      this.backoff = Math.min(this.backoff + 1, 10);
+      this.retransmitAt(this.sndUna, 1);
+      this.armRto(true);
+      return;
+    }
+    this.lastRtoAt = this.now();
     if (++this.retransmits > this.o.maxRetransmits) {
       return this.teardown(err("ETIMEDOUT", "connection timed out (retransmissions unanswered)"));
     }
@@ -840,9 +902,19 @@ export class Tcb {
     this.layer.timers.arm(this.persistTimer, t);
   }
 
+  private swsOverride = false;
+  private lastRtoAt = -1;
+
   /** Zero-window probe (§3.8.6.1): a segment below the window elicits an ACK carrying it. */
   private onPersist(): void {
-    if (!this.isSynchronized() || this.sndWnd > 0) return;
+    if (!this.isSynchronized()) return;
+    if (this.sndWnd > 0) {
+      // The SWS override timeout: send what the (small) window allows.
+      this.swsOverride = true;
+      this.output();
+      this.swsOverride = false;
+      return;
+    }
     this.layer.counters.inc("window_probes");
     this.layer.emit(this, seqAdd(this.sndUna, -1), ACK, this.advertise(), undefined, 0, 0);
     this.persistBackoff = Math.min(this.persistBackoff + 1, 10);
@@ -905,6 +977,7 @@ export class Tcb {
     t.cancel(this.persistTimer);
     t.cancel(this.keepTimer);
     t.cancel(this.waitTimer);
+    t.cancel(this.ptoTimer);
     if (wasHalfOpen && this.listener) {
       this.listener.halfOpen--;
       this.layer.halfOpenDone();
