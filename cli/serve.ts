@@ -21,7 +21,8 @@ export const SERVE_USAGE = `usage: paf serve --tap NAME --ipv4 CIDR [--ipv6 CIDR
   --mac MAC         our MAC address (default: random, locally administered)
   --mtu N           L3 MTU (default 1500)
   --pcap FILE       record every frame to FILE (pcap, readable by Wireshark/tcpdump)
-  --services LIST   comma-separated: ${SERVICES.join(", ")}`;
+  --services LIST   comma-separated: ${SERVICES.join(", ")} (echo: UDP+TCP 7, discard: TCP 9,
+                    chargen: TCP 19)`;
 
 export interface ServeConfig {
   tap: string;

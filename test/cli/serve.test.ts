@@ -15,7 +15,7 @@ describe("paf serve: bad arguments", () => {
     [["serve", "--tap", "t0", "--ipv4", "198.18.0.2"], /needs a prefix length/],
     [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--gateway", "nope"], /--gateway: "nope" is not an IP address/],
     [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--mac", "01:00:00:00:00:01"], /--mac: .*multicast/],
-    [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--services", "echo,telnet"], /--services: unknown value "telnet"/],
+    [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--services", "echo,telnet"], /--services: unknown value "telnet" \(expected one of: echo, discard, chargen\)/],
     [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--mtu", "100"], /--mtu must be/],
     [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--bogus"], /Unknown option '--bogus'/],
     [["frobnicate"], /unknown command "frobnicate"/],
@@ -40,13 +40,21 @@ describe.skipIf(!run)("paf serve on a TAP in a namespace", () => {
 
   it("prints one listening line, answers ping, ping6 and UDP echo, and exits 0 on SIGTERM", async () => {
     const tap = "pafc" + (process.pid % 100000);
-    const { child, line } = await startCli(["serve", "--tap", tap, "--tap-netns", ns.name, "--ipv4", "198.18.0.2/24", "--ipv6", "2001:db8::2/64", "--services", "echo"], /^listening/);
-    expect(line).toMatch(new RegExp(`^listening on ${tap} mac [0-9a-f:]{17} 198\\.18\\.0\\.2 fe80::\\S+ 2001:db8::2 services echo$`));
+    const { child, line } = await startCli(["serve", "--tap", tap, "--tap-netns", ns.name, "--ipv4", "198.18.0.2/24", "--ipv6", "2001:db8::2/64", "--services", "echo,discard,chargen"], /^listening/);
+    expect(line).toMatch(new RegExp(`^listening on ${tap} mac [0-9a-f:]{17} 198\\.18\\.0\\.2 fe80::\\S+ 2001:db8::2 services echo,discard,chargen$`));
     await ns.kernelSide(tap);
     expect((await ns.exec("ping", ["-c", "2", "-i", "0.2", "-W", "2", "198.18.0.2"])).stdout).toMatch(/2 received/);
     expect((await ns.exec("ping", ["-6", "-c", "2", "-i", "0.2", "-W", "2", "2001:db8::2"])).stdout).toMatch(/2 received/);
     const echo = await sh("bash", ["-c", `echo hi-from-kernel | ip netns exec ${ns.name} timeout 5 socat -t 1 - UDP4:198.18.0.2:7`]);
     expect(echo.stdout.trim()).toBe("hi-from-kernel");
+    // TCP echo, discard and chargen with the kernel's TCP (socat / nc as clients).
+    const tcpEcho = await sh("bash", ["-c", `head -c 3000000 /dev/urandom > /tmp/paf-echo-$$ && ip netns exec ${ns.name} timeout 20 socat -t 5 - TCP6:[2001:db8::2]:7 < /tmp/paf-echo-$$ | sha256sum && sha256sum < /tmp/paf-echo-$$; rm -f /tmp/paf-echo-$$`]);
+    const [got, want] = tcpEcho.stdout.trim().split("\n");
+    expect(got).toBe(want);
+    const discard = await sh("bash", ["-c", `head -c 5000000 /dev/zero | ip netns exec ${ns.name} timeout 20 socat -u - TCP4:198.18.0.2:9 && echo discarded`]);
+    expect(discard.stdout.trim()).toBe("discarded");
+    const cg = await sh("bash", ["-c", `ip netns exec ${ns.name} timeout 20 socat -u TCP4:198.18.0.2:19 - | head -c 1000000 | wc -c`]);
+    expect(cg.stdout.trim()).toBe("1000000");
     const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
