@@ -3,6 +3,7 @@
 import { writeFileSync, mkdirSync } from "node:fs";
 import { cpus } from "node:os";
 import { benchUdp } from "./bench/udp.mjs";
+import { benchTcp } from "./bench/tcp.mjs";
 import { cleanup } from "./bench/lib.mjs";
 
 if (process.getuid?.() !== 0) {
@@ -11,9 +12,12 @@ if (process.getuid?.() !== 0) {
 }
 
 const fmt = (x) => (x === undefined ? "–" : x >= 100 ? Math.round(x).toLocaleString("en-US") : x.toFixed(2));
+const gbps = (r) => r.name.includes("Gbit/s");
 const rows = [];
 try {
-  rows.push(...(await benchUdp()));
+  const only = process.env.PAF_BENCH_ONLY;
+  if (!only || only === "udp") rows.push(...(await benchUdp()));
+  if (!only || only === "tcp") rows.push(...(await benchTcp()));
 } finally {
   cleanup();
 }

@@ -7,7 +7,9 @@
  *   udpbench sink   PORT SECONDS               count datagrams received (recvmmsg)
  *   udpbench echo   ADDR PORT SIZE SECONDS WINDOW   keep WINDOW requests in flight, count replies
  *   udpbench server PORT SECONDS               UDP echo server (reference for `echo`)
- * Every mode prints one line of JSON. Bounded by SECONDS.
+ *   udpbench tcpsend ADDR PORT BYTES       connect, send BYTES, half-close, wait for the peer's close
+ *   udpbench tcpsink PORT SECONDS          accept one connection, read until EOF (or SECONDS)
+ * Every mode prints one line of JSON. Bounded by SECONDS (TCP send: by a 60 s socket timeout).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -184,6 +186,68 @@ int main(int argc, char **argv) {
     }
     double dt = now() - t0;
     printf("{\"mode\":\"echo\",\"window\":%d,\"sent\":%ld,\"replies\":%ld,\"seconds\":%.3f,\"rtps\":%.0f}\n", window, sent, replies, dt, replies / dt);
+    return 0;
+  }
+  if (!strcmp(mode, "tcpsend") && argc == 5) {
+    struct sockaddr_storage dst;
+    socklen_t dlen;
+    int fam = make_addr(argv[2], atoi(argv[3]), &dst, &dlen);
+    long total = atol(argv[4]), sent = 0;
+    int s = socket(fam, SOCK_STREAM, 0);
+    struct timeval tv = {60, 0};
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(s, (struct sockaddr *)&dst, dlen) < 0) {
+      perror("connect");
+      return 1;
+    }
+    static char big[1 << 16];
+    memset(big, 'x', sizeof big);
+    double t0 = now();
+    while (sent < total) {
+      long n = total - sent < (long)sizeof big ? total - sent : (long)sizeof big;
+      ssize_t w = send(s, big, n, 0);
+      if (w <= 0) break;
+      sent += w;
+    }
+    shutdown(s, SHUT_WR);
+    while (recv(s, big, sizeof big, 0) > 0) {
+    }
+    double dt = now() - t0;
+    printf("{\"mode\":\"tcpsend\",\"bytes\":%ld,\"seconds\":%.3f,\"gbps\":%.3f}\n", sent, dt, sent * 8 / dt / 1e9);
+    return sent == total ? 0 : 1;
+  }
+  if (!strcmp(mode, "tcpsink") && argc == 4) {
+    int l = socket(AF_INET6, SOCK_STREAM, 0);
+    int one = 1, zero = 0;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    struct sockaddr_in6 a;
+    memset(&a, 0, sizeof a);
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(atoi(argv[2]));
+    if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 4) < 0) {
+      perror("bind/listen");
+      return 1;
+    }
+    printf("ready\n");
+    fflush(stdout);
+    struct timeval tv = {(long)atof(argv[3]), 0};
+    setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int c = accept(l, NULL, NULL);
+    if (c < 0) {
+      perror("accept");
+      return 1;
+    }
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    static char big[1 << 16];
+    long got = 0;
+    double t0 = now();
+    ssize_t r;
+    while ((r = recv(c, big, sizeof big, 0)) > 0) got += r;
+    double dt = now() - t0;
+    close(c);
+    printf("{\"mode\":\"tcpsink\",\"bytes\":%ld,\"seconds\":%.3f,\"gbps\":%.3f}\n", got, dt, got * 8 / dt / 1e9);
     return 0;
   }
   fprintf(stderr, "usage: see the comment at the top of udpbench.c\n");

@@ -22,7 +22,7 @@ export interface TapOptions {
   batch?: number;
   /** Size of one slot in the receive slab. Default: MTU + headers, at least 2048. */
   frameSize?: number;
-  /** Frames waiting to be written before send() drops. Default 1024. */
+  /** Frames waiting to be written before send() drops (and TCP backs off). Default 2048. */
   queueLimit?: number;
 }
 
@@ -60,7 +60,7 @@ export class TapNetif implements Netif {
     this.frameSize = opts.frameSize ?? Math.max(2048, mtu + ETH_HEADER_LEN + this.hdrLen + 4);
     this.slab = Buffer.alloc(this.frameSize * batch);
     this.lengths = new Uint32Array(batch);
-    this.queueLimit = opts.queueLimit ?? 1024;
+    this.queueLimit = opts.queueLimit ?? 2048;
     this.features = { checksumOffload: false, maxFrameSize: mtu + ETH_HEADER_LEN };
   }
 

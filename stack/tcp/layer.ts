@@ -395,7 +395,8 @@ export class TcpLayer implements UpperProtocol {
   }
 
   /** Write one segment of connection `t` (data from its send queue) and send it. */
-  emit(t: Tcb, seq: number, flags: number, window: number, q: SendQueue | undefined, off: number, len: number, extra: Partial<TcpEmit> = {}): void {
+  /** Returns false if the frame was dropped before leaving (netif queue full, no route). */
+  emit(t: Tcb, seq: number, flags: number, window: number, q: SendQueue | undefined, off: number, len: number, extra: Partial<TcpEmit> = {}): boolean {
     const ts = extra.ts ?? t.tsOption();
     const sack = flags & ACK && !(flags & SYN) ? t.sackBlocks() : undefined;
     const o: TcpEmit = { srcPort: t.localPort, dstPort: t.remotePort, seq, ack: flags & ACK ? t.rcvNxt : 0, flags, window, ...extra, ...(ts ? { ts } : {}), ...(sack ? { sack } : {}) };
@@ -406,7 +407,9 @@ export class TcpLayer implements UpperProtocol {
     emitTcp(frame, r.headroom, o, len, r.src, r.dst);
     const ip = r.family === 4 ? this.ipv4 : this.ipv6;
     this.counters.inc("tx_segments");
-    ip?.send(r, IPPROTO_TCP, frame, { dontFragment: true });
+    const ok = ip?.send(r, IPPROTO_TCP, frame, { dontFragment: true }) ?? false;
+    if (!ok) this.counters.inc("tx_local_drops");
+    return ok;
   }
 
   private emitRaw(route: Route, lport: number, rport: number, seq: number, ack: number, flags: number, window: number, extra: Partial<TcpEmit>): void {

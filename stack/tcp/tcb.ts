@@ -733,7 +733,12 @@ export class Tcb {
       const last = n === unsent;
       if (last && n > 0) flags |= PSH;
       if (finNow && last) flags |= FIN;
-      this.layer.emit(this, this.sndNxt, flags, this.advertise(), this.sendQ, Math.max(0, off), n);
+      if (!this.layer.emit(this, this.sndNxt, flags, this.advertise(), this.sendQ, Math.max(0, off), n)) {
+        // The local queue is full (the netif could not take the burst): this is no loss on the
+        // path, so don't count it as sent; try again once the queue has drained.
+        this.retryLater();
+        break;
+      }
       if (retrans) c.inc("retransmitted_segments");
       else if (this.rttSeq < 0 && n > 0 && !this.tsOk) {
         this.rttSeq = seqAdd(this.sndNxt, n);
@@ -903,6 +908,16 @@ export class Tcb {
   }
 
   private swsOverride = false;
+  private retryScheduled = false;
+
+  private retryLater(): void {
+    if (this.retryScheduled) return;
+    this.retryScheduled = true;
+    setImmediate(() => {
+      this.retryScheduled = false;
+      if (this.state !== "CLOSED") this.flush();
+    });
+  }
   private lastRtoAt = -1;
 
   /** Zero-window probe (§3.8.6.1): a segment below the window elicits an ACK carrying it. */

@@ -1,0 +1,66 @@
+// TCP bulk throughput: kernel -> paf and paf -> kernel over TAP, next to kernel -> kernel over
+// veth, with the same load tool (udpbench tcpsend / tcpsink) in the same run.
+import { Stack } from "../../dist/stack/stack.js";
+import { TapNetif } from "../../dist/stack/netif/tap.js";
+import { netns, vethPair, nsRun, sh, udpbench, sleep } from "./lib.mjs";
+import { spawn } from "node:child_process";
+
+const BYTES = Number(process.env.PAF_BENCH_TCP_BYTES ?? 300_000_000);
+
+function sinkIn(ns, bin, port) {
+  const c = spawn("ip", ["netns", "exec", ns, bin, "tcpsink", String(port), "60"], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  let ready;
+  const isReady = new Promise((r) => (ready = r));
+  c.stdout.on("data", (d) => {
+    out += d;
+    if (out.includes("ready")) ready();
+  });
+  const done = new Promise((resolve, reject) => c.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop())) : reject(new Error(`tcpsink exited ${code}`)))));
+  return { isReady, done };
+}
+
+export async function benchTcp() {
+  const bin = udpbench();
+  const rows = [];
+  const ns = await netns("t");
+  const tap = "pafbt";
+  const netif = TapNetif.open(tap, { netns: `/var/run/netns/${ns}`, up: true });
+  const stack = Stack.create({ netif, ipv4: { address: "198.18.0.2/24" }, limits: { tcp: { receiveBufferSize: 4 << 20, sendBufferSize: 4 << 20 } } });
+  await sh("ip", ["-n", ns, "addr", "add", "198.18.0.1/24", "dev", tap]);
+  // kernel -> paf: paf discards.
+  stack.tcp.listen({ port: 9 }, (f) => f.resume().on("end", () => f.end()));
+  await sleep(200);
+  const up = await nsRun(ns, bin, ["tcpsend", "198.18.0.2", "9", String(BYTES)]);
+  // paf -> kernel: the kernel discards.
+  const sink = sinkIn(ns, bin, 5001);
+  await sink.isReady;
+  const f = await stack.tcp.connect({ host: "198.18.0.1", port: 5001 });
+  const block = Buffer.alloc(1 << 16, 0x61);
+  await new Promise((resolve, reject) => {
+    let left = BYTES;
+    f.on("error", reject);
+    f.on("close", resolve);
+    f.resume();
+    const pump = () => {
+      while (left > 0) {
+        const n = Math.min(left, block.length);
+        left -= n;
+        if (!f.write(n === block.length ? block : block.subarray(0, n))) return void f.once("drain", pump);
+      }
+      f.end();
+    };
+    pump();
+  });
+  const down = await sink.done;
+  await stack.close();
+  // kernel -> kernel over veth.
+  const { A, B } = await vethPair("t");
+  const ksink = sinkIn(B, bin, 5001);
+  await ksink.isReady;
+  await nsRun(A, bin, ["tcpsend", "198.18.1.2", "5001", String(BYTES)]);
+  const kk = await ksink.done;
+  rows.push({ name: "TCP bulk, kernel -> stack (Gbit/s)", paf: up.gbps, kernel: kk.gbps });
+  rows.push({ name: "TCP bulk, stack -> kernel (Gbit/s)", paf: down.gbps, kernel: kk.gbps });
+  return rows;
+}
