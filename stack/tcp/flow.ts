@@ -198,9 +198,22 @@ export class TcpFlow extends Duplex {
   }
 
   override _read(): void {
-    // The application took data out of the readable buffer: reopen the window accordingly.
-    const unreadNow = this.readableLength;
-    const consumed = this.tcb.unread - unreadNow;
+    this.noteConsumed();
+  }
+
+  /**
+   * Every way of consuming data (flowing mode, read(), pipe) goes through read(): report what
+   * left the readable buffer so TCP reopens the window. (_read alone is not enough: Readable
+   * stops calling it until we push again, and we only push once the window reopens.)
+   */
+  override read(size?: number): any {
+    const r = super.read(size);
+    this.noteConsumed();
+    return r;
+  }
+
+  private noteConsumed(): void {
+    const consumed = this.tcb.unread - this.readableLength;
     if (consumed > 0) this.tcb.consumed(consumed);
   }
 

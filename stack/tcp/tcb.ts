@@ -400,7 +400,8 @@ export class Tcb {
         return;
       }
       this.established(seg);
-      this.listener?.onEstablished(this);
+      if (this.listener) this.listener.onEstablished(this);
+      else this.events?.onConnect(); // our active open met the peer's (simultaneous open)
       this.listener = undefined;
     }
     // RFC 5961 §5.2: an ACK for data never sent, or too far behind, gets a challenge ACK.

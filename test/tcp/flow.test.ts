@@ -1,0 +1,245 @@
+// TCP behaviour between two stacks on the virtual clock: states, closing, resets, bounds,
+// backpressure and the net.Socket-like surface of flows.
+import { describe, expect, it } from "vitest";
+import { pair, pattern, sha256, collect } from "./helpers.js";
+import type { TcpFlow } from "../../stack/tcp/flow.js";
+
+async function connected(opts: Parameters<typeof pair>[0] = {}) {
+  const p = await pair(opts);
+  let server: TcpFlow | undefined;
+  p.b.tcp.listen({ port: 80, allowHalfOpen: true }, (f) => (server = f));
+  const cp = p.a.tcp.connect({ host: "198.18.0.2", port: 80, allowHalfOpen: true });
+  await p.until(() => server !== undefined, "accept");
+  const client = await cp;
+  return { ...p, client, server: server! };
+}
+
+describe("RFC 9293 connection states", () => {
+  it("three-way handshake: both ends ESTABLISHED, addresses and ports like net.Socket", async () => {
+    const { client, server, close } = await connected();
+    expect(client.tcpState).toBe("ESTABLISHED");
+    expect(server.tcpState).toBe("ESTABLISHED");
+    expect(client.remoteAddress).toBe("198.18.0.2");
+    expect(client.remotePort).toBe(80);
+    expect(server.remotePort).toBe(client.localPort);
+    expect(client.localPort).toBeGreaterThanOrEqual(49152);
+    expect(client.address()).toEqual({ address: "198.18.0.1", family: "IPv4", port: client.localPort });
+    await close();
+  });
+
+  it("half-close: the side that ended can still receive; then FIN-WAIT-2 -> TIME-WAIT, CLOSE-WAIT -> LAST-ACK -> CLOSED", async () => {
+    const { client, server, until, close } = await connected();
+    const got = collect(client);
+    const sg = collect(server);
+    client.end("request");
+    await until(() => sg.ended && client.tcpState === "FIN-WAIT-2", "server sees FIN, client's FIN acknowledged");
+    expect(server.tcpState).toBe("CLOSE-WAIT");
+    server.end("response after half-close");
+    await until(() => got.ended, "client sees FIN");
+    expect(got.data().toString()).toBe("response after half-close");
+    expect(sg.data().toString()).toBe("request");
+    await until(() => client.tcpState === "TIME-WAIT", "TIME-WAIT");
+    await until(() => server.tcpState === "CLOSED", "server CLOSED");
+    await close();
+  });
+
+  it("simultaneous close: both FIN-WAIT-1 -> CLOSING -> TIME-WAIT", async () => {
+    const { client, server, until, close } = await connected();
+    client.resume();
+    server.resume();
+    client.end();
+    server.end();
+    await until(() => client.tcpState === "TIME-WAIT" && server.tcpState === "TIME-WAIT", "both TIME-WAIT");
+    await close();
+  });
+
+  it("TIME-WAIT lasts 2 x MSL", async () => {
+    const { a, client, server, until, clock, close } = await connected({ limits: { tcp: { mslMs: 1000 } } });
+    client.resume();
+    server.resume();
+    client.end();
+    server.end();
+    await until(() => client.tcpState === "TIME-WAIT" || server.tcpState === "TIME-WAIT", "TIME-WAIT");
+    const t0 = clock.now();
+    await until(() => a.tcp.layer.connectionCount === 0, "TIME-WAIT expiry");
+    expect(clock.now() - t0).toBeGreaterThanOrEqual(1999);
+    expect(clock.now() - t0).toBeLessThan(2100);
+    await close();
+  });
+
+  it("simultaneous open (§3.10.7.3): two active opens meet", async () => {
+    const p = await pair();
+    const fa = p.a.tcp.connectFlow({ host: "198.18.0.2", port: 6000, localPort: 5000 });
+    const fb = p.b.tcp.connectFlow({ host: "198.18.0.1", port: 5000, localPort: 6000 });
+    let ca = false;
+    let cb = false;
+    fa.on("connect", () => (ca = true));
+    fb.on("connect", () => (cb = true));
+    fa.on("error", () => {});
+    fb.on("error", () => {});
+    await p.until(() => fa.tcpState === "ESTABLISHED" && fb.tcpState === "ESTABLISHED", "both ESTABLISHED");
+    fa.write("hi");
+    const got = await new Promise<string>((r) => fb.once("data", (d: Buffer) => r(d.toString())));
+    expect(got).toBe("hi");
+    expect(ca || cb).toBe(true);
+    await p.close();
+  });
+});
+
+describe("resets and errors", () => {
+  it("connect to a closed port: RST -> ECONNREFUSED", async () => {
+    const p = await pair();
+    const c = p.a.tcp.connect({ host: "198.18.0.2", port: 81 });
+    let err: (Error & { code?: string }) | undefined;
+    c.catch((e) => (err = e));
+    await p.until(() => err !== undefined, "refusal");
+    expect(err!.code).toBe("ECONNREFUSED");
+    expect(p.b.stats().tcp!["rst_sent"]).toBe(1);
+    await p.close();
+  });
+
+  it("destroy() sends RST: the peer gets ECONNRESET", async () => {
+    const { client, server, until, close } = await connected();
+    let err: (Error & { code?: string }) | undefined;
+    server.on("error", (e) => (err = e));
+    client.destroy();
+    await until(() => err !== undefined, "reset");
+    expect(err!.code).toBe("ECONNRESET");
+    await close();
+  });
+
+  it("write after end fails with EPIPE", async () => {
+    const { client, close } = await connected();
+    client.on("error", () => {});
+    client.end();
+    const err = await new Promise<Error & { code?: string }>((r) => client.write("late", (e) => r(e as Error & { code?: string })));
+    expect(err.code).toMatch(/EPIPE|ERR_STREAM_WRITE_AFTER_END/);
+    await close();
+  });
+
+  it("connect timeout: no answer -> ETIMEDOUT", async () => {
+    const p = await pair({ faults: { drop: 1 } });
+    const c = p.a.tcp.connect({ host: "198.18.0.2", port: 80, timeout: 3000 });
+    let err: (Error & { code?: string }) | undefined;
+    c.catch((e) => (err = e));
+    await p.until(() => err !== undefined, "timeout");
+    expect(err!.code).toBe("ETIMEDOUT");
+    await p.close();
+  });
+
+  it("keepalive: probes, then ETIMEDOUT when the peer stops answering", async () => {
+    const { client, until, fa, fb, a, close } = await connected({ limits: { tcp: { keepAliveIntervalMs: 1000, keepAliveProbes: 3 } } });
+    let err: (Error & { code?: string }) | undefined;
+    client.on("error", (e) => (err = e));
+    client.setKeepAlive(true, 5000);
+    fb.setFaults({ tx: { drop: 1 } });
+    fa.setFaults({ tx: { drop: 1 } });
+    await until(() => err !== undefined, "keepalive timeout");
+    expect(err!.code).toBe("ETIMEDOUT");
+    expect(a.stats().tcp!["keepalive_probes"]).toBe(3);
+    await close();
+  });
+});
+
+describe("flow control and buffers", () => {
+  it("write() returns false beyond the send buffer, then 'drain'", async () => {
+    const { client, server, until, close } = await connected({ limits: { tcp: { sendBufferSize: 64 * 1024 } } });
+    server.resume();
+    const big = pattern(256 * 1024);
+    expect(client.write(big)).toBe(false);
+    let drained = false;
+    client.once("drain", () => (drained = true));
+    await until(() => drained, "drain");
+    await close();
+  });
+
+  it("an application that stops reading closes the window (zero window) instead of buffering; reading reopens it", async () => {
+    const { client, server, until, a, b, close } = await connected({ limits: { tcp: { receiveBufferSize: 64 * 1024 } } });
+    server.pause();
+    const data = pattern(1_000_000);
+    const ended = new Promise<void>((r) => client.end(data, () => r()));
+    await until(() => a.tcp.layer.connections()[0]!.sndWnd === 0, "zero window");
+    const tcb = b.tcp.layer.connections()[0]!;
+    expect(tcb.unread).toBeLessThanOrEqual(64 * 1024);
+    expect(server.readableLength).toBeLessThanOrEqual(64 * 1024);
+    await until(() => (a.stats().tcp!["window_probes"] ?? 0) > 0, "a window probe");
+    const got = collect(server);
+    server.resume();
+    await until(() => got.ended, "all data after resume").catch((e) => {
+      const t = b.tcp.layer.connections()[0]!;
+      const s = a.tcp.layer.connections()[0]!;
+      throw new Error(`${(e as Error).message}: got ${got.bytes}; receiver unread ${t.unread} readable ${server.readableLength} flowing ${server.readableFlowing}; sender wnd ${s.sndWnd} una ${s.sndUna - s.iss} max ${s.sndMax - s.iss} ${JSON.stringify(a.stats().tcp)}`);
+    });
+    expect(sha256(got.data())).toBe(sha256(data));
+    await ended;
+    await close();
+  });
+
+  it("Nagle coalesces small writes while data is in flight; setNoDelay sends each at once", async () => {
+    const run = async (noDelay: boolean) => {
+      const { client, server, until, a, close } = await connected({ faults: { delayMs: 20 } });
+      client.setNoDelay(noDelay);
+      const got = collect(server);
+      const before = a.stats().tcp!["tx_segments"] ?? 0;
+      for (let i = 0; i < 20; i++) {
+        client.write("x");
+        await new Promise((r) => setImmediate(r)); // separate ticks: no write coalescing
+      }
+      await until(() => got.bytes === 20, "20 bytes");
+      const segs = (a.stats().tcp!["tx_segments"] ?? 0) - before;
+      await close();
+      return segs;
+    };
+    const nagle = await run(false);
+    const nodelay = await run(true);
+    expect(nodelay).toBeGreaterThanOrEqual(20);
+    expect(nagle).toBeLessThan(10);
+  });
+
+  it("setTimeout emits 'timeout' after idle time; bytesRead/bytesWritten count", async () => {
+    const { client, server, until, close } = await connected();
+    let timedOut = false;
+    client.setTimeout(5000, () => (timedOut = true));
+    server.write("12345");
+    client.write("abc");
+    await until(() => client.bytesRead === 5 && server.bytesRead === 3, "bytes");
+    expect(client.bytesWritten).toBe(3);
+    await until(() => timedOut, "timeout");
+    await close();
+  });
+
+  it("SYN cookies (RFC 4987) answer when the SYN queue is full, and those connections work", async () => {
+    const p = await pair({ limits: { tcp: { synQueueSize: 2 } } });
+    const accepted: TcpFlow[] = [];
+    p.b.tcp.listen({ port: 80, backlog: 2 }, (f) => {
+      accepted.push(f);
+      f.pipe(f);
+    });
+    const conns = Array.from({ length: 8 }, () => p.a.tcp.connect({ host: "198.18.0.2", port: 80 }));
+    await p.until(() => accepted.length === 8, "8 accepted");
+    expect(p.b.stats().tcp!["syn_cookies_sent"]).toBeGreaterThan(0);
+    expect(p.b.stats().tcp!["syn_cookies_validated"]).toBeGreaterThan(0);
+    const flows = await Promise.all(conns);
+    const echoes = flows.map((f, i) => new Promise<string>((r) => f.once("data", (d: Buffer) => r(d.toString()))).then((s) => expect(s).toBe(`c${i}`)));
+    flows.forEach((f, i) => f.write(`c${i}`));
+    await p.until(() => false, "echoes", 100).catch(() => undefined);
+    await Promise.all(echoes);
+    await p.close();
+  });
+
+  it("SACK (RFC 2018): one lost segment is repaired by retransmitting only the hole", async () => {
+    const { client, server, until, a, fa, close } = await connected();
+    const got = collect(server);
+    let n = 0;
+    fa.setFaults({ tx: {} });
+    // Drop exactly the 5th data frame the client sends.
+    const orig = fa.send.bind(fa);
+    fa.send = (f: Uint8Array) => (++n === 5 ? true : orig(f));
+    const data = pattern(200_000);
+    client.end(data);
+    await until(() => got.ended, "transfer");
+    expect(sha256(got.data())).toBe(sha256(data));
+    expect(a.stats().tcp!["retransmitted_segments"]).toBe(1);
+    await close();
+  });
+});
