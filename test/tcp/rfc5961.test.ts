@@ -9,7 +9,7 @@ import { CaptureNetif } from "../helpers/capture.js";
 import { STACK_MAC, arpReply, ipv4Frame, decode4, PEER_IP, STACK_IP } from "../helpers/frames.js";
 import { ACK, FIN, RST, SYN, emitTcp, newSegment, optionsLength, parseTcp, tcpChecksumOk, type TcpEmit } from "../../stack/wire/tcp.js";
 
-function seg(o: TcpEmit, payload = new Uint8Array(0)): Uint8Array {
+function seg(o: TcpEmit, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
   const hl = 20 + optionsLength(o);
   const b = new Uint8Array(hl + payload.length);
   b.set(payload, hl);
