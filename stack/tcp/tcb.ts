@@ -12,7 +12,7 @@ import type { TcpSegment } from "../wire/tcp.js";
 import { ACK, FIN, PSH, RST, SYN } from "../wire/tcp.js";
 import { seqAdd, seqGe, seqGt, seqLe, seqLt, seqMax, seqSub } from "./seq.js";
 import { ReorderQueue, Scoreboard, SendQueue } from "./buffers.js";
-import { RttEstimator, makeCongestionControl, type CongestionControl } from "./cc.js";
+import { RttEstimator, initialWindow, makeCongestionControl, type CongestionControl } from "./cc.js";
 import type { TcpLayer, TcpOptionsResolved } from "./layer.js";
 
 export type TcpState = "CLOSED" | "LISTEN" | "SYN-SENT" | "SYN-RECEIVED" | "ESTABLISHED" | "FIN-WAIT-1" | "FIN-WAIT-2" | "CLOSE-WAIT" | "CLOSING" | "LAST-ACK" | "TIME-WAIT";
@@ -249,6 +249,8 @@ export class Tcb {
     this.tsOk = this.o.timestamps && seg.hasTimestamp;
     if (this.tsOk) this.tsRecent = seg.tsVal;
     this.setSendMss();
+    // RFC 6928: the initial window is 10 segments of the *negotiated* MSS.
+    this.cc.cwnd = initialWindow(this.mss);
   }
 
   private sendSyn(withAck: boolean): void {
