@@ -217,7 +217,7 @@ export class Stack {
       ipv4: this.ipv4.counters.snapshot(),
       icmpv4: this.icmpv4.counters.snapshot(),
       udp: this.udp.counters.snapshot(),
-      tcp: { ...this.tcp.layer.counters.snapshot(), connections: this.tcp.layer.connectionCount },
+      tcp: { ...this.tcp.layer.counters.snapshot(), connections: this.tcp.layer.connectionCount, buffered_bytes: this.tcp.layer.buffered },
       ...(this.ipv6 ? { ipv6: this.ipv6.counters.snapshot(), icmpv6: this.icmpv6!.counters.snapshot(), ndp: this.ndp!.counters.snapshot() } : {}),
     };
   }

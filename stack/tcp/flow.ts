@@ -184,6 +184,8 @@ export class TcpFlow extends Duplex {
 
   private releaseWrites(): void {
     while (this.pendingWrites.length > 0 && this.tcb.sendSpace >= 0) this.pendingWrites.shift()!.cb();
+    // Still over the stack-wide bound: wait for the next wake-up.
+    if (this.pendingWrites.length > 0 && this.tcb.layer.memoryFree() < 0) this.tcb.layer.waitForMemory(this.tcb);
   }
 
   private failWrites(err: Error | undefined): void {

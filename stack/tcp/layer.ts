@@ -26,6 +26,13 @@ export interface TcpOptions {
   maxOooSegments?: number;
   /** Connections (any state) per stack. Default 65536. */
   maxConnections?: number;
+  /**
+   * Bytes held in TCP buffers (unacknowledged send data, out-of-order and unread received data)
+   * by all connections of the stack together. Beyond it, writes see backpressure, advertised
+   * windows shrink, out-of-order segments are dropped and new connections are refused.
+   * Default 256 MiB.
+   */
+  maxBufferedBytes?: number;
   /** Half-open connections per stack; beyond it (or a listener's backlog) SYN cookies answer. Default 1024. */
   synQueueSize?: number;
   /** "cubic" (default) or "newreno". */
@@ -72,6 +79,7 @@ export function resolveTcpOptions(o: TcpOptions = {}): TcpOptionsResolved {
     receiveBufferSize: o.receiveBufferSize ?? 256 * 1024,
     maxOooSegments: o.maxOooSegments ?? 1024,
     maxConnections: o.maxConnections ?? 65536,
+    maxBufferedBytes: o.maxBufferedBytes ?? 256 * 1024 * 1024,
     synQueueSize: o.synQueueSize ?? 1024,
     congestionControl: o.congestionControl ?? "cubic",
     minRtoMs: o.minRtoMs ?? 200,
@@ -139,6 +147,39 @@ export class TcpLayer implements UpperProtocol {
   private readonly challengeBucket: TokenBucket;
   private readonly secret: Buffer;
   private halfOpenTotal = 0;
+  /** Bytes in all connections' buffers (see maxBufferedBytes). */
+  buffered = 0;
+  /** Receive windows advertised by all connections and not yet filled: memory already promised. */
+  committed = 0;
+
+  /** Connections whose writer is held back by the stack-wide bound, woken when memory frees. */
+  private readonly waitingForMemory = new Set<Tcb>();
+  private wakeScheduled = false;
+
+  charge(delta: number): void {
+    this.buffered += delta;
+    if (delta < 0 && this.waitingForMemory.size > 0 && !this.wakeScheduled && this.memoryFree() > 0) {
+      this.wakeScheduled = true;
+      queueMicrotask(() => {
+        this.wakeScheduled = false;
+        const waiting = [...this.waitingForMemory];
+        this.waitingForMemory.clear();
+        for (const t of waiting) t.events?.onDrain();
+      });
+    }
+  }
+
+  waitForMemory(t: Tcb): void {
+    this.waitingForMemory.add(t);
+  }
+
+  memoryFree(): number {
+    return this.o.maxBufferedBytes - this.buffered;
+  }
+
+  memoryFull(): boolean {
+    return this.buffered >= this.o.maxBufferedBytes;
+  }
 
   constructor(
     readonly ipv4: IpOutput | undefined,
@@ -200,6 +241,7 @@ export class TcpLayer implements UpperProtocol {
     const route = ip.route(dst, src);
     if (!route) throw sysErr("EHOSTUNREACH", `no route to ${formatIP(dst)}`);
     if (this.conns.size >= this.o.maxConnections) throw sysErr("EMFILE", `too many TCP connections (limit ${this.o.maxConnections})`);
+    if (this.memoryFull()) throw sysErr("ENOBUFS", `TCP buffer memory of this stack is exhausted (limit ${this.o.maxBufferedBytes} bytes)`);
     let lport = localPort;
     if (lport === 0) lport = this.ephemeralPort(route.dst, port, route.src);
     else if (this.conns.has(this.key(route.dst, port, route.src, lport))) throw sysErr("EADDRINUSE", `${formatIP(route.src)}:${lport} -> ${formatIP(dst)}:${port} already exists`);
@@ -281,6 +323,7 @@ export class TcpLayer implements UpperProtocol {
     const ip = pkt.family === 4 ? this.ipv4 : this.ipv6;
     const route = ip?.route(pkt.src, pkt.dst);
     if (!route) return c.drop("no_route");
+    if (this.memoryFull()) return c.drop("syn_memory");
     if (l.halfOpen >= l.backlog || this.halfOpenTotal >= this.o.synQueueSize || this.conns.size >= this.o.maxConnections) {
       return this.sendCookie(route, s);
     }
@@ -421,6 +464,7 @@ export class TcpLayer implements UpperProtocol {
   }
 
   remove(t: Tcb): void {
+    this.waitingForMemory.delete(t);
     if (this.conns.get(t.key) === t) this.conns.delete(t.key);
     this.flushSet.delete(t);
   }

@@ -110,6 +110,15 @@ export class Tcb {
   listener: { onEstablished(t: Tcb): void; halfOpen: number } | undefined;
   closedErr: (Error & { code: string }) | undefined;
   private outputScheduled = false;
+  /** Receive window advertised and not yet filled (rcvAdvRight - rcvNxt), as counted by the layer. */
+  committed = 0;
+
+  /** Keep the layer's sum of advertised-but-unfilled windows in step with ours. */
+  private recommit(): void {
+    const now = this.state === "CLOSED" ? 0 : Math.max(0, seqSub(this.rcvAdvRight, this.rcvNxt));
+    this.layer.committed += now - this.committed;
+    this.committed = now;
+  }
 
   constructor(
     readonly layer: TcpLayer,
@@ -164,7 +173,9 @@ export class Tcb {
   /** The receive window we can offer now, in bytes (buffer space not taken by unread or out-of-order data). */
   private rcvWindow(): number {
     const free = this.o.receiveBufferSize - this.unread - this.ooo.bytes;
-    return Math.max(0, free);
+    // Under stack-wide memory pressure every connection's window shrinks (never below what it
+    // already advertised: the right edge does not move left).
+    return Math.max(0, Math.min(free, this.layer.memoryFree() - (this.layer.committed - this.committed)));
   }
 
   // ==== opening ===============================================================================
@@ -209,6 +220,7 @@ export class Tcb {
     this.sndWl2 = iss;
     this.state = "SYN-RECEIVED";
     this.rcvAdvRight = seqAdd(this.rcvNxt, Math.min(65535, this.rcvWindow()));
+    this.recommit();
   }
 
   /** ICMP about a segment we sent (RFC 9293 §3.9.2.4, RFC 1191/8201 path MTU, RFC 5927 caution). */
@@ -266,6 +278,7 @@ export class Tcb {
     if (this.sndMax === this.iss) this.sndMax = seqAdd(this.iss, 1);
     this.sndNxt = seqAdd(this.iss, 1);
     this.rcvAdvRight = seqAdd(this.rcvNxt, wnd);
+    this.recommit();
     this.armRto();
   }
 
@@ -274,13 +287,17 @@ export class Tcb {
   /** Queue data; returns the send-buffer space left (may be negative: the caller waits for onDrain). */
   send(data: Uint8Array): number {
     this.sendQ.push(data);
+    this.layer.charge(data.length);
     this.bytesWritten += data.length;
     this.scheduleOutput();
-    return this.o.sendBufferSize - this.sendQ.length;
+    const space = this.sendSpace;
+    if (space < 0 && this.layer.memoryFree() < 0) this.layer.waitForMemory(this);
+    return space;
   }
 
+  /** Room left in the send buffer: per connection, and within the stack's total. */
   get sendSpace(): number {
-    return this.o.sendBufferSize - this.sendQ.length;
+    return Math.min(this.o.sendBufferSize - this.sendQ.length, this.layer.memoryFree());
   }
 
   /** end(): FIN after the queued data (§3.10.4). */
@@ -314,7 +331,9 @@ export class Tcb {
   /** The application consumed `n` bytes: reopen the window (receiver SWS avoidance, §3.8.6.2.2). */
   consumed(n: number): void {
     const before = this.rcvWindow();
+    const was = this.unread;
     this.unread = Math.max(0, this.unread - n);
+    this.layer.charge(this.unread - was);
     const after = this.rcvWindow();
     const adv = seqSub(this.rcvAdvRight, this.rcvNxt);
     if (after - adv >= Math.min(this.o.receiveBufferSize / 2, this.mss) && before < after && this.isSynchronized()) {
@@ -444,13 +463,18 @@ export class Tcb {
       }
       if (seq === this.rcvNxt) {
         this.deliver(data, fin);
+        const held = this.ooo.bytes;
         const more = this.ooo.take(this.rcvNxt);
+        this.layer.charge(this.ooo.bytes - held);
         if (more.length) this.ackNow = true; // a hole was filled: ACK at once (RFC 5681 §4.2)
         for (const m of more) this.deliver(m.data, m.fin);
       } else {
         // Out of order: queue it and send a duplicate ACK with SACK at once (RFC 5681 §4.2).
-        if (!this.ooo.add(seq, data, fin)) c.drop("ooo_queue_full");
+        const held = this.ooo.bytes;
+        if (this.layer.memoryFull()) c.drop("ooo_memory");
+        else if (!this.ooo.add(seq, data, fin)) c.drop("ooo_queue_full");
         else c.inc("ooo_queued");
+        this.layer.charge(this.ooo.bytes - held);
         this.ackNow = true;
       }
       if (!this.ackNow) {
@@ -469,7 +493,9 @@ export class Tcb {
   private deliver(data: Uint8Array, fin: boolean): void {
     if (data.length > 0) {
       this.rcvNxt = seqAdd(this.rcvNxt, data.length);
+      this.recommit();
       this.unread += data.length;
+      this.layer.charge(data.length);
       this.bytesRead += data.length;
       this.events?.onData(data);
     }
@@ -570,6 +596,7 @@ export class Tcb {
       if (this.finSeq >= 0 && seqGt(ack, this.finSeq)) dataAcked--;
       dataAcked = Math.min(Math.max(0, dataAcked), this.sendQ.length);
       this.sendQ.consume(dataAcked);
+      this.layer.charge(-dataAcked);
       this.sndUna = ack;
       if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
       this.sb.advance(ack);
@@ -782,6 +809,7 @@ export class Tcb {
     if (w < adv) w = adv;
     const scaled = Math.min(0xffff, w >> this.rcvWscale);
     this.rcvAdvRight = seqAdd(this.rcvNxt, scaled << this.rcvWscale);
+    this.recommit();
     this.ackNow = false;
     this.unackedSegs = 0;
     this.lastAckSent = this.rcvNxt;
@@ -1000,8 +1028,11 @@ export class Tcb {
       this.listener.halfOpen--;
       this.layer.halfOpenDone();
     }
+    this.layer.charge(-(this.sendQ.length + this.ooo.bytes + this.unread));
     this.sendQ.clear();
     this.ooo.clear();
+    this.unread = 0;
+    this.recommit();
     this.closedErr = e;
     this.layer.remove(this);
     const ev = this.events;

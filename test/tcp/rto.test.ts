@@ -56,3 +56,43 @@ describe("bounded out-of-order queue", () => {
     await p.close();
   });
 });
+
+describe("stack-wide TCP buffer bound", () => {
+  it("limits what all connections hold together: readers that stop reading cap memory, writers see backpressure, accounting returns to zero", async () => {
+    const LIMIT = 512 * 1024;
+    // Per connection the buffers would allow 1 MiB each; the stack-wide bound is what stops them.
+    const p = await pair({ limits: { tcp: { maxBufferedBytes: LIMIT, receiveBufferSize: 1 << 20, sendBufferSize: 1 << 20 } } });
+    const servers: TcpFlow[] = [];
+    p.b.tcp.listen({ port: 80 }, (f) => {
+      f.pause(); // nobody reads
+      servers.push(f);
+    });
+    const clients = await Promise.all(Array.from({ length: 6 }, () => p.a.tcp.connect({ host: "198.18.0.2", port: 80 })));
+    await p.until(() => servers.length === 6, "accept");
+    const chunk = pattern(16 * 1024);
+    const accepted = clients.map(() => 0);
+    const fill = () =>
+      clients.forEach((c, i) => {
+        while (accepted[i]! < 2_000_000 && c.write(chunk)) accepted[i]! += chunk.length;
+      });
+    fill();
+    for (let round = 0; round < 20; round++) {
+      await p.until(() => false, "settle", 200).catch(() => undefined);
+      fill();
+    }
+    // Neither stack holds more than its bound, give or take one write per connection (a Writable
+    // always takes the chunk it is handed) and the windows promised before the pressure began.
+    expect(p.b.tcp.layer.buffered).toBeLessThanOrEqual(LIMIT);
+    expect(p.a.tcp.layer.buffered).toBeLessThanOrEqual(LIMIT + 6 * (chunk.length + 16 * 1024));
+    expect(accepted.reduce((a, b) => a + b, 0)).toBeLessThan(6 * 2_000_000);
+    expect(clients.every((c) => c.writableNeedDrain)).toBe(true);
+    // Everything drains once the readers read; then nothing is left accounted.
+    const got = servers.map((s) => collect(s));
+    for (const s of servers) s.resume();
+    clients.forEach((c) => c.end());
+    await p.until(() => got.every((g) => g.ended), "all data");
+    expect(got.reduce((a, g) => a + g.bytes, 0)).toBeGreaterThanOrEqual(accepted.reduce((a, b) => a + b, 0));
+    await p.until(() => p.a.tcp.layer.buffered === 0 && p.b.tcp.layer.buffered === 0, "accounting back to zero");
+    await p.close();
+  });
+});
