@@ -243,3 +243,22 @@ describe("flow control and buffers", () => {
     await close();
   });
 });
+
+describe("RFC 5681 §3.2 fast retransmit", () => {
+  it("one loss inside a short transfer is repaired by fast retransmit, never by a timeout", async () => {
+    const { client, server, until, a, fa, close } = await connected();
+    const got = collect(server);
+    let n = 0;
+    const send = fa.send.bind(fa);
+    fa.send = (f: Uint8Array) => (f.length > 1000 && ++n === 2 ? true : send(f)); // lose the 2nd data segment
+    // 6 segments go out at once (IW10); the 4 behind the hole produce the duplicate ACKs (and
+    // SACK blocks) that trigger the retransmission.
+    const data = pattern(6 * 1448);
+    client.end(data);
+    await until(() => got.ended, "transfer");
+    expect(sha256(got.data())).toBe(sha256(data));
+    expect(a.stats().tcp!["fast_retransmits"] ?? 0).toBe(1);
+    expect(a.stats().tcp!["rto_timeouts"] ?? 0).toBe(0);
+    await close();
+  });
+});

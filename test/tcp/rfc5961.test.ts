@@ -176,3 +176,21 @@ describe("TCP header codec", () => {
     expect(parseTcp(opt2, s)).toBe("bad_option");
   });
 });
+
+describe("RFC 9293 §3.8.6.3 / RFC 5681 §4.2 delayed ACKs", () => {
+  it("a lone segment is acknowledged after the delayed-ACK timeout; a second full segment is acknowledged at once", () => {
+    const { netif, send, iss, clock } = established();
+    send({}, new Uint8Array(100));
+    expect(sent(netif)).toHaveLength(0); // ACK held back
+    clock.advance(39);
+    expect(sent(netif)).toHaveLength(0);
+    clock.advance(1);
+    const [late] = sent(netif);
+    expect(late!.ack).toBe(iss + 101);
+    send({ seq: iss + 101 }, new Uint8Array(1448));
+    expect(sent(netif)).toHaveLength(0);
+    send({ seq: iss + 101 + 1448 }, new Uint8Array(1448));
+    const [now] = sent(netif);
+    expect(now!.ack).toBe(iss + 101 + 2 * 1448);
+  });
+});
