@@ -262,3 +262,29 @@ describe("RFC 5681 §3.2 fast retransmit", () => {
     await close();
   });
 });
+
+describe("RFC 3042 limited transmit", () => {
+  const run = async (limitedTransmit: boolean) => {
+    const { client, server, until, a, fa, close } = await connected({ limits: { tcp: { limitedTransmit, tailLossProbe: false } } });
+    const tcb = a.tcp.layer.connections()[0]!;
+    tcb.cc.cwnd = 3 * tcb.mss; // a window of three segments
+    const got = collect(server);
+    let n = 0;
+    const send = fa.send.bind(fa);
+    fa.send = (f: Uint8Array) => (f.length > 1000 && ++n === 1 ? true : send(f)); // lose the first segment
+    const data = pattern(10 * 1448);
+    client.end(data);
+    await until(() => got.ended, "transfer");
+    expect(sha256(got.data())).toBe(sha256(data));
+    const st = a.stats().tcp!;
+    await close();
+    return { rto: st["rto_timeouts"] ?? 0, fast: st["fast_retransmits"] ?? 0 };
+  };
+  it("with a 3-segment window, new segments sent on the first two duplicate ACKs bring the third: fast retransmit, no timeout", async () => {
+    expect(await run(true)).toEqual({ rto: 0, fast: 1 });
+  });
+  it("without it the same loss waits for the retransmission timeout", async () => {
+    const r = await run(false);
+    expect(r.rto).toBeGreaterThanOrEqual(1);
+  });
+});

@@ -96,3 +96,27 @@ describe("stack-wide TCP buffer bound", () => {
     await p.close();
   });
 });
+
+describe("Karn's algorithm (RFC 6298 §3)", () => {
+  it("an ACK for a retransmitted segment gives no RTT sample (without timestamps)", async () => {
+    const p = await pair({ faults: { delayMs: 50 }, limits: { tcp: { timestamps: false, tailLossProbe: false } } });
+    let server: TcpFlow | undefined;
+    p.b.tcp.listen({ port: 80 }, (f) => (server = f));
+    const cp = p.a.tcp.connect({ host: "198.18.0.2", port: 80 });
+    await p.until(() => server !== undefined, "accept");
+    const c = await cp;
+    const got = collect(server!);
+    const before = c.tcpInfo.srtt; // from the handshake: ~100 ms round trip
+    expect(before).toBeGreaterThan(90);
+    let n = 0;
+    const send = p.fa.send.bind(p.fa);
+    p.fa.send = (f: Uint8Array) => (f.length > 60 && ++n === 1 ? true : send(f)); // lose the first data segment
+    c.write(Buffer.alloc(100, 7));
+    await p.until(() => got.bytes === 100, "retransmitted data");
+    await p.until(() => false, "ACK back", 300).catch(() => undefined);
+    // A sample from the retransmission would be ~1 s (RTO) + 100 ms and pull SRTT far up.
+    expect(c.tcpInfo.srtt).toBeCloseTo(before, 0);
+    expect(p.a.stats().tcp!["rto_timeouts"]).toBe(1);
+    await p.close();
+  });
+});
