@@ -10,7 +10,7 @@ import type { TimerQueue } from "./core/timers.js";
 import type { Random } from "./core/random.js";
 import { Counters } from "./core/stats.js";
 import { TokenBucket } from "./core/ratelimit.js";
-import { PingTable, type PingOptions, type PingResult } from "./ping.js";
+import { PingTable, sendEchoRequest, type PingOptions, type PingResult } from "./ping.js";
 import {
   ICMP,
   ICMPV6_DEST_UNREACH,
@@ -155,25 +155,9 @@ export class Icmpv6 implements UpperProtocol {
   }
 
   ping(dst: Uint8Array, opts: PingOptions = {}): Promise<PingResult> {
-    const size = opts.size ?? 56;
-    const data = new Uint8Array(size);
-    for (let i = 0; i < size; i++) data[i] = (i + 0x10) & 0xff;
-    const { seq, promise } = this.pings.start(data, opts.timeoutMs ?? 1000);
-    if (seq < 0) return promise;
-    const route = this.ip.route(dst);
-    if (!route) {
-      const e = new Error(`no route to ${formatIPv6(dst)}`) as Error & { code: string };
-      e.code = "EHOSTUNREACH";
-      this.pings.fail(seq, e);
-      return promise;
-    }
-    const len = ICMP.HEADER_LEN + size;
-    const frame = new Uint8Array(route.headroom + len);
-    frame.set(data, route.headroom + ICMP.HEADER_LEN);
-    emitIcmp(frame, route.headroom, len, ICMPV6_ECHO_REQUEST, 0, ((this.pings.ident << 16) | seq) >>> 0, route.src, route.dst);
-    this.ip.send(route, IPPROTO_ICMPV6, frame, opts.ttl !== undefined ? { ttl: opts.ttl } : {});
-    return promise;
+    return sendEchoRequest(this.pings, this.ip, dst, opts, { protocol: IPPROTO_ICMPV6, type: ICMPV6_ECHO_REQUEST, pseudoHeader: true });
   }
+
 
   close(): void {
     this.pings.close();

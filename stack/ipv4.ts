@@ -10,6 +10,7 @@ import type { Random } from "./core/random.js";
 import type { IpOutput, IpPacket, Route, SendOptions, UpperProtocol } from "./ip.js";
 import type { RxMeta } from "./netif/netif.js";
 import { Counters } from "./core/stats.js";
+import { Loopback } from "./loopback.js";
 import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
 import { IPV4, emitIpv4, parseIpv4 } from "./wire/ipv4.js";
 import { ETH, ETHERTYPE_IPV4 } from "./wire/ethernet.js";
@@ -65,7 +66,7 @@ export class Ipv4Layer implements IpOutput {
   readonly minPmtu: number;
   /** Set by the ICMPv4 module: how errors about received packets are sent. */
   icmp: Icmpv4ErrorSink | undefined;
-  private readonly loopQueue: Uint8Array[] = [];
+  private readonly loop: Loopback;
 
   constructor(
     private readonly eth: EthernetLayer,
@@ -81,6 +82,7 @@ export class Ipv4Layer implements IpOutput {
     this.pmtuTimeoutMs = opts.pmtuTimeoutMs ?? 600_000;
     this.minPmtu = opts.minPmtu ?? 552;
     this.reassembler = new Reassembler(timers, this.counters, opts.reassembly, (first) => this.reassemblyTimeout(first));
+    this.loop = new Loopback((f, p) => this.input(f, p), () => this.batchEnd(), this.counters);
     eth.register(ETHERTYPE_IPV4, (frame, payload, meta) => this.input(frame, payload, meta));
   }
 
@@ -137,7 +139,7 @@ export class Ipv4Layer implements IpOutput {
     }
     // Martian sources (RFC 1122 §3.2.1.3): broadcast, multicast, and loopback are never valid senders.
     if (s === LIMITED_BROADCAST || s >>> 28 === 0xe || s >>> 24 === 127 || (s !== 0 && this.isBroadcast(s))) return c.drop("martian_source");
-    if (s === this.addr && s !== 0 && !this.loopActive) return c.drop("own_source");
+    if (s === this.addr && s !== 0 && !this.loop.active) return c.drop("own_source");
 
     let payload = r.payload;
     if (r.moreFragments || r.fragOffset !== 0) {
@@ -257,34 +259,13 @@ export class Ipv4Layer implements IpOutput {
   }
 
   private deliver(r: Ipv4Route, frame: Uint8Array): boolean {
-    if (r.local) return this.loopback(frame);
+    if (r.local) return this.loop.send(frame);
     if (r.fixedMac) return this.eth.send(frame, r.fixedMac, ETHERTYPE_IPV4);
     return this.arp.output(r.nextHop, frame);
   }
 
-  private loopActive = false;
-
   /** Packets to our own address never touch the link: they are fed back to input on the next microtask. */
-  private loopback(frame: Uint8Array): boolean {
-    if (this.loopQueue.length >= 1024) {
-      this.counters.drop("loopback_queue_full");
-      return false;
-    }
-    this.loopQueue.push(frame);
-    if (this.loopQueue.length === 1) {
-      queueMicrotask(() => {
-        const q = this.loopQueue.splice(0);
-        this.loopActive = true;
-        try {
-          for (const f of q) this.input(f, f.subarray(ETH.HEADER_LEN));
-        } finally {
-          this.loopActive = false;
-        }
-        this.batchEnd();
-      });
-    }
-    return true;
-  }
+
 
   private nextIdent(): number {
     this.ident = (this.ident + 1) & 0xffff;

@@ -10,6 +10,7 @@ import type { Random } from "./core/random.js";
 import type { IpOutput, IpPacket, Route, SendOptions, UpperProtocol } from "./ip.js";
 import type { RxMeta } from "./netif/netif.js";
 import { Counters } from "./core/stats.js";
+import { Loopback } from "./loopback.js";
 import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
 import { IPV6, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE, NH_ROUTING, emitFragmentHeader, emitIpv6, parseFragmentHeader, parseIpv6 } from "./wire/ipv6.js";
 import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
@@ -80,8 +81,7 @@ export class Ipv6Layer implements IpOutput {
   private readonly pmtuCacheSize: number;
   private readonly pmtuTimeoutMs: number;
   private readonly maxExt: number;
-  private readonly loopQueue: Uint8Array[] = [];
-  private loopActive = false;
+  private readonly loop: Loopback;
   ndp: NeighbourResolver | undefined;
   icmp: Icmpv6ErrorSink | undefined;
   /** Static default gateway (otherwise routers learned from RAs are used). */
@@ -99,6 +99,7 @@ export class Ipv6Layer implements IpOutput {
     this.pmtuTimeoutMs = opts.pmtuTimeoutMs ?? 600_000;
     this.maxExt = opts.maxExtensionHeaders ?? 16;
     this.reassembler = new Reassembler(timers, this.counters, opts.reassembly, (first) => this.reassemblyTimeout(first));
+    this.loop = new Loopback((f, p) => this.input(f, p), () => this.batchEnd(), this.counters);
     eth.register(ETHERTYPE_IPV6, (frame, payload, meta) => this.input(frame, payload, meta));
   }
 
@@ -186,7 +187,7 @@ export class Ipv6Layer implements IpOutput {
       if (a.state === "tentative") tentativeOnly = true;
     }
     if (isIPv6Multicast(h.src)) return c.drop("multicast_source");
-    if (!this.loopActive && !isZero(h.src) && this.isLocal(h.src) && !bytesEqual(h.src, h.dst)) return c.drop("own_source");
+    if (!this.loop.active && !isZero(h.src) && this.isLocal(h.src) && !bytesEqual(h.src, h.dst)) return c.drop("own_source");
 
     const packet = p.subarray(0, IPV6.HEADER_LEN + h.payloadLen);
     let nh = h.nextHeader;
@@ -436,32 +437,13 @@ export class Ipv6Layer implements IpOutput {
   }
 
   private deliver(r: Ipv6Route, frame: Uint8Array): boolean {
-    if (r.local) return this.loopback(frame);
+    if (r.local) return this.loop.send(frame);
     if (r.fixedMac) return this.eth.send(frame, r.fixedMac, ETHERTYPE_IPV6);
     if (!this.ndp || !r.nextHop) return false;
     return this.ndp.output(r.nextHop, frame);
   }
 
-  private loopback(frame: Uint8Array): boolean {
-    if (this.loopQueue.length >= 1024) {
-      this.counters.drop("loopback_queue_full");
-      return false;
-    }
-    this.loopQueue.push(frame);
-    if (this.loopQueue.length === 1) {
-      queueMicrotask(() => {
-        const q = this.loopQueue.splice(0);
-        this.loopActive = true;
-        try {
-          for (const f of q) this.input(f, f.subarray(ETH.HEADER_LEN));
-        } finally {
-          this.loopActive = false;
-        }
-        this.batchEnd();
-      });
-    }
-    return true;
-  }
+
 
   sendIcmpError(pkt: IpPacket, kind: "port_unreachable" | "protocol_unreachable"): void {
     this.icmp?.sendIcmpError(pkt, kind);

@@ -3,6 +3,9 @@
  * *replies* to others' requests are answered in icmpv4.ts / icmpv6.ts.
  */
 import type { TimerQueue, Timer } from "./core/timers.js";
+import type { IpOutput } from "./ip.js";
+import { ICMP, emitIcmp } from "./wire/icmp.js";
+import { formatIP } from "./wire/addr.js";
 
 export interface PingOptions {
   /** Bytes of echo data. Default 56 (like ping(8)). */
@@ -97,4 +100,28 @@ export class PingTable {
       this.fail(seq, e);
     }
   }
+}
+
+/** Send an echo request through `ip` and return the promise of its reply (both ICMP versions). */
+export function sendEchoRequest(pings: PingTable, ip: IpOutput, dst: Uint8Array, opts: PingOptions, v: { protocol: number; type: number; pseudoHeader: boolean }): Promise<PingResult> {
+  const size = opts.size ?? 56;
+  const data = new Uint8Array(size);
+  for (let i = 0; i < size; i++) data[i] = (i + 0x10) & 0xff;
+  const { seq, promise } = pings.start(data, opts.timeoutMs ?? 1000);
+  if (seq < 0) return promise;
+  const route = ip.route(dst);
+  if (!route) {
+    const e = new Error(`no route to ${formatIP(dst)}`) as Error & { code: string };
+    e.code = "EHOSTUNREACH";
+    pings.fail(seq, e);
+    return promise;
+  }
+  const len = ICMP.HEADER_LEN + size;
+  const frame = new Uint8Array(route.headroom + len);
+  frame.set(data, route.headroom + ICMP.HEADER_LEN);
+  const rest = ((pings.ident << 16) | seq) >>> 0;
+  if (v.pseudoHeader) emitIcmp(frame, route.headroom, len, v.type, 0, rest, route.src, route.dst);
+  else emitIcmp(frame, route.headroom, len, v.type, 0, rest);
+  ip.send(route, v.protocol, frame, opts.ttl !== undefined ? { ttl: opts.ttl } : {});
+  return promise;
 }
