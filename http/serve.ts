@@ -1,0 +1,56 @@
+/**
+ * serve(service, listener): the accept loop. A service turns flows into HTTP (or anything else);
+ * the listener says where flows come from. One bad connection never disturbs another: every flow
+ * gets its own error handler, and the connection bound is enforced before a service sees it.
+ */
+import type { Flow, Listener } from "./listener.js";
+
+export interface Service {
+  /** Take over one accepted flow. */
+  handle(flow: Flow): void;
+  /** Stop: let in-flight requests finish until `deadline` (ms since epoch), then close what remains. */
+  shutdown(deadline: number): Promise<void>;
+}
+
+export interface ServeOptions {
+  /** Connections served at once; more are closed on arrival (counted in `rejected`). Default 10000. */
+  maxConnections?: number;
+}
+
+export interface ServeHandle {
+  readonly listener: Listener;
+  /** Connections open now, accepted in total, refused by the bound. */
+  stats(): { open: number; accepted: number; rejected: number };
+  /** Stop accepting, let in-flight requests finish within `graceMs`, then close what remains. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export function serve(service: Service, listener: Listener, opts: ServeOptions = {}): ServeHandle {
+  const max = opts.maxConnections ?? 10_000;
+  const open = new Set<Flow>();
+  let accepted = 0;
+  let rejected = 0;
+  let stopping = false;
+  listener.accept((flow) => {
+    flow.on("error", () => {}); // a peer's reset ends only its own connection
+    if (stopping || open.size >= max) {
+      rejected++;
+      flow.destroy();
+      return;
+    }
+    accepted++;
+    open.add(flow);
+    flow.once("close", () => open.delete(flow));
+    service.handle(flow);
+  });
+  return {
+    listener,
+    stats: () => ({ open: open.size, accepted, rejected }),
+    async stop(graceMs = 5000) {
+      stopping = true;
+      await listener.close();
+      await service.shutdown(Date.now() + graceMs);
+      for (const f of open) f.destroy();
+    },
+  };
+}

@@ -1,0 +1,197 @@
+/**
+ * HTTP services over flows, all driven by Node's own http / http2 implementations:
+ * - httpService: cleartext HTTP/1.0, HTTP/1.1 and HTTP/2 by prior knowledge (h2c) on one port,
+ *   chosen by sniffing the HTTP/2 connection preface;
+ * - httpsService: TLS 1.2/1.3 with ALPN choosing h2 or http/1.1 (clients offering no ALPN get
+ *   HTTP/1.1), SNI certificate selection, certificate replacement without restart.
+ * Handlers are Node-standard (req, res) functions; the same one serves HTTP/1.x and HTTP/2.
+ */
+import http from "node:http";
+import http2 from "node:http2";
+import tls from "node:tls";
+import type { Flow } from "./listener.js";
+import type { Service } from "./serve.js";
+
+export type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+
+export interface HttpLimits {
+  /** Largest request head (bytes). Default 16 KiB. */
+  maxHeaderSize?: number;
+  /** Time to receive a complete request head (slowloris defence, ms). Default 20000. */
+  headersTimeoutMs?: number;
+  /** Time to receive a complete request (ms). Default 300000. */
+  requestTimeoutMs?: number;
+  /** Idle keep-alive connection lifetime (ms). Default 5000. */
+  keepAliveTimeoutMs?: number;
+  /** HTTP/2 streams per connection. Default 100. */
+  maxConcurrentStreams?: number;
+}
+
+const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/** Requests being handled, so shutdown can wait for them. */
+interface Inflight {
+  n: number;
+}
+
+/** Turns handler exceptions into a 500 and a log line, never a crash; counts requests in flight. */
+function guarded(handler: Handler, log: (msg: string) => void, inflight: Inflight): Handler {
+  return (req, res) => {
+    inflight.n++;
+    let done = false;
+    const finish = () => {
+      if (!done) inflight.n--;
+      done = true;
+    };
+    res.once("finish", finish);
+    res.once("close", finish);
+    try {
+      handler(req, res);
+    } catch (err) {
+      log(`paf: handler error for ${req.method} ${req.url}: ${(err as Error).message}`);
+      if (!res.headersSent) {
+        res.statusCode = 500;
+        res.end("internal server error\n");
+      } else res.destroy();
+    }
+  };
+}
+
+function h1Server(handler: Handler, l: HttpLimits, log: (m: string) => void, inflight: Inflight): http.Server {
+  const headersTimeout = l.headersTimeoutMs ?? 20_000;
+  const s = http.createServer(
+    {
+      maxHeaderSize: l.maxHeaderSize ?? 16 * 1024,
+      requestTimeout: l.requestTimeoutMs ?? 300_000,
+      headersTimeout,
+      keepAliveTimeout: l.keepAliveTimeoutMs ?? 5000,
+      // Node checks the two timeouts on this interval (30 s by default): keep it well below them.
+      connectionsCheckingInterval: Math.max(250, Math.min(headersTimeout / 2, 5000)),
+    },
+    guarded(handler, log, inflight) as http.RequestListener,
+  );
+  s.on("clientError", (err: Error & { code?: string }, socket) => {
+    // Parse errors and timeouts: answer 400/408/431 when possible, then close only that connection.
+    const code = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+    if (socket.writable) socket.end(`HTTP/1.1 ${code} ${http.STATUS_CODES[code]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    else socket.destroy();
+  });
+  return s;
+}
+
+/** Track HTTP/2 sessions so shutdown can close them (the server does not do it for emitted connections). */
+function trackSessions(s: http2.Http2Server | http2.Http2SecureServer): Set<http2.ServerHttp2Session> {
+  const sessions = new Set<http2.ServerHttp2Session>();
+  s.on("session", (sess: http2.ServerHttp2Session) => {
+    sessions.add(sess);
+    sess.on("close", () => sessions.delete(sess));
+    sess.on("error", () => {});
+  });
+  return sessions;
+}
+
+/** Graceful stop: GOAWAY to HTTP/2 sessions, wait for requests in flight, close the rest at the deadline. */
+async function shutdownAll(servers: Array<http.Server | http2.Http2Server | http2.Http2SecureServer>, sessions: Set<http2.ServerHttp2Session>, inflight: Inflight, deadline: number): Promise<void> {
+  for (const s of sessions) s.close(); // in-flight streams finish, no new ones
+  while (Date.now() < deadline && (inflight.n > 0 || sessions.size > 0)) await new Promise((r) => setTimeout(r, 25));
+  for (const s of sessions) s.destroy();
+  for (const srv of servers) if ("closeAllConnections" in srv) srv.closeAllConnections();
+}
+
+export interface HttpServiceOptions extends HttpLimits {
+  log?: (msg: string) => void;
+}
+
+/** Cleartext HTTP/1.x and h2c (prior knowledge) on one listener. */
+export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Service & { h1: http.Server; h2: http2.Http2Server } {
+  const log = opts.log ?? ((m) => console.error(m));
+  const inflight: Inflight = { n: 0 };
+  const h1 = h1Server(handler, opts, log, inflight);
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 }, maxSessionMemory: 10 }, guarded(handler, log, inflight) as never);
+  const sessions = trackSessions(h2);
+  // Slowloris defence for the first request head of a connection (Node's own headersTimeout is
+  // only enforced for the sockets its server accepted itself, not for flows handed to it).
+  const headTimers = new WeakMap<object, NodeJS.Timeout>();
+  const headersTimeout = opts.headersTimeoutMs ?? 20_000;
+  h1.on("request", (req: http.IncomingMessage) => {
+    const t = headTimers.get(req.socket);
+    if (t) clearTimeout(t);
+    headTimers.delete(req.socket);
+  });
+  return {
+    h1,
+    h2,
+    handle(flow: Flow) {
+      // Sniff the first bytes: the HTTP/2 preface means h2c, anything else HTTP/1.x.
+      let seen = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        seen = Buffer.concat([seen, chunk]);
+        const n = Math.min(seen.length, PREFACE.length);
+        const isH2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
+        if (isH2 && seen.length < PREFACE.length) return; // need more bytes to decide
+        flow.off("data", onData);
+        flow.pause();
+        flow.unshift(seen);
+        // The server takes the bytes already read from the stream's buffer (http2 reads them
+        // itself; resuming here would race it for a kernel socket's native handle).
+        (isH2 ? h2 : h1).emit("connection", flow);
+        if (!isH2) {
+          const t = setTimeout(() => {
+            if (flow.destroyed) return;
+            flow.end("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+            setTimeout(() => flow.destroy(), 1000).unref();
+          }, headersTimeout);
+          t.unref();
+          headTimers.set(flow, t);
+          flow.once("close", () => clearTimeout(t));
+          flow.resume();
+        }
+      };
+      flow.on("data", onData);
+    },
+    shutdown: (deadline) => shutdownAll([h1, h2], sessions, inflight, deadline),
+  };
+}
+
+export interface TlsOptions extends HttpLimits {
+  key: string | Buffer;
+  cert: string | Buffer;
+  /** More certificates chosen by SNI server name ("*.example.org" wildcards allowed). */
+  sni?: Record<string, { key: string | Buffer; cert: string | Buffer }>;
+  minVersion?: tls.SecureVersion;
+  log?: (msg: string) => void;
+}
+
+/** HTTPS with ALPN: h2 or http/1.1 on the same port; setCertificate() swaps certificates live. */
+export function httpsService(handler: Handler, opts: TlsOptions): Service & { server: http2.Http2SecureServer; setCertificate(key: string | Buffer, cert: string | Buffer, servername?: string): void } {
+  const log = opts.log ?? ((m) => console.error(m));
+  const inflight: Inflight = { n: 0 };
+  const contexts = new Map<string, tls.SecureContext>();
+  for (const [name, c] of Object.entries(opts.sni ?? {})) contexts.set(name.toLowerCase(), tls.createSecureContext({ key: c.key, cert: c.cert }));
+  const pick = (servername: string): tls.SecureContext | undefined => {
+    const n = servername.toLowerCase();
+    return contexts.get(n) ?? contexts.get("*." + n.split(".").slice(1).join("."));
+  };
+  const server = http2.createSecureServer(
+    {
+      key: opts.key,
+      cert: opts.cert,
+      allowHTTP1: true,
+      minVersion: opts.minVersion ?? "TLSv1.2",
+      settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 },
+      SNICallback: (name, cb) => cb(null, pick(name)),
+    },
+    guarded(handler, log, inflight) as never,
+  );
+  server.on("tlsClientError", () => {}); // a failed handshake ends only that connection
+  const sessions = trackSessions(server);
+  return {
+    server,
+    handle: (flow: Flow) => server.emit("connection", flow),
+    shutdown: (deadline) => shutdownAll([server], sessions, inflight, deadline),
+    setCertificate(key, cert, servername) {
+      if (servername) contexts.set(servername.toLowerCase(), tls.createSecureContext({ key, cert }));
+      else server.setSecureContext({ key, cert });
+    },
+  };
+}
