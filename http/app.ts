@@ -1,0 +1,87 @@
+/**
+ * The built-in demo application (the same handler serves HTTP/1.x and HTTP/2):
+ *   GET  /          a short text naming paf
+ *   GET  /bytes/N   N bytes of a deterministic pattern, streamed with backpressure (N up to 2^50)
+ *   POST /sha256    the hex SHA-256 of the request body, streamed (any size)
+ *   POST /echo      the body back, streamed
+ *   GET  /stats     the stack's counters as JSON (from the `stats` callback)
+ * Anything else is 404; a wrong method on a known path is 405.
+ */
+import { createHash } from "node:crypto";
+import type { Handler } from "./services.js";
+
+const BLOCK = (() => {
+  const b = Buffer.alloc(64 * 1024);
+  for (let i = 0; i < b.length; i++) b[i] = (i * 31 + 7) & 0xff;
+  return b;
+})();
+
+/** Byte i of /bytes/N is BLOCK[i mod 65536]: clients can check any range. */
+export function patternByte(i: number): number {
+  return BLOCK[i % BLOCK.length]!;
+}
+
+export const MAX_BYTES = 2 ** 50;
+
+export function demoApp(opts: { stats?: () => unknown; name?: string } = {}): Handler {
+  return (req, res) => {
+    const url = new URL(req.url ?? "/", "http://paf");
+    const path = url.pathname;
+    const method = req.method ?? "GET";
+    const bad = (code: number, msg: string) => {
+      res.statusCode = code;
+      res.setHeader("content-type", "text/plain");
+      res.end(msg + "\n");
+    };
+    if (path === "/") {
+      if (method !== "GET" && method !== "HEAD") return bad(405, "method not allowed");
+      res.setHeader("content-type", "text/plain");
+      return res.end(`Hello from paf${opts.name ? ` (${opts.name})` : ""}: a userspace TCP/IP stack for Node.js, speaking HTTP/${req.httpVersion}.\n`);
+    }
+    const m = /^\/bytes\/(\d{1,16})$/.exec(path);
+    if (m) {
+      if (method !== "GET") return bad(405, "method not allowed");
+      const n = Number(m[1]);
+      if (!Number.isSafeInteger(n) || n > MAX_BYTES) return bad(400, `N must be at most ${MAX_BYTES}`);
+      res.setHeader("content-type", "application/octet-stream");
+      res.setHeader("content-length", String(n));
+      let sent = 0;
+      const pump = () => {
+        while (sent < n) {
+          const off = sent % BLOCK.length;
+          const len = Math.min(BLOCK.length - off, n - sent);
+          sent += len;
+          if (!(res as NodeJS.WritableStream).write(BLOCK.subarray(off, off + len))) return void res.once("drain", pump);
+        }
+        res.end();
+      };
+      res.once("close", () => (sent = n)); // client went away: stop producing
+      return pump();
+    }
+    if (path === "/sha256" || path === "/echo") {
+      if (method !== "POST" && method !== "PUT") return bad(405, "method not allowed");
+      if (path === "/echo") {
+        res.setHeader("content-type", req.headers["content-type"] ?? "application/octet-stream");
+        return void (req as NodeJS.ReadableStream).pipe(res as NodeJS.WritableStream);
+      }
+      const h = createHash("sha256");
+      let bytes = 0;
+      req.on("data", (d: Buffer) => {
+        h.update(d);
+        bytes += d.length;
+      });
+      req.on("end", () => {
+        res.setHeader("content-type", "text/plain");
+        res.setHeader("x-paf-bytes", String(bytes));
+        res.end(h.digest("hex") + "\n");
+      });
+      return;
+    }
+    if (path === "/stats") {
+      if (!opts.stats) return bad(404, "no stats here");
+      res.setHeader("content-type", "application/json");
+      return res.end(JSON.stringify(opts.stats(), null, 1) + "\n");
+    }
+    return bad(404, "not found");
+  };
+}
