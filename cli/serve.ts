@@ -8,11 +8,27 @@ import { PcapNetif } from "../stack/netif/pcap.js";
 import type { Netif } from "../stack/netif/netif.js";
 import { ipFamily, parseCidr, parseMac } from "../stack/wire/addr.js";
 import { startServices, SERVICES, type ServiceName } from "./services.js";
+import { readFileSync } from "node:fs";
+import { resolve as resolvePath } from "node:path";
+import { pathToFileURL } from "node:url";
+import { serve as serveHttp, type ServeHandle } from "../http/serve.js";
+import { hostListener, stackListener, type Listener } from "../http/listener.js";
+import { httpService, httpsService, type Handler } from "../http/services.js";
+import { demoApp } from "../http/app.js";
+import { staticFiles } from "../http/static.js";
+import { selfSigned } from "../tls/selfsigned.js";
 
-export const SERVE_USAGE = `usage: paf serve --tap NAME --ipv4 CIDR [--ipv6 CIDR] [--gateway IP]... [--mac MAC]
-                 [--slaac] [--tap-netns NAME] [--pcap FILE] [--services echo]
+export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CIDR] | --host ADDR) [--gateway IP]...
+                 [--http PORT] [--https PORT [--cert FILE --key FILE]] [--app MODULE] [--root DIR]
+                 [--mac MAC] [--slaac] [--tap-netns NAME] [--pcap FILE] [--services LIST]
 
   --tap NAME        TAP device to own (created if absent, attached if it exists)
+  --host ADDR       no userspace stack: serve the same app on the kernel's sockets bound to ADDR
+  --http PORT       HTTP/1.x and h2c on PORT (default 80; 0 disables)
+  --https PORT      HTTPS with ALPN (h2, http/1.1) on PORT
+  --cert/--key FILE certificate chain and key (PEM); without them a self-signed one is made
+  --app MODULE      serve a module exporting a Node request handler (default export or "handler")
+  --root DIR        serve static files from DIR (the app, or the demo app, answers the rest)
   --tap-netns NAME  create/attach the TAP inside network namespace NAME (ip netns)
   --ipv4 CIDR       our IPv4 address and prefix, e.g. 198.18.0.2/24
   --ipv6 CIDR       a static IPv6 address, e.g. 2001:db8::2/64 (link-local is always configured)
@@ -25,7 +41,14 @@ export const SERVE_USAGE = `usage: paf serve --tap NAME --ipv4 CIDR [--ipv6 CIDR
                     chargen: TCP 19)`;
 
 export interface ServeConfig {
-  tap: string;
+  tap: string | undefined;
+  host: string | undefined;
+  http: number;
+  https: number;
+  cert: string | undefined;
+  key: string | undefined;
+  app: string | undefined;
+  root: string | undefined;
   tapNetns: string | undefined;
   stack: Omit<StackOptions, "netif">;
   pcap: string | undefined;
@@ -35,6 +58,13 @@ export interface ServeConfig {
 export function parseServeArgs(argv: string[]): ServeConfig {
   const { values } = parse(argv, {
     tap: { type: "string" },
+    host: { type: "string" },
+    http: { type: "string" },
+    https: { type: "string" },
+    cert: { type: "string" },
+    key: { type: "string" },
+    app: { type: "string" },
+    root: { type: "string" },
     "tap-netns": { type: "string" },
     ipv4: { type: "string" },
     ipv6: { type: "string" },
@@ -47,9 +77,19 @@ export function parseServeArgs(argv: string[]): ServeConfig {
     help: { type: "boolean", short: "h" },
   });
   if (values.help) throw new UsageError(SERVE_USAGE);
-  if (!values.tap) throw new UsageError("--tap NAME is required (the TAP device paf owns)");
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(values.tap)) throw new UsageError(`--tap: "${values.tap}" is not a valid interface name (1-15 characters: letters, digits, _ . -)`);
-  if (!values.ipv4 && !values.ipv6 && !values.slaac) throw new UsageError("give at least one address: --ipv4 CIDR, --ipv6 CIDR or --slaac");
+  if (!values.tap && !values.host) throw new UsageError("--tap NAME or --host ADDR is required (the TAP device paf owns, or the host address to serve on)");
+  if (values.tap && values.host) throw new UsageError("--tap and --host exclude each other (userspace stack or the kernel's sockets)");
+  if (values.host && ipFamily(values.host) === 0) throw new UsageError(`--host: "${values.host}" is not an IP address`);
+  if (values.tap && !/^[A-Za-z0-9_.-]{1,15}$/.test(values.tap)) throw new UsageError(`--tap: "${values.tap}" is not a valid interface name (1-15 characters: letters, digits, _ . -)`);
+  if (values.tap && !values.ipv4 && !values.ipv6 && !values.slaac) throw new UsageError("give at least one address: --ipv4 CIDR, --ipv6 CIDR or --slaac");
+  const port = (name: string, v: string | undefined, dflt: number): number => {
+    if (v === undefined) return dflt;
+    if (!/^\d{1,5}$/.test(v) || Number(v) > 65535) throw new UsageError(`--${name} expects a port number 0-65535, got "${v}"`);
+    return Number(v);
+  };
+  if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError("--cert and --key go together");
+  if (values.host && values.services) throw new UsageError("--services needs --tap (the classic services run on the userspace stack)");
+  if (values.cert && values.https === undefined) throw new UsageError("--cert/--key need --https PORT");
   const stack: Omit<StackOptions, "netif"> = {};
   let gw4: string | undefined;
   let gw6: string | undefined;
@@ -98,6 +138,13 @@ export function parseServeArgs(argv: string[]): ServeConfig {
   }
   return {
     tap: values.tap,
+    host: values.host,
+    http: port("http", values.http, 80),
+    https: port("https", values.https, 0),
+    cert: values.cert,
+    key: values.key,
+    app: values.app,
+    root: values.root,
     tapNetns: values["tap-netns"],
     stack,
     pcap: values.pcap,
@@ -105,26 +152,74 @@ export function parseServeArgs(argv: string[]): ServeConfig {
   };
 }
 
+/** The request handler: --app module, else the demo app; --root in front of it. */
+async function loadHandler(cfg: ServeConfig, stats: (() => unknown) | undefined): Promise<Handler> {
+  let handler: Handler = demoApp(stats ? { stats } : {});
+  if (cfg.app) {
+    let mod: Record<string, unknown>;
+    try {
+      mod = (await import(pathToFileURL(resolvePath(cfg.app)).href)) as Record<string, unknown>;
+    } catch (e) {
+      throw new UsageError(`--app: cannot load ${cfg.app}: ${(e as Error).message}`);
+    }
+    const h = (mod.default ?? mod.handler) as unknown;
+    if (typeof h !== "function") throw new UsageError(`--app: ${cfg.app} exports no request handler (a function as the default export or "handler")`);
+    handler = h as Handler;
+  }
+  if (cfg.root) handler = staticFiles(cfg.root, handler);
+  return handler;
+}
+
 export async function serve(argv: string[]): Promise<number> {
   const cfg = parseServeArgs(argv);
-  let netif: Netif = TapNetif.open(cfg.tap, {
-    up: true,
-    ...(cfg.stack.mtu ? { mtu: cfg.stack.mtu } : {}),
-    ...(cfg.tapNetns ? { netns: cfg.tapNetns.includes("/") ? cfg.tapNetns : `/var/run/netns/${cfg.tapNetns}` } : {}),
-  });
-  if (cfg.pcap) netif = new PcapNetif(netif, cfg.pcap);
-  const stack = Stack.create({ netif, ...cfg.stack });
-  const services = await startServices(stack, cfg.services);
-  await stack.ready();
-  const addrs = stack.addresses().join(" ");
-  console.log(`listening on ${cfg.tap} mac ${formatMacText(stack.mac)} ${addrs}${cfg.services.length ? " services " + cfg.services.join(",") : ""}`);
+  let stack: Stack | undefined;
+  let services: Awaited<ReturnType<typeof startServices>> = [];
+  if (cfg.tap) {
+    let netif: Netif = TapNetif.open(cfg.tap, {
+      up: true,
+      ...(cfg.stack.mtu ? { mtu: cfg.stack.mtu } : {}),
+      ...(cfg.tapNetns ? { netns: cfg.tapNetns.includes("/") ? cfg.tapNetns : `/var/run/netns/${cfg.tapNetns}` } : {}),
+    });
+    if (cfg.pcap) netif = new PcapNetif(netif, cfg.pcap);
+    stack = Stack.create({ netif, ...cfg.stack });
+    services = await startServices(stack, cfg.services);
+  }
+  const s = stack;
+  const handler = await loadHandler(cfg, s ? () => s.stats() : undefined);
+  const listen = (port: number): Promise<Listener> => (s ? Promise.resolve(stackListener(s, { port })) : hostListener({ host: cfg.host!, port }));
+  const running: ServeHandle[] = [];
+  const parts: string[] = [];
+  if (cfg.http) {
+    running.push(serveHttp(httpService(handler), await listen(cfg.http)));
+    parts.push(`http ${cfg.http}`);
+  }
+  if (cfg.https) {
+    let key: Buffer;
+    let cert: Buffer;
+    if (cfg.cert && cfg.key) {
+      key = readFileSync(cfg.key);
+      cert = readFileSync(cfg.cert);
+    } else {
+      const names = ["localhost", ...(s ? s.addresses().filter((a) => !a.startsWith("fe80")).map((a) => a.split(" ")[0]!) : [cfg.host!])];
+      const ss = selfSigned(names);
+      key = ss.key;
+      cert = ss.cert;
+      console.log(`self-signed certificate ${ss.certPath} sha256 ${ss.fingerprint256}`);
+    }
+    running.push(serveHttp(httpsService(handler, { key, cert }), await listen(cfg.https)));
+    parts.push(`https ${cfg.https}`);
+  }
+  if (s) await s.ready();
+  const where = s ? `on ${cfg.tap} mac ${formatMacText(s.mac)} ${s.addresses().join(" ")}` : `on host ${cfg.host}`;
+  console.log(`listening ${where}${parts.length ? " " + parts.join(" ") : ""}${cfg.services.length ? " services " + cfg.services.join(",") : ""}`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
   });
-  for (const s of services) await s.close();
-  await stack.close();
+  await Promise.all(running.map((r) => r.stop(2000)));
+  for (const sv of services) await sv.close();
+  await s?.close();
   return 0;
 }
 

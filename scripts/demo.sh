@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make demo: bring paf's userspace stack up on a TAP inside a fresh network namespace, talk to it
-# from the Linux kernel on the other side, print what happened, and clean up (also on Ctrl-C).
+# make demo: bring paf's userspace stack up on a TAP inside a fresh network namespace, serve HTTP,
+# h2c and HTTPS (ALPN h2) from it, fetch with curl from the Linux kernel on the other side, print
+# what happened, and clean up (also on Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/netns-lib.sh
@@ -14,11 +15,13 @@ TAP=pafdemo0
 paf_netns "paf-demo-$$"
 LOG=$(mktemp)
 node dist/cli/main.js serve --tap "$TAP" --tap-netns "$PAF_NS" --ipv4 198.18.0.2/24 --ipv6 2001:db8::2/64 \
-  --gateway 198.18.0.1 --services echo >"$LOG" 2>&1 &
+  --gateway 198.18.0.1 --http 80 --https 443 --services echo >"$LOG" 2>&1 &
 PAF_PIDS+=($!)
 paf_wait_line "$LOG" "^listening" 15
 paf_kernel_side "$TAP"
 echo "== paf: $(grep ^listening "$LOG")"
+grep "^self-signed" "$LOG" | sed 's/^/== /'
+CERT=$(sed -n 's/^self-signed certificate \(\S*\) .*/\1/p' "$LOG")
 echo "== kernel side (namespace $PAF_NS): 198.18.0.1/24, 2001:db8::1/64 on $TAP"
 
 run() { echo "\$ $*"; ip netns exec "$PAF_NS" "$@"; }
@@ -28,5 +31,18 @@ run ping -c 2 -s 4000 198.18.0.2
 echo "\$ echo hello paf | socat - UDP4:198.18.0.2:7"
 ip netns exec "$PAF_NS" bash -c 'echo "hello paf over UDP/IPv4" | timeout 3 socat -t 1 - UDP4:198.18.0.2:7'
 ip netns exec "$PAF_NS" bash -c 'echo "hello paf over UDP/IPv6" | timeout 3 socat -t 1 - UDP6:[2001:db8::2]:7'
+fetch() {
+  local label="$1"; shift
+  echo "\$ curl $*"
+  ip netns exec "$PAF_NS" curl -sS --max-time 10 -o /tmp/paf-demo-body.$$ \
+    -w "   -> $label: HTTP/%{http_version} status %{http_code}, %{size_download} bytes in %{time_total}s\n" "$@"
+  case "$label" in *MB*) ;; *) head -c 200 /tmp/paf-demo-body.$$ ;; esac
+  rm -f /tmp/paf-demo-body.$$
+}
+fetch "HTTP/1.1" http://198.18.0.2/
+fetch "h2c (prior knowledge)" --http2-prior-knowledge http://198.18.0.2/
+fetch "HTTPS, ALPN h2" --cacert "$CERT" --http2 https://198.18.0.2/
+fetch "HTTPS over IPv6, ALPN h2" --cacert "$CERT" --http2 "https://[2001:db8::2]/"
+fetch "HTTPS, 10 MB streamed" --cacert "$CERT" --http2 https://198.18.0.2/bytes/10000000
 run ip neigh show dev "$TAP"
 echo "== demo done; namespace and TAP removed"

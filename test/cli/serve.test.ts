@@ -6,9 +6,36 @@ import { Netns, privileged, sh } from "../helpers/netns.js";
 
 beforeAll(() => ensureBuilt(), 120_000);
 
+describe("paf serve --host: the same app on the kernel's sockets (loopback)", () => {
+  it("serves HTTP and HTTPS (self-signed, fingerprint printed), an --app module and --root files", async () => {
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "paf-cli-"));
+    writeFileSync(join(dir, "app.mjs"), "export default (req, res) => res.end('custom app ' + req.url + ' over HTTP/' + req.httpVersion + '\\n');\n");
+    writeFileSync(join(dir, "index.html"), "<h1>static paf</h1>\n");
+    const port = 20000 + (process.pid % 20000);
+    const { child, output } = await startCli(["serve", "--host", "127.0.0.1", "--http", String(port), "--https", String(port + 1), "--app", join(dir, "app.mjs"), "--root", dir], /^listening/);
+    try {
+      expect(output()).toMatch(/self-signed certificate \S+cert\.pem sha256 [0-9A-F:]{95}/);
+      const { sh } = await import("../helpers/netns.js");
+      expect((await sh("curl", ["-sS", "--max-time", "5", `http://127.0.0.1:${port}/`])).stdout).toBe("<h1>static paf</h1>\n");
+      expect((await sh("curl", ["-sS", "--max-time", "5", `http://127.0.0.1:${port}/x`])).stdout).toBe("custom app /x over HTTP/1.1\n");
+      expect((await sh("curl", ["-sSk", "--max-time", "5", "--http2", `https://127.0.0.1:${port + 1}/y`])).stdout).toBe("custom app /y over HTTP/2.0\n");
+    } finally {
+      child.kill("SIGTERM");
+    }
+  });
+});
+
 describe("paf serve: bad arguments", () => {
   const cases: Array<[string[], RegExp]> = [
-    [["serve"], /--tap NAME is required/],
+    [["serve"], /--tap NAME or --host ADDR is required/],
+    [["serve", "--tap", "t0", "--host", "127.0.0.1"], /exclude each other/],
+    [["serve", "--host", "nohost"], /--host: "nohost" is not an IP address/],
+    [["serve", "--host", "127.0.0.1", "--https", "99999"], /--https expects a port number/],
+    [["serve", "--host", "127.0.0.1", "--cert", "c.pem"], /--cert and --key go together/],
+    [["serve", "--host", "127.0.0.1", "--app", "/nonexistent/app.mjs"], /--app: cannot load/],
     [["serve", "--tap", "t0"], /give at least one address/],
     [["serve", "--tap", "this-name-is-too-long", "--ipv4", "198.18.0.2/24"], /not a valid interface name/],
     [["serve", "--tap", "t0", "--ipv4", "198.18.0.300/24"], /--ipv4: invalid IPv4 address/],
@@ -41,7 +68,7 @@ describe.skipIf(!run)("paf serve on a TAP in a namespace", () => {
   it("prints one listening line, answers ping, ping6 and UDP echo, and exits 0 on SIGTERM", async () => {
     const tap = "pafc" + (process.pid % 100000);
     const { child, line } = await startCli(["serve", "--tap", tap, "--tap-netns", ns.name, "--ipv4", "198.18.0.2/24", "--ipv6", "2001:db8::2/64", "--services", "echo,discard,chargen"], /^listening/);
-    expect(line).toMatch(new RegExp(`^listening on ${tap} mac [0-9a-f:]{17} 198\\.18\\.0\\.2 fe80::\\S+ 2001:db8::2 services echo,discard,chargen$`));
+    expect(line).toMatch(new RegExp(`^listening on ${tap} mac [0-9a-f:]{17} 198\\.18\\.0\\.2 fe80::\\S+ 2001:db8::2 http 80 services echo,discard,chargen$`));
     await ns.kernelSide(tap);
     expect((await ns.exec("ping", ["-c", "2", "-i", "0.2", "-W", "2", "198.18.0.2"])).stdout).toMatch(/2 received/);
     expect((await ns.exec("ping", ["-6", "-c", "2", "-i", "0.2", "-W", "2", "2001:db8::2"])).stdout).toMatch(/2 received/);
