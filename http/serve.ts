@@ -39,6 +39,9 @@ export function serve(service: Service, listener: Listener, opts: ServeOptions =
       return;
     }
     accepted++;
+    // Like node:http's default (noDelay: true): request/response traffic must not wait for Nagle
+    // (TLS in particular writes small records that Nagle would hold behind a delayed ACK).
+    flow.setNoDelay?.(true);
     open.add(flow);
     flow.once("close", () => open.delete(flow));
     service.handle(flow);

@@ -4,6 +4,7 @@ import { writeFileSync, mkdirSync } from "node:fs";
 import { cpus } from "node:os";
 import { benchUdp } from "./bench/udp.mjs";
 import { benchTcp } from "./bench/tcp.mjs";
+import { benchHttp } from "./bench/http.mjs";
 import { cleanup } from "./bench/lib.mjs";
 
 if (process.getuid?.() !== 0) {
@@ -18,6 +19,7 @@ try {
   const only = process.env.PAF_BENCH_ONLY;
   if (!only || only === "udp") rows.push(...(await benchUdp()));
   if (!only || only === "tcp") rows.push(...(await benchTcp()));
+  if (!only || only === "http") rows.push(...(await benchHttp()));
 } finally {
   cleanup();
 }

@@ -1,0 +1,65 @@
+// HTTP figures, the same app side by side: `paf serve --tap` (userspace stack over TAP) vs
+// `paf serve --host` (Node on kernel TCP over veth between two namespaces): wrk HTTP/1.1
+// keep-alive req/s and latency, h2load h2-over-TLS req/s, TLS handshakes/s (one request per
+// new connection).
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { ROOT, netns, vethPair, nsRun, sleep } from "./lib.mjs";
+
+const CLI = join(ROOT, "dist", "cli", "main.js");
+
+function startServe(args, nsName) {
+  const cmd = nsName ? ["ip", ["netns", "exec", nsName, process.execPath, CLI, "serve", ...args]] : [process.execPath, [CLI, "serve", ...args]];
+  const c = spawn(cmd[0], cmd[1], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  const ready = new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`paf serve ${args.join(" ")} not ready: ${out}`)), 20_000);
+    const on = (d) => {
+      out += d;
+      if (/^listening/m.test(out)) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    c.stdout.on("data", on);
+    c.stderr.on("data", on);
+  });
+  return { ready, stop: () => new Promise((r) => { c.on("exit", r); c.kill("SIGTERM"); setTimeout(() => c.kill("SIGKILL"), 3000).unref(); }) };
+}
+
+async function measure(clientNs, base) {
+  const wrk = await nsRun(clientNs, "wrk", ["-t2", "-c64", "-d3s", "--latency", `http://${base}/`]);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk)?.[1] ?? 0);
+  const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(wrk);
+  const p99ms = p99 ? Number(p99[1]) * (p99[2] === "us" ? 0.001 : p99[2] === "s" ? 1000 : 1) : undefined;
+  const h2 = await nsRun(clientNs, "h2load", ["-n", "20000", "-c", "16", "-m", "10", `https://${base}/`]);
+  const h2rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(h2)?.[1] ?? 0);
+  const hs = await nsRun(clientNs, "h2load", ["-n", "400", "-c", "400", "-m", "1", `https://${base}/`]);
+  const hsps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(hs)?.[1] ?? 0);
+  return { rps, p99ms, h2rps, hsps };
+}
+
+export async function benchHttp() {
+  // paf on a TAP
+  const t = await netns("h");
+  const tap = "pafbh";
+  const paf = startServe(["--tap", tap, "--tap-netns", t, "--ipv4", "198.18.0.2/24", "--http", "80", "--https", "443"]);
+  await paf.ready;
+  await nsRun(t, "ip", ["addr", "add", "198.18.0.1/24", "dev", tap]);
+  await nsRun(t, "ip", ["link", "set", tap, "up"]);
+  await sleep(300);
+  const p = await measure(t, "198.18.0.2");
+  await paf.stop();
+  // the same app on kernel TCP, across a veth pair
+  const { A, B } = await vethPair("h");
+  const host = startServe(["--host", "198.18.1.2", "--http", "80", "--https", "443"], B);
+  await host.ready;
+  const k = await measure(A, "198.18.1.2");
+  await host.stop();
+  return [
+    { name: "HTTP/1.1 keep-alive req/s (wrk -t2 -c64)", paf: p.rps, kernel: k.rps },
+    { name: "HTTP/1.1 p99 latency, ms (wrk)", paf: p.p99ms, kernel: k.p99ms, lowerIsBetter: true },
+    { name: "h2 over TLS req/s (h2load -c16 -m10)", paf: p.h2rps, kernel: k.h2rps },
+    { name: "TLS handshakes/s (h2load, 1 request per connection)", paf: p.hsps, kernel: k.hsps },
+  ];
+}
