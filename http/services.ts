@@ -100,6 +100,11 @@ async function shutdownAll(servers: Array<http.Server | http2.Http2Server | http
 
 export interface HttpServiceOptions extends HttpLimits {
   log?: (msg: string) => void;
+  /**
+   * HTTP/1.1 `Upgrade` requests (WebSocket and others): the raw connection after the request head
+   * is handed over, as with node:http's 'upgrade' event. Without it, upgrade requests are closed.
+   */
+  upgrade?: (req: http.IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => void;
 }
 
 /** Cleartext HTTP/1.x and h2c (prior knowledge) on one listener. */
@@ -109,6 +114,7 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
   const h1 = h1Server(handler, opts, log, inflight);
   const h2 = http2.createServer({ settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 }, maxSessionMemory: 10 }, guarded(handler, log, inflight) as never);
   const sessions = trackSessions(h2);
+  if (opts.upgrade) h1.on("upgrade", opts.upgrade);
   // Slowloris defence for the first request head of a connection (Node's own headersTimeout is
   // only enforced for the sockets its server accepted itself, not for flows handed to it).
   const headTimers = new WeakMap<object, NodeJS.Timeout>();
