@@ -1,36 +1,74 @@
 /**
  * A Linux TAP device as a netif. Frames are read in batches into one reused slab by the native
- * addon (one JS call per batch), and frames sent during one tick are written in one native call.
- * The virtio-net header (IFF_VNET_HDR) can be switched on without changing the layers above:
- * it is stripped on receive (its DATA_VALID flag becomes RxMeta.csumValid) and prepended on send.
+ * addon (one JS call per batch, nothing allocated per frame but the view handed to the receiver),
+ * and frames sent during one tick are written by one native call.
+ *
+ * The virtio-net header (IFF_VNET_HDR) can be switched on without changing the layers above: it
+ * is stripped on receive (DATA_VALID / NEEDS_CSUM become RxMeta.csumValid) and a zeroed header
+ * ("nothing to offload") is prepended on send by the addon, without copying the frame.
  */
 import { loadTapAddon, type TapAddon } from "./tap/binding.js";
-import { emptyNetifStats, NetifError, type Netif, type NetifFeatures, type NetifReceiver, type NetifStats, DEFAULT_MTU, ETH_HEADER_LEN, type RxMeta } from "./netif.js";
+import {
+  emptyNetifStats,
+  NetifError,
+  type Netif,
+  type NetifFeatures,
+  type NetifReceiver,
+  type NetifStats,
+  DEFAULT_MTU,
+  ETH_HEADER_LEN,
+  type RxMeta,
+} from "./netif.js";
 
 export interface TapOptions {
-  /** L3 MTU of the link. Default 1500. */
+  /** L3 MTU of the link. Default 1500 (DEFAULT_MTU). */
   mtu?: number;
   /** Use the virtio-net header (offloads become possible later). Default false. */
   vnetHdr?: boolean;
-  /** Open one queue of a multi-queue TAP. Default false. */
+  /** Open one queue of a multi-queue TAP (must match how the TAP was created). Default false. */
   multiQueue?: boolean;
   /** Create/attach the TAP inside this network namespace (a path such as /var/run/netns/NAME). */
   netns?: string;
-  /** Bring the interface up (kernel side). Default false. */
+  /** Bring the interface up (kernel side) if it is not. Default false. */
   up?: boolean;
-  /** Frames read per native call. Default 64. */
+  /** Frames read per native call, i.e. the most frames handed up between two batchEnd(). Default 64. */
   batch?: number;
-  /** Size of one slot in the receive slab. Default: MTU + headers, at least 2048. */
+  /**
+   * Bytes of one slot of the receive slab. A frame that fills its slot is taken as truncated and
+   * dropped (rxDropped), so a slot must be larger than the largest frame expected. Default: the
+   * MTU + Ethernet header + VLAN tag + vnet header, rounded up to 64, at least 2048. (GSO with
+   * vnetHdr will need 65550 + header.)
+   */
   frameSize?: number;
-  /** Frames waiting to be written before send() drops (and TCP backs off). Default 2048. */
+  /** Frames waiting to be written before send() drops and counts (txDropped). Default 2048. */
   queueLimit?: number;
+  /**
+   * When frames sent during a tick are written: "microtask" (default) writes at the end of the
+   * current callback (one write batch per received batch, lowest latency); "immediate" waits for
+   * the check phase and so also coalesces sends from several timers. See scripts/bench-tap-rx.mjs.
+   */
+  flush?: "microtask" | "immediate";
+  /** Called once if the device goes away under us (reading stops). Default: process.emitWarning. */
+  onError?: (err: NetifError) => void;
 }
 
+/** struct virtio_net_hdr (no mergeable buffers): flags, gso_type, hdr_len, gso_size, csum_start, csum_offset. */
 const VNET_HDR_LEN = 10;
+const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 const VIRTIO_NET_HDR_F_DATA_VALID = 2;
+const VIRTIO_NET_HDR_GSO_NONE = 0;
+const VLAN_TAG_LEN = 4;
+const DEFAULT_BATCH = 64;
+const DEFAULT_QUEUE_LIMIT = 2048;
+/** After this many flushes in a row that hit EAGAIN, retry on a 1 ms timer rather than spin. */
+const EAGAIN_SPIN_LIMIT = 3;
+/** close() waits this long at most for a full kernel queue to take the last frames. */
+const CLOSE_DRAIN_MS = 100;
 
 export class TapNetif implements Netif {
   readonly features: NetifFeatures;
+  /** The last error the device reported (a refused write or a dead device), for diagnostics. */
+  lastError: NetifError | undefined;
   private readonly addon: TapAddon;
   private fd: number;
   private reader: object | undefined;
@@ -40,11 +78,16 @@ export class TapNetif implements Netif {
   private readonly hdrLen: number;
   private queue: Uint8Array[] = [];
   private flushScheduled = false;
+  private eagainRuns = 0;
+  private readonly writeOut = new Uint32Array(3);
   private readonly queueLimit: number;
+  private readonly flushMode: "microtask" | "immediate";
+  private readonly onError: (err: NetifError) => void;
   private readonly st: NetifStats = emptyNetifStats();
-  private closed = false;
+  private closing: Promise<void> | undefined;
   private rx: NetifReceiver | undefined;
   private readonly meta: RxMeta = { csumValid: false };
+  private readonly flushNow = (): void => this.flush();
 
   private constructor(
     readonly name: string,
@@ -56,63 +99,96 @@ export class TapNetif implements Netif {
     this.addon = addon;
     this.fd = fd;
     this.hdrLen = opts.vnetHdr ? VNET_HDR_LEN : 0;
-    const batch = opts.batch ?? 64;
-    this.frameSize = opts.frameSize ?? Math.max(2048, mtu + ETH_HEADER_LEN + this.hdrLen + 4);
+    const batch = opts.batch ?? DEFAULT_BATCH;
+    this.frameSize = opts.frameSize ?? Math.max(2048, roundUp(mtu + ETH_HEADER_LEN + VLAN_TAG_LEN + this.hdrLen + 1, 64));
     this.slab = Buffer.alloc(this.frameSize * batch);
     this.lengths = new Uint32Array(batch);
-    this.queueLimit = opts.queueLimit ?? 2048;
+    this.queueLimit = opts.queueLimit ?? DEFAULT_QUEUE_LIMIT;
+    this.flushMode = opts.flush ?? "microtask";
+    this.onError = opts.onError ?? ((e) => process.emitWarning(`TAP ${this.name}: ${e.message}`, { code: e.code }));
     this.features = { checksumOffload: false, maxFrameSize: mtu + ETH_HEADER_LEN };
   }
 
-  /** Create the TAP (or attach to an existing one). Throws NetifError with code ENOENT/EPERM/EBUSY/EINVAL and what to do. */
+  /**
+   * Create the TAP, or attach to an existing one (a persistent TAP owned by the user needs no
+   * privilege). Throws NetifError with code ENOENT / EPERM / EACCES / EBUSY / EINVAL and a
+   * message that says what to do.
+   */
   static open(name: string, opts: TapOptions = {}): TapNetif {
     const mtu = opts.mtu ?? DEFAULT_MTU;
-    if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65521) throw new NetifError(`invalid MTU ${mtu} (576..65521)`, "EINVAL");
+    if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65521) throw new NetifError(`invalid MTU ${mtu}: 68..65521`, "EINVAL");
+    const batch = opts.batch ?? DEFAULT_BATCH;
+    if (!Number.isInteger(batch) || batch < 1 || batch > 4096) throw new NetifError(`invalid batch ${batch}: 1..4096`, "EINVAL");
+    const fs = opts.frameSize;
+    if (fs !== undefined && (!Number.isInteger(fs) || fs < ETH_HEADER_LEN + 1 || fs > 1 << 20)) throw new NetifError(`invalid frameSize ${fs}`, "EINVAL");
+    const ql = opts.queueLimit;
+    if (ql !== undefined && (!Number.isInteger(ql) || ql < 1)) throw new NetifError(`invalid queueLimit ${ql}`, "EINVAL");
     const addon = loadTapAddon();
-    let fd: number;
-    let ifname: string;
+    let r: { fd: number; name: string };
     try {
-      [fd, ifname] = addon.open(name, opts.vnetHdr ?? false, opts.multiQueue ?? false, opts.netns ?? null, opts.up ?? false);
+      r = addon.open(name, { vnetHdr: !!opts.vnetHdr, multiQueue: !!opts.multiQueue, up: !!opts.up, ...(opts.netns ? { netns: opts.netns } : {}) });
     } catch (e) {
-      const err = e as Error & { code?: string };
-      throw new NetifError(err.message, err.code ?? "EIO");
+      throw toNetifError(e);
     }
-    return new TapNetif(ifname, fd, mtu, opts, addon);
+    return new TapNetif(r.name, r.fd, mtu, opts, addon);
   }
 
   start(rx: NetifReceiver): void {
-    if (this.reader || this.closed) return;
+    if (this.reader || this.closing) return;
     this.rx = rx;
-    this.reader = this.addon.startReading(this.fd, this.slab, this.frameSize, this.lengths.length, this.lengths, (n) => this.onBatch(n));
+    this.reader = this.addon.startReading(this.fd, this.slab, this.frameSize, this.lengths.length, this.lengths, (n, err) => this.onBatch(n, err));
   }
 
-  private onBatch(n: number): void {
+  private onBatch(n: number, err?: Error): void {
     const rx = this.rx;
-    if (!rx) return;
-    const fs = this.frameSize;
-    const h = this.hdrLen;
-    for (let i = 0; i < n; i++) {
-      const len = this.lengths[i]!;
-      if (len >= fs || len < h + ETH_HEADER_LEN) {
-        // read() filled the whole slot: the frame was longer than a slot and got truncated.
-        this.st.rxDropped++;
-        continue;
+    if (rx) {
+      const slab = this.slab;
+      const lengths = this.lengths;
+      const fs = this.frameSize;
+      const h = this.hdrLen;
+      const meta = h ? this.meta : undefined;
+      for (let i = 0; i < n; i++) {
+        const len = lengths[i]!;
+        // A frame that fills its slot was cut by read() (the kernel does not say by how much).
+        if (len >= fs || len < h + ETH_HEADER_LEN) {
+          this.st.rxDropped++;
+          continue;
+        }
+        const base = i * fs;
+        if (h) {
+          const flags = slab[base]!;
+          // Offloads are off, so the kernel must not hand us a GSO super-frame; if it does we
+          // cannot split it yet.
+          if (slab[base + 1] !== VIRTIO_NET_HDR_GSO_NONE) {
+            this.st.rxDropped++;
+            continue;
+          }
+          // NEEDS_CSUM: the kernel made the data and left the checksum to "hardware"; the bytes
+          // are as trustworthy as DATA_VALID ones (virtio-net drivers treat both alike).
+          this.meta.csumValid = (flags & (VIRTIO_NET_HDR_F_DATA_VALID | VIRTIO_NET_HDR_F_NEEDS_CSUM)) !== 0;
+        }
+        this.st.rxFrames++;
+        this.st.rxBytes += len - h;
+        rx.frame(slab.subarray(base + h, base + len), meta);
+        if (this.rx !== rx) return; // closed by the receiver
       }
-      const base = i * fs;
-      this.st.rxFrames++;
-      this.st.rxBytes += len - h;
-      let meta: RxMeta | undefined;
-      if (h) {
-        this.meta.csumValid = (this.slab[base]! & VIRTIO_NET_HDR_F_DATA_VALID) !== 0;
-        meta = this.meta;
-      }
-      rx.frame(this.slab.subarray(base + h, base + len), meta);
+      if (n > 0) rx.batchEnd?.();
     }
-    rx.batchEnd?.();
+    if (err) {
+      // The addon has stopped polling; release it and tell the owner once.
+      if (this.reader) this.addon.stopReading(this.reader);
+      this.reader = undefined;
+      const e = toNetifError(err);
+      this.lastError = e;
+      if (!this.closing) this.onError(e);
+    }
   }
 
   send(frame: Uint8Array): boolean {
-    if (this.closed) return false;
+    if (this.closing) {
+      this.st.txDropped++;
+      return false;
+    }
     if (this.queue.length >= this.queueLimit) {
       this.st.txDropped++;
       return false;
@@ -120,43 +196,77 @@ export class TapNetif implements Netif {
     this.queue.push(frame);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      queueMicrotask(() => this.flush());
+      if (this.flushMode === "microtask") queueMicrotask(this.flushNow);
+      else setImmediate(this.flushNow);
     }
     return true;
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.closed || this.queue.length === 0) return;
+  /** Write what is queued; returns true if the queue is now empty. */
+  private writeQueued(): boolean {
     const q = this.queue;
-    const n = this.addon.writeFrames(this.fd, q, 0, this.hdrLen);
-    for (let i = 0; i < n; i++) {
-      this.st.txFrames++;
-      this.st.txBytes += q[i]!.length;
+    if (q.length === 0 || this.fd < 0) return true;
+    const out = this.writeOut;
+    const n = this.addon.writeFrames(this.fd, q, 0, this.hdrLen, out);
+    const refused = out[0]!;
+    this.st.txFrames += n - refused;
+    this.st.txBytes += out[2]!;
+    if (refused) {
+      this.st.txDropped += refused;
+      this.lastError = new NetifError(`TAP ${this.name}: the kernel refused ${refused} frame(s): errno ${out[1]}`, "EIO");
     }
     if (n === q.length) {
-      this.queue = [];
+      q.length = 0; // the addon is done with the frames: reuse the array
+      return true;
+    }
+    this.queue = q.slice(n);
+    return false;
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.closing) return;
+    if (this.writeQueued()) {
+      this.eagainRuns = 0;
       return;
     }
-    // The kernel's queue is full (EAGAIN): keep the rest and retry after I/O has had a turn.
-    this.queue = q.slice(n);
+    // The kernel's socket buffer is full (EAGAIN): keep the rest and retry once I/O had a turn;
+    // if that keeps happening, back off to a timer rather than spin the loop.
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    if (++this.eagainRuns <= EAGAIN_SPIN_LIMIT) setImmediate(this.flushNow);
+    else setTimeout(this.flushNow, 1);
   }
 
   stats(): NetifStats {
     return { ...this.st };
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.flush();
-    this.closed = true;
+  /** Stop delivering, write what is queued (waiting up to 100 ms for room), close the fd. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
     if (this.reader) this.addon.stopReading(this.reader);
     this.reader = undefined;
     this.rx = undefined;
-    this.addon.close(this.fd);
-    this.fd = -1;
+    const deadline = Date.now() + CLOSE_DRAIN_MS;
+    while (!this.writeQueued() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    this.st.txDropped += this.queue.length;
     this.queue = [];
+    const fd = this.fd;
+    this.fd = -1;
+    this.addon.close(fd);
   }
+}
+
+function roundUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+function toNetifError(e: unknown): NetifError {
+  if (e instanceof NetifError) return e;
+  const err = e as Error & { code?: string };
+  return new NetifError(err.message ?? String(e), typeof err.code === "string" ? err.code : "EIO");
 }

@@ -1,34 +1,60 @@
-/** Loads the native TAP addon (build/Release/paf_tap.node), from the source tree or from dist/. */
+/**
+ * Loads the native TAP addon (build/Release/paf_tap.node, built by node-gyp from tap.c). The
+ * package root is found by walking up from this file to the nearest package.json, so the same
+ * code works from the sources (stack/netif/tap/) and from the compiled tree (dist/stack/netif/tap/).
+ */
 import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+export interface TapOpenOptions {
+  vnetHdr?: boolean;
+  multiQueue?: boolean;
+  /** A namespace file such as /var/run/netns/NAME: the TAP is created (or found) there. */
+  netns?: string;
+  up?: boolean;
+}
+
+/** The addon's functions; the comment at the top of tap.c gives their contracts. */
 export interface TapAddon {
-  open(name: string, vnetHdr: boolean, multiQueue: boolean, netns: string | null, up: boolean): [number, string];
-  startReading(fd: number, slab: Buffer, frameSize: number, maxFrames: number, lengths: Uint32Array, onBatch: (count: number) => void): object;
+  open(name: string, opts: TapOpenOptions): { fd: number; name: string };
+  startReading(
+    fd: number,
+    slab: Buffer,
+    frameSize: number,
+    maxFrames: number,
+    lengths: Uint32Array,
+    onBatch: (count: number, error?: Error & { code: string }) => void,
+  ): object;
   stopReading(handle: object): void;
-  writeFrames(fd: number, frames: Uint8Array[], start: number, vnetHdrLen: number): number;
+  /** Returns the frames consumed; out = [refused, errno of the last refusal, bytes written]. */
+  writeFrames(fd: number, frames: readonly Uint8Array[], start: number, vnetHdrLen: number, out: Uint32Array): number;
   close(fd: number): void;
 }
 
+/** A shared object is process-wide by nature; this only saves the lookup on every open. */
 let addon: TapAddon | undefined;
 
-/** The package root: the nearest folder above this file with a package.json. */
-function packageRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++) {
+/** The package root: the nearest folder above `from` holding a package.json. */
+export function packageRoot(from: string = fileURLToPath(import.meta.url)): string {
+  let d = dirname(from);
+  for (;;) {
     if (existsSync(join(d, "package.json"))) return d;
-    d = dirname(d);
+    const up = dirname(d);
+    if (up === d) throw new Error(`paf: no package.json above ${from}, so build/Release/paf_tap.node cannot be located`);
+    d = up;
   }
-  throw new Error("paf: cannot find the package root from " + fileURLToPath(import.meta.url));
 }
 
 export function loadTapAddon(): TapAddon {
   if (addon) return addon;
-  const path = join(packageRoot(), "build", "Release", "paf_tap.node");
+  const root = packageRoot();
+  const path = join(root, "build", "Release", "paf_tap.node");
   if (!existsSync(path)) {
-    const e = new Error(`paf: the TAP addon is not built (${path} is missing): run \`npm install\` or \`make build\` (needs make, gcc and python3)`) as Error & { code: string };
+    const e = new Error(
+      `paf: the TAP addon is not built (${path} is missing): run \`npm install\` or \`make build\` in ${root} (needs make, gcc/g++ and python3)`,
+    ) as Error & { code: string };
     e.code = "ERR_PAF_ADDON_MISSING";
     throw e;
   }

@@ -1,17 +1,20 @@
 /*
  * paf_tap: the one piece of paf that JavaScript cannot do itself — open a Linux TAP device and
- * move frames between it and a reusable buffer. Everything else (batching policy, queues,
- * protocol) lives in TypeScript (stack/netif/tap.ts).
+ * move frames between it and memory JS owns. Batching policy, queues, the virtio-net header's
+ * meaning and all protocols live in TypeScript (stack/netif/tap.ts); this file stays dumb.
  *
- *   open(name, vnetHdr, multiQueue, netnsPath, up) -> [fd, ifname]
+ *   open(name, { vnetHdr, multiQueue, netns, up }) -> { fd, name }
  *   startReading(fd, slab, frameSize, maxFrames, lengths, onBatch) -> handle
+ *       onBatch(count, error?) — count frames are in slab[i*frameSize ..], lengths[i] bytes each;
+ *       error (an Error with .code) is passed once if the device died; reading has then stopped.
  *   stopReading(handle)
- *   writeFrames(fd, frames[], start, vnetHdrLen) -> number written (stops at EAGAIN)
+ *   writeFrames(fd, frames[], start, vnetHdrLen, out: Uint32Array(3)) -> frames consumed
  *   close(fd)
  *
  * Reading uses libuv's uv_poll (level triggered) on the non-blocking fd: one readiness callback
- * reads up to maxFrames frames into the slab and calls onBatch(count) once, so the cost of the
- * JS call is paid per batch, not per frame.
+ * reads at most one batch and calls JS once, so the JS call is paid per batch, not per frame, and
+ * a flood cannot starve timers and writes (what is left wakes the poll again next loop turn).
+ * Nothing is allocated per frame: the slab and the lengths array are JS memory, reused.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,168 +32,234 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define CHECK(call)                                                    \
-  do {                                                                 \
-    if ((call) != napi_ok) {                                           \
+#define CHECK(call)                                                     \
+  do {                                                                  \
+    if ((call) != napi_ok) {                                            \
       napi_throw_error(env, "EINTERNAL", "paf_tap: N-API call failed"); \
-      return NULL;                                                     \
-    }                                                                  \
+      return NULL;                                                      \
+    }                                                                   \
   } while (0)
 
-/* Throw an Error whose .code is the errno name and whose message says what to do. */
-static napi_value throw_errno(napi_env env, int err, const char *what, const char *hint) {
-  char msg[512];
-  const char *code = "EIO";
+/* The virtio_net_hdr without mergeable rx buffers (TUNSETVNETHDRSZ 10). */
+#define VNET_HDR_LEN 10
+
+static const char *errno_code(int err) {
   switch (err) {
-    case ENOENT: code = "ENOENT"; break;
-    case EPERM: code = "EPERM"; break;
-    case EACCES: code = "EACCES"; break;
-    case EBUSY: code = "EBUSY"; break;
-    case EINVAL: code = "EINVAL"; break;
-    case ENODEV: code = "ENODEV"; break;
-    case EEXIST: code = "EEXIST"; break;
-    case EAGAIN: code = "EAGAIN"; break;
-    case EBADF: code = "EBADF"; break;
-    case ENOBUFS: code = "ENOBUFS"; break;
-    case EMSGSIZE: code = "EMSGSIZE"; break;
-    case EIO: code = "EIO"; break;
-    default: break;
+    case ENOENT: return "ENOENT";
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case EBUSY: return "EBUSY";
+    case EINVAL: return "EINVAL";
+    case ENODEV: return "ENODEV";
+    case ENXIO: return "ENXIO";
+    case EEXIST: return "EEXIST";
+    case EAGAIN: return "EAGAIN";
+    case EBADF: return "EBADF";
+    case EBADFD: return "EBADFD";
+    case ENOBUFS: return "ENOBUFS";
+    case ENOMEM: return "ENOMEM";
+    case EMSGSIZE: return "EMSGSIZE";
+    case EFAULT: return "EFAULT";
+    default: return "EIO";
   }
-  snprintf(msg, sizeof msg, "%s: %s%s%s", what, strerror(err), hint ? ". " : "", hint ? hint : "");
-  napi_value e, m, c;
+}
+
+/* An Error whose .code is the errno name, .errno the negative errno (as Node's system errors),
+ * and whose message says what failed and, when we know, what to do about it. */
+static napi_value errno_error(napi_env env, int err, const char *what, const char *hint) {
+  char msg[768];
+  snprintf(msg, sizeof msg, "%s: %s (%s)%s%s", what, strerror(err), errno_code(err), hint ? ". " : "",
+           hint ? hint : "");
+  napi_value e, m, c, n;
   napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
+  napi_create_string_utf8(env, errno_code(err), NAPI_AUTO_LENGTH, &c);
   napi_create_error(env, c, m, &e);
   napi_set_named_property(env, e, "code", c);
-  napi_value errnov;
-  napi_create_int32(env, -err, &errnov);
-  napi_set_named_property(env, e, "errno", errnov);
-  napi_throw(env, e);
+  napi_create_int32(env, -err, &n);
+  napi_set_named_property(env, e, "errno", n);
+  return e;
+}
+
+static napi_value throw_errno(napi_env env, int err, const char *what, const char *hint) {
+  napi_throw(env, errno_error(env, err, what, hint));
   return NULL;
 }
 
-static int get_bool(napi_env env, napi_value v) {
+static bool opt_bool(napi_env env, napi_value obj, const char *key) {
+  napi_value v, vb;
   bool b = false;
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) == napi_ok && t == napi_boolean) napi_get_value_bool(env, v, &b);
+  if (napi_get_named_property(env, obj, key, &v) == napi_ok && napi_coerce_to_bool(env, v, &vb) == napi_ok)
+    napi_get_value_bool(env, vb, &b);
   return b;
 }
 
-/* open(name, vnetHdr, multiQueue, netnsPath|null, up) */
-static napi_value tap_open(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char name[64] = {0};
-  size_t len = 0;
-  if (napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) {
-    napi_throw_type_error(env, "EINVAL", "TAP name must be a string");
-    return NULL;
-  }
-  if (len == 0 || len >= IFNAMSIZ) {
-    char m[128];
-    snprintf(m, sizeof m, "invalid TAP name \"%s\": 1 to %d characters", name, IFNAMSIZ - 1);
-    napi_value e, mm, c;
-    napi_create_string_utf8(env, m, NAPI_AUTO_LENGTH, &mm);
-    napi_create_string_utf8(env, "EINVAL", NAPI_AUTO_LENGTH, &c);
-    napi_create_error(env, c, mm, &e);
-    napi_set_named_property(env, e, "code", c);
-    napi_throw(env, e);
-    return NULL;
-  }
-  int vnet = get_bool(env, argv[1]);
-  int mq = get_bool(env, argv[2]);
-  int up = get_bool(env, argv[4]);
-  char nspath[4096] = {0};
-  napi_valuetype t;
-  napi_typeof(env, argv[3], &t);
-  if (t == napi_string) napi_get_value_string_utf8(env, argv[3], nspath, sizeof nspath, &len);
+static const char *HINT_PERM =
+    "run as root (CAP_NET_ADMIN), or create a persistent TAP owned by your user: "
+    "sudo ip tuntap add NAME mode tap user $USER";
 
-  /* Enter the target namespace on this thread only for the open+ioctl, then come back: the
-   * device is created there, while the process (and its other threads) stay where they are. */
-  int origns = -1, targetns = -1;
-  if (nspath[0]) {
-    origns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (origns < 0) return throw_errno(env, errno, "cannot open /proc/thread-self/ns/net", NULL);
-    targetns = open(nspath, O_RDONLY | O_CLOEXEC);
-    if (targetns < 0) {
-      int err = errno;
-      close(origns);
-      return throw_errno(env, err, nspath, "is the namespace created (ip netns add NAME)?");
-    }
-    if (setns(targetns, CLONE_NEWNET) < 0) {
-      int err = errno;
-      close(origns);
-      close(targetns);
-      return throw_errno(env, err, "setns into the TAP's namespace", "needs CAP_SYS_ADMIN (root)");
-    }
-    close(targetns);
+/* Everything open() does while (possibly) inside the target namespace. Returns the fd, or -1
+ * with *err, *what and *hint set; it never touches JS, so the caller restores the namespace
+ * before throwing. */
+static int open_tap(const char *name, bool vnet, bool mq, bool up, char ifname[IFNAMSIZ], int *err,
+                    const char **what, const char **hint) {
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    *err = errno;
+    *what = "cannot open /dev/net/tun";
+    *hint = *err == ENOENT || *err == ENODEV || *err == ENXIO
+                ? "load the tun module (modprobe tun), or run the container with /dev/net/tun "
+                  "(docker run --device /dev/net/tun --cap-add NET_ADMIN)"
+                : "/dev/net/tun must be readable and writable by this user (it is normally mode 0666: "
+                  "sudo chmod 0666 /dev/net/tun), or run as root";
+    return -1;
   }
-
-  int fd = -1, err = 0;
-  const char *what = NULL, *hint = NULL;
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) {
-    err = errno;
-    what = "cannot open /dev/net/tun";
-    hint = err == ENOENT ? "load the tun module (modprobe tun) or give the container /dev/net/tun"
-                         : "run as root, or use a persistent TAP owned by your user: sudo ip tuntap add NAME mode tap user $USER";
-    goto out;
-  }
   ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0) | (mq ? IFF_MULTI_QUEUE : 0);
-  memcpy(ifr.ifr_name, name, strlen(name)); /* length checked above: < IFNAMSIZ */
+  memcpy(ifr.ifr_name, name, strlen(name)); /* the caller checked strlen(name) < IFNAMSIZ */
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-    err = errno;
-    what = "cannot attach TAP";
-    if (err == EBUSY) hint = "the TAP is in use by another process (or was created with other flags)";
-    else if (err == EPERM || err == EACCES) hint = "run as root, or create a persistent TAP owned by your user: sudo ip tuntap add NAME mode tap user $USER";
-    else if (err == EINVAL) hint = "the name is taken by a device that is not a TAP, or the flags are not supported";
+    *err = errno;
+    *what = "cannot create or attach the TAP";
+    if (*err == EBUSY)
+      *hint = "it is in use by another process (or another open of this one); close that first, "
+              "or create the TAP with multi_queue and open it with multiQueue: true";
+    else if (*err == EPERM || *err == EACCES)
+      *hint = HINT_PERM;
+    else if (*err == EINVAL)
+      *hint = "a device of that name exists and is not a TAP, or it was created with a different "
+              "multi_queue setting, or the name is not a valid interface name";
     close(fd);
-    fd = -1;
-    goto out;
+    return -1;
   }
+  memcpy(ifname, ifr.ifr_name, IFNAMSIZ);
+  ifname[IFNAMSIZ - 1] = 0;
   if (vnet) {
-    int hdrsz = 10; /* struct virtio_net_hdr, no mergeable rx buffers */
+    /* Offloads stay off until the layers above can produce/consume GSO and partial checksums:
+     * with TUNSETOFFLOAD(0) the kernel completes checksums and segments before handing us a frame. */
+    int hdrsz = VNET_HDR_LEN;
     if (ioctl(fd, TUNSETVNETHDRSZ, &hdrsz) < 0 || ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
-      err = errno;
-      what = "cannot set up the virtio-net header";
+      *err = errno;
+      *what = "cannot set up the virtio-net header (TUNSETVNETHDRSZ/TUNSETOFFLOAD) on";
       close(fd);
-      fd = -1;
-      goto out;
+      return -1;
     }
   }
   if (up) {
+    /* SIOCSIFFLAGS needs CAP_NET_ADMIN; a user attaching to a persistent TAP that is already up
+     * must not fail, so only set the flag when it is missing. The socket is made here, inside the
+     * namespace, because interface ioctls act on the socket's namespace. */
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s >= 0) {
-      struct ifreq r2;
-      memset(&r2, 0, sizeof r2);
-      memcpy(r2.ifr_name, ifr.ifr_name, IFNAMSIZ);
-      if (ioctl(s, SIOCGIFFLAGS, &r2) == 0) {
-        r2.ifr_flags |= IFF_UP;
-        if (ioctl(s, SIOCSIFFLAGS, &r2) < 0) { err = errno; what = "cannot bring the TAP up"; }
-      }
-      close(s);
-      if (err) { close(fd); fd = -1; goto out; }
+    struct ifreq r2;
+    memset(&r2, 0, sizeof r2);
+    memcpy(r2.ifr_name, ifname, IFNAMSIZ);
+    bool ok = s >= 0 && ioctl(s, SIOCGIFFLAGS, &r2) == 0;
+    if (ok && !(r2.ifr_flags & IFF_UP)) {
+      r2.ifr_flags |= IFF_UP;
+      ok = ioctl(s, SIOCSIFFLAGS, &r2) == 0;
+    }
+    if (!ok) {
+      *err = errno;
+      *what = "cannot bring up the TAP";
+      *hint = *err == EPERM || *err == EACCES ? "run as root, or bring it up once as root: sudo ip link set NAME up" : NULL;
+      if (s >= 0) close(s);
+      close(fd);
+      return -1;
+    }
+    close(s);
+  }
+  return fd;
+}
+
+/* open(name, { vnetHdr?, multiQueue?, netns?, up? }) -> { fd, name } */
+static napi_value tap_open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[IFNAMSIZ + 8] = {0};
+  size_t len = 0;
+  napi_valuetype t;
+  if (argc < 1 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_string) {
+    napi_throw_type_error(env, "EINVAL", "open: the TAP name must be a string");
+    return NULL;
+  }
+  CHECK(napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len));
+  if (len == 0 || len >= IFNAMSIZ || strchr(name, '/') || strchr(name, ' ')) {
+    char what[128];
+    snprintf(what, sizeof what, "invalid TAP name \"%s%s\"", name, len >= IFNAMSIZ ? "..." : "");
+    return throw_errno(env, EINVAL, what, "an interface name has 1 to 15 characters, no '/' and no spaces");
+  }
+  bool vnet = false, mq = false, up = false;
+  char nspath[1024] = {0};
+  if (argc >= 2 && napi_typeof(env, argv[1], &t) == napi_ok && t == napi_object) {
+    vnet = opt_bool(env, argv[1], "vnetHdr");
+    mq = opt_bool(env, argv[1], "multiQueue");
+    up = opt_bool(env, argv[1], "up");
+    napi_value v;
+    if (napi_get_named_property(env, argv[1], "netns", &v) == napi_ok && napi_typeof(env, v, &t) == napi_ok &&
+        t == napi_string)
+      CHECK(napi_get_value_string_utf8(env, v, nspath, sizeof nspath, &len));
+  }
+
+  /* Enter the target namespace on this thread only, for the open+ioctls, then come back: the
+   * device is created there while the process (and libuv's worker threads) stay where they are.
+   * A TAP fd keeps working from any namespace once opened. */
+  int origns = -1;
+  if (nspath[0]) {
+    origns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (origns < 0) return throw_errno(env, errno, "cannot open /proc/thread-self/ns/net", "is /proc mounted?");
+    int targetns = open(nspath, O_RDONLY | O_CLOEXEC);
+    if (targetns < 0) {
+      int err = errno;
+      close(origns);
+      char what[1100], hint[1100];
+      const char *base = strrchr(nspath, '/');
+      snprintf(what, sizeof what, "cannot open network namespace %s", nspath);
+      snprintf(hint, sizeof hint, "create it first: ip netns add %s", base ? base + 1 : nspath);
+      return throw_errno(env, err, what, err == ENOENT ? hint : NULL);
+    }
+    int rc = setns(targetns, CLONE_NEWNET);
+    int err = errno;
+    close(targetns);
+    if (rc < 0) {
+      close(origns);
+      return throw_errno(env, err, "cannot enter the TAP's network namespace (setns)",
+                         err == EPERM ? "entering a namespace needs CAP_SYS_ADMIN: run as root, or open the TAP "
+                                        "without netns from a process already inside it (ip netns exec NAME ...)"
+                                      : NULL);
     }
   }
-out:
+
+  char ifname[IFNAMSIZ] = {0};
+  int err = 0;
+  const char *what = NULL, *hint = NULL;
+  int fd = open_tap(name, vnet, mq, up, ifname, &err, &what, &hint);
+
   if (origns >= 0) {
-    setns(origns, CLONE_NEWNET);
+    /* Carrying on in the wrong namespace would silently put every later socket of this thread
+     * (the main JS thread) there: better to stop the process. */
+    if (setns(origns, CLONE_NEWNET) < 0)
+      napi_fatal_error("paf_tap", NAPI_AUTO_LENGTH, "cannot return to the original network namespace",
+                       NAPI_AUTO_LENGTH);
     close(origns);
   }
   if (fd < 0) {
     char w[256];
-    snprintf(w, sizeof w, "%s %s", what ? what : "TAP", name);
-    return throw_errno(env, err ? err : EIO, w, hint);
+    snprintf(w, sizeof w, "%s %s", what, name);
+    char h[512];
+    /* Show the real name in hints that give a command. */
+    const char *at = hint ? strstr(hint, "NAME") : NULL;
+    if (at) {
+      snprintf(h, sizeof h, "%.*s%s%s", (int)(at - hint), hint, name, at + 4);
+      hint = h;
+    }
+    return throw_errno(env, err, w, hint);
   }
   napi_value res, jfd, jname;
-  CHECK(napi_create_array_with_length(env, 2, &res));
+  CHECK(napi_create_object(env, &res));
   CHECK(napi_create_int32(env, fd, &jfd));
-  CHECK(napi_create_string_utf8(env, ifr.ifr_name, NAPI_AUTO_LENGTH, &jname));
-  napi_set_element(env, res, 0, jfd);
-  napi_set_element(env, res, 1, jname);
+  CHECK(napi_create_string_utf8(env, ifname, NAPI_AUTO_LENGTH, &jname));
+  CHECK(napi_set_named_property(env, res, "fd", jfd));
+  CHECK(napi_set_named_property(env, res, "name", jname));
   return res;
 }
 
@@ -204,41 +273,77 @@ typedef struct reader {
   uint32_t *lengths;
   napi_ref slab_ref, lengths_ref, cb_ref;
   napi_async_context actx;
-  int stopped;
+  bool in_callback; /* JS may call stopReading from inside onBatch */
+  bool stopped;     /* stopReading was called: release once the callback has returned */
+  bool released;
 } reader_t;
 
-static void on_poll_closed(uv_handle_t *h) {
-  reader_t *r = (reader_t *)h->data;
-  free(r);
+static void on_poll_closed(uv_handle_t *h) { free(h->data); }
+
+/* Drop the JS references and close the poll; libuv's close callback frees the struct. */
+static void reader_release(reader_t *r) {
+  if (r->released) return;
+  r->released = true;
+  napi_env env = r->env;
+  uv_poll_stop(&r->poll);
+  napi_delete_reference(env, r->slab_ref);
+  napi_delete_reference(env, r->lengths_ref);
+  napi_delete_reference(env, r->cb_ref);
+  napi_async_destroy(env, r->actx);
+  uv_close((uv_handle_t *)&r->poll, on_poll_closed);
 }
 
 static void on_readable(uv_poll_t *p, int status, int events) {
   reader_t *r = (reader_t *)p->data;
   if (r->stopped) return;
   uint32_t n = 0;
-  /* Drain up to one batch; uv_poll is level triggered, so whatever is left wakes us again
-   * after the event loop has run timers and writes. */
-  while (n < r->max_frames) {
+  int fatal = status < 0 ? -status : 0;
+  /* At most one batch: uv_poll is level triggered, so what is left wakes us again after the loop
+   * has run timers, immediates and the writes they queue. */
+  while (!fatal && n < r->max_frames) {
     ssize_t got = read(r->fd, r->slab + (size_t)n * r->frame_size, r->frame_size);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      break; /* EAGAIN: nothing more for now; other errors surface as EOF-like silence */
+    if (got >= 0) {
+      r->lengths[n++] = (uint32_t)got;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      break;
+    } else {
+      /* EBADFD: the device was deleted under us. A level-triggered poll would spin on the error,
+       * so stop and tell JS. */
+      fatal = errno;
     }
-    r->lengths[n++] = (uint32_t)got;
   }
-  if (n == 0 && status == 0) return;
+  if (n == 0 && !fatal) return;
+  if (fatal) uv_poll_stop(&r->poll);
+
   napi_env env = r->env;
   napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  napi_value cb, recv, argv[1], result;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, recv, argv[2], result;
   napi_get_reference_value(env, r->cb_ref, &cb);
-  napi_get_global(env, &recv); /* make_callback needs an object receiver */
+  napi_get_global(env, &recv); /* make_callback wants an object as `this` */
   napi_create_uint32(env, n, &argv[0]);
-  napi_make_callback(env, r->actx, recv, cb, 1, argv, &result);
+  size_t argc = 1;
+  if (fatal) {
+    argv[1] = errno_error(env, fatal, "reading from the TAP failed", "the device was probably deleted; open it again");
+    argc = 2;
+  }
+  r->in_callback = true;
+  /* make_callback (not call_function): async hooks see the I/O, and microtasks run when it
+   * returns, so frames the receivers queued are flushed once per batch. */
+  napi_status st = napi_make_callback(env, r->actx, recv, cb, argc, argv, &result);
+  r->in_callback = false;
+  if (st == napi_pending_exception) {
+    /* Nothing above us can catch it: report it like any exception thrown in an I/O callback. */
+    napi_value ex;
+    if (napi_get_and_clear_last_exception(env, &ex) == napi_ok) napi_fatal_exception(env, ex);
+  }
   napi_close_handle_scope(env, scope);
+  if (r->stopped) reader_release(r);
 }
 
-/* startReading(fd, slab, frameSize, maxFrames, lengths, onBatch) */
+/* startReading(fd, slab, frameSize, maxFrames, lengths, onBatch) -> handle */
 static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
@@ -247,18 +352,23 @@ static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
   uint32_t frame_size, max_frames;
   void *slab;
   size_t slab_len;
+  napi_valuetype t;
+  if (argc < 6 || napi_typeof(env, argv[5], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, "EINVAL", "startReading(fd, slab, frameSize, maxFrames, lengths, onBatch)");
+    return NULL;
+  }
   CHECK(napi_get_value_int32(env, argv[0], &fd));
   CHECK(napi_get_buffer_info(env, argv[1], &slab, &slab_len));
   CHECK(napi_get_value_uint32(env, argv[2], &frame_size));
   CHECK(napi_get_value_uint32(env, argv[3], &max_frames));
   napi_typedarray_type tt;
-  size_t lens_len;
+  size_t lens_len, off;
   void *lens;
   napi_value ab;
-  size_t off;
   CHECK(napi_get_typedarray_info(env, argv[4], &tt, &lens_len, &lens, &ab, &off));
-  if (tt != napi_uint32_array || lens_len < max_frames || slab_len < (size_t)frame_size * max_frames) {
-    napi_throw_range_error(env, "EINVAL", "startReading: slab or lengths too small for the batch");
+  if (tt != napi_uint32_array || frame_size == 0 || max_frames == 0 || lens_len < max_frames ||
+      slab_len < (size_t)frame_size * max_frames) {
+    napi_throw_range_error(env, "EINVAL", "startReading: the slab or lengths array is too small for the batch");
     return NULL;
   }
   reader_t *r = calloc(1, sizeof *r);
@@ -269,28 +379,28 @@ static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
   r->frame_size = frame_size;
   r->max_frames = max_frames;
   r->lengths = lens;
+  uv_loop_t *loop;
+  int rc = 0;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || (rc = uv_poll_init(loop, &r->poll, fd)) != 0) {
+    free(r);
+    return throw_errno(env, rc ? -rc : EINVAL, "startReading: cannot poll the TAP fd", "was it closed?");
+  }
+  r->poll.data = r;
+  /* The slab and lengths are written by C until stopReading: keep them alive until then. */
   napi_create_reference(env, argv[1], 1, &r->slab_ref);
   napi_create_reference(env, argv[4], 1, &r->lengths_ref);
   napi_create_reference(env, argv[5], 1, &r->cb_ref);
-  napi_value name;
-  napi_create_string_utf8(env, "paf:tap", NAPI_AUTO_LENGTH, &name);
-  napi_value resource;
+  napi_value name, resource;
+  napi_create_string_utf8(env, "PAF_TAP", NAPI_AUTO_LENGTH, &name);
   napi_create_object(env, &resource);
-  CHECK(napi_async_init(env, resource, name, &r->actx));
-  uv_loop_t *loop;
-  CHECK(napi_get_uv_event_loop(env, (struct uv_loop_s **)&loop));
-  int rc = uv_poll_init(loop, &r->poll, fd);
-  if (rc != 0) {
-    free(r);
-    return throw_errno(env, -rc, "uv_poll_init on the TAP fd", NULL);
-  }
-  r->poll.data = r;
+  napi_async_init(env, resource, name, &r->actx);
   uv_poll_start(&r->poll, UV_READABLE, on_readable);
   napi_value handle;
   CHECK(napi_create_external(env, r, NULL, NULL, &handle));
   return handle;
 }
 
+/* stopReading(handle): idempotent, safe from inside onBatch. Must precede close(fd). */
 static napi_value tap_stop_reading(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -298,47 +408,64 @@ static napi_value tap_stop_reading(napi_env env, napi_callback_info info) {
   reader_t *r;
   CHECK(napi_get_value_external(env, argv[0], (void **)&r));
   if (!r || r->stopped) return NULL;
-  r->stopped = 1;
-  uv_poll_stop(&r->poll);
-  napi_delete_reference(env, r->slab_ref);
-  napi_delete_reference(env, r->lengths_ref);
-  napi_delete_reference(env, r->cb_ref);
-  napi_async_destroy(env, r->actx);
-  uv_close((uv_handle_t *)&r->poll, on_poll_closed);
+  r->stopped = true;
+  uv_poll_stop(&r->poll); /* now, before the fd is closed: epoll must not watch a recycled fd */
+  if (!r->in_callback) reader_release(r);
   return NULL;
 }
 
-/* writeFrames(fd, frames[], start, vnetHdrLen) -> written. A TAP takes one frame per write. */
+/* writeFrames(fd, frames[], start, vnetHdrLen, out) -> frames consumed (written or refused).
+ * A TAP takes exactly one frame per write. Stops at EAGAIN so JS keeps the rest and retries;
+ * a frame the kernel refuses (EINVAL: too short; EBADFD: device gone) is consumed and counted
+ * in out[0], with its errno in out[1]; out[2] is the bytes of frames written (without header).
+ * With vnetHdrLen > 0 a zeroed virtio-net header ("no offload needed") goes first, via writev,
+ * so the frame is not copied. */
 static napi_value tap_write_frames(napi_env env, napi_callback_info info) {
-  static const uint8_t zero_hdr[16] = {0};
-  size_t argc = 4;
-  napi_value argv[4];
+  static const uint8_t zero_hdr[VNET_HDR_LEN + 2] = {0};
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
   uint32_t start, n, hdr;
+  bool is_array = false;
+  napi_typedarray_type tt;
+  size_t out_len, off;
+  uint32_t *out;
+  napi_value ab;
+  if (argc < 5 || napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
+      napi_get_typedarray_info(env, argv[4], &tt, &out_len, (void **)&out, &ab, &off) != napi_ok ||
+      tt != napi_uint32_array || out_len < 3) {
+    napi_throw_type_error(env, "EINVAL", "writeFrames(fd, frames[], start, vnetHdrLen, out: Uint32Array(3))");
+    return NULL;
+  }
   CHECK(napi_get_value_int32(env, argv[0], &fd));
   CHECK(napi_get_array_length(env, argv[1], &n));
   CHECK(napi_get_value_uint32(env, argv[2], &start));
   CHECK(napi_get_value_uint32(env, argv[3], &hdr));
   if (hdr > sizeof zero_hdr) hdr = sizeof zero_hdr;
+  out[0] = out[1] = out[2] = 0;
   uint32_t i = start;
   for (; i < n; i++) {
     napi_value el;
-    napi_get_element(env, argv[1], i, &el);
-    napi_typedarray_type tt;
-    size_t len, off;
+    size_t len;
     void *data;
-    napi_value ab;
-    if (napi_get_typedarray_info(env, el, &tt, &len, &data, &ab, &off) != napi_ok) continue;
+    CHECK(napi_get_element(env, argv[1], i, &el));
+    if (napi_get_typedarray_info(env, el, &tt, &len, &data, &ab, &off) != napi_ok || tt != napi_uint8_array) {
+      napi_throw_type_error(env, "EINVAL", "writeFrames: every frame must be a Uint8Array or Buffer");
+      return NULL;
+    }
     struct iovec iov[2] = {{(void *)zero_hdr, hdr}, {data, len}};
     ssize_t w;
     do {
       w = hdr ? writev(fd, iov, 2) : write(fd, data, len);
     } while (w < 0 && errno == EINTR);
-    if (w < 0) {
-      if (errno == EAGAIN) break;
-      /* A frame the kernel refuses (EINVAL for a bad size, EIO when down) is dropped, not retried. */
-      continue;
+    if (w >= 0) {
+      out[2] += (uint32_t)len;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      break;
+    } else {
+      out[0]++;
+      out[1] = (uint32_t)errno;
     }
   }
   napi_value res;
@@ -346,23 +473,25 @@ static napi_value tap_write_frames(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* close(fd): call stopReading first, or libuv would poll a closed (and soon reused) fd. */
 static napi_value tap_close(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
   CHECK(napi_get_value_int32(env, argv[0], &fd));
-  if (fd >= 0) close(fd);
+  /* EINTR on close still releases the fd on Linux: never retry it. */
+  if (fd >= 0 && close(fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close TAP fd", NULL);
   return NULL;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-      {"open", NULL, tap_open, NULL, NULL, NULL, napi_default, NULL},
-      {"startReading", NULL, tap_start_reading, NULL, NULL, NULL, napi_default, NULL},
-      {"stopReading", NULL, tap_stop_reading, NULL, NULL, NULL, napi_default, NULL},
-      {"writeFrames", NULL, tap_write_frames, NULL, NULL, NULL, napi_default, NULL},
-      {"close", NULL, tap_close, NULL, NULL, NULL, napi_default, NULL},
+      {"open", NULL, tap_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"startReading", NULL, tap_start_reading, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"stopReading", NULL, tap_stop_reading, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"writeFrames", NULL, tap_write_frames, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"close", NULL, tap_close, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
