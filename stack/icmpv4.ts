@@ -9,6 +9,7 @@ import type { TimerQueue } from "./core/timers.js";
 import type { Random } from "./core/random.js";
 import { Counters } from "./core/stats.js";
 import { TokenBucket } from "./core/ratelimit.js";
+import { sendIcmp } from "./icmp.js";
 import { PingTable, sendEchoRequest, type PingOptions, type PingResult } from "./ping.js";
 import {
   ICMP,
@@ -20,7 +21,6 @@ import {
   ICMPV4_UNREACH_FRAG_NEEDED,
   ICMPV4_UNREACH_PORT,
   IPPROTO_ICMP,
-  emitIcmp,
   icmpv4ChecksumOk,
   parseIcmp,
 } from "./wire/icmp.js";
@@ -81,12 +81,8 @@ export class Icmpv4 implements UpperProtocol {
   private echoReply(pkt: IpPacket, rest: number, body: Uint8Array): void {
     const route = this.ip.route(pkt.src);
     if (!route) return this.counters.drop("no_route");
-    const len = ICMP.HEADER_LEN + body.length;
-    const frame = new Uint8Array(route.headroom + len);
-    frame.set(body, route.headroom + ICMP.HEADER_LEN);
-    emitIcmp(frame, route.headroom, len, ICMPV4_ECHO_REPLY, 0, rest);
     this.counters.inc("echo_replies_sent");
-    this.ip.send(route, IPPROTO_ICMP, frame);
+    sendIcmp(this.ip, route, ICMPV4_ECHO_REPLY, 0, rest, body);
   }
 
   private errorInput(type: number, code: number, rest: number, body: Uint8Array): void {
@@ -143,12 +139,8 @@ export class Icmpv4 implements UpperProtocol {
     if (!route) return c.drop("no_route");
     // Quote as much of the original as fits in a 576-byte datagram (RFC 1812 §4.3.2.3).
     const quoteLen = Math.min(q.length, 576 - 20 - ICMP.HEADER_LEN);
-    const len = ICMP.HEADER_LEN + quoteLen;
-    const frame = new Uint8Array(route.headroom + len);
-    frame.set(q.subarray(0, quoteLen), route.headroom + ICMP.HEADER_LEN);
-    emitIcmp(frame, route.headroom, len, type, code, rest);
     c.inc("errors_sent");
-    this.ip.send(route, IPPROTO_ICMP, frame);
+    sendIcmp(this.ip, route, type, code, rest, q.subarray(0, quoteLen));
   }
 
   sendIcmpError(pkt: IpPacket, kind: "port_unreachable" | "protocol_unreachable"): void {
@@ -156,7 +148,7 @@ export class Icmpv4 implements UpperProtocol {
   }
 
   ping(dst: Uint8Array, opts: PingOptions = {}): Promise<PingResult> {
-    return sendEchoRequest(this.pings, this.ip, dst, opts, { protocol: IPPROTO_ICMP, type: ICMPV4_ECHO_REQUEST, pseudoHeader: false });
+    return sendEchoRequest(this.pings, this.ip, dst, opts, ICMPV4_ECHO_REQUEST);
   }
 
 

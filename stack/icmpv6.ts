@@ -10,6 +10,7 @@ import type { TimerQueue } from "./core/timers.js";
 import type { Random } from "./core/random.js";
 import { Counters } from "./core/stats.js";
 import { TokenBucket } from "./core/ratelimit.js";
+import { sendIcmp } from "./icmp.js";
 import { PingTable, sendEchoRequest, type PingOptions, type PingResult } from "./ping.js";
 import {
   ICMP,
@@ -21,7 +22,6 @@ import {
   ICMPV6_TIME_EXCEEDED,
   ICMPV6_UNREACH_PORT,
   IPPROTO_ICMPV6,
-  emitIcmp,
   icmpv6ChecksumOk,
   parseIcmp,
 } from "./wire/icmp.js";
@@ -82,12 +82,8 @@ export class Icmpv6 implements UpperProtocol {
     // To a multicast request we answer from one of our unicast addresses (§4.2).
     const route = this.ip.route(pkt.src, pkt.multicast ? undefined : pkt.dst);
     if (!route) return this.counters.drop("no_route");
-    const len = ICMP.HEADER_LEN + body.length;
-    const frame = new Uint8Array(route.headroom + len);
-    frame.set(body, route.headroom + ICMP.HEADER_LEN);
-    emitIcmp(frame, route.headroom, len, ICMPV6_ECHO_REPLY, 0, rest, route.src, route.dst);
     this.counters.inc("echo_replies_sent");
-    this.ip.send(route, IPPROTO_ICMPV6, frame);
+    sendIcmp(this.ip, route, ICMPV6_ECHO_REPLY, 0, rest, body);
   }
 
   private errorInput(type: number, code: number, rest: number, body: Uint8Array): void {
@@ -141,12 +137,8 @@ export class Icmpv6 implements UpperProtocol {
     // As much of the invoking packet as fits in the minimum MTU (§2.4 c).
     const q = pkt.packet;
     const quoteLen = Math.min(q.length, 1280 - 40 - ICMP.HEADER_LEN);
-    const len = ICMP.HEADER_LEN + quoteLen;
-    const frame = new Uint8Array(route.headroom + len);
-    frame.set(q.subarray(0, quoteLen), route.headroom + ICMP.HEADER_LEN);
-    emitIcmp(frame, route.headroom, len, type, code, rest, route.src, route.dst);
     c.inc("errors_sent");
-    this.ip.send(route, IPPROTO_ICMPV6, frame);
+    sendIcmp(this.ip, route, type, code, rest, q.subarray(0, quoteLen));
   }
 
   sendIcmpError(pkt: IpPacket, kind: "port_unreachable" | "protocol_unreachable"): void {
@@ -155,7 +147,7 @@ export class Icmpv6 implements UpperProtocol {
   }
 
   ping(dst: Uint8Array, opts: PingOptions = {}): Promise<PingResult> {
-    return sendEchoRequest(this.pings, this.ip, dst, opts, { protocol: IPPROTO_ICMPV6, type: ICMPV6_ECHO_REQUEST, pseudoHeader: true });
+    return sendEchoRequest(this.pings, this.ip, dst, opts, ICMPV6_ECHO_REQUEST);
   }
 
 

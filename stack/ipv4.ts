@@ -14,7 +14,7 @@ import { Loopback } from "./loopback.js";
 import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
 import { IPV4, emitIpv4, parseIpv4 } from "./wire/ipv4.js";
 import { ETH, ETHERTYPE_IPV4 } from "./wire/ethernet.js";
-import { BROADCAST_MAC, copyBytes, inPrefix, ipv4MulticastMac, ipv4ToU32, u32ToIPv4 } from "./wire/addr.js";
+import { BROADCAST_MAC, copyBytes, inPrefix, ipv4MulticastMac, ipv4ToU32 } from "./wire/addr.js";
 
 export interface Ipv4Config {
   address: Uint8Array;
@@ -283,4 +283,3 @@ export class Ipv4Layer implements IpOutput {
   }
 }
 
-export { u32ToIPv4 };

@@ -4,7 +4,7 @@
  */
 import type { TimerQueue, Timer } from "./core/timers.js";
 import type { IpOutput } from "./ip.js";
-import { ICMP, emitIcmp } from "./wire/icmp.js";
+import { sendIcmp } from "./icmp.js";
 import { formatIP } from "./wire/addr.js";
 
 export interface PingOptions {
@@ -103,7 +103,7 @@ export class PingTable {
 }
 
 /** Send an echo request through `ip` and return the promise of its reply (both ICMP versions). */
-export function sendEchoRequest(pings: PingTable, ip: IpOutput, dst: Uint8Array, opts: PingOptions, v: { protocol: number; type: number; pseudoHeader: boolean }): Promise<PingResult> {
+export function sendEchoRequest(pings: PingTable, ip: IpOutput, dst: Uint8Array, opts: PingOptions, echoType: number): Promise<PingResult> {
   const size = opts.size ?? 56;
   const data = new Uint8Array(size);
   for (let i = 0; i < size; i++) data[i] = (i + 0x10) & 0xff;
@@ -116,12 +116,6 @@ export function sendEchoRequest(pings: PingTable, ip: IpOutput, dst: Uint8Array,
     pings.fail(seq, e);
     return promise;
   }
-  const len = ICMP.HEADER_LEN + size;
-  const frame = new Uint8Array(route.headroom + len);
-  frame.set(data, route.headroom + ICMP.HEADER_LEN);
-  const rest = ((pings.ident << 16) | seq) >>> 0;
-  if (v.pseudoHeader) emitIcmp(frame, route.headroom, len, v.type, 0, rest, route.src, route.dst);
-  else emitIcmp(frame, route.headroom, len, v.type, 0, rest);
-  ip.send(route, v.protocol, frame, opts.ttl !== undefined ? { ttl: opts.ttl } : {});
+  sendIcmp(ip, route, echoType, 0, ((pings.ident << 16) | seq) >>> 0, data, opts.ttl !== undefined ? { ttl: opts.ttl } : {});
   return promise;
 }

@@ -138,11 +138,9 @@ export class Stack {
       }
       const ll = this.ndp.addAddress(linkLocalFromMac(this.mac), 64, "link-local");
       this.pendingDad.push(this.dadDone(ll));
-      this.pendingDad.at(-1)!.catch(() => {}); // reported through ready(), never as unhandled
       if (v6.address) {
         const p = parseCidr(v6.address, 6);
         this.pendingDad.push(this.dadDone(this.ndp.addAddress(p.address, p.length, "static")));
-        this.pendingDad.at(-1)!.catch(() => {});
       }
       // Lifetimes of addresses, prefixes and routers are checked once a second.
       this.housekeeping = this.timers.timer(() => {
@@ -153,8 +151,9 @@ export class Stack {
     }
   }
 
+  /** Settles when `a` passed or failed DAD; a failure is reported through ready(), never as unhandled. */
   private dadDone(a: Ipv6Address): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    const p = new Promise<void>((resolve, reject) => {
       if (a.state === "preferred" || a.state === "deprecated") return resolve();
       const ok = (x: Ipv6Address) => {
         if (x !== a) return;
@@ -170,6 +169,8 @@ export class Stack {
       };
       this.ndp!.on("dad-ok", ok).on("dad-failed", bad);
     });
+    p.catch(() => {});
+    return p;
   }
 
   /**

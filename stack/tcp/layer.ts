@@ -10,7 +10,7 @@ import type { Random } from "../core/random.js";
 import type { TimerQueue } from "../core/timers.js";
 import { Counters } from "../core/stats.js";
 import { TokenBucket } from "../core/ratelimit.js";
-import { ACK, FIN, IPPROTO_TCP, RST, SYN, TCP, emitTcp, newSegment, optionsLength, parseTcp, tcpChecksumOk, type TcpEmit, type TcpSegment } from "../wire/tcp.js";
+import { ACK, FIN, IPPROTO_TCP, RST, SYN, emitTcp, newSegment, optionsLength, parseTcp, tcpChecksumOk, type TcpEmit, type TcpSegment } from "../wire/tcp.js";
 import { formatIP, ipKey, isZero } from "../wire/addr.js";
 import { seqAdd } from "./seq.js";
 import { Tcb } from "./tcb.js";
@@ -480,4 +480,3 @@ export class TcpLayer implements UpperProtocol {
   }
 }
 
-export { TCP };

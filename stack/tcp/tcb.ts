@@ -78,6 +78,8 @@ export class Tcb {
   readonly cc: CongestionControl;
   readonly rtt: RttEstimator;
   private dupAcks = 0;
+  /** RFC 3042: the next output may send one segment beyond cwnd (set by a duplicate ACK). */
+  private limitedTransmit = false;
   private inRecovery = false;
   private recover = 0;
   private rxtNext = 0;
@@ -273,7 +275,6 @@ export class Tcb {
       sackPermitted: this.o.sack && (!withAck || this.sackOk),
       ...(this.o.timestamps && (!withAck || this.tsOk) ? { ts: { val: this.tsNow(), ecr: withAck ? this.tsRecent : 0 } } : {}),
     };
-    if (withAck && !this.o.windowScaling) delete (opts as { wscale?: number }).wscale;
     this.layer.emit(this, this.iss, withAck ? SYN | ACK : SYN, wnd, undefined, 0, 0, opts);
     if (this.sndMax === this.iss) this.sndMax = seqAdd(this.iss, 1);
     this.sndNxt = seqAdd(this.iss, 1);
@@ -420,7 +421,7 @@ export class Tcb {
         this.layer.sendReset(this.route, this.localPort, this.remotePort, seg.ack, 0, false);
         return;
       }
-      this.established(seg);
+      this.established();
       if (this.listener) this.listener.onEstablished(this);
       else this.events?.onConnect(); // our active open met the peer's (simultaneous open)
       this.listener = undefined;
@@ -546,7 +547,7 @@ export class Tcb {
       if (this.tsOk && seg.tsEcr) this.rtt.sample(this.tsNow() - seg.tsEcr);
       else if (this.synRetries === 0) this.rtt.sample(this.now() - this.rttTime);
       this.layer.timers.cancel(this.rtoTimer);
-      this.established(seg);
+      this.established();
       this.ackNow = true;
       this.layer.needsFlush(this);
       this.events?.onConnect();
@@ -564,7 +565,7 @@ export class Tcb {
     }
   }
 
-  private established(seg: TcpSegment): void {
+  private established(): void {
     if (this.state === "SYN-SENT" || this.state === "SYN-RECEIVED") this.state = "ESTABLISHED";
     this.synRetries = 0;
     this.backoff = 0;
@@ -574,7 +575,6 @@ export class Tcb {
       this.layer.halfOpenDone();
     }
     if (this.keepAlive) this.layer.timers.arm(this.keepTimer, this.keepIdleMs);
-    void seg;
   }
 
   private processAck(seg: TcpSegment): void {
@@ -585,7 +585,7 @@ export class Tcb {
       for (let i = 0; i < seg.sackCount; i++) this.sb.add(seg.sack[2 * i]!, seg.sack[2 * i + 1]!, this.sndUna, this.sndMax);
     }
     if (seqGt(ack, this.sndUna)) {
-      let acked = seqSub(ack, this.sndUna);
+      const acked = seqSub(ack, this.sndUna);
       // RTT sample (RFC 6298 §3 / RFC 7323 §4.1); Karn: not from retransmitted data.
       if (this.tsOk && seg.hasTimestamp && seg.tsEcr !== 0) this.rtt.sample(seqSub(this.tsNow(), seg.tsEcr));
       else if (this.rttSeq >= 0 && seqGe(ack, this.rttSeq)) this.rtt.sample(this.now() - this.rttTime);
@@ -617,12 +617,11 @@ export class Tcb {
         this.cc.onAck(acked, this.now(), this.rtt.srtt);
       }
       this.dupAcks = 0;
-      if (seqGe(this.rxtNext, ack) === false) this.rxtNext = ack;
+      if (seqLt(this.rxtNext, ack)) this.rxtNext = ack;
       if (this.sndUna === this.sndMax) {
         this.layer.timers.cancel(this.rtoTimer);
         this.layer.timers.cancel(this.ptoTimer);
       } else this.armRto(true);
-      acked = 0;
       if (dataAcked > 0 && this.sendSpace > 0) this.events?.onDrain();
       // Our FIN acknowledged?
       if (this.finSeq >= 0 && seqGt(ack, this.finSeq)) {
@@ -669,7 +668,6 @@ export class Tcb {
     this.layer.needsFlush(this);
   }
 
-  private limitedTransmit = false;
 
   private enterRecovery(): void {
     const c = this.layer.counters;

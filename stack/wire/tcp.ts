@@ -146,7 +146,7 @@ export function optionsLength(o: TcpEmit): number {
   if (o.wscale !== undefined) n += 4; // NOP + 3
   if (o.sackPermitted) n += o.ts ? 2 : 4; // with timestamps: SACK-permitted + TS share NOPs
   if (o.ts) n += o.sackPermitted ? 10 : 12;
-  if (o.sack && o.sack.length > 0) n += 4 + 8 * (o.sack.length / 2) - 2 + 2; // NOP NOP kind len + blocks
+  if (o.sack && o.sack.length > 0) n += 4 + 4 * o.sack.length; // NOP NOP kind len + 8 bytes per block
   return (n + 3) & ~3;
 }
 
