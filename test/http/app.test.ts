@@ -10,15 +10,9 @@ import { Stack } from "../../stack/stack.js";
 import { serve } from "../../http/serve.js";
 import { stackListener } from "../../http/listener.js";
 import { httpService } from "../../http/services.js";
-import { demoApp, patternByte } from "../../http/app.js";
+import { demoApp } from "../../http/app.js";
+import { expectedPatternSha256 } from "../helpers/pattern.js";
 
-function expectedSha(n: number): string {
-  const h = createHash("sha256");
-  const chunk = Buffer.alloc(65536);
-  for (let i = 0; i < chunk.length; i++) chunk[i] = patternByte(i);
-  for (let left = n; left > 0; left -= chunk.length) h.update(chunk.subarray(0, Math.min(chunk.length, left)));
-  return h.digest("hex");
-}
 
 describe("demo app between two in-process stacks (no root): node:http over paf flows", () => {
   it("GET /, /bytes/N, POST /sha256 and /echo, 404 and 405", async () => {
@@ -40,7 +34,7 @@ describe("demo app between two in-process stacks (no root): node:http over paf f
       });
     expect((await req("GET", "/")).body.toString()).toMatch(/^Hello from paf/);
     const bytes = await req("GET", "/bytes/1000000");
-    expect(createHash("sha256").update(bytes.body).digest("hex")).toBe(expectedSha(1_000_000));
+    expect(createHash("sha256").update(bytes.body).digest("hex")).toBe(expectedPatternSha256(1_000_000));
     const body = Buffer.alloc(3_000_000, 9);
     expect((await req("POST", "/sha256", body)).body.toString().trim()).toBe(createHash("sha256").update(body).digest("hex"));
     expect((await req("POST", "/echo", body)).body.equals(body)).toBe(true);
@@ -78,7 +72,7 @@ describe.skipIf(!run)("demo app over TAP with curl", () => {
   for (const proto of ["--http1.1", "--http2-prior-knowledge"]) {
     it(`20 MB download and 20 MB upload checked by SHA-256 (${proto})`, async () => {
       const down = await ns.exec("bash", ["-c", `curl -sS --max-time 60 ${proto} http://198.18.0.2/bytes/20000000 | sha256sum`], 70_000);
-      expect(down.stdout.split(" ")[0]).toBe(expectedSha(20_000_000));
+      expect(down.stdout.split(" ")[0]).toBe(expectedPatternSha256(20_000_000));
       const up = await sh("bash", ["-c", `head -c 20000000 /dev/urandom > /tmp/paf-up-$$ && sha256sum < /tmp/paf-up-$$ | cut -d' ' -f1 && ip netns exec ${ns.name} curl -sS --max-time 60 ${proto} --data-binary @/tmp/paf-up-$$ http://198.18.0.2/sha256; rm -f /tmp/paf-up-$$`], 70_000);
       const [want, got] = up.stdout.trim().split("\n");
       expect(got).toBe(want);

@@ -6,14 +6,15 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createHash, X509Certificate } from "node:crypto";
+import { X509Certificate } from "node:crypto";
 import { Netns, privileged, sh } from "../helpers/netns.js";
 import { TapNetif } from "../../stack/netif/tap.js";
 import { Stack } from "../../stack/stack.js";
 import { serve } from "../../http/serve.js";
 import { stackListener } from "../../http/listener.js";
 import { httpService, httpsService } from "../../http/services.js";
-import { demoApp, patternByte } from "../../http/app.js";
+import { demoApp } from "../../http/app.js";
+import { expectedPatternSha256 } from "../helpers/pattern.js";
 
 const dir = mkdtempSync(join(tmpdir(), "paf-clients-"));
 function mkcert(name: string, cn: string, san: string) {
@@ -25,13 +26,6 @@ const other = mkcert("other", "other.test", "DNS:other.test");
 const renewed = mkcert("renewed", "paf.test", "DNS:paf.test,IP:198.18.0.2");
 const fp = (pem: Buffer) => new X509Certificate(pem).fingerprint256.replace(/:/g, "");
 
-function expectedSha(n: number): string {
-  const h = createHash("sha256");
-  const chunk = Buffer.alloc(65536);
-  for (let i = 0; i < chunk.length; i++) chunk[i] = patternByte(i);
-  for (let left = n; left > 0; left -= chunk.length) h.update(chunk.subarray(0, Math.min(chunk.length, left)));
-  return h.digest("hex");
-}
 
 const run = privileged();
 
@@ -99,14 +93,14 @@ describe.skipIf(!run)("real HTTP clients against paf over TAP", () => {
     tls.setCertificate(renewed.key, renewed.cert);
     const r = await ns.exec("bash", ["-c", `echo | timeout 5 openssl s_client -connect 198.18.0.2:443 -servername paf.test 2>/dev/null | openssl x509 -noout -fingerprint -sha256`]);
     expect(r.stdout.trim().split("=")[1]!.replace(/:/g, "")).toBe(fp(renewed.cert));
-    expect((await long).stdout.split(" ")[0]).toBe(expectedSha(10_000_000));
+    expect((await long).stdout.split(" ")[0]).toBe(expectedPatternSha256(10_000_000));
     tls.setCertificate(main.key, main.cert);
   });
 
   it("20 MB download and upload over HTTPS (h2), checked by SHA-256", async () => {
     const ca = `--cacert /tmp/paf-main-${process.pid}.pem`;
     const down = await ns.exec("bash", ["-c", `curl -sS --max-time 60 ${ca} --http2 https://198.18.0.2/bytes/20000000 | sha256sum`], 70_000);
-    expect(down.stdout.split(" ")[0]).toBe(expectedSha(20_000_000));
+    expect(down.stdout.split(" ")[0]).toBe(expectedPatternSha256(20_000_000));
     const up = await sh("bash", ["-c", `head -c 20000000 /dev/urandom > /tmp/paf-up2-$$ && sha256sum < /tmp/paf-up2-$$ | cut -d' ' -f1 && ip netns exec ${ns.name} curl -sS --max-time 60 ${ca} --http2 --data-binary @/tmp/paf-up2-$$ https://198.18.0.2/sha256; rm -f /tmp/paf-up2-$$`], 70_000);
     const [want, got] = up.stdout.trim().split("\n");
     expect(got).toBe(want);

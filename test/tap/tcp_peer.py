@@ -14,6 +14,18 @@ import hashlib, json, os, socket, struct, sys, threading, time
 def family(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
+def send_random(c, size):
+    """Send `size` random bytes, then half-close; returns their SHA-256 hex digest."""
+    h = hashlib.sha256()
+    left = size
+    while left > 0:
+        b = os.urandom(min(65536, left))
+        h.update(b)
+        c.sendall(b)
+        left -= len(b)
+    c.shutdown(socket.SHUT_WR)
+    return h.hexdigest()
+
 def listener(port):
     s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -31,21 +43,14 @@ def main():
         c = socket.socket(family(host), socket.SOCK_STREAM)
         c.settimeout(120)
         c.connect((host, port))
-        h = hashlib.sha256()
-        left = size
-        while left > 0:
-            b = os.urandom(min(65536, left))
-            h.update(b)
-            c.sendall(b)
-            left -= len(b)
-        c.shutdown(socket.SHUT_WR)
+        sha = send_random(c, size)
         reply = b""
         while True:
             d = c.recv(65536)
             if not d:
                 break
             reply += d
-        print(json.dumps({"sha": h.hexdigest(), "reply": reply.decode()}), flush=True)
+        print(json.dumps({"sha": sha, "reply": reply.decode()}), flush=True)
     elif mode == "serve":
         port, size = int(sys.argv[2]), int(sys.argv[3])
         s = listener(port)
@@ -68,16 +73,9 @@ def main():
                 n[0] += len(d)
         t = threading.Thread(target=reader)
         t.start()
-        sent = hashlib.sha256()
-        left = size
-        while left > 0:
-            b = os.urandom(min(65536, left))
-            sent.update(b)
-            c.sendall(b)
-            left -= len(b)
-        c.shutdown(socket.SHUT_WR)
+        sent = send_random(c, size)
         t.join(120)
-        print(json.dumps({"sent": sent.hexdigest(), "got": got.hexdigest(), "gotBytes": n[0]}), flush=True)
+        print(json.dumps({"sent": sent, "got": got.hexdigest(), "gotBytes": n[0]}), flush=True)
     elif mode == "slowread":
         port, secs = int(sys.argv[2]), float(sys.argv[3])
         s = listener(port)

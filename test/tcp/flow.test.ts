@@ -1,18 +1,8 @@
 // TCP behaviour between two stacks on the virtual clock: states, closing, resets, bounds,
 // backpressure and the net.Socket-like surface of flows.
 import { describe, expect, it } from "vitest";
-import { pair, pattern, sha256, collect } from "./helpers.js";
+import { connected, pair, pattern, sha256, collect } from "./helpers.js";
 import type { TcpFlow } from "../../stack/tcp/flow.js";
-
-async function connected(opts: Parameters<typeof pair>[0] = {}) {
-  const p = await pair(opts);
-  let server: TcpFlow | undefined;
-  p.b.tcp.listen({ port: 80, allowHalfOpen: true }, (f) => (server = f));
-  const cp = p.a.tcp.connect({ host: "198.18.0.2", port: 80, allowHalfOpen: true });
-  await p.until(() => server !== undefined, "accept");
-  const client = await cp;
-  return { ...p, client, server: server! };
-}
 
 describe("RFC 9293 connection states", () => {
   it("three-way handshake: both ends ESTABLISHED, addresses and ports like net.Socket", async () => {

@@ -73,3 +73,17 @@ export function collect(f: TcpFlow): { chunks: Buffer[]; ended: boolean; bytes: 
   f.on("error", (e) => (st.error = e));
   return st;
 }
+
+/**
+ * Two stacks with one connection between them: a client flow on `a` connected to port 80 on `b`.
+ * `allowHalfOpen` applies to both ends (default true: tests end each direction themselves).
+ */
+export async function connected(opts: Parameters<typeof pair>[0] = {}, allowHalfOpen = true): Promise<Pair & { client: TcpFlow; server: TcpFlow }> {
+  const p = await pair(opts);
+  let server: TcpFlow | undefined;
+  p.b.tcp.listen({ port: 80, allowHalfOpen }, (f) => (server = f));
+  const cp = p.a.tcp.connect({ host: opts.family === 6 ? "2001:db8::2" : "198.18.0.2", port: 80, allowHalfOpen });
+  await p.until(() => server !== undefined, "accept");
+  const client = await cp;
+  return { ...p, client, server: server! };
+}

@@ -1,8 +1,7 @@
 // Path MTU discovery for TCP (RFC 1191 / RFC 8201): an ICMP "fragmentation needed" / "packet too
 // big" lowers the MSS of the connection and the lost segment is resent at the smaller size.
 import { describe, expect, it } from "vitest";
-import { pair, pattern, sha256, collect } from "./helpers.js";
-import type { TcpFlow } from "../../stack/tcp/flow.js";
+import { connected, pattern, sha256, collect } from "./helpers.js";
 import { emitEthernet, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../../stack/wire/ethernet.js";
 import { emitIpv4 } from "../../stack/wire/ipv4.js";
 import { emitIpv6 } from "../../stack/wire/ipv6.js";
@@ -11,15 +10,9 @@ import { emitIcmp } from "../../stack/wire/icmp.js";
 for (const family of [4, 6] as const) {
   describe(`PMTU discovery over IPv${family}`, () => {
     it("a too-big error lowers the segment size and the transfer completes intact", async () => {
-      const p = await pair({ family });
-      let server: TcpFlow | undefined;
-      p.b.tcp.listen({ port: 80 }, (f) => (server = f));
-      const c = await (async () => {
-        const cp = p.a.tcp.connect({ host: family === 4 ? "198.18.0.2" : "2001:db8::2", port: 80 });
-        await p.until(() => server !== undefined, "accept");
-        return cp;
-      })();
-      const got = collect(server!);
+      const p = await connected({ family }, false);
+      const { client: c, server } = p;
+      const got = collect(server);
       const LIMIT = family === 4 ? 1000 : 1280;
       let errors = 0;
       let biggestAfter = 0;

@@ -1,17 +1,13 @@
 // RFC 6298 retransmission timer on the virtual clock: exponential backoff, minimum RTO, and
 // ETIMEDOUT after the configured number of retransmissions; bounded out-of-order queue.
 import { describe, expect, it } from "vitest";
-import { pair, pattern, sha256, collect } from "./helpers.js";
+import { connected, pair, pattern, sha256, collect } from "./helpers.js";
 import type { TcpFlow } from "../../stack/tcp/flow.js";
 
 describe("RFC 6298 retransmission timeout", () => {
   it("backs off exponentially from the minimum RTO and gives up with ETIMEDOUT", async () => {
-    const p = await pair({ limits: { tcp: { maxRetransmits: 5, minRtoMs: 200, tailLossProbe: false } } });
-    let server: TcpFlow | undefined;
-    p.b.tcp.listen({ port: 80 }, (f) => (server = f));
-    const cp = p.a.tcp.connect({ host: "198.18.0.2", port: 80 });
-    await p.until(() => server !== undefined, "accept");
-    const c = await cp;
+    const p = await connected({ limits: { tcp: { maxRetransmits: 5, minRtoMs: 200, tailLossProbe: false } } }, false);
+    const { client: c } = p;
     let err: (Error & { code?: string }) | undefined;
     c.on("error", (e) => (err = e));
     // The path dies: record when the client (re)sends its data segment.
@@ -36,13 +32,9 @@ describe("RFC 6298 retransmission timeout", () => {
 
 describe("bounded out-of-order queue", () => {
   it("holds at most maxOooSegments, drops the rest (counted), and the transfer still completes", async () => {
-    const p = await pair({ limits: { tcp: { maxOooSegments: 4 } } });
-    let server: TcpFlow | undefined;
-    p.b.tcp.listen({ port: 80 }, (f) => (server = f));
-    const cp = p.a.tcp.connect({ host: "198.18.0.2", port: 80 });
-    await p.until(() => server !== undefined, "accept");
-    const c = await cp;
-    const got = collect(server!);
+    const p = await connected({ limits: { tcp: { maxOooSegments: 4 } } }, false);
+    const { client: c, server } = p;
+    const got = collect(server);
     let n = 0;
     const send = p.fa.send.bind(p.fa);
     p.fa.send = (f: Uint8Array) => (f.length > 1000 && ++n === 1 ? true : send(f)); // lose the first data segment
@@ -99,13 +91,9 @@ describe("stack-wide TCP buffer bound", () => {
 
 describe("Karn's algorithm (RFC 6298 §3)", () => {
   it("an ACK for a retransmitted segment gives no RTT sample (without timestamps)", async () => {
-    const p = await pair({ faults: { delayMs: 50 }, limits: { tcp: { timestamps: false, tailLossProbe: false } } });
-    let server: TcpFlow | undefined;
-    p.b.tcp.listen({ port: 80 }, (f) => (server = f));
-    const cp = p.a.tcp.connect({ host: "198.18.0.2", port: 80 });
-    await p.until(() => server !== undefined, "accept");
-    const c = await cp;
-    const got = collect(server!);
+    const p = await connected({ faults: { delayMs: 50 }, limits: { tcp: { timestamps: false, tailLossProbe: false } } }, false);
+    const { client: c, server } = p;
+    const got = collect(server);
     const before = c.tcpInfo.srtt; // from the handshake: ~100 ms round trip
     expect(before).toBeGreaterThan(90);
     let n = 0;
