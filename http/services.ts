@@ -70,6 +70,11 @@ function h1Server(handler: Handler, l: HttpLimits, log: (m: string) => void, inf
     },
     guarded(handler, log, inflight) as http.RequestListener,
   );
+  // A client that half-closes after pipelining requests (`printf ... | nc`) still gets every
+  // response: with the default (false) node:http aborts the queued responses when the FIN arrives
+  // in the same batch as the requests, which a userspace stack delivers far more often than a
+  // kernel socket does. The connection is ended after the last response instead.
+  (s as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   s.on("clientError", (err: Error & { code?: string }, socket) => {
     // Parse errors and timeouts: answer 400/408/431 when possible, then close only that connection.
     const code = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
@@ -140,6 +145,9 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
         flow.unshift(seen);
         // The server takes the bytes already read from the stream's buffer (http2 reads them
         // itself; resuming here would race it for a kernel socket's native handle).
+        // node:http manages the end of its connections itself (its own net.Server accepts with
+        // allowHalfOpen), so a client's FIN must not end our side before the queued responses.
+        if (!isH2) flow.allowHalfOpen = true;
         (isH2 ? h2 : h1).emit("connection", flow);
         if (!isH2) {
           const t = setTimeout(() => {

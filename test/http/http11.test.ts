@@ -1,4 +1,4 @@
-// HTTP/1.1 details over the userspace stack: Expect: 100-continue, Upgrade.
+// HTTP/1.1 details over the userspace stack: pipelining, Expect: 100-continue, Upgrade.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Netns, privileged, sh } from "../helpers/netns.js";
 import { TapNetif } from "../../stack/netif/tap.js";
@@ -39,6 +39,18 @@ describe.skipIf(!run)("HTTP/1.1 features over TAP", () => {
     } finally {
       await ns?.destroy();
     }
+  });
+
+  it("pipelining (RFC 9112 §9.3.2): three requests in one segment get three responses, in order", async () => {
+    // Kept open: the responses come back in request order on one connection.
+    const open = await ns.exec("bash", ["-c", `(printf 'GET /bytes/5 HTTP/1.1\\r\\nHost: p\\r\\n\\r\\nGET / HTTP/1.1\\r\\nHost: p\\r\\n\\r\\nGET /bytes/7 HTTP/1.1\\r\\nHost: p\\r\\n\\r\\n'; sleep 1) | timeout 5 nc -q 1 198.18.0.2 80`]);
+    const lengths = [...open.stdout.matchAll(/Content-Length: (\d+)/gi)].map((m) => Number(m[1]));
+    expect(open.stdout.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(3);
+    expect(lengths[0]).toBe(5);
+    expect(lengths[2]).toBe(7);
+    // Half-closed right after the requests (FIN in the same batch as the data): no response is lost.
+    const halfClosed = await ns.exec("bash", ["-c", `printf 'GET /bytes/5 HTTP/1.1\\r\\nHost: p\\r\\n\\r\\nGET / HTTP/1.1\\r\\nHost: p\\r\\n\\r\\nGET /bytes/7 HTTP/1.1\\r\\nHost: p\\r\\n\\r\\n' | timeout 5 nc -N 198.18.0.2 80`]);
+    expect(halfClosed.stdout.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(3);
   });
 
   it("Expect: 100-continue gets an interim 100 before the body is sent", async () => {
