@@ -6,6 +6,7 @@ const USAGE = `usage: paf <command> [options]
 
 commands:
   serve     run a userspace TCP/IP stack on a TAP device and serve on it
+  bench     load-test an HTTP(S) URL: latency histogram, errors by kind (over kernel TCP or a TAP)
   help      show this help
 
 Run "paf <command> --help" for a command's options.`;
@@ -17,6 +18,7 @@ async function main(argv: string[]): Promise<number> {
       const { serve } = await import("./serve.js");
       return serve(rest);
     }
+    case "bench": return (await import("./bench.js")).bench(rest);
     case undefined:
     case "help":
     case "--help":

@@ -1,0 +1,410 @@
+/**
+ * The load engine of `paf bench`: N clients, each one connection (reopened after an error), doing
+ * HTTP/1.1 keep-alive requests one at a time (node:http) or K concurrent HTTP/2 streams
+ * (node:http2), over TLS (node:tls, ALPN h2 or http/1.1) for https URLs. Where connections come
+ * from is injected (`Dial`): the kernel's sockets, or a paf stack's flows; this module knows
+ * nothing else of either. Every request is bounded by a timeout, the run by a request count
+ * and/or a duration. Latencies of completed requests go into an HDR histogram (microseconds).
+ */
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import tls from "node:tls";
+import type { Duplex } from "node:stream";
+import * as hdr from "hdr-histogram-js";
+import { ERROR_KINDS, type ErrorKind } from "./schema.js";
+
+/** Opens a TCP connection to host:port; the flow must behave like a connected net.Socket. */
+export type Dial = (host: string, port: number, timeoutMs: number) => Promise<Duplex>;
+
+export interface LoadOptions {
+  url: URL;
+  method: string;
+  clients: number;
+  /** Concurrent streams per connection with h2 (ignored for HTTP/1.1). */
+  streams: number;
+  /** Request budget; undefined: bounded by `durationMs` only. */
+  requests: number | undefined;
+  /** Time budget; undefined: bounded by `requests` only. */
+  durationMs: number | undefined;
+  /** Request body bytes (0: none). */
+  bodySize: number;
+  h2: boolean;
+  /** Accept any server certificate. */
+  insecure: boolean;
+  /** Per request (connecting included) and per connect/handshake. */
+  timeoutMs: number;
+  dial: Dial;
+}
+
+export interface LoadCounters {
+  started: number;
+  completed: number;
+  failed: number;
+  errors: Record<ErrorKind, number>;
+  errorSamples: Partial<Record<ErrorKind, string[]>>;
+  statusCodes: Record<string, number>;
+  connections: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+export interface LoadResult extends LoadCounters {
+  /** Latencies of completed requests, microseconds. */
+  histogram: hdr.Histogram;
+  startedAt: Date;
+  durationMs: number;
+}
+
+export interface LoadRun {
+  /** Live counters (for a progress display). */
+  readonly counters: Readonly<LoadCounters>;
+  /** Start no new requests; those in flight finish (or time out). */
+  stop(): void;
+  readonly result: Promise<LoadResult>;
+}
+
+const SAMPLES_PER_KIND = 5;
+/** Pause after a failed connect before the client tries again (keeps a dead server from spinning). */
+const CONNECT_RETRY_MS = 20;
+
+/** Kernel TCP (node:net). */
+export const kernelDial: Dial = (host, port, timeoutMs) =>
+  new Promise((resolve, reject) => {
+    const s = net.connect({ host, port, noDelay: true });
+    const t = setTimeout(() => s.destroy(Object.assign(new Error(`connect ETIMEDOUT ${host}:${port}`), { code: "ETIMEDOUT" })), timeoutMs);
+    s.once("connect", () => {
+      clearTimeout(t);
+      s.off("error", reject);
+      resolve(s);
+    });
+    s.once("error", (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+  });
+
+/** The part of a paf Stack that dialing needs (structural, so http/ stays off stack/ internals). */
+export interface TcpDialer {
+  tcp: { connect(opts: { host: string; port: number; timeout?: number; noDelay?: boolean }): Promise<Duplex> };
+}
+
+/** A paf stack's TCP. */
+export function stackDial(stack: TcpDialer): Dial {
+  return (host, port, timeoutMs) => stack.tcp.connect({ host, port, timeout: timeoutMs, noDelay: true });
+}
+
+/** An error of a given kind (the first cause wins; the message is kept for samples). */
+class Failure extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Reset-like codes: the peer closed or reset the connection or stream. */
+const RESET_CODES = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED", "ERR_HTTP2_STREAM_ERROR", "ERR_HTTP2_SESSION_ERROR", "ERR_HTTP2_GOAWAY_SESSION", "ERR_HTTP2_INVALID_SESSION", "ERR_STREAM_PREMATURE_CLOSE"]);
+
+function kindOf(err: unknown): Failure {
+  if (err instanceof Failure) return err;
+  const e = err as Error & { code?: string };
+  const msg = `${e.code ? e.code + ": " : ""}${e.message ?? String(err)}`;
+  return new Failure(e.code && RESET_CODES.has(e.code) ? "reset" : "other", msg);
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string, onLate: (v: T) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let late = false;
+    const t = setTimeout(() => {
+      late = true;
+      reject(new Failure("connect", `${what}: no answer within ${ms} ms`));
+    }, ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        if (late) onLate(v);
+        else resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** The body of every request: a fixed pattern, allocated once. */
+function makeBody(n: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + 7) & 0xff;
+  return b;
+}
+
+export function runLoad(opts: LoadOptions): LoadRun {
+  const url = opts.url;
+  const secure = url.protocol === "https:";
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = Number(url.port || (secure ? 443 : 80));
+  const path = url.pathname + url.search;
+  const body = opts.bodySize > 0 ? makeBody(opts.bodySize) : undefined;
+  const histogram = hdr.build({ useWebAssembly: false, lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
+  const counters: LoadCounters = {
+    started: 0,
+    completed: 0,
+    failed: 0,
+    errors: Object.fromEntries(ERROR_KINDS.map((k) => [k, 0])) as Record<ErrorKind, number>,
+    errorSamples: {},
+    statusCodes: {},
+    connections: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+  };
+  const open = new Set<Duplex>();
+  let stopped = false;
+  const t0 = performance.now();
+  const deadline = opts.durationMs !== undefined ? t0 + opts.durationMs : Infinity;
+
+  /** One ticket per request: false once the count or the time is used up. */
+  const take = (): boolean => {
+    if (stopped || (opts.requests !== undefined && counters.started >= opts.requests) || performance.now() >= deadline) return false;
+    counters.started++;
+    return true;
+  };
+
+  const fail = (f: Failure): void => {
+    counters.failed++;
+    counters.errors[f.kind]++;
+    const s = (counters.errorSamples[f.kind] ??= []);
+    if (s.length < SAMPLES_PER_KIND) s.push(f.message);
+  };
+
+  /** A finished response: the status decides success; the latency counts only for successes. */
+  const finished = (status: number, startedAt: number): void => {
+    counters.statusCodes[status] = (counters.statusCodes[status] ?? 0) + 1;
+    if (status < 200 || status >= 400) return fail(new Failure("badStatus", `status ${status}`));
+    counters.completed++;
+    histogram.recordValue(Math.max(1, Math.round((performance.now() - startedAt) * 1000)));
+  };
+
+  /** A connection, TLS and ALPN done; connect failures are tagged "connect". */
+  const connect = async (): Promise<Duplex> => {
+    counters.connections++;
+    let raw: Duplex;
+    try {
+      raw = await withTimeout(opts.dial(host, port, opts.timeoutMs), opts.timeoutMs, `connect ${host}:${port}`, (s) => s.destroy());
+    } catch (e) {
+      if (e instanceof Failure) throw e;
+      const err = e as Error & { code?: string };
+      throw new Failure("connect", `${err.code ? err.code + ": " : ""}${err.message}`);
+    }
+    (raw as Duplex & { setNoDelay?(b: boolean): void }).setNoDelay?.(true);
+    let sock: Duplex = raw;
+    if (secure) {
+      const alpn = opts.h2 ? "h2" : "http/1.1";
+      const t = tls.connect({
+        socket: raw,
+        host,
+        ...(net.isIP(host) ? {} : { servername: host }),
+        ALPNProtocols: [alpn],
+        rejectUnauthorized: !opts.insecure,
+      });
+      try {
+        await withTimeout(
+          new Promise<void>((resolve, reject) => {
+            t.once("secureConnect", resolve);
+            t.once("error", reject);
+          }),
+          opts.timeoutMs,
+          `TLS handshake with ${host}:${port}`,
+          () => {},
+        );
+      } catch (e) {
+        t.destroy();
+        raw.destroy();
+        const err = e as Error & { code?: string };
+        throw e instanceof Failure ? e : new Failure("connect", `TLS: ${err.code ? err.code + ": " : ""}${err.message}`);
+      }
+      t.removeAllListeners("error");
+      if (opts.h2 && t.alpnProtocol !== "h2") {
+        t.destroy();
+        throw new Failure("connect", `ALPN: the server chose ${t.alpnProtocol || "no protocol"}, not h2`);
+      }
+      sock = t;
+    }
+    sock.on("error", () => {}); // the request or session in flight reports it
+    open.add(sock);
+    sock.once("close", () => open.delete(sock));
+    return sock;
+  };
+
+  const clients = Array.from({ length: opts.clients }, () => (opts.h2 ? h2Client() : h1Client()));
+
+  // ---- HTTP/1.1: one connection per client through a keep-alive Agent of one socket.
+  function h1Client(): Promise<void> {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 });
+    // Node's Agent accepts an asynchronous createConnection (socket handed to the callback).
+    (agent as unknown as { createConnection: unknown }).createConnection = (_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
+      connect().then(
+        (s) => cb(null, s),
+        (e: Error) => cb(e),
+      );
+      return undefined;
+    };
+    const headers: http.OutgoingHttpHeaders = { host: url.host };
+    if (body) headers["content-length"] = String(body.length);
+    const one = (): Promise<void> =>
+      new Promise((resolve) => {
+        const startedAt = performance.now();
+        let failure: Failure | undefined;
+        let done = false;
+        const end = (f?: Failure, status?: number): void => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          if (f) fail(f);
+          else finished(status!, startedAt);
+          resolve();
+        };
+        const req = http.request({ host, port, path, method: opts.method, headers, agent, setHost: false });
+        const timer = setTimeout(() => {
+          failure = new Failure("timeout", `no complete response within ${opts.timeoutMs} ms`);
+          req.destroy(failure);
+        }, opts.timeoutMs);
+        req.on("error", (e) => end(failure ?? kindOf(e)));
+        req.on("response", (res) => {
+          let got = 0;
+          const cl = res.headers["content-length"] !== undefined ? Number(res.headers["content-length"]) : undefined;
+          res.on("data", (d: Buffer) => {
+            got += d.length;
+            counters.bytesReceived += d.length;
+          });
+          res.on("error", () => {});
+          res.on("close", () => {
+            if (failure) return end(failure);
+            if (!res.complete || (cl !== undefined && got < cl)) return end(new Failure("shortBody", `body ended after ${got}${cl !== undefined ? ` of ${cl}` : ""} bytes`));
+            end(undefined, res.statusCode ?? 0);
+          });
+        });
+        if (body) {
+          req.end(body);
+          counters.bytesSent += body.length;
+        } else req.end();
+      });
+    return (async () => {
+      while (take()) {
+        const before = counters.errors.connect;
+        await one();
+        if (counters.errors.connect > before) await sleep(CONNECT_RETRY_MS);
+      }
+      agent.destroy();
+    })();
+  }
+
+  // ---- HTTP/2: one session per client, `streams` workers sharing it; reopened after it dies.
+  function h2Client(): Promise<void> {
+    let session: http2.ClientHttp2Session | undefined;
+    let opening: Promise<http2.ClientHttp2Session> | undefined;
+    const getSession = (): Promise<http2.ClientHttp2Session> => {
+      if (session && !session.closed && !session.destroyed) return Promise.resolve(session);
+      opening ??= connect()
+        .then((sock) => {
+          const s = http2.connect(`${secure ? "https" : "http"}://${url.host}`, { createConnection: () => sock as never, settings: { enablePush: false } });
+          s.on("error", () => {}); // streams in flight report it
+          s.once("close", () => {
+            if (session === s) session = undefined;
+          });
+          s.once("goaway", () => {
+            if (session === s) session = undefined;
+          });
+          session = s;
+          return s;
+        })
+        .finally(() => (opening = undefined));
+      return opening;
+    };
+    const headers: http2.OutgoingHttpHeaders = { ":method": opts.method, ":path": path };
+    if (body) headers["content-length"] = String(body.length);
+    const one = async (): Promise<void> => {
+      const startedAt = performance.now();
+      let s: http2.ClientHttp2Session;
+      try {
+        s = await withTimeout(getSession(), opts.timeoutMs, "connect", () => {});
+      } catch (e) {
+        return fail(e instanceof Failure ? e : kindOf(e));
+      }
+      await new Promise<void>((resolve) => {
+        let done = false;
+        let failure: Failure | undefined;
+        let status: number | undefined;
+        let cl: number | undefined;
+        let got = 0;
+        let ended = false;
+        const end = (f?: Failure): void => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          if (f) fail(f);
+          else finished(status!, startedAt);
+          resolve();
+        };
+        let stream: http2.ClientHttp2Stream;
+        try {
+          stream = s.request(headers, { endStream: !body });
+        } catch (e) {
+          if (session === s) session = undefined;
+          return end(new Failure("reset", `session unusable: ${(e as Error).message}`));
+        }
+        const timer = setTimeout(() => {
+          failure = new Failure("timeout", `no complete response within ${opts.timeoutMs} ms`);
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+        }, opts.timeoutMs);
+        stream.on("response", (h) => {
+          status = Number(h[":status"]);
+          if (h["content-length"] !== undefined) cl = Number(h["content-length"]);
+        });
+        stream.on("data", (d: Buffer) => {
+          got += d.length;
+          counters.bytesReceived += d.length;
+        });
+        stream.on("end", () => (ended = true));
+        stream.on("error", (e) => (failure ??= kindOf(e)));
+        stream.on("close", () => {
+          if (failure && (failure.kind === "timeout" || status === undefined)) return end(failure);
+          if (status === undefined) return end(new Failure("reset", `stream closed before the response (code ${stream.rstCode ?? "?"})`));
+          if (!ended || (cl !== undefined && got < cl)) return end(new Failure("shortBody", `stream ended after ${got}${cl !== undefined ? ` of ${cl}` : ""} bytes (code ${stream.rstCode ?? "?"})`));
+          end(failure);
+        });
+        if (body) {
+          stream.end(body);
+          counters.bytesSent += body.length;
+        }
+        stream.resume();
+      });
+    };
+    const worker = async (): Promise<void> => {
+      while (take()) {
+        const before = counters.errors.connect;
+        await one();
+        if (counters.errors.connect > before) await sleep(CONNECT_RETRY_MS);
+      }
+    };
+    return Promise.all(Array.from({ length: opts.streams }, worker)).then(() => {
+      session?.close();
+    });
+  }
+
+  const result = Promise.all(clients).then(() => {
+    const durationMs = performance.now() - t0;
+    for (const s of open) s.destroy();
+    return { ...counters, histogram, startedAt: new Date(Date.now() - durationMs), durationMs };
+  });
+  return {
+    counters,
+    stop: () => void (stopped = true),
+    result,
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
