@@ -19,6 +19,7 @@ import { Ndp, type NdpOptions } from "./ndp.js";
 import { Icmpv6, type Icmpv6Options } from "./icmpv6.js";
 import type { Timer } from "./core/timers.js";
 import { TcpApi, TcpLayer, type TcpOptions } from "./tcp/index.js";
+import { DnsResolver, type DnsOptions } from "./dns.js";
 import { IPPROTO_TCP } from "./wire/tcp.js";
 import type { PingOptions, PingResult } from "./ping.js";
 import { IPPROTO_UDP } from "./wire/udp.js";
@@ -57,6 +58,8 @@ export interface StackOptions {
   /** L3 MTU; default the netif's. */
   mtu?: number;
   limits?: StackLimits;
+  /** DNS stub resolver over this stack's UDP/TCP (`stack.dns`): servers and bounds (see DnsOptions). */
+  dns?: DnsOptions;
   clock?: Clock;
   random?: Random;
 }
@@ -77,6 +80,8 @@ export class Stack {
   readonly icmpv6: Icmpv6 | undefined;
   /** TCP: `stack.tcp.listen(...)`, `stack.tcp.connect(...)`; the layer itself is `stack.tcp.layer`. */
   readonly tcp: TcpApi;
+  /** DNS stub resolver (`stack.dns.lookup(name)`); without `StackOptions.dns` lookups of names fail with ENOSERVERS. */
+  readonly dns: DnsResolver;
   private closed = false;
   private readonly pendingDad: Promise<void>[] = [];
   private housekeeping: Timer | undefined;
@@ -106,6 +111,7 @@ export class Stack {
     this.ipv6?.register(IPPROTO_UDP, this.udp);
     const tcpLayer = new TcpLayer(opts.ipv4 ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp);
     this.tcp = new TcpApi(tcpLayer);
+    this.dns = new DnsResolver(this, opts.dns);
     this.ipv4.register(IPPROTO_TCP, tcpLayer);
     this.ipv6?.register(IPPROTO_TCP, tcpLayer);
     this.eth.onBatchEnd(() => {
@@ -219,6 +225,7 @@ export class Stack {
       icmpv4: this.icmpv4.counters.snapshot(),
       udp: this.udp.counters.snapshot(),
       tcp: { ...this.tcp.layer.counters.snapshot(), connections: this.tcp.layer.connectionCount, buffered_bytes: this.tcp.layer.buffered },
+      dns: { ...this.dns.counters.snapshot(), cache_entries: this.dns.cacheEntries },
       ...(this.ipv6 ? { ipv6: this.ipv6.counters.snapshot(), icmpv6: this.icmpv6!.counters.snapshot(), ndp: this.ndp!.counters.snapshot() } : {}),
     };
   }
@@ -226,6 +233,7 @@ export class Stack {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.dns.close();
     this.tcp.layer.close();
     this.udp.close();
     this.icmpv6?.close();
