@@ -51,8 +51,14 @@ export function serve(service: Service, listener: Listener, opts: ServeOptions =
     stats: () => ({ open: open.size, accepted, rejected }),
     async stop(graceMs = 5000) {
       stopping = true;
+      const deadline = Date.now() + graceMs;
       await listener.close();
-      await service.shutdown(Date.now() + graceMs);
+      await service.shutdown(deadline);
+      // What is left is idle (keep-alive HTTP/1.1, TLS without a request) or past the deadline:
+      // send FIN so well-behaved peers see an orderly close, and reset what is still open 1 s on.
+      for (const f of open) f.end();
+      const until = Date.now() + 1000;
+      while (open.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
       for (const f of open) f.destroy();
     },
   };

@@ -79,3 +79,54 @@ describe.skipIf(!run)("demo app over TAP with curl", () => {
     });
   }
 });
+
+describe("the raw HTTP/2 stream API beside the compat handler (no root)", () => {
+  it("a handler answers through req.stream (respond, stream id, session settings) while the same app serves HTTP/1.1; stop() closes idle keep-alive connections with FIN", async () => {
+    const { default: http2 } = await import("node:http2");
+    const sw = new VirtualSwitch();
+    const server = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" } });
+    const client = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" } });
+    const demo = demoApp();
+    const app: Parameters<typeof httpService>[0] = (req, res) => {
+      if (req.url === "/raw" && "stream" in req) {
+        // The raw Http2Stream under the compat request: respond with our own headers, name the
+        // stream id and the session's peer settings (nothing the compat API exposes).
+        const st = req.stream;
+        st.respond({ ":status": 200, "x-raw": "yes", "x-stream-id": String(st.id), "x-peer-window": String(st.session?.remoteSettings.initialWindowSize) });
+        st.end("raw stream");
+        return;
+      }
+      demo(req, res);
+    };
+    const h = serve(httpService(app, { log: () => {} }), stackListener(server, { port: 80 }));
+    const session = http2.connect("http://198.18.0.2", { createConnection: () => client.tcp.connectFlow({ host: "198.18.0.2", port: 80 }) });
+    const got = await new Promise<{ headers: http2.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+      const st = session.request({ ":path": "/raw" });
+      let headers: http2.IncomingHttpHeaders = {};
+      let body = "";
+      st.on("response", (hd) => (headers = hd));
+      st.on("end", () => resolve({ headers, body }));
+      st.on("data", (d) => (body += d));
+      st.on("error", reject);
+    });
+    expect(got.headers["x-raw"]).toBe("yes");
+    expect(got.body).toBe("raw stream");
+    expect(got.headers["x-stream-id"]).toBe("1");
+    expect(got.headers["x-peer-window"]).toBe("65535");
+    session.close();
+    // An idle HTTP/1.1 keep-alive connection: stop() ends it with FIN (the client sees 'end', not a reset).
+    const flow = await client.tcp.connect({ host: "198.18.0.2", port: 80 });
+    flow.write("GET / HTTP/1.1\r\nHost: p\r\n\r\n");
+    await new Promise((r) => flow.once("data", r));
+    const ended = new Promise<string>((resolve) => {
+      flow.on("end", () => resolve("end"));
+      flow.on("error", (e: Error & { code?: string }) => resolve(e.code ?? "error"));
+      flow.resume();
+    });
+    await h.stop(500);
+    expect(await ended).toBe("end");
+    flow.destroy();
+    await server.close();
+    await client.close();
+  });
+});
