@@ -6,6 +6,7 @@ const USAGE = `usage: paf <command> [options]
 
 commands:
   serve     run a userspace TCP/IP stack on a TAP device and serve on it
+  certify   obtain an ACME (Let's Encrypt) certificate over the stack and write its files
   bench     load-test an HTTP(S) URL: latency histogram, errors by kind (over kernel TCP or a TAP)
   help      show this help
 
@@ -17,6 +18,10 @@ async function main(argv: string[]): Promise<number> {
     case "serve": {
       const { serve } = await import("./serve.js");
       return serve(rest);
+    }
+    case "certify": {
+      const { certify } = await import("./certify.js");
+      return certify(rest);
     }
     case "bench": return (await import("./bench.js")).bench(rest);
     case undefined:

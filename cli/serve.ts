@@ -17,10 +17,14 @@ import { httpService, httpsService, type Handler } from "../http/services.js";
 import { demoApp } from "../http/app.js";
 import { staticFiles } from "../http/static.js";
 import { selfSigned } from "../tls/selfsigned.js";
+import { ACME_OPTIONS, ACME_USAGE, AcmeRuntime, CERTIFY_USAGE, parseAcmeArgs, type AcmeConfig } from "./certify.js";
+import { hostTransport, stackTransport } from "../tls/acme/transport.js";
 
 export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CIDR] | --host ADDR) [--gateway IP]...
                  [--http PORT] [--https PORT [--cert FILE --key FILE]] [--app MODULE] [--root DIR]
                  [--mac MAC] [--slaac] [--tap-netns NAME] [--pcap FILE] [--services LIST]
+                 [--acme-domain NAME... [--acme-email EMAIL] [--acme-directory URL] [--acme-ca FILE]
+                  [--acme-dir DIR] [--acme-renew-days N]]
 
   --tap NAME        TAP device to own (created if absent, attached if it exists)
   --host ADDR       no userspace stack: serve the same app on the kernel's sockets bound to ADDR
@@ -38,7 +42,12 @@ export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CID
   --mtu N           L3 MTU (default 1500)
   --pcap FILE       record every frame to FILE (pcap, readable by Wireshark/tcpdump)
   --services LIST   comma-separated: ${SERVICES.join(", ")} (echo: UDP+TCP 7, discard: TCP 9,
-                    chargen: TCP 19)`;
+                    chargen: TCP 19)
+
+With --acme-domain and --https, HTTPS starts at once with a self-signed placeholder while the
+certificate is obtained (challenge answered on --http, requests over the same stack), then
+switches to it without dropping connections; it is renewed in time, and at once on SIGHUP.
+${ACME_USAGE}`;
 
 export interface ServeConfig {
   tap: string | undefined;
@@ -53,9 +62,11 @@ export interface ServeConfig {
   stack: Omit<StackOptions, "netif">;
   pcap: string | undefined;
   services: ServiceName[];
+  /** --acme-*: obtain the HTTPS certificate from an ACME CA. */
+  acme: AcmeConfig | undefined;
 }
 
-export function parseServeArgs(argv: string[]): ServeConfig {
+export function parseServeArgs(argv: string[], command: "serve" | "certify" = "serve"): ServeConfig {
   const { values } = parse(argv, {
     tap: { type: "string" },
     host: { type: "string" },
@@ -75,8 +86,9 @@ export function parseServeArgs(argv: string[]): ServeConfig {
     pcap: { type: "string" },
     services: { type: "string" },
     help: { type: "boolean", short: "h" },
+    ...ACME_OPTIONS,
   });
-  if (values.help) throw new UsageError(SERVE_USAGE);
+  if (values.help) throw new UsageError(command === "certify" ? CERTIFY_USAGE : SERVE_USAGE);
   if (!values.tap && !values.host) throw new UsageError("--tap NAME or --host ADDR is required (the TAP device paf owns, or the host address to serve on)");
   if (values.tap && values.host) throw new UsageError("--tap and --host exclude each other (userspace stack or the kernel's sockets)");
   if (values.host && ipFamily(values.host) === 0) throw new UsageError(`--host: "${values.host}" is not an IP address`);
@@ -90,6 +102,15 @@ export function parseServeArgs(argv: string[]): ServeConfig {
   if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError("--cert and --key go together");
   if (values.host && values.services) throw new UsageError("--services needs --tap (the classic services run on the userspace stack)");
   if (values.cert && values.https === undefined) throw new UsageError("--cert/--key need --https PORT");
+  const acme = parseAcmeArgs(values);
+  if (command === "certify") {
+    if (!acme) throw new UsageError("paf certify needs --acme-domain NAME (the name to get a certificate for)");
+    for (const o of ["https", "cert", "key", "app", "root", "services"] as const) if (values[o] !== undefined) throw new UsageError(`--${o} is for paf serve; paf certify only obtains the certificate and writes its files`);
+  } else if (acme) {
+    if (values.https === undefined) throw new UsageError("--acme-domain needs --https PORT (the ACME certificate is served there)");
+    if (values.cert) throw new UsageError("--acme-domain and --cert/--key exclude each other (the certificate comes from the ACME CA)");
+  }
+  if (acme && values.http === "0") throw new UsageError("--acme-domain needs HTTP for the HTTP-01 challenge: --http must not be 0");
   const stack: Omit<StackOptions, "netif"> = {};
   let gw4: string | undefined;
   let gw6: string | undefined;
@@ -149,6 +170,7 @@ export function parseServeArgs(argv: string[]): ServeConfig {
     stack,
     pcap: values.pcap,
     services: listOption("services", values.services, SERVICES),
+    acme,
   };
 }
 
@@ -189,8 +211,11 @@ export async function serve(argv: string[]): Promise<number> {
   const listen = (port: number): Promise<Listener> => (s ? Promise.resolve(stackListener(s, { port })) : hostListener({ host: cfg.host!, port }));
   const running: ServeHandle[] = [];
   const parts: string[] = [];
+  // ACME: the certificate goes into the HTTPS service once issued (and on every renewal).
+  let tlsService: ReturnType<typeof httpsService> | undefined;
+  const acme = cfg.acme ? new AcmeRuntime(cfg.acme, s ? stackTransport(s) : hostTransport(), (i) => tlsService?.setCertificate(i.key, i.cert)) : undefined;
   if (cfg.http) {
-    running.push(serveHttp(httpService(handler), await listen(cfg.http)));
+    running.push(serveHttp(httpService(acme ? acme.responder.wrap(handler) : handler), await listen(cfg.http)));
     parts.push(`http ${cfg.http}`);
   }
   if (cfg.https) {
@@ -199,27 +224,42 @@ export async function serve(argv: string[]): Promise<number> {
     if (cfg.cert && cfg.key) {
       key = readFileSync(cfg.key);
       cert = readFileSync(cfg.cert);
+    } else if (acme?.stored) {
+      key = acme.stored.key;
+      cert = acme.stored.cert;
     } else {
       const names = ["localhost", ...(s ? s.addresses().filter((a) => !a.startsWith("fe80")).map((a) => a.split(" ")[0]!) : [cfg.host!])];
       const ss = selfSigned(names);
       key = ss.key;
       cert = ss.cert;
-      console.log(`self-signed certificate ${ss.certPath} sha256 ${ss.fingerprint256}`);
+      console.log(`self-signed certificate ${ss.certPath} sha256 ${ss.fingerprint256}${acme ? " (placeholder until the ACME certificate is issued)" : ""}`);
     }
-    running.push(serveHttp(httpsService(handler, { key, cert }), await listen(cfg.https)));
+    tlsService = httpsService(handler, { key, cert });
+    running.push(serveHttp(tlsService, await listen(cfg.https)));
     parts.push(`https ${cfg.https}`);
   }
   if (s) await s.ready();
   const where = s ? `on ${cfg.tap} mac ${formatMacText(s.mac)} ${s.addresses().join(" ")}` : `on host ${cfg.host}`;
   console.log(`listening ${where}${parts.length ? " " + parts.join(" ") : ""}${cfg.services.length ? " services " + cfg.services.join(",") : ""}`);
+  let failed: Error | undefined;
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
+    if (acme) {
+      // Without its first certificate the server has no reason to run: stop and report.
+      acme.start().catch((e: Error) => {
+        failed = e;
+        resolve();
+      });
+      process.on("SIGHUP", () => void acme.renewNow());
+    }
   });
+  acme?.stop();
   await Promise.all(running.map((r) => r.stop(2000)));
   for (const sv of services) await sv.close();
   await s?.close();
+  if (failed) throw failed;
   return 0;
 }
 
