@@ -12,7 +12,7 @@ import { serve, type ServeHandle } from "../../http/serve.js";
 import { stackListener } from "../../http/listener.js";
 import { httpService } from "../../http/services.js";
 import { Http01Responder, notFound } from "../../tls/acme/challenge.js";
-import { provision, loadStored } from "../../tls/acme/provision.js";
+import { provision, loadStored, RenewalScheduler, type Issued } from "../../tls/acme/provision.js";
 import { stackTransport } from "../../tls/acme/transport.js";
 import { AcmeProblem } from "../../tls/acme/client.js";
 import { ifname, requirePrivileged, useNetns } from "../helpers/netns.js";
@@ -70,6 +70,38 @@ describe.skipIf(!run)("ACME against pebble over the userspace stack (library)", 
       expect(loadStored(dir, [domains[0]!], pebble.directoryUrl)).toBeUndefined();
     });
   }
+
+  it("the renewal scheduler renews by itself when the threshold exceeds the remaining validity", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "paf-acme-"));
+    let connects = 0;
+    const viaStack = stackTransport(stack);
+    // The test process lives in the root namespace, which cannot reach 198.18.0.1 at all: every
+    // ACME connection is a paf flow over the TAP. Count them.
+    const transport = { connect: (h: string, p: number) => (connects++, viaStack.connect(h, p)) };
+    const got: Issued[] = [];
+    const sched = new RenewalScheduler({
+      domains: ["renew.paf.test"],
+      directoryUrl: pebble.directoryUrl,
+      ca: readFileSync(pebble.caPath),
+      dir,
+      transport,
+      responder,
+      renewDays: 100_000, // pebble's certificates last 5 years: always due
+      checkIntervalMs: 300,
+      onCertificate: (i) => got.push(i),
+    }).start();
+    try {
+      const { waitFor } = await import("../helpers/netns.js");
+      await waitFor(() => got.length >= 2, "two scheduled issuances", 30_000, 50);
+    } finally {
+      sched.stop();
+    }
+    expect(got[0]!.serial).not.toBe(got[1]!.serial);
+    expect(sched.current?.serial).toBe(got.at(-1)!.serial);
+    expect(connects).toBeGreaterThanOrEqual(2);
+    // And with a threshold below the remaining validity nothing is due.
+    expect(new RenewalScheduler({ domains: ["x.test"], dir, transport, responder, renewDays: 30, current: got[1], onCertificate: () => {} }).due()).toBe(false);
+  });
 
   it("a validation that cannot reach the challenge fails with the domain and pebble's detail", async () => {
     const dir = mkdtempSync(join(tmpdir(), "paf-acme-"));
