@@ -422,7 +422,10 @@ export class DnsResolver {
         return resolve({ fail: (e as { code?: string }).code ?? "EINVAL", detail: (e as Error).message });
       }
       let done = false;
-      const chunks: Buffer[] = [];
+      // The 2-byte length first, then one buffer of exactly that size: no re-concatenation, so a
+      // server dribbling bytes costs linear time, and never more than maxResponseSize of memory.
+      const lenBytes: number[] = [];
+      let body: Buffer | undefined;
       let have = 0;
       const finish = (r: Exchange, polite: boolean): void => {
         if (done) return;
@@ -445,19 +448,23 @@ export class DnsResolver {
       });
       flow.on("data", (d: Buffer) => {
         if (done) return;
-        chunks.push(d);
-        have += d.length;
-        if (have < 2) return;
-        const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-        chunks.length = 0;
-        chunks.push(all);
-        const len = (all[0]! << 8) | all[1]!;
-        if (len > this.maxResponseSize) {
-          this.counters.drop("too_big");
-          return finish({ fail: "EBADRESP", detail: `${len}-byte response over TCP (limit ${this.maxResponseSize})` }, false);
+        let i = 0;
+        while (!body && i < d.length) {
+          lenBytes.push(d[i++]!);
+          if (lenBytes.length < 2) continue;
+          const len = (lenBytes[0]! << 8) | lenBytes[1]!;
+          if (len > this.maxResponseSize) {
+            this.counters.drop("too_big");
+            return finish({ fail: "EBADRESP", detail: `${len}-byte response over TCP (limit ${this.maxResponseSize})` }, false);
+          }
+          body = Buffer.allocUnsafe(len);
         }
-        if (have < 2 + len) return;
-        const m = this.validate(all.subarray(2, 2 + len), id, qname, type);
+        if (!body) return;
+        const n = Math.min(d.length - i, body.length - have);
+        d.copy(body, have, i, i + n);
+        have += n;
+        if (have < body.length) return;
+        const m = this.validate(body, id, qname, type);
         if (typeof m === "string") {
           // On a connection we opened, a bad answer is the server's: give up on it, count why.
           this.counters.drop(m);
@@ -466,7 +473,9 @@ export class DnsResolver {
         this.counters.inc("responses");
         finish({ msg: m }, true);
       });
-      flow.on("end", () => finish({ fail: "EBADRESP", detail: `${server.text} closed the TCP connection before answering` }, false));
+      const early = () => finish({ fail: "EBADRESP", detail: `${server.text} closed the TCP connection before answering` }, false);
+      flow.on("end", early);
+      flow.on("close", early);
       this.timers.arm(timer, this.timeoutMs);
     });
   }

@@ -131,6 +131,8 @@ export class TestDnsServer {
   udpHandler: Handler;
   /** TCP answers are written this many bytes at a time (exercises length-prefix reassembly). */
   tcpChunk = 0;
+  /** Rewrites each TCP answer before it is sent (forged IDs and the like). */
+  tcpMangle: (m: DnsMessage) => DnsMessage = (m) => m;
   private readonly sock: UdpSocket;
   private tcp: TcpServer | undefined;
 
@@ -163,7 +165,7 @@ export class TestDnsServer {
           buf = buf.subarray(2 + buf.readUInt16BE(0));
           if (typeof q === "string") continue;
           this.tcpQueries.push(q);
-          const out = emitDns(answerFrom(this.zone, q));
+          const out = emitDns(this.tcpMangle(answerFrom(this.zone, q)));
           const framed = Buffer.concat([Buffer.from([out.length >> 8, out.length & 0xff]), out]);
           const step = this.tcpChunk || framed.length;
           for (let i = 0; i < framed.length; i += step) flow.write(framed.subarray(i, i + step));

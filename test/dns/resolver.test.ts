@@ -2,8 +2,9 @@
 // on a virtual clock: answers, retries and timeouts, TC -> TCP (RFC 7766), anti-spoofing checks
 // (RFC 5452 §9.1), the TTL cache and its bounds, negative caching (RFC 2308), CNAME chains.
 import { afterEach, describe, expect, it } from "vitest";
-import { net, a, aaaa, cname, response, zone, TestDnsServer, type Net } from "./net.js";
-import { emitDns, parseDns, type DnsMessage } from "../../stack/wire/dns.js";
+import { net, a, aaaa, cname, response, soa, zone, TestDnsServer, type Net } from "./net.js";
+import { emitDns, emitQuery, parseDns, type DnsMessage } from "../../stack/wire/dns.js";
+import { SeededRandom } from "../../stack/core/random.js";
 import { Stack } from "../../stack/stack.js";
 import { VirtualSwitch } from "../../stack/netif/vswitch.js";
 import { VirtualClock } from "../../stack/core/clock.js";
@@ -184,6 +185,17 @@ describe("RFC 7766 TCP fallback on truncation", () => {
     expect(s2.queries).toHaveLength(1);
   });
 
+  it("a TCP answer with another ID is refused and counted; the next server is asked", async () => {
+    const { dns, settle, s1, s2, stats } = await setup();
+    s1.listenTcp();
+    s1.tcpMangle = (m) => ({ ...m, id: (m.id + 1) & 0xffff, answers: [a("host.test", "198.18.66.6")] });
+    s1.udpHandler = (q, _r, send) => send(response(q, { tc: true }));
+    expect(await settle(dns.resolve4("host.test"))).toEqual([{ address: "198.18.1.1", ttl: 300 }]);
+    expect(s1.tcpQueries).toHaveLength(1);
+    expect(s2.queries).toHaveLength(1);
+    expect(stats()["drop_bad_id"]).toBe(1);
+  });
+
   it("a TCP length prefix above maxResponseSize is refused and counted", async () => {
     const { dns, settle, s1, stats } = await setup({ maxResponseSize: 600, servers: ["198.18.0.1"], attempts: 1 });
     s1.zone = zone(Array.from({ length: 60 }, (_, i) => a("big.test", `198.18.3.${i + 1}`)));
@@ -235,6 +247,33 @@ describe("RFC 5452 §9.1 spoofing resistance", () => {
     s1.udpHandler = s2.udpHandler = (q, _r, send) => send(junk(q));
     expect((await failure(dns.resolve4("host.test"), settle)).code).toBe("ETIMEOUT");
     expect(stats()["dropped"]).toBe(2);
+  });
+
+  it("random answers with our ID never throw out of the resolver: each lookup settles with an answer or a DNS error", async () => {
+    const { dns, settle, s1 } = await setup({ servers: ["198.18.0.1"], attempts: 1, timeoutMs: 100, cacheSize: 0 });
+    const rnd = new SeededRandom(5);
+    const valid = emitDns(response(parseDns(emitQuery(0, "host.test", 1)) as DnsMessage, { answers: [a("host.test", "198.18.1.1"), cname("x.test", "host.test")], authorities: [soa("test", 5)] }));
+    s1.udpHandler = (q, _r, send) => {
+      const b = rnd.u32() % 2 ? rnd.fill(new Uint8Array(rnd.u32() % 80)) : Uint8Array.from(valid);
+      for (let i = 0; i < 4; i++) b[rnd.u32() % Math.max(1, b.length)] = rnd.u32() & 0xff;
+      if (b.length >= 2) {
+        b[0] = q.id >> 8;
+        b[1] = q.id & 0xff;
+      }
+      send(b);
+    };
+    const codes = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      try {
+        const r = await settle(dns.resolve4("host.test"));
+        codes.add(`ok:${r.length}`);
+      } catch (e) {
+        codes.add((e as { code: string }).code);
+      }
+    }
+    for (const c of codes) expect(c).toMatch(/^(ok:\d+|ETIMEOUT|ENOTFOUND|ENODATA|ESERVFAIL|EREFUSED|EFORMERR|ENOTIMP|EBADRESP)$/);
+    expect(codes.has("ETIMEOUT")).toBe(true);
+    expect(codes.has("ok:1")).toBe(true);
   });
 
   it("records off the CNAME chain are ignored (no cache poisoning)", async () => {
