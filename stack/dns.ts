@@ -220,7 +220,7 @@ export class DnsResolver {
       throw new Failure("ENODATA");
     }
     const qname = canonicalName(name);
-    const bad = qname === "" ? "empty name" : nameError(qname);
+    const bad = qname === "" ? "empty name" : nameError(name);
     if (bad !== undefined) throw new Failure("EBADNAME", bad);
     if (qname === "localhost" || qname.endsWith(".localhost")) return [{ address: type === DNS_TYPE.A ? "127.0.0.1" : "::1", ttl: 0 }];
     if (this.closed) throw new Failure("ECANCELED", "resolver closed");
