@@ -2,7 +2,7 @@
 // answers pebble's HTTP-01 validation and carries the ACME requests; curl inside the namespace
 // verifies the served chain against pebble's root; renewal (SIGHUP) swaps the certificate while
 // a long HTTPS download continues; a validation that fails names the domain and pebble's detail.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { mkdtempSync, readFileSync, statSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -61,6 +61,10 @@ describe.skipIf(!run)("ACME with pebble in a namespace, paf on a TAP", () => {
     kernelTap = await tap();
     await ctx.ns.kernelSide(kernelTap, "198.18.0.1/24", undefined);
     pebble = await startPebble(ctx.ns);
+  });
+  afterEach((t) => {
+    // On failure, show what pebble and challtestsrv said (validation attempts, DNS answers).
+    if (t.task.result?.state === "fail") console.log(`pebble output:\n${pebble?.output().split("\n").slice(-60).join("\n")}`);
   });
   afterAll(() => {
     for (const c of children) c.kill("SIGKILL");

@@ -2,6 +2,7 @@
  * A real ACME server for the tests: pebble and pebble-challtestsrv (Debian's `pebble` package)
  * inside a test namespace, on the kernel side of a TAP (198.18.0.1). challtestsrv's DNS answers
  * every A query with the paf stack's address, so pebble validates HTTP-01 over the TAP.
+ * challtestsrv's DNS listens on the kernel side too, so a paf stack can use it as its resolver.
  * Pebble's own listener gets a certificate made here with openssl (its CA file is `caPath`); the
  * root that signs the issued certificates comes from pebble's management port (`rootPem()`).
  */
@@ -18,6 +19,10 @@ export interface Pebble {
   dir: string;
   /** Pebble's current issuing root (fetched from the management port, inside the namespace). */
   rootPem(): Promise<string>;
+  /** challtestsrv's DNS server (every A query answered with `answer`, except names added). */
+  dnsServer: string;
+  /** Make challtestsrv answer `host`'s A queries with `address` (its management API). */
+  addA(host: string, address: string): Promise<void>;
   /** Everything pebble and challtestsrv printed (for failure messages). */
   output(): string;
   stop(): void;
@@ -61,11 +66,11 @@ export async function startPebble(ns: Netns, o: PebbleOptions = {}): Promise<Peb
     c.stdout?.on("data", (d) => (out += `[${name}] ${d}`));
     c.stderr?.on("data", (d) => (out += `[${name}] ${d}`));
   };
-  const cts = ns.spawn("pebble-challtestsrv", ["-defaultIPv4", o.answer ?? "198.18.0.2", "-defaultIPv6", "", "-dns01", "127.0.0.1:8053", "-http01", "", "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:8055"]);
+  const cts = ns.spawn("pebble-challtestsrv", ["-defaultIPv4", o.answer ?? "198.18.0.2", "-defaultIPv6", "", "-dns01", `${address}:8053`, "-http01", "", "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:8055"]);
   collect("challtestsrv", cts);
   const env: Record<string, string> = { PEBBLE_VA_NOSLEEP: "1" };
   if (o.nonceReject !== undefined) env.PEBBLE_WFE_NONCEREJECT = String(o.nonceReject);
-  const pebble = ns.spawn("pebble", ["-config", config, "-dnsserver", "127.0.0.1:8053", "-strict"], { env });
+  const pebble = ns.spawn("pebble", ["-config", config, "-dnsserver", `${address}:8053`, "-strict"], { env });
   collect("pebble", pebble);
   const stop = () => {
     pebble.kill("SIGKILL");
@@ -96,6 +101,10 @@ export async function startPebble(ns: Netns, o: PebbleOptions = {}): Promise<Peb
     caPath,
     dir,
     rootPem: async () => (await ns.exec("curl", ["-sSf", "--max-time", "5", "--cacert", caPath, `https://${address}:15000/roots/0`])).stdout,
+    dnsServer: `${address}:8053`,
+    addA: async (host, addr) => {
+      await ns.exec("curl", ["-sSf", "--max-time", "5", "-X", "POST", "-d", JSON.stringify({ host: host.endsWith(".") ? host : host + ".", addresses: [addr] }), "http://127.0.0.1:8055/add-a"]);
+    },
     output: () => out,
     stop,
   };

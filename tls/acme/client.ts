@@ -84,7 +84,7 @@ export interface AcmeClientOptions {
   transport: AcmeTransport;
   /** Trusted roots for the ACME server's certificate (a private CA such as pebble). */
   ca?: string | Buffer | undefined;
-  /** Retries of a request the server refused with badNonce (§6.5). Default 5. */
+  /** Retries of a request the server refused with badNonce (§6.5). Default 10. */
   badNonceRetries?: number;
   /** Give up polling an authorization or order after this long (ms). Default 120000. */
   pollTimeoutMs?: number;
@@ -251,7 +251,7 @@ export class AcmeClient {
    */
   private async post(url: string, payload: unknown, context: string, useKid = true, identifier?: string, headers: Record<string, string> = {}): Promise<HttpResponse> {
     if (useKid && !this.kid) throw new Error(`${context}: no ACME account yet (call newAccount first)`);
-    const retries = this.opts.badNonceRetries ?? 5;
+    const retries = this.opts.badNonceRetries ?? 10;
     for (let attempt = 0; ; attempt++) {
       const jws = signJws(this.opts.accountKey, { url, nonce: await this.nonce(), ...(useKid ? { kid: this.kid! } : {}) }, payload);
       const res = await this.send("POST", url, JSON.stringify(jws), { "content-type": "application/jose+json", ...headers });

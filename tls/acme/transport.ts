@@ -55,14 +55,31 @@ export function hostTransport(): AcmeTransport {
   };
 }
 
-/** The part of a paf Stack the transport needs. */
+/** The part of a paf Stack the transport needs (its DNS resolver is optional). */
 export interface TcpConnector {
   tcp: { connect(opts: { host: string; port: number; timeout?: number }): Promise<Duplex> };
+  dns?: { lookup(name: string): Promise<{ address: string }> };
 }
 
-/** A paf stack's TCP as a transport (the userspace stack for `--tap`). */
+/**
+ * A paf stack's TCP as a transport (the userspace stack for `--tap`). Names are looked up with
+ * the stack's own resolver (stack.dns, over the stack's UDP/TCP); only when the stack has no DNS
+ * servers configured (ENOSERVERS) does the lookup fall back to the host's resolver.
+ */
 export function stackTransport(stack: TcpConnector, connectTimeoutMs = 10_000): AcmeTransport {
-  return { connect: (host, port) => stack.tcp.connect({ host, port, timeout: connectTimeoutMs }) };
+  return {
+    connect: (host, port) => stack.tcp.connect({ host, port, timeout: connectTimeoutMs }),
+    async resolve(host) {
+      const h = host.replace(/^\[|\]$/g, "");
+      if (net.isIP(h) || !stack.dns) return defaultResolve(h);
+      try {
+        return (await stack.dns.lookup(h)).address;
+      } catch (e) {
+        if ((e as { code?: string }).code === "ENOSERVERS") return defaultResolve(h);
+        throw e;
+      }
+    },
+  };
 }
 
 /** An https.Agent whose connections are TLS over the transport's flows. */
