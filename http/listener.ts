@@ -13,6 +13,21 @@ export type Flow = Duplex & {
   setNoDelay?(noDelay?: boolean): unknown;
 };
 
+/**
+ * Give a plain Duplex the no-op parts of net.Socket's surface that node:http, node:tls and
+ * agents call (setTimeout, setNoDelay, setKeepAlive, ref, unref), so a user's own flow (an
+ * in-memory pipe, a custom transport) works wherever a socket is expected. Idempotent.
+ */
+export function socketLike<T extends Duplex>(d: T): T {
+  const x = d as unknown as Record<string, unknown>;
+  for (const m of ["setTimeout", "setNoDelay", "setKeepAlive", "ref", "unref"]) {
+    if (typeof x[m] !== "function") x[m] = function (this: T) {
+      return this;
+    };
+  }
+  return d;
+}
+
 export interface Listener {
   /** Human-readable endpoint, e.g. "paf 198.18.0.2:80" or "host 127.0.0.1:8080". */
   readonly description: string;

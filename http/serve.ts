@@ -3,7 +3,7 @@
  * the listener says where flows come from. One bad connection never disturbs another: every flow
  * gets its own error handler, and the connection bound is enforced before a service sees it.
  */
-import type { Flow, Listener } from "./listener.js";
+import { socketLike, type Flow, type Listener } from "./listener.js";
 
 export interface Service {
   /** Take over one accepted flow. */
@@ -41,7 +41,7 @@ export function serve(service: Service, listener: Listener, opts: ServeOptions =
     accepted++;
     // Like node:http's default (noDelay: true): request/response traffic must not wait for Nagle
     // (TLS in particular writes small records that Nagle would hold behind a delayed ACK).
-    flow.setNoDelay?.(true);
+    socketLike(flow).setNoDelay?.(true);
     open.add(flow);
     flow.once("close", () => open.delete(flow));
     service.handle(flow);
