@@ -72,6 +72,11 @@ describe.skipIf(!run)("ACME against pebble over the userspace stack (library)", 
       expect(loadStored(dir, domains, pebble.directoryUrl)?.serial).toBe(issued.serial);
       expect(loadStored(dir, domains, "https://other.test/dir")).toBeUndefined();
       expect(loadStored(dir, [domains[0]!], pebble.directoryUrl)).toBeUndefined();
+      // A key that does not belong to the certificate (a crash between the two writes) is refused.
+      const { writeSecret } = await import("../../tls/acme/provision.js");
+      const { createCsr } = await import("../../tls/acme/csr.js");
+      writeSecret(issued.keyPath, (await createCsr(["other.test"])).keyPem);
+      expect(loadStored(dir, domains, pebble.directoryUrl)).toBeUndefined();
     });
   }
 

@@ -7,6 +7,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { X509Certificate, createPrivateKey } from "node:crypto";
 import { AcmeClient, type AcmeClientOptions } from "./client.js";
 import { generateKey, keyAuthorization, keyToPem, loadKey, type AccountKeyType } from "./jws.js";
 import { certificateInfo, createCsr, type CertKeyType } from "./csr.js";
@@ -104,7 +105,9 @@ export function loadStored(dir: string, domains: string[], directoryUrl: string 
     const want = [...domains].map((n) => n.toLowerCase()).sort();
     const have = info.names.map((n) => n.toLowerCase()).sort();
     if (want.join(",") !== have.join(",")) return undefined;
-    return { key: readFileSync(keyPath), cert, keyPath, certPath, ...info };
+    const key = readFileSync(keyPath);
+    if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) return undefined;
+    return { key, cert, keyPath, certPath, ...info };
   } catch {
     return undefined;
   }
@@ -150,8 +153,9 @@ export async function provision(opts: ProvisionOptions): Promise<Issued> {
     mkdirSync(d, { recursive: true, mode: 0o700 });
     const keyPath = join(d, "privkey.pem");
     const certPath = join(d, "fullchain.pem");
-    // Key first: a crash between the two writes leaves a new key with the old certificate, which
-    // loadStored would serve mismatched; so the old certificate is retired before the key changes.
+    // Each file is replaced atomically; a crash between the key and the certificate leaves a pair
+    // that loadStored rejects (it checks that the key belongs to the certificate), so nothing
+    // mismatched is ever served.
     writeSecret(join(d, "meta.json"), JSON.stringify({ directoryUrl, domains: opts.domains, account: acct.url }, null, 2) + "\n");
     writeSecret(keyPath, csr.keyPem);
     writeSecret(certPath, chain);
