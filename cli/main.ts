@@ -7,6 +7,7 @@ const USAGE = `usage: paf <command> [options]
 commands:
   serve     run a userspace TCP/IP stack on a TAP device and serve on it
   certify   obtain an ACME (Let's Encrypt) certificate over the stack and write its files
+  get       fetch a URL over a userspace stack on a TAP (or the host's sockets), like curl
   bench     load-test an HTTP(S) URL: latency histogram, errors by kind (over kernel TCP or a TAP)
   help      show this help
 
@@ -23,6 +24,8 @@ async function main(argv: string[]): Promise<number> {
       const { certify } = await import("./certify.js");
       return certify(rest);
     }
+    case "get":
+      return (await import("./get.js")).get(rest);
     case "bench": return (await import("./bench.js")).bench(rest);
     case undefined:
     case "help":

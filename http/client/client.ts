@@ -50,12 +50,32 @@ export interface ClientResponse {
   url: string;
   /** URLs that redirected here, in order. */
   redirects: string[];
+  /** How the response's connection was made. */
+  connection: ConnectionInfo | undefined;
   /** The body, streamed. */
   body: Readable;
   bytes(): Promise<Buffer>;
   text(): Promise<string>;
   json(): Promise<unknown>;
 }
+
+export interface ConnectionInfo {
+  /** The protocol that opened the flow ("paf-tcp", "host-tcp", "unix", or a registered one). */
+  via: string;
+  remoteAddress: string | undefined;
+  remotePort: number | undefined;
+  tls: { version: string | null; alpn: string | false } | undefined;
+}
+
+const INFO = Symbol("paf.connectionInfo");
+
+function describe(r: Resolved): Duplex {
+  const f = r.flow as Duplex & { [INFO]?: ConnectionInfo };
+  f[INFO] = { via: r.protocol, remoteAddress: r.remoteAddress, remotePort: r.remotePort, tls: r.tls ? { version: r.tls.version, alpn: r.tls.alpn } : undefined };
+  return f;
+}
+
+const infoOf = (s: unknown): ConnectionInfo | undefined => (s as { [INFO]?: ConnectionInfo } | null | undefined)?.[INFO];
 
 export interface ClientOptions {
   /** The context requests resolve from (a stack, TLS settings ...). Default: host sockets. */
@@ -77,6 +97,7 @@ class Origin {
   /** "h2" / "h1" once known for a TLS origin (from ALPN). */
   mode: "h1" | "h2" | undefined;
   session: http2.ClientHttp2Session | undefined;
+  sessionInfo: ConnectionInfo | undefined;
   probing: Promise<void> | undefined;
   /** TLS connections that negotiated http/1.1 while probing, handed to the agent first. */
   readonly spare: Duplex[] = [];
@@ -96,7 +117,7 @@ class Origin {
       this.open(this.secure ? ["http/1.1"] : undefined).then(
         (r) => {
           this.opened++;
-          cb(null, r.flow);
+          cb(null, describe(r));
         },
         (e: Error) => cb(e),
       );
@@ -105,7 +126,9 @@ class Origin {
   }
 
   /** An HTTP/2 session over a resolved flow. */
-  startSession(flow: Duplex, authority: string): http2.ClientHttp2Session {
+  startSession(r: Resolved, authority: string): http2.ClientHttp2Session {
+    const flow = describe(r);
+    this.sessionInfo = infoOf(flow);
     const s = http2.connect(authority, { createConnection: () => flow as never });
     s.on("error", () => {});
     const drop = () => {
@@ -223,26 +246,26 @@ export class Client {
           const r = await this.openFor(o, ["h2", "http/1.1"]);
           if (r.tls?.alpn === "h2") {
             o.mode = "h2";
-            o.startSession(r.flow, u.origin);
+            o.startSession(r, u.origin);
           } else {
             o.mode = "h1";
-            o.spare.push(r.flow);
+            o.spare.push(describe(r));
           }
         })().finally(() => (o.probing = undefined));
         await o.probing;
       }
-      if (o.mode === "h2" && o.session) return h2Request(o.session, u, method, headers, body, opts);
+      if (o.mode === "h2" && o.session) return h2Request(o.session, o.sessionInfo, u, method, headers, body, opts);
     } else if (!o.secure && h2 === "prior-knowledge") {
       while (o.probing) await o.probing;
       if (!o.session || o.session.closed || o.session.destroyed) {
         o.probing = (async () => {
           const r = await this.openFor(o, undefined);
           o.mode = "h2";
-          o.startSession(r.flow, u.origin);
+          o.startSession(r, u.origin);
         })().finally(() => (o.probing = undefined));
         await o.probing;
       }
-      return h2Request(o.session!, u, method, headers, body, opts);
+      return h2Request(o.session!, o.sessionInfo, u, method, headers, body, opts);
     }
     return h1Request(o.agent, u, method, headers, body, opts);
   }
@@ -296,13 +319,13 @@ function sendBody(body: Body | undefined, w: NodeJS.WritableStream & { end(b?: U
   r.pipe(w);
 }
 
-function withResponse(status: number, headers: ClientResponse["headers"], protocol: Protocol, body: Readable): Omit<ClientResponse, "url" | "redirects"> {
+function withResponse(status: number, headers: ClientResponse["headers"], protocol: Protocol, connection: ConnectionInfo | undefined, body: Readable): Omit<ClientResponse, "url" | "redirects"> {
   const bytes = async () => {
     const chunks: Buffer[] = [];
     for await (const c of body) chunks.push(c as Buffer);
     return Buffer.concat(chunks);
   };
-  return { status, headers, protocol, body, bytes, text: async () => (await bytes()).toString("utf8"), json: async () => JSON.parse((await bytes()).toString("utf8")) };
+  return { status, headers, protocol, connection, body, bytes, text: async () => (await bytes()).toString("utf8"), json: async () => JSON.parse((await bytes()).toString("utf8")) };
 }
 
 function h1Request(agent: http.Agent, u: URL, method: string, headers: Headers, body: Body | undefined, opts: RequestOptions): Promise<Omit<ClientResponse, "url" | "redirects">> {
@@ -324,13 +347,13 @@ function h1Request(agent: http.Agent, u: URL, method: string, headers: Headers, 
       clearTimeout(timer);
       opts.signal?.removeEventListener("abort", onAbort);
       const protocol: Protocol = res.httpVersion === "1.0" ? "http/1.0" : "http/1.1";
-      resolve(withResponse(res.statusCode ?? 0, res.headers, protocol, res));
+      resolve(withResponse(res.statusCode ?? 0, res.headers, protocol, infoOf(res.socket), res));
     });
     sendBody(body, req);
   });
 }
 
-function h2Request(session: http2.ClientHttp2Session, u: URL, method: string, headers: Headers, body: Body | undefined, opts: RequestOptions): Promise<Omit<ClientResponse, "url" | "redirects">> {
+function h2Request(session: http2.ClientHttp2Session, info: ConnectionInfo | undefined, u: URL, method: string, headers: Headers, body: Body | undefined, opts: RequestOptions): Promise<Omit<ClientResponse, "url" | "redirects">> {
   return new Promise((resolve, reject) => {
     const ms = opts.timeout ?? 30_000;
     const hs: http2.OutgoingHttpHeaders = { ":method": method, ":path": u.pathname + u.search, ":scheme": u.protocol.slice(0, -1), ":authority": u.host };
@@ -355,7 +378,7 @@ function h2Request(session: http2.ClientHttp2Session, u: URL, method: string, he
       clearTimeout(timer);
       opts.signal?.removeEventListener("abort", onAbort);
       const { ":status": status, ...rest } = h;
-      resolve(withResponse(Number(status), rest as ClientResponse["headers"], "h2", st));
+      resolve(withResponse(Number(status), rest as ClientResponse["headers"], "h2", info, st));
     });
     if (body !== undefined) sendBody(body, st);
   });

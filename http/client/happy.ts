@@ -28,7 +28,7 @@ export async function happyEyeballs<T extends { destroy(): unknown }>(
 ): Promise<T> {
   const order = interleave(addrs);
   const delay = Math.max(10, opts.delayMs ?? 250); // §5: no less than 10 ms
-  if (order.length === 1) return attempt(order[0]!, opts.signal ?? new AbortController().signal);
+  if (order.length === 1) return new Promise<T>((res) => res(attempt(order[0]!, opts.signal ?? new AbortController().signal)));
   return new Promise<T>((resolve, reject) => {
     const controllers: AbortController[] = [];
     const errors: Error[] = [];
@@ -54,7 +54,8 @@ export async function happyEyeballs<T extends { destroy(): unknown }>(
       const c = new AbortController();
       controllers.push(c);
       running++;
-      attempt(a, c.signal).then(
+      // A synchronous throw (e.g. no route for that family) is a failed attempt like any other.
+      new Promise<T>((res) => res(attempt(a, c.signal))).then(
         (flow) => {
           running--;
           if (settled) return void flow.destroy();

@@ -83,6 +83,9 @@ export interface Protocol {
 
 export interface Resolved {
   flow: Duplex;
+  /** The peer of the underlying transport (TCP address and port; undefined for Unix sockets). */
+  remoteAddress: string | undefined;
+  remotePort: number | undefined;
   /** The name of the protocol that opened the flow ("paf-tcp", "unix", or a registered one). */
   protocol: string;
   /** Set when TLS was layered over the flow. */
@@ -122,11 +125,12 @@ export class Connector {
     for (const p of candidates) {
       if (signal.aborted) throw new ClientError("connect", "aborted", { cause: signal.reason });
       try {
-        const flow = socketLike(await p.open(ctx, signal));
+        const flow = socketLike(await p.open(ctx, signal)) as Duplex & { remoteAddress?: string; remotePort?: number };
+        const peer = { remoteAddress: flow.remoteAddress, remotePort: flow.remotePort };
         const cfg = ctx.get(K.tls);
-        if (!cfg) return { flow, protocol: p.name };
+        if (!cfg) return { flow, protocol: p.name, ...peer };
         const socket = await startTls(flow, cfg, ctx.get(K.host), signal);
-        return { flow: socket, protocol: p.name, tls: { alpn: socket.alpnProtocol ?? false, version: socket.getProtocol(), socket } };
+        return { flow: socket, protocol: p.name, ...peer, tls: { alpn: socket.alpnProtocol ?? false, version: socket.getProtocol(), socket } };
       } catch (e) {
         if (e instanceof ClientError && e.stage !== "connect") throw e; // resolve/tls errors are final
         causes.push({ protocol: p.name, error: e as Error });
