@@ -328,7 +328,7 @@ function withResponse(status: number, headers: ClientResponse["headers"], protoc
   return { status, headers, protocol, connection, body, bytes, text: async () => (await bytes()).toString("utf8"), json: async () => JSON.parse((await bytes()).toString("utf8")) };
 }
 
-function h1Request(agent: http.Agent, u: URL, method: string, headers: Headers, body: Body | undefined, opts: RequestOptions): Promise<Omit<ClientResponse, "url" | "redirects">> {
+export function h1Request(agent: http.Agent, u: URL, method: string, headers: Headers, body: Body | undefined, opts: RequestOptions): Promise<Omit<ClientResponse, "url" | "redirects">> {
   return new Promise((resolve, reject) => {
     const ms = opts.timeout ?? 30_000;
     const hs: http.OutgoingHttpHeaders = { host: u.host };
@@ -353,7 +353,7 @@ function h1Request(agent: http.Agent, u: URL, method: string, headers: Headers, 
   });
 }
 
-function h2Request(session: http2.ClientHttp2Session, info: ConnectionInfo | undefined, u: URL, method: string, headers: Headers, body: Body | undefined, opts: RequestOptions): Promise<Omit<ClientResponse, "url" | "redirects">> {
+export function h2Request(session: http2.ClientHttp2Session, info: ConnectionInfo | undefined, u: URL, method: string, headers: Headers, body: Body | undefined, opts: RequestOptions): Promise<Omit<ClientResponse, "url" | "redirects">> {
   return new Promise((resolve, reject) => {
     const ms = opts.timeout ?? 30_000;
     const hs: http2.OutgoingHttpHeaders = { ":method": method, ":path": u.pathname + u.search, ":scheme": u.protocol.slice(0, -1), ":authority": u.host };

@@ -5,3 +5,4 @@ export { happyEyeballs, interleave, type Address } from "./happy.js";
 export { Connector, defaultConnector, K, stackTcp, hostTcp, unixSocket, startTls, stackLookup, systemLookup, whenConnected, type Protocol, type Resolved, type TlsConfig, type Lookup, type ConnectorStack, type ConnectingFlow } from "./resolve.js";
 export { Client, request, type ClientOptions, type ClientResponse, type RequestOptions, type Body } from "./client.js";
 export { PafAgent, PafHttpsAgent, pafDispatcher, type PafAgentOptions } from "./agents.js";
+export { runHttp, type HttpConnection } from "./run.js";

@@ -15,7 +15,7 @@ import { socketLike, stackListener } from "../../http/listener.js";
 import { httpService, httpsService, type Handler } from "../../http/services.js";
 import { demoApp } from "../../http/app.js";
 import { selfSigned } from "../../tls/selfsigned.js";
-import { Client, ClientError, Connector, Ctx, K, Key, PafAgent, PafHttpsAgent, defaultConnector, happyEyeballs, interleave, pafDispatcher, request, type Protocol } from "../../http/client/index.js";
+import { Client, ClientError, Connector, Ctx, K, Key, PafAgent, PafHttpsAgent, defaultConnector, happyEyeballs, interleave, pafDispatcher, request, runHttp, type Protocol } from "../../http/client/index.js";
 import { expectedPatternSha256 } from "../helpers/pattern.js";
 
 /** The demo app plus routes for redirects and a stall. */
@@ -171,6 +171,31 @@ describe("client side over two in-process stacks", () => {
     expect(f.protocol).toBe("h2");
     expect(await f.text()).toBe("hello fetch");
     cl.close();
+  });
+
+  it("runHttp drives one resolved flow: ALPN picks h2 or HTTP/1.1, several requests on it", async () => {
+    const c = defaultConnector();
+    for (const [alpn, proto] of [
+      [["h2", "http/1.1"], "h2"],
+      [["http/1.1"], "http/1.1"],
+    ] as const) {
+      const before = sec.stats().accepted;
+      const r = await c.open(base.with(K.host, "198.18.0.2").with(K.port, 443).with(K.tls, { ca: cert.cert, alpn: [...alpn] }));
+      expect(r.tls?.alpn).toBe(proto);
+      const conn = runHttp(r, { authority: "https://198.18.0.2" });
+      expect(conn.protocol).toBe(proto);
+      for (const n of [10, 20000, 300]) {
+        const res = await conn.request(`https://198.18.0.2/bytes/${n}`);
+        expect([res.protocol, (await res.bytes()).length]).toEqual([proto, n]);
+      }
+      expect(sec.stats().accepted - before).toBe(1);
+      conn.close();
+    }
+    // Cleartext h2 by prior knowledge over a bare flow.
+    const flow = await clientStack.tcp.connect({ host: "198.18.0.2", port: 80 });
+    const h2c = runHttp(flow, { http2: true, authority: "http://198.18.0.2" });
+    expect(await (await h2c.request("http://198.18.0.2/")).text()).toMatch(/HTTP\/2/);
+    h2c.close();
   });
 
   it("redirects are followed and bounded; 303 turns POST into GET", async () => {
