@@ -20,7 +20,7 @@ import { selfSigned } from "../tls/selfsigned.js";
 import { ACME_OPTIONS, ACME_USAGE, AcmeRuntime, CERTIFY_USAGE, parseAcmeArgs, type AcmeConfig } from "./certify.js";
 import { hostTransport, stackTransport } from "../tls/acme/transport.js";
 
-export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CIDR] | --host ADDR) [--gateway IP]...
+export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CIDR] | --host ADDR) [--gateway IP]... [--dns IP]...
                  [--http PORT] [--https PORT [--cert FILE --key FILE]] [--app MODULE] [--root DIR]
                  [--mac MAC] [--slaac] [--tap-netns NAME] [--pcap FILE] [--services LIST]
                  [--acme-domain NAME... [--acme-email EMAIL] [--acme-directory URL] [--acme-ca FILE]
@@ -38,6 +38,7 @@ export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CID
   --ipv6 CIDR       a static IPv6 address, e.g. 2001:db8::2/64 (link-local is always configured)
   --slaac           take IPv6 addresses from router advertisements
   --gateway IP      default gateway (repeat for IPv4 and IPv6)
+  --dns IP          DNS server for the stack's own resolver (repeatable; ACME names resolve there)
   --mac MAC         our MAC address (default: random, locally administered)
   --mtu N           L3 MTU (default 1500)
   --pcap FILE       record every frame to FILE (pcap, readable by Wireshark/tcpdump)
@@ -81,6 +82,7 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
     ipv6: { type: "string" },
     slaac: { type: "boolean" },
     gateway: { type: "string", multiple: true },
+    dns: { type: "string", multiple: true },
     mac: { type: "string" },
     mtu: { type: "string" },
     pcap: { type: "string" },
@@ -142,6 +144,11 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
       ...(gw6 ? { gateway: gw6 } : {}),
       ...(values.slaac ? { slaac: true } : {}),
     };
+  }
+  for (const d of values.dns ?? []) if (!ipFamily(d)) throw new UsageError(`--dns: "${d}" is not an IP address`);
+  if (values.dns?.length) {
+    if (values.host) throw new UsageError("--dns is for the userspace stack (--tap); --host uses the system resolver");
+    stack.dns = { servers: values.dns };
   }
   if (values.mac) {
     try {

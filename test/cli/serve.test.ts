@@ -45,6 +45,16 @@ describe("paf serve: bad arguments", () => {
     [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--services", "echo,telnet"], /--services: unknown value "telnet" \(expected one of: echo, discard, chargen\)/],
     [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--mtu", "100"], /--mtu must be/],
     [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--bogus"], /Unknown option '--bogus'/],
+    [["serve", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--dns", "resolver.example"], /--dns: "resolver.example" is not an IP address/],
+    [["serve", "--host", "127.0.0.1", "--dns", "198.18.0.1"], /--dns is for the userspace stack/],
+    [["get"], /expected exactly one URL/],
+    [["get", "ftp://198.18.0.1/"], /unsupported scheme ftp:/],
+    [["get", "--tap", "t0", "http://198.18.0.1/"], /--tap needs --ipv4/],
+    [["get", "--ipv4", "198.18.0.2/24", "http://198.18.0.1/"], /need --tap/],
+    [["get", "--http2", "--http1.1", "http://198.18.0.1/"], /exclude each other/],
+    [["get", "-H", "novalue", "http://198.18.0.1/"], /-H expects "Name: value"/],
+    [["get", "--cacert", "/nonexistent.pem", "http://198.18.0.1/"], /--cacert \/nonexistent.pem: ENOENT/],
+    [["get", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--dns", "x", "http://198.18.0.1/"], /--dns expects an IP address/],
     [["frobnicate"], /unknown command "frobnicate"/],
   ];
   for (const [args, msg] of cases) {
