@@ -14,6 +14,7 @@ import { httpService } from "../../http/services.js";
 import { Http01Responder, notFound } from "../../tls/acme/challenge.js";
 import { provision, loadStored, RenewalScheduler, type Issued } from "../../tls/acme/provision.js";
 import { stackTransport } from "../../tls/acme/transport.js";
+import { Connector, defaultConnector } from "../../http/client/resolve.js";
 import { AcmeProblem } from "../../tls/acme/client.js";
 import { ifname, requirePrivileged, useNetns } from "../helpers/netns.js";
 import { startPebble, type Pebble } from "./pebble.js";
@@ -94,10 +95,11 @@ describe.skipIf(!run)("ACME against pebble over the userspace stack (library)", 
   it("the renewal scheduler renews by itself when the threshold exceeds the remaining validity", async () => {
     const dir = mkdtempSync(join(tmpdir(), "paf-acme-"));
     let connects = 0;
-    const viaStack = stackTransport(stack);
     // The test process lives in the root namespace, which cannot reach 198.18.0.1 at all: every
-    // ACME connection is a paf flow over the TAP. Count them.
-    const transport = { connect: (h: string, p: number) => (connects++, viaStack.connect(h, p)) };
+    // ACME connection is a paf flow over the TAP. Count them with a wrapping connector.
+    const counting = new Connector();
+    for (const p of defaultConnector().list()) counting.register({ ...p, open: (c, sig) => (connects++, p.open(c, sig)) });
+    const transport = { ...stackTransport(stack), connector: counting };
     const got: Issued[] = [];
     const sched = new RenewalScheduler({
       domains: ["renew.paf.test"],

@@ -2,7 +2,7 @@
 // user-defined protocol over an in-memory pipe, the request API (HTTP/1.1 pooling, h2c and h2 over
 // TLS multiplexing, ALPN, redirects, timeouts, streamed bodies, error stages), happy eyeballs,
 // Node's http.request / axios through the agents and undici's fetch through the dispatcher.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import http from "node:http";
 import { createHash } from "node:crypto";
 import { Duplex, Readable } from "node:stream";

@@ -2,6 +2,7 @@
 // with 20 MB bodies checked by SHA-256, and Node's own http client over a second in-process stack.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import http from "node:http";
+import http2 from "node:http2";
 import { createHash } from "node:crypto";
 import { Netns, privileged, sh } from "../helpers/netns.js";
 import { TapNetif } from "../../stack/netif/tap.js";
@@ -82,7 +83,6 @@ describe.skipIf(!run)("demo app over TAP with curl", () => {
 
 describe("the raw HTTP/2 stream API beside the compat handler (no root)", () => {
   it("a handler answers through req.stream (respond, stream id, session settings) while the same app serves HTTP/1.1; stop() closes idle keep-alive connections with FIN", async () => {
-    const { default: http2 } = await import("node:http2");
     const sw = new VirtualSwitch();
     const server = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" } });
     const client = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" } });
