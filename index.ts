@@ -15,3 +15,12 @@ export { stackListener, hostListener, unixListener, type Listener, type Flow, ty
 export { httpService, httpsService, type Handler, type HttpLimits, type TlsOptions } from "./http/services.js";
 export { demoApp } from "./http/app.js";
 export { staticFiles } from "./http/static.js";
+export { socketLike } from "./http/listener.js";
+export { DnsResolver, type DnsOptions, type LookupOptions, type LookupAddress, type RecordWithTtl, type DnsError } from "./stack/dns.js";
+export * from "./http/client/index.js";
+export { AcmeClient, AcmeProblem, type AcmeClientOptions, type Order, type Authorization, type Challenge, type ProblemDocument } from "./tls/acme/client.js";
+export { Http01Responder } from "./tls/acme/challenge.js";
+export { provision, RenewalScheduler, loadStored, LETSENCRYPT_STAGING, LETSENCRYPT_PRODUCTION, DEFAULT_RENEW_DAYS, type ProvisionOptions, type RenewalOptions, type Issued } from "./tls/acme/provision.js";
+export { stackTransport, hostTransport, type AcmeTransport } from "./tls/acme/transport.js";
+export { generateKey as generateAccountKey, jwkThumbprint, type AccountKeyType } from "./tls/acme/jws.js";
+export { selfSigned, type SelfSigned } from "./tls/selfsigned.js";
