@@ -11,16 +11,14 @@ import { join, resolve as resolvePath } from "node:path";
 import { isIP } from "node:net";
 import { intOption, UsageError } from "./args.js";
 import type { ServeConfig } from "./serve.js";
-import { Stack } from "../stack/stack.js";
-import { TapNetif } from "../stack/netif/tap.js";
-import { PcapNetif } from "../stack/netif/pcap.js";
-import type { Netif } from "../stack/netif/netif.js";
+import type { Stack } from "../stack/stack.js";
 import { serve as serveHttp } from "../http/serve.js";
 import { hostListener, stackListener } from "../http/listener.js";
 import { httpService } from "../http/services.js";
 import { Http01Responder, notFound } from "../tls/acme/challenge.js";
 import { DEFAULT_RENEW_DAYS, LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING, RenewalScheduler, loadStored, provision, renewDue, type Issued } from "../tls/acme/provision.js";
 import { hostTransport, stackTransport, type AcmeTransport } from "../tls/acme/transport.js";
+import { openTapStack } from "./tapstack.js";
 
 /** The --acme-* options (paf serve and paf certify). */
 export const ACME_OPTIONS = {
@@ -185,13 +183,7 @@ export async function certify(argv: string[]): Promise<number> {
   const acme = cfg.acme!;
   let stack: Stack | undefined;
   if (cfg.tap) {
-    let netif: Netif = TapNetif.open(cfg.tap, {
-      up: true,
-      ...(cfg.stack.mtu ? { mtu: cfg.stack.mtu } : {}),
-      ...(cfg.tapNetns ? { netns: cfg.tapNetns.includes("/") ? cfg.tapNetns : `/var/run/netns/${cfg.tapNetns}` } : {}),
-    });
-    if (cfg.pcap) netif = new PcapNetif(netif, cfg.pcap);
-    stack = Stack.create({ netif, ...cfg.stack });
+    stack = openTapStack({ tap: cfg.tap, tapNetns: cfg.tapNetns, pcap: cfg.pcap, stack: cfg.stack });
   }
   const s = stack;
   try {

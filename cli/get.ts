@@ -5,8 +5,8 @@
 import { createReadStream, createWriteStream, readFileSync, statSync } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { parse, intOption, UsageError } from "./args.js";
-import { Stack, type StackOptions } from "../stack/stack.js";
-import { TapNetif } from "../stack/netif/tap.js";
+import type { Stack, StackOptions } from "../stack/stack.js";
+import { openTapStack } from "./tapstack.js";
 import { ipFamily, parseCidr } from "../stack/wire/addr.js";
 import { Client, Ctx, K, type Body, type TlsConfig } from "../http/client/index.js";
 
@@ -162,8 +162,7 @@ export async function get(argv: string[]): Promise<number> {
   let stack: Stack | undefined;
   let ctx = Ctx.empty.with(K.tls, cfg.tls);
   if (cfg.tap) {
-    const netns = cfg.tapNetns ? (cfg.tapNetns.includes("/") ? cfg.tapNetns : `/var/run/netns/${cfg.tapNetns}`) : undefined;
-    stack = Stack.create({ netif: TapNetif.open(cfg.tap, { up: true, ...(netns ? { netns } : {}) }), ...cfg.stack });
+    stack = openTapStack({ tap: cfg.tap, tapNetns: cfg.tapNetns, stack: cfg.stack ?? {} });
     await stack.ready();
     ctx = ctx.with(K.stack, stack);
     log(`* userspace stack on ${cfg.tap}: ${stack.addresses().join(", ")}`);

@@ -3,9 +3,6 @@
  */
 import { parse, listOption, UsageError } from "./args.js";
 import { Stack, type StackOptions } from "../stack/stack.js";
-import { TapNetif } from "../stack/netif/tap.js";
-import { PcapNetif } from "../stack/netif/pcap.js";
-import type { Netif } from "../stack/netif/netif.js";
 import { ipFamily, parseCidr, parseMac } from "../stack/wire/addr.js";
 import { startServices, SERVICES, type ServiceName } from "./services.js";
 import { readFileSync } from "node:fs";
@@ -19,6 +16,7 @@ import { staticFiles } from "../http/static.js";
 import { selfSigned } from "../tls/selfsigned.js";
 import { ACME_OPTIONS, ACME_USAGE, AcmeRuntime, CERTIFY_USAGE, parseAcmeArgs, type AcmeConfig } from "./certify.js";
 import { hostTransport, stackTransport } from "../tls/acme/transport.js";
+import { openTapStack } from "./tapstack.js";
 
 export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CIDR] | --host ADDR) [--gateway IP]... [--dns IP]...
                  [--http PORT] [--https PORT [--cert FILE --key FILE]] [--app MODULE] [--root DIR]
@@ -204,13 +202,7 @@ export async function serve(argv: string[]): Promise<number> {
   let stack: Stack | undefined;
   let services: Awaited<ReturnType<typeof startServices>> = [];
   if (cfg.tap) {
-    let netif: Netif = TapNetif.open(cfg.tap, {
-      up: true,
-      ...(cfg.stack.mtu ? { mtu: cfg.stack.mtu } : {}),
-      ...(cfg.tapNetns ? { netns: cfg.tapNetns.includes("/") ? cfg.tapNetns : `/var/run/netns/${cfg.tapNetns}` } : {}),
-    });
-    if (cfg.pcap) netif = new PcapNetif(netif, cfg.pcap);
-    stack = Stack.create({ netif, ...cfg.stack });
+    stack = openTapStack({ tap: cfg.tap, tapNetns: cfg.tapNetns, pcap: cfg.pcap, stack: cfg.stack });
     services = await startServices(stack, cfg.services);
   }
   const s = stack;

@@ -11,6 +11,7 @@ import type { DnsOptions } from "../../stack/dns.js";
 import type { RemoteInfo, UdpSocket } from "../../stack/udp.js";
 import type { TcpServer } from "../../stack/tcp/index.js";
 import { DNS_CLASS_IN, DNS_RCODE, DNS_TYPE, canonicalName, emitDns, parseDns, type DnsMessage, type DnsRecord } from "../../stack/wire/dns.js";
+import { runUntil } from "../helpers/virtual.js";
 
 export interface Net {
   clock: VirtualClock;
@@ -38,22 +39,7 @@ export async function net(dns: Partial<DnsOptions> = {}): Promise<Net> {
   const ns1 = mk("198.18.0.1");
   const ns2 = mk("198.18.0.2", "2001:db8::2");
   const attacker = mk("198.18.0.3");
-  const until = async (cond: () => boolean, what: string, maxMs = 120_000) => {
-    const end = clock.now() + maxMs;
-    for (let i = 0; !cond(); i++) {
-      await new Promise((r) => setImmediate(r));
-      if (cond()) break;
-      if (sw.idle) {
-        const d = clock.nextDeadline();
-        if (d === undefined) {
-          if (i > 200) throw new Error(`stalled waiting for ${what}: no timers armed, wire idle`);
-          continue;
-        }
-        if (d > end) throw new Error(`timed out (virtual ${maxMs} ms) waiting for ${what}`);
-        clock.advanceTo(d);
-      }
-    }
-  };
+  const until = (cond: () => boolean, what: string, maxMs = 120_000) => runUntil(sw, clock, cond, what, maxMs, 200);
   const settle = async <T>(p: Promise<T>, maxMs?: number): Promise<T> => {
     let done = false;
     p.then(

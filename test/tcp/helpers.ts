@@ -6,6 +6,7 @@ import { VirtualClock } from "../../stack/core/clock.js";
 import { SeededRandom } from "../../stack/core/random.js";
 import type { TcpFlow } from "../../stack/tcp/flow.js";
 import { createHash } from "node:crypto";
+import { runUntil } from "../helpers/virtual.js";
 
 export interface Pair {
   a: Stack;
@@ -29,22 +30,7 @@ export async function pair(opts: { seed?: number; faults?: FaultSpec; limits?: S
   const v6 = opts.family === 6;
   const a = Stack.create({ netif: fa, clock, random: new SeededRandom(seed * 7 + 1), ipv4: { address: "198.18.0.1/24" }, ...(v6 ? { ipv6: { address: "2001:db8::1/64", dad: false } } : {}), ...(opts.limits ? { limits: opts.limits } : {}) });
   const b = Stack.create({ netif: fb, clock, random: new SeededRandom(seed * 7 + 2), ipv4: { address: "198.18.0.2/24" }, ...(v6 ? { ipv6: { address: "2001:db8::2/64", dad: false } } : {}), ...(opts.limits ? { limits: opts.limits } : {}) });
-  const until = async (cond: () => boolean, what: string, maxMs = 600_000) => {
-    const end = clock.now() + maxMs;
-    for (let i = 0; !cond(); i++) {
-      await new Promise((r) => setImmediate(r));
-      if (cond()) break;
-      if (sw.idle) {
-        const d = clock.nextDeadline();
-        if (d === undefined) {
-          if (i > 50) throw new Error(`stalled waiting for ${what}: no timers armed, wire idle`);
-          continue;
-        }
-        if (d > end) throw new Error(`timed out (virtual ${maxMs} ms) waiting for ${what}`);
-        clock.advanceTo(d);
-      }
-    }
-  };
+  const until = (cond: () => boolean, what: string, maxMs = 600_000) => runUntil(sw, clock, cond, what, maxMs, 50);
   return { a, b, clock, sw, fa, fb, until, close: async () => void (await Promise.all([a.close(), b.close()])) };
 }
 
