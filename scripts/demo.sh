@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: bring paf's userspace stack up on a TAP inside a fresh network namespace, serve HTTP,
-# h2c and HTTPS (ALPN h2) from it, fetch with curl from the Linux kernel on the other side, print
-# what happened, and clean up (also on Ctrl-C).
+# h2c and HTTPS (ALPN h2) from it, fetch with curl from the Linux kernel on the other side and
+# with `paf get` from a second userspace stack, print what happened, and clean up (also on Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/netns-lib.sh
@@ -44,5 +44,15 @@ fetch "h2c (prior knowledge)" --http2-prior-knowledge http://198.18.0.2/
 fetch "HTTPS, ALPN h2" --cacert "$CERT" --http2 https://198.18.0.2/
 fetch "HTTPS over IPv6, ALPN h2" --cacert "$CERT" --http2 "https://[2001:db8::2]/"
 fetch "HTTPS, 10 MB streamed" --cacert "$CERT" --http2 https://198.18.0.2/bytes/10000000
+# The client side: paf get on a second userspace stack (its own TAP in the namespace, routed by
+# the kernel there) fetches from the first over HTTPS with ALPN h2, verifying the certificate.
+TAP2=pafdemo1
+ip -n "$PAF_NS" tuntap add dev "$TAP2" mode tap
+ip -n "$PAF_NS" addr add 198.19.0.1/24 dev "$TAP2"
+ip -n "$PAF_NS" link set "$TAP2" up
+ip netns exec "$PAF_NS" sysctl -qw net.ipv4.ip_forward=1
+echo "\$ paf get --tap $TAP2 --ipv4 198.19.0.2/24 --gateway 198.19.0.1 --cacert $CERT -v https://198.18.0.2/"
+node dist/cli/main.js get --tap "$TAP2" --tap-netns "$PAF_NS" --ipv4 198.19.0.2/24 --gateway 198.19.0.1 \
+  --cacert "$CERT" -v https://198.18.0.2/ 2>&1 | grep -v '^< \(date\|content-type\|content-length\)' | sed 's/^/   /'
 run ip neigh show dev "$TAP"
 echo "== demo done; namespace and TAP removed"
