@@ -24,25 +24,36 @@ for (const [t, host] of [["udp4", "198.18.0.2"], ["udp6", "2001:db8::2"]]) {
   console.log(`udp echo ${host}:7 -> ${await got}`);
   c.close();
 }
-// HTTP/1.1 and h2c from the demo app on the server stack, fetched by Node's own clients whose
-// connections are paf flows on the client stack.
+// HTTP/1.1, h2c and HTTPS (ALPN h2) from the demo app on the server stack, fetched by paf's own
+// client whose connections resolve (from its context) to TCP flows on the client stack.
 const { serve } = await import("../dist/http/serve.js");
 const { stackListener } = await import("../dist/http/listener.js");
-const { httpService } = await import("../dist/http/services.js");
+const { httpService, httpsService } = await import("../dist/http/services.js");
 const { demoApp } = await import("../dist/http/app.js");
-const http = await import("node:http");
-const http2 = await import("node:http2");
-const h = serve(httpService(demoApp({ stats: () => server.stats() })), stackListener(server, { port: 80 }));
-const agent = new http.Agent();
-agent.createConnection = () => client.tcp.connectFlow({ host: "198.18.0.2", port: 80 });
-const body1 = await new Promise((res, rej) => http.get({ host: "198.18.0.2", path: "/", agent }, (r) => { let b = ""; r.on("data", (d) => (b += d)); r.on("end", () => res(b)); }).on("error", rej));
-console.log(`http://198.18.0.2/ (HTTP/1.1) -> ${body1.trim()}`);
-const session = http2.connect("http://198.18.0.2", { createConnection: () => client.tcp.connectFlow({ host: "198.18.0.2", port: 80 }) });
-const body2 = await new Promise((res, rej) => { const s = session.request({ ":path": "/" }); let b = ""; s.on("data", (d) => (b += d)); s.on("end", () => res(b)); s.on("error", rej); s.end(); });
-console.log(`http://198.18.0.2/ (h2c) -> ${body2.trim()}`);
-session.close();
-agent.destroy();
-await h.stop(500);
+const { selfSigned } = await import("../dist/tls/selfsigned.js");
+const { Client, Ctx, K } = await import("../dist/http/client/index.js");
+const app = demoApp({ stats: () => server.stats() });
+const cert = selfSigned(["paf.test", "198.18.0.2", "2001:db8::2"]);
+console.log(`== self-signed certificate ${cert.certPath} sha256 ${cert.fingerprint256}`);
+const web = serve(httpService(app), stackListener(server, { port: 80 }));
+const tls = serve(httpsService(app, { key: cert.key, cert: cert.cert }), stackListener(server, { port: 443 }));
+const c = new Client({ ctx: Ctx.empty.with(K.stack, client).with(K.tls, { ca: cert.cert }) });
+for (const [url, opts] of [
+  ["http://198.18.0.2/", {}],
+  ["http://198.18.0.2/", { http2: "prior-knowledge" }],
+  ["https://198.18.0.2/", {}],
+  ["https://[2001:db8::2]/", {}],
+  ["https://198.18.0.2/bytes/10000000", {}],
+]) {
+  const t0 = performance.now();
+  const r = await c.request(url, opts);
+  const body = await r.bytes();
+  const tlsInfo = r.connection?.tls ? `, ${r.connection.tls.version} ALPN ${r.connection.tls.alpn}` : "";
+  console.log(`${url} -> ${r.protocol} ${r.status}${tlsInfo}, ${body.length} bytes in ${(performance.now() - t0).toFixed(1)} ms${body.length < 200 ? `: ${body.toString().trim()}` : ""}`);
+}
+c.close();
+await web.stop(500);
+await tls.stop(500);
 await client.close();
 await server.close();
-console.log("== demo done (in-process; run as root for the TAP + HTTPS version)");
+console.log("== demo done (in-process; run as root for the TAP version, with curl from the kernel)");
