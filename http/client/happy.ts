@@ -21,21 +21,47 @@ export function interleave(addrs: readonly Address[]): Address[] {
   return out;
 }
 
+/**
+ * `later`: addresses still being resolved (the slower of the AAAA / A queries, §3): they join the
+ * remaining attempts, interleaved, when they arrive.
+ */
 export async function happyEyeballs<T extends { destroy(): unknown }>(
   addrs: readonly Address[],
   attempt: (a: Address, signal: AbortSignal) => Promise<T>,
-  opts: { delayMs?: number; signal?: AbortSignal } = {},
+  opts: { delayMs?: number; signal?: AbortSignal; later?: Promise<Address[]> } = {},
 ): Promise<T> {
-  const order = interleave(addrs);
+  let order = interleave(addrs);
   const delay = Math.max(10, opts.delayMs ?? 250); // §5: no less than 10 ms
-  if (order.length === 1) return new Promise<T>((res) => res(attempt(order[0]!, opts.signal ?? new AbortController().signal)));
+  if (order.length === 1 && !opts.later) return new Promise<T>((res) => res(attempt(order[0]!, opts.signal ?? new AbortController().signal)));
   return new Promise<T>((resolve, reject) => {
     const controllers: AbortController[] = [];
     const errors: Error[] = [];
     let next = 0;
     let running = 0;
     let settled = false;
+    let waitingForLater = opts.later !== undefined;
     let timer: NodeJS.Timeout | undefined;
+    const failAll = () => {
+      finish();
+      const err = new AggregateError(errors, `every address failed: ${errors.map((x) => `${(x as Error & { address?: string }).address}: ${x.message}`).join("; ")}`);
+      reject(Object.assign(err, { code: (errors[0] as { code?: string } | undefined)?.code }));
+    };
+    opts.later?.then(
+      (more) => {
+        waitingForLater = false;
+        if (settled) return;
+        order = [...order.slice(0, next), ...interleave([...order.slice(next), ...more])];
+        if (running === 0) start(); // idle: every earlier attempt already failed
+        else if (!timer && next < order.length) {
+          timer = setTimeout(start, delay);
+          timer.unref?.();
+        }
+      },
+      () => {
+        waitingForLater = false;
+        if (!settled && running === 0 && next >= order.length) failAll();
+      },
+    );
     const finish = () => {
       settled = true;
       clearTimeout(timer);
@@ -49,6 +75,7 @@ export async function happyEyeballs<T extends { destroy(): unknown }>(
     };
     const start = () => {
       clearTimeout(timer);
+      timer = undefined;
       if (settled || next >= order.length) return;
       const a = order[next++]!;
       const c = new AbortController();
@@ -67,11 +94,7 @@ export async function happyEyeballs<T extends { destroy(): unknown }>(
           if (settled) return;
           errors.push(Object.assign(e, { address: a.address }));
           if (next < order.length) start(); // a failure starts the next attempt at once
-          else if (running === 0) {
-            finish();
-            const err = new AggregateError(errors, `every address failed: ${errors.map((x, i) => `${(x as Error & { address?: string }).address ?? order[i]?.address}: ${x.message}`).join("; ")}`);
-            reject(Object.assign(err, { code: (errors[0] as { code?: string } | undefined)?.code }));
-          }
+          else if (running === 0 && !waitingForLater) failAll();
         },
       );
       if (next < order.length) {

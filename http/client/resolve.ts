@@ -49,8 +49,15 @@ export interface TlsConfig {
   minVersion?: tls.SecureVersion;
 }
 
-/** Name resolution override: every address of a name, any family. */
-export type Lookup = (name: string) => Promise<Address[]>;
+/**
+ * Name resolution: addresses of a name, any family. A result may carry `later`, the addresses
+ * of a family still being resolved (RFC 8305 §3): connecting starts without waiting for them.
+ */
+export type Lookup = (name: string) => Promise<Resolution>;
+export type Resolution = Address[] & { later?: Promise<Address[]> };
+
+/** RFC 8305 §3: after the A answer, wait this long for the AAAA answer before connecting. */
+export const RESOLUTION_DELAY_MS = 50;
 
 /** The keys the shipped protocols read. */
 export const K = {
@@ -174,30 +181,70 @@ export function whenConnected<T extends ConnectingFlow>(flow: T, signal: AbortSi
 }
 
 /** Addresses of a host: a literal passes through; names go to `lookup`. Resolve-stage errors. */
-async function addressesOf(host: string, lookup: Lookup): Promise<Address[]> {
+async function addressesOf(host: string, lookup: Lookup): Promise<Resolution> {
   const fam = net.isIP(host);
   if (fam) return [{ address: host, family: fam as 4 | 6 }];
-  let out: Address[];
+  let out: Resolution;
   try {
     out = await lookup(host);
   } catch (e) {
     const err = e as Error & { code?: string };
     throw new ClientError("resolve", `cannot resolve ${host}: ${err.code ?? ""} ${err.message}`.trim(), { cause: err, code: err.code });
   }
-  if (out.length === 0) throw new ClientError("resolve", `cannot resolve ${host}: no A or AAAA records`, { code: "ENODATA" });
+  if (out.length === 0 && !out.later) throw new ClientError("resolve", `cannot resolve ${host}: no A or AAAA records`, { code: "ENODATA" });
   return out;
 }
 
-/** AAAA and A in parallel through a stack's resolver; one family failing is fine if the other answers. */
+/**
+ * AAAA and A queried in parallel through a stack's resolver (RFC 8305 §3): an AAAA answer starts
+ * connecting at once (the A answer joins later); an A answer waits RESOLUTION_DELAY_MS for the
+ * AAAA one, then goes ahead without it (it joins later if it comes). One family failing is fine
+ * if the other answers.
+ */
 export function stackLookup(d: NonNullable<ConnectorStack["dns"]>): Lookup {
-  return async (name) => {
-    const [v6, v4] = await Promise.allSettled([d.resolve6(name), d.resolve4(name)]);
-    const out: Address[] = [];
-    if (v6.status === "fulfilled") for (const r of v6.value) out.push({ address: r.address, family: 6 });
-    if (v4.status === "fulfilled") for (const r of v4.value) out.push({ address: r.address, family: 4 });
-    if (out.length === 0) throw (v4.status === "rejected" ? v4.reason : (v6 as PromiseRejectedResult).reason) as Error;
-    return out;
-  };
+  const as = (family: 4 | 6) => (rs: Array<{ address: string }>): Address[] => rs.map((r) => ({ address: r.address, family }));
+  return (name) =>
+    new Promise<Resolution>((resolve, reject) => {
+      const p6 = d.resolve6(name).then(as(6));
+      const p4 = d.resolve4(name).then(as(4));
+      let v4: Address[] | undefined;
+      let e4: unknown;
+      let e6: unknown;
+      let done = false;
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (now: Address[], later?: Promise<Address[]>) => {
+        done = true;
+        clearTimeout(timer);
+        resolve(Object.assign(now, later ? { later } : {}));
+      };
+      p6.then(
+        (a) => {
+          if (done) return;
+          if (v4) finish([...a, ...v4]);
+          else if (e4 !== undefined) finish(a);
+          else finish(a, p4.catch(() => []));
+        },
+        (e) => {
+          e6 = e;
+          if (done) return;
+          if (v4) finish(v4);
+          else if (e4 !== undefined) reject(e4);
+        },
+      );
+      p4.then(
+        (a) => {
+          v4 = a;
+          if (done) return;
+          if (e6 !== undefined) return finish(a);
+          timer = setTimeout(() => finish(a, p6.catch(() => [])), RESOLUTION_DELAY_MS);
+          timer.unref?.();
+        },
+        (e) => {
+          e4 = e;
+          if (!done && e6 !== undefined) reject(e);
+        },
+      );
+    });
 }
 
 /** The system resolver (getaddrinfo: /etc/hosts, nsswitch), every address of both families. */
@@ -213,7 +260,7 @@ function tcpProtocol(name: string, priority: number, needs: Key<unknown>[], conn
       const port = ctx.need(K.port);
       const addrs = await addressesOf(host, ctx.get(K.lookup) ?? lookupOf(ctx));
       const timeout = ctx.get(K.connectTimeout) ?? 10_000;
-      return happyEyeballs(addrs, (a, sig) => whenConnected(connectOne(ctx, a, port), sig, timeout, `${a.family === 6 ? `[${a.address}]` : a.address}:${port}`), { delayMs: ctx.get(K.attemptDelay) ?? 250, signal });
+      return happyEyeballs(addrs, (a, sig) => whenConnected(connectOne(ctx, a, port), sig, timeout, `${a.family === 6 ? `[${a.address}]` : a.address}:${port}`), { delayMs: ctx.get(K.attemptDelay) ?? 250, signal, ...(addrs.later ? { later: addrs.later } : {}) });
     },
   };
 }

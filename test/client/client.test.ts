@@ -259,6 +259,34 @@ describe("client side over two in-process stacks", () => {
     expect(bad.message).toMatch(/x: no route to x; y: no route to y/);
   });
 
+  it("RFC 8305 §3: a slow AAAA answer does not hold up IPv4 (resolution delay), a fast one starts at once", async () => {
+    const after = <T>(ms: number, v: T, fail = false) => new Promise<T>((res, rej) => setTimeout(() => (fail ? rej(Object.assign(new Error("ETIMEOUT"), { code: "ETIMEOUT" })) : res(v)), ms));
+    const dnsWith = (v6: () => Promise<Array<{ address: string }>>, v4: () => Promise<Array<{ address: string }>>) => ({ tcp: clientStack.tcp, dns: { resolve6: v6, resolve4: v4 } });
+    // AAAA takes 3 s (a resolver dropping AAAA queries), A answers at once: connected over IPv4 in well under a second.
+    let t0 = Date.now();
+    const slow6 = Ctx.empty.with(K.stack, dnsWith(() => after(3000, [{ address: "2001:db8::2" }]), () => after(5, [{ address: "198.18.0.2" }])));
+    const r1 = await request("http://paf.test/", { ctx: slow6 });
+    expect(r1.connection?.remoteAddress).toBe("198.18.0.2");
+    expect(Date.now() - t0).toBeLessThan(1000);
+    await r1.text();
+    // AAAA first, A slow: IPv6 is used without waiting for A.
+    t0 = Date.now();
+    const slow4 = Ctx.empty.with(K.stack, dnsWith(() => after(5, [{ address: "2001:db8::2" }]), () => after(3000, [{ address: "198.18.0.2" }])));
+    const r2 = await request("http://paf.test/", { ctx: slow4 });
+    expect(r2.connection?.remoteAddress).toBe("2001:db8::2");
+    expect(Date.now() - t0).toBeLessThan(1000);
+    await r2.text();
+    // AAAA first but unreachable, A arrives 300 ms later: the late A answer joins and wins.
+    const late4 = Ctx.empty.with(K.stack, dnsWith(() => after(5, [{ address: "2001:db8::99" }]), () => after(300, [{ address: "198.18.0.2" }])));
+    const r3 = await request("http://paf.test/", { ctx: late4.with(K.attemptDelay, 100) });
+    expect(r3.connection?.remoteAddress).toBe("198.18.0.2");
+    await r3.text();
+    // Both queries fail: a resolve error naming the name.
+    const none = Ctx.empty.with(K.stack, dnsWith(() => after(5, [], true), () => after(10, [], true)));
+    const e = await request("http://paf.test/", { ctx: none }).catch((x) => x);
+    expect([e.stage, e.message]).toEqual(["resolve", expect.stringMatching(/cannot resolve paf\.test: ETIMEOUT/)]);
+  });
+
   it("http.request and axios run over the stack through PafAgent / PafHttpsAgent; undici fetch through pafDispatcher", async () => {
     const agent = new PafAgent({ ctx: Ctx.empty.with(K.stack, clientStack) });
     const viaHttp = await new Promise<string>((resolve, reject) => {
