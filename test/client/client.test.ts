@@ -4,6 +4,7 @@
 // Node's http.request / axios through the agents and undici's fetch through the dispatcher.
 import { afterAll, describe, expect, it } from "vitest";
 import http from "node:http";
+import tls from "node:tls";
 import { createHash } from "node:crypto";
 import { Duplex, Readable } from "node:stream";
 import axios from "axios";
@@ -126,6 +127,23 @@ describe("client side over two in-process stacks", () => {
     expect(r2.protocol).toBe("h2");
     expect(await r2.text()).toMatch(/HTTP\/2/);
     cl.close();
+  });
+
+  it("host TCP on loopback with a client certificate (mutual TLS): accepted with it, refused without", async () => {
+    const clientCert = selfSigned(["client.paf.test"]);
+    const srv = tls.createServer({ key: cert.key, cert: cert.cert, requestCert: true, rejectUnauthorized: true, ca: clientCert.cert, ALPNProtocols: ["http/1.1"] }, (s) => {
+      s.once("data", () => s.end(`HTTP/1.1 200 OK\r\nContent-Length: ${s.getPeerCertificate().subject.CN.length}\r\nConnection: close\r\n\r\n${s.getPeerCertificate().subject.CN}`));
+    });
+    srv.on("tlsClientError", () => {});
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const port = (srv.address() as { port: number }).port;
+    const host = Ctx.empty.with(K.host_tcp, true);
+    const ok = await request(`https://127.0.0.1:${port}/`, { ctx: host.with(K.tls, { ca: cert.cert, servername: "paf.test", cert: clientCert.cert, key: clientCert.key }) });
+    expect([ok.status, ok.connection?.via, await ok.text()]).toEqual([200, "host-tcp", "client.paf.test"]);
+    const refused = await request(`https://127.0.0.1:${port}/`, { ctx: host.with(K.tls, { ca: cert.cert, servername: "paf.test" }), http2: false }).catch((e) => e);
+    expect(refused).toBeInstanceOf(ClientError);
+    expect(["tls", "protocol"]).toContain(refused.stage); // TLS 1.3: the server's alert may come after the handshake
+    srv.close();
   });
 
   it("HTTP/1.1 keep-alive: 20 sequential requests reuse one connection", async () => {
