@@ -132,7 +132,8 @@ describe("client side over two in-process stacks", () => {
   it("host TCP on loopback with a client certificate (mutual TLS): accepted with it, refused without", async () => {
     const clientCert = selfSigned(["client.paf.test"]);
     const srv = tls.createServer({ key: cert.key, cert: cert.cert, requestCert: true, rejectUnauthorized: true, ca: clientCert.cert, ALPNProtocols: ["http/1.1"] }, (s) => {
-      s.once("data", () => s.end(`HTTP/1.1 200 OK\r\nContent-Length: ${s.getPeerCertificate().subject.CN.length}\r\nConnection: close\r\n\r\n${s.getPeerCertificate().subject.CN}`));
+      const cn = String(s.getPeerCertificate().subject?.CN ?? "");
+      s.once("data", () => s.end(`HTTP/1.1 200 OK\r\nContent-Length: ${cn.length}\r\nConnection: close\r\n\r\n${cn}`));
     });
     srv.on("tlsClientError", () => {});
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
