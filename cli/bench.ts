@@ -155,9 +155,11 @@ export async function bench(argv: string[]): Promise<number> {
   try {
     const run = runLoad({ ...cfg.load, dial: stack ? stackDial(stack) : kernelDial });
     const stopProgress = progress(run, cfg.load);
-    const onSignal = () => run.stop();
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
+    // The first SIGINT/SIGTERM stops starting requests (the report still comes); a second one exits.
+    let signals = 0;
+    const onSignal = () => (signals++ ? process.exit(130) : run.stop());
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
     const result = await run.result.finally(() => {
       stopProgress();
       process.off("SIGINT", onSignal);

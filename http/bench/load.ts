@@ -271,6 +271,7 @@ export function runLoad(opts: LoadOptions): LoadRun {
         const timer = setTimeout(() => {
           failure = new Failure("timeout", `no complete response within ${opts.timeoutMs} ms`);
           req.destroy(failure);
+          end(failure); // counted now, whatever the connection does next
         }, opts.timeoutMs);
         req.on("error", (e) => end(failure ?? kindOf(e)));
         req.on("response", (res) => {
@@ -358,7 +359,10 @@ export function runLoad(opts: LoadOptions): LoadRun {
         }
         const timer = setTimeout(() => {
           failure = new Failure("timeout", `no complete response within ${opts.timeoutMs} ms`);
+          // A stream whose request body is held by flow control closes only once it is written:
+          // count the timeout now and let the stream go (the session is destroyed at the end).
           stream.close(http2.constants.NGHTTP2_CANCEL);
+          end(failure);
         }, opts.timeoutMs);
         stream.on("response", (h) => {
           status = Number(h[":status"]);
@@ -391,7 +395,7 @@ export function runLoad(opts: LoadOptions): LoadRun {
       }
     };
     return Promise.all(Array.from({ length: opts.streams }, worker)).then(() => {
-      session?.close();
+      session?.destroy();
     });
   }
 

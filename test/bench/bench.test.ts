@@ -92,6 +92,15 @@ describe("paf bench against paf serve --host 127.0.0.1", () => {
     }
   }
 
+  it("h2: an upload the server never reads (held by flow control) still ends at --timeout, counted", async () => {
+    const t0 = Date.now();
+    const r = await bench([`http://127.0.0.1:${fhttp}/stall`, "--h2", "--body-size", "300000", "--requests", "4", "--clients", "1", "--streams", "2", "--timeout", "400"], 20_000);
+    expect(r.code).toBe(1);
+    expect(r.report.errors.timeout).toBe(4);
+    expect(r.report.bytes.sent).toBe(4 * 300_000);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
   it("a refused connection is a connect error, retried and counted per request", async () => {
     const dead = await freePort();
     const r = await bench([`http://127.0.0.1:${dead}/`, "--requests", "6", "--clients", "2"]);

@@ -43,7 +43,8 @@ export function freePort(): Promise<number> {
 /**
  * An --app module with injected faults: /reset resets (HTTP/1.1: the connection; h2: the stream),
  * /stall never answers, /short promises 1000 bytes and sends 10, /status answers 503, /flaky
- * resets every 4th request it sees and answers "ok" otherwise; anything else says hello.
+ * resets every 4th request it sees and answers "ok" otherwise; /bytes/N sends N bytes, /echo
+ * the request body; anything else says hello (without reading a request body).
  */
 export function faultApp(): string {
   const path = join(dir, `faults${n++}.mjs`);
@@ -65,6 +66,12 @@ export default (req, res) => {
     return res.end("busy\\n");
   }
   if (p === "/flaky") return ++seen % 4 === 0 ? kill(req, res) : res.end("ok\\n");
+  if (p === "/echo") return req.pipe(res);
+  const m = /^\\/bytes\\/(\\d+)$/.exec(p);
+  if (m) {
+    res.setHeader("content-length", m[1]);
+    return res.end(Buffer.alloc(Number(m[1]), 0x61));
+  }
   res.end("hello\\n");
 };
 `,
