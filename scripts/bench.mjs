@@ -19,7 +19,7 @@ try {
   const only = process.env.PAF_BENCH_ONLY;
   if (!only || only === "udp") rows.push(...(await benchUdp()));
   if (!only || only === "tcp") rows.push(...(await benchTcp()));
-  if (!only || only === "http") rows.push(...(await benchHttp()));
+  if (!only || only === "http" || only === "latency") rows.push(...(await benchHttp({ latencyOnly: only === "latency" })));
 } finally {
   cleanup();
 }

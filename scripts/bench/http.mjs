@@ -1,8 +1,10 @@
 // HTTP figures, the same app side by side: `paf serve --tap` (userspace stack over TAP) vs
 // `paf serve --host` (Node on kernel TCP over veth between two namespaces): wrk HTTP/1.1
 // keep-alive req/s and latency, h2load h2-over-TLS req/s, TLS handshakes/s (one request per
-// new connection).
+// new connection), and paf bench's own latency percentiles (HTTP/1.1 keep-alive, 16 clients).
 import { spawn } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, netns, vethPair, nsRun, sleep } from "./lib.mjs";
 
@@ -27,7 +29,33 @@ function startServe(args, nsName) {
   return { ready, stop: () => new Promise((r) => { c.on("exit", r); c.kill("SIGTERM"); setTimeout(() => c.kill("SIGKILL"), 3000).unref(); }) };
 }
 
-async function measure(clientNs, base) {
+const PAF_BENCH_SECONDS = 3;
+
+/**
+ * `paf bench` from the client namespace (kernel TCP): HTTP/1.1 keep-alive, 16 clients, bounded by
+ * time and count. A run where requests failed still gives its latencies; the failures are printed.
+ */
+async function pafBench(clientNs, url) {
+  const json = join(tmpdir(), `paf-bench-${process.pid}-${Math.random().toString(36).slice(2)}.json`);
+  const args = [CLI, "bench", url, "--clients", "16", "--duration", String(PAF_BENCH_SECONDS), "--requests", "1000000", "--timeout", "5000", "--json", json];
+  let failure;
+  await nsRun(clientNs, process.execPath, args, (PAF_BENCH_SECONDS + 30) * 1000).catch((e) => (failure = e));
+  let r;
+  try {
+    r = JSON.parse(readFileSync(json, "utf8"));
+  } catch {
+    throw failure ?? new Error(`paf bench ${url} wrote no JSON`);
+  } finally {
+    rmSync(json, { force: true });
+  }
+  if (r.failed) console.error(`paf bench ${url}: ${r.failed} of ${r.requests} requests failed ${JSON.stringify(r.errors)}`);
+  return r;
+}
+
+async function measure(clientNs, base, latencyOnly) {
+  const pb = await pafBench(clientNs, `http://${base}/`);
+  const bench = { p50ms: pb.latencyMs.p50, p99ms: pb.latencyMs.p99 };
+  if (latencyOnly) return { bench };
   const wrk = await nsRun(clientNs, "wrk", ["-t2", "-c64", "-d3s", "--latency", `http://${base}/`]);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk)?.[1] ?? 0);
   const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(wrk);
@@ -36,10 +64,11 @@ async function measure(clientNs, base) {
   const h2rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(h2)?.[1] ?? 0);
   const hs = await nsRun(clientNs, "h2load", ["-n", "400", "-c", "400", "-m", "1", `https://${base}/`]);
   const hsps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(hs)?.[1] ?? 0);
-  return { rps, p99ms, h2rps, hsps };
+  return { rps, p99ms, h2rps, hsps, bench };
 }
 
-export async function benchHttp() {
+/** latencyOnly: just the paf bench rows (PAF_BENCH_ONLY=latency). */
+export async function benchHttp({ latencyOnly = false } = {}) {
   // paf on a TAP
   const t = await netns("h");
   const tap = "pafbh";
@@ -48,18 +77,24 @@ export async function benchHttp() {
   await nsRun(t, "ip", ["addr", "add", "198.18.0.1/24", "dev", tap]);
   await nsRun(t, "ip", ["link", "set", tap, "up"]);
   await sleep(300);
-  const p = await measure(t, "198.18.0.2");
+  const p = await measure(t, "198.18.0.2", latencyOnly);
   await paf.stop();
   // the same app on kernel TCP, across a veth pair
   const { A, B } = await vethPair("h");
   const host = startServe(["--host", "198.18.1.2", "--http", "80", "--https", "443"], B);
   await host.ready;
-  const k = await measure(A, "198.18.1.2");
+  const k = await measure(A, "198.18.1.2", latencyOnly);
   await host.stop();
+  const latency = [
+    { name: "HTTP/1.1 p50 latency, ms (paf bench, 16 clients)", paf: p.bench.p50ms, kernel: k.bench.p50ms, lowerIsBetter: true },
+    { name: "HTTP/1.1 p99 latency, ms (paf bench, 16 clients)", paf: p.bench.p99ms, kernel: k.bench.p99ms, lowerIsBetter: true },
+  ];
+  if (latencyOnly) return latency;
   return [
     { name: "HTTP/1.1 keep-alive req/s (wrk -t2 -c64)", paf: p.rps, kernel: k.rps },
     { name: "HTTP/1.1 p99 latency, ms (wrk)", paf: p.p99ms, kernel: k.p99ms, lowerIsBetter: true },
     { name: "h2 over TLS req/s (h2load -c16 -m10)", paf: p.h2rps, kernel: k.h2rps },
     { name: "TLS handshakes/s (h2load, 1 request per connection)", paf: p.hsps, kernel: k.hsps },
+    ...latency,
   ];
 }
