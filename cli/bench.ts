@@ -9,10 +9,10 @@ import { isIP } from "node:net";
 import { parse, intOption, UsageError } from "./args.js";
 import { parseServeArgs } from "./serve.js";
 import { Stack, type StackOptions } from "../stack/stack.js";
-import { TapNetif } from "../stack/netif/tap.js";
 import { kernelDial, runLoad, stackDial, type LoadOptions, type LoadRun } from "../http/bench/load.js";
 import { buildReport, formatText } from "../http/bench/report.js";
 import { renderSvg } from "../http/bench/svg.js";
+import { openTapStack } from "./tapstack.js";
 
 export const BENCH_USAGE = `usage: paf bench URL [--clients N] [--requests M] [--duration S] [--method M] [--body-size BYTES]
                  [--h2 [--streams K]] [--insecure] [--timeout MS] [--json FILE] [--plot FILE]
@@ -145,11 +145,7 @@ export async function bench(argv: string[]): Promise<number> {
   const cfg = parseBenchArgs(argv);
   let stack: Stack | undefined;
   if (cfg.tap) {
-    const netif = TapNetif.open(cfg.tap.name, {
-      up: true,
-      ...(cfg.tap.netns ? { netns: cfg.tap.netns.includes("/") ? cfg.tap.netns : `/var/run/netns/${cfg.tap.netns}` } : {}),
-    });
-    stack = Stack.create({ netif, ...cfg.tap.stack });
+    stack = openTapStack({ tap: cfg.tap.name, tapNetns: cfg.tap.netns, stack: cfg.tap.stack });
     await stack.ready();
   }
   try {

@@ -88,6 +88,8 @@ async function netListener(description: string, listen: (s: net.Server) => void)
       onFlow = cb;
       for (const f of pending.splice(0)) cb(f);
     },
-    close: () => new Promise<void>((r) => server.close(() => r())),
+    // Stop listening now; net.Server's close callback would wait for every open connection to
+    // end, which is serve().stop()'s job (it ends or resets them after the grace period).
+    close: async () => void server.close(),
   };
 }

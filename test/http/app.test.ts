@@ -130,3 +130,24 @@ describe("the raw HTTP/2 stream API beside the compat handler (no root)", () => 
     await client.close();
   });
 });
+
+describe("stop() on kernel sockets (no root)", () => {
+  it("does not wait for an idle h2 session or keep-alive connection to end by itself", async () => {
+    const { hostListener } = await import("../../http/listener.js");
+    const net = await import("node:net");
+    const listener = await hostListener({ host: "127.0.0.1", port: 0 });
+    const port = Number(listener.description.split(":").pop());
+    const h = serve(httpService(demoApp(), { log: () => {} }), listener);
+    // An h2c session that stays open, and an HTTP/1.1 keep-alive connection after one request.
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    await new Promise<void>((resolve, reject) => session.request({ ":path": "/" }).on("response", () => resolve()).on("error", reject).end());
+    const idle = net.connect({ host: "127.0.0.1", port });
+    idle.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    await new Promise((r) => idle.once("data", r));
+    const t0 = Date.now();
+    await h.stop(300);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    await new Promise((r) => (idle.destroyed ? r(null) : idle.once("close", r)));
+    session.destroy();
+  });
+});
