@@ -12,12 +12,15 @@ export interface TapStackConfig {
   tapNetns?: string | undefined;
   pcap?: string | undefined;
   stack: Omit<StackOptions, "netif">;
+  /** TAP receive offloads (partial checksums, TSO super-frames). Default true. */
+  offload?: boolean;
 }
 
 /** Create (or attach to) the TAP, bring it up, and build a stack on it. */
 export function openTapStack(cfg: TapStackConfig): Stack {
   let netif: Netif = TapNetif.open(cfg.tap, {
     up: true,
+    offload: cfg.offload ?? true,
     ...(cfg.stack.mtu ? { mtu: cfg.stack.mtu } : {}),
     ...(cfg.tapNetns ? { netns: netnsPath(cfg.tapNetns) } : {}),
   });

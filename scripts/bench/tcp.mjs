@@ -25,7 +25,7 @@ export async function benchTcp() {
   const rows = [];
   const ns = await netns("t");
   const tap = "pafbt";
-  const netif = TapNetif.open(tap, { netns: `/var/run/netns/${ns}`, up: true });
+  const netif = TapNetif.open(tap, { netns: `/var/run/netns/${ns}`, up: true, offload: true });
   const stack = Stack.create({ netif, ipv4: { address: "198.18.0.2/24" }, limits: { tcp: { receiveBufferSize: 4 << 20, sendBufferSize: 4 << 20 } } });
   await sh("ip", ["-n", ns, "addr", "add", "198.18.0.1/24", "dev", tap]);
   // kernel -> paf: paf discards.

@@ -9,7 +9,7 @@ const SECS = 3;
 async function tapNs(tag) {
   const ns = await netns(tag);
   const tap = "pafb" + tag;
-  const netif = TapNetif.open(tap, { netns: `/var/run/netns/${ns}`, up: true });
+  const netif = TapNetif.open(tap, { netns: `/var/run/netns/${ns}`, up: true, offload: true });
   return { ns, tap, netif };
 }
 

@@ -9,7 +9,8 @@ import type { Netif, NetifReceiver, NetifStats, RxMeta } from "./netif.js";
 
 const MAGIC = 0xa1b2c3d4;
 const LINKTYPE_ETHERNET = 1;
-const SNAPLEN = 65535;
+// As tcpdump: whole frames, including 64 KB TSO super-frames from a TAP with offloads.
+const SNAPLEN = 262144;
 
 export class PcapWriter {
   private fd: number | undefined;

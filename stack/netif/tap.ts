@@ -25,6 +25,13 @@ export interface TapOptions {
   mtu?: number;
   /** Use the virtio-net header (offloads become possible later). Default false. */
   vnetHdr?: boolean;
+  /**
+   * Receive offloads (implies vnetHdr): the kernel hands over its TCP segments without computing
+   * their checksums (TUN_F_CSUM: they never left the machine) and unsegmented, up to 64 KB a frame
+   * (TUN_F_TSO4/6), which the stack takes as one large segment. Cuts the per-frame cost of bulk
+   * receive. Default false.
+   */
+  offload?: boolean;
   /** Open one queue of a multi-queue TAP (must match how the TAP was created). Default false. */
   multiQueue?: boolean;
   /** Create/attach the TAP inside this network namespace (a path such as /var/run/netns/NAME). */
@@ -57,6 +64,15 @@ const VNET_HDR_LEN = 10;
 const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 const VIRTIO_NET_HDR_F_DATA_VALID = 2;
 const VIRTIO_NET_HDR_GSO_NONE = 0;
+const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+const VIRTIO_NET_HDR_GSO_ECN = 0x80;
+/** TUNSETOFFLOAD flags: partial checksums, TSO for IPv4 and IPv6. */
+const TUN_F_CSUM = 0x01;
+const TUN_F_TSO4 = 0x02;
+const TUN_F_TSO6 = 0x04;
+/** Largest IP packet (64 KB) plus Ethernet header and a VLAN tag: one GSO frame. */
+const GSO_MAX_FRAME = 65535 + 14 + 4;
 const VLAN_TAG_LEN = 4;
 const DEFAULT_BATCH = 64;
 const DEFAULT_QUEUE_LIMIT = 2048;
@@ -76,6 +92,8 @@ export class TapNetif implements Netif {
   private readonly lengths: Uint32Array;
   private readonly frameSize: number;
   private readonly hdrLen: number;
+  /** Receive offloads on: TSO super-frames are accepted. */
+  private readonly gso: boolean;
   private queue: Uint8Array[] = [];
   private flushScheduled = false;
   private eagainRuns = 0;
@@ -98,9 +116,11 @@ export class TapNetif implements Netif {
   ) {
     this.addon = addon;
     this.fd = fd;
-    this.hdrLen = opts.vnetHdr ? VNET_HDR_LEN : 0;
+    this.hdrLen = opts.vnetHdr || opts.offload ? VNET_HDR_LEN : 0;
+    this.gso = !!opts.offload;
     const batch = opts.batch ?? DEFAULT_BATCH;
-    this.frameSize = opts.frameSize ?? Math.max(2048, roundUp(mtu + ETH_HEADER_LEN + VLAN_TAG_LEN + this.hdrLen + 1, 64));
+    const largest = this.gso ? GSO_MAX_FRAME : mtu + ETH_HEADER_LEN + VLAN_TAG_LEN;
+    this.frameSize = opts.frameSize ?? Math.max(2048, roundUp(largest + this.hdrLen + 1, 64));
     this.slab = Buffer.alloc(this.frameSize * batch);
     this.lengths = new Uint32Array(batch);
     this.queueLimit = opts.queueLimit ?? DEFAULT_QUEUE_LIMIT;
@@ -126,7 +146,7 @@ export class TapNetif implements Netif {
     const addon = loadTapAddon();
     let r: { fd: number; name: string };
     try {
-      r = addon.open(name, { vnetHdr: !!opts.vnetHdr, multiQueue: !!opts.multiQueue, up: !!opts.up, ...(opts.netns ? { netns: opts.netns } : {}) });
+      r = addon.open(name, { vnetHdr: !!(opts.vnetHdr || opts.offload), offload: opts.offload ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 : 0, multiQueue: !!opts.multiQueue, up: !!opts.up, ...(opts.netns ? { netns: opts.netns } : {}) });
     } catch (e) {
       throw toNetifError(e);
     }
@@ -157,9 +177,10 @@ export class TapNetif implements Netif {
         const base = i * fs;
         if (h) {
           const flags = slab[base]!;
-          // Offloads are off, so the kernel must not hand us a GSO super-frame; if it does we
-          // cannot split it yet.
-          if (slab[base + 1] !== VIRTIO_NET_HDR_GSO_NONE) {
+          // A TSO super-frame is only expected when we asked for it; it goes up as one large
+          // TCP segment (its IP length covers the whole frame). Anything else cannot be split.
+          const gso = slab[base + 1]! & ~VIRTIO_NET_HDR_GSO_ECN;
+          if (gso !== VIRTIO_NET_HDR_GSO_NONE && !(this.gso && (gso === VIRTIO_NET_HDR_GSO_TCPV4 || gso === VIRTIO_NET_HDR_GSO_TCPV6))) {
             this.st.rxDropped++;
             continue;
           }

@@ -14,6 +14,8 @@ export interface TapOpenOptions {
   /** A namespace file such as /var/run/netns/NAME: the TAP is created (or found) there. */
   netns?: string;
   up?: boolean;
+  /** TUN_F_* flags for TUNSETOFFLOAD (with vnetHdr). */
+  offload?: number;
 }
 
 /** The addon's functions; the comment at the top of tap.c gives their contracts. */

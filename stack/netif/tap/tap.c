@@ -3,7 +3,9 @@
  * move frames between it and memory JS owns. Batching policy, queues, the virtio-net header's
  * meaning and all protocols live in TypeScript (stack/netif/tap.ts); this file stays dumb.
  *
- *   open(name, { vnetHdr, multiQueue, netns, up }) -> { fd, name }
+ *   open(name, { vnetHdr, multiQueue, netns, up, offload }) -> { fd, name }
+ *     offload: TUN_F_* flags for TUNSETOFFLOAD (needs vnetHdr): what the kernel may hand us
+ *     unfinished (partial checksums, TSO super-frames); 0 by default.
  *   startReading(fd, slab, frameSize, maxFrames, lengths, onBatch) -> handle
  *       onBatch(count, error?) — count frames are in slab[i*frameSize ..], lengths[i] bytes each;
  *       error (an Error with .code) is passed once if the device died; reading has then stopped.
@@ -100,7 +102,7 @@ static const char *HINT_PERM =
 /* Everything open() does while (possibly) inside the target namespace. Returns the fd, or -1
  * with *err, *what and *hint set; it never touches JS, so the caller restores the namespace
  * before throwing. */
-static int open_tap(const char *name, bool vnet, bool mq, bool up, char ifname[IFNAMSIZ], int *err,
+static int open_tap(const char *name, bool vnet, bool mq, bool up, unsigned offload, char ifname[IFNAMSIZ], int *err,
                     const char **what, const char **hint) {
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
@@ -134,10 +136,10 @@ static int open_tap(const char *name, bool vnet, bool mq, bool up, char ifname[I
   memcpy(ifname, ifr.ifr_name, IFNAMSIZ);
   ifname[IFNAMSIZ - 1] = 0;
   if (vnet) {
-    /* Offloads stay off until the layers above can produce/consume GSO and partial checksums:
-     * with TUNSETOFFLOAD(0) the kernel completes checksums and segments before handing us a frame. */
+    /* With TUNSETOFFLOAD(0) the kernel completes checksums and segments before handing us a
+     * frame; the caller may allow partial checksums (TUN_F_CSUM) and TSO super-frames. */
     int hdrsz = VNET_HDR_LEN;
-    if (ioctl(fd, TUNSETVNETHDRSZ, &hdrsz) < 0 || ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
+    if (ioctl(fd, TUNSETVNETHDRSZ, &hdrsz) < 0 || ioctl(fd, TUNSETOFFLOAD, (unsigned long)offload) < 0) {
       *err = errno;
       *what = "cannot set up the virtio-net header (TUNSETVNETHDRSZ/TUNSETOFFLOAD) on";
       close(fd);
@@ -189,9 +191,14 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
     return throw_errno(env, EINVAL, what, "an interface name has 1 to 15 characters, no '/' and no spaces");
   }
   bool vnet = false, mq = false, up = false;
+  unsigned offload = 0;
   char nspath[1024] = {0};
   if (argc >= 2 && napi_typeof(env, argv[1], &t) == napi_ok && t == napi_object) {
     vnet = opt_bool(env, argv[1], "vnetHdr");
+    napi_value ov;
+    uint32_t o32 = 0;
+    if (napi_get_named_property(env, argv[1], "offload", &ov) == napi_ok && napi_get_value_uint32(env, ov, &o32) == napi_ok)
+      offload = o32;
     mq = opt_bool(env, argv[1], "multiQueue");
     up = opt_bool(env, argv[1], "up");
     napi_value v;
@@ -232,7 +239,7 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
   char ifname[IFNAMSIZ] = {0};
   int err = 0;
   const char *what = NULL, *hint = NULL;
-  int fd = open_tap(name, vnet, mq, up, ifname, &err, &what, &hint);
+  int fd = open_tap(name, vnet, mq, up, offload, ifname, &err, &what, &hint);
 
   if (origns >= 0) {
     /* Carrying on in the wrong namespace would silently put every later socket of this thread
