@@ -54,6 +54,8 @@ export interface Route {
   mtu: number;
   /** Bytes to reserve before the L4 message in a frame buffer (14 + 20, or 14 + 40). */
   headroom: number;
+  /** To one of our own addresses: looped back inside the stack, never on the link. */
+  local?: boolean;
 }
 
 export interface SendOptions {

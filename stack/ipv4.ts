@@ -15,6 +15,7 @@ import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
 import { IPV4, emitIpv4, parseIpv4 } from "./wire/ipv4.js";
 import { ETH, ETHERTYPE_IPV4 } from "./wire/ethernet.js";
 import { BROADCAST_MAC, copyBytes, inPrefix, ipv4MulticastMac, ipv4ToU32 } from "./wire/addr.js";
+import { GSO_SIZE, type GsoFrame } from "./netif/netif.js";
 
 export interface Ipv4Config {
   address: Uint8Array;
@@ -231,7 +232,8 @@ export class Ipv4Layer implements IpOutput {
     const ttl = opts.ttl ?? this.ttl;
     const ident = this.nextIdent();
     c.inc("tx_packets");
-    if (IPV4.MIN_HEADER_LEN + payloadLen <= r.mtu) {
+    // A TSO super-segment is cut to the MTU by the netif.
+    if (IPV4.MIN_HEADER_LEN + payloadLen <= r.mtu || (frame as GsoFrame)[GSO_SIZE]) {
       emitIpv4(frame, hoff, { ident, ttl, tos: opts.tos ?? 0, dontFragment: opts.dontFragment ?? false, protocol, src: r.src, dst: r.dst, payloadLen });
       return this.deliver(r, frame);
     }

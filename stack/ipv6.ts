@@ -16,6 +16,7 @@ import { IPV6, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE, NH_ROUTING, em
 import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
 import { IPPROTO_ICMPV6 } from "./wire/icmp.js";
 import { bytesEqual, copyBytes, inPrefix, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero } from "./wire/addr.js";
+import { GSO_SIZE, type GsoFrame } from "./netif/netif.js";
 
 export const IPV6_MIN_MTU = 1280;
 
@@ -403,7 +404,8 @@ export class Ipv6Layer implements IpOutput {
     const hopLimit = opts.ttl ?? this.hopLimit;
     c.inc("tx_packets");
     const mtu = r.local ? 65535 : Math.min(r.mtu, this.linkMtuFromRa || r.mtu);
-    if (IPV6.HEADER_LEN + payloadLen <= mtu) {
+    // A TSO super-segment is cut to the MTU by the netif.
+    if (IPV6.HEADER_LEN + payloadLen <= mtu || (frame as GsoFrame)[GSO_SIZE]) {
       emitIpv6(frame, hoff, { trafficClass: opts.tos ?? 0, nextHeader: protocol, hopLimit, src: r.src, dst: r.dst, payloadLen });
       return this.deliver(r, frame);
     }

@@ -13,7 +13,21 @@ export interface NetifFeatures {
   checksumOffload: boolean;
   /** Largest frame the netif accepts in one `send` (GSO/TSO lets it exceed the MTU). */
   maxFrameSize: number;
+  /**
+   * TCP segmentation offload: the largest IP packet the netif takes in one frame marked with
+   * GSO_SIZE, for the kernel to cut into segments (and to complete the checksum of). 0 or absent:
+   * none.
+   */
+  tso?: number;
 }
+
+/**
+ * Set on a frame (the Uint8Array handed to `send`) that carries a TCP super-segment for TSO: the
+ * payload bytes of each segment to cut it into. Its TCP checksum field holds only the
+ * pseudo-header sum (a partial checksum the netif's kernel completes).
+ */
+export const GSO_SIZE: unique symbol = Symbol("paf.gsoSize");
+export type GsoFrame = Uint8Array & { [GSO_SIZE]?: number };
 
 export interface RxMeta {
   /** The L4 checksum was verified by the lower layer (vnet header DATA_VALID). */

@@ -8,6 +8,7 @@
  * ("nothing to offload") is prepended on send by the addon, without copying the frame.
  */
 import { loadTapAddon, type TapAddon } from "./tap/binding.js";
+import { GSO_SIZE, type GsoFrame } from "./netif.js";
 import {
   emptyNetifStats,
   NetifError,
@@ -92,8 +93,10 @@ export class TapNetif implements Netif {
   private readonly lengths: Uint32Array;
   private readonly frameSize: number;
   private readonly hdrLen: number;
-  /** Receive offloads on: TSO super-frames are accepted. */
+  /** Offloads on: TSO super-frames are accepted, and sent. */
   private readonly gso: boolean;
+  /** Virtio-net headers of the frames being written (grown as needed, reused). */
+  private txHdrs = Buffer.alloc(0);
   private queue: Uint8Array[] = [];
   private flushScheduled = false;
   private eagainRuns = 0;
@@ -126,7 +129,8 @@ export class TapNetif implements Netif {
     this.queueLimit = opts.queueLimit ?? DEFAULT_QUEUE_LIMIT;
     this.flushMode = opts.flush ?? "microtask";
     this.onError = opts.onError ?? ((e) => process.emitWarning(`TAP ${this.name}: ${e.message}`, { code: e.code }));
-    this.features = { checksumOffload: false, maxFrameSize: mtu + ETH_HEADER_LEN };
+    // With offloads the kernel takes TCP super-segments and cuts them itself (TSO on transmit).
+    this.features = { checksumOffload: false, maxFrameSize: mtu + ETH_HEADER_LEN, tso: this.gso ? 65535 : 0 };
   }
 
   /**
@@ -228,7 +232,7 @@ export class TapNetif implements Netif {
     const q = this.queue;
     if (q.length === 0 || this.fd < 0) return true;
     const out = this.writeOut;
-    const n = this.addon.writeFrames(this.fd, q, 0, this.hdrLen, out);
+    const n = this.addon.writeFrames(this.fd, q, 0, this.hdrLen, out, this.gso ? this.vnetHeaders(q) : undefined);
     const refused = out[0]!;
     this.st.txFrames += n - refused;
     this.st.txBytes += out[2]!;
@@ -242,6 +246,36 @@ export class TapNetif implements Netif {
     }
     this.queue = q.slice(n);
     return false;
+  }
+
+  /**
+   * Virtio-net headers for a batch with TSO frames (undefined if there is none): zero for a plain
+   * frame; for a frame marked GSO_SIZE, "cut into gso_size-byte TCP segments and complete the
+   * checksum from csum_start" (the TCP header already holds the pseudo-header sum).
+   */
+  private vnetHeaders(q: readonly Uint8Array[]): Uint8Array | undefined {
+    let any = false;
+    for (const f of q) if ((f as GsoFrame)[GSO_SIZE]) any = true;
+    if (!any) return undefined;
+    const need = q.length * VNET_HDR_LEN;
+    if (this.txHdrs.length < need) this.txHdrs = Buffer.alloc(Math.max(need, this.txHdrs.length * 2));
+    const h = this.txHdrs;
+    h.fill(0, 0, need);
+    for (let i = 0; i < q.length; i++) {
+      const f = q[i]! as GsoFrame;
+      const size = f[GSO_SIZE];
+      if (!size) continue;
+      const v4 = f[12] === 0x08 && f[13] === 0x00;
+      const l4 = ETH_HEADER_LEN + (v4 ? (f[ETH_HEADER_LEN]! & 0x0f) * 4 : 40);
+      const o = i * VNET_HDR_LEN;
+      h[o] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+      h[o + 1] = v4 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6;
+      h.writeUInt16LE(l4 + (f[l4 + 12]! >> 4) * 4, o + 2); // hdr_len: Ethernet + IP + TCP headers
+      h.writeUInt16LE(size, o + 4); // gso_size
+      h.writeUInt16LE(l4, o + 6); // csum_start
+      h.writeUInt16LE(16, o + 8); // csum_offset: the TCP checksum field
+    }
+    return h;
   }
 
   private flush(): void {

@@ -16,6 +16,7 @@ import { seqAdd } from "./seq.js";
 import { Tcb } from "./tcb.js";
 import type { SendQueue } from "./buffers.js";
 import type { CongestionControlName } from "./cc.js";
+import { GSO_SIZE, type GsoFrame } from "../netif/netif.js";
 
 export interface TcpOptions {
   /** Send buffer per connection (bytes): write() returns false beyond it. Default 256 KiB. */
@@ -437,9 +438,18 @@ export class TcpLayer implements UpperProtocol {
     for (const t of set) t.flush();
   }
 
-  /** Write one segment of connection `t` (data from its send queue) and send it. */
-  /** Returns false if the frame was dropped before leaving (netif queue full, no route). */
-  emit(t: Tcb, seq: number, flags: number, window: number, q: SendQueue | undefined, off: number, len: number, extra: Partial<TcpEmit> = {}): boolean {
+  /**
+   * Largest IP packet the netif cuts into segments itself (TSO, from its features); 0: none.
+   * Set by the stack.
+   */
+  gsoMax = 0;
+
+  /**
+   * Write one segment of connection `t` (data from its send queue) and send it; with `gsoSize`
+   * and more payload than that, one super-segment the netif cuts into `gsoSize`-byte segments.
+   * Returns false if the frame was dropped before leaving (netif queue full, no route).
+   */
+  emit(t: Tcb, seq: number, flags: number, window: number, q: SendQueue | undefined, off: number, len: number, extra: Partial<TcpEmit> = {}, gsoSize = 0): boolean {
     const ts = extra.ts ?? t.tsOption();
     const sack = flags & ACK && !(flags & SYN) ? t.sackBlocks() : undefined;
     const o: TcpEmit = { srcPort: t.localPort, dstPort: t.remotePort, seq, ack: flags & ACK ? t.rcvNxt : 0, flags, window, ...extra, ...(ts ? { ts } : {}), ...(sack ? { sack } : {}) };
@@ -447,7 +457,9 @@ export class TcpLayer implements UpperProtocol {
     const hl = 20 + optionsLength(o);
     const frame = new Uint8Array(r.headroom + hl + len);
     if (q && len > 0) q.copy(off, len, frame, r.headroom + hl);
-    emitTcp(frame, r.headroom, o, len, r.src, r.dst);
+    const gso = gsoSize > 0 && len > gsoSize;
+    emitTcp(frame, r.headroom, o, len, r.src, r.dst, gso);
+    if (gso) (frame as GsoFrame)[GSO_SIZE] = gsoSize;
     const ip = r.family === 4 ? this.ipv4 : this.ipv6;
     this.counters.inc("tx_segments");
     const ok = ip?.send(r, IPPROTO_TCP, frame, { dontFragment: true }) ?? false;

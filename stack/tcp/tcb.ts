@@ -728,8 +728,12 @@ export class Tcb {
       }
       const wndRight = seqAdd(this.sndUna, this.sndWnd);
       const usable = Math.min(seqSub(wndRight, this.sndNxt), cwnd - inflight);
-      // Windows are real numbers (CUBIC); segments are whole bytes.
-      let n = Math.floor(Math.min(this.room(), unsent, Math.max(0, usable)));
+      // Windows are real numbers (CUBIC); segments are whole bytes. New data may go out as one
+      // super-segment when the netif segments for us (TSO); retransmissions stay one MSS.
+      const seg = this.room();
+      const g = this.layer.gsoMax;
+      const cap = g > 0 && !this.route.local && !seqLt(this.sndNxt, this.sndMax) ? Math.max(seg, Math.floor((g - 120) / seg) * seg) : seg;
+      let n = Math.floor(Math.min(cap, unsent, Math.max(0, usable)));
       const finNow = this.finQueued && this.finSeq < 0 && unsent - n <= 0 && (this.state === "FIN-WAIT-1" || this.state === "LAST-ACK" || this.state === "CLOSING");
       if (n <= 0 && !finNow) {
         // Blocked by the peer's window with nothing in flight: only a probe (or a window update)
@@ -761,7 +765,7 @@ export class Tcb {
       const last = n === unsent;
       if (last && n > 0) flags |= PSH;
       if (finNow && last) flags |= FIN;
-      if (!this.layer.emit(this, this.sndNxt, flags, this.advertise(), this.sendQ, Math.max(0, off), n)) {
+      if (!this.layer.emit(this, this.sndNxt, flags, this.advertise(), this.sendQ, Math.max(0, off), n, {}, seg)) {
         // The local queue is full (the netif could not take the burst): this is no loss on the
         // path, so don't count it as sent; try again once the queue has drained.
         this.retryLater();

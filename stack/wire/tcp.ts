@@ -162,7 +162,12 @@ const put32 = (p: Uint8Array, o: number, v: number) => {
  * the header (`off + 20 + optionsLength(o)`), `payloadLen` bytes. Fills the checksum.
  * Returns the header length.
  */
-export function emitTcp(buf: Uint8Array, off: number, o: TcpEmit, payloadLen: number, src: Uint8Array, dst: Uint8Array): number {
+/**
+ * Write a TCP header (and checksum) in front of `payloadLen` bytes already at off + header length.
+ * With `partial`, the checksum field gets only the pseudo-header sum, uncomplemented, for a netif
+ * that completes it (virtio-net NEEDS_CSUM, as Linux's own TSO path does).
+ */
+export function emitTcp(buf: Uint8Array, off: number, o: TcpEmit, payloadLen: number, src: Uint8Array, dst: Uint8Array, partial = false): number {
   const ol = optionsLength(o);
   const hl = 20 + ol;
   buf[off] = o.srcPort >>> 8;
@@ -229,7 +234,7 @@ export function emitTcp(buf: Uint8Array, off: number, o: TcpEmit, payloadLen: nu
   }
   while (p < off + hl) buf[p++] = OPT_NOP;
   const len = hl + payloadLen;
-  const c = finish(sum16(buf, off, off + len, pseudoHeaderSum(src, dst, IPPROTO_TCP, len)));
+  const c = partial ? pseudoHeaderSum(src, dst, IPPROTO_TCP, len) : finish(sum16(buf, off, off + len, pseudoHeaderSum(src, dst, IPPROTO_TCP, len)));
   buf[off + 16] = c >>> 8;
   buf[off + 17] = c & 0xff;
   return hl;

@@ -31,7 +31,7 @@ export interface TapAddon {
   ): object;
   stopReading(handle: object): void;
   /** Returns the frames consumed; out = [refused, errno of the last refusal, bytes written]. */
-  writeFrames(fd: number, frames: readonly Uint8Array[], start: number, vnetHdrLen: number, out: Uint32Array): number;
+  writeFrames(fd: number, frames: readonly Uint8Array[], start: number, vnetHdrLen: number, out: Uint32Array, hdrs?: Uint8Array): number;
   close(fd: number): void;
 }
 

@@ -421,16 +421,17 @@ static napi_value tap_stop_reading(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* writeFrames(fd, frames[], start, vnetHdrLen, out) -> frames consumed (written or refused).
+/* writeFrames(fd, frames[], start, vnetHdrLen, out[, hdrs]) -> frames consumed (written or refused).
  * A TAP takes exactly one frame per write. Stops at EAGAIN so JS keeps the rest and retries;
  * a frame the kernel refuses (EINVAL: too short; EBADFD: device gone) is consumed and counted
  * in out[0], with its errno in out[1]; out[2] is the bytes of frames written (without header).
- * With vnetHdrLen > 0 a zeroed virtio-net header ("no offload needed") goes first, via writev,
- * so the frame is not copied. */
+ * With vnetHdrLen > 0 a virtio-net header goes first, via writev, so the frame is not copied:
+ * frame i's is hdrs[i*vnetHdrLen ...] when hdrs (a Uint8Array) is given, else a zeroed one
+ * ("no offload needed"). */
 static napi_value tap_write_frames(napi_env env, napi_callback_info info) {
   static const uint8_t zero_hdr[VNET_HDR_LEN + 2] = {0};
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
   uint32_t start, n, hdr;
@@ -450,6 +451,15 @@ static napi_value tap_write_frames(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_uint32(env, argv[2], &start));
   CHECK(napi_get_value_uint32(env, argv[3], &hdr));
   if (hdr > sizeof zero_hdr) hdr = sizeof zero_hdr;
+  const uint8_t *hdrs = NULL;
+  size_t hdrs_len = 0;
+  if (argc >= 6 && hdr > 0) {
+    napi_valuetype ht;
+    void *hd;
+    if (napi_typeof(env, argv[5], &ht) == napi_ok && ht == napi_object &&
+        napi_get_typedarray_info(env, argv[5], &tt, &hdrs_len, &hd, &ab, &off) == napi_ok && tt == napi_uint8_array)
+      hdrs = hd;
+  }
   out[0] = out[1] = out[2] = 0;
   uint32_t i = start;
   for (; i < n; i++) {
@@ -461,7 +471,8 @@ static napi_value tap_write_frames(napi_env env, napi_callback_info info) {
       napi_throw_type_error(env, "EINVAL", "writeFrames: every frame must be a Uint8Array or Buffer");
       return NULL;
     }
-    struct iovec iov[2] = {{(void *)zero_hdr, hdr}, {data, len}};
+    const uint8_t *h = hdrs && (size_t)(i + 1) * hdr <= hdrs_len ? hdrs + (size_t)i * hdr : zero_hdr;
+    struct iovec iov[2] = {{(void *)h, hdr}, {data, len}};
     ssize_t w;
     do {
       w = hdr ? writev(fd, iov, 2) : write(fd, data, len);
