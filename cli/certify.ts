@@ -183,7 +183,7 @@ export async function certify(argv: string[]): Promise<number> {
   const acme = cfg.acme!;
   let stack: Stack | undefined;
   if (cfg.tap) {
-    stack = openTapStack({ tap: cfg.tap, tapNetns: cfg.tapNetns, pcap: cfg.pcap, stack: cfg.stack });
+    stack = openTapStack({ tap: cfg.tap, tapNetns: cfg.tapNetns, pcap: cfg.pcap, stack: cfg.stack, offload: cfg.offload });
   }
   const s = stack;
   try {

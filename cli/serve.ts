@@ -40,6 +40,8 @@ export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CID
   --mac MAC         our MAC address (default: random, locally administered)
   --mtu N           L3 MTU (default 1500)
   --pcap FILE       record every frame to FILE (pcap, readable by Wireshark/tcpdump)
+  --no-offload      no TAP offloads: the kernel checksums and segments every frame (by default it
+                    hands over TSO super-frames of up to 64 KB both ways; captures show those)
   --services LIST   comma-separated: ${SERVICES.join(", ")} (echo: UDP+TCP 7, discard: TCP 9,
                     chargen: TCP 19)
 
@@ -60,6 +62,8 @@ export interface ServeConfig {
   tapNetns: string | undefined;
   stack: Omit<StackOptions, "netif">;
   pcap: string | undefined;
+  /** TAP offloads (checksums, TSO super-frames); --no-offload turns them off. */
+  offload: boolean;
   services: ServiceName[];
   /** --acme-*: obtain the HTTPS certificate from an ACME CA. */
   acme: AcmeConfig | undefined;
@@ -76,6 +80,7 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
     app: { type: "string" },
     root: { type: "string" },
     "tap-netns": { type: "string" },
+    "no-offload": { type: "boolean" },
     ipv4: { type: "string" },
     ipv6: { type: "string" },
     slaac: { type: "boolean" },
@@ -172,6 +177,7 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
     app: values.app,
     root: values.root,
     tapNetns: values["tap-netns"],
+    offload: !values["no-offload"],
     stack,
     pcap: values.pcap,
     services: listOption("services", values.services, SERVICES),
@@ -202,7 +208,7 @@ export async function serve(argv: string[]): Promise<number> {
   let stack: Stack | undefined;
   let services: Awaited<ReturnType<typeof startServices>> = [];
   if (cfg.tap) {
-    stack = openTapStack({ tap: cfg.tap, tapNetns: cfg.tapNetns, pcap: cfg.pcap, stack: cfg.stack });
+    stack = openTapStack({ tap: cfg.tap, tapNetns: cfg.tapNetns, pcap: cfg.pcap, stack: cfg.stack, offload: cfg.offload });
     services = await startServices(stack, cfg.services);
   }
   const s = stack;

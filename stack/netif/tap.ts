@@ -149,12 +149,21 @@ export class TapNetif implements Netif {
     if (ql !== undefined && (!Number.isInteger(ql) || ql < 1)) throw new NetifError(`invalid queueLimit ${ql}`, "EINVAL");
     const addon = loadTapAddon();
     let r: { fd: number; name: string };
+    const attempt = (offload: boolean) => addon.open(name, { vnetHdr: !!(opts.vnetHdr || offload), offload: offload ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 : 0, multiQueue: !!opts.multiQueue, up: !!opts.up, ...(opts.netns ? { netns: opts.netns } : {}) });
+    let effective = opts;
     try {
-      r = addon.open(name, { vnetHdr: !!(opts.vnetHdr || opts.offload), offload: opts.offload ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 : 0, multiQueue: !!opts.multiQueue, up: !!opts.up, ...(opts.netns ? { netns: opts.netns } : {}) });
+      try {
+        r = attempt(!!opts.offload);
+      } catch (e) {
+        // A kernel that refuses the offloads (EINVAL from TUNSETOFFLOAD): carry on without them.
+        if (!opts.offload || (e as { code?: string }).code !== "EINVAL" || !/TUNSETOFFLOAD/.test(String((e as Error).message))) throw e;
+        r = attempt(false);
+        effective = { ...opts, offload: false };
+      }
     } catch (e) {
       throw toNetifError(e);
     }
-    return new TapNetif(r.name, r.fd, mtu, opts, addon);
+    return new TapNetif(r.name, r.fd, mtu, effective, addon);
   }
 
   start(rx: NetifReceiver): void {

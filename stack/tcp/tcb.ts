@@ -55,6 +55,8 @@ export class Tcb {
   rcvWscale = 0;
   /** Right edge of the window we last advertised (never moved left, §3.8.6.2.1). */
   rcvAdvRight = 0;
+  /** The (unscaled) window our SYN or SYN-ACK offered. */
+  private synWindow = 0;
   // --- options and sizes
   /** Effective send MSS (payload bytes per segment, options excluded). */
   mss = 536;
@@ -278,6 +280,7 @@ export class Tcb {
     this.layer.emit(this, this.iss, withAck ? SYN | ACK : SYN, wnd, undefined, 0, 0, opts);
     if (this.sndMax === this.iss) this.sndMax = seqAdd(this.iss, 1);
     this.sndNxt = seqAdd(this.iss, 1);
+    this.synWindow = wnd;
     this.rcvAdvRight = seqAdd(this.rcvNxt, wnd);
     this.recommit();
     this.armRto();
@@ -390,6 +393,14 @@ export class Tcb {
       if (this.state === "TIME-WAIT" && seg.flags & FIN) this.restartTimeWait();
       if (!(seg.flags & RST)) {
         c.inc("out_of_window");
+        // §3.10.7.4: with a zero receive window no segment is acceptable, "but special allowance
+        // should be made to accept valid ACKs": a peer probing our window still acknowledges our
+        // data, and ignoring that would stall our sending until the window reopens.
+        if (wnd === 0 && seg.flags & ACK && !(seg.flags & SYN) && this.isSynchronized() && this.state !== "SYN-RECEIVED" && seqLe(seg.ack, this.sndMax) && seqGt(seg.ack, this.sndUna)) {
+          c.inc("zero_window_acks");
+          this.processAck(seg);
+          if (this.state === "CLOSED") return;
+        }
         this.ackNow = true;
         this.layer.needsFlush(this);
       }
@@ -537,6 +548,8 @@ export class Tcb {
     if (!(f & SYN)) return;
     this.irs = seg.seq;
     this.rcvNxt = seqAdd(seg.seq, 1);
+    // Our SYN carried an unscaled window in a sequence space not known until now.
+    this.rcvAdvRight = seqAdd(this.rcvNxt, this.synWindow);
     this.negotiate(seg);
     if (f & ACK) {
       this.sndUna = seg.ack;
@@ -809,8 +822,14 @@ export class Tcb {
     // Receiver SWS avoidance: don't advertise small increases.
     if (w > adv && w - adv < Math.min(this.o.receiveBufferSize / 2, this.mss)) w = Math.max(adv, 0);
     if (w < adv) w = adv;
-    const scaled = Math.min(0xffff, w >> this.rcvWscale);
-    this.rcvAdvRight = seqAdd(this.rcvNxt, scaled << this.rcvWscale);
+    // Round up to the scale (RFC 7323 §2.3): rounding down would move the right edge the peer
+    // was already given to the left, and the bytes it then sends up to that edge would be refused
+    // (and with a zero window, its ACKs with them). The few bytes over are promised like the rest.
+    const unit = 2 ** this.rcvWscale;
+    const scaled = Math.min(0xffff, Math.ceil(w / unit));
+    const right = seqAdd(this.rcvNxt, scaled * unit);
+    // (Before the first advertisement of a connection the old edge means nothing: take the new one.)
+    if (seqGt(right, this.rcvAdvRight) || seqLt(this.rcvAdvRight, this.rcvNxt)) this.rcvAdvRight = right;
     this.recommit();
     this.ackNow = false;
     this.unackedSegs = 0;

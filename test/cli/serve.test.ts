@@ -92,6 +92,22 @@ describe.skipIf(!run)("paf serve on a TAP in a namespace", () => {
     expect(discard.stdout.trim()).toBe("discarded");
     const cg = await sh("bash", ["-c", `ip netns exec ${ns.name} timeout 20 socat -u TCP4:198.18.0.2:19 - | head -c 1000000 | wc -c`]);
     expect(cg.stdout.trim()).toBe("1000000");
+    // Offloads are on by default: the kernel side of the TAP may hand over TSO super-frames.
+    expect((await ns.exec("ethtool", ["-k", tap])).stdout).toMatch(/^tcp-segmentation-offload: on/m);
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  });
+
+  it("--no-offload: the kernel segments and checksums every frame, and a 5 MB upload still arrives", async () => {
+    const tap = "pafo" + (process.pid % 100000);
+    const { child } = await startCli(["serve", "--tap", tap, "--tap-netns", ns.name, "--ipv4", "198.18.0.3/24", "--no-offload", "--services", "discard"], /^listening/);
+    await ns.ip("link", "set", tap, "up");
+    await ns.ip("addr", "add", "198.18.0.4/31", "dev", tap);
+    await ns.ip("route", "add", "198.18.0.3/32", "dev", tap);
+    expect((await ns.exec("ethtool", ["-k", tap])).stdout).toMatch(/^tcp-segmentation-offload: off/m);
+    const discard = await sh("bash", ["-c", `head -c 5000000 /dev/zero | ip netns exec ${ns.name} timeout 20 socat -u - TCP4:198.18.0.3:9 && echo discarded`]);
+    expect(discard.stdout.trim()).toBe("discarded");
     const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
     child.kill("SIGTERM");
     expect(await exited).toBe(0);

@@ -2,6 +2,16 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { afterAll } from "vitest";
+
+/** Background CLI processes of this test file: killed when the file ends, pass or fail. */
+const children = new Set<ChildProcess>();
+const killAll = () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  children.clear();
+};
+afterAll(killAll);
+process.once("exit", killAll);
 
 export const ROOT = join(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");
 export const CLI = join(ROOT, "dist", "cli", "main.js");
@@ -34,6 +44,8 @@ export function runCli(args: string[], timeoutMs = 10_000): Promise<RunResult> {
 export function startCli(args: string[], ready: RegExp, timeoutMs = 15_000): Promise<{ child: ChildProcess; line: string; output: () => string }> {
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    children.add(c);
+    c.once("exit", () => children.delete(c));
     let out = "";
     const t = setTimeout(() => {
       c.kill("SIGKILL");

@@ -194,3 +194,73 @@ describe("RFC 9293 §3.8.6.3 / RFC 5681 §4.2 delayed ACKs", () => {
     expect(now!.ack).toBe(iss + 101 + 2 * 1448);
   });
 });
+
+describe("receive window edge (RFC 9293 §3.8.6, RFC 7323 §2.3) and zero-window ACKs (§3.10.7.4)", () => {
+  /** A connection whose application never reads, with window scaling on both sides. */
+  function stalled() {
+    const netif = new CaptureNetif();
+    const clock = new VirtualClock();
+    const stack = Stack.create({ netif, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24" }, clock, random: new SeededRandom(3), limits: { tcp: { receiveBufferSize: 300_003 } } });
+    netif.inject(arpReply());
+    netif.take();
+    let flow: import("../../stack/tcp/flow.js").TcpFlow | undefined;
+    stack.tcp.listen({ port: 80 }, (f) => {
+      flow = f;
+      f.pause();
+    });
+    const iss = 5000;
+    netif.inject(ipv4Frame(6, seg({ srcPort: 40001, dstPort: 80, seq: iss, ack: 0, flags: SYN, window: 65535, mss: 1460, ts: { val: 1, ecr: 0 }, sackPermitted: true, wscale: 7 })));
+    const [synack] = sent(netif);
+    const wscale = synack!.wscale ?? 0;
+    let ts = 2;
+    const send = (o: Partial<TcpEmit>, payload?: Uint8Array) => netif.inject(ipv4Frame(6, seg({ srcPort: 40001, dstPort: 80, seq: iss + 1, ack: synack!.seq + 1, flags: ACK, window: 512, ts: { val: ts++, ecr: synack!.tsVal }, ...o }, payload)));
+    send({});
+    return { netif, stack, send, iss, ours: synack!.seq, wscale, flow: () => flow! };
+  }
+
+  it("the right edge given to the peer never moves left, and every byte up to it is taken", () => {
+    const { netif, stack, send, iss, wscale } = stalled();
+    expect(wscale).toBeGreaterThan(0);
+    let seq = iss + 1;
+    let edge = 0;
+    // Odd-sized segments fill the window: the free space is rarely a multiple of 2^wscale.
+    for (let i = 0; i < 400; i++) {
+      const room = edge ? edge - seq : 1000;
+      if (room <= 0) break;
+      const n = Math.min(room, 997 + (i % 7));
+      send({ seq }, new Uint8Array(n).fill(i & 0xff));
+      seq += n;
+      for (const s of sent(netif)) {
+        if (!(s.flags & ACK)) continue;
+        const right = s.ack + (s.window << wscale);
+        expect(right).toBeGreaterThanOrEqual(edge);
+        expect(s.ack).toBe(seq); // everything sent so far, up to the edge, was accepted
+        edge = right;
+      }
+    }
+    // The window is now closed, and the last segment ended exactly on the promised edge.
+    expect(seq).toBe(edge);
+    expect(stack.stats().tcp!["out_of_window"] ?? 0).toBe(0);
+  });
+
+  it("with our window closed, a peer's segment still acknowledges our data", async () => {
+    const { netif, stack, send, iss, ours, wscale, flow } = stalled();
+    let seq = iss + 1;
+    let edge = 0;
+    for (let i = 0; i < 400 && (edge === 0 || seq < edge); i++) {
+      const n = Math.min(edge ? edge - seq : 1400, 1400);
+      send({ seq }, new Uint8Array(n));
+      seq += n;
+      for (const s of sent(netif)) if (s.flags & ACK) edge = s.ack + (s.window << wscale);
+    }
+    expect(seq).toBe(edge); // zero window
+    flow().write(Buffer.alloc(300, 1));
+    await new Promise((r) => setImmediate(r));
+    const data = sent(netif).find((s) => s.payload.length === 300);
+    expect(data).toBeDefined();
+    // The peer probes our closed window (one byte past it) and acknowledges our 300 bytes.
+    send({ seq: seq + 1, ack: ours + 1 + 300, window: 512 }, new Uint8Array(1));
+    expect(stack.stats().tcp!["zero_window_acks"]).toBe(1);
+    expect(stack.tcp.layer.connections()[0]!.sndUna).toBe((ours + 1 + 300) >>> 0);
+  });
+});
