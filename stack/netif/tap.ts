@@ -155,8 +155,8 @@ export class TapNetif implements Netif {
       try {
         r = attempt(!!opts.offload);
       } catch (e) {
-        // A kernel that refuses the offloads (EINVAL from TUNSETOFFLOAD): carry on without them.
-        if (!opts.offload || (e as { code?: string }).code !== "EINVAL" || !/TUNSETOFFLOAD/.test(String((e as Error).message))) throw e;
+        // A kernel (or a user) that may not set the offloads (TUNSETOFFLOAD): carry on without them.
+        if (!opts.offload || !["EINVAL", "EPERM"].includes(String((e as { code?: string }).code)) || !/TUNSETOFFLOAD/.test(String((e as Error).message))) throw e;
         r = attempt(false);
         effective = { ...opts, offload: false };
       }
