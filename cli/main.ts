@@ -42,6 +42,12 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     if (err instanceof UsageError) {
+      // `paf CMD --help` asked for the usage text: it goes to stdout, and it is no error.
+      const argv = process.argv.slice(3);
+      if ((argv.includes("--help") || argv.includes("-h")) && err.message.startsWith("usage:")) {
+        console.log(err.message);
+        process.exit(0);
+      }
       console.error(`paf: ${err.message}`);
       process.exit(2);
     }

@@ -171,7 +171,8 @@ describe("paf bench: bad arguments", () => {
 
   it("--help prints the options", async () => {
     const r = await runCli(["bench", "--help"]);
-    expect(r.stderr).toMatch(/--streams K/);
-    expect(r.stderr).toMatch(/--tap NAME/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--streams K/);
+    expect(r.stdout).toMatch(/--tap NAME/);
   });
 });

@@ -122,3 +122,14 @@ describe.skipIf(!run)("paf serve on a TAP in a namespace", () => {
     first.child.kill("SIGTERM");
   });
 });
+
+describe("paf CMD --help", () => {
+  for (const cmd of ["serve", "get", "bench", "certify"]) {
+    it(`paf ${cmd} --help prints the usage on stdout and exits 0`, async () => {
+      const r = await runCli([cmd, "--help"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^usage: paf ${cmd} `));
+      expect(r.stderr).toBe("");
+    });
+  }
+});
