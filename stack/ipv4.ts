@@ -14,7 +14,7 @@ import { Loopback } from "./loopback.js";
 import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
 import { IPV4, emitIpv4, parseIpv4 } from "./wire/ipv4.js";
 import { ETH, ETHERTYPE_IPV4 } from "./wire/ethernet.js";
-import { BROADCAST_MAC, copyBytes, inPrefix, ipv4MulticastMac, ipv4ToU32 } from "./wire/addr.js";
+import { BROADCAST_MAC, copyBytes, ipv4MulticastMac, ipv4ToU32 } from "./wire/addr.js";
 import { GSO_SIZE, type GsoFrame } from "./netif/netif.js";
 
 export interface Ipv4Config {
@@ -187,17 +187,26 @@ export class Ipv4Layer implements IpOutput {
     if (dst.length !== 4 || !this.cfg) return undefined;
     if (src && !(src.length === 4 && (ipv4ToU32(src) === this.addr || ipv4ToU32(src) === 0))) return undefined;
     const d = ipv4ToU32(dst);
-    const headroom = ETH.HEADER_LEN + IPV4.MIN_HEADER_LEN;
-    const base = { family: 4 as const, src: this.cfg.address, dst: copyBytes(dst), headroom };
-    if (d === this.addr) return { ...base, mtu: 65535, nextHop: d, fixedMac: undefined, local: true };
-    if (this.isBroadcast(d)) return { ...base, mtu: this.linkMtu, nextHop: 0, fixedMac: BROADCAST_MAC, local: false };
-    if (d >>> 28 === 0xe) return { ...base, mtu: this.linkMtu, nextHop: 0, fixedMac: ipv4MulticastMac(dst), local: false };
+    // One object shape for every route (this runs for every datagram sent).
+    const mk = (mtu: number, nextHop: number, fixedMac: Uint8Array | undefined, local: boolean): Ipv4Route => ({
+      family: 4,
+      src: this.cfg!.address,
+      dst: copyBytes(dst),
+      headroom: ETH.HEADER_LEN + IPV4.MIN_HEADER_LEN,
+      mtu,
+      nextHop,
+      fixedMac,
+      local,
+    });
+    if (d === this.addr) return mk(65535, d, undefined, true);
+    if (this.isBroadcast(d)) return mk(this.linkMtu, 0, BROADCAST_MAC, false);
+    if (d >>> 28 === 0xe) return mk(this.linkMtu, 0, ipv4MulticastMac(dst), false);
     if (d === 0 || d >>> 24 === 127) return undefined;
     let nextHop: number;
-    if (inPrefix(dst, this.cfg.address, this.cfg.prefixLength)) nextHop = d;
+    if ((d & this.mask) >>> 0 === (this.addr & this.mask) >>> 0) nextHop = d;
     else if (this.cfg.gateway) nextHop = ipv4ToU32(this.cfg.gateway);
     else return undefined;
-    return { ...base, mtu: this.pathMtu(d), nextHop, fixedMac: undefined, local: false };
+    return mk(this.pathMtu(d), nextHop, undefined, false);
   }
 
   pathMtu(d: number): number {

@@ -8,7 +8,7 @@ import type { IpOutput, IpPacket, UpperProtocol } from "./ip.js";
 import type { Random } from "./core/random.js";
 import { Counters } from "./core/stats.js";
 import { UDP, IPPROTO_UDP, emitUdp, parseUdp, udpChecksumOk } from "./wire/udp.js";
-import { bytesEqual, formatIP, ipFamily, isZero, parseIP } from "./wire/addr.js";
+import { bytesEqual, copyBytes, formatIP, ipFamily, isZero, parseIP } from "./wire/addr.js";
 
 export interface UdpOptions {
   /** Ephemeral port range for sockets bound to port 0 (RFC 6056). Default 49152-65535. */
@@ -39,6 +39,12 @@ function sysError(code: string, message: string): Error & { code: string } {
 export class UdpSocket extends EventEmitter {
   /** Local address bytes; empty (all zeros) means any. */
   localAddr: Uint8Array;
+  /** The last destination text sent to, parsed (a socket usually answers the same peer again). */
+  private lastDstText: string | undefined;
+  private lastDst: Uint8Array | undefined;
+  /** The last source address seen, formatted (the same peer usually sends again). */
+  private lastSrc: Uint8Array | undefined;
+  private lastSrcText = "";
   localPort = 0;
   private bound = false;
   private closed = false;
@@ -108,12 +114,19 @@ export class UdpSocket extends EventEmitter {
     };
     if (this.closed) return done(sysError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running"));
     if (!Number.isInteger(port) || port <= 0 || port > 65535) return done(new RangeError(`invalid destination port ${String(port)}`));
-    if (typeof address !== "string" || ipFamily(address) !== this.family) return done(sysError("EINVAL", `destination ${String(address)} is not an IPv${this.family} address`));
+    // The last destination parsed is kept: a socket usually answers the same peer again.
+    let dst = address === this.lastDstText ? this.lastDst : undefined;
+    if (!dst) {
+      if (typeof address !== "string" || ipFamily(address) !== this.family) return done(sysError("EINVAL", `destination ${String(address)} is not an IPv${this.family} address`));
+      dst = parseIP(address);
+      this.lastDstText = address;
+      this.lastDst = dst;
+    }
     if (!this.bound) {
       this.layer.attach(this, 0);
       this.bound = true;
     }
-    const err = this.layer.output(this, parseIP(address), port, data);
+    const err = this.layer.output(this, dst, port, data);
     done(err, err ? undefined : data.length);
   }
 
@@ -128,7 +141,11 @@ export class UdpSocket extends EventEmitter {
   /** Called by the layer for every datagram to this socket. */
   deliver(payload: Uint8Array, pkt: IpPacket, srcPort: number): void {
     const msg = Buffer.from(payload); // copy: the frame buffer is reused
-    this.emit("message", msg, { address: formatIP(pkt.src), family: pkt.family === 4 ? "IPv4" : "IPv6", port: srcPort, size: msg.length } satisfies RemoteInfo);
+    if (!this.lastSrc || !bytesEqual(pkt.src, this.lastSrc)) {
+      this.lastSrc = copyBytes(pkt.src);
+      this.lastSrcText = formatIP(pkt.src);
+    }
+    this.emit("message", msg, { address: this.lastSrcText, family: pkt.family === 4 ? "IPv4" : "IPv6", port: srcPort, size: msg.length } satisfies RemoteInfo);
   }
 }
 
