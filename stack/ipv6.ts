@@ -359,16 +359,25 @@ export class Ipv6Layer implements IpOutput {
     if (src && !isZero(src) && !this.isLocal(src)) return undefined;
     const s = src && !isZero(src) ? src : this.selectSource(dst);
     if (!s) return undefined;
-    const headroom = ETH.HEADER_LEN + IPV6.HEADER_LEN;
     const d = copyBytes(dst);
-    const base = { family: 6 as const, src: copyBytes(s), dst: d, headroom };
-    if (this.isLocal(dst)) return { ...base, mtu: 65535, nextHop: undefined, fixedMac: undefined, local: true };
-    if (isIPv6Multicast(dst)) return { ...base, mtu: this.linkMtu, nextHop: undefined, fixedMac: ipv6MulticastMac(dst), local: false };
+    // One object shape for every route (this runs for every datagram sent).
+    const mk = (mtu: number, nextHop: Uint8Array | undefined, fixedMac: Uint8Array | undefined, local: boolean): Ipv6Route => ({
+      family: 6,
+      src: copyBytes(s),
+      dst: d,
+      headroom: ETH.HEADER_LEN + IPV6.HEADER_LEN,
+      mtu,
+      nextHop,
+      fixedMac,
+      local,
+    });
+    if (this.isLocal(dst)) return mk(65535, undefined, undefined, true);
+    if (isIPv6Multicast(dst)) return mk(this.linkMtu, undefined, ipv6MulticastMac(dst), false);
     let nextHop: Uint8Array | undefined;
     if (this.isOnLink(dst)) nextHop = d;
     else nextHop = this.gateway ?? this.ndp?.defaultRouter();
     if (!nextHop) return undefined;
-    return { ...base, mtu: this.pathMtu(dst), nextHop, fixedMac: undefined, local: false };
+    return mk(this.pathMtu(dst), nextHop, undefined, false);
   }
 
   pathMtu(d: Uint8Array): number {
