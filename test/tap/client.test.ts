@@ -50,6 +50,7 @@ describe.skipIf(!run)("client side against nginx, dnsmasq and a Unix socket serv
     writeFileSync(
       join(dir, "nginx.conf"),
       `daemon off;
+master_process off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 worker_processes 1;
@@ -91,6 +92,7 @@ http {
   });
 
   afterAll(async () => {
+    // nginx runs without a master process (master_process off), so killing it leaves no workers.
     for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
     unixServer?.close();
     await stack?.close();
