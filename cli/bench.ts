@@ -7,12 +7,11 @@
 import { writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parse, intOption, UsageError } from "./args.js";
-import { parseServeArgs } from "./serve.js";
 import { Stack, type StackOptions } from "../stack/stack.js";
 import { kernelDial, runLoad, stackDial, type LoadOptions, type LoadRun } from "../http/bench/load.js";
 import { buildReport, formatText } from "../http/bench/report.js";
 import { renderSvg } from "../http/bench/svg.js";
-import { openTapStack } from "./tapstack.js";
+import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
 
 export const BENCH_USAGE = `usage: paf bench URL [--clients N] [--requests M] [--duration S] [--method M] [--body-size BYTES]
                  [--h2 [--streams K]] [--insecure] [--timeout MS] [--json FILE] [--plot FILE]
@@ -100,16 +99,9 @@ export function parseBenchArgs(argv: string[]): BenchConfig {
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
     if (!isIP(host)) throw new UsageError(`--tap: the URL's host must be an IP address (the userspace stack has no resolver), got "${host}"`);
     // The same validation as paf serve, so the options read and fail the same way.
-    const s = parseServeArgs([
-      "--tap",
-      values.tap,
-      ...(values.ipv4 ? ["--ipv4", values.ipv4] : []),
-      ...(values.ipv6 ? ["--ipv6", values.ipv6] : []),
-      ...(values.gateway ?? []).flatMap((g) => ["--gateway", g]),
-      "--http",
-      "0",
-    ]);
-    tap = { name: values.tap, netns: values["tap-netns"], stack: s.stack };
+    checkTapName(values.tap);
+    const stack = parseStackOptions(values);
+    tap = { name: values.tap, netns: values["tap-netns"], stack };
   } else {
     for (const o of ["tap-netns", "ipv4", "ipv6", "gateway"] as const) if (values[o] !== undefined) throw new UsageError(`--${o} needs --tap (it configures the userspace stack the clients run on)`);
   }

@@ -6,8 +6,7 @@ import { createReadStream, createWriteStream, readFileSync, statSync } from "nod
 import { pipeline } from "node:stream/promises";
 import { parse, intOption, UsageError } from "./args.js";
 import type { Stack, StackOptions } from "../stack/stack.js";
-import { openTapStack } from "./tapstack.js";
-import { ipFamily, parseCidr } from "../stack/wire/addr.js";
+import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
 import { Client, Ctx, K, type Body, type TlsConfig } from "../http/client/index.js";
 
 export const GET_USAGE = `usage: paf get URL [--tap NAME --ipv4 CIDR [--ipv6 CIDR] [--gateway IP]... [--dns IP]... [--tap-netns NAME]]
@@ -87,34 +86,11 @@ export function parseGetArgs(argv: string[]): GetConfig {
   if (!v.tap && (v.ipv4 || v.ipv6 || v.gateway || v.dns || v["tap-netns"])) throw new UsageError("--ipv4, --ipv6, --gateway, --dns and --tap-netns need --tap (without it the host's sockets and resolver are used)");
   let stack: GetConfig["stack"];
   if (v.tap) {
+    checkTapName(v.tap);
     if (!v.ipv4 && !v.ipv6) throw new UsageError("--tap needs --ipv4 CIDR and/or --ipv6 CIDR");
-    stack = {};
-    if (v.ipv4) {
-      try {
-        const c = parseCidr(v.ipv4);
-        if (c.address.length !== 4) throw new Error();
-      } catch {
-        throw new UsageError(`--ipv4 expects an IPv4 address with a prefix length, e.g. 198.18.0.1/24, got "${v.ipv4}"`);
-      }
-      stack.ipv4 = { address: v.ipv4 };
-    }
-    if (v.ipv6) {
-      try {
-        const c = parseCidr(v.ipv6);
-        if (c.address.length !== 16) throw new Error();
-      } catch {
-        throw new UsageError(`--ipv6 expects an IPv6 address with a prefix length, e.g. 2001:db8::1/64, got "${v.ipv6}"`);
-      }
-      stack.ipv6 = { address: v.ipv6, dad: false };
-    }
-    for (const g of v.gateway ?? []) {
-      const f = ipFamily(g);
-      if (f === 4 && stack.ipv4) stack.ipv4.gateway = g;
-      else if (f === 6 && stack.ipv6) stack.ipv6.gateway = g;
-      else throw new UsageError(`--gateway ${g}: not an IP address of a configured family`);
-    }
-    for (const d of v.dns ?? []) if (!ipFamily(d)) throw new UsageError(`--dns expects an IP address, got "${d}"`);
-    if (v.dns?.length) stack.dns = { servers: v.dns };
+    // The same validation as paf serve, so the options read and fail the same way.
+    stack = parseStackOptions(v);
+    if (stack.ipv6) stack.ipv6.dad = false; // a client that lives for one request: no DAD wait
   }
   const headers: Record<string, string> = {};
   for (const h of v.header ?? []) {

@@ -3,7 +3,7 @@
  */
 import { parse, listOption, UsageError } from "./args.js";
 import { Stack, type StackOptions } from "../stack/stack.js";
-import { ipFamily, parseCidr, parseMac } from "../stack/wire/addr.js";
+import { ipFamily } from "../stack/wire/addr.js";
 import { startServices, SERVICES, type ServiceName } from "./services.js";
 import { readFileSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
@@ -16,7 +16,7 @@ import { staticFiles } from "../http/static.js";
 import { selfSigned } from "../tls/selfsigned.js";
 import { ACME_OPTIONS, ACME_USAGE, AcmeRuntime, CERTIFY_USAGE, parseAcmeArgs, type AcmeConfig } from "./certify.js";
 import { hostTransport, stackTransport } from "../tls/acme/transport.js";
-import { openTapStack } from "./tapstack.js";
+import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
 
 export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CIDR] | --host ADDR) [--gateway IP]... [--dns IP]...
                  [--http PORT] [--https PORT [--cert FILE --key FILE]] [--app MODULE] [--root DIR]
@@ -97,7 +97,7 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
   if (!values.tap && !values.host) throw new UsageError("--tap NAME or --host ADDR is required (the TAP device paf owns, or the host address to serve on)");
   if (values.tap && values.host) throw new UsageError("--tap and --host exclude each other (userspace stack or the kernel's sockets)");
   if (values.host && ipFamily(values.host) === 0) throw new UsageError(`--host: "${values.host}" is not an IP address`);
-  if (values.tap && !/^[A-Za-z0-9_.-]{1,15}$/.test(values.tap)) throw new UsageError(`--tap: "${values.tap}" is not a valid interface name (1-15 characters: letters, digits, _ . -)`);
+  if (values.tap) checkTapName(values.tap);
   if (values.tap && !values.ipv4 && !values.ipv6 && !values.slaac) throw new UsageError("give at least one address: --ipv4 CIDR, --ipv6 CIDR or --slaac");
   const port = (name: string, v: string | undefined, dflt: number): number => {
     if (v === undefined) return dflt;
@@ -116,57 +116,8 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
     if (values.cert) throw new UsageError("--acme-domain and --cert/--key exclude each other (the certificate comes from the ACME CA)");
   }
   if (acme && values.http === "0") throw new UsageError("--acme-domain needs HTTP for the HTTP-01 challenge: --http must not be 0");
-  const stack: Omit<StackOptions, "netif"> = {};
-  let gw4: string | undefined;
-  let gw6: string | undefined;
-  for (const g of values.gateway ?? []) {
-    const f = ipFamily(g);
-    if (f === 4) gw4 = g;
-    else if (f === 6) gw6 = g;
-    else throw new UsageError(`--gateway: "${g}" is not an IP address`);
-  }
-  if (values.ipv4) {
-    try {
-      parseCidr(values.ipv4, 4);
-    } catch (e) {
-      throw new UsageError(`--ipv4: ${(e as Error).message}`);
-    }
-    if (!values.ipv4.includes("/")) throw new UsageError(`--ipv4: "${values.ipv4}" needs a prefix length, e.g. ${values.ipv4}/24`);
-    stack.ipv4 = { address: values.ipv4, ...(gw4 ? { gateway: gw4 } : {}) };
-  } else if (gw4) throw new UsageError("--gateway with an IPv4 address needs --ipv4");
-  if (values.ipv6 || values.slaac || gw6) {
-    if (values.ipv6) {
-      try {
-        parseCidr(values.ipv6, 6);
-      } catch (e) {
-        throw new UsageError(`--ipv6: ${(e as Error).message}`);
-      }
-    }
-    stack.ipv6 = {
-      ...(values.ipv6 ? { address: values.ipv6 } : {}),
-      ...(gw6 ? { gateway: gw6 } : {}),
-      ...(values.slaac ? { slaac: true } : {}),
-    };
-  }
-  for (const d of values.dns ?? []) if (!ipFamily(d)) throw new UsageError(`--dns: "${d}" is not an IP address`);
-  if (values.dns?.length) {
-    if (values.host) throw new UsageError("--dns is for the userspace stack (--tap); --host uses the system resolver");
-    stack.dns = { servers: values.dns };
-  }
-  if (values.mac) {
-    try {
-      const m = parseMac(values.mac);
-      if (m[0]! & 1) throw new TypeError(`${values.mac} is a multicast MAC`);
-      stack.mac = m;
-    } catch (e) {
-      throw new UsageError(`--mac: ${(e as Error).message}`);
-    }
-  }
-  if (values.mtu !== undefined) {
-    const n = Number(values.mtu);
-    if (!/^\d+$/.test(values.mtu) || n < 1280 || n > 65521) throw new UsageError(`--mtu must be a whole number from 1280 to 65521, got "${values.mtu}"`);
-    stack.mtu = n;
-  }
+  if (values.dns?.length && values.host) throw new UsageError("--dns is for the userspace stack (--tap); --host uses the system resolver");
+  const stack = parseStackOptions(values);
   return {
     tap: values.tap,
     host: values.host,

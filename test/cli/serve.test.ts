@@ -54,7 +54,7 @@ describe("paf serve: bad arguments", () => {
     [["get", "--http2", "--http1.1", "http://198.18.0.1/"], /exclude each other/],
     [["get", "-H", "novalue", "http://198.18.0.1/"], /-H expects "Name: value"/],
     [["get", "--cacert", "/nonexistent.pem", "http://198.18.0.1/"], /--cacert \/nonexistent.pem: ENOENT/],
-    [["get", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--dns", "x", "http://198.18.0.1/"], /--dns expects an IP address/],
+    [["get", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--dns", "x", "http://198.18.0.1/"], /--dns: "x" is not an IP address/],
     [["frobnicate"], /unknown command "frobnicate"/],
   ];
   for (const [args, msg] of cases) {
