@@ -114,15 +114,36 @@ class Origin {
     (this.agent as unknown as { createConnection: unknown }).createConnection = (_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
       const s = this.spare.pop();
       if (s) return void cb(null, s);
-      this.open(this.secure ? ["http/1.1"] : undefined).then(
-        (r) => {
-          this.opened++;
-          cb(null, describe(r));
-        },
+      this.connect(this.secure ? ["http/1.1"] : undefined).then(
+        (r) => cb(null, describe(r)),
         (e: Error) => cb(e),
       );
       return undefined;
     };
+  }
+
+  /** Open one connection to this origin (counted in `opened`). */
+  async connect(alpn: string[] | undefined): Promise<Resolved> {
+    const r = await this.open(alpn);
+    this.opened++;
+    return r;
+  }
+
+  /** The HTTP/2 session, if it is still usable. */
+  get liveSession(): http2.ClientHttp2Session | undefined {
+    const s = this.session;
+    return s && !s.closed && !s.destroyed ? s : undefined;
+  }
+
+  /**
+   * Run `task` when `needed()` says so, one caller at a time: concurrent first requests to an
+   * origin wait for the one connection being set up instead of each opening their own.
+   */
+  async setUp(needed: () => boolean, task: () => Promise<void>): Promise<void> {
+    while (this.probing) await this.probing;
+    if (!needed()) return;
+    this.probing = task().finally(() => (this.probing = undefined));
+    await this.probing;
   }
 
   /** An HTTP/2 session over a resolved flow. */
@@ -240,10 +261,11 @@ export class Client {
     const o = this.origin(u, opts);
     const h2 = opts.http2 ?? true;
     if (o.secure && h2 !== false) {
-      while (o.probing) await o.probing;
-      if (o.mode === undefined || (o.mode === "h2" && !o.session)) {
-        o.probing = (async () => {
-          const r = await this.openFor(o, ["h2", "http/1.1"]);
+      // The first connection offers both in ALPN; the server's choice is remembered.
+      await o.setUp(
+        () => o.mode === undefined || (o.mode === "h2" && !o.liveSession),
+        async () => {
+          const r = await o.connect(["h2", "http/1.1"]);
           if (r.tls?.alpn === "h2") {
             o.mode = "h2";
             o.startSession(r, u.origin);
@@ -251,29 +273,21 @@ export class Client {
             o.mode = "h1";
             o.spare.push(describe(r));
           }
-        })().finally(() => (o.probing = undefined));
-        await o.probing;
-      }
-      if (o.mode === "h2" && o.session) return h2Request(o.session, o.sessionInfo, u, method, headers, body, opts);
+        },
+      );
+      const s = o.mode === "h2" ? o.liveSession : undefined;
+      if (s) return h2Request(s, o.sessionInfo, u, method, headers, body, opts);
     } else if (!o.secure && h2 === "prior-knowledge") {
-      while (o.probing) await o.probing;
-      if (!o.session || o.session.closed || o.session.destroyed) {
-        o.probing = (async () => {
-          const r = await this.openFor(o, undefined);
+      await o.setUp(
+        () => !o.liveSession,
+        async () => {
           o.mode = "h2";
-          o.startSession(r, u.origin);
-        })().finally(() => (o.probing = undefined));
-        await o.probing;
-      }
-      return h2Request(o.session!, o.sessionInfo, u, method, headers, body, opts);
+          o.startSession(await o.connect(undefined), u.origin);
+        },
+      );
+      return h2Request(o.liveSession!, o.sessionInfo, u, method, headers, body, opts);
     }
     return h1Request(o.agent, u, method, headers, body, opts);
-  }
-
-  private async openFor(o: Origin, alpn: string[] | undefined): Promise<Resolved> {
-    const r = await o.open(alpn);
-    o.opened++;
-    return r;
   }
 }
 
