@@ -8,7 +8,7 @@ import https from "node:https";
 import type { Duplex } from "node:stream";
 import { Agent as UndiciAgent } from "undici";
 import type { Ctx } from "./context.js";
-import { Connector, defaultConnector, K, type TlsConfig } from "./resolve.js";
+import { Connector, defaultConnector, withTarget, type TlsConfig } from "./resolve.js";
 
 type Cb = (err: Error | null, s?: Duplex) => void;
 
@@ -20,10 +20,8 @@ export interface PafAgentOptions extends http.AgentOptions {
 
 function createConnectionVia(ctx: Ctx, connector: Connector, tlsFrom?: (o: https.RequestOptions) => TlsConfig) {
   return (o: http.ClientRequestArgs & https.RequestOptions, cb: Cb): undefined => {
-    const host = String(o.host ?? o.hostname ?? "localhost").replace(/^\[|\]$/g, "");
-    let c = ctx.with(K.host, host).with(K.port, Number(o.port ?? (tlsFrom ? 443 : 80)));
-    c = tlsFrom ? c.with(K.tls, tlsFrom(o)) : c.without(K.tls);
-    connector.open(c).then((r) => cb(null, r.flow), (e: Error) => cb(e));
+    const target = withTarget(ctx, String(o.host ?? o.hostname ?? "localhost"), Number(o.port ?? (tlsFrom ? 443 : 80)), tlsFrom?.(o));
+    connector.open(target).then((r) => cb(null, r.flow), (e: Error) => cb(e));
     return undefined;
   };
 }
@@ -43,9 +41,7 @@ export class PafAgent extends http.Agent {
 export class PafHttpsAgent extends https.Agent {
   constructor(opts: PafAgentOptions & https.AgentOptions) {
     super({ keepAlive: true, ...opts });
-    const base = opts.ctx.get(K.tls) ?? {};
     (this as unknown as { createConnection: unknown }).createConnection = createConnectionVia(opts.ctx, opts.connector ?? defaultConnector(), (o) => ({
-      ...base,
       alpn: ["http/1.1"],
       ...(o.servername ? { servername: o.servername } : {}),
       ...(o.ca ? { ca: o.ca as TlsConfig["ca"] } : {}),
@@ -64,9 +60,8 @@ export function pafDispatcher(ctx: Ctx, opts: { connector?: Connector; tls?: Tls
     ...agentOpts,
     connect: (o, cb) => {
       const secure = o.protocol === "https:";
-      let c = ctx.with(K.host, o.hostname.replace(/^\[|\]$/g, "")).with(K.port, Number(o.port || (secure ? 443 : 80)));
-      c = secure ? c.with(K.tls, { ...(ctx.get(K.tls) ?? {}), ...(tlsOpts ?? {}), alpn: ["http/1.1"], ...(o.servername ? { servername: o.servername } : {}) }) : c.without(K.tls);
-      connector.open(c).then((r) => cb(null, r.flow as never), (e: Error) => cb(e, null));
+      const tls = secure ? { ...(tlsOpts ?? {}), alpn: ["http/1.1"], ...(o.servername ? { servername: o.servername } : {}) } : undefined;
+      connector.open(withTarget(ctx, o.hostname, Number(o.port || (secure ? 443 : 80)), tls)).then((r) => cb(null, r.flow as never), (e: Error) => cb(e, null));
     },
   });
 }

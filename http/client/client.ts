@@ -244,14 +244,13 @@ export class Client {
   private origin(u: URL, opts: RequestOptions): Origin {
     const secure = u.protocol === "https:";
     const port = Number(u.port || (secure ? 443 : 80));
-    const host = u.hostname.replace(/^\[|\]$/g, "");
     const base = opts.ctx ?? this.ctx;
     let id = base === this.ctx ? 0 : this.ctxIds.get(base);
     if (id === undefined) this.ctxIds.set(base, (id = ++this.ctxCount));
     const key = `${u.protocol}//${u.host}${id ? `#${id}` : ""}`;
     let o = this.origins.get(key);
     if (!o) {
-      o = new Origin(key, (alpn) => this.connector.open(withTarget(base, host, port, secure, alpn)), secure, this.opts);
+      o = new Origin(key, (alpn) => this.connector.open(withTarget(base, u.hostname, port, secure ? (alpn ? { alpn } : {}) : undefined)), secure, this.opts);
       this.origins.set(key, o);
     }
     return o;

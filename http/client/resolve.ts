@@ -345,10 +345,11 @@ export function startTls(flow: Duplex, cfg: TlsConfig, host: string | undefined,
   });
 }
 
-/** A context for a URL-ish target: host, port, and TLS when `secure`. */
-export function withTarget(base: Ctx, host: string, port: number, secure: boolean, alpn?: string[]): Ctx {
-  let c = base.with(K.host, host).with(K.port, port);
-  if (secure) c = c.with(K.tls, { ...(base.get(K.tls) ?? {}), ...(alpn ? { alpn } : {}) });
-  else c = c.without(K.tls);
-  return c;
+/**
+ * A context for one target: host (a URL's "[v6]" form accepted) and port, with TLS when `tls` is
+ * given (its settings over the context's own K.tls), without TLS otherwise.
+ */
+export function withTarget(base: Ctx, host: string, port: number, tls?: TlsConfig): Ctx {
+  const c = base.with(K.host, host.replace(/^\[(.*)\]$/, "$1")).with(K.port, port);
+  return tls ? c.with(K.tls, { ...(base.get(K.tls) ?? {}), ...tls }) : c.without(K.tls);
 }

@@ -3,11 +3,7 @@
  * GET /.well-known/acme-challenge/<token> with the key authorization while the token is
  * registered (an order is pending), and hands every other request to the application.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-
-/** A Node request handler (the same shape as http/services.ts's Handler, which sits above tls/). */
-export type Handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
+import type { Handler } from "../../http/services.js";
 
 export const CHALLENGE_PREFIX = "/.well-known/acme-challenge/";
 
