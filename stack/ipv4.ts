@@ -51,6 +51,11 @@ export interface Icmpv4ErrorSink {
 
 const LIMITED_BROADCAST = 0xffffffff;
 
+/** One object shape for every route (route() runs for every datagram sent). */
+function routeOf4(src: Uint8Array, dst: Uint8Array, mtu: number, nextHop: number, fixedMac: Uint8Array | undefined, local: boolean): Ipv4Route {
+  return { family: 4, src, dst: copyBytes(dst), headroom: ETH.HEADER_LEN + IPV4.MIN_HEADER_LEN, mtu, nextHop, fixedMac, local };
+}
+
 export class Ipv4Layer implements IpOutput {
   readonly family = 4 as const;
   readonly counters = new Counters("ipv4");
@@ -187,26 +192,16 @@ export class Ipv4Layer implements IpOutput {
     if (dst.length !== 4 || !this.cfg) return undefined;
     if (src && !(src.length === 4 && (ipv4ToU32(src) === this.addr || ipv4ToU32(src) === 0))) return undefined;
     const d = ipv4ToU32(dst);
-    // One object shape for every route (this runs for every datagram sent).
-    const mk = (mtu: number, nextHop: number, fixedMac: Uint8Array | undefined, local: boolean): Ipv4Route => ({
-      family: 4,
-      src: this.cfg!.address,
-      dst: copyBytes(dst),
-      headroom: ETH.HEADER_LEN + IPV4.MIN_HEADER_LEN,
-      mtu,
-      nextHop,
-      fixedMac,
-      local,
-    });
-    if (d === this.addr) return mk(65535, d, undefined, true);
-    if (this.isBroadcast(d)) return mk(this.linkMtu, 0, BROADCAST_MAC, false);
-    if (d >>> 28 === 0xe) return mk(this.linkMtu, 0, ipv4MulticastMac(dst), false);
+    const from = this.cfg.address;
+    if (d === this.addr) return routeOf4(from, dst, 65535, d, undefined, true);
+    if (this.isBroadcast(d)) return routeOf4(from, dst, this.linkMtu, 0, BROADCAST_MAC, false);
+    if (d >>> 28 === 0xe) return routeOf4(from, dst, this.linkMtu, 0, ipv4MulticastMac(dst), false);
     if (d === 0 || d >>> 24 === 127) return undefined;
     let nextHop: number;
     if ((d & this.mask) >>> 0 === (this.addr & this.mask) >>> 0) nextHop = d;
     else if (this.cfg.gateway) nextHop = ipv4ToU32(this.cfg.gateway);
     else return undefined;
-    return mk(this.pathMtu(d), nextHop, undefined, false);
+    return routeOf4(from, dst, this.pathMtu(d), nextHop, undefined, false);
   }
 
   pathMtu(d: number): number {

@@ -68,6 +68,11 @@ export interface Icmpv6ErrorSink {
   sendIcmpError(pkt: IpPacket, kind: "port_unreachable" | "protocol_unreachable"): void;
 }
 
+/** One object shape for every route (route() runs for every datagram sent). */
+function routeOf6(src: Uint8Array, dst: Uint8Array, mtu: number, nextHop: Uint8Array | undefined, fixedMac: Uint8Array | undefined, local: boolean): Ipv6Route {
+  return { family: 6, src: copyBytes(src), dst, headroom: ETH.HEADER_LEN + IPV6.HEADER_LEN, mtu, nextHop, fixedMac, local };
+}
+
 export class Ipv6Layer implements IpOutput {
   readonly family = 6 as const;
   readonly counters = new Counters("ipv6");
@@ -360,24 +365,13 @@ export class Ipv6Layer implements IpOutput {
     const s = src && !isZero(src) ? src : this.selectSource(dst);
     if (!s) return undefined;
     const d = copyBytes(dst);
-    // One object shape for every route (this runs for every datagram sent).
-    const mk = (mtu: number, nextHop: Uint8Array | undefined, fixedMac: Uint8Array | undefined, local: boolean): Ipv6Route => ({
-      family: 6,
-      src: copyBytes(s),
-      dst: d,
-      headroom: ETH.HEADER_LEN + IPV6.HEADER_LEN,
-      mtu,
-      nextHop,
-      fixedMac,
-      local,
-    });
-    if (this.isLocal(dst)) return mk(65535, undefined, undefined, true);
-    if (isIPv6Multicast(dst)) return mk(this.linkMtu, undefined, ipv6MulticastMac(dst), false);
+    if (this.isLocal(dst)) return routeOf6(s, d, 65535, undefined, undefined, true);
+    if (isIPv6Multicast(dst)) return routeOf6(s, d, this.linkMtu, undefined, ipv6MulticastMac(dst), false);
     let nextHop: Uint8Array | undefined;
     if (this.isOnLink(dst)) nextHop = d;
     else nextHop = this.gateway ?? this.ndp?.defaultRouter();
     if (!nextHop) return undefined;
-    return mk(this.pathMtu(dst), nextHop, undefined, false);
+    return routeOf6(s, d, this.pathMtu(dst), nextHop, undefined, false);
   }
 
   pathMtu(d: Uint8Array): number {

@@ -27,10 +27,11 @@ export interface TapOptions {
   /** Use the virtio-net header (offloads become possible later). Default false. */
   vnetHdr?: boolean;
   /**
-   * Receive offloads (implies vnetHdr): the kernel hands over its TCP segments without computing
+   * Offloads both ways (implies vnetHdr): the kernel hands over its TCP segments without computing
    * their checksums (TUN_F_CSUM: they never left the machine) and unsegmented, up to 64 KB a frame
-   * (TUN_F_TSO4/6), which the stack takes as one large segment. Cuts the per-frame cost of bulk
-   * receive. Default false.
+   * (TUN_F_TSO4/6), which the stack takes as one large segment; and it takes TCP super-segments
+   * from the stack (features.tso) and cuts them itself. Cuts the per-frame cost of bulk transfers.
+   * Falls back to none when the kernel refuses them. Default false.
    */
   offload?: boolean;
   /** Open one queue of a multi-queue TAP (must match how the TAP was created). Default false. */
@@ -44,8 +45,8 @@ export interface TapOptions {
   /**
    * Bytes of one slot of the receive slab. A frame that fills its slot is taken as truncated and
    * dropped (rxDropped), so a slot must be larger than the largest frame expected. Default: the
-   * MTU + Ethernet header + VLAN tag + vnet header, rounded up to 64, at least 2048. (GSO with
-   * vnetHdr will need 65550 + header.)
+   * MTU + Ethernet header + VLAN tag + vnet header (with offloads: a 64 KB IP packet instead of
+   * the MTU), rounded up to 64, at least 2048.
    */
   frameSize?: number;
   /** Frames waiting to be written before send() drops and counts (txDropped). Default 2048. */

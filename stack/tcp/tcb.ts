@@ -828,8 +828,7 @@ export class Tcb {
     const unit = 2 ** this.rcvWscale;
     const scaled = Math.min(0xffff, Math.ceil(w / unit));
     const right = seqAdd(this.rcvNxt, scaled * unit);
-    // (Before the first advertisement of a connection the old edge means nothing: take the new one.)
-    if (seqGt(right, this.rcvAdvRight) || seqLt(this.rcvAdvRight, this.rcvNxt)) this.rcvAdvRight = right;
+    if (seqGt(right, this.rcvAdvRight)) this.rcvAdvRight = right;
     this.recommit();
     this.ackNow = false;
     this.unackedSegs = 0;
