@@ -239,6 +239,15 @@ export function runLoad(opts: LoadOptions): LoadRun {
     return sock;
   };
 
+  /** Run requests one after another while the run lasts; pause briefly after a failed connect. */
+  async function drive(one: () => Promise<void>): Promise<void> {
+    while (take()) {
+      const before = counters.errors.connect;
+      await one();
+      if (counters.errors.connect > before) await sleep(CONNECT_RETRY_MS);
+    }
+  }
+
   const clients = Array.from({ length: opts.clients }, () => (opts.h2 ? h2Client() : h1Client()));
 
   // ---- HTTP/1.1: one connection per client through a keep-alive Agent of one socket.
@@ -293,14 +302,7 @@ export function runLoad(opts: LoadOptions): LoadRun {
           counters.bytesSent += body.length;
         } else req.end();
       });
-    return (async () => {
-      while (take()) {
-        const before = counters.errors.connect;
-        await one();
-        if (counters.errors.connect > before) await sleep(CONNECT_RETRY_MS);
-      }
-      agent.destroy();
-    })();
+    return drive(one).then(() => agent.destroy());
   }
 
   // ---- HTTP/2: one session per client, `streams` workers sharing it; reopened after it dies.
@@ -387,14 +389,7 @@ export function runLoad(opts: LoadOptions): LoadRun {
         stream.resume();
       });
     };
-    const worker = async (): Promise<void> => {
-      while (take()) {
-        const before = counters.errors.connect;
-        await one();
-        if (counters.errors.connect > before) await sleep(CONNECT_RETRY_MS);
-      }
-    };
-    return Promise.all(Array.from({ length: opts.streams }, worker)).then(() => {
+    return Promise.all(Array.from({ length: opts.streams }, () => drive(one))).then(() => {
       session?.destroy();
     });
   }
