@@ -4,7 +4,12 @@ NODE_MODULES := node_modules/.package-lock.json
 ADDON := build/Release/paf_tap.node
 TS_SOURCES := $(shell find stack tls http cli -name '*.ts' 2>/dev/null) index.ts
 
-.PHONY: all build test demo bench clean typecheck
+.PHONY: all build test demo bench clean typecheck deps-demo deps-test deps-bench
+
+# System (Debian) packages: scripts/deps.sh holds the one list, checks what each use runs and
+# installs what is missing (as root with apt), or says what to install and stops.
+deps-demo deps-test deps-bench: deps-%:
+	@bash scripts/deps.sh $*
 
 all: build
 
@@ -27,13 +32,13 @@ typecheck: $(NODE_MODULES)
 
 # All tests. Tests that need root and /dev/net/tun fail loudly when they cannot run,
 # unless PAF_ALLOW_SKIP_PRIVILEGED=1 is set.
-test: build typecheck
+test: deps-test build typecheck
 	node scripts/run-tests.mjs
 
-demo: build
+demo: deps-demo build
 	bash scripts/demo.sh
 
-bench: build
+bench: deps-bench build
 	node scripts/bench.mjs
 
 clean:

@@ -5,7 +5,7 @@ import { parse, listOption, UsageError } from "./args.js";
 import { Stack, type StackOptions } from "../stack/stack.js";
 import { ipFamily } from "../stack/wire/addr.js";
 import { startServices, SERVICES, type ServiceName } from "./services.js";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
 import { pathToFileURL } from "node:url";
 import { serve as serveHttp, type ServeHandle } from "../http/serve.js";
@@ -19,8 +19,8 @@ import { hostTransport, stackTransport } from "../tls/acme/transport.js";
 import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
 
 export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CIDR] | --host ADDR) [--gateway IP]... [--dns IP]...
-                 [--http PORT] [--https PORT [--cert FILE --key FILE]] [--app MODULE] [--root DIR]
-                 [--mac MAC] [--slaac] [--tap-netns NAME] [--pcap FILE] [--services LIST]
+                 [--http PORT] [--https PORT [--cert FILE --key FILE | --cert-out FILE]] [--app MODULE]
+                 [--root DIR] [--mac MAC] [--slaac] [--tap-netns NAME] [--pcap FILE] [--services LIST]
                  [--acme-domain NAME... [--acme-email EMAIL] [--acme-directory URL] [--acme-ca FILE]
                   [--acme-dir DIR] [--acme-renew-days N]]
 
@@ -28,7 +28,9 @@ export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CID
   --host ADDR       no userspace stack: serve the same app on the kernel's sockets bound to ADDR
   --http PORT       HTTP/1.x and h2c on PORT (default 80; 0 disables)
   --https PORT      HTTPS with ALPN (h2, http/1.1) on PORT
-  --cert/--key FILE certificate chain and key (PEM); without them a self-signed one is made
+  --cert/--key FILE certificate chain and key (PEM); without them a self-signed one is made in
+                    memory (its key is never written anywhere; its fingerprints are printed)
+  --cert-out FILE   write the self-signed certificate (not its key) to FILE, for clients to trust
   --app MODULE      serve a module exporting a Node request handler (default export or "handler")
   --root DIR        serve static files from DIR (the app, or the demo app, answers the rest)
   --tap-netns NAME  create/attach the TAP inside network namespace NAME (ip netns)
@@ -57,6 +59,8 @@ export interface ServeConfig {
   https: number;
   cert: string | undefined;
   key: string | undefined;
+  /** Where to write the self-signed certificate (public part only). */
+  certOut: string | undefined;
   app: string | undefined;
   root: string | undefined;
   tapNetns: string | undefined;
@@ -77,6 +81,7 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
     https: { type: "string" },
     cert: { type: "string" },
     key: { type: "string" },
+    "cert-out": { type: "string" },
     app: { type: "string" },
     root: { type: "string" },
     "tap-netns": { type: "string" },
@@ -107,6 +112,7 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
   if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError("--cert and --key go together");
   if (values.host && values.services) throw new UsageError("--services needs --tap (the classic services run on the userspace stack)");
   if (values.cert && values.https === undefined) throw new UsageError("--cert/--key need --https PORT");
+  if (values["cert-out"] !== undefined && (values.cert || values.https === undefined)) throw new UsageError("--cert-out is for the self-signed certificate: it needs --https PORT and no --cert/--key");
   const acme = parseAcmeArgs(values);
   if (command === "certify") {
     if (!acme) throw new UsageError("paf certify needs --acme-domain NAME (the name to get a certificate for)");
@@ -125,6 +131,7 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
     https: port("https", values.https, 0),
     cert: values.cert,
     key: values.key,
+    certOut: values["cert-out"],
     app: values.app,
     root: values.root,
     tapNetns: values["tap-netns"],
@@ -185,10 +192,12 @@ export async function serve(argv: string[]): Promise<number> {
       cert = acme.stored.cert;
     } else {
       const names = ["localhost", ...(s ? s.addresses().filter((a) => !a.startsWith("fe80")).map((a) => a.split(" ")[0]!) : [cfg.host!])];
-      const ss = selfSigned(names);
+      const ss = await selfSigned(names);
       key = ss.key;
       cert = ss.cert;
-      console.log(`self-signed certificate ${ss.certPath} sha256 ${ss.fingerprint256}${acme ? " (placeholder until the ACME certificate is issued)" : ""}`);
+      if (cfg.certOut) writeFileSync(cfg.certOut, ss.cert);
+      const where = cfg.certOut ? ` written to ${cfg.certOut}` : "";
+      console.log(`self-signed certificate sha256 ${ss.fingerprint256} spki sha256//${ss.spkiSha256}${where}${acme ? " (placeholder until the ACME certificate is issued)" : ""}`);
     }
     tlsService = httpsService(handler, { key, cert });
     running.push(serveHttp(tlsService, await listen(cfg.https)));

@@ -13,15 +13,17 @@ fi
 
 TAP=pafdemo0
 paf_netns "paf-demo-$$"
-LOG=$(mktemp)
+WORK=$(mktemp -d)
+PAF_TMP=$WORK
+LOG=$WORK/serve.log
+CERT=$WORK/cert.pem
 node dist/cli/main.js serve --tap "$TAP" --tap-netns "$PAF_NS" --ipv4 198.18.0.2/24 --ipv6 2001:db8::2/64 \
-  --gateway 198.18.0.1 --http 80 --https 443 --services echo >"$LOG" 2>&1 &
+  --gateway 198.18.0.1 --http 80 --https 443 --cert-out "$CERT" --services echo >"$LOG" 2>&1 &
 PAF_PIDS+=($!)
 paf_wait_line "$LOG" "^listening" 15
 paf_kernel_side "$TAP"
 echo "== paf: $(grep ^listening "$LOG")"
 grep "^self-signed" "$LOG" | sed 's/^/== /'
-CERT=$(sed -n 's/^self-signed certificate \(\S*\) .*/\1/p' "$LOG")
 echo "== kernel side (namespace $PAF_NS): 198.18.0.1/24, 2001:db8::1/64 on $TAP"
 
 run() { echo "\$ $*"; ip netns exec "$PAF_NS" "$@"; }
@@ -34,10 +36,10 @@ ip netns exec "$PAF_NS" bash -c 'echo "hello paf over UDP/IPv6" | timeout 3 soca
 fetch() {
   local label="$1"; shift
   echo "\$ curl $*"
-  ip netns exec "$PAF_NS" curl -sS --max-time 10 -o /tmp/paf-demo-body.$$ \
+  ip netns exec "$PAF_NS" curl -sS --max-time 10 -o $WORK/body \
     -w "   -> $label: HTTP/%{http_version} status %{http_code}, %{size_download} bytes in %{time_total}s\n" "$@"
-  case "$label" in *MB*) ;; *) head -c 200 /tmp/paf-demo-body.$$ ;; esac
-  rm -f /tmp/paf-demo-body.$$
+  case "$label" in *MB*) ;; *) head -c 200 $WORK/body ;; esac
+  rm -f $WORK/body
 }
 fetch "HTTP/1.1" http://198.18.0.2/
 fetch "h2c (prior knowledge)" --http2-prior-knowledge http://198.18.0.2/

@@ -2,6 +2,7 @@
 # Everything they create is named paf-* and removed by paf_cleanup (installed as an EXIT trap).
 PAF_NS=""
 PAF_PIDS=()
+PAF_TMP=""
 
 paf_require_root() {
   if [ "$(id -u)" != 0 ] || [ ! -c /dev/net/tun ]; then return 1; fi
@@ -12,6 +13,7 @@ paf_cleanup() {
   for p in "${PAF_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PAF_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   if [ -n "$PAF_NS" ]; then ip netns del "$PAF_NS" 2>/dev/null || true; fi
+  if [ -n "$PAF_TMP" ]; then rm -rf "$PAF_TMP"; fi
 }
 
 # paf_netns NAME: create the namespace (lo up) and arrange for its removal.

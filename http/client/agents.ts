@@ -52,8 +52,11 @@ export class PafHttpsAgent extends https.Agent {
   }
 }
 
-/** An undici Dispatcher whose connections come from the context: `fetch(url, { dispatcher })`. */
-export function pafDispatcher(ctx: Ctx, opts: { connector?: Connector; tls?: TlsConfig } & ConstructorParameters<typeof UndiciAgent>[0] = {}): UndiciAgent {
+/**
+ * An undici Dispatcher whose connections come from the context: `fetch(url, { dispatcher })`.
+ * `tls` adds to the context's K.tls (undici's own `tls`/`connect` options do not apply: paf connects).
+ */
+export function pafDispatcher(ctx: Ctx, opts: { connector?: Connector; tls?: TlsConfig } & Omit<NonNullable<ConstructorParameters<typeof UndiciAgent>[0]>, "tls" | "connect"> = {}): UndiciAgent {
   const connector = opts.connector ?? defaultConnector();
   const { connector: _c, tls: tlsOpts, ...agentOpts } = opts;
   return new UndiciAgent({

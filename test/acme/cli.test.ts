@@ -88,7 +88,7 @@ describe.skipIf(!run)("ACME with pebble in a namespace, paf on a TAP", () => {
     try {
       const issuedMs = Date.now() - started;
       const out = srv.output();
-      expect(out).toMatch(/self-signed certificate \S+ sha256 \S+ \(placeholder until the ACME certificate is issued\)/);
+      expect(out).toMatch(/self-signed certificate sha256 \S+ spki sha256\/\/\S+ \(placeholder until the ACME certificate is issued\)/);
       expect(out).toMatch(/^listening on .* http 80 https 443$/m);
       const first = srv.line.match(/^acme certificate for paf\.test,www\.paf\.test serial ([0-9a-f]+) valid until \S+ installed \((\d+) requests, (\d+) badNonce retries\)$/);
       expect(first, srv.line).not.toBeNull();

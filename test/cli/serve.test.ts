@@ -8,23 +8,38 @@ beforeAll(() => ensureBuilt(), 120_000);
 
 describe("paf serve --host: the same app on the kernel's sockets (loopback)", () => {
   it("serves HTTP and HTTPS (self-signed, fingerprint printed), an --app module and --root files", async () => {
-    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { mkdtempSync, writeFileSync, readdirSync, readFileSync, rmSync } = await import("node:fs");
     const { join } = await import("node:path");
     const { tmpdir } = await import("node:os");
     const dir = mkdtempSync(join(tmpdir(), "paf-cli-"));
+    // The server's own temporary directory: nothing of paf's may be left in it (no key files).
+    const tmp = mkdtempSync(join(tmpdir(), "paf-tmpdir-"));
     writeFileSync(join(dir, "app.mjs"), "export default (req, res) => res.end('custom app ' + req.url + ' over HTTP/' + req.httpVersion + '\\n');\n");
     writeFileSync(join(dir, "index.html"), "<h1>static paf</h1>\n");
     const port = 20000 + (process.pid % 20000);
-    const { child, output } = await startCli(["serve", "--host", "127.0.0.1", "--http", String(port), "--https", String(port + 1), "--app", join(dir, "app.mjs"), "--root", dir], /^listening/);
+    const certOut = join(dir, "served-cert.pem");
+    const args = ["serve", "--host", "127.0.0.1", "--http", String(port), "--https", String(port + 1), "--cert-out", certOut, "--app", join(dir, "app.mjs"), "--root", dir];
+    const { child, output } = await startCli(args, /^listening/, 15_000, { TMPDIR: tmp });
     try {
-      expect(output()).toMatch(/self-signed certificate \S+cert\.pem sha256 [0-9A-F:]{95}/);
+      const m = /self-signed certificate sha256 ([0-9A-F:]{95}) spki (sha256\/\/\S+) written to (\S+)/.exec(output());
+      expect(m, output()).not.toBeNull();
+      expect(m![3]).toBe(certOut);
+      // The certificate written for clients holds no key.
+      expect(readFileSync(certOut, "utf8")).toMatch(/^-----BEGIN CERTIFICATE-----[^]*-----END CERTIFICATE-----\n$/);
+      expect(readFileSync(certOut, "utf8")).not.toMatch(/PRIVATE KEY/);
       const { sh } = await import("../helpers/netns.js");
       expect((await sh("curl", ["-sS", "--max-time", "5", `http://127.0.0.1:${port}/`])).stdout).toBe("<h1>static paf</h1>\n");
       expect((await sh("curl", ["-sS", "--max-time", "5", `http://127.0.0.1:${port}/x`])).stdout).toBe("custom app /x over HTTP/1.1\n");
-      expect((await sh("curl", ["-sSk", "--max-time", "5", "--http2", `https://127.0.0.1:${port + 1}/y`])).stdout).toBe("custom app /y over HTTP/2.0\n");
+      expect((await sh("curl", ["-sS", "--max-time", "5", "--http2", "--cacert", certOut, `https://127.0.0.1:${port + 1}/y`])).stdout).toBe("custom app /y over HTTP/2.0\n");
+      // The printed pin is the served key's.
+      expect((await sh("curl", ["-sSk", "--http1.1", "--max-time", "5", "--pinnedpubkey", m![2]!, `https://127.0.0.1:${port + 1}/z`])).stdout).toBe("custom app /z over HTTP/1.1\n");
     } finally {
       child.kill("SIGTERM");
     }
+    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
+    expect(readdirSync(tmp)).toEqual([]);
+    rmSync(tmp, { recursive: true });
+    rmSync(dir, { recursive: true });
   });
 });
 

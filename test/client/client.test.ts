@@ -61,11 +61,12 @@ function duplexPair(): [Duplex, Duplex] {
   return [a, b];
 }
 
+const cert = await selfSigned(["paf.test", "198.18.0.2"]);
+
 describe("client side over two in-process stacks", () => {
   const sw = new VirtualSwitch();
   const server = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" }, ipv6: { address: "2001:db8::2/64", dad: false } });
   const clientStack = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, ipv6: { address: "2001:db8::1/64", dad: false } });
-  const cert = selfSigned(["paf.test", "198.18.0.2"]);
   const web = serve(httpService(testApp(), { log: () => {} }), stackListener(server, { port: 80 }));
   const sec = serve(httpsService(testApp(), { key: cert.key, cert: cert.cert, log: () => {} }), stackListener(server, { port: 443 }));
   const base = Ctx.empty.with(K.stack, clientStack).with(K.tls, { ca: cert.cert });
@@ -130,7 +131,7 @@ describe("client side over two in-process stacks", () => {
   });
 
   it("host TCP on loopback with a client certificate (mutual TLS): accepted with it, refused without", async () => {
-    const clientCert = selfSigned(["client.paf.test"]);
+    const clientCert = await selfSigned(["client.paf.test"]);
     const srv = tls.createServer({ key: cert.key, cert: cert.cert, requestCert: true, rejectUnauthorized: true, ca: clientCert.cert, ALPNProtocols: ["http/1.1"] }, (s) => {
       const cn = String(s.getPeerCertificate().subject?.CN ?? "");
       s.once("data", () => s.end(`HTTP/1.1 200 OK\r\nContent-Length: ${cn.length}\r\nConnection: close\r\n\r\n${cn}`));
@@ -237,7 +238,7 @@ describe("client side over two in-process stacks", () => {
     const cl = new Client({ ctx: base });
     const t = await cl.request("http://198.18.0.2/stall", { timeout: 300 }).catch((x) => x);
     expect([t.stage, t.code]).toEqual(["timeout", "ETIMEDOUT"]);
-    const other = selfSigned(["other.test"]);
+    const other = await selfSigned(["other.test"]);
     const untrusted = await request("https://198.18.0.2/", { ctx: base.with(K.tls, { ca: other.cert }) }).catch((x) => x);
     expect(untrusted.stage).toBe("tls");
     expect(untrusted.message).toMatch(/self.signed|unable to verify|certificate/i);

@@ -41,9 +41,9 @@ export function runCli(args: string[], timeoutMs = 10_000): Promise<RunResult> {
 }
 
 /** Start the CLI in the background; resolves once a stdout line matches `ready`. */
-export function startCli(args: string[], ready: RegExp, timeoutMs = 15_000): Promise<{ child: ChildProcess; line: string; output: () => string }> {
+export function startCli(args: string[], ready: RegExp, timeoutMs = 15_000, env: Record<string, string> = {}): Promise<{ child: ChildProcess; line: string; output: () => string }> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const c = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
     children.add(c);
     c.once("exit", () => children.delete(c));
     let out = "";

@@ -54,13 +54,14 @@ function pageApp() {
   };
 }
 
+const cert = await selfSigned(["paf.test", "198.18.0.2"]);
+
 describe.skipIf(!run)("headless Chromium loads a page over HTTPS/h2 from the userspace stack", () => {
   let ns: Netns;
   let stack: Stack;
   let browser: Browser | undefined;
   const TAP = "pafb" + (process.pid % 10000);
   const dir = mkdtempSync(join(tmpdir(), "paf-browser-"));
-  const cert = selfSigned(["paf.test", "198.18.0.2"]);
   const requests: string[] = [];
   let web: ReturnType<typeof serve>;
 
@@ -80,6 +81,7 @@ describe.skipIf(!run)("headless Chromium loads a page over HTTPS/h2 from the use
     writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns.name} ${CHROMIUM} "$@"\n`);
     chmodSync(wrapper, 0o755);
     const spki = createHash("sha256").update(new X509Certificate(cert.cert).publicKey.export({ type: "spki", format: "der" })).digest("base64");
+    expect(cert.spkiSha256).toBe(spki);
     browser = await chromium.launch({
       executablePath: wrapper,
       timeout: 30_000,
@@ -124,7 +126,7 @@ describe.skipIf(!run)("headless Chromium loads a page over HTTPS/h2 from the use
     const ctx = await browser!.newContext();
     const page = await ctx.newPage();
     // Same stack, another port, a certificate with a fresh key that no pin matches.
-    const other = selfSigned(["other.test"]);
+    const other = await selfSigned(["other.test"]);
     const s2 = httpsService(pageApp(), { key: other.key, cert: other.cert, log: () => {} });
     const h = serve(s2, stackListener(stack, { port: 8443 }));
     await expect(page.goto("https://198.18.0.2:8443/", { timeout: 15_000 })).rejects.toThrow(/ERR_CERT|net::/);

@@ -20,10 +20,11 @@ import { Client, Ctx, K, PafHttpsAgent, pafDispatcher } from "../../http/client/
 
 const run = requirePrivileged();
 
+const cert = await selfSigned(["web.test", "198.18.0.1"]);
+
 describe.skipIf(!run)("client side against nginx, dnsmasq and a Unix socket server over TAP", () => {
   const net = useNetns("cln");
   const dir = mkdtempSync(join(tmpdir(), "paf-client-"));
-  const cert = selfSigned(["web.test", "198.18.0.1"]);
   const file = randomBytes(1_500_000);
   const fileSha = createHash("sha256").update(file).digest("hex");
   const procs: ChildProcess[] = [];

@@ -5,6 +5,7 @@
  */
 import { webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
+import { pemEncode } from "../pem.js";
 
 export type CertKeyType = "p256" | "rsa";
 export const CERT_KEY_TYPES: readonly CertKeyType[] = ["p256", "rsa"];
@@ -40,7 +41,7 @@ export async function createCsr(domains: string[], keyType: CertKeyType = "p256"
     crypto as never,
   );
   const pkcs8 = Buffer.from(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
-  const keyPem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString("base64").replace(/(.{64})/g, "$1\n").replace(/\n?$/, "\n")}-----END PRIVATE KEY-----\n`;
+  const keyPem = pemEncode("PRIVATE KEY", pkcs8);
   return { keyPem, der: new Uint8Array(csr.rawData), pem: csr.toString("pem") };
 }
 
