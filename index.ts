@@ -24,7 +24,7 @@ export { provision, RenewalScheduler, loadStored, LETSENCRYPT_STAGING, LETSENCRY
 export { stackTransport, hostTransport, type AcmeTransport } from "./tls/acme/transport.js";
 export { generateKey as generateAccountKey, jwkThumbprint, type AccountKeyType } from "./tls/acme/jws.js";
 export { selfSigned, type SelfSigned } from "./tls/selfsigned.js";
-export { runLoad, kernelDial, stackDial, type Dial, type LoadOptions, type LoadResult, type LoadRun, type TcpDialer } from "./http/bench/load.js";
+export { runLoad, type LoadOptions, type LoadResult, type LoadRun } from "./http/bench/load.js";
 export { buildReport, formatText } from "./http/bench/report.js";
 export { renderSvg } from "./http/bench/svg.js";
 export { BENCH_SCHEMA, ERROR_KINDS, type BenchReport, type ErrorKind } from "./http/bench/schema.js";

@@ -5,17 +5,18 @@
  * JSON (schema "paf-bench/1", http/bench/schema.ts) and an SVG plot. Exits 1 if any request failed.
  */
 import { writeFileSync } from "node:fs";
-import { isIP } from "node:net";
 import { parse, intOption, UsageError } from "./args.js";
 import { Stack, type StackOptions } from "../stack/stack.js";
-import { kernelDial, runLoad, stackDial, type LoadOptions, type LoadRun } from "../http/bench/load.js";
+import { runLoad, type LoadOptions, type LoadRun } from "../http/bench/load.js";
+import { Ctx } from "../http/client/context.js";
+import { K } from "../http/client/resolve.js";
 import { buildReport, formatText } from "../http/bench/report.js";
 import { renderSvg } from "../http/bench/svg.js";
 import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
 
 export const BENCH_USAGE = `usage: paf bench URL [--clients N] [--requests M] [--duration S] [--method M] [--body-size BYTES]
                  [--h2 [--streams K]] [--insecure] [--timeout MS] [--json FILE] [--plot FILE]
-                 [--tap NAME (--ipv4 CIDR | --ipv6 CIDR)... [--gateway IP]... [--tap-netns NAME]]
+                 [--tap NAME (--ipv4 CIDR | --ipv6 CIDR)... [--gateway IP]... [--dns IP]... [--tap-netns NAME]]
 
   URL               http:// or https:// (TLS; ALPN h2 with --h2, http/1.1 otherwise)
   --clients N       concurrent connections (default 16); one is reopened after an error
@@ -30,13 +31,13 @@ export const BENCH_USAGE = `usage: paf bench URL [--clients N] [--requests M] [-
   --json FILE       write the results as JSON (schema "paf-bench/1")
   --plot FILE       write the latency distribution as an SVG plot
   --tap NAME        run the clients over a paf userspace stack on TAP device NAME, not the
-                    kernel's sockets; --ipv4/--ipv6 CIDR, --gateway IP and --tap-netns NAME as
-                    for paf serve
+                    kernel's sockets; --ipv4/--ipv6 CIDR, --gateway IP, --dns IP (names in the URL
+                    are resolved by the stack's own resolver) and --tap-netns NAME as for paf serve
 Exit status: 0 if every request completed with a 2xx/3xx status and a whole body, 1 if any
 failed (connect, reset, timeout, bad status, short body), 2 for bad arguments.`;
 
 export interface BenchConfig {
-  load: Omit<LoadOptions, "dial">;
+  load: Omit<LoadOptions, "ctx" | "connector">;
   json: string | undefined;
   plot: string | undefined;
   tap: { name: string; netns: string | undefined; stack: Omit<StackOptions, "netif"> } | undefined;
@@ -64,6 +65,7 @@ export function parseBenchArgs(argv: string[]): BenchConfig {
       ipv4: { type: "string" },
       ipv6: { type: "string" },
       gateway: { type: "string", multiple: true },
+      dns: { type: "string", multiple: true },
       help: { type: "boolean", short: "h" },
     },
     true,
@@ -96,14 +98,12 @@ export function parseBenchArgs(argv: string[]): BenchConfig {
   let tap: BenchConfig["tap"];
   if (values.tap !== undefined) {
     if (!values.ipv4 && !values.ipv6) throw new UsageError("--tap needs an address for the stack: --ipv4 CIDR and/or --ipv6 CIDR");
-    const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
-    if (!isIP(host)) throw new UsageError(`--tap: the URL's host must be an IP address (the userspace stack has no resolver), got "${host}"`);
     // The same validation as paf serve, so the options read and fail the same way.
     checkTapName(values.tap);
     const stack = parseStackOptions(values);
     tap = { name: values.tap, netns: values["tap-netns"], stack };
   } else {
-    for (const o of ["tap-netns", "ipv4", "ipv6", "gateway"] as const) if (values[o] !== undefined) throw new UsageError(`--${o} needs --tap (it configures the userspace stack the clients run on)`);
+    for (const o of ["tap-netns", "ipv4", "ipv6", "gateway", "dns"] as const) if (values[o] !== undefined) throw new UsageError(`--${o} needs --tap (it configures the userspace stack the clients run on)`);
   }
   return {
     load: { url, method, clients, streams: values.h2 ? streams : 1, requests, durationMs, bodySize, h2: !!values.h2, insecure: !!values.insecure, timeoutMs },
@@ -141,7 +141,7 @@ export async function bench(argv: string[]): Promise<number> {
     await stack.ready();
   }
   try {
-    const run = runLoad({ ...cfg.load, dial: stack ? stackDial(stack) : kernelDial });
+    const run = runLoad({ ...cfg.load, ctx: stack ? Ctx.empty.with(K.stack, stack) : Ctx.empty.with(K.host_tcp, true) });
     const stopProgress = progress(run, cfg.load);
     // The first SIGINT/SIGTERM stops starting requests (the report still comes); a second one exits.
     let signals = 0;

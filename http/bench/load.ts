@@ -1,21 +1,21 @@
 /**
  * The load engine of `paf bench`: N clients, each one connection (reopened after an error), doing
  * HTTP/1.1 keep-alive requests one at a time (node:http) or K concurrent HTTP/2 streams
- * (node:http2), over TLS (node:tls, ALPN h2 or http/1.1) for https URLs. Where connections come
- * from is injected (`Dial`): the kernel's sockets, or a paf stack's flows; this module knows
- * nothing else of either. Every request is bounded by a timeout, the run by a request count
- * and/or a duration. Latencies of completed requests go into an HDR histogram (microseconds).
+ * (node:http2), over TLS (ALPN h2 or http/1.1) for https URLs. Connections come from the client
+ * side's context resolution (a Ctx and a Connector, as for every other client of paf): the
+ * kernel's sockets, a paf stack's flows (names through its DNS), a Unix socket or a protocol of
+ * the user's, with TLS layered by the same code. Every request is bounded by a timeout, the run
+ * by a request count and/or a duration. Latencies of completed requests go into an HDR histogram
+ * (microseconds).
  */
 import http from "node:http";
 import http2 from "node:http2";
-import net from "node:net";
-import tls from "node:tls";
 import type { Duplex } from "node:stream";
 import * as hdr from "hdr-histogram-js";
 import { ERROR_KINDS, type ErrorKind } from "./schema.js";
-
-/** Opens a TCP connection to host:port; the flow must behave like a connected net.Socket. */
-export type Dial = (host: string, port: number, timeoutMs: number) => Promise<Duplex>;
+import type { Ctx } from "../client/context.js";
+import { ClientError } from "../client/errors.js";
+import { defaultConnector, withTarget, K, type Connector } from "../client/resolve.js";
 
 export interface LoadOptions {
   url: URL;
@@ -34,7 +34,14 @@ export interface LoadOptions {
   insecure: boolean;
   /** Per request (connecting included) and per connect/handshake. */
   timeoutMs: number;
-  dial: Dial;
+  /**
+   * Where connections come from (e.g. `Ctx.empty.with(K.host_tcp, true)` for the kernel's TCP,
+   * `.with(K.stack, stack)` for a paf stack); TLS settings in its K.tls apply under the bench's own
+   * ALPN and `insecure`.
+   */
+  ctx: Ctx;
+  /** Protocols to resolve `ctx` with. Default: defaultConnector(). */
+  connector?: Connector;
 }
 
 export interface LoadCounters {
@@ -67,32 +74,6 @@ export interface LoadRun {
 const SAMPLES_PER_KIND = 5;
 /** Pause after a failed connect before the client tries again (keeps a dead server from spinning). */
 const CONNECT_RETRY_MS = 20;
-
-/** Kernel TCP (node:net). */
-export const kernelDial: Dial = (host, port, timeoutMs) =>
-  new Promise((resolve, reject) => {
-    const s = net.connect({ host, port, noDelay: true });
-    const t = setTimeout(() => s.destroy(Object.assign(new Error(`connect ETIMEDOUT ${host}:${port}`), { code: "ETIMEDOUT" })), timeoutMs);
-    s.once("connect", () => {
-      clearTimeout(t);
-      s.off("error", reject);
-      resolve(s);
-    });
-    s.once("error", (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-  });
-
-/** The part of a paf Stack that dialing needs (structural, so http/ stays off stack/ internals). */
-export interface TcpDialer {
-  tcp: { connect(opts: { host: string; port: number; timeout?: number; noDelay?: boolean }): Promise<Duplex> };
-}
-
-/** A paf stack's TCP. */
-export function stackDial(stack: TcpDialer): Dial {
-  return (host, port, timeoutMs) => stack.tcp.connect({ host, port, timeout: timeoutMs, noDelay: true });
-}
 
 /** An error of a given kind (the first cause wins; the message is kept for samples). */
 class Failure extends Error {
@@ -189,50 +170,26 @@ export function runLoad(opts: LoadOptions): LoadRun {
   };
 
   /** A connection, TLS and ALPN done; connect failures are tagged "connect". */
+  const connector = opts.connector ?? defaultConnector();
+  const alpn = opts.h2 ? "h2" : "http/1.1";
+  const target = withTarget(opts.ctx.with(K.connectTimeout, opts.timeoutMs), url.hostname, port, secure ? { alpn: [alpn], ...(opts.insecure ? { rejectUnauthorized: false } : {}) } : undefined);
   const connect = async (): Promise<Duplex> => {
     counters.connections++;
-    let raw: Duplex;
+    let sock: Duplex;
     try {
-      raw = await withTimeout(opts.dial(host, port, opts.timeoutMs), opts.timeoutMs, `connect ${host}:${port}`, (s) => s.destroy());
+      const r = await withTimeout(connector.open(target), opts.timeoutMs, `connect ${url.host}`, (late) => late.flow.destroy());
+      sock = r.flow;
+      if (secure && opts.h2 && r.tls?.alpn !== "h2") {
+        sock.destroy();
+        throw new Failure("connect", `ALPN: the server chose ${r.tls?.alpn || "no protocol"}, not h2`);
+      }
     } catch (e) {
       if (e instanceof Failure) throw e;
       const err = e as Error & { code?: string };
-      throw new Failure("connect", `${err.code ? err.code + ": " : ""}${err.message}`);
+      // Every stage of opening (resolve, connect, TLS) counts as a connect failure.
+      throw new Failure("connect", e instanceof ClientError ? err.message : `${err.code ? err.code + ": " : ""}${err.message}`);
     }
-    (raw as Duplex & { setNoDelay?(b: boolean): void }).setNoDelay?.(true);
-    let sock: Duplex = raw;
-    if (secure) {
-      const alpn = opts.h2 ? "h2" : "http/1.1";
-      const t = tls.connect({
-        socket: raw,
-        host,
-        ...(net.isIP(host) ? {} : { servername: host }),
-        ALPNProtocols: [alpn],
-        rejectUnauthorized: !opts.insecure,
-      });
-      try {
-        await withTimeout(
-          new Promise<void>((resolve, reject) => {
-            t.once("secureConnect", resolve);
-            t.once("error", reject);
-          }),
-          opts.timeoutMs,
-          `TLS handshake with ${host}:${port}`,
-          () => {},
-        );
-      } catch (e) {
-        t.destroy();
-        raw.destroy();
-        const err = e as Error & { code?: string };
-        throw e instanceof Failure ? e : new Failure("connect", `TLS: ${err.code ? err.code + ": " : ""}${err.message}`);
-      }
-      t.removeAllListeners("error");
-      if (opts.h2 && t.alpnProtocol !== "h2") {
-        t.destroy();
-        throw new Failure("connect", `ALPN: the server chose ${t.alpnProtocol || "no protocol"}, not h2`);
-      }
-      sock = t;
-    }
+    (sock as Duplex & { setNoDelay?(b: boolean): void }).setNoDelay?.(true);
     sock.on("error", () => {}); // the request or session in flight reports it
     open.add(sock);
     sock.once("close", () => open.delete(sock));

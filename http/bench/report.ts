@@ -40,7 +40,7 @@ function recorded(h: JsHistogram): Array<[number, number]> {
   return out;
 }
 
-export function buildReport(opts: Omit<LoadOptions, "dial">, r: LoadResult, transport: "kernel" | "paf"): BenchReport {
+export function buildReport(opts: Omit<LoadOptions, "ctx" | "connector">, r: LoadResult, transport: "kernel" | "paf"): BenchReport {
   const h = r.histogram as unknown as JsHistogram;
   const n = h.totalCount;
   const secs = r.durationMs / 1000;

@@ -119,6 +119,30 @@ describe.skipIf(!run)("paf bench --tap (clients on a userspace stack) against pa
     expect(bad.report.statusCodes).toEqual({ "503": 10 });
   });
 
+  it("a host name, resolved by the clients' stack through its own DNS (dnsmasq in the namespace)", async () => {
+    const dnsmasq = ns.spawn(
+      "/usr/sbin/dnsmasq",
+      ["--no-daemon", "--conf-file=/dev/null", "--pid-file=", "--no-resolv", "--no-hosts", "--port=53", "--listen-address=198.18.2.1", "--bind-interfaces", "--log-facility=-", "--local=/test/", "--host-record=web.test,198.18.2.1,2001:db8:2::1,60"],
+      { timeoutMs: 60_000 },
+    );
+    try {
+      await waitForOutput(dnsmasq, /started, version/);
+      for (const extra of [[], ["--h2", "--streams", "2", "--insecure"]]) {
+        const url = extra.length ? "https://web.test:8443/bytes/1000" : "http://web.test:8080/bytes/1000";
+        const r = await bench([url, "--requests", "40", "--clients", "2", "--dns", "198.18.2.1", ...onTap, ...extra]);
+        expect(expectClean(r, 40, { sent: 0, received: 1000 })).toEqual([]);
+        expect(r.report.transport).toBe("paf");
+      }
+      // A name the server does not know: every request fails at connect, naming the resolver's answer.
+      const r = await bench(["http://nope.test:8080/", "--requests", "2", "--clients", "1", "--dns", "198.18.2.1", ...onTap]);
+      expect(r.code).toBe(1);
+      expect(r.report.errors.connect).toBe(2);
+      expect(r.report.errorSamples.connect?.[0]).toMatch(/resolve: .*nope\.test.*ENOTFOUND/);
+    } finally {
+      dnsmasq.kill("SIGKILL");
+    }
+  });
+
   it("a port nobody listens on: every request is a connect error (RST from the kernel)", async () => {
     const r = await bench(["http://198.18.2.1:9999/", "--requests", "4", "--clients", "2", ...onTap]);
     expect(r.code).toBe(1);
