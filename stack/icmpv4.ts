@@ -19,12 +19,14 @@ import {
   ICMPV4_PARAM_PROBLEM,
   ICMPV4_TIME_EXCEEDED,
   ICMPV4_UNREACH_FRAG_NEEDED,
+  ICMPV4_UNREACH_HOST,
   ICMPV4_UNREACH_PORT,
   IPPROTO_ICMP,
   icmpv4ChecksumOk,
   parseIcmp,
 } from "./wire/icmp.js";
 import { parseIpv4 } from "./wire/ipv4.js";
+import { ETH } from "./wire/ethernet.js";
 import { formatIPv4, ipv4ToU32 } from "./wire/addr.js";
 
 export interface Icmpv4Options {
@@ -83,6 +85,18 @@ export class Icmpv4 implements UpperProtocol {
     if (!route) return this.counters.drop("no_route");
     this.counters.inc("echo_replies_sent");
     sendIcmp(this.ip, route, ICMPV4_ECHO_REPLY, 0, rest, body);
+  }
+
+  /**
+   * Packets that never left because their next hop did not answer address resolution: their
+   * senders hear it as a host unreachable error, as if a router had sent one (Linux reports
+   * EHOSTUNREACH to a connecting socket the same way, after ~3 s of unanswered solicitations).
+   */
+  linkFailure(frames: Uint8Array[]): void {
+    for (const f of frames) {
+      this.counters.inc("link_failures");
+      this.errorInput(ICMPV4_DEST_UNREACH, ICMPV4_UNREACH_HOST, 0, f.subarray(ETH.HEADER_LEN));
+    }
   }
 
   private errorInput(type: number, code: number, rest: number, body: Uint8Array): void {

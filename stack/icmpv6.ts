@@ -20,12 +20,14 @@ import {
   ICMPV6_PACKET_TOO_BIG,
   ICMPV6_PARAM_PROBLEM,
   ICMPV6_TIME_EXCEEDED,
+  ICMPV6_UNREACH_ADDRESS,
   ICMPV6_UNREACH_PORT,
   IPPROTO_ICMPV6,
   icmpv6ChecksumOk,
   parseIcmp,
 } from "./wire/icmp.js";
 import { NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_ROUTING } from "./wire/ipv6.js";
+import { ETH } from "./wire/ethernet.js";
 import { formatIPv6, isIPv6Multicast, isZero } from "./wire/addr.js";
 
 export interface Icmpv6Options {
@@ -84,6 +86,18 @@ export class Icmpv6 implements UpperProtocol {
     if (!route) return this.counters.drop("no_route");
     this.counters.inc("echo_replies_sent");
     sendIcmp(this.ip, route, ICMPV6_ECHO_REPLY, 0, rest, body);
+  }
+
+  /**
+   * Packets that never left because their next hop did not answer address resolution: their
+   * senders hear it as a host unreachable error, as if a router had sent one (Linux reports
+   * EHOSTUNREACH to a connecting socket the same way, after ~3 s of unanswered solicitations).
+   */
+  linkFailure(frames: Uint8Array[]): void {
+    for (const f of frames) {
+      this.counters.inc("link_failures");
+      this.errorInput(ICMPV6_DEST_UNREACH, ICMPV6_UNREACH_ADDRESS, 0, f.subarray(ETH.HEADER_LEN));
+    }
   }
 
   private errorInput(type: number, code: number, rest: number, body: Uint8Array): void {

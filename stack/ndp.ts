@@ -1,10 +1,10 @@
 /**
  * Neighbor Discovery (RFC 4861) and stateless autoconfiguration (RFC 4862) for a host:
- * the neighbour cache with its states (INCOMPLETE, REACHABLE, STALE, DELAY, PROBE), address
- * resolution with a bounded queue per unresolved neighbour, neighbour unreachability detection,
- * answering solicitations, router solicitation and advertisement processing (default routers,
- * on-link prefixes, MTU, hop limit), SLAAC addresses, and duplicate address detection for every
- * address before it is used.
+ * address resolution and neighbour unreachability detection through the shared neighbour cache
+ * (neighbour.ts: states, bounded queues, failure reports, the same code as ARP's), answering
+ * solicitations, router solicitation and advertisement processing (default routers, on-link
+ * prefixes, MTU, hop limit), SLAAC addresses, and duplicate address detection for every address
+ * before it is used.
  */
 import { EventEmitter } from "node:events";
 import type { Ipv6Layer, Ipv6Address, NeighbourResolver } from "./ipv6.js";
@@ -18,20 +18,12 @@ import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
 import { ICMPV6_NEIGHBOR_ADVERT, ICMPV6_NEIGHBOR_SOLICIT, ICMPV6_ROUTER_ADVERT, ICMPV6_ROUTER_SOLICIT, IPPROTO_ICMPV6, emitIcmp } from "./wire/icmp.js";
 import { NDP_OPTIONS_OFFSET, NDP_OPT_SOURCE_LLADDR, NDP_OPT_TARGET_LLADDR, emitLladdrOption, parseNdpOptions, parseRouterAdvert } from "./wire/ndp.js";
 import { ALL_NODES, ALL_ROUTERS, IPV6_ANY, bytesEqual, copyBytes, eui64, formatIPv6, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero, solicitedNode } from "./wire/addr.js";
+import { NeighbourCache, type NeighbourOptions, type NeighbourState } from "./neighbour.js";
 
-export interface NdpOptions {
-  /** Neighbour cache entries. Default 1024; STALE entries are evicted first when full. */
-  cacheSize?: number;
-  /** Packets queued per INCOMPLETE neighbour. Default 16. */
-  pendingPerEntry?: number;
-  /** MAX_MULTICAST_SOLICIT / MAX_UNICAST_SOLICIT (§10). Default 3. */
-  maxSolicit?: number;
-  /** RetransTimer (ms), until an RA says otherwise. Default 1000. */
-  retransTimerMs?: number;
-  /** BaseReachableTime (ms). Default 30000. */
-  baseReachableTimeMs?: number;
-  /** DELAY_FIRST_PROBE_TIME (ms). Default 5000. */
-  delayFirstProbeMs?: number;
+export type { NeighbourState };
+
+/** NDP's bounds and timers: the IPv6 neighbour cache's (NeighbourOptions), then these. */
+export interface NdpOptions extends NeighbourOptions {
   /** DupAddrDetectTransmits (RFC 4862 §5.1); 0 disables DAD. Default 1. */
   dadTransmits?: number;
   /** Router solicitations sent at start (§6.3.7). Default 3. */
@@ -44,19 +36,6 @@ export interface NdpOptions {
   maxSlaacAddresses?: number;
 }
 
-export type NeighbourState = "INCOMPLETE" | "REACHABLE" | "STALE" | "DELAY" | "PROBE";
-
-interface Neighbour {
-  ip: Uint8Array;
-  mac: Uint8Array | undefined;
-  state: NeighbourState;
-  isRouter: boolean;
-  pending: Uint8Array[];
-  probes: number;
-  reachableUntil: number;
-  timer: Timer;
-}
-
 interface Router {
   ip: Uint8Array;
   until: number;
@@ -64,11 +43,10 @@ interface Router {
 
 export class Ndp extends EventEmitter implements NeighbourResolver {
   readonly counters = new Counters("ndp");
-  private readonly cache = new Map<string, Neighbour>();
+  private readonly cache: NeighbourCache<Uint8Array>;
   private readonly routers: Router[] = [];
-  private readonly o: Required<NdpOptions>;
+  private readonly o: Required<Omit<NdpOptions, keyof NeighbourOptions>>;
   private retransMs: number;
-  private reachableMs: number;
   private readonly dadTimers = new Map<Ipv6Address, { timer: Timer; sent: number }>();
   private rsTimer: Timer | undefined;
   private rsSent = 0;
@@ -79,32 +57,36 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
     private readonly ip: Ipv6Layer,
     private readonly eth: EthernetLayer,
     private readonly timers: TimerQueue,
-    private readonly random: Random,
+    random: Random,
+    /** Packets that never left because their next hop did not answer (reported to their senders). */
+    unreachable: (frames: Uint8Array[]) => void,
     opts: NdpOptions = {},
   ) {
     super();
+    this.cache = new NeighbourCache<Uint8Array>(
+      {
+        keyOf: (ip) => ipKey(ip),
+        // Multicast to the solicited-node group, or a unicast NUD probe (§7.3.3).
+        solicit: (ip, mac) => this.sendNs(ip, undefined, mac ? ip : solicitedNode(ip), true, mac),
+        send: (frame, mac) => this.eth.send(frame, mac, ETHERTYPE_IPV6),
+        unreachable,
+      },
+      copyBytes,
+      timers,
+      random,
+      this.counters,
+      opts,
+    );
     this.o = {
-      cacheSize: opts.cacheSize ?? 1024,
-      pendingPerEntry: opts.pendingPerEntry ?? 16,
-      maxSolicit: opts.maxSolicit ?? 3,
-      retransTimerMs: opts.retransTimerMs ?? 1000,
-      baseReachableTimeMs: opts.baseReachableTimeMs ?? 30_000,
-      delayFirstProbeMs: opts.delayFirstProbeMs ?? 5000,
       dadTransmits: opts.dadTransmits ?? 1,
       routerSolicitations: opts.routerSolicitations ?? 3,
       routerSolicitationIntervalMs: opts.routerSolicitationIntervalMs ?? 4000,
       maxRouters: opts.maxRouters ?? 8,
       maxSlaacAddresses: opts.maxSlaacAddresses ?? 16,
     };
-    this.retransMs = this.o.retransTimerMs;
-    this.reachableMs = this.randomReachable(this.o.baseReachableTimeMs);
+    this.retransMs = opts.retransTimerMs ?? 1000;
     ip.ndp = this;
     ip.joinGroup(ALL_NODES);
-  }
-
-  /** §6.3.2: ReachableTime is uniformly random in [0.5, 1.5] x BaseReachableTime. */
-  private randomReachable(base: number): number {
-    return base * (0.5 + this.random.u32() / 4294967296);
   }
 
   // ---- addresses, DAD (RFC 4862 §5.4) -------------------------------------------------------
@@ -187,7 +169,7 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
     let fallback: Uint8Array | undefined;
     for (const r of this.routers) {
       if (r.until <= now) continue;
-      const n = this.cache.get(ipKey(r.ip));
+      const n = this.cache.get(r.ip);
       // §6.3.6: prefer routers known to be reachable.
       if (n && n.mac && n.state !== "INCOMPLETE") return r.ip;
       fallback ??= r.ip;
@@ -196,116 +178,15 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
   }
 
   neighbour(ip: Uint8Array): { state: NeighbourState; mac: Uint8Array | undefined; isRouter: boolean } | undefined {
-    const n = this.cache.get(ipKey(ip));
-    return n && { state: n.state, mac: n.mac, isRouter: n.isRouter };
+    return this.cache.get(ip);
   }
 
   neighbours(): Array<{ ip: string; state: NeighbourState; pending: number }> {
-    return [...this.cache.values()].map((n) => ({ ip: formatIPv6(n.ip), state: n.state, pending: n.pending.length }));
+    return this.cache.entries().map((n) => ({ ip: formatIPv6(n.ip), state: n.state, pending: n.pending }));
   }
 
   output(nextHop: Uint8Array, frame: Uint8Array): boolean {
-    const now = this.timers.now();
-    let n = this.cache.get(ipKey(nextHop));
-    if (n && n.mac) {
-      if (n.state === "REACHABLE" && n.reachableUntil <= now) n.state = "STALE";
-      if (n.state === "STALE") {
-        // §7.3.3: first use of a STALE entry starts DELAY.
-        n.state = "DELAY";
-        this.timers.arm(n.timer, this.o.delayFirstProbeMs);
-      }
-      return this.eth.send(frame, n.mac, ETHERTYPE_IPV6);
-    }
-    if (!n) {
-      n = this.create(nextHop, "INCOMPLETE");
-      if (!n) {
-        this.counters.drop("cache_full");
-        return false;
-      }
-      n.probes = 1;
-      this.sendNs(nextHop, undefined, solicitedNode(nextHop), true);
-      this.timers.arm(n.timer, this.retransMs);
-    }
-    if (n.pending.length >= this.o.pendingPerEntry) {
-      this.counters.drop("pending_full");
-      return false;
-    }
-    n.pending.push(frame);
-    return true;
-  }
-
-  private create(ip: Uint8Array, state: NeighbourState): Neighbour | undefined {
-    if (this.cache.size >= this.o.cacheSize && !this.evict()) return undefined;
-    const n: Neighbour = { ip: copyBytes(ip), mac: undefined, state, isRouter: false, pending: [], probes: 0, reachableUntil: 0, timer: undefined as unknown as Timer };
-    n.timer = this.timers.timer(() => this.neighbourTimer(n));
-    this.cache.set(ipKey(n.ip), n);
-    return n;
-  }
-
-  private evict(): boolean {
-    let victim: Neighbour | undefined;
-    for (const n of this.cache.values()) {
-      if (n.state === "STALE") {
-        victim = n;
-        break;
-      }
-      if (!victim && n.state !== "INCOMPLETE" && !n.isRouter) victim = n;
-    }
-    if (!victim) return false;
-    this.remove(victim);
-    this.counters.inc("evicted");
-    return true;
-  }
-
-  private remove(n: Neighbour): void {
-    this.timers.cancel(n.timer);
-    this.cache.delete(ipKey(n.ip));
-    for (let i = 0; i < n.pending.length; i++) this.counters.drop("unresolved");
-    n.pending = [];
-  }
-
-  private neighbourTimer(n: Neighbour): void {
-    if (this.cache.get(ipKey(n.ip)) !== n) return;
-    switch (n.state) {
-      case "INCOMPLETE":
-        if (n.probes >= this.o.maxSolicit) {
-          this.counters.inc("resolution_failed");
-          return this.remove(n);
-        }
-        n.probes++;
-        this.sendNs(n.ip, undefined, solicitedNode(n.ip), true);
-        this.timers.arm(n.timer, this.retransMs);
-        return;
-      case "DELAY":
-        n.state = "PROBE";
-        n.probes = 1;
-        this.sendNs(n.ip, undefined, n.ip, true, n.mac);
-        this.timers.arm(n.timer, this.retransMs);
-        return;
-      case "PROBE":
-        if (n.probes >= this.o.maxSolicit) {
-          this.counters.inc("unreachable");
-          return this.remove(n);
-        }
-        n.probes++;
-        this.sendNs(n.ip, undefined, n.ip, true, n.mac);
-        this.timers.arm(n.timer, this.retransMs);
-        return;
-      default:
-        return;
-    }
-  }
-
-  private setReachable(n: Neighbour): void {
-    n.state = "REACHABLE";
-    n.reachableUntil = this.timers.now() + this.reachableMs;
-    this.timers.cancel(n.timer);
-  }
-
-  private flushPending(n: Neighbour): void {
-    const q = n.pending;
-    n.pending = [];
-    for (const f of q) this.eth.send(f, n.mac!, ETHERTYPE_IPV6);
+    return this.cache.output(nextHop, frame);
   }
 
   // ---- messages ----------------------------------------------------------------------------
@@ -350,32 +231,11 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
       // Someone's DAD for an address we already use: defend it to all nodes.
       return this.sendNa(target, ALL_NODES, ipv6MulticastMac(ALL_NODES), false);
     }
-    if (opts.sourceLladdr) this.learn(pkt.src, opts.sourceLladdr, false);
-    const n = this.cache.get(ipKey(pkt.src));
-    const mac = opts.sourceLladdr ?? n?.mac;
+    // §7.2.3: the source link-layer address creates or refreshes an entry (STALE).
+    if (opts.sourceLladdr) this.cache.update(pkt.src, opts.sourceLladdr, { solicited: false, override: true, create: true });
+    const mac = opts.sourceLladdr ?? this.cache.get(pkt.src)?.mac;
     if (!mac) return c.drop("ns_no_lladdr");
     this.sendNa(target, pkt.src, mac, true);
-  }
-
-  /** §7.2.3: create or update an entry from a solicitation's source link-layer address. */
-  private learn(ip: Uint8Array, mac: Uint8Array, fromRa: boolean): void {
-    let n = this.cache.get(ipKey(ip));
-    if (!n) {
-      n = this.create(ip, "STALE");
-      if (!n) return;
-      n.mac = copyBytes(mac);
-      if (fromRa) n.isRouter = true;
-      return;
-    }
-    if (!n.mac || !bytesEqual(n.mac, mac)) {
-      n.mac = copyBytes(mac);
-      if (n.state === "INCOMPLETE") {
-        n.state = "STALE";
-        this.timers.cancel(n.timer);
-        this.flushPending(n);
-      } else n.state = "STALE";
-    }
-    if (fromRa) n.isRouter = true;
   }
 
   private onNa(pkt: IpPacket, m: Uint8Array): void {
@@ -397,31 +257,10 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
       else c.inc("address_conflict");
       return;
     }
-    const n = this.cache.get(ipKey(target));
-    if (!n) return; // §7.2.5: no entry, silently discard
-    const tll = opts.targetLladdr;
-    if (n.state === "INCOMPLETE") {
-      if (!tll) return;
-      n.mac = copyBytes(tll);
-      n.isRouter = router;
-      if (solicited) this.setReachable(n);
-      else {
-        n.state = "STALE";
-        this.timers.cancel(n.timer);
-      }
-      this.flushPending(n);
-      return;
-    }
-    const differs = tll !== undefined && n.mac !== undefined && !bytesEqual(tll, n.mac);
-    if (!override && differs) {
-      if (n.state === "REACHABLE") n.state = "STALE";
-      return;
-    }
-    if (tll && (override || !differs)) n.mac = copyBytes(tll);
-    if (solicited) this.setReachable(n);
-    else if (differs) n.state = "STALE";
-    if (n.isRouter && !router) this.dropRouter(n.ip);
-    n.isRouter = router;
+    // §7.2.5, in the neighbour cache; a router that says it no longer is one leaves the list.
+    const wasRouter = this.cache.get(target)?.isRouter ?? false;
+    this.cache.update(target, opts.targetLladdr, { solicited, override, create: false, isRouter: router });
+    if (wasRouter && !router) this.dropRouter(target);
   }
 
   private onRa(pkt: IpPacket, m: Uint8Array): void {
@@ -434,7 +273,8 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
     c.inc("ra_received");
     const now = this.timers.now();
     if (ra.curHopLimit !== 0) this.ip.hopLimit = ra.curHopLimit;
-    if (ra.reachableTime !== 0 && ra.reachableTime <= 3_600_000) this.reachableMs = this.randomReachable(ra.reachableTime);
+    this.cache.setBaseReachableTime(ra.reachableTime);
+    this.cache.setRetransTimer(ra.retransTimer);
     if (ra.retransTimer !== 0) this.retransMs = ra.retransTimer;
     // Default router list (§6.3.4).
     const idx = this.routers.findIndex((r) => bytesEqual(r.ip, pkt.src));
@@ -442,7 +282,7 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
       if (idx >= 0) this.routers.splice(idx, 1);
     } else if (idx >= 0) this.routers[idx]!.until = now + ra.routerLifetime * 1000;
     else if (this.routers.length < this.o.maxRouters) this.routers.push({ ip: copyBytes(pkt.src), until: now + ra.routerLifetime * 1000 });
-    if (opts.sourceLladdr) this.learn(pkt.src, opts.sourceLladdr, true);
+    if (opts.sourceLladdr) this.cache.update(pkt.src, opts.sourceLladdr, { solicited: false, override: true, create: true, isRouter: true });
     if (opts.mtu !== undefined && opts.mtu >= 1280 && opts.mtu <= this.ip.linkMtu) this.ip.linkMtuFromRa = opts.mtu;
     for (const p of opts.prefixes) {
       if (isIPv6LinkLocal(p.prefix)) continue;
@@ -543,7 +383,7 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
 
   close(): void {
     this.closed = true;
-    for (const n of [...this.cache.values()]) this.remove(n);
+    this.cache.close();
     for (const d of this.dadTimers.values()) this.timers.cancel(d.timer);
     this.dadTimers.clear();
     if (this.rsTimer) this.timers.cancel(this.rsTimer);

@@ -21,6 +21,7 @@ import type { Timer } from "./core/timers.js";
 import { TcpApi, TcpLayer, type TcpOptions } from "./tcp/index.js";
 import { DnsResolver, type DnsOptions } from "./dns.js";
 import { IPPROTO_TCP } from "./wire/tcp.js";
+import { ETHERTYPE_ARP } from "./wire/ethernet.js";
 import type { PingOptions, PingResult } from "./ping.js";
 import { IPPROTO_UDP } from "./wire/udp.js";
 import { copyBytes, linkLocalFromMac, formatIP, formatMac, ipFamily, parseCidr, parseIP, parseMac } from "./wire/addr.js";
@@ -96,13 +97,14 @@ export class Stack {
     if (!Number.isInteger(this.mtu) || this.mtu < 576 || this.mtu > 65535) throw new RangeError(`invalid MTU ${this.mtu} (576..65535)`);
     const limits = opts.limits ?? {};
     this.eth = new EthernetLayer(netif, this.mac);
-    this.arp = new ArpLayer(this.eth, this.timers, limits.arp);
+    this.arp = new ArpLayer(this.eth, this.timers, this.random, (frames) => this.icmpv4.linkFailure(frames), limits.arp);
+    this.eth.register(ETHERTYPE_ARP, (_frame, payload) => this.arp.input(payload));
     this.ipv4 = new Ipv4Layer(this.eth, this.arp, this.timers, this.random, this.mtu, limits.ipv4);
     this.icmpv4 = new Icmpv4(this.ipv4, this.timers, this.random, limits.icmpv4);
     if (opts.ipv6) {
       this.ipv6 = new Ipv6Layer(this.eth, this.timers, this.random, this.mtu, limits.ipv6);
       const ndpOpts = { ...limits.ndp, ...(opts.ipv6.dad === false ? { dadTransmits: 0 } : {}) };
-      this.ndp = new Ndp(this.ipv6, this.eth, this.timers, this.random, ndpOpts);
+      this.ndp = new Ndp(this.ipv6, this.eth, this.timers, this.random, (frames) => this.icmpv6?.linkFailure(frames), ndpOpts);
       this.ndp.slaac = opts.ipv6.slaac ?? false;
       this.icmpv6 = new Icmpv6(this.ipv6, this.ndp, this.timers, this.random, limits.icmpv6);
     }

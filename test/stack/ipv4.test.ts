@@ -61,11 +61,54 @@ describe("RFC 826 ARP", () => {
     netif.inject(arpReply());
     const sent = netif.take().map(decode4);
     expect(sent.map((d) => d.udp?.payload[0])).toEqual([0, 1]);
-    // Unanswered resolution: 1 + 3 retries, then the queued datagram is dropped.
+    // Unanswered resolution: 3 requests a second apart (Linux's mcast_solicit), then the queued
+    // datagram is dropped and its sender told (host unreachable).
     s.send(new Uint8Array([9]), 9, "198.18.0.77");
     for (let i = 0; i < 5; i++) clock.advance(1000);
-    expect(netif.take()).toHaveLength(4);
+    const reqs = netif.take();
+    expect(reqs).toHaveLength(3);
+    for (const r of reqs) expect(parseArp(r.subarray(14))).toMatchObject({ op: 1 });
     expect(stack.stats().arp!["drop_unresolved"]).toBe(1);
+    expect(stack.stats().arp!["resolution_failed"]).toBe(1);
+    expect(stack.stats().icmpv4!["link_failures"]).toBe(1);
+  });
+
+  it("neighbour unreachability detection (RFC 4861 §7.3 states, as Linux runs ARP): REACHABLE, STALE, DELAY, unicast PROBEs, removal", () => {
+    const { netif, clock, stack } = setup();
+    const peer = (stack.arp.entry(0xc6120001) ?? { state: "none" }).state;
+    expect(peer).toBe("REACHABLE"); // the reply to a request confirmed it
+    const s = stack.udp.createSocket("udp4");
+    clock.advance(46_000); // past ReachableTime (at most 1.5 x 30 s)
+    s.send(new Uint8Array([1]), 9, "198.18.0.1");
+    expect(netif.take().map(decode4)[0]!.udp?.payload[0]).toBe(1); // sent at once with the MAC we hold
+    expect(stack.arp.entry(0xc6120001)!.state).toBe("DELAY");
+    clock.advance(5000); // DELAY_FIRST_PROBE_TIME without confirmation: unicast probes
+    const probe = netif.take();
+    expect(probe).toHaveLength(1);
+    expect(probe[0]!.subarray(0, 6)).toEqual(PEER_MAC); // to the MAC we hold, not broadcast
+    expect(parseArp(probe[0]!.subarray(14))).toMatchObject({ op: 1, tpa: PEER_IP });
+    expect(stack.arp.entry(0xc6120001)!.state).toBe("PROBE");
+    // An answer confirms it again.
+    netif.inject(arpReply());
+    expect(stack.arp.entry(0xc6120001)!.state).toBe("REACHABLE");
+    // Silence: three probes, then the entry is gone.
+    clock.advance(46_000);
+    s.send(new Uint8Array([2]), 9, "198.18.0.1");
+    netif.take();
+    for (let i = 0; i < 9; i++) clock.advance(1000);
+    expect(netif.take()).toHaveLength(3);
+    expect(stack.arp.entry(0xc6120001)).toBeUndefined();
+    expect(stack.stats().arp!["unreachable"]).toBe(1);
+  });
+
+  it("an unsolicited request or gratuitous ARP refreshes an entry as STALE, never as REACHABLE", () => {
+    const { netif, stack } = setup();
+    const other = new Uint8Array([2, 0, 0, 0, 0, 9]);
+    netif.inject(arpRequest(STACK_IP, other)); // the peer (new MAC) asks for us
+    const e = stack.arp.entry(0xc6120001)!;
+    expect(e.state).toBe("STALE");
+    expect([...e.mac!]).toEqual([...other]);
+    netif.take();
   });
 
   it("keeps the cache bounded", () => {

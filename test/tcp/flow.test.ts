@@ -107,8 +107,13 @@ describe("resets and errors", () => {
     await close();
   });
 
-  it("connect timeout: no answer -> ETIMEDOUT", async () => {
-    const p = await pair({ faults: { drop: 1 } });
+  it("connect timeout: the peer is known but never answers -> ETIMEDOUT", async () => {
+    const p = await pair();
+    // The neighbour is resolved first (a ping), then the link goes silent: only the SYNs are lost.
+    let pinged = false;
+    void p.a.ping("198.18.0.2").then(() => (pinged = true));
+    await p.until(() => pinged, "ping");
+    p.fa.setFaults({ tx: { drop: 1 } });
     const c = p.a.tcp.connect({ host: "198.18.0.2", port: 80, timeout: 3000 });
     let err: (Error & { code?: string }) | undefined;
     c.catch((e) => (err = e));
@@ -116,6 +121,30 @@ describe("resets and errors", () => {
     expect(err!.code).toBe("ETIMEDOUT");
     await p.close();
   });
+
+  for (const family of [4, 6] as const) {
+    it(`a next hop that never answers address resolution (IPv${family}): connect fails with EHOSTUNREACH after ~3 s, as on Linux`, async () => {
+      const p = await pair({ faults: { drop: 1 }, family });
+      const t0 = p.clock.now();
+      const c = p.a.tcp.connect({ host: family === 4 ? "198.18.0.2" : "2001:db8::2", port: 80 });
+      let err: (Error & { code?: string }) | undefined;
+      let at = 0;
+      c.catch((e) => {
+        err = e;
+        at = p.clock.now() - t0;
+      });
+      await p.until(() => err !== undefined, "unreachable");
+      expect(err!.code).toBe("EHOSTUNREACH");
+      expect(at).toBeGreaterThanOrEqual(3000);
+      expect(at).toBeLessThan(3500);
+      const st = p.a.stats();
+      const [nd, icmp] = family === 4 ? [st.arp!, st.icmpv4!] : [st.ndp!, st.icmpv6!];
+      expect(nd["resolution_failed"]).toBe(1);
+      // The SYN and its retransmissions waited for the neighbour: each is reported.
+      expect(icmp["link_failures"]).toBe(nd["drop_unresolved"]);
+      await p.close();
+    });
+  }
 
   it("keepalive: probes, then ETIMEDOUT when the peer stops answering", async () => {
     const { client, until, fa, fb, a, close } = await connected({ limits: { tcp: { keepAliveIntervalMs: 1000, keepAliveProbes: 3 } } });
