@@ -14,7 +14,8 @@ import { Counters } from "./core/stats.js";
 import { ARP_REPLY, ARP_REQUEST, ARP, emitArp, parseArp } from "./wire/arp.js";
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH } from "./wire/ethernet.js";
 import { BROADCAST_MAC, ZERO_MAC, copyBytes, ipv4ToU32, isZero, u32ToIPv4 } from "./wire/addr.js";
-import { NeighbourCache, type NeighbourEntry, type NeighbourOptions } from "./neighbour.js";
+import { NEIGHBOUR_OPTIONS, NeighbourCache, type NeighbourEntry, type NeighbourOptions } from "./neighbour.js";
+import { resolveOptions } from "./core/validate.js";
 
 /** The IPv4 neighbour cache's bounds and timers (see NeighbourOptions for the defaults). */
 export type ArpOptions = NeighbourOptions;
@@ -44,7 +45,7 @@ export class ArpLayer {
       timers,
       random,
       this.counters,
-      opts,
+      resolveOptions<ArpOptions>("limits.arp", opts, NEIGHBOUR_OPTIONS),
     );
   }
 

@@ -18,7 +18,8 @@ import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
 import { ICMPV6_NEIGHBOR_ADVERT, ICMPV6_NEIGHBOR_SOLICIT, ICMPV6_ROUTER_ADVERT, ICMPV6_ROUTER_SOLICIT, IPPROTO_ICMPV6, emitIcmp } from "./wire/icmp.js";
 import { NDP_OPTIONS_OFFSET, NDP_OPT_SOURCE_LLADDR, NDP_OPT_TARGET_LLADDR, emitLladdrOption, parseNdpOptions, parseRouterAdvert } from "./wire/ndp.js";
 import { ALL_NODES, ALL_ROUTERS, IPV6_ANY, bytesEqual, copyBytes, eui64, formatIPv6, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero, solicitedNode } from "./wire/addr.js";
-import { NeighbourCache, type NeighbourOptions, type NeighbourState } from "./neighbour.js";
+import { NEIGHBOUR_OPTIONS, NeighbourCache, type NeighbourOptions, type NeighbourState } from "./neighbour.js";
+import { resolveOptions } from "./core/validate.js";
 
 export type { NeighbourState };
 
@@ -45,7 +46,7 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
   readonly counters = new Counters("ndp");
   private readonly cache: NeighbourCache<Uint8Array>;
   private readonly routers: Router[] = [];
-  private readonly o: Required<Omit<NdpOptions, keyof NeighbourOptions>>;
+  private readonly o: Required<NdpOptions>;
   private retransMs: number;
   private readonly dadTimers = new Map<Ipv6Address, { timer: Timer; sent: number }>();
   private rsTimer: Timer | undefined;
@@ -63,6 +64,15 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
     opts: NdpOptions = {},
   ) {
     super();
+    const o = resolveOptions<NdpOptions>("limits.ndp", opts, {
+      ...NEIGHBOUR_OPTIONS,
+      dadTransmits: [1, 0, 10],
+      routerSolicitations: [3, 0, 100],
+      routerSolicitationIntervalMs: [4000, 100, 3_600_000],
+      maxRouters: [8, 1, 1024],
+      maxSlaacAddresses: [16, 0, 1024],
+    });
+    this.o = o;
     this.cache = new NeighbourCache<Uint8Array>(
       {
         keyOf: (ip) => ipKey(ip),
@@ -75,16 +85,9 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
       timers,
       random,
       this.counters,
-      opts,
+      o,
     );
-    this.o = {
-      dadTransmits: opts.dadTransmits ?? 1,
-      routerSolicitations: opts.routerSolicitations ?? 3,
-      routerSolicitationIntervalMs: opts.routerSolicitationIntervalMs ?? 4000,
-      maxRouters: opts.maxRouters ?? 8,
-      maxSlaacAddresses: opts.maxSlaacAddresses ?? 16,
-    };
-    this.retransMs = opts.retransTimerMs ?? 1000;
+    this.retransMs = o.retransTimerMs;
     ip.ndp = this;
     ip.joinGroup(ALL_NODES);
   }

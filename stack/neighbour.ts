@@ -37,6 +37,18 @@ export interface NeighbourOptions {
   delayFirstProbeMs?: number;
 }
 
+const HOUR = 3_600_000;
+
+/** The neighbour options' defaults and ranges (resolveOptions spec; ARP and NDP resolve them as theirs). */
+export const NEIGHBOUR_OPTIONS = {
+  cacheSize: [1024, 1, 1 << 20],
+  pendingPerEntry: [16, 1, 4096],
+  maxSolicit: [3, 1, 100],
+  retransTimerMs: [1000, 10, HOUR],
+  baseReachableTimeMs: [30_000, 1000, HOUR],
+  delayFirstProbeMs: [5000, 0, HOUR],
+} as const;
+
 export type NeighbourState = "INCOMPLETE" | "REACHABLE" | "STALE" | "DELAY" | "PROBE";
 
 /**
@@ -99,16 +111,10 @@ export class NeighbourCache<A> {
     private readonly timers: TimerQueue,
     private readonly random: Random,
     private readonly counters: Counters,
-    opts: NeighbourOptions = {},
+    /** Resolved and checked by the owner (see NEIGHBOUR_OPTIONS). */
+    opts: Required<NeighbourOptions>,
   ) {
-    this.o = {
-      cacheSize: opts.cacheSize ?? 1024,
-      pendingPerEntry: opts.pendingPerEntry ?? 16,
-      maxSolicit: opts.maxSolicit ?? 3,
-      retransTimerMs: opts.retransTimerMs ?? 1000,
-      baseReachableTimeMs: opts.baseReachableTimeMs ?? 30_000,
-      delayFirstProbeMs: opts.delayFirstProbeMs ?? 5000,
-    };
+    this.o = opts;
     this.retransMs = this.o.retransTimerMs;
     this.reachableMs = this.randomReachable(this.o.baseReachableTimeMs);
   }

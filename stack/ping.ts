@@ -6,6 +6,7 @@ import type { TimerQueue, Timer } from "./core/timers.js";
 import type { IpOutput } from "./ip.js";
 import { sendIcmp } from "./icmp.js";
 import { formatIP } from "./wire/addr.js";
+import { codedError } from "./core/errors.js";
 
 export interface PingOptions {
   /** Bytes of echo data. Default 56 (like ping(8)). */
@@ -47,8 +48,7 @@ export class PingTable {
   /** Register a request; returns its sequence number and the promise of its reply. */
   start(data: Uint8Array, timeoutMs: number): { seq: number; promise: Promise<PingResult> } {
     if (this.outstanding.size >= this.limit) {
-      const e = new Error(`too many pings in flight (limit ${this.limit})`) as Error & { code: string };
-      e.code = "ENOBUFS";
+      const e = codedError("ENOBUFS", `too many pings in flight (limit ${this.limit})`);
       return { seq: -1, promise: Promise.reject(e) };
     }
     let seq = this.seq;
@@ -62,9 +62,7 @@ export class PingTable {
     });
     const timer = this.timers.timer(() => {
       this.outstanding.delete(seq);
-      const e = new Error(`ping timed out after ${timeoutMs} ms (seq ${seq})`) as Error & { code: string };
-      e.code = "ETIMEDOUT";
-      reject(e);
+      reject(codedError("ETIMEDOUT", `ping timed out after ${timeoutMs} ms (seq ${seq})`));
     });
     this.timers.arm(timer, timeoutMs);
     this.outstanding.set(seq, { sent: this.timers.now(), data, resolve, reject, timer });
@@ -95,9 +93,7 @@ export class PingTable {
 
   close(): void {
     for (const [seq] of this.outstanding) {
-      const e = new Error("stack closed") as Error & { code: string };
-      e.code = "ECANCELED";
-      this.fail(seq, e);
+      this.fail(seq, codedError("ECANCELED", "stack closed"));
     }
   }
 }
@@ -111,9 +107,7 @@ export function sendEchoRequest(pings: PingTable, ip: IpOutput, dst: Uint8Array,
   if (seq < 0) return promise;
   const route = ip.route(dst);
   if (!route) {
-    const e = new Error(`no route to ${formatIP(dst)}`) as Error & { code: string };
-    e.code = "EHOSTUNREACH";
-    pings.fail(seq, e);
+    pings.fail(seq, codedError("EHOSTUNREACH", `no route to ${formatIP(dst)}`));
     return promise;
   }
   sendIcmp(ip, route, echoType, 0, ((pings.ident << 16) | seq) >>> 0, data, opts.ttl !== undefined ? { ttl: opts.ttl } : {});

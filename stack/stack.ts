@@ -8,7 +8,9 @@ import type { Netif } from "./netif/netif.js";
 import { type Clock, RealClock } from "./core/clock.js";
 import { type Random, CryptoRandom } from "./core/random.js";
 import { TimerQueue } from "./core/timers.js";
-import type { StatsSnapshot } from "./core/stats.js";
+import { Counters, type StatsSnapshot } from "./core/stats.js";
+import { InternalErrors } from "./core/errors.js";
+import { validateInteger } from "./core/validate.js";
 import { EthernetLayer } from "./ethernet.js";
 import { ArpLayer, type ArpOptions } from "./arp.js";
 import { Ipv4Layer, type Ipv4Options } from "./ipv4.js";
@@ -69,6 +71,8 @@ export class Stack {
   readonly clock: Clock;
   readonly random: Random;
   readonly timers: TimerQueue;
+  /** Stack-wide counters (internal errors). */
+  readonly counters = new Counters("stack");
   readonly mac: Uint8Array;
   readonly mtu: number;
   readonly eth: EthernetLayer;
@@ -94,7 +98,7 @@ export class Stack {
     this.mac = opts.mac === undefined ? randomMac(this.random) : typeof opts.mac === "string" ? parseMac(opts.mac) : copyBytes(opts.mac);
     if (this.mac[0]! & 1) throw new TypeError(`MAC ${formatMac(this.mac)} is a multicast address; a stack needs a unicast MAC`);
     this.mtu = opts.mtu ?? netif.mtu;
-    if (!Number.isInteger(this.mtu) || this.mtu < 576 || this.mtu > 65535) throw new RangeError(`invalid MTU ${this.mtu} (576..65535)`);
+    validateInteger(this.mtu, "mtu", 576, 65535);
     const limits = opts.limits ?? {};
     this.eth = new EthernetLayer(netif, this.mac);
     this.arp = new ArpLayer(this.eth, this.timers, this.random, (frames) => this.icmpv4.linkFailure(frames), limits.arp);
@@ -121,17 +125,25 @@ export class Stack {
       this.ipv4.batchEnd();
       this.ipv6?.batchEnd();
     });
+    // A bug met while processing a frame or firing a timer must not take the stack (or the
+    // process) down with it: counted, logged once per kind, the frame dropped.
+    const bugs = new InternalErrors(this.counters, (msg, err) => this.onInternalError(err, msg));
+    this.timers.onError = (err) => bugs.report("timer", err);
     netif.start({
       frame: (buf, meta) => {
         try {
           this.eth.input(buf, meta);
         } catch (err) {
-          // A bug must not take the stack down with it: count it, keep serving.
-          this.eth.counters.inc("internal_errors");
-          this.onInternalError(err);
+          bugs.report("frame input", err);
         }
       },
-      batchEnd: () => this.eth.batchEnd(),
+      batchEnd: () => {
+        try {
+          this.eth.batchEnd();
+        } catch (err) {
+          bugs.report("batch end", err);
+        }
+      },
     });
     if (opts.ipv4) {
       const p = parseCidr(opts.ipv4.address, 4);
@@ -196,9 +208,13 @@ export class Stack {
     return new Stack(opts.netif, opts);
   }
 
-  /** Hook for unexpected exceptions inside the stack (default: print once per kind). */
-  onInternalError: (err: unknown) => void = (err) => {
-    console.error("paf: internal error while processing a frame (frame dropped):", err);
+  /**
+   * Hook for bugs inside the stack (an exception while processing a frame or firing a timer),
+   * called once per kind of error; every occurrence is counted in `stats().stack.internal_errors`.
+   * Default: print it.
+   */
+  onInternalError: (err: unknown, msg: string) => void = (err, msg) => {
+    console.error(msg, err);
   };
 
   /** ICMP echo to an IPv4 or IPv6 address. */
@@ -221,6 +237,7 @@ export class Stack {
   /** Counters of every layer, by layer name (like `netstat -s`). */
   stats(): StatsSnapshot {
     return {
+      stack: this.counters.snapshot(),
       netif: { ...this.netif.stats() },
       ethernet: this.eth.counters.snapshot(),
       arp: this.arp.counters.snapshot(),

@@ -9,6 +9,8 @@ import type { Random } from "./core/random.js";
 import { Counters } from "./core/stats.js";
 import { UDP, IPPROTO_UDP, emitUdp, parseUdp, udpChecksumOk } from "./wire/udp.js";
 import { bytesEqual, copyBytes, formatIP, ipFamily, isZero, parseIP } from "./wire/addr.js";
+import { codedError } from "./core/errors.js";
+import { validateOneOf, validatePort } from "./core/validate.js";
 
 export interface UdpOptions {
   /** Ephemeral port range for sockets bound to port 0 (RFC 6056). Default 49152-65535. */
@@ -28,12 +30,6 @@ export interface RemoteInfo {
 export type UdpSocketType = "udp4" | "udp6";
 
 type SendCallback = (err: Error | null, bytes?: number) => void;
-
-function sysError(code: string, message: string): Error & { code: string } {
-  const e = new Error(message) as Error & { code: string };
-  e.code = code;
-  return e;
-}
 
 /** A datagram socket on a paf stack. Events: 'listening', 'message' (msg, rinfo), 'error', 'close'. */
 export class UdpSocket extends EventEmitter {
@@ -75,14 +71,14 @@ export class UdpSocket extends EventEmitter {
       if (typeof address === "function") cb = address;
       else addr = address;
     }
-    if (this.bound) throw sysError("ERR_SOCKET_ALREADY_BOUND", "Socket is already bound");
-    if (this.closed) throw sysError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running");
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`invalid port ${port} (0..65535)`);
+    if (this.bound) throw codedError("ERR_SOCKET_ALREADY_BOUND", "Socket is already bound");
+    if (this.closed) throw codedError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running");
+    validatePort(port);
     if (addr !== undefined && addr !== "" && addr !== "0.0.0.0" && addr !== "::") {
       const fam = ipFamily(addr);
-      if (fam !== this.family) throw sysError("EINVAL", `address ${addr} is not an IPv${this.family} address`);
+      if (fam !== this.family) throw codedError("EINVAL", `address ${addr} is not an IPv${this.family} address`);
       const a = parseIP(addr);
-      if (!this.layer.isLocal(a)) throw sysError("EADDRNOTAVAIL", `address ${addr} is not assigned to this stack`);
+      if (!this.layer.isLocal(a)) throw codedError("EADDRNOTAVAIL", `address ${addr} is not assigned to this stack`);
       this.localAddr = a;
     }
     this.layer.attach(this, port);
@@ -93,7 +89,7 @@ export class UdpSocket extends EventEmitter {
   }
 
   address(): { address: string; family: "IPv4" | "IPv6"; port: number } {
-    if (!this.bound) throw sysError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running");
+    if (!this.bound) throw codedError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running");
     return { address: formatIP(this.localAddr), family: this.family === 4 ? "IPv4" : "IPv6", port: this.localPort };
   }
 
@@ -112,12 +108,16 @@ export class UdpSocket extends EventEmitter {
       if (cb) queueMicrotask(() => cb(err, n));
       else if (err) queueMicrotask(() => this.emit("error", err));
     };
-    if (this.closed) return done(sysError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running"));
-    if (!Number.isInteger(port) || port <= 0 || port > 65535) return done(new RangeError(`invalid destination port ${String(port)}`));
+    if (this.closed) return done(codedError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running"));
+    try {
+      validatePort(port, "Port", false);
+    } catch (e) {
+      return done(e as Error);
+    }
     // The last destination parsed is kept: a socket usually answers the same peer again.
     let dst = address === this.lastDstText ? this.lastDst : undefined;
     if (!dst) {
-      if (typeof address !== "string" || ipFamily(address) !== this.family) return done(sysError("EINVAL", `destination ${String(address)} is not an IPv${this.family} address`));
+      if (typeof address !== "string" || ipFamily(address) !== this.family) return done(codedError("EINVAL", `destination ${String(address)} is not an IPv${this.family} address`));
       dst = parseIP(address);
       this.lastDstText = address;
       this.lastDst = dst;
@@ -170,8 +170,8 @@ export class UdpLayer implements UpperProtocol {
 
   createSocket(type: UdpSocketType | { type: UdpSocketType }, onMessage?: (msg: Buffer, rinfo: RemoteInfo) => void): UdpSocket {
     const t = typeof type === "string" ? type : type.type;
-    if (t !== "udp4" && t !== "udp6") throw new TypeError(`invalid socket type "${String(t)}" (udp4 or udp6)`);
-    if ((t === "udp4" && !this.ipv4) || (t === "udp6" && !this.ipv6)) throw sysError("EAFNOSUPPORT", `this stack has no ${t === "udp4" ? "IPv4" : "IPv6"} configured`);
+    validateOneOf(t, "type", ["udp4", "udp6"]);
+    if ((t === "udp4" && !this.ipv4) || (t === "udp6" && !this.ipv6)) throw codedError("EAFNOSUPPORT", `this stack has no ${t === "udp4" ? "IPv4" : "IPv6"} configured`);
     const s = new UdpSocket(this, t);
     if (onMessage) s.on("message", onMessage);
     return s;
@@ -183,7 +183,7 @@ export class UdpLayer implements UpperProtocol {
 
   /** Bind a socket to a port (0: an ephemeral one chosen at random, RFC 6056 §3.3.1). */
   attach(s: UdpSocket, port: number): void {
-    if (this.sockets >= this.maxSockets) throw sysError("EMFILE", `too many UDP sockets (limit ${this.maxSockets})`);
+    if (this.sockets >= this.maxSockets) throw codedError("EMFILE", `too many UDP sockets (limit ${this.maxSockets})`);
     const fam = s.family;
     if (port === 0) {
       const span = this.high - this.low + 1;
@@ -191,7 +191,7 @@ export class UdpLayer implements UpperProtocol {
       for (let i = 0; i < span; i++) {
         if (!this.ports.has(fam * 65536 + p)) break;
         p = p === this.high ? this.low : p + 1;
-        if (i === span - 1) throw sysError("EADDRINUSE", "no free ephemeral UDP port");
+        if (i === span - 1) throw codedError("EADDRINUSE", "no free ephemeral UDP port");
       }
       port = p;
     }
@@ -199,7 +199,7 @@ export class UdpLayer implements UpperProtocol {
     const list = this.ports.get(key) ?? [];
     for (const o of list) {
       if (isZero(o.localAddr) || isZero(s.localAddr) || bytesEqual(o.localAddr, s.localAddr)) {
-        throw sysError("EADDRINUSE", `UDP port ${port} is already in use`);
+        throw codedError("EADDRINUSE", `UDP port ${port} is already in use`);
       }
     }
     list.push(s);
@@ -258,18 +258,18 @@ export class UdpLayer implements UpperProtocol {
   /** Returns an Error if the datagram could not be sent. */
   output(s: UdpSocket, dst: Uint8Array, port: number, data: Uint8Array): Error | null {
     const ip = dst.length === 4 ? this.ipv4 : this.ipv6;
-    if (!ip) return sysError("EAFNOSUPPORT", "address family not configured");
-    if (data.length > 65535 - UDP.HEADER_LEN - (dst.length === 4 ? 20 : 0)) return sysError("EMSGSIZE", `datagram of ${data.length} bytes is too large`);
+    if (!ip) return codedError("EAFNOSUPPORT", "address family not configured");
+    if (data.length > 65535 - UDP.HEADER_LEN - (dst.length === 4 ? 20 : 0)) return codedError("EMSGSIZE", `datagram of ${data.length} bytes is too large`);
     const route = ip.route(dst, isZero(s.localAddr) ? undefined : s.localAddr);
     if (!route) {
       this.counters.drop("no_route");
-      return sysError("EHOSTUNREACH", `no route to ${formatIP(dst)}`);
+      return codedError("EHOSTUNREACH", `no route to ${formatIP(dst)}`);
     }
     const frame = new Uint8Array(route.headroom + UDP.HEADER_LEN + data.length);
     frame.set(data, route.headroom + UDP.HEADER_LEN);
     emitUdp(frame, route.headroom, s.localPort, port, data.length, route.src, route.dst);
     this.counters.inc("tx_datagrams");
-    if (!ip.send(route, IPPROTO_UDP, frame)) return sysError("ENOBUFS", "datagram dropped on output (queue full or too big)");
+    if (!ip.send(route, IPPROTO_UDP, frame)) return codedError("ENOBUFS", "datagram dropped on output (queue full or too big)");
     return null;
   }
 

@@ -34,6 +34,12 @@ export class TimerQueue {
 
   constructor(readonly clock: Clock) {}
 
+  /**
+   * A timer callback threw (a bug): the stack counts it and logs it once per kind; it never
+   * crashes the process. The default, for a queue outside a stack, logs it.
+   */
+  onError: (err: unknown) => void = (err) => console.error("paf: a timer callback threw:", err);
+
   now(): number {
     return this.clock.now();
   }
@@ -127,9 +133,7 @@ export class TimerQueue {
       try {
         t.fire();
       } catch (err) {
-        queueMicrotask(() => {
-          throw err;
-        });
+        this.onError(err);
       }
     }
     if (!this.closed) this.reschedule();
