@@ -221,7 +221,7 @@ describe("RFC 768 UDP", () => {
   it("drops bad checksums and answers closed ports with rate-limited port unreachable", () => {
     const { netif, stack } = setup({ icmpv4: { errorRate: 1, errorBurst: 3 } });
     const bad = ipv4Frame(17, udpDatagram(1, 7, new Uint8Array([1, 2, 3])));
-    bad[bad.length - 1] ^= 0xff;
+    bad[bad.length - 1]! ^= 0xff;
     netif.inject(bad);
     expect(stack.stats().udp!["drop_bad_checksum"]).toBe(1);
     for (let i = 0; i < 10; i++) netif.inject(ipv4Frame(17, udpDatagram(1, 9999, new Uint8Array(4))));

@@ -219,7 +219,7 @@ describe("RFC 768 UDP", () => {
         expect(r.payload).toEqual(payload);
         expect(r.checksum).not.toBe(0);
         expect(udpChecksumOk(buf, src, dst)).toBe(true);
-        buf[buf.length - 1] ^= 1;
+        buf[buf.length - 1]! ^= 1;
         expect(udpChecksumOk(buf, src, dst)).toBe(false);
       }),
     );
