@@ -916,7 +916,8 @@ export class Tcb {
     const c = this.layer.counters;
     if (this.state === "CLOSED" || this.state === "TIME-WAIT") return;
     if (this.state === "SYN-SENT" || this.state === "SYN-RECEIVED") {
-      if (++this.synRetries > this.o.synRetries) {
+      // A passive open gives up sooner than connect() (synAckRetries, like Linux).
+      if (++this.synRetries > (this.listener ? this.o.synAckRetries : this.o.synRetries)) {
         return this.teardown(err("ETIMEDOUT", "connection timed out (no answer to SYN)"));
       }
       this.backoff++;
