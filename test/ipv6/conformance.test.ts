@@ -9,7 +9,6 @@ import { PEER6, PEER6_LL, PEER6_MAC, STACK6, decode6, icmp6Frame, routerAdvert }
 import { STACK_MAC } from "../helpers/frames.js";
 import { emitLladdrOption, putU32 } from "../../stack/wire/ndp.js";
 import { emitIcmp } from "../../stack/wire/icmp.js";
-
 import { emitEthernet, ETHERTYPE_IPV6 } from "../../stack/wire/ethernet.js";
 import { emitFragmentHeader, emitIpv6 } from "../../stack/wire/ipv6.js";
 import { ipv6MulticastMac, parseIPv6 } from "../../stack/wire/addr.js";
