@@ -123,7 +123,7 @@ pkts = [Ether(dst=DMAC)/IP(src=SRC4, dst=DST4)/TCP(sport=c["sport"], dport=80 if
     for (const name of new Set(cases.flatMap((c) => (c.drop ? [c.drop] : [])))) {
       expect({ name, n: moved(before, "tcp", name) }).toEqual({ name, n: cases.filter((c) => c.drop === name).length });
     }
-    // Every RST of ours is an atomic datagram with ID 0 (item 4: nothing to count for an idle scan).
+    // Every RST of ours is an atomic datagram with ID 0: nothing for an idle scan to count.
     for (const r of paf.filter((x) => x.tcp && x.tcp.flags & 0x04)) expect(r.ip).toMatchObject({ id: 0, df: true });
   });
 
