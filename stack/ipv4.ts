@@ -11,6 +11,7 @@ import type { IpOutput, IpPacket, Route, SendOptions, UpperProtocol } from "./ip
 import type { RxMeta } from "./netif/netif.js";
 import { Counters } from "./core/stats.js";
 import { Loopback } from "./loopback.js";
+import { Ipv4Ident } from "./ipv4id.js";
 import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
 import { IPV4, emitIpv4, parseIpv4 } from "./wire/ipv4.js";
 import { ETH, ETHERTYPE_IPV4 } from "./wire/ethernet.js";
@@ -65,7 +66,7 @@ export class Ipv4Layer implements IpOutput {
   private cfg: Ipv4Config | undefined;
   private addr = 0;
   private mask = 0;
-  private ident: number;
+  private readonly ident: Ipv4Ident;
   private readonly ttl: number;
   private readonly pmtuCacheSize: number;
   private readonly pmtuTimeoutMs: number;
@@ -82,7 +83,7 @@ export class Ipv4Layer implements IpOutput {
     readonly linkMtu: number,
     opts: Ipv4Options = {},
   ) {
-    this.ident = random.u32() & 0xffff;
+    this.ident = new Ipv4Ident(random);
     this.ttl = opts.ttl ?? 64;
     this.pmtuCacheSize = opts.pmtuCacheSize ?? 1024;
     this.pmtuTimeoutMs = opts.pmtuTimeoutMs ?? 600_000;
@@ -234,7 +235,8 @@ export class Ipv4Layer implements IpOutput {
     const hoff = ETH.HEADER_LEN;
     const payloadLen = frame.length - hoff - IPV4.MIN_HEADER_LEN;
     const ttl = opts.ttl ?? this.ttl;
-    const ident = this.nextIdent();
+    // Never one global counter: see ipv4id.ts (RFC 6864, RFC 7739).
+    const ident = opts.dontFragment ? 0 : this.ident.next(ipv4ToU32(r.src), ipv4ToU32(r.dst), protocol, this.timers.now());
     c.inc("tx_packets");
     // A TSO super-segment is cut to the MTU by the netif.
     if (IPV4.MIN_HEADER_LEN + payloadLen <= r.mtu || (frame as GsoFrame)[GSO_SIZE]) {
@@ -272,11 +274,6 @@ export class Ipv4Layer implements IpOutput {
 
   /** Packets to our own address never touch the link: they are fed back to input on the next microtask. */
 
-
-  private nextIdent(): number {
-    this.ident = (this.ident + 1) & 0xffff;
-    return this.ident;
-  }
 
   close(): void {
     this.reassembler.close();

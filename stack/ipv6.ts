@@ -12,7 +12,7 @@ import type { RxMeta } from "./netif/netif.js";
 import { Counters } from "./core/stats.js";
 import { Loopback } from "./loopback.js";
 import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
-import { IPV6, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE, NH_ROUTING, emitFragmentHeader, emitIpv6, parseFragmentHeader, parseIpv6 } from "./wire/ipv6.js";
+import { IPV6, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE, NH_ROUTING, OPT_JUMBO, checkJumbo, emitFragmentHeader, emitIpv6, parseFragmentHeader, parseIpv6 } from "./wire/ipv6.js";
 import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
 import { IPPROTO_ICMPV6 } from "./wire/icmp.js";
 import { bytesEqual, copyBytes, inPrefix, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero } from "./wire/addr.js";
@@ -23,6 +23,7 @@ export const IPV6_MIN_MTU = 1280;
 export interface Ipv6Options {
   /** Default hop limit of packets we originate (updated by RAs' Cur Hop Limit). Default 64. */
   hopLimit?: number;
+  /** Reassembly bounds; the time allowed defaults to 60 s here (RFC 8200 §4.5, Linux's ip6frag_time). */
   reassembly?: ReassemblyOptions;
   /** Path MTU entries kept. Default 1024. */
   pmtuCacheSize?: number;
@@ -104,7 +105,8 @@ export class Ipv6Layer implements IpOutput {
     this.pmtuCacheSize = opts.pmtuCacheSize ?? 1024;
     this.pmtuTimeoutMs = opts.pmtuTimeoutMs ?? 600_000;
     this.maxExt = opts.maxExtensionHeaders ?? 16;
-    this.reassembler = new Reassembler(timers, this.counters, opts.reassembly, (first) => this.reassemblyTimeout(first));
+    const reassembly = { ...opts.reassembly, timeoutMs: opts.reassembly?.timeoutMs ?? 60_000 };
+    this.reassembler = new Reassembler(timers, this.counters, reassembly, (first) => this.reassemblyTimeout(first));
     this.loop = new Loopback((f, p) => this.input(f, p), () => this.batchEnd(), this.counters);
     eth.register(ETHERTYPE_IPV6, (frame, payload, meta) => this.input(frame, payload, meta));
   }
@@ -195,12 +197,16 @@ export class Ipv6Layer implements IpOutput {
     if (isIPv6Multicast(h.src)) return c.drop("multicast_source");
     if (!this.loop.active && !isZero(h.src) && this.isLocal(h.src) && !bytesEqual(h.src, h.dst)) return c.drop("own_source");
 
-    const packet = p.subarray(0, IPV6.HEADER_LEN + h.payloadLen);
+    // RFC 2675: Payload Length 0 with a hop-by-hop header announces a jumbogram, whose length only
+    // the Jumbo Payload option holds; that header is read from what arrived, not from 0 bytes.
+    const jumbo = h.payloadLen === 0 && h.nextHeader === NH_HOP_BY_HOP;
+    const packet = jumbo ? p : p.subarray(0, IPV6.HEADER_LEN + h.payloadLen);
     let nh = h.nextHeader;
     let off: number = IPV6.HEADER_LEN; // offset in `data` of the header `nh` describes
     let nhFieldOff = 6; // where the Next Header field that names `nh` sits (param problem pointer)
     let data = packet;
     let reassembled = false;
+    let fragmented = false; // came in a fragment, atomic or not (RFC 6980)
     for (let count = 0; ; count++) {
       if (count > this.maxExt) return c.drop("too_many_extension_headers");
       const pktView = (): IpPacket => ({ family: 6, src: h.src, dst: h.dst, protocol: nh, ttl: h.hopLimit, payload: data.subarray(off), packet, multicast, csumValid: false });
@@ -220,11 +226,16 @@ export class Ipv6Layer implements IpOutput {
             return this.icmp?.sendError(pktView(), 4, 0, off + 3);
           }
         } else {
-          const verdict = this.processOptions(data, off + 2, off + len, h.dst);
+          const verdict = this.processOptions(data, off + 2, off + len, nh === NH_HOP_BY_HOP ? h.payloadLen : undefined);
           if (verdict !== "ok") {
-            c.drop("unknown_option");
-            if (verdict.icmp && !(verdict.icmp === "unicast-only" && multicast)) this.icmp?.sendError({ ...pktView(), multicast: false }, 4, 2, verdict.pointer);
+            c.drop(verdict.reason);
+            if (verdict.icmp && !(verdict.icmp === "unicast-only" && multicast)) this.icmp?.sendError({ ...pktView(), multicast: false }, 4, verdict.code, verdict.pointer);
             return;
+          }
+          if (jumbo) {
+            // RFC 2675 §3: Payload Length 0 and no Jumbo Payload option.
+            c.drop("jumbo_option_missing");
+            return this.icmp?.sendError(pktView(), 4, 0, IPV6.PAYLOAD_LEN);
           }
         }
         nhFieldOff = off;
@@ -240,9 +251,22 @@ export class Ipv6Layer implements IpOutput {
         if (fh.offset === 0 && !fh.moreFragments) {
           // RFC 6946: an atomic fragment is processed in isolation, never mixed with others.
           c.inc("atomic_fragments");
+          fragmented = true;
           nh = fh.nextHeader;
           off += 8;
           continue;
+        }
+        // §4.5: a fragment that would make the datagram longer than 65,535 bytes, or one with M set
+        // whose length is not a multiple of 8, gets a parameter problem (code 0) pointing at its
+        // Fragment Offset field, or at its Payload Length; like Linux, the rest of the datagram
+        // (if any) is left to complete or time out.
+        if (fh.offset + fragData.length > 65535) {
+          c.drop("frag_too_big");
+          return this.icmp?.sendError(pktView(), 4, 0, off + 2);
+        }
+        if (fh.moreFragments && fragData.length % 8 !== 0) {
+          c.drop("frag_bad_length");
+          return this.icmp?.sendError(pktView(), 4, 0, IPV6.PAYLOAD_LEN);
         }
         const key = `${ipKey(h.src)}${ipKey(h.dst)}${fh.ident}`;
         if (fh.offset === 0) {
@@ -263,11 +287,16 @@ export class Ipv6Layer implements IpOutput {
         data = whole;
         off = 0;
         reassembled = true;
+        fragmented = true;
         continue;
       }
       if (nh === NH_NONE) return c.drop("no_next_header");
       break;
     }
+    // RFC 6980 §5: NDP messages (RS, RA, NS, NA, Redirect: 133-137) must never be fragmented, and
+    // one that was is dropped, in an atomic fragment too (Linux: suppress_frag_ndisc): a spoofed
+    // NS or RA cut into fragments would otherwise slip past filters that look at the first one.
+    if (fragmented && nh === IPPROTO_ICMPV6 && data[off]! >= 133 && data[off]! <= 137) return c.drop("ndp_in_fragment");
     if (tentativeOnly && !(nh === IPPROTO_ICMPV6 && (data[off] === 135 || data[off] === 136))) return c.drop("to_tentative_address");
     const pkt: IpPacket = { family: 6, src: h.src, dst: h.dst, protocol: nh, ttl: h.hopLimit, payload: data.subarray(off), packet, multicast, csumValid: meta?.csumValid === true && !reassembled };
     const up = this.protocols.get(nh);
@@ -281,27 +310,39 @@ export class Ipv6Layer implements IpOutput {
     up.input(pkt);
   }
 
-  /** RFC 8200 §4.2 option processing. The two high bits of an unknown option's type say what to do. */
-  private processOptions(p: Uint8Array, off: number, end: number, _dst: Uint8Array): "ok" | { icmp: false | "always" | "unicast-only"; pointer: number } {
+  /**
+   * RFC 8200 §4.2 option processing. The two high bits of an unknown option's type say what to do.
+   * `payloadLen` is the IPv6 Payload Length when these are hop-by-hop options, the only place a
+   * Jumbo Payload option (RFC 2675) may be.
+   */
+  private processOptions(p: Uint8Array, off: number, end: number, payloadLen: number | undefined): "ok" | { icmp: false | "always" | "unicast-only"; code: number; pointer: number; reason: string } {
     while (off < end) {
       const t = p[off]!;
       if (t === 0) {
         off++; // Pad1
         continue;
       }
-      if (off + 2 > end) return { icmp: false, pointer: off };
+      if (off + 2 > end) return { icmp: false, code: 2, pointer: off, reason: "unknown_option" };
       const len = p[off + 1]!;
-      if (off + 2 + len > end) return { icmp: false, pointer: off };
+      if (off + 2 + len > end) return { icmp: false, code: 2, pointer: off, reason: "unknown_option" };
+      if (t === OPT_JUMBO && payloadLen !== undefined) {
+        const j = checkJumbo(p, off, payloadLen);
+        if (j === "bad_jumbo_option") return { icmp: false, code: 0, pointer: off, reason: j };
+        // A jumbogram is over 65,535 bytes and a frame holds at most 64 KiB: its bytes are
+        // missing, which Linux drops silently.
+        if (j === "jumbogram") return { icmp: false, code: 0, pointer: off, reason: "jumbogram_truncated" };
+        return { icmp: "unicast-only", code: 0, pointer: j.pointer, reason: j.reason };
+      }
       if (t !== 1 && t !== 5 /* router alert */) {
         switch (t >> 6) {
           case 0:
             break;
           case 1:
-            return { icmp: false, pointer: off };
+            return { icmp: false, code: 2, pointer: off, reason: "unknown_option" };
           case 2:
-            return { icmp: "always", pointer: off };
+            return { icmp: "always", code: 2, pointer: off, reason: "unknown_option" };
           default:
-            return { icmp: "unicast-only", pointer: off };
+            return { icmp: "unicast-only", code: 2, pointer: off, reason: "unknown_option" };
         }
       }
       off += 2 + len;

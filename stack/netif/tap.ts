@@ -31,7 +31,9 @@ export interface TapOptions {
    * their checksums (TUN_F_CSUM: they never left the machine) and unsegmented, up to 64 KB a frame
    * (TUN_F_TSO4/6), which the stack takes as one large segment; and it takes TCP super-segments
    * from the stack (features.tso) and cuts them itself. Cuts the per-frame cost of bulk transfers.
-   * Falls back to none when the kernel refuses them. Default false.
+   * Falls back to none when the kernel refuses them. Default false: the offloads are then switched
+   * off explicitly, since a persistent TAP keeps those its last user set, and without a vnet header
+   * a datagram left unchecksummed would look corrupt.
    */
   offload?: boolean;
   /** Open one queue of a multi-queue TAP (must match how the TAP was created). Default false. */

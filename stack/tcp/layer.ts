@@ -46,6 +46,11 @@ export interface TcpOptions {
   maxRetransmits?: number;
   /** SYN retransmissions before connect() fails with ETIMEDOUT (like tcp_syn_retries). Default 6. */
   synRetries?: number;
+  /**
+   * SYN-ACK retransmissions before a half-open connection (SYN-RECEIVED) is dropped, like Linux's
+   * tcp_synack_retries: with the initial 1 s RTO doubling, 5 keeps one about 63 s. Default 5.
+   */
+  synAckRetries?: number;
   /** Delayed ACK timeout (ms). Default 40 (Linux's minimum; RFC 9293 allows up to 500). */
   delayedAckMs?: number;
   /** Maximum segment lifetime (ms); TIME-WAIT lasts 2 x MSL. Default 30000. */
@@ -88,6 +93,7 @@ export function resolveTcpOptions(o: TcpOptions = {}): TcpOptionsResolved {
     initialRtoMs: o.initialRtoMs ?? 1000,
     maxRetransmits: o.maxRetransmits ?? 15,
     synRetries: o.synRetries ?? 6,
+    synAckRetries: o.synAckRetries ?? 5,
     delayedAckMs: o.delayedAckMs ?? 40,
     mslMs: o.mslMs ?? 30_000,
     finWait2TimeoutMs: o.finWait2TimeoutMs ?? 60_000,
@@ -274,6 +280,23 @@ export class TcpLayer implements UpperProtocol {
 
   // ==== input =================================================================================
 
+  /*
+   * Segments without a connection, by flags (RFC 9293 §3.10.7.1-2, decided as Linux does in
+   * tcp_v4_rcv and tcp_rcv_state_process(TCP_LISTEN); test/helpers/synmatrix.ts is the table):
+   * - Closed port: anything but a RST gets a RST (§3.10.7.1), SYN+FIN, null, FIN and Xmas scans
+   *   included: <SEQ=SEG.ACK><CTL=RST> if ACK is set, else <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>,
+   *   where SEG.LEN counts SYN and FIN. A RST is dropped (never answer a reset with one).
+   * - Listener, in this order: any RST (SYN+RST, RST+ACK, all eight flags) is dropped and counted
+   *   (listen_rst), since a reset cannot belong to anything here (§3.10.7.2 "first"); any ACK
+   *   (SYN+ACK included) gets <SEQ=SEG.ACK><CTL=RST> ("second"), unless it completes a SYN-cookie
+   *   handshake; a segment without SYN (null, FIN, Xmas scans) is dropped (no_syn, "fourth").
+   * - SYN+FIN is dropped (syn_fin). RFC 9293 would queue the FIN for after the handshake, but no
+   *   stack sends it: it is a scan and a firewall-evasion probe, and Linux drops it (TCP_FLAGS).
+   * - SYN with PSH, URG, ECE or CWR (ECE+CWR is RFC 3168 §6.1.1's ECN setup) is an ordinary SYN:
+   *   we answer without ECE, declining ECN; those bits on a SYN mean nothing else (Linux accepts
+   *   them alike). Data on a SYN is not taken (not acknowledged), as Linux without Fast Open.
+   * A SYN may replace a TIME-WAIT connection only when it is a plain SYN (no ACK, RST or FIN).
+   */
   input(pkt: IpPacket): void {
     const c = this.counters;
     c.inc("rx_segments");
@@ -285,7 +308,7 @@ export class TcpLayer implements UpperProtocol {
     if (pkt.multicast) return c.drop("multicast");
     const t = this.conns.get(this.key(pkt.src, s.srcPort, pkt.dst, s.dstPort));
     if (t) {
-      if (s.flags & SYN && !(s.flags & ACK) && t.canReuse(s)) {
+      if ((s.flags & (SYN | ACK | RST | FIN)) === SYN && t.canReuse(s)) {
         t.teardown(undefined);
       } else {
         t.input(s);
@@ -297,13 +320,14 @@ export class TcpLayer implements UpperProtocol {
       c.drop("no_listener");
       return this.resetFor(pkt, s);
     }
-    if (s.flags & RST) return;
+    if (s.flags & RST) return c.drop("listen_rst");
     if (s.flags & ACK) {
       // Maybe the third step of a handshake answered with a SYN cookie.
       if (!(s.flags & SYN) && this.acceptCookie(pkt, s, l)) return;
       return this.resetFor(pkt, s);
     }
     if (!(s.flags & SYN)) return c.drop("no_syn");
+    if (s.flags & FIN) return c.drop("syn_fin");
     this.onSyn(pkt, s, l);
   }
 

@@ -624,10 +624,12 @@ export class Tcb {
         } else if (!this.sackOk) {
           // NewReno partial ACK (RFC 6582 §3.2 step 3): retransmit the next segment at once.
           this.retransmitAt(this.sndUna);
-          this.cc.cwnd = Math.max(this.mss, this.cc.cwnd - acked + this.mss);
+          this.cc.cwnd = Math.max(this.mss, this.cc.cwnd - dataAcked + this.mss);
         }
       } else {
-        this.cc.onAck(acked, this.now(), this.rtt.srtt);
+        // Data bytes only (RFC 5681 §3.1, RFC 3465): the ACK of our SYN or FIN says nothing about
+        // what the path carries, and counting it made every slow-start burst k * MSS + 1 bytes.
+        this.cc.onAck(dataAcked, this.now(), this.rtt.srtt);
       }
       this.dupAcks = 0;
       if (seqLt(this.rxtNext, ack)) this.rxtNext = ack;
@@ -914,7 +916,8 @@ export class Tcb {
     const c = this.layer.counters;
     if (this.state === "CLOSED" || this.state === "TIME-WAIT") return;
     if (this.state === "SYN-SENT" || this.state === "SYN-RECEIVED") {
-      if (++this.synRetries > this.o.synRetries) {
+      // A passive open gives up sooner than connect() (synAckRetries, like Linux).
+      if (++this.synRetries > (this.listener ? this.o.synAckRetries : this.o.synRetries)) {
         return this.teardown(err("ETIMEDOUT", "connection timed out (no answer to SYN)"));
       }
       this.backoff++;

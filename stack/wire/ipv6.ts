@@ -75,6 +75,24 @@ export function emitIpv6(buf: Uint8Array, off: number, o: Ipv6EmitOptions): void
   buf.set(o.dst, off + 24);
 }
 
+/** The Jumbo Payload hop-by-hop option (RFC 2675 §2): type, length 4, a 32-bit payload length. */
+export const OPT_JUMBO = 0xc2;
+
+/**
+ * Check a Jumbo Payload option at `optoff` (packet offsets; its 6 bytes are known to be there)
+ * the way RFC 2675 §3 and Linux's ipv6_hop_jumbo() do, in that order: a bad option length or
+ * alignment (4n+2) is dropped silently; a Jumbo Payload Length under 65,536 is a parameter
+ * problem at that field; with a non-zero IPv6 Payload Length, one at the option type.
+ * "jumbogram": the option is well formed (the caller decides whether the bytes are there).
+ */
+export function checkJumbo(p: Uint8Array, optoff: number, payloadLen: number): "bad_jumbo_option" | "jumbogram" | { reason: string; pointer: number } {
+  if (p[optoff + 1] !== 4 || (optoff & 3) !== 2) return "bad_jumbo_option";
+  const jumboLen = ((p[optoff + 2]! << 24) | (p[optoff + 3]! << 16) | (p[optoff + 4]! << 8) | p[optoff + 5]!) >>> 0;
+  if (jumboLen <= 65535) return { reason: "jumbo_length", pointer: optoff + 2 };
+  if (payloadLen !== 0) return { reason: "jumbo_with_payload_length", pointer: optoff };
+  return "jumbogram";
+}
+
 /** Fragment extension header (RFC 8200 §4.5): 8 bytes. */
 export const FRAG = { NEXT_HEADER: 0, OFFSET_FLAGS: 2, IDENT: 4, LEN: 8 } as const;
 

@@ -16,6 +16,7 @@ import { emitIpv4, parseIpv4 } from "../../stack/wire/ipv4.js";
 import { emitIcmp, parseIcmp, ICMPV4_ECHO_REPLY, ICMPV4_ECHO_REQUEST } from "../../stack/wire/icmp.js";
 import { parseUdp } from "../../stack/wire/udp.js";
 import { BROADCAST_MAC, formatMac, parseIPv4, parseMac } from "../../stack/wire/addr.js";
+import { Stack } from "../../stack/stack.js";
 
 const run = requirePrivileged();
 
@@ -158,6 +159,33 @@ describe.skipIf(!run)("TapNetif with the kernel as peer", () => {
     await waitFor(() => got.some((x) => isArpReply(x.frame)), "the kernel's ARP reply");
     expect(tap.stats().rxBytes).toBe(got.reduce((n, x) => n + x.frame.length, 0)); // header not counted
     await tap.close();
+  });
+
+  it("sets the kernel's offloads both ways on every open: a persistent TAP once opened with offload, then without, gets checksummed datagrams", async () => {
+    const name = ifname("pp");
+    await ctx.ns.ip("tuntap", "add", name, "mode", "tap");
+    const offloads = async () => (await ctx.ns.exec("ethtool", ["-k", name])).stdout.match(/^tx-checksumming: (\w+)/m)?.[1];
+    let stack: Stack | undefined;
+    try {
+      await TapNetif.open(name, { netns: ctx.ns.path, up: true, offload: true }).close();
+      expect(await offloads()).toBe("on"); // persistent: the device keeps what the last open set
+      const tap = TapNetif.open(name, { netns: ctx.ns.path, up: true });
+      expect(await offloads()).toBe("off");
+      stack = Stack.create({ netif: tap, mac: OUR_MAC, ipv4: { address: "198.18.0.2/24" } });
+      const sock = stack.udp.createSocket("udp4");
+      const got: string[] = [];
+      sock.on("message", (m) => got.push(m.toString()));
+      sock.bind(9999);
+      await ctx.ns.ip("addr", "add", "198.18.0.1/24", "dev", name);
+      await ctx.ns.neigh(name, "198.18.0.2", formatMac(OUR_MAC));
+      await kernelSendsUdp(ctx.ns, ["one", "two", "three"]);
+      await waitFor(() => got.length === 3, "three datagrams past the stack's checksum check", 3000).catch(() => undefined);
+      expect(stack.stats().udp!["drop_bad_checksum"] ?? 0).toBe(0);
+      expect(got).toEqual(["one", "two", "three"]);
+    } finally {
+      await stack?.close();
+      await ctx.ns.ip("link", "del", name).catch(() => undefined);
+    }
   });
 
   it("hands frames up in batches of at most `batch`, each closed by batchEnd", async () => {

@@ -4,8 +4,8 @@
  * meaning and all protocols live in TypeScript (stack/netif/tap.ts); this file stays dumb.
  *
  *   open(name, { vnetHdr, multiQueue, netns, up, offload }) -> { fd, name }
- *     offload: TUN_F_* flags for TUNSETOFFLOAD (needs vnetHdr): what the kernel may hand us
- *     unfinished (partial checksums, TSO super-frames); 0 by default.
+ *     offload: TUN_F_* flags for TUNSETOFFLOAD (non-zero needs vnetHdr): what the kernel may hand us
+ *     unfinished (partial checksums, TSO super-frames); 0 by default. Set on every open, 0 too.
  *   startReading(fd, slab, frameSize, maxFrames, lengths, onBatch) -> handle
  *       onBatch(count, error?) — count frames are in slab[i*frameSize ..], lengths[i] bytes each;
  *       error (an Error with .code) is passed once if the device died; reading has then stopped.
@@ -136,15 +136,24 @@ static int open_tap(const char *name, bool vnet, bool mq, bool up, unsigned offl
   memcpy(ifname, ifr.ifr_name, IFNAMSIZ);
   ifname[IFNAMSIZ - 1] = 0;
   if (vnet) {
-    /* With TUNSETOFFLOAD(0) the kernel completes checksums and segments before handing us a
-     * frame; the caller may allow partial checksums (TUN_F_CSUM) and TSO super-frames. */
     int hdrsz = VNET_HDR_LEN;
-    if (ioctl(fd, TUNSETVNETHDRSZ, &hdrsz) < 0 || ioctl(fd, TUNSETOFFLOAD, (unsigned long)offload) < 0) {
+    if (ioctl(fd, TUNSETVNETHDRSZ, &hdrsz) < 0) {
       *err = errno;
-      *what = "cannot set up the virtio-net header (TUNSETVNETHDRSZ/TUNSETOFFLOAD) on";
+      *what = "cannot set up the virtio-net header (TUNSETVNETHDRSZ) on";
       close(fd);
       return -1;
     }
+  }
+  /* Always, with or without the vnet header: with TUNSETOFFLOAD(0) the kernel completes checksums
+   * and segments before handing us a frame; the caller may allow partial checksums (TUN_F_CSUM)
+   * and TSO super-frames. The setting belongs to the device and outlives this fd: a persistent
+   * TAP last opened with offloads would otherwise keep handing us unchecksummed datagrams, which
+   * without a vnet header nothing marks as such. */
+  if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)offload) < 0) {
+    *err = errno;
+    *what = "cannot set the offloads (TUNSETOFFLOAD) on";
+    close(fd);
+    return -1;
   }
   if (up) {
     /* SIOCSIFFLAGS needs CAP_NET_ADMIN; a user attaching to a persistent TAP that is already up
