@@ -53,8 +53,6 @@ export class Icmpv4 implements UpperProtocol {
     this.bucket = new TokenBucket(opts.errorRate ?? 100, opts.errorBurst ?? 50, timers.now());
     this.pings = new PingTable(timers, random.u32() & 0xffff);
     this.echoBroadcast = opts.echoBroadcast ?? false;
-    ip.register(IPPROTO_ICMP, this);
-    ip.icmp = this;
   }
 
   input(pkt: IpPacket): void {

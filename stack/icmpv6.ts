@@ -51,8 +51,6 @@ export class Icmpv6 implements UpperProtocol {
   ) {
     this.bucket = new TokenBucket(opts.errorRate ?? 100, opts.errorBurst ?? 50, timers.now());
     this.pings = new PingTable(timers, random.u32() & 0xffff);
-    ip.register(IPPROTO_ICMPV6, this);
-    ip.icmp = this;
   }
 
   input(pkt: IpPacket): void {

@@ -4,7 +4,6 @@
  * The layer is a host, never a router: it does not forward.
  */
 import type { EthernetLayer } from "./ethernet.js";
-import type { ArpLayer } from "./arp.js";
 import type { TimerQueue } from "./core/timers.js";
 import type { Random } from "./core/random.js";
 import type { IpOutput, IpPacket, Route, SendOptions, UpperProtocol } from "./ip.js";
@@ -15,6 +14,7 @@ import { Ipv4Ident } from "./ipv4id.js";
 import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
 import { IPV4, emitIpv4, parseIpv4 } from "./wire/ipv4.js";
 import { ETH, ETHERTYPE_IPV4 } from "./wire/ethernet.js";
+
 import { BROADCAST_MAC, copyBytes, ipv4MulticastMac, ipv4ToU32 } from "./wire/addr.js";
 import { GSO_SIZE, type GsoFrame } from "./netif/netif.js";
 
@@ -45,6 +45,11 @@ export interface Ipv4Route extends Route {
   local: boolean;
 }
 
+/** Resolves IPv4 next hops (arp.ts) and sends. */
+export interface Ipv4Neighbours {
+  output(nextHop: number, frame: Uint8Array): boolean;
+}
+
 export interface Icmpv4ErrorSink {
   sendError(pkt: IpPacket, type: number, code: number, rest?: number): void;
   sendIcmpError(pkt: IpPacket, kind: "port_unreachable" | "protocol_unreachable"): void;
@@ -71,13 +76,13 @@ export class Ipv4Layer implements IpOutput {
   private readonly pmtuCacheSize: number;
   private readonly pmtuTimeoutMs: number;
   readonly minPmtu: number;
-  /** Set by the ICMPv4 module: how errors about received packets are sent. */
-  icmp: Icmpv4ErrorSink | undefined;
+  /** How errors about received packets are sent (the ICMPv4 module; see useIcmp). */
+  private icmp: Icmpv4ErrorSink | undefined;
   private readonly loop: Loopback;
 
   constructor(
     private readonly eth: EthernetLayer,
-    private readonly arp: ArpLayer,
+    private readonly arp: Ipv4Neighbours & { setAddress(ip: Uint8Array): void },
     private readonly timers: TimerQueue,
     random: Random,
     readonly linkMtu: number,
@@ -90,7 +95,11 @@ export class Ipv4Layer implements IpOutput {
     this.minPmtu = opts.minPmtu ?? 552;
     this.reassembler = new Reassembler(timers, this.counters, opts.reassembly, (first) => this.reassemblyTimeout(first));
     this.loop = new Loopback((f, p) => this.input(f, p), () => this.batchEnd(), this.counters);
-    eth.register(ETHERTYPE_IPV4, (frame, payload, meta) => this.input(frame, payload, meta));
+  }
+
+  /** The ICMPv4 module that reports errors about packets we receive (wired by the stack). */
+  useIcmp(icmp: Icmpv4ErrorSink): void {
+    this.icmp = icmp;
   }
 
   /** Configure (or change) our address; announces it with gratuitous ARP. */

@@ -15,7 +15,7 @@ import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
 import { IPV6, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE, NH_ROUTING, OPT_JUMBO, checkJumbo, emitFragmentHeader, emitIpv6, parseFragmentHeader, parseIpv6 } from "./wire/ipv6.js";
 import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
 import { IPPROTO_ICMPV6 } from "./wire/icmp.js";
-import { bytesEqual, copyBytes, inPrefix, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero } from "./wire/addr.js";
+import { ALL_NODES, bytesEqual, copyBytes, inPrefix, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero, solicitedNode } from "./wire/addr.js";
 import { GSO_SIZE, type GsoFrame } from "./netif/netif.js";
 
 export const IPV6_MIN_MTU = 1280;
@@ -77,9 +77,9 @@ function routeOf6(src: Uint8Array, dst: Uint8Array, mtu: number, nextHop: Uint8A
 export class Ipv6Layer implements IpOutput {
   readonly family = 6 as const;
   readonly counters = new Counters("ipv6");
-  readonly addresses: Ipv6Address[] = [];
-  readonly prefixes: OnLinkPrefix[] = [];
-  hopLimit: number;
+  private readonly addrs: Ipv6Address[] = [];
+  private readonly prefixes: OnLinkPrefix[] = [];
+  private curHopLimit: number;
   private readonly protocols = new Map<number, UpperProtocol>();
   private readonly reassembler: Reassembler;
   private readonly fragNextHeader = new Map<string, number>();
@@ -89,10 +89,12 @@ export class Ipv6Layer implements IpOutput {
   private readonly pmtuTimeoutMs: number;
   private readonly maxExt: number;
   private readonly loop: Loopback;
-  ndp: NeighbourResolver | undefined;
-  icmp: Icmpv6ErrorSink | undefined;
+  private ndp: NeighbourResolver | undefined;
+  private icmp: Icmpv6ErrorSink | undefined;
   /** Static default gateway (otherwise routers learned from RAs are used). */
-  gateway: Uint8Array | undefined;
+  private gateway: Uint8Array | undefined;
+  /** The link MTU an RA announced (§6.3.4), 0 until one does. */
+  private raMtu = 0;
 
   constructor(
     private readonly eth: EthernetLayer,
@@ -101,14 +103,66 @@ export class Ipv6Layer implements IpOutput {
     readonly linkMtu: number,
     opts: Ipv6Options = {},
   ) {
-    this.hopLimit = opts.hopLimit ?? 64;
+    this.curHopLimit = opts.hopLimit ?? 64;
     this.pmtuCacheSize = opts.pmtuCacheSize ?? 1024;
     this.pmtuTimeoutMs = opts.pmtuTimeoutMs ?? 600_000;
     this.maxExt = opts.maxExtensionHeaders ?? 16;
     const reassembly = { ...opts.reassembly, timeoutMs: opts.reassembly?.timeoutMs ?? 60_000 };
     this.reassembler = new Reassembler(timers, this.counters, reassembly, (first) => this.reassemblyTimeout(first));
     this.loop = new Loopback((f, p) => this.input(f, p), () => this.batchEnd(), this.counters);
-    eth.register(ETHERTYPE_IPV6, (frame, payload, meta) => this.input(frame, payload, meta));
+    // RFC 4291 §2.8: every node listens to the all-nodes group.
+    this.joinGroup(ALL_NODES);
+  }
+
+  /** Neighbour resolution and default routers (the NDP module; wired by the stack). */
+  useNeighbours(ndp: NeighbourResolver): void {
+    this.ndp = ndp;
+  }
+
+  /** The ICMPv6 module that reports errors about packets we receive (wired by the stack). */
+  useIcmp(icmp: Icmpv6ErrorSink): void {
+    this.icmp = icmp;
+  }
+
+  /** A static default gateway (otherwise routers learned from RAs are used). */
+  setGateway(gw: Uint8Array | undefined): void {
+    this.gateway = gw && copyBytes(gw);
+  }
+
+  /** Hop limit of packets we originate (an RA's Cur Hop Limit changes it, §6.3.4). */
+  get hopLimit(): number {
+    return this.curHopLimit;
+  }
+
+  setHopLimit(n: number): void {
+    if (Number.isInteger(n) && n > 0 && n <= 255) this.curHopLimit = n;
+  }
+
+  /** An RA's MTU option (§6.3.4): used when within [1280, the configured link MTU]. */
+  setLinkMtu(mtu: number): void {
+    if (mtu >= IPV6_MIN_MTU && mtu <= this.linkMtu) this.raMtu = mtu;
+  }
+
+  /** Our addresses and their states (read-only: NDP adds, DAD and lifetimes change them). */
+  get addresses(): readonly Ipv6Address[] {
+    return this.addrs;
+  }
+
+  addAddress(a: Ipv6Address): void {
+    this.addrs.push(a);
+    this.joinGroup(solicitedNode(a.address));
+  }
+
+  removeAddress(a: Ipv6Address): void {
+    const i = this.addrs.indexOf(a);
+    if (i < 0) return;
+    this.addrs.splice(i, 1);
+    this.leaveGroup(solicitedNode(a.address));
+  }
+
+  /** Forget on-link prefixes whose valid lifetime ran out. */
+  expirePrefixes(now: number): void {
+    for (let i = this.prefixes.length - 1; i >= 0; i--) if (this.prefixes[i]!.validUntil <= now) this.prefixes.splice(i, 1);
   }
 
   register(protocol: number, p: UpperProtocol): void {
@@ -140,7 +194,7 @@ export class Ipv6Layer implements IpOutput {
   }
 
   findAddress(a: Uint8Array, off = 0): Ipv6Address | undefined {
-    for (const x of this.addresses) if (bytesEqual(x.address, a, off)) return x;
+    for (const x of this.addrs) if (bytesEqual(x.address, a, off)) return x;
     return undefined;
   }
 
@@ -152,7 +206,7 @@ export class Ipv6Layer implements IpOutput {
   }
 
   linkLocal(): Uint8Array | undefined {
-    for (const x of this.addresses) if (x.origin === "link-local" && x.state === "preferred") return x.address;
+    for (const x of this.addrs) if (x.origin === "link-local" && x.state === "preferred") return x.address;
     return undefined;
   }
 
@@ -386,7 +440,7 @@ export class Ipv6Layer implements IpOutput {
     const wantLinkLocal = isIPv6LinkLocal(dst) || (isIPv6Multicast(dst) && (dst[1]! & 0x0f) <= 2);
     let best: Ipv6Address | undefined;
     let bestScore = -1;
-    for (const a of this.addresses) {
+    for (const a of this.addrs) {
       if (a.state !== "preferred" && a.state !== "deprecated") continue;
       const ll = a.origin === "link-local";
       let score = ll === wantLinkLocal ? 1000 : 0;
@@ -437,9 +491,6 @@ export class Ipv6Layer implements IpOutput {
     return v;
   }
 
-  /** Change the link MTU from an RA's MTU option (§6.3.4), within [1280, configured MTU]. */
-  linkMtuFromRa = 0;
-
   send(route: Route, protocol: number, frame: Uint8Array, opts: SendOptions = {}): boolean {
     const r = route as Ipv6Route;
     const c = this.counters;
@@ -447,7 +498,7 @@ export class Ipv6Layer implements IpOutput {
     const payloadLen = frame.length - hoff - IPV6.HEADER_LEN;
     const hopLimit = opts.ttl ?? this.hopLimit;
     c.inc("tx_packets");
-    const mtu = r.local ? 65535 : Math.min(r.mtu, this.linkMtuFromRa || r.mtu);
+    const mtu = r.local ? 65535 : Math.min(r.mtu, this.raMtu || r.mtu);
     // A TSO super-segment is cut to the MTU by the netif.
     if (IPV6.HEADER_LEN + payloadLen <= mtu || (frame as GsoFrame)[GSO_SIZE]) {
       emitIpv6(frame, hoff, { trafficClass: opts.tos ?? 0, nextHeader: protocol, hopLimit, src: r.src, dst: r.dst, payloadLen });

@@ -52,7 +52,8 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
   private rsTimer: Timer | undefined;
   private rsSent = 0;
   private closed = false;
-  slaac = false;
+  /** Form addresses from RA prefixes (RFC 4862 SLAAC). */
+  private readonly slaac: boolean;
 
   constructor(
     private readonly ip: Ipv6Layer,
@@ -62,6 +63,7 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
     /** Packets that never left because their next hop did not answer (reported to their senders). */
     unreachable: (frames: Uint8Array[]) => void,
     opts: NdpOptions = {},
+    slaac = false,
   ) {
     super();
     const o = resolveOptions<NdpOptions>("limits.ndp", opts, {
@@ -88,8 +90,7 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
       o,
     );
     this.retransMs = o.retransTimerMs;
-    ip.ndp = this;
-    ip.joinGroup(ALL_NODES);
+    this.slaac = slaac;
   }
 
   // ---- addresses, DAD (RFC 4862 §5.4) -------------------------------------------------------
@@ -99,8 +100,7 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
     const existing = this.ip.findAddress(address);
     if (existing) return existing;
     const a: Ipv6Address = { address: copyBytes(address), prefixLength, state: "tentative", origin, validUntil, preferredUntil };
-    this.ip.addresses.push(a);
-    this.ip.joinGroup(solicitedNode(a.address));
+    this.ip.addAddress(a);
     if (origin === "static" && prefixLength < 128) this.ip.addOnLinkPrefix(a.address, prefixLength, Infinity);
     if (this.o.dadTransmits === 0) {
       a.state = "preferred";
@@ -275,7 +275,7 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
     if (opts === "bad_option") return c.drop("bad_option");
     c.inc("ra_received");
     const now = this.timers.now();
-    if (ra.curHopLimit !== 0) this.ip.hopLimit = ra.curHopLimit;
+    if (ra.curHopLimit !== 0) this.ip.setHopLimit(ra.curHopLimit);
     this.cache.setBaseReachableTime(ra.reachableTime);
     this.cache.setRetransTimer(ra.retransTimer);
     if (ra.retransTimer !== 0) this.retransMs = ra.retransTimer;
@@ -286,7 +286,7 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
     } else if (idx >= 0) this.routers[idx]!.until = now + ra.routerLifetime * 1000;
     else if (this.routers.length < this.o.maxRouters) this.routers.push({ ip: copyBytes(pkt.src), until: now + ra.routerLifetime * 1000 });
     if (opts.sourceLladdr) this.cache.update(pkt.src, opts.sourceLladdr, { solicited: false, override: true, create: true, isRouter: true });
-    if (opts.mtu !== undefined && opts.mtu >= 1280 && opts.mtu <= this.ip.linkMtu) this.ip.linkMtuFromRa = opts.mtu;
+    if (opts.mtu !== undefined) this.ip.setLinkMtu(opts.mtu);
     for (const p of opts.prefixes) {
       if (isIPv6LinkLocal(p.prefix)) continue;
       if (p.preferredLifetime > p.validLifetime) continue;
@@ -326,16 +326,14 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
   /** Expire addresses, prefixes and routers whose lifetimes ran out. Called by the stack's housekeeping timer. */
   expire(): void {
     const now = this.timers.now();
-    for (let i = this.ip.addresses.length - 1; i >= 0; i--) {
-      const a = this.ip.addresses[i]!;
+    for (const a of [...this.ip.addresses]) {
       if (a.validUntil <= now) {
-        this.ip.addresses.splice(i, 1);
-        this.ip.leaveGroup(solicitedNode(a.address));
+        this.ip.removeAddress(a);
         this.counters.inc("addresses_expired");
         this.emit("address-removed", a);
       } else if (a.state === "preferred" && a.preferredUntil <= now) a.state = "deprecated";
     }
-    for (let i = this.ip.prefixes.length - 1; i >= 0; i--) if (this.ip.prefixes[i]!.validUntil <= now) this.ip.prefixes.splice(i, 1);
+    this.ip.expirePrefixes(now);
     for (let i = this.routers.length - 1; i >= 0; i--) if (this.routers[i]!.until <= now) this.routers.splice(i, 1);
   }
 

@@ -23,7 +23,8 @@ import type { Timer } from "./core/timers.js";
 import { TcpApi, TcpLayer, type TcpOptions } from "./tcp/index.js";
 import { DnsResolver, type DnsOptions } from "./dns.js";
 import { IPPROTO_TCP } from "./wire/tcp.js";
-import { ETHERTYPE_ARP } from "./wire/ethernet.js";
+import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
+import { IPPROTO_ICMP, IPPROTO_ICMPV6 } from "./wire/icmp.js";
 import type { PingOptions, PingResult } from "./ping.js";
 import { IPPROTO_UDP } from "./wire/udp.js";
 import { copyBytes, linkLocalFromMac, formatIP, formatMac, ipFamily, parseCidr, parseIP, parseMac } from "./wire/addr.js";
@@ -102,15 +103,22 @@ export class Stack {
     const limits = opts.limits ?? {};
     this.eth = new EthernetLayer(netif, this.mac);
     this.arp = new ArpLayer(this.eth, this.timers, this.random, (frames) => this.icmpv4.linkFailure(frames), limits.arp);
-    this.eth.register(ETHERTYPE_ARP, (_frame, payload) => this.arp.input(payload));
     this.ipv4 = new Ipv4Layer(this.eth, this.arp, this.timers, this.random, this.mtu, limits.ipv4);
     this.icmpv4 = new Icmpv4(this.ipv4, this.timers, this.random, limits.icmpv4);
+    this.eth.register(ETHERTYPE_ARP, (_frame, payload) => this.arp.input(payload));
+    this.eth.register(ETHERTYPE_IPV4, (frame, payload, meta) => this.ipv4.input(frame, payload, meta));
+    this.ipv4.register(IPPROTO_ICMP, this.icmpv4);
+    this.ipv4.useIcmp(this.icmpv4);
     if (opts.ipv6) {
       this.ipv6 = new Ipv6Layer(this.eth, this.timers, this.random, this.mtu, limits.ipv6);
       const ndpOpts = { ...limits.ndp, ...(opts.ipv6.dad === false ? { dadTransmits: 0 } : {}) };
-      this.ndp = new Ndp(this.ipv6, this.eth, this.timers, this.random, (frames) => this.icmpv6?.linkFailure(frames), ndpOpts);
-      this.ndp.slaac = opts.ipv6.slaac ?? false;
+      this.ndp = new Ndp(this.ipv6, this.eth, this.timers, this.random, (frames) => this.icmpv6?.linkFailure(frames), ndpOpts, opts.ipv6.slaac ?? false);
       this.icmpv6 = new Icmpv6(this.ipv6, this.ndp, this.timers, this.random, limits.icmpv6);
+      const ip6 = this.ipv6;
+      this.eth.register(ETHERTYPE_IPV6, (frame, payload, meta) => ip6.input(frame, payload, meta));
+      ip6.useNeighbours(this.ndp);
+      ip6.register(IPPROTO_ICMPV6, this.icmpv6);
+      ip6.useIcmp(this.icmpv6);
     }
     this.udp = new UdpLayer(opts.ipv4 ? this.ipv4 : undefined, this.ipv6, this.random, limits.udp);
     this.ipv4.register(IPPROTO_UDP, this.udp);
@@ -155,7 +163,7 @@ export class Stack {
       const v6 = opts.ipv6;
       if (v6.gateway !== undefined) {
         if (ipFamily(v6.gateway) !== 6) throw new TypeError(`invalid IPv6 gateway "${v6.gateway}"`);
-        this.ipv6.gateway = parseIP(v6.gateway);
+        this.ipv6.setGateway(parseIP(v6.gateway));
       }
       const ll = this.ndp.addAddress(linkLocalFromMac(this.mac), 64, "link-local");
       this.pendingDad.push(this.dadDone(ll));
