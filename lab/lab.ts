@@ -148,10 +148,10 @@ export class Lab {
     }
   }
 
-  /** A new namespace of this lab, lo up. */
-  async namespace(): Promise<Netns> {
+  /** A new namespace of this lab, lo up: paf-<tag><pid>-<n>, or exactly `name` (which must not exist). */
+  async namespace(name?: string): Promise<Netns> {
     this.check();
-    const ns = await Netns.create(this.tag);
+    const ns = name === undefined ? await Netns.create(this.tag) : await Netns.createNamed(name);
     this.undo.push(() => ns.destroy());
     return ns;
   }
@@ -169,7 +169,7 @@ export class Lab {
     if (opts.quiet) await ns.exec("sysctl", ["-q", "-w", `net.ipv6.conf.${name}.disable_ipv6=1`]);
     const v4 = addrs.ipv4 === false ? undefined : (addrs.ipv4 ?? KERNEL_V4);
     const v6 = addrs.ipv6 === false || opts.quiet ? undefined : (addrs.ipv6 ?? KERNEL_V6);
-    await ns.kernelSide(name, v4, v6);
+    await ns.kernelSide(name, v4 ?? "", v6 ?? "");
     return { netif, end: { ns, ifname: name, mac: await macOf(ns, name), ipv4: bare(v4), ipv6: bare(v6) } };
   }
 
@@ -232,8 +232,8 @@ export class Lab {
     const a6 = opts.a?.ipv6 === false ? undefined : (opts.a?.ipv6 ?? KERNEL_V6);
     const b4 = opts.b?.ipv4 === false ? undefined : (opts.b?.ipv4 ?? PEER_V4);
     const b6 = opts.b?.ipv6 === false ? undefined : (opts.b?.ipv6 ?? PEER_V6);
-    await nsA.kernelSide(na, a4, a6);
-    await nsB.kernelSide(nb, b4, b6);
+    await nsA.kernelSide(na, a4 ?? "", a6 ?? "");
+    await nsB.kernelSide(nb, b4 ?? "", b6 ?? "");
     return {
       a: { ns: nsA, ifname: na, mac: await macOf(nsA, na), ipv4: bare(a4), ipv6: bare(a6) },
       b: { ns: nsB, ifname: nb, mac: await macOf(nsB, nb), ipv4: bare(b4), ipv6: bare(b6) },

@@ -99,7 +99,7 @@ export class Netns {
     return c;
   }
 
-  /** Bring `ifname` up in this namespace and give it the kernel side's addresses (IPv6 without DAD). */
+  /** Bring `ifname` up in this namespace and give it the kernel side's addresses (IPv6 without DAD; "" for none). */
   async kernelSide(ifname: string, v4: string | undefined = "198.18.0.1/24", v6: string | undefined = "2001:db8::1/64"): Promise<void> {
     await this.ip("link", "set", ifname, "up");
     if (v4) await this.ip("addr", "add", v4, "dev", ifname);
@@ -112,9 +112,8 @@ export class Netns {
   }
 
   /** Process ids inside the namespace (`ip netns pids`), ours or not. */
-  async pids(): Promise<number[]> {
-    const { stdout } = await sh("ip", ["netns", "pids", this.name], 10_000).catch(() => ({ stdout: "" }));
-    return parsePids(stdout);
+  pids(): Promise<number[]> {
+    return pidsIn(this.name);
   }
 
   /** Kill every process inside, then delete the namespace. Idempotent, never throws. */
@@ -123,12 +122,10 @@ export class Netns {
     this.destroyed = true;
     const exits = [...this.children].map((c) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once("exit", () => r()))));
     for (const c of this.children) c.kill("SIGKILL");
-    killAll(await this.pids());
+    killAll(await pidsIn(this.name));
     await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, KILL_WAIT_MS))]);
     this.children.clear();
-    await sh("ip", ["netns", "del", this.name], 10_000).catch((e: Error) => {
-      if (existsSync(this.path)) console.warn(`could not delete namespace ${this.name}: ${e.message}`);
-    });
+    await removeNetns(this.name).catch((e: Error) => console.warn(`could not delete namespace ${this.name}: ${e.message}`));
     this.forget();
   }
 
@@ -159,6 +156,22 @@ export async function withNetns<T>(tag: string, fn: (ns: Netns) => Promise<T>): 
   } finally {
     await ns.destroy();
   }
+}
+
+/**
+ * Delete namespace `name`, made by anyone (a lab whose process died): kill every process inside,
+ * then remove it. Resolves false if it did not exist.
+ */
+export async function removeNetns(name: string): Promise<boolean> {
+  if (!existsSync(`/var/run/netns/${name}`)) return false;
+  killAll(await pidsIn(name));
+  await sh("ip", ["netns", "del", name], 10_000);
+  return true;
+}
+
+async function pidsIn(name: string): Promise<number[]> {
+  const { stdout } = await sh("ip", ["netns", "pids", name], 10_000).catch(() => ({ stdout: "" }));
+  return parsePids(stdout);
 }
 
 function parsePids(text: string): number[] {
