@@ -19,6 +19,8 @@ export interface ShOptions {
   input?: string | Uint8Array;
   /** Extra environment variables. */
   env?: Record<string, string>;
+  /** Working directory. Default: this process's. */
+  cwd?: string;
 }
 
 /** Raised by sh() for a non-zero exit or a timeout; carries what the command printed. */
@@ -46,7 +48,7 @@ export function sh(cmd: string, args: readonly string[] = [], opts: number | ShO
     const child = execFile(
       cmd,
       args,
-      { timeout, killSignal: "SIGKILL", maxBuffer: 64 * 1024 * 1024, encoding: "utf8", env: o.env ? { ...process.env, ...o.env } : process.env },
+      { timeout, killSignal: "SIGKILL", maxBuffer: 64 * 1024 * 1024, encoding: "utf8", env: o.env ? { ...process.env, ...o.env } : process.env, ...(o.cwd ? { cwd: o.cwd } : {}) },
       (err, stdout, stderr) => {
         if (!err) return resolve({ stdout, stderr });
         const e = err as Error & { code?: unknown; killed?: boolean; signal?: string };
