@@ -69,7 +69,7 @@ describe.skipIf(!run)("README: Testing in namespaces", () => {
       expect(existsSync(`/var/run/netns/${ns}`)).toBe(false);
     } finally {
       // If it failed half-way: the background paf serve (in the root namespace) and the namespace.
-      await sh("pkill", ["-KILL", "-f", `--tap-netns ${ns} `]).catch(() => {});
+      await sh("pkill", ["-KILL", "-f", "--", `--tap-netns ${ns} `]).catch(() => {});
       await removeNetns(ns).catch(() => {});
       rmSync(bin, { recursive: true, force: true });
     }
