@@ -261,8 +261,13 @@ async function run(args: LabArgs): Promise<number> {
       timedOut = true;
       child.kill("SIGKILL");
     }, args.timeoutMs);
-    // A signal to paf ends the command; the lab is then removed as after a normal end.
-    const stop = (): void => void child.kill("SIGTERM");
+    // A signal to paf ends the command (the namespaces' own handler has killed it already) and
+    // the lab is removed as after a normal end; paf then exits as a shell would, 128 + signal.
+    let interrupted: NodeJS.Signals | undefined;
+    const stop = (sig: NodeJS.Signals): void => {
+      interrupted = sig;
+      child.kill("SIGTERM");
+    };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
     code = await new Promise<number>((resolve) => {
@@ -275,11 +280,14 @@ async function run(args: LabArgs): Promise<number> {
     clearTimeout(timer);
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
-    if (timedOut) {
+    say(`${args.command[0]} exited with status ${code}`);
+    if (interrupted) {
+      say(`interrupted by ${interrupted}`);
+      code = 128 + signalNumber(interrupted);
+    } else if (timedOut) {
       say(`${args.command[0]} ran out of time (--timeout ${args.timeoutMs} ms) and was killed`);
       code = EXIT_TIMEOUT;
     }
-    say(`${args.command[0]} exited with status ${code}`);
     for (const l of running.report()) say(l);
   } finally {
     await running.close();

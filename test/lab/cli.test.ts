@@ -119,6 +119,18 @@ describe.skipIf(!run)("paf lab run", () => {
     expect(r.stderr).toContain("ran out of time");
     expect(Date.now() - t0).toBeLessThan(10_000);
   });
+
+  it("SIGINT to paf ends the command, removes the lab and exits 130", async () => {
+    const { startCli } = await import("../helpers/cli.js");
+    const { child, output } = await startCli(["lab", "run", "--", "sh", "-c", "echo started; sleep 30"], /^started/);
+    const ended = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGINT");
+    expect(await ended).toBe(130);
+    expect(output()).toContain("interrupted by SIGINT");
+    const gone = removedNamespaces(output());
+    expect(gone.length).toBe(1);
+    expect(await netnsList()).not.toContain(gone[0]);
+  });
 });
 
 describe.skipIf(!run)("paf lab up / down", () => {
