@@ -89,6 +89,28 @@ describe.skipIf(!run)("Lab: two kernels through paf's bridge", () => {
     });
   });
 
+  it("a 20 mbit bottleneck: a kernel TCP download runs at the rate, not faster", async () => {
+    await Lab.with({ seed: 4 }, async (lab) => {
+      const { a, b, bridge } = await lab.bridge({ faults: { rateBps: 20e6 }, quiet: true });
+      const dir = mkdtempSync(join(tmpdir(), "paf-lab-"));
+      try {
+        writeFileSync(join(dir, "blob"), randomBytes(5_000_000));
+        b.ns.spawn("python3", ["-m", "http.server", "8000", "--bind", b.ipv4!, "--directory", dir], { stdio: "ignore", timeoutMs: 60_000 });
+        await waitFor(async () => (await b.ns.exec("ss", ["-Hltn"])).stdout.includes(":8000"), "http.server in b", 10_000, 50);
+        const { stdout } = await a.ns.exec("curl", ["-sS", "-o", "/dev/null", "-w", "%{size_download} %{speed_download}", `http://${b.ipv4}:8000/blob`], { timeoutMs: 30_000 });
+        const [size, bytesPerSec] = stdout.split(" ").map(Number);
+        expect(size).toBe(5_000_000);
+        // Payload rate: 20 Mbit/s less the headers (1448 of 1514 bytes a frame), less slow start.
+        const mbit = (bytesPerSec! * 8) / 1e6;
+        expect(mbit).toBeGreaterThan(15);
+        expect(mbit).toBeLessThan(19.2);
+        expect(bridge.stats().bToA.delayed).toBeGreaterThan(3000);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
   it("a seeded run drops the same packets again, another seed others", async () => {
     const lost = (seed: number) =>
       Lab.with({ seed }, async (lab) => {
