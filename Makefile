@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE_MODULES := node_modules/.package-lock.json
 ADDON := build/Release/paf_tap.node
-TS_SOURCES := $(shell find stack tls http cli -name '*.ts' 2>/dev/null) index.ts
+TS_SOURCES := $(shell find stack tls http cli lab -name '*.ts' 2>/dev/null) index.ts
 
 .PHONY: all build test demo bench clean typecheck deps-demo deps-test deps-bench
 

@@ -4,7 +4,7 @@ export type { Netif, NetifReceiver, NetifStats, NetifFeatures } from "./stack/ne
 export { TapNetif, type TapOptions } from "./stack/netif/tap.js";
 export { VirtualSwitch, type VirtualSwitchOptions } from "./stack/netif/vswitch.js";
 export { PcapNetif, PcapWriter, readPcap } from "./stack/netif/pcap.js";
-export { FaultyNetif, type FaultSpec, type FaultyOptions } from "./stack/netif/faulty.js";
+export { FaultyNetif, type FaultSpec, type FaultyOptions, type FaultStats, type FaultEvent, type FaultKind, type FaultDirection, type GilbertElliott } from "./stack/netif/faulty.js";
 export { RealClock, VirtualClock, type Clock } from "./stack/core/clock.js";
 export { CryptoRandom, SeededRandom, type Random } from "./stack/core/random.js";
 export { UdpSocket, type RemoteInfo } from "./stack/udp.js";
@@ -28,3 +28,7 @@ export { runLoad, type LoadOptions, type LoadResult, type LoadRun } from "./http
 export { buildReport, formatText } from "./http/bench/report.js";
 export { renderSvg } from "./http/bench/svg.js";
 export { BENCH_SCHEMA, ERROR_KINDS, type BenchReport, type ErrorKind } from "./http/bench/schema.js";
+export { Lab, type LabOptions, type LabEnd, type LabAddresses, type LabStack, type LabStackOptions, type LabBridge, type LabBridgeOptions, type LabVeth } from "./lab/lab.js";
+export { Netns, withNetns, DEFAULT_SPAWN_TIMEOUT_MS, type SpawnOptions } from "./lab/netns.js";
+export { Bridge, type BridgeOptions, type BridgeDirection, type BridgeFaultEvent } from "./lab/bridge.js";
+export { sh, CommandError, DEFAULT_TIMEOUT_MS, type ShOptions, type ShResult } from "./lab/shell.js";

@@ -9,6 +9,8 @@ commands:
   certify   obtain an ACME (Let's Encrypt) certificate over the stack and write its files
   get       fetch a URL over a userspace stack on a TAP (or the host's sockets), like curl
   bench     load-test an HTTP(S) URL: latency histogram, errors by kind (over kernel TCP or a TAP)
+  lab       run a command in a network namespace whose path to a paf stack (or to a kernel
+            routed through paf) has loss, delay, rate limits ... (run, up NAME, down NAME)
   help      show this help
 
 Run "paf <command> --help" for a command's options.`;
@@ -27,6 +29,8 @@ async function main(argv: string[]): Promise<number> {
     case "get":
       return (await import("./get.js")).get(rest);
     case "bench": return (await import("./bench.js")).bench(rest);
+    case "lab":
+      return (await import("./lab.js")).labCommand(rest);
     case undefined:
     case "help":
     case "--help":

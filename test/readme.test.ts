@@ -7,6 +7,8 @@
 //   ```ts tap       run inside a fresh network namespace where tap0 exists, its kernel side
 //                   198.18.0.1/24 and 2001:db8::1/64 (root)
 //   ```ts check     type-checked only (it needs a peer the test cannot provide, e.g. a CA)
+//   ```ts root      type-checked here; it makes namespaces of its own (root), and
+//                   test/lab/readme.test.ts runs it and checks what it prints
 // Every run must exit 0 within its time limit.
 import { describe, expect, it, beforeAll } from "vitest";
 import { spawnSync } from "node:child_process";
@@ -20,7 +22,7 @@ const privileged = requirePrivileged();
 interface Block {
   /** 1-based README line of the block's first code line. */
   line: number;
-  mode: "run" | "tap" | "check";
+  mode: "run" | "tap" | "check" | "root";
   code: string;
 }
 
@@ -31,7 +33,7 @@ export function readmeBlocks(text: string): Block[] {
     const m = /^```(ts|typescript|js|javascript)\b\s*(.*)$/.exec(lines[i]!);
     if (!m) continue;
     const tag = m[2]!.trim();
-    if (tag !== "" && tag !== "tap" && tag !== "check") throw new Error(`README.md:${i + 1}: unknown block tag "${tag}" (use tap or check)`);
+    if (tag !== "" && tag !== "tap" && tag !== "check" && tag !== "root") throw new Error(`README.md:${i + 1}: unknown block tag "${tag}" (use tap, check or root)`);
     const start = i + 1;
     let end = start;
     while (end < lines.length && lines[end] !== "```") end++;
