@@ -9,6 +9,7 @@
  */
 import type { EthernetLayer } from "./ethernet.js";
 import type { TimerQueue } from "./core/timers.js";
+import type { TxMeta } from "./netif/netif.js";
 import type { Random } from "./core/random.js";
 import { Counters } from "./core/stats.js";
 import { ARP_REPLY, ARP_REQUEST, ARP, emitArp, parseArp } from "./wire/arp.js";
@@ -38,7 +39,7 @@ export class ArpLayer {
       {
         keyOf: (ip) => ip,
         solicit: (ip, mac) => this.sendArp(ARP_REQUEST, mac ?? BROADCAST_MAC, ZERO_MAC, u32ToIPv4(ip)),
-        send: (frame, mac) => this.eth.send(frame, mac, ETHERTYPE_IPV4),
+        send: (frame, mac, meta) => this.eth.send(frame, mac, ETHERTYPE_IPV4, meta),
         unreachable,
       },
       (ip) => ip,
@@ -69,8 +70,8 @@ export class ArpLayer {
    * Send an IPv4 frame (Ethernet header space reserved) to next hop `ip`: at once if its MAC is
    * known, otherwise queued while it is resolved.
    */
-  output(ip: number, frame: Uint8Array): boolean {
-    return this.cache.output(ip, frame);
+  output(ip: number, frame: Uint8Array, meta?: TxMeta): boolean {
+    return this.cache.output(ip, frame, meta);
   }
 
   close(): void {

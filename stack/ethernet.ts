@@ -2,7 +2,7 @@
  * The Ethernet layer: filters frames by destination MAC, demultiplexes by EtherType, and writes
  * Ethernet headers on output. Frames are parsed in place; nothing is copied.
  */
-import type { Netif, RxMeta } from "./netif/netif.js";
+import type { Netif, RxMeta, TxMeta } from "./netif/netif.js";
 import { Counters } from "./core/stats.js";
 import { ETH, emitEthernet } from "./wire/ethernet.js";
 import { ipKey } from "./wire/addr.js";
@@ -71,10 +71,10 @@ export class EthernetLayer {
   }
 
   /** Write the Ethernet header into the first 14 bytes of `frame` and hand it to the netif. */
-  send(frame: Uint8Array, dst: Uint8Array, ethertype: number): boolean {
+  send(frame: Uint8Array, dst: Uint8Array, ethertype: number, meta?: TxMeta): boolean {
     emitEthernet(frame, dst, this.mac, ethertype);
     this.counters.inc("tx_frames");
-    const ok = this.netif.send(frame);
+    const ok = this.netif.send(frame, meta);
     if (!ok) this.counters.inc("tx_dropped_netif");
     return ok;
   }

@@ -63,6 +63,12 @@ export interface SendOptions {
   tos?: number;
   /** IPv4 DF bit (TCP sets it for path MTU discovery); IPv6 never fragments in transit anyway. */
   dontFragment?: boolean;
+  /**
+   * A TCP super-segment for the netif to cut into segments of this many payload bytes (TSO; only
+   * when the netif's features.tso allows the size): it may exceed the path MTU, and is never
+   * fragmented.
+   */
+  gsoSize?: number;
 }
 
 /** The output half of an IP layer, as used by UDP/TCP/ICMP. */

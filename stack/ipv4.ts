@@ -16,7 +16,7 @@ import { IPV4, emitIpv4, parseIpv4 } from "./wire/ipv4.js";
 import { ETH, ETHERTYPE_IPV4 } from "./wire/ethernet.js";
 
 import { BROADCAST_MAC, copyBytes, ipv4MulticastMac, ipv4ToU32 } from "./wire/addr.js";
-import { GSO_SIZE, type GsoFrame } from "./netif/netif.js";
+import type { TxMeta } from "./netif/netif.js";
 
 export interface Ipv4Config {
   address: Uint8Array;
@@ -47,7 +47,7 @@ export interface Ipv4Route extends Route {
 
 /** Resolves IPv4 next hops (arp.ts) and sends. */
 export interface Ipv4Neighbours {
-  output(nextHop: number, frame: Uint8Array): boolean;
+  output(nextHop: number, frame: Uint8Array, meta?: TxMeta): boolean;
 }
 
 export interface Icmpv4ErrorSink {
@@ -248,9 +248,9 @@ export class Ipv4Layer implements IpOutput {
     const ident = opts.dontFragment ? 0 : this.ident.next(ipv4ToU32(r.src), ipv4ToU32(r.dst), protocol, this.timers.now());
     c.inc("tx_packets");
     // A TSO super-segment is cut to the MTU by the netif.
-    if (IPV4.MIN_HEADER_LEN + payloadLen <= r.mtu || (frame as GsoFrame)[GSO_SIZE]) {
+    if (IPV4.MIN_HEADER_LEN + payloadLen <= r.mtu || opts.gsoSize) {
       emitIpv4(frame, hoff, { ident, ttl, tos: opts.tos ?? 0, dontFragment: opts.dontFragment ?? false, protocol, src: r.src, dst: r.dst, payloadLen });
-      return this.deliver(r, frame);
+      return this.deliver(r, frame, opts.gsoSize ? opts : undefined);
     }
     if (opts.dontFragment) {
       c.drop("too_big_df");
@@ -275,10 +275,10 @@ export class Ipv4Layer implements IpOutput {
     return ok;
   }
 
-  private deliver(r: Ipv4Route, frame: Uint8Array): boolean {
+  private deliver(r: Ipv4Route, frame: Uint8Array, meta?: TxMeta): boolean {
     if (r.local) return this.loop.send(frame);
-    if (r.fixedMac) return this.eth.send(frame, r.fixedMac, ETHERTYPE_IPV4);
-    return this.arp.output(r.nextHop, frame);
+    if (r.fixedMac) return this.eth.send(frame, r.fixedMac, ETHERTYPE_IPV4, meta);
+    return this.arp.output(r.nextHop, frame, meta);
   }
 
   /** Packets to our own address never touch the link: they are fed back to input on the next microtask. */

@@ -16,7 +16,7 @@ import { IPV6, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE, NH_ROUTING, OP
 import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
 import { IPPROTO_ICMPV6 } from "./wire/icmp.js";
 import { ALL_NODES, bytesEqual, copyBytes, inPrefix, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero, solicitedNode } from "./wire/addr.js";
-import { GSO_SIZE, type GsoFrame } from "./netif/netif.js";
+import type { TxMeta } from "./netif/netif.js";
 
 export const IPV6_MIN_MTU = 1280;
 
@@ -59,7 +59,7 @@ export interface Ipv6Route extends Route {
 
 /** Implemented by ndp.ts: resolves next hops and sends. */
 export interface NeighbourResolver {
-  output(nextHop: Uint8Array, frame: Uint8Array): boolean;
+  output(nextHop: Uint8Array, frame: Uint8Array, meta?: TxMeta): boolean;
   defaultRouter(): Uint8Array | undefined;
 }
 
@@ -500,9 +500,9 @@ export class Ipv6Layer implements IpOutput {
     c.inc("tx_packets");
     const mtu = r.local ? 65535 : Math.min(r.mtu, this.raMtu || r.mtu);
     // A TSO super-segment is cut to the MTU by the netif.
-    if (IPV6.HEADER_LEN + payloadLen <= mtu || (frame as GsoFrame)[GSO_SIZE]) {
+    if (IPV6.HEADER_LEN + payloadLen <= mtu || opts.gsoSize) {
       emitIpv6(frame, hoff, { trafficClass: opts.tos ?? 0, nextHeader: protocol, hopLimit, src: r.src, dst: r.dst, payloadLen });
-      return this.deliver(r, frame);
+      return this.deliver(r, frame, opts.gsoSize ? opts : undefined);
     }
     if (payloadLen > 65535) {
       c.drop("too_big");
@@ -533,11 +533,11 @@ export class Ipv6Layer implements IpOutput {
     return false;
   }
 
-  private deliver(r: Ipv6Route, frame: Uint8Array): boolean {
+  private deliver(r: Ipv6Route, frame: Uint8Array, meta?: TxMeta): boolean {
     if (r.local) return this.loop.send(frame);
-    if (r.fixedMac) return this.eth.send(frame, r.fixedMac, ETHERTYPE_IPV6);
+    if (r.fixedMac) return this.eth.send(frame, r.fixedMac, ETHERTYPE_IPV6, meta);
     if (!this.ndp || !r.nextHop) return false;
-    return this.ndp.output(r.nextHop, frame);
+    return this.ndp.output(r.nextHop, frame, meta);
   }
 
 

@@ -12,6 +12,7 @@ import type { EthernetLayer } from "./ethernet.js";
 import type { TimerQueue, Timer } from "./core/timers.js";
 import type { Random } from "./core/random.js";
 import type { IpPacket } from "./ip.js";
+import type { TxMeta } from "./netif/netif.js";
 import { Counters } from "./core/stats.js";
 import { emitIpv6, IPV6 } from "./wire/ipv6.js";
 import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
@@ -80,7 +81,7 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
         keyOf: (ip) => ipKey(ip),
         // Multicast to the solicited-node group, or a unicast NUD probe (§7.3.3).
         solicit: (ip, mac) => this.sendNs(ip, undefined, mac ? ip : solicitedNode(ip), true, mac),
-        send: (frame, mac) => this.eth.send(frame, mac, ETHERTYPE_IPV6),
+        send: (frame, mac, meta) => this.eth.send(frame, mac, ETHERTYPE_IPV6, meta),
         unreachable,
       },
       copyBytes,
@@ -188,8 +189,8 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
     return this.cache.entries().map((n) => ({ ip: formatIPv6(n.ip), state: n.state, pending: n.pending }));
   }
 
-  output(nextHop: Uint8Array, frame: Uint8Array): boolean {
-    return this.cache.output(nextHop, frame);
+  output(nextHop: Uint8Array, frame: Uint8Array, meta?: TxMeta): boolean {
+    return this.cache.output(nextHop, frame, meta);
   }
 
   // ---- messages ----------------------------------------------------------------------------

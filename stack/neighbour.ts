@@ -20,6 +20,7 @@
 import type { Timer, TimerQueue } from "./core/timers.js";
 import type { Random } from "./core/random.js";
 import type { Counters } from "./core/stats.js";
+import type { TxMeta } from "./netif/netif.js";
 import { bytesEqual, copyBytes } from "./wire/addr.js";
 
 export interface NeighbourOptions {
@@ -61,7 +62,7 @@ export interface NeighbourLink<A> {
   /** Solicit `ip`: to everyone (broadcast / solicited-node multicast) without `mac`, to `mac` alone (a NUD probe) with it. */
   solicit(ip: A, mac: Uint8Array | undefined): void;
   /** Send a frame (Ethernet header space reserved) to `mac`. */
-  send(frame: Uint8Array, mac: Uint8Array): boolean;
+  send(frame: Uint8Array, mac: Uint8Array, meta: TxMeta | undefined): boolean;
   /** Packets dropped because their next hop never answered: tell their senders (EHOSTUNREACH). */
   unreachable(frames: Uint8Array[]): void;
 }
@@ -93,6 +94,8 @@ interface Entry<A> {
   state: NeighbourState;
   isRouter: boolean;
   pending: Uint8Array[];
+  /** TxMeta of each pending frame (mostly undefined), in step with `pending`. */
+  pendingMeta: Array<TxMeta | undefined>;
   probes: number;
   reachableUntil: number;
   timer: Timer;
@@ -148,7 +151,7 @@ export class NeighbourCache<A> {
   }
 
   /** Send a frame to next hop `ip`: at once when its link-layer address is known, else queued while it is solicited. */
-  output(ip: A, frame: Uint8Array): boolean {
+  output(ip: A, frame: Uint8Array, meta?: TxMeta): boolean {
     let e = this.table.get(this.link.keyOf(ip));
     if (e && e.mac) {
       if (e.state === "REACHABLE" && e.reachableUntil <= this.timers.now()) e.state = "STALE";
@@ -157,7 +160,7 @@ export class NeighbourCache<A> {
         e.state = "DELAY";
         this.timers.arm(e.timer, this.o.delayFirstProbeMs);
       }
-      return this.link.send(frame, e.mac);
+      return this.link.send(frame, e.mac, meta);
     }
     if (!e) {
       e = this.create(ip, "INCOMPLETE");
@@ -175,6 +178,7 @@ export class NeighbourCache<A> {
       return false;
     }
     e.pending.push(frame);
+    e.pendingMeta.push(meta);
     return true;
   }
 
@@ -232,7 +236,7 @@ export class NeighbourCache<A> {
 
   private create(ip: A, state: NeighbourState): Entry<A> | undefined {
     if (this.table.size >= this.o.cacheSize && !this.evict()) return undefined;
-    const e: Entry<A> = { ip: this.keep(ip), key: this.link.keyOf(ip), mac: undefined, state, isRouter: false, pending: [], probes: 0, reachableUntil: 0, timer: undefined as unknown as Timer };
+    const e: Entry<A> = { ip: this.keep(ip), key: this.link.keyOf(ip), mac: undefined, state, isRouter: false, pending: [], pendingMeta: [], probes: 0, reachableUntil: 0, timer: undefined as unknown as Timer };
     e.timer = this.timers.timer(() => this.onTimer(e));
     this.table.set(e.key, e);
     return e;
@@ -258,6 +262,7 @@ export class NeighbourCache<A> {
     if (this.table.get(e.key) === e) this.table.delete(e.key);
     for (let i = 0; i < e.pending.length; i++) this.counters.drop("unresolved");
     e.pending = [];
+    e.pendingMeta = [];
   }
 
   private onTimer(e: Entry<A>): void {
@@ -268,6 +273,7 @@ export class NeighbourCache<A> {
           this.counters.inc("resolution_failed");
           const frames = e.pending;
           e.pending = [];
+          e.pendingMeta = [];
           this.remove(e);
           for (let i = 0; i < frames.length; i++) this.counters.drop("unresolved");
           if (frames.length > 0) this.link.unreachable(frames);
@@ -307,7 +313,9 @@ export class NeighbourCache<A> {
 
   private flush(e: Entry<A>): void {
     const q = e.pending;
+    const m = e.pendingMeta;
     e.pending = [];
-    for (const f of q) this.link.send(f, e.mac!);
+    e.pendingMeta = [];
+    for (let i = 0; i < q.length; i++) this.link.send(q[i]!, e.mac!, m[i]);
   }
 }

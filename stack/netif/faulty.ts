@@ -301,8 +301,12 @@ export class FaultyNetif implements Netif {
   get mtu(): number {
     return this.inner.mtu;
   }
+  /**
+   * The inner netif's, without TSO: faults act on frames as they are on the wire, so the stack
+   * sends wire-size segments through here.
+   */
   get features() {
-    return this.inner.features;
+    return { ...this.inner.features, tso: 0 };
   }
 
   /** Change the faults at run time (frames already held keep their times). */

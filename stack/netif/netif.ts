@@ -14,20 +14,22 @@ export interface NetifFeatures {
   /** Largest frame the netif accepts in one `send` (GSO/TSO lets it exceed the MTU). */
   maxFrameSize: number;
   /**
-   * TCP segmentation offload: the largest IP packet the netif takes in one frame marked with
-   * GSO_SIZE, for the kernel to cut into segments (and to complete the checksum of). 0 or absent:
-   * none.
+   * TCP segmentation offload: the largest IP packet the netif takes in one frame sent with a
+   * `gsoSize` (TxMeta), for the kernel to cut into segments (and to complete the checksum of).
+   * 0 or absent: none, and no frame is ever sent with a gsoSize.
    */
   tso?: number;
 }
 
-/**
- * Set on a frame (the Uint8Array handed to `send`) that carries a TCP super-segment for TSO: the
- * payload bytes of each segment to cut it into. Its TCP checksum field holds only the
- * pseudo-header sum (a partial checksum the netif's kernel completes).
- */
-export const GSO_SIZE: unique symbol = Symbol("paf.gsoSize");
-export type GsoFrame = Uint8Array & { [GSO_SIZE]?: number };
+/** What comes with a frame to send, beside its bytes. */
+export interface TxMeta {
+  /**
+   * The frame carries a TCP super-segment (TSO): cut it into segments of this many payload
+   * bytes. Its TCP checksum field holds only the pseudo-header sum (a partial checksum the
+   * netif's kernel completes). Only sent to a netif whose features.tso is set.
+   */
+  gsoSize?: number;
+}
 
 export interface RxMeta {
   /** The L4 checksum was verified by the lower layer (vnet header DATA_VALID). */
@@ -58,7 +60,7 @@ export interface Netif {
    * modify it afterwards). Frames queued in one tick are written together. Returns false if the
    * frame was dropped because the transmit queue is full (counted in `stats().txDropped`).
    */
-  send(frame: Uint8Array): boolean;
+  send(frame: Uint8Array, meta?: TxMeta): boolean;
   /** Counters kept by the netif itself. */
   stats(): NetifStats;
   /** Stop delivering, release the device. Idempotent. */

@@ -5,7 +5,7 @@
  * frames are not recorded (counted in `dropped`) rather than growing memory.
  */
 import { openSync, writeSync, closeSync, readFileSync } from "node:fs";
-import type { Netif, NetifReceiver, NetifStats, RxMeta } from "./netif.js";
+import type { Netif, NetifReceiver, NetifStats, RxMeta, TxMeta } from "./netif.js";
 
 const MAGIC = 0xa1b2c3d4;
 const LINKTYPE_ETHERNET = 1;
@@ -133,9 +133,9 @@ export class PcapNetif implements Netif {
       batchEnd: () => rx.batchEnd?.(),
     });
   }
-  send(frame: Uint8Array): boolean {
+  send(frame: Uint8Array, meta?: TxMeta): boolean {
     this.writer.write(frame);
-    return this.inner.send(frame);
+    return this.inner.send(frame, meta);
   }
   stats(): NetifStats {
     return this.inner.stats();

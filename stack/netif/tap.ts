@@ -8,7 +8,6 @@
  * ("nothing to offload") is prepended on send by the addon, without copying the frame.
  */
 import { loadTapAddon, type TapAddon } from "./tap/binding.js";
-import { GSO_SIZE, type GsoFrame } from "./netif.js";
 import {
   emptyNetifStats,
   NetifError,
@@ -19,6 +18,7 @@ import {
   DEFAULT_MTU,
   ETH_HEADER_LEN,
   type RxMeta,
+  type TxMeta,
 } from "./netif.js";
 
 export interface TapOptions {
@@ -101,6 +101,9 @@ export class TapNetif implements Netif {
   /** Virtio-net headers of the frames being written (grown as needed, reused). */
   private txHdrs = Buffer.alloc(0);
   private queue: Uint8Array[] = [];
+  /** The gso_size of each queued frame (0: a plain frame), in step with `queue`; how many are not 0. */
+  private gsoSizes: number[] = [];
+  private gsoQueued = 0;
   private flushScheduled = false;
   private eagainRuns = 0;
   private readonly writeOut = new Uint32Array(3);
@@ -221,7 +224,7 @@ export class TapNetif implements Netif {
     }
   }
 
-  send(frame: Uint8Array): boolean {
+  send(frame: Uint8Array, meta?: TxMeta): boolean {
     if (this.closing) {
       this.st.txDropped++;
       return false;
@@ -231,6 +234,9 @@ export class TapNetif implements Netif {
       return false;
     }
     this.queue.push(frame);
+    const g = this.gso ? (meta?.gsoSize ?? 0) : 0;
+    this.gsoSizes.push(g);
+    if (g) this.gsoQueued++;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       if (this.flushMode === "microtask") queueMicrotask(this.flushNow);
@@ -244,7 +250,7 @@ export class TapNetif implements Netif {
     const q = this.queue;
     if (q.length === 0 || this.fd < 0) return true;
     const out = this.writeOut;
-    const n = this.addon.writeFrames(this.fd, q, 0, this.hdrLen, out, this.gso ? this.vnetHeaders(q) : undefined);
+    const n = this.addon.writeFrames(this.fd, q, 0, this.hdrLen, out, this.gsoQueued > 0 ? this.vnetHeaders(q) : undefined);
     const refused = out[0]!;
     this.st.txFrames += n - refused;
     this.st.txBytes += out[2]!;
@@ -253,29 +259,31 @@ export class TapNetif implements Netif {
       this.lastError = new NetifError(`TAP ${this.name}: the kernel refused ${refused} frame(s): errno ${out[1]}`, "EIO");
     }
     if (n === q.length) {
-      q.length = 0; // the addon is done with the frames: reuse the array
+      q.length = 0; // the addon is done with the frames: reuse the arrays
+      this.gsoSizes.length = 0;
+      this.gsoQueued = 0;
       return true;
     }
     this.queue = q.slice(n);
+    this.gsoSizes = this.gsoSizes.slice(n);
+    this.gsoQueued = 0;
+    for (const g of this.gsoSizes) if (g) this.gsoQueued++;
     return false;
   }
 
   /**
-   * Virtio-net headers for a batch with TSO frames (undefined if there is none): zero for a plain
-   * frame; for a frame marked GSO_SIZE, "cut into gso_size-byte TCP segments and complete the
-   * checksum from csum_start" (the TCP header already holds the pseudo-header sum).
+   * Virtio-net headers for a batch with TSO frames: zero for a plain frame; for a frame sent with
+   * a gsoSize, "cut into gso_size-byte TCP segments and complete the checksum from csum_start"
+   * (the TCP header already holds the pseudo-header sum).
    */
-  private vnetHeaders(q: readonly Uint8Array[]): Uint8Array | undefined {
-    let any = false;
-    for (const f of q) if ((f as GsoFrame)[GSO_SIZE]) any = true;
-    if (!any) return undefined;
+  private vnetHeaders(q: readonly Uint8Array[]): Uint8Array {
     const need = q.length * VNET_HDR_LEN;
     if (this.txHdrs.length < need) this.txHdrs = Buffer.alloc(Math.max(need, this.txHdrs.length * 2));
     const h = this.txHdrs;
     h.fill(0, 0, need);
     for (let i = 0; i < q.length; i++) {
-      const f = q[i]! as GsoFrame;
-      const size = f[GSO_SIZE];
+      const f = q[i]!;
+      const size = this.gsoSizes[i]!;
       if (!size) continue;
       const v4 = f[12] === 0x08 && f[13] === 0x00;
       const l4 = ETH_HEADER_LEN + (v4 ? (f[ETH_HEADER_LEN]! & 0x0f) * 4 : 40);
@@ -322,6 +330,8 @@ export class TapNetif implements Netif {
     while (!this.writeQueued() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
     this.st.txDropped += this.queue.length;
     this.queue = [];
+    this.gsoSizes = [];
+    this.gsoQueued = 0;
     const fd = this.fd;
     this.fd = -1;
     this.addon.close(fd);

@@ -16,7 +16,6 @@ import { seqAdd } from "./seq.js";
 import { Tcb } from "./tcb.js";
 import type { SendQueue } from "./buffers.js";
 import type { CongestionControlName } from "./cc.js";
-import { GSO_SIZE, type GsoFrame } from "../netif/netif.js";
 
 export interface TcpOptions {
   /** Send buffer per connection (bytes): write() returns false beyond it. Default 256 KiB. */
@@ -139,6 +138,9 @@ export class TcpListener {
     this.layer.unlisten(this);
   }
 }
+
+/** Every segment leaves with DF set (path MTU discovery, RFC 1191 / RFC 8201). */
+const DF = { dontFragment: true } as const;
 
 const COOKIE_MSS = [536, 1200, 1440, 1460, 4312, 8960, 16384, 65495];
 
@@ -483,10 +485,9 @@ export class TcpLayer implements UpperProtocol {
     if (q && len > 0) q.copy(off, len, frame, r.headroom + hl);
     const gso = gsoSize > 0 && len > gsoSize;
     emitTcp(frame, r.headroom, o, len, r.src, r.dst, gso);
-    if (gso) (frame as GsoFrame)[GSO_SIZE] = gsoSize;
     const ip = r.family === 4 ? this.ipv4 : this.ipv6;
     this.counters.inc("tx_segments");
-    const ok = ip?.send(r, IPPROTO_TCP, frame, { dontFragment: true }) ?? false;
+    const ok = ip?.send(r, IPPROTO_TCP, frame, gso ? { dontFragment: true, gsoSize } : DF) ?? false;
     if (!ok) this.counters.inc("tx_local_drops");
     return ok;
   }
