@@ -12,20 +12,9 @@ import { httpService, httpsService } from "../../http/services.js";
 import { demoApp, demoWebSocket } from "../../http/app.js";
 import { selfSigned } from "../../tls/selfsigned.js";
 import { Ctx, K, PafAgent, PafHttpsAgent } from "../../http/client/index.js";
+import { next } from "../helpers/ws.js";
 
 const cert = await selfSigned(["198.18.0.2"]);
-
-/** Resolves with the next event's arguments, or rejects after `ms`. */
-function next<T extends unknown[]>(ws: WebSocket, event: "open" | "message" | "pong" | "close", ms = 5000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no '${event}' within ${ms} ms`)), ms);
-    ws.once(event, (...args: unknown[]) => {
-      clearTimeout(t);
-      resolve(args as T);
-    });
-    if (event === "open") ws.once("error", reject);
-  });
-}
 
 describe("WebSocket with ws over two in-process stacks", () => {
   const sw = new VirtualSwitch();
