@@ -13,7 +13,9 @@ export { TcpFlow, TcpServer, type ListenOptions, type ConnectOptions, type TcpOp
 export { serve, type Service, type ServeHandle, type ServeOptions } from "./http/serve.js";
 export { stackListener, hostListener, unixListener, type Listener, type Flow, type TcpProvider } from "./http/listener.js";
 export { httpService, httpsService, type Handler, type HttpLimits, type TlsOptions } from "./http/services.js";
-export { demoApp } from "./http/app.js";
+export { demoApp, demoWebSocket, type DemoWebSocketOptions } from "./http/app.js";
+export { redirectToHttps, ACME_CHALLENGE_PATH, type RedirectOptions } from "./http/redirect.js";
+export type { UpgradeHandler } from "./http/upgrade.js";
 export { staticFiles } from "./http/static.js";
 export { socketLike } from "./http/listener.js";
 export { DnsResolver, type DnsOptions, type LookupOptions, type LookupAddress, type RecordWithTtl, type DnsError } from "./stack/dns.js";

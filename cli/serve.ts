@@ -11,7 +11,9 @@ import { pathToFileURL } from "node:url";
 import { serve as serveHttp, type ServeHandle } from "../http/serve.js";
 import { hostListener, stackListener, type Listener } from "../http/listener.js";
 import { httpService, httpsService, type Handler } from "../http/services.js";
-import { demoApp } from "../http/app.js";
+import { demoApp, demoWebSocket } from "../http/app.js";
+import { redirectToHttps } from "../http/redirect.js";
+import type { UpgradeHandler } from "../http/upgrade.js";
 import { staticFiles } from "../http/static.js";
 import { selfSigned } from "../tls/selfsigned.js";
 import { ACME_OPTIONS, ACME_USAGE, AcmeRuntime, CERTIFY_USAGE, parseAcmeArgs, type AcmeConfig } from "./certify.js";
@@ -19,8 +21,8 @@ import { hostTransport, stackTransport } from "../tls/acme/transport.js";
 import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
 
 export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CIDR] | --host ADDR) [--gateway IP]... [--dns IP]...
-                 [--http PORT] [--https PORT [--cert FILE --key FILE | --cert-out FILE]] [--app MODULE]
-                 [--root DIR] [--mac MAC] [--slaac] [--tap-netns NAME] [--pcap FILE] [--services LIST]
+                 [--http PORT] [--https PORT [--cert FILE --key FILE | --cert-out FILE] [--redirect-https]]
+                 [--app MODULE] [--root DIR] [--mac MAC] [--slaac] [--tap-netns NAME] [--pcap FILE] [--services LIST]
                  [--acme-domain NAME... [--acme-email EMAIL] [--acme-directory URL] [--acme-ca FILE]
                   [--acme-dir DIR] [--acme-renew-days N]]
 
@@ -31,7 +33,11 @@ export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CID
   --cert/--key FILE certificate chain and key (PEM); without them a self-signed one is made in
                     memory (its key is never written anywhere; its fingerprints are printed)
   --cert-out FILE   write the self-signed certificate (not its key) to FILE, for clients to trust
+  --redirect-https  answer every request on --http with a 308 to the same URL on --https (ACME
+                    challenges excepted); the default with --acme-domain (--no-redirect-https: off)
   --app MODULE      serve a module exporting a Node request handler (default export or "handler")
+                    and optionally an "upgrade" hook (req, socket, head) for WebSocket and others;
+                    without --app the demo app answers, with a WebSocket echo at /ws
   --root DIR        serve static files from DIR (the app, or the demo app, answers the rest)
   --tap-netns NAME  create/attach the TAP inside network namespace NAME (ip netns)
   --ipv4 CIDR       our IPv4 address and prefix, e.g. 198.18.0.2/24
@@ -61,6 +67,8 @@ export interface ServeConfig {
   key: string | undefined;
   /** Where to write the self-signed certificate (public part only). */
   certOut: string | undefined;
+  /** Answer HTTP with redirects to HTTPS (ACME challenges excepted). */
+  redirectHttps: boolean;
   app: string | undefined;
   root: string | undefined;
   tapNetns: string | undefined;
@@ -82,6 +90,8 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
     cert: { type: "string" },
     key: { type: "string" },
     "cert-out": { type: "string" },
+    "redirect-https": { type: "boolean" },
+    "no-redirect-https": { type: "boolean" },
     app: { type: "string" },
     root: { type: "string" },
     "tap-netns": { type: "string" },
@@ -116,12 +126,14 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
   const acme = parseAcmeArgs(values);
   if (command === "certify") {
     if (!acme) throw new UsageError("paf certify needs --acme-domain NAME (the name to get a certificate for)");
-    for (const o of ["https", "cert", "key", "app", "root", "services"] as const) if (values[o] !== undefined) throw new UsageError(`--${o} is for paf serve; paf certify only obtains the certificate and writes its files`);
+    for (const o of ["https", "cert", "key", "app", "root", "services", "redirect-https"] as const) if (values[o] !== undefined) throw new UsageError(`--${o} is for paf serve; paf certify only obtains the certificate and writes its files`);
   } else if (acme) {
     if (values.https === undefined) throw new UsageError("--acme-domain needs --https PORT (the ACME certificate is served there)");
     if (values.cert) throw new UsageError("--acme-domain and --cert/--key exclude each other (the certificate comes from the ACME CA)");
   }
   if (acme && values.http === "0") throw new UsageError("--acme-domain needs HTTP for the HTTP-01 challenge: --http must not be 0");
+  if (values["redirect-https"] && values["no-redirect-https"]) throw new UsageError("--redirect-https and --no-redirect-https exclude each other");
+  if (values["redirect-https"] && (values.https === undefined || Number(values.https) === 0 || Number(values.http) === 0)) throw new UsageError("--redirect-https needs --https PORT and HTTP on (--http not 0): it sends HTTP requests to HTTPS");
   if (values.dns?.length && values.host) throw new UsageError("--dns is for the userspace stack (--tap); --host uses the system resolver");
   const stack = parseStackOptions(values);
   return {
@@ -132,6 +144,8 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
     cert: values.cert,
     key: values.key,
     certOut: values["cert-out"],
+    // Where paf obtains the certificate, the site is meant to be HTTPS: redirect unless told not to.
+    redirectHttps: command === "serve" && (values["redirect-https"] === true || (acme !== undefined && !values["no-redirect-https"])),
     app: values.app,
     root: values.root,
     tapNetns: values["tap-netns"],
@@ -143,9 +157,13 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
   };
 }
 
-/** The request handler: --app module, else the demo app; --root in front of it. */
-async function loadHandler(cfg: ServeConfig, stats: (() => unknown) | undefined): Promise<Handler> {
+/**
+ * The request handler and upgrade hook: the --app module's (default or "handler" export, and
+ * "upgrade"), else the demo app with its WebSocket echo; --root in front of the handler.
+ */
+async function loadHandler(cfg: ServeConfig, stats: (() => unknown) | undefined): Promise<{ handler: Handler; upgrade: UpgradeHandler | undefined }> {
   let handler: Handler = demoApp(stats ? { stats } : {});
+  let upgrade: UpgradeHandler | undefined = cfg.app ? undefined : demoWebSocket();
   if (cfg.app) {
     let mod: Record<string, unknown>;
     try {
@@ -156,9 +174,11 @@ async function loadHandler(cfg: ServeConfig, stats: (() => unknown) | undefined)
     const h = (mod.default ?? mod.handler) as unknown;
     if (typeof h !== "function") throw new UsageError(`--app: ${cfg.app} exports no request handler (a function as the default export or "handler")`);
     handler = h as Handler;
+    if (mod.upgrade !== undefined && typeof mod.upgrade !== "function") throw new UsageError(`--app: ${cfg.app}'s "upgrade" export is not a function (req, socket, head)`);
+    upgrade = mod.upgrade as UpgradeHandler | undefined;
   }
   if (cfg.root) handler = staticFiles(cfg.root, handler);
-  return handler;
+  return { handler, upgrade };
 }
 
 export async function serve(argv: string[]): Promise<number> {
@@ -170,7 +190,7 @@ export async function serve(argv: string[]): Promise<number> {
     services = await startServices(stack, cfg.services);
   }
   const s = stack;
-  const handler = await loadHandler(cfg, s ? () => s.stats() : undefined);
+  const { handler, upgrade } = await loadHandler(cfg, s ? () => s.stats() : undefined);
   const listen = (port: number): Promise<Listener> => (s ? Promise.resolve(stackListener(s, { port })) : hostListener({ host: cfg.host!, port }));
   const running: ServeHandle[] = [];
   const parts: string[] = [];
@@ -178,7 +198,9 @@ export async function serve(argv: string[]): Promise<number> {
   let tlsService: ReturnType<typeof httpsService> | undefined;
   const acme = cfg.acme ? new AcmeRuntime(cfg.acme, s ? stackTransport(s) : hostTransport(), (i) => tlsService?.setCertificate(i.key, i.cert)) : undefined;
   if (cfg.http) {
-    running.push(serveHttp(httpService(acme ? acme.responder.wrap(handler) : handler), await listen(cfg.http)));
+    // Redirecting, the HTTP port serves nothing itself (WebSocket handshakes are redirected too).
+    const plain = cfg.redirectHttps ? redirectToHttps({ port: cfg.https }) : handler;
+    running.push(serveHttp(httpService(acme ? acme.responder.wrap(plain) : plain, cfg.redirectHttps ? {} : { upgrade }), await listen(cfg.http)));
     parts.push(`http ${cfg.http}`);
   }
   if (cfg.https) {
@@ -199,7 +221,7 @@ export async function serve(argv: string[]): Promise<number> {
       const where = cfg.certOut ? ` written to ${cfg.certOut}` : "";
       console.log(`self-signed certificate sha256 ${ss.fingerprint256} spki sha256//${ss.spkiSha256}${where}${acme ? " (placeholder until the ACME certificate is issued)" : ""}`);
     }
-    tlsService = httpsService(handler, { key, cert });
+    tlsService = httpsService(handler, { key, cert, upgrade });
     running.push(serveHttp(tlsService, await listen(cfg.https)));
     parts.push(`https ${cfg.https}`);
   }

@@ -5,10 +5,13 @@
  *   POST /sha256    the hex SHA-256 of the request body, streamed (any size)
  *   POST /echo      the body back, streamed
  *   GET  /stats     the stack's counters as JSON (from the `stats` callback)
+ *   GET  /ws        a WebSocket echo (demoWebSocket(), attached as the services' upgrade hook)
  * Anything else is 404; a wrong method on a known path is 405.
  */
 import { createHash } from "node:crypto";
+import { WebSocketServer } from "ws";
 import type { Handler } from "./services.js";
+import type { UpgradeHandler } from "./upgrade.js";
 
 const BLOCK = (() => {
   const b = Buffer.alloc(64 * 1024);
@@ -84,4 +87,32 @@ export function demoApp(opts: { stats?: () => unknown; name?: string } = {}): Ha
     }
     return bad(404, "not found");
   };
+}
+
+export interface DemoWebSocketOptions {
+  /** Largest message accepted (bytes); a larger one closes the connection with 1009. Default 32 MiB. */
+  maxPayload?: number;
+  /** Echoes not yet handed to the connection before reading pauses (bytes). Default 1 MiB. */
+  highWaterMark?: number;
+}
+
+/**
+ * The demo's WebSocket endpoint (RFC 6455) at /ws, as an upgrade hook for httpService /
+ * httpsService: every message comes back as it came (text or binary), pings are answered, and a
+ * close is answered with the same code and reason (what `ws` does). Other upgrade targets get 400.
+ * A peer that sends faster than it reads is paused once `highWaterMark` bytes of echoes wait.
+ */
+export function demoWebSocket(opts: DemoWebSocketOptions = {}): UpgradeHandler {
+  const high = opts.highWaterMark ?? 1024 * 1024;
+  const wss = new WebSocketServer({ noServer: true, path: "/ws", maxPayload: opts.maxPayload ?? 32 * 1024 * 1024 });
+  wss.on("connection", (ws) => {
+    ws.on("error", () => {}); // a protocol error or an oversized message closes only this one
+    ws.on("message", (data, isBinary) => {
+      ws.send(data, { binary: isBinary }, () => {
+        if (ws.isPaused && ws.bufferedAmount < high) ws.resume();
+      });
+      if (ws.bufferedAmount >= high) ws.pause();
+    });
+  });
+  return (req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req));
 }

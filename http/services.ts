@@ -9,8 +9,10 @@
 import http from "node:http";
 import http2 from "node:http2";
 import tls from "node:tls";
+import type { Duplex } from "node:stream";
 import type { Flow } from "./listener.js";
 import type { Service } from "./serve.js";
+import { upgradeListener, type UpgradeHandler } from "./upgrade.js";
 
 export type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
@@ -107,9 +109,12 @@ export interface HttpServiceOptions extends HttpLimits {
   log?: (msg: string) => void;
   /**
    * HTTP/1.1 `Upgrade` requests (WebSocket and others): the raw connection after the request head
-   * is handed over, as with node:http's 'upgrade' event. Without it, upgrade requests are closed.
+   * is handed over, as with node:http's 'upgrade' event; e.g. a `ws` server's
+   * `(req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req))`.
+   * `Upgrade: h2c` alone is served over HTTP/1.1 as usual (see upgrade.ts). Without a hook, upgrade
+   * requests are answered as ordinary requests (node:http's behaviour).
    */
-  upgrade?: (req: http.IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => void;
+  upgrade?: UpgradeHandler;
 }
 
 /** Cleartext HTTP/1.x and h2c (prior knowledge) on one listener. */
@@ -119,16 +124,23 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
   const h1 = h1Server(handler, opts, log, inflight);
   const h2 = http2.createServer({ settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 }, maxSessionMemory: 10 }, guarded(handler, log, inflight) as never);
   const sessions = trackSessions(h2);
-  if (opts.upgrade) h1.on("upgrade", opts.upgrade);
   // Slowloris defence for the first request head of a connection (Node's own headersTimeout is
   // only enforced for the sockets its server accepted itself, not for flows handed to it).
   const headTimers = new WeakMap<object, NodeJS.Timeout>();
   const headersTimeout = opts.headersTimeoutMs ?? 20_000;
-  h1.on("request", (req: http.IncomingMessage) => {
-    const t = headTimers.get(req.socket);
+  const headReceived = (socket: object) => {
+    const t = headTimers.get(socket);
     if (t) clearTimeout(t);
-    headTimers.delete(req.socket);
-  });
+    headTimers.delete(socket);
+  };
+  h1.on("request", (req: http.IncomingMessage) => headReceived(req.socket));
+  if (opts.upgrade) {
+    const toHook = upgradeListener(h1, opts.upgrade);
+    h1.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      headReceived(socket); // an upgraded connection is the hook's: no 408 may be written into it
+      toHook(req, socket, head);
+    });
+  }
   return {
     h1,
     h2,
@@ -174,6 +186,8 @@ export interface TlsOptions extends HttpLimits {
   sni?: Record<string, { key: string | Buffer; cert: string | Buffer }>;
   minVersion?: tls.SecureVersion;
   log?: (msg: string) => void;
+  /** HTTP/1.1 `Upgrade` requests over TLS (wss:// for a `ws` server), as in HttpServiceOptions. */
+  upgrade?: UpgradeHandler;
 }
 
 /** HTTPS with ALPN: h2 or http/1.1 on the same port; setCertificate() swaps certificates live. */
@@ -198,6 +212,9 @@ export function httpsService(handler: Handler, opts: TlsOptions): Service & { se
     guarded(handler, log, inflight) as never,
   );
   server.on("tlsClientError", () => {}); // a failed handshake ends only that connection
+  // allowHTTP1 hands HTTP/1.1 connections to node:http's own connection code, which emits
+  // 'upgrade' on this server (h2c is never offered over TLS: ALPN chooses h2 there).
+  if (opts.upgrade) server.on("upgrade", opts.upgrade);
   const sessions = trackSessions(server);
   return {
     server,

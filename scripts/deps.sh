@@ -42,6 +42,7 @@ bin:chromium      chromium         test
 file:/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf fonts-liberation test
 file:/usr/bin/python3 python3      test
 py:scapy          python3-scapy    test
+py:websockets     python3-websockets test
 '
 
 usage() { echo "usage: scripts/deps.sh demo|test|bench|all [--check]" >&2; exit 2; }

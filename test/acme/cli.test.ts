@@ -31,6 +31,7 @@ describe("paf serve / certify: bad ACME arguments", () => {
     [["serve", "--host", "127.0.0.1", "--https", "8443", "--acme-domain", "a.test", "--acme-renew-days", "-3"], /--acme-renew-days/],
     [["certify", "--host", "127.0.0.1"], /paf certify needs --acme-domain NAME/],
     [["certify", "--host", "127.0.0.1", "--acme-domain", "a.test", "--https", "443"], /--https is for paf serve/],
+    [["certify", "--host", "127.0.0.1", "--acme-domain", "a.test", "--redirect-https"], /--redirect-https is for paf serve/],
     [["certify", "--acme-domain", "a.test"], /--tap NAME or --host ADDR is required/],
   ];
   for (const [args, msg] of cases) {
@@ -101,9 +102,15 @@ describe.skipIf(!run)("ACME with pebble in a namespace, paf on a TAP", () => {
       const curl = (url: string, ...more: string[]) => ctx.ns.exec("curl", ["-sS", "--max-time", "10", "--cacert", rootPath, "--resolve", "paf.test:443:198.18.0.2", "--resolve", "www.paf.test:443:198.18.0.2", ...more, url]);
       expect((await curl("https://paf.test/", "--http2", "-w", "\\n%{http_version} %{ssl_verify_result}")).stdout).toMatch(/\n2 0$/);
       expect((await curl("https://www.paf.test/", "--http1.1", "-o", "/dev/null", "-w", "%{http_version} %{ssl_verify_result}")).stdout).toBe("1.1 0");
-      // The ACME HTTP-01 route is gone once the order is done; the app answers plain HTTP as before.
+      // With --acme-domain, HTTP redirects to HTTPS (308, path and query kept); pebble's
+      // validations above were answered over HTTP all the same. Once the order is done, a
+      // challenge URL is 404 on HTTP, not redirected.
       const plain = await ctx.ns.exec("curl", ["-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", "http://198.18.0.2/.well-known/acme-challenge/x"]);
       expect(plain.stdout).toBe("404");
+      const moved = await ctx.ns.exec("curl", ["-sS", "-v", "--max-time", "5", "-o", "/dev/null", "--resolve", "paf.test:80:198.18.0.2", "http://paf.test/bytes/3?x=1"]);
+      expect(moved.stderr).toMatch(/^< HTTP\/1\.1 308 Permanent Redirect\r?$/m);
+      expect(moved.stderr).toMatch(/^< location: https:\/\/paf\.test\/bytes\/3\?x=1\r?$/m);
+      expect((await curl("http://paf.test/", "-L", "--resolve", "paf.test:80:198.18.0.2", "-w", "\n%{url_effective}")).stdout).toMatch(/^Hello from paf: .*\n\nhttps:\/\/paf\.test\/$/);
       const serial1 = await servedSerial("paf.test");
       expect(serial1).toBe(serialOf(first![1]!));
 
@@ -128,14 +135,16 @@ describe.skipIf(!run)("ACME with pebble in a namespace, paf on a TAP", () => {
       expect(readFileSync(join(dir, "paf.test", "fullchain.pem"), "utf8")).toContain("BEGIN CERTIFICATE");
 
       // A restart reuses the stored certificate (not due for 30 days): no new order.
+      // --no-redirect-https: the app answers on HTTP again.
       const exited = new Promise<number | null>((r) => srv.child.on("exit", (c) => r(c)));
       srv.child.kill("SIGTERM");
       expect(await exited).toBe(0);
-      const again = await startCli(["serve", "--tap", kernelTap, "--tap-netns", ctx.ns.name, "--ipv4", "198.18.0.2/24", "--https", "443", ...acmeArgs(dir, "paf.test", "www.paf.test")], /^listening/, 30_000);
+      const again = await startCli(["serve", "--tap", kernelTap, "--tap-netns", ctx.ns.name, "--ipv4", "198.18.0.2/24", "--https", "443", "--no-redirect-https", ...acmeArgs(dir, "paf.test", "www.paf.test")], /^listening/, 30_000);
       children.push(again.child);
       await waitFor(() => /loaded from/.test(again.output()), "the stored certificate", 5000);
       expect(again.output()).not.toMatch(/self-signed/);
       expect(await servedSerial("paf.test")).toBe(serial2);
+      expect((await ctx.ns.exec("curl", ["-sS", "--max-time", "5", "-w", "%{http_code}", "http://198.18.0.2/"])).stdout).toMatch(/^Hello from paf: .*HTTP\/1\.1\.\n200$/);
       const ex2 = new Promise<number | null>((r) => again.child.on("exit", (c) => r(c)));
       again.child.kill("SIGTERM");
       expect(await ex2).toBe(0);

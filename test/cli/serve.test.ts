@@ -14,7 +14,12 @@ describe("paf serve --host: the same app on the kernel's sockets (loopback)", ()
     const dir = mkdtempSync(join(tmpdir(), "paf-cli-"));
     // The server's own temporary directory: nothing of paf's may be left in it (no key files).
     const tmp = mkdtempSync(join(tmpdir(), "paf-tmpdir-"));
-    writeFileSync(join(dir, "app.mjs"), "export default (req, res) => res.end('custom app ' + req.url + ' over HTTP/' + req.httpVersion + '\\n');\n");
+    writeFileSync(
+      join(dir, "app.mjs"),
+      "export default (req, res) => res.end('custom app ' + req.url + ' over HTTP/' + req.httpVersion + '\\n');\n" +
+        // The module's upgrade hook takes Upgrade requests (a toy protocol: one line, then close).
+        "export const upgrade = (req, socket) => socket.end('HTTP/1.1 101 Switching Protocols\\r\\nConnection: Upgrade\\r\\nUpgrade: toy\\r\\n\\r\\nupgraded ' + req.url + '\\n');\n",
+    );
     writeFileSync(join(dir, "index.html"), "<h1>static paf</h1>\n");
     const port = 20000 + (process.pid % 20000);
     const certOut = join(dir, "served-cert.pem");
@@ -30,6 +35,8 @@ describe("paf serve --host: the same app on the kernel's sockets (loopback)", ()
       const { sh } = await import("../helpers/netns.js");
       expect((await sh("curl", ["-sS", "--max-time", "5", `http://127.0.0.1:${port}/`])).stdout).toBe("<h1>static paf</h1>\n");
       expect((await sh("curl", ["-sS", "--max-time", "5", `http://127.0.0.1:${port}/x`])).stdout).toBe("custom app /x over HTTP/1.1\n");
+      const upgraded = await sh("bash", ["-c", `printf 'GET /toy HTTP/1.1\\r\\nHost: p\\r\\nConnection: Upgrade\\r\\nUpgrade: toy\\r\\n\\r\\n' | timeout 5 nc -q 2 127.0.0.1 ${port}`]);
+      expect(upgraded.stdout).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n[^]*\r\n\r\nupgraded \/toy\n$/);
       expect((await sh("curl", ["-sS", "--max-time", "5", "--http2", "--cacert", certOut, `https://127.0.0.1:${port + 1}/y`])).stdout).toBe("custom app /y over HTTP/2.0\n");
       // The printed pin is the served key's.
       expect((await sh("curl", ["-sSk", "--http1.1", "--max-time", "5", "--pinnedpubkey", m![2]!, `https://127.0.0.1:${port + 1}/z`])).stdout).toBe("custom app /z over HTTP/1.1\n");
@@ -51,6 +58,9 @@ describe("paf serve: bad arguments", () => {
     [["serve", "--host", "127.0.0.1", "--https", "99999"], /--https expects a port number/],
     [["serve", "--host", "127.0.0.1", "--cert", "c.pem"], /--cert and --key go together/],
     [["serve", "--host", "127.0.0.1", "--app", "/nonexistent/app.mjs"], /--app: cannot load/],
+    [["serve", "--host", "127.0.0.1", "--redirect-https"], /--redirect-https needs --https PORT/],
+    [["serve", "--host", "127.0.0.1", "--https", "8443", "--http", "0", "--redirect-https"], /--redirect-https needs --https PORT and HTTP on/],
+    [["serve", "--host", "127.0.0.1", "--https", "8443", "--redirect-https", "--no-redirect-https"], /exclude each other/],
     [["serve", "--tap", "t0"], /give at least one address/],
     [["serve", "--tap", "this-name-is-too-long", "--ipv4", "198.18.0.2/24"], /not a valid interface name/],
     [["serve", "--tap", "t0", "--ipv4", "198.18.0.300/24"], /--ipv4: invalid IPv4 address/],
@@ -126,6 +136,34 @@ describe.skipIf(!run)("paf serve on a TAP in a namespace", () => {
     const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
+  });
+
+  it("--redirect-https: every HTTP request (h2c too) gets a 308 to the same URL on HTTPS; curl -L posts again there", async () => {
+    const tap = "pafr" + (process.pid % 100000);
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "paf-redir-"));
+    const cert = join(dir, "cert.pem");
+    const { child } = await startCli(["serve", "--tap", tap, "--tap-netns", ns.name, "--ipv4", "198.18.2.2/24", "--https", "8443", "--cert-out", cert, "--redirect-https"], /^listening/);
+    try {
+      await ns.kernelSide(tap, "198.18.2.1/24", undefined);
+      const v = await ns.exec("curl", ["-sS", "-v", "--max-time", "5", "http://198.18.2.2/bytes/3?x=1&y"]);
+      expect(v.stderr).toMatch(/^< HTTP\/1\.1 308 Permanent Redirect\r?$/m);
+      expect(v.stderr).toMatch(/^< location: https:\/\/198\.18\.2\.2:8443\/bytes\/3\?x=1&y\r?$/m);
+      const h2c = await ns.exec("curl", ["-sS", "-v", "--max-time", "5", "--http2-prior-knowledge", "-H", "Host: www.paf.test:80", "http://198.18.2.2/a"]);
+      expect(h2c.stderr).toMatch(/^< HTTP\/2 308\s*$/m);
+      expect(h2c.stderr).toMatch(/^< location: https:\/\/www\.paf\.test:8443\/a\r?$/m);
+      // Followed, the POST goes to HTTPS with its body (a 301 would let curl turn it into a GET).
+      const post = await ns.exec("curl", ["-sS", "-L", "--max-time", "5", "--cacert", cert, "-d", "hello", "http://198.18.2.2/sha256"]);
+      expect(post.stdout.trim()).toBe("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+      // No WebSocket on the HTTP port: the handshake is redirected like any request.
+      const ws = await ns.exec("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "-H", "Connection: Upgrade", "-H", "Upgrade: websocket", "-H", "Sec-WebSocket-Version: 13", "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "http://198.18.2.2/ws"]);
+      expect(ws.stdout).toBe("308");
+    } finally {
+      child.kill("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("reports a TAP name clash as an error, not a crash", async () => {
