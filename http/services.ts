@@ -95,6 +95,26 @@ function trackSessions(s: http2.Http2Server | http2.Http2SecureServer): Set<http
   return sessions;
 }
 
+/**
+ * RFC 9113 §8.1: a server may stop an upload with RST_STREAM(NO_ERROR) only after it has sent the
+ * frame with END_STREAM. Node's http2 (v20) resets a finished server stream whose request body was
+ * never read one event-loop turn after the response ends (Http2Stream[kMaybeDestroy] ->
+ * setImmediate(callStreamClose)), even while the final empty DATA frame with END_STREAM is still
+ * held back by an empty flow-control window; nghttp2 then sends the RST_STREAM first and the client
+ * discards a complete response. That happens whenever the peer's WINDOW_UPDATE takes more than one
+ * loop turn (a kernel socket on a slow link as well as a paf flow). Reading what is left of the
+ * request once the response is finished (as node:http dumps an unread body) keeps Node off that
+ * path: the stream closes when END_STREAM has really been sent. This listener runs before Node's
+ * own 'finish' listener, which is added later, when the writable side shuts down.
+ */
+function endStreamBeforeReset(s: http2.Http2Server | http2.Http2SecureServer): void {
+  s.on("stream", (stream: http2.ServerHttp2Stream) => {
+    stream.once("finish", () => {
+      if (stream.readableFlowing === null) stream.resume();
+    });
+  });
+}
+
 /** Graceful stop: GOAWAY to HTTP/2 sessions, wait for requests in flight, close the rest at the deadline. */
 async function shutdownAll(servers: Array<http.Server | http2.Http2Server | http2.Http2SecureServer>, sessions: Set<http2.ServerHttp2Session>, inflight: Inflight, deadline: number): Promise<void> {
   for (const s of sessions) s.close(); // in-flight streams finish, no new ones
@@ -119,6 +139,7 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
   const h1 = h1Server(handler, opts, log, inflight);
   const h2 = http2.createServer({ settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 }, maxSessionMemory: 10 }, guarded(handler, log, inflight) as never);
   const sessions = trackSessions(h2);
+  endStreamBeforeReset(h2);
   if (opts.upgrade) h1.on("upgrade", opts.upgrade);
   // Slowloris defence for the first request head of a connection (Node's own headersTimeout is
   // only enforced for the sockets its server accepted itself, not for flows handed to it).
@@ -199,6 +220,7 @@ export function httpsService(handler: Handler, opts: TlsOptions): Service & { se
   );
   server.on("tlsClientError", () => {}); // a failed handshake ends only that connection
   const sessions = trackSessions(server);
+  endStreamBeforeReset(server);
   return {
     server,
     handle: (flow: Flow) => server.emit("connection", flow),
