@@ -28,6 +28,24 @@ export interface HttpLimits {
 }
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+/** The preface's request line: no HTTP/1.x request is this line, so a client sending it meant HTTP/2. */
+const PREFACE_LINE = PREFACE.subarray(0, 16);
+/**
+ * The answer to a client that began the HTTP/2 preface and broke it: an invalid preface is a
+ * connection error of type PROTOCOL_ERROR (RFC 9113 §3.4), so the server's preface (an empty
+ * SETTINGS) and GOAWAY(last stream 0, PROTOCOL_ERROR) (§5.4.1, §6.8), then the connection closes.
+ */
+const BAD_PREFACE_ANSWER = Buffer.concat([
+  Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+  Buffer.from([0, 0, 8 + 26, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+  Buffer.from("invalid connection preface"),
+]);
+
+/** Send the last bytes of a connection, and reset it if the peer has not closed its side 1 s on. */
+function endWith(flow: Flow, bytes: string | Buffer): void {
+  flow.end(bytes);
+  setTimeout(() => flow.destroy(), 1000).unref();
+}
 
 /** Requests being handled, so shutdown can wait for them. */
 interface Inflight {
@@ -154,7 +172,8 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
     h1,
     h2,
     handle(flow: Flow) {
-      // Sniff the first bytes: the HTTP/2 preface means h2c, anything else HTTP/1.x.
+      // Sniff the first bytes: the HTTP/2 preface means h2c, its request line followed by anything
+      // else a broken HTTP/2 preface, anything else HTTP/1.x.
       let seen = Buffer.alloc(0);
       const onData = (chunk: Buffer) => {
         seen = Buffer.concat([seen, chunk]);
@@ -162,6 +181,7 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
         const isH2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
         if (isH2 && seen.length < PREFACE.length) return; // need more bytes to decide
         flow.off("data", onData);
+        if (!isH2 && seen.length >= PREFACE_LINE.length && seen.subarray(0, PREFACE_LINE.length).equals(PREFACE_LINE)) return endWith(flow, BAD_PREFACE_ANSWER);
         flow.pause();
         flow.unshift(seen);
         // The server takes the bytes already read from the stream's buffer (http2 reads them
@@ -173,8 +193,7 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
         if (!isH2) {
           const t = setTimeout(() => {
             if (flow.destroyed) return;
-            flow.end("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-            setTimeout(() => flow.destroy(), 1000).unref();
+            endWith(flow, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
           }, headersTimeout);
           t.unref();
           headTimers.set(flow, t);
