@@ -35,11 +35,12 @@ const PREFACE_LINE = PREFACE.subarray(0, 16);
  * connection error of type PROTOCOL_ERROR (RFC 9113 §3.4), so the server's preface (an empty
  * SETTINGS) and GOAWAY(last stream 0, PROTOCOL_ERROR) (§5.4.1, §6.8), then the connection closes.
  */
-const BAD_PREFACE_ANSWER = Buffer.concat([
-  Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
-  Buffer.from([0, 0, 8 + 26, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
-  Buffer.from("invalid connection preface"),
-]);
+const BAD_PREFACE_ANSWER = (() => {
+  const debug = Buffer.from("invalid connection preface");
+  const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+  const goaway = Buffer.from([0, 0, 8 + debug.length, 7, 0, 0, 0, 0, 0, /* last stream */ 0, 0, 0, 0, /* PROTOCOL_ERROR */ 0, 0, 0, 1]);
+  return Buffer.concat([settings, goaway, debug]);
+})();
 
 /** Send the last bytes of a connection, and reset it if the peer has not closed its side 1 s on. */
 function endWith(flow: Flow, bytes: string | Buffer): void {
