@@ -6,6 +6,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { parse, intOption, UsageError } from "./args.js";
+import { outputFileOption } from "./files.js";
 import { Stack, type StackOptions } from "../stack/stack.js";
 import { runLoad, type LoadOptions, type LoadRun } from "../http/bench/load.js";
 import { Ctx } from "../http/client/context.js";
@@ -107,8 +108,9 @@ export function parseBenchArgs(argv: string[]): BenchConfig {
   }
   return {
     load: { url, method, clients, streams: values.h2 ? streams : 1, requests, durationMs, bodySize, h2: !!values.h2, insecure: !!values.insecure, timeoutMs },
-    json: values.json,
-    plot: values.plot,
+    // Checked now, not after the run: the report must have somewhere to go.
+    json: values.json === undefined ? undefined : outputFileOption("--json", values.json),
+    plot: values.plot === undefined ? undefined : outputFileOption("--plot", values.plot),
     tap,
   };
 }

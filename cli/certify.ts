@@ -5,7 +5,7 @@
  * Also the --acme-* options shared with `paf serve`, and the runtime serve uses to obtain,
  * renew and hot-swap its HTTPS certificate.
  */
-import { readFileSync } from "node:fs";
+import { certificatesOption } from "./files.js";
 import { homedir } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
 import { isIP } from "node:net";
@@ -99,14 +99,7 @@ export function parseAcmeArgs(values: AcmeValues): AcmeConfig | undefined {
   }
   if (url.protocol !== "https:") throw new UsageError(`--acme-directory: ACME directories are https: URLs, got "${dirArg}"`);
   let ca: Buffer | undefined;
-  if (values["acme-ca"] !== undefined) {
-    try {
-      ca = readFileSync(values["acme-ca"]);
-    } catch (e) {
-      throw new UsageError(`--acme-ca: cannot read ${values["acme-ca"]}: ${(e as Error).message}`);
-    }
-    if (!ca.includes("-----BEGIN CERTIFICATE-----")) throw new UsageError(`--acme-ca: ${values["acme-ca"]} holds no PEM certificate`);
-  }
+  if (values["acme-ca"] !== undefined) ca = certificatesOption("--acme-ca", values["acme-ca"]);
   return {
     domains: [...seen],
     email,

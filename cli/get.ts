@@ -2,9 +2,10 @@
  * `paf get URL`: a curl-like client over a userspace stack on a TAP device (or the host's sockets
  * without --tap), through the client side's context resolution, with ALPN, redirects and -v.
  */
-import { createReadStream, createWriteStream, readFileSync, statSync } from "node:fs";
+import { createReadStream, createWriteStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { parse, intOption, UsageError } from "./args.js";
+import { certificatesOption, outputFileOption, regularFileOption } from "./files.js";
 import type { Stack, StackOptions } from "../stack/stack.js";
 import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
 import { Client, Ctx, K, type Body, type TlsConfig } from "../http/client/index.js";
@@ -100,20 +101,9 @@ export function parseGetArgs(argv: string[]): GetConfig {
   }
   const tls: TlsConfig = {};
   if (v.insecure) tls.rejectUnauthorized = false;
-  if (v.cacert) {
-    try {
-      tls.ca = readFileSync(v.cacert);
-    } catch (e) {
-      throw new UsageError(`--cacert ${v.cacert}: ${(e as Error).message}`);
-    }
-  }
-  if (v.data?.startsWith("@")) {
-    try {
-      statSync(v.data.slice(1));
-    } catch (e) {
-      throw new UsageError(`-d ${v.data}: ${(e as Error).message}`);
-    }
-  }
+  if (v.cacert) tls.ca = certificatesOption("--cacert", v.cacert);
+  if (v.data?.startsWith("@")) regularFileOption("-d", v.data.slice(1));
+  if (v.output !== undefined) outputFileOption("-o", v.output);
   return {
     url,
     stack,

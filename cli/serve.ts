@@ -5,7 +5,7 @@ import { parse, listOption, UsageError } from "./args.js";
 import { Stack, type StackOptions } from "../stack/stack.js";
 import { ipFamily } from "../stack/wire/addr.js";
 import { startServices, SERVICES, type ServiceName } from "./services.js";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
 import { pathToFileURL } from "node:url";
 import { serve as serveHttp, type ServeHandle } from "../http/serve.js";
@@ -19,6 +19,7 @@ import { selfSigned } from "../tls/selfsigned.js";
 import { ACME_OPTIONS, ACME_USAGE, AcmeRuntime, CERTIFY_USAGE, parseAcmeArgs, type AcmeConfig } from "./certify.js";
 import { hostTransport, stackTransport } from "../tls/acme/transport.js";
 import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
+import { certificateAndKey, directoryOption, outputFileOption } from "./files.js";
 
 export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CIDR] | --host ADDR) [--gateway IP]... [--dns IP]...
                  [--http PORT] [--https PORT [--cert FILE --key FILE | --cert-out FILE] [--redirect-https]]
@@ -69,6 +70,8 @@ export interface ServeConfig {
   certOut: string | undefined;
   /** Answer HTTP with redirects to HTTPS (ACME challenges excepted). */
   redirectHttps: boolean;
+  /** The contents of --cert and --key, checked to be PEM and to match. */
+  tls: { cert: Buffer; key: Buffer } | undefined;
   app: string | undefined;
   root: string | undefined;
   tapNetns: string | undefined;
@@ -136,23 +139,29 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
   if (values["redirect-https"] && (values.https === undefined || Number(values.https) === 0 || Number(values.http) === 0)) throw new UsageError("--redirect-https needs --https PORT and HTTP on (--http not 0): it sends HTTP requests to HTTPS");
   if (values.dns?.length && values.host) throw new UsageError("--dns is for the userspace stack (--tap); --host uses the system resolver");
   const stack = parseStackOptions(values);
+  const http = port("http", values.http, 80);
+  const https = port("https", values.https, 0);
+  const services = listOption("services", values.services, SERVICES);
+  if (command === "serve" && !http && !https && !services.length) throw new UsageError("nothing to serve: --http 0 turns HTTP off, and neither --https PORT nor --services is given");
+  // Files are checked here, before the TAP and the stack come up.
   return {
     tap: values.tap,
     host: values.host,
-    http: port("http", values.http, 80),
-    https: port("https", values.https, 0),
+    http,
+    https,
     cert: values.cert,
     key: values.key,
-    certOut: values["cert-out"],
+    certOut: values["cert-out"] === undefined ? undefined : outputFileOption("--cert-out", values["cert-out"]),
     // Where paf obtains the certificate, the site is meant to be HTTPS: redirect unless told not to.
     redirectHttps: command === "serve" && (values["redirect-https"] === true || (acme !== undefined && !values["no-redirect-https"])),
+    tls: values.cert && values.key ? certificateAndKey(values.cert, values.key) : undefined,
     app: values.app,
-    root: values.root,
+    root: values.root === undefined ? undefined : directoryOption("--root", values.root),
     tapNetns: values["tap-netns"],
     offload: !values["no-offload"],
     stack,
-    pcap: values.pcap,
-    services: listOption("services", values.services, SERVICES),
+    pcap: values.pcap === undefined ? undefined : outputFileOption("--pcap", values.pcap),
+    services,
     acme,
   };
 }
@@ -184,13 +193,14 @@ async function loadHandler(cfg: ServeConfig, stats: (() => unknown) | undefined)
 export async function serve(argv: string[]): Promise<number> {
   const cfg = parseServeArgs(argv);
   let stack: Stack | undefined;
+  // The app is loaded before the TAP comes up: a bad --app is reported with nothing started.
+  const { handler, upgrade } = await loadHandler(cfg, cfg.tap ? () => stack?.stats() : undefined);
   let services: Awaited<ReturnType<typeof startServices>> = [];
   if (cfg.tap) {
     stack = openTapStack({ tap: cfg.tap, tapNetns: cfg.tapNetns, pcap: cfg.pcap, stack: cfg.stack, offload: cfg.offload });
     services = await startServices(stack, cfg.services);
   }
   const s = stack;
-  const { handler, upgrade } = await loadHandler(cfg, s ? () => s.stats() : undefined);
   const listen = (port: number): Promise<Listener> => (s ? Promise.resolve(stackListener(s, { port })) : hostListener({ host: cfg.host!, port }));
   const running: ServeHandle[] = [];
   const parts: string[] = [];
@@ -206,9 +216,9 @@ export async function serve(argv: string[]): Promise<number> {
   if (cfg.https) {
     let key: Buffer;
     let cert: Buffer;
-    if (cfg.cert && cfg.key) {
-      key = readFileSync(cfg.key);
-      cert = readFileSync(cfg.cert);
+    if (cfg.tls) {
+      key = cfg.tls.key;
+      cert = cfg.tls.cert;
     } else if (acme?.stored) {
       key = acme.stored.key;
       cert = acme.stored.cert;

@@ -6,7 +6,8 @@
  *   POST /echo      the body back, streamed
  *   GET  /stats     the stack's counters as JSON (from the `stats` callback)
  *   GET  /ws        a WebSocket echo (demoWebSocket(), attached as the services' upgrade hook)
- * Anything else is 404; a wrong method on a known path is 405.
+ * Anything else is 404; a wrong method on a known path is 405 with an Allow header. HEAD is
+ * answered wherever GET is (RFC 9110 §9.1), with GET's header fields and no content (§9.3.2).
  */
 import { createHash } from "node:crypto";
 import { WebSocketServer } from "ws";
@@ -31,23 +32,36 @@ export function demoApp(opts: { stats?: () => unknown; name?: string } = {}): Ha
     const url = new URL(req.url ?? "/", "http://paf");
     const path = url.pathname;
     const method = req.method ?? "GET";
+    const head = method === "HEAD";
+    const text = (body: string, type = "text/plain") => {
+      res.setHeader("content-type", type);
+      res.setHeader("content-length", String(Buffer.byteLength(body)));
+      if (head) res.end();
+      else res.end(body);
+    };
     const bad = (code: number, msg: string) => {
       res.statusCode = code;
-      res.setHeader("content-type", "text/plain");
-      res.end(msg + "\n");
+      text(msg + "\n");
+    };
+    // RFC 9110 §15.5.6: a 405 lists the methods the resource does support.
+    const allowed = (...methods: string[]) => {
+      if (methods.includes(method)) return true;
+      res.setHeader("allow", methods.join(", "));
+      bad(405, "method not allowed");
+      return false;
     };
     if (path === "/") {
-      if (method !== "GET" && method !== "HEAD") return bad(405, "method not allowed");
-      res.setHeader("content-type", "text/plain");
-      return res.end(`Hello from paf${opts.name ? ` (${opts.name})` : ""}: a userspace TCP/IP stack for Node.js, speaking HTTP/${req.httpVersion}.\n`);
+      if (!allowed("GET", "HEAD")) return;
+      return text(`Hello from paf${opts.name ? ` (${opts.name})` : ""}: a userspace TCP/IP stack for Node.js, speaking HTTP/${req.httpVersion}.\n`);
     }
     const m = /^\/bytes\/(\d{1,16})$/.exec(path);
     if (m) {
-      if (method !== "GET") return bad(405, "method not allowed");
+      if (!allowed("GET", "HEAD")) return;
       const n = Number(m[1]);
       if (!Number.isSafeInteger(n) || n > MAX_BYTES) return bad(400, `N must be at most ${MAX_BYTES}`);
       res.setHeader("content-type", "application/octet-stream");
       res.setHeader("content-length", String(n));
+      if (head) return void res.end();
       let sent = 0;
       const pump = () => {
         while (sent < n) {
@@ -62,7 +76,7 @@ export function demoApp(opts: { stats?: () => unknown; name?: string } = {}): Ha
       return pump();
     }
     if (path === "/sha256" || path === "/echo") {
-      if (method !== "POST" && method !== "PUT") return bad(405, "method not allowed");
+      if (!allowed("POST", "PUT")) return;
       if (path === "/echo") {
         res.setHeader("content-type", req.headers["content-type"] ?? "application/octet-stream");
         return void (req as NodeJS.ReadableStream).pipe(res as NodeJS.WritableStream);
@@ -82,8 +96,8 @@ export function demoApp(opts: { stats?: () => unknown; name?: string } = {}): Ha
     }
     if (path === "/stats") {
       if (!opts.stats) return bad(404, "no stats here");
-      res.setHeader("content-type", "application/json");
-      return res.end(JSON.stringify(opts.stats(), null, 1) + "\n");
+      if (!allowed("GET", "HEAD")) return;
+      return text(JSON.stringify(opts.stats(), null, 1) + "\n", "application/json");
     }
     return bad(404, "not found");
   };

@@ -30,6 +30,25 @@ export interface HttpLimits {
 }
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+/** The preface's request line: no HTTP/1.x request is this line, so a client sending it meant HTTP/2. */
+const PREFACE_LINE = PREFACE.subarray(0, 16);
+/**
+ * The answer to a client that began the HTTP/2 preface and broke it: an invalid preface is a
+ * connection error of type PROTOCOL_ERROR (RFC 9113 §3.4), so the server's preface (an empty
+ * SETTINGS) and GOAWAY(last stream 0, PROTOCOL_ERROR) (§5.4.1, §6.8), then the connection closes.
+ */
+const BAD_PREFACE_ANSWER = (() => {
+  const debug = Buffer.from("invalid connection preface");
+  const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+  const goaway = Buffer.from([0, 0, 8 + debug.length, 7, 0, 0, 0, 0, 0, /* last stream */ 0, 0, 0, 0, /* PROTOCOL_ERROR */ 0, 0, 0, 1]);
+  return Buffer.concat([settings, goaway, debug]);
+})();
+
+/** Send the last bytes of a connection, and reset it if the peer has not closed its side 1 s on. */
+function endWith(flow: Flow, bytes: string | Buffer): void {
+  flow.end(bytes);
+  setTimeout(() => flow.destroy(), 1000).unref();
+}
 
 /** Requests being handled, so shutdown can wait for them. */
 interface Inflight {
@@ -97,6 +116,26 @@ function trackSessions(s: http2.Http2Server | http2.Http2SecureServer): Set<http
   return sessions;
 }
 
+/**
+ * RFC 9113 §8.1: a server may stop an upload with RST_STREAM(NO_ERROR) only after it has sent the
+ * frame with END_STREAM. Node's http2 (v20) resets a finished server stream whose request body was
+ * never read one event-loop turn after the response ends (Http2Stream[kMaybeDestroy] ->
+ * setImmediate(callStreamClose)), even while the final empty DATA frame with END_STREAM is still
+ * held back by an empty flow-control window; nghttp2 then sends the RST_STREAM first and the client
+ * discards a complete response. That happens whenever the peer's WINDOW_UPDATE takes more than one
+ * loop turn (a kernel socket on a slow link as well as a paf flow). Reading what is left of the
+ * request once the response is finished (as node:http dumps an unread body) keeps Node off that
+ * path: the stream closes when END_STREAM has really been sent. This listener runs before Node's
+ * own 'finish' listener, which is added later, when the writable side shuts down.
+ */
+function endStreamBeforeReset(s: http2.Http2Server | http2.Http2SecureServer): void {
+  s.on("stream", (stream: http2.ServerHttp2Stream) => {
+    stream.once("finish", () => {
+      if (stream.readableFlowing === null) stream.resume();
+    });
+  });
+}
+
 /** Graceful stop: GOAWAY to HTTP/2 sessions, wait for requests in flight, close the rest at the deadline. */
 async function shutdownAll(servers: Array<http.Server | http2.Http2Server | http2.Http2SecureServer>, sessions: Set<http2.ServerHttp2Session>, inflight: Inflight, deadline: number): Promise<void> {
   for (const s of sessions) s.close(); // in-flight streams finish, no new ones
@@ -124,6 +163,7 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
   const h1 = h1Server(handler, opts, log, inflight);
   const h2 = http2.createServer({ settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 }, maxSessionMemory: 10 }, guarded(handler, log, inflight) as never);
   const sessions = trackSessions(h2);
+  endStreamBeforeReset(h2);
   // Slowloris defence for the first request head of a connection (Node's own headersTimeout is
   // only enforced for the sockets its server accepted itself, not for flows handed to it).
   const headTimers = new WeakMap<object, NodeJS.Timeout>();
@@ -145,7 +185,8 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
     h1,
     h2,
     handle(flow: Flow) {
-      // Sniff the first bytes: the HTTP/2 preface means h2c, anything else HTTP/1.x.
+      // Sniff the first bytes: the HTTP/2 preface means h2c, its request line followed by anything
+      // else a broken HTTP/2 preface, anything else HTTP/1.x.
       let seen = Buffer.alloc(0);
       const onData = (chunk: Buffer) => {
         seen = Buffer.concat([seen, chunk]);
@@ -153,6 +194,7 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
         const isH2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
         if (isH2 && seen.length < PREFACE.length) return; // need more bytes to decide
         flow.off("data", onData);
+        if (!isH2 && seen.length >= PREFACE_LINE.length && seen.subarray(0, PREFACE_LINE.length).equals(PREFACE_LINE)) return endWith(flow, BAD_PREFACE_ANSWER);
         flow.pause();
         flow.unshift(seen);
         // The server takes the bytes already read from the stream's buffer (http2 reads them
@@ -164,8 +206,7 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
         if (!isH2) {
           const t = setTimeout(() => {
             if (flow.destroyed) return;
-            flow.end("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-            setTimeout(() => flow.destroy(), 1000).unref();
+            endWith(flow, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
           }, headersTimeout);
           t.unref();
           headTimers.set(flow, t);
@@ -216,6 +257,7 @@ export function httpsService(handler: Handler, opts: TlsOptions): Service & { se
   // 'upgrade' on this server (h2c is never offered over TLS: ALPN chooses h2 there).
   if (opts.upgrade) server.on("upgrade", opts.upgrade);
   const sessions = trackSessions(server);
+  endStreamBeforeReset(server);
   return {
     server,
     handle: (flow: Flow) => server.emit("connection", flow),

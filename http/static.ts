@@ -47,6 +47,7 @@ export function staticFiles(root: string, fallback?: Handler): Handler {
     }
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.statusCode = 405;
+      res.setHeader("allow", "GET, HEAD"); // RFC 9110 §15.5.6
       return res.end("method not allowed\n");
     }
     res.setHeader("content-type", TYPES[extname(path).toLowerCase()] ?? "application/octet-stream");

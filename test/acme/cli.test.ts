@@ -26,7 +26,7 @@ describe("paf serve / certify: bad ACME arguments", () => {
     [["serve", "--host", "127.0.0.1", "--https", "8443", "--acme-domain", "a.test", "--cert", "c", "--key", "k"], /--acme-domain and --cert\/--key exclude each other/],
     [["serve", "--host", "127.0.0.1", "--https", "8443", "--acme-domain", "a.test", "--acme-directory", "http://198.18.0.1/dir"], /--acme-directory: ACME directories are https: URLs/],
     [["serve", "--host", "127.0.0.1", "--https", "8443", "--acme-domain", "a.test", "--acme-directory", "not a url"], /--acme-directory: "not a url" is not a URL/],
-    [["serve", "--host", "127.0.0.1", "--https", "8443", "--acme-domain", "a.test", "--acme-ca", "/nonexistent/ca.pem"], /--acme-ca: cannot read \/nonexistent\/ca.pem/],
+    [["serve", "--host", "127.0.0.1", "--https", "8443", "--acme-domain", "a.test", "--acme-ca", "/nonexistent/ca.pem"], /--acme-ca \/nonexistent\/ca.pem: no such file/],
     [["serve", "--host", "127.0.0.1", "--https", "8443", "--acme-domain", "a.test", "--acme-email", "nobody"], /--acme-email: "nobody" is not an email address/],
     [["serve", "--host", "127.0.0.1", "--https", "8443", "--acme-domain", "a.test", "--acme-renew-days", "-3"], /--acme-renew-days/],
     [["certify", "--host", "127.0.0.1"], /paf certify needs --acme-domain NAME/],

@@ -78,7 +78,7 @@ describe("paf serve: bad arguments", () => {
     [["get", "--ipv4", "198.18.0.2/24", "http://198.18.0.1/"], /need --tap/],
     [["get", "--http2", "--http1.1", "http://198.18.0.1/"], /exclude each other/],
     [["get", "-H", "novalue", "http://198.18.0.1/"], /-H expects "Name: value"/],
-    [["get", "--cacert", "/nonexistent.pem", "http://198.18.0.1/"], /--cacert \/nonexistent.pem: ENOENT/],
+    [["get", "--cacert", "/nonexistent.pem", "http://198.18.0.1/"], /--cacert \/nonexistent.pem: no such file/],
     [["get", "--tap", "t0", "--ipv4", "198.18.0.2/24", "--dns", "x", "http://198.18.0.1/"], /--dns: "x" is not an IP address/],
     [["frobnicate"], /unknown command "frobnicate"/],
   ];
