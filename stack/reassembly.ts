@@ -113,7 +113,9 @@ export class Reassembler {
       p = np;
     }
     if (!more) {
-      if (p.total >= 0 && p.total !== end) {
+      if ((p.total >= 0 && p.total !== end) || p.frags.some((f) => f.offset + f.data.length > end)) {
+        // A second, different last fragment, or fragments already held beyond this end (an
+        // empty one included, which no byte count would catch).
         c.drop("frag_inconsistent_length");
         this.kill(p);
         return undefined;

@@ -150,6 +150,19 @@ describe("RFC 792 ICMP echo", () => {
     expect(stack.ipv4.reassemblyState().inProgress).toBe(63);
   });
 
+  it("a last fragment ending before a fragment already held (even an empty one) invalidates the datagram", () => {
+    const { netif, stack } = setup();
+    const errors: unknown[] = [];
+    stack.onInternalError = (e) => errors.push(e);
+    const udp = udpDatagram(5000, 9, new Uint8Array(92));
+    netif.inject(ipv4Frame(17, new Uint8Array(0), { ident: 5, fragOffset: 1000, moreFragments: true }));
+    netif.inject(ipv4Frame(17, udp.subarray(0, 8), { ident: 5, moreFragments: true }));
+    netif.inject(ipv4Frame(17, udp.subarray(8), { ident: 5, fragOffset: 8 }));
+    expect(errors).toEqual([]);
+    expect(stack.stats().ipv4!["drop_frag_inconsistent_length"]).toBe(1);
+    expect(stack.ipv4.reassemblyState().inProgress).toBe(0);
+  });
+
   it("a source at its share of reassembly evicts only its own oldest datagrams", () => {
     const { netif, stack } = setup({ ipv4: { reassembly: { maxDatagrams: 16, maxDatagramsPerSource: 4 } } });
     const other = new Uint8Array([198, 18, 0, 9]);
