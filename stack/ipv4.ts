@@ -160,7 +160,7 @@ export class Ipv4Layer implements IpOutput {
     let payload = r.payload;
     if (r.moreFragments || r.fragOffset !== 0) {
       const key = `${s}:${d}:${r.protocol}:${r.ident}`;
-      const whole = this.reassembler.add(key, r.fragOffset, r.moreFragments, r.payload, p.subarray(0, r.totalLen));
+      const whole = this.reassembler.add(String(s), key, r.fragOffset, r.moreFragments, r.payload, p.subarray(0, r.totalLen));
       if (!whole) return;
       payload = whole;
     }

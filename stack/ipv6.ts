@@ -332,7 +332,7 @@ export class Ipv6Layer implements IpOutput {
           if (this.fragNextHeader.size > 4096) this.fragNextHeader.clear();
           this.fragNextHeader.set(key, fh.nextHeader);
         }
-        const whole = this.reassembler.add(key, fh.offset, fh.moreFragments, fragData, fh.offset === 0 ? packet : undefined);
+        const whole = this.reassembler.add(ipKey(h.src), key, fh.offset, fh.moreFragments, fragData, fh.offset === 0 ? packet : undefined);
         if (!whole) return;
         const first = this.fragNextHeader.get(key);
         this.fragNextHeader.delete(key);

@@ -1,10 +1,13 @@
 /**
  * Fragment reassembly shared by IPv4 (RFC 791 §3.2, RFC 815) and IPv6 (RFC 8200 §4.5).
  *
- * Bounded: at most `maxDatagrams` datagrams in progress and `maxBytes` of fragment data buffered
- * across all of them; a fragment that would exceed either bound is dropped (and, for a datagram
- * that cannot complete any more, the whole datagram is dropped). Each datagram must complete
- * within `timeoutMs` of its first fragment. Overlapping fragments make the whole datagram invalid
+ * Bounded: at most `maxDatagrams` datagrams in progress (`maxDatagramsPerSource` from one source
+ * address) and `maxBytes` of fragment data buffered across all of them. A bound reached makes
+ * room by evicting the oldest datagram (the source's own oldest when the source is at its share),
+ * never by refusing what is new: fragments that never complete (spoofed, or lost) age out under
+ * pressure instead of locking every fragmented packet out until they time out, and a source
+ * flooding them only evicts its own. Each datagram must complete within `timeoutMs` of its first
+ * fragment. Overlapping fragments make the whole datagram invalid
  * (RFC 5722, and the same policy for IPv4, where overlaps are only ever an evasion attempt);
  * an exact duplicate of a fragment already held is ignored.
  */
@@ -13,9 +16,11 @@ import type { Counters } from "./core/stats.js";
 import { copyBytes } from "./wire/addr.js";
 
 export interface ReassemblyOptions {
-  /** Datagrams being reassembled at once. Default 64. */
+  /** Datagrams being reassembled at once (the oldest is evicted for a new one). Default 1024. */
   maxDatagrams?: number;
-  /** Fragment bytes held at once, all datagrams together. Default 4 MiB. */
+  /** Datagrams from one source address at once (its oldest is evicted for its new one). Default 64. */
+  maxDatagramsPerSource?: number;
+  /** Fragment bytes held at once, all datagrams together (the oldest datagrams are evicted). Default 4 MiB. */
   maxBytes?: number;
   /** Time allowed for one datagram (ms). Default 30000 (Linux's ipfrag_time). */
   timeoutMs?: number;
@@ -30,6 +35,7 @@ interface Frag {
 
 interface Pending {
   key: string;
+  source: string;
   frags: Frag[];
   bytes: number;
   total: number; // -1 until the last fragment is seen
@@ -40,7 +46,10 @@ interface Pending {
 }
 
 export class Reassembler {
+  /** In arrival order of each datagram's first fragment: the first entry is the oldest. */
   private readonly pending = new Map<string, Pending>();
+  /** The same datagrams by source address, oldest first. */
+  private readonly bySource = new Map<string, Set<Pending>>();
   private bytes = 0;
   private readonly o: Required<ReassemblyOptions>;
 
@@ -51,7 +60,8 @@ export class Reassembler {
     private readonly onTimeout?: (firstFragment: Uint8Array) => void,
   ) {
     this.o = {
-      maxDatagrams: opts.maxDatagrams ?? 64,
+      maxDatagrams: opts.maxDatagrams ?? 1024,
+      maxDatagramsPerSource: opts.maxDatagramsPerSource ?? 64,
       maxBytes: opts.maxBytes ?? 4 * 1024 * 1024,
       timeoutMs: opts.timeoutMs ?? 30_000,
       maxDatagramSize: opts.maxDatagramSize ?? 65535,
@@ -67,10 +77,10 @@ export class Reassembler {
   }
 
   /**
-   * Add one fragment (`data` is a view, copied if kept). Returns the reassembled payload when
-   * this fragment completes the datagram, otherwise undefined.
+   * Add one fragment of datagram `key` from `source` (`data` is a view, copied if kept). Returns
+   * the reassembled payload when this fragment completes the datagram, otherwise undefined.
    */
-  add(key: string, offset: number, more: boolean, data: Uint8Array, packet?: Uint8Array): Uint8Array | undefined {
+  add(source: string, key: string, offset: number, more: boolean, data: Uint8Array, packet?: Uint8Array): Uint8Array | undefined {
     const c = this.counters;
     c.inc("frag_rx");
     const end = offset + data.length;
@@ -85,18 +95,27 @@ export class Reassembler {
     }
     let p = this.pending.get(key);
     if (!p) {
-      if (this.pending.size >= this.o.maxDatagrams) {
-        c.drop("reassembly_full");
-        return undefined;
+      let mine = this.bySource.get(source);
+      if (mine && mine.size >= this.o.maxDatagramsPerSource) {
+        c.drop("reassembly_source_evicted");
+        this.remove(mine.values().next().value!);
+      } else if (this.pending.size >= this.o.maxDatagrams) {
+        c.drop("reassembly_evicted");
+        this.remove(this.pending.values().next().value!);
       }
-      const np: Pending = { key, frags: [], bytes: 0, total: -1, timer: undefined as unknown as Timer, first: undefined, dead: false };
+      const np: Pending = { key, source, frags: [], bytes: 0, total: -1, timer: undefined as unknown as Timer, first: undefined, dead: false };
       np.timer = this.timers.timer(() => this.expire(np), true);
       this.timers.arm(np.timer, this.o.timeoutMs);
       this.pending.set(key, np);
+      mine = this.bySource.get(source);
+      if (!mine) this.bySource.set(source, (mine = new Set()));
+      mine.add(np);
       p = np;
     }
     if (!more) {
-      if (p.total >= 0 && p.total !== end) {
+      if ((p.total >= 0 && p.total !== end) || p.frags.some((f) => f.offset + f.data.length > end)) {
+        // A second, different last fragment, or fragments already held beyond this end (an
+        // empty one included, which no byte count would catch).
         c.drop("frag_inconsistent_length");
         this.kill(p);
         return undefined;
@@ -120,10 +139,12 @@ export class Reassembler {
         return undefined;
       }
     }
-    if (this.bytes + data.length > this.o.maxBytes) {
+    // Over the byte bound: the oldest datagrams go first (this one last).
+    while (this.bytes + data.length > this.o.maxBytes) {
+      const oldest = this.pending.values().next().value!;
       c.drop("reassembly_memory");
-      this.kill(p);
-      return undefined;
+      this.remove(oldest);
+      if (oldest === p) return undefined;
     }
     p.frags.push({ offset, data: copyBytes(data) });
     p.bytes += data.length;
@@ -158,6 +179,9 @@ export class Reassembler {
     this.timers.cancel(p.timer);
     this.bytes -= p.bytes;
     this.pending.delete(p.key);
+    const mine = this.bySource.get(p.source);
+    mine?.delete(p);
+    if (mine?.size === 0) this.bySource.delete(p.source);
   }
 }
 

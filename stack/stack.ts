@@ -252,9 +252,22 @@ export class Stack {
       ipv4: this.ipv4.counters.snapshot(),
       icmpv4: this.icmpv4.counters.snapshot(),
       udp: this.udp.counters.snapshot(),
-      tcp: { ...this.tcp.layer.counters.snapshot(), connections: this.tcp.layer.connectionCount, buffered_bytes: this.tcp.layer.buffered },
+      tcp: this.tcpStats(),
       dns: { ...this.dns.counters.snapshot(), cache_entries: this.dns.cacheEntries },
       ...(this.ipv6 ? { ipv6: this.ipv6.counters.snapshot(), icmpv6: this.icmpv6!.counters.snapshot(), ndp: this.ndp!.counters.snapshot() } : {}),
+    };
+  }
+
+  /** TCP counters plus gauges: connections, orphans closing, bytes held, remote addresses, memory pressure (%). */
+  private tcpStats(): Record<string, number> {
+    const l = this.tcp.layer;
+    return {
+      ...l.counters.snapshot(),
+      connections: l.connectionCount,
+      orphans: l.orphanCount,
+      buffered_bytes: l.buffered,
+      remote_hosts: l.memory.hostCount,
+      memory_pressure_pct: Math.round(l.memory.stackFraction() * 100),
     };
   }
 

@@ -185,7 +185,7 @@ export class TcpFlow extends Duplex {
   private releaseWrites(): void {
     while (this.pendingWrites.length > 0 && this.tcb.sendSpace >= 0) this.pendingWrites.shift()!.cb();
     // Still over the stack-wide bound: wait for the next wake-up.
-    if (this.pendingWrites.length > 0 && this.tcb.layer.memoryFree() < 0) this.tcb.layer.waitForMemory(this.tcb);
+    if (this.pendingWrites.length > 0) this.tcb.waitIfOverMemory();
   }
 
   private failWrites(err: Error | undefined): void {
@@ -223,13 +223,15 @@ export class TcpFlow extends Duplex {
     this.cancelIdle();
     const t = this.tcb;
     if (t.state !== "CLOSED") {
-      if (!err && (t.finQueued || t.state === "TIME-WAIT")) {
-        // We already sent (or queued) our FIN: the graceful close finishes in the background,
-        // queued data included, as the kernel does after close().
-        t.events = undefined;
-      } else {
-        // destroy() on an open connection, or with an error: abort with RST (§3.10.5).
+      if (t.unread > 0) {
+        // Like close() of a kernel socket with data unread: RST (RFC 2525 §2.17), the peer must
+        // not take the close for an orderly end of what it sent.
+        t.layer.counters.inc("aborts_on_close");
         t.abort();
+      } else {
+        // Like net.Socket#destroy(): FIN after the queued data; the close finishes in the
+        // background, bounded by the orphan timeout (resetAndDestroy() sends RST).
+        t.orphan();
       }
     }
     this.failWrites(err ?? undefined);

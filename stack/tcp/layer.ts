@@ -16,6 +16,7 @@ import { seqAdd } from "./seq.js";
 import { Tcb } from "./tcb.js";
 import type { SendQueue } from "./buffers.js";
 import type { CongestionControlName } from "./cc.js";
+import { TcpMemory, type HostShare } from "./memory.js";
 
 export interface TcpOptions {
   /** Send buffer per connection (bytes): write() returns false beyond it. Default 256 KiB. */
@@ -28,11 +29,33 @@ export interface TcpOptions {
   maxConnections?: number;
   /**
    * Bytes held in TCP buffers (unacknowledged send data, out-of-order and unread received data)
-   * by all connections of the stack together. Beyond it, writes see backpressure, advertised
-   * windows shrink, out-of-order segments are dropped and new connections are refused.
-   * Default 256 MiB.
+   * by all connections of the stack together: the hard bound. Windows advertised but not filled
+   * count for nothing. Beyond it, writes see backpressure, a connection already holding
+   * `minReceiveWindow` takes no more data (dropped, counted; the peer retransmits) and
+   * out-of-order segments are dropped. Default 256 MiB.
    */
   maxBufferedBytes?: number;
+  /**
+   * Memory pressure starts here (Linux's tcp_mem[1]): above it every connection's receive buffer
+   * shrinks in proportion, down to `minReceiveWindow` at `maxBufferedBytes`. Default half of
+   * `maxBufferedBytes`.
+   */
+  bufferPressureBytes?: number;
+  /**
+   * Bytes the connections of one remote address may hold together; its windows shrink from half
+   * of it, as for the stack. Default a quarter of `maxBufferedBytes`.
+   */
+  maxBufferedBytesPerHost?: number;
+  /**
+   * Receive buffer every connection keeps under any pressure (Linux's tcp_rmem[0]): a newcomer
+   * can always send its request. Default 4096.
+   */
+  minReceiveWindow?: number;
+  /**
+   * A connection the application has closed (destroyed) and whose peer does not finish closing
+   * is reset after this long, whatever state it is in (ms). Default 60000.
+   */
+  orphanTimeoutMs?: number;
   /** Half-open connections per stack; beyond it (or a listener's backlog) SYN cookies answer. Default 1024. */
   synQueueSize?: number;
   /** "cubic" (default) or "newreno". */
@@ -85,6 +108,10 @@ export function resolveTcpOptions(o: TcpOptions = {}): TcpOptionsResolved {
     maxOooSegments: o.maxOooSegments ?? 1024,
     maxConnections: o.maxConnections ?? 65536,
     maxBufferedBytes: o.maxBufferedBytes ?? 256 * 1024 * 1024,
+    bufferPressureBytes: o.bufferPressureBytes ?? Math.floor((o.maxBufferedBytes ?? 256 * 1024 * 1024) / 2),
+    maxBufferedBytesPerHost: o.maxBufferedBytesPerHost ?? Math.floor((o.maxBufferedBytes ?? 256 * 1024 * 1024) / 4),
+    minReceiveWindow: o.minReceiveWindow ?? 4096,
+    orphanTimeoutMs: o.orphanTimeoutMs ?? 60_000,
     synQueueSize: o.synQueueSize ?? 1024,
     congestionControl: o.congestionControl ?? "cubic",
     minRtoMs: o.minRtoMs ?? 200,
@@ -156,18 +183,24 @@ export class TcpLayer implements UpperProtocol {
   private readonly challengeBucket: TokenBucket;
   private readonly secret: Buffer;
   private halfOpenTotal = 0;
-  /** Bytes in all connections' buffers (see maxBufferedBytes). */
-  buffered = 0;
-  /** Receive windows advertised by all connections and not yet filled: memory already promised. */
-  committed = 0;
+  /** Connections the application has let go of that are still closing (see Tcb.orphan). */
+  orphanCount = 0;
+  /** Bytes held in all connections' buffers, per stack and per remote address (see maxBufferedBytes). */
+  readonly memory: TcpMemory;
+
+  /** Bytes in all connections' buffers. */
+  get buffered(): number {
+    return this.memory.held;
+  }
 
   /** Connections whose writer is held back by the stack-wide bound, woken when memory frees. */
   private readonly waitingForMemory = new Set<Tcb>();
   private wakeScheduled = false;
 
-  charge(delta: number): void {
-    this.buffered += delta;
-    if (delta < 0 && this.waitingForMemory.size > 0 && !this.wakeScheduled && this.memoryFree() > 0) {
+  /** Bytes held by a connection of `host` change by `delta`. */
+  charge(host: HostShare, delta: number): void {
+    this.memory.charge(host, delta);
+    if (delta < 0 && this.waitingForMemory.size > 0 && !this.wakeScheduled) {
       this.wakeScheduled = true;
       queueMicrotask(() => {
         this.wakeScheduled = false;
@@ -182,14 +215,6 @@ export class TcpLayer implements UpperProtocol {
     this.waitingForMemory.add(t);
   }
 
-  memoryFree(): number {
-    return this.o.maxBufferedBytes - this.buffered;
-  }
-
-  memoryFull(): boolean {
-    return this.buffered >= this.o.maxBufferedBytes;
-  }
-
   constructor(
     readonly ipv4: IpOutput | undefined,
     readonly ipv6: IpOutput | undefined,
@@ -198,6 +223,7 @@ export class TcpLayer implements UpperProtocol {
     opts: TcpOptions = {},
   ) {
     this.o = resolveTcpOptions(opts);
+    this.memory = new TcpMemory(this.o);
     this.rstBucket = new TokenBucket(this.o.rstRate, this.o.rstRate, timers.now());
     this.challengeBucket = new TokenBucket(this.o.challengeAckRate, this.o.challengeAckRate, timers.now());
     this.secret = Buffer.from(random.fill(new Uint8Array(32)));
@@ -250,7 +276,6 @@ export class TcpLayer implements UpperProtocol {
     const route = ip.route(dst, src);
     if (!route) throw sysErr("EHOSTUNREACH", `no route to ${formatIP(dst)}`);
     if (this.conns.size >= this.o.maxConnections) throw sysErr("EMFILE", `too many TCP connections (limit ${this.o.maxConnections})`);
-    if (this.memoryFull()) throw sysErr("ENOBUFS", `TCP buffer memory of this stack is exhausted (limit ${this.o.maxBufferedBytes} bytes)`);
     let lport = localPort;
     if (lport === 0) lport = this.ephemeralPort(route.dst, port, route.src);
     else if (this.conns.has(this.key(route.dst, port, route.src, lport))) throw sysErr("EADDRINUSE", `${formatIP(route.src)}:${lport} -> ${formatIP(dst)}:${port} already exists`);
@@ -350,7 +375,6 @@ export class TcpLayer implements UpperProtocol {
     const ip = pkt.family === 4 ? this.ipv4 : this.ipv6;
     const route = ip?.route(pkt.src, pkt.dst);
     if (!route) return c.drop("no_route");
-    if (this.memoryFull()) return c.drop("syn_memory");
     if (l.halfOpen >= l.backlog || this.halfOpenTotal >= this.o.synQueueSize || this.conns.size >= this.o.maxConnections) {
       return this.sendCookie(route, s);
     }

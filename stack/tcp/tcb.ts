@@ -14,6 +14,8 @@ import { seqAdd, seqGe, seqGt, seqLe, seqLt, seqMax, seqSub } from "./seq.js";
 import { ReorderQueue, Scoreboard, SendQueue } from "./buffers.js";
 import { RttEstimator, initialWindow, makeCongestionControl, type CongestionControl } from "./cc.js";
 import type { TcpLayer, TcpOptionsResolved } from "./layer.js";
+import type { HostShare } from "./memory.js";
+import { ipKey } from "../wire/addr.js";
 
 export type TcpState = "CLOSED" | "LISTEN" | "SYN-SENT" | "SYN-RECEIVED" | "ESTABLISHED" | "FIN-WAIT-1" | "FIN-WAIT-2" | "CLOSE-WAIT" | "CLOSING" | "LAST-ACK" | "TIME-WAIT";
 
@@ -114,15 +116,11 @@ export class Tcb {
   listener: { onEstablished(t: Tcb): void; halfOpen: number } | undefined;
   closedErr: (Error & { code: string }) | undefined;
   private outputScheduled = false;
-  /** Receive window advertised and not yet filled (rcvAdvRight - rcvNxt), as counted by the layer. */
-  committed = 0;
-
-  /** Keep the layer's sum of advertised-but-unfilled windows in step with ours. */
-  private recommit(): void {
-    const now = this.state === "CLOSED" ? 0 : Math.max(0, seqSub(this.rcvAdvRight, this.rcvNxt));
-    this.layer.committed += now - this.committed;
-    this.committed = now;
-  }
+  /** The memory account of the peer's address, shared with its other connections. */
+  readonly host: HostShare;
+  /** The application has let go (see orphan()). */
+  orphaned = false;
+  private orphanTimer: Timer | undefined;
 
   constructor(
     readonly layer: TcpLayer,
@@ -132,6 +130,7 @@ export class Tcb {
     readonly o: TcpOptionsResolved,
   ) {
     this.key = layer.key(route.dst, remotePort, route.src, localPort);
+    this.host = layer.memory.attach(ipKey(route.dst));
     const t: TimerQueue = layer.timers;
     this.rtoTimer = t.timer(() => this.onRto());
     this.delackTimer = t.timer(() => this.sendAck());
@@ -174,12 +173,35 @@ export class Tcb {
     this.mss = Math.max(64, Math.min(this.peerMss, pathMax) - (this.tsOk ? 12 : 0));
   }
 
-  /** The receive window we can offer now, in bytes (buffer space not taken by unread or out-of-order data). */
+  /**
+   * The receive window we can offer now, in bytes: buffer space not taken by unread or
+   * out-of-order data. Under memory pressure (the stack's or the peer address's) the buffer
+   * itself shrinks, down to minReceiveWindow (never below what was already advertised: the
+   * right edge does not move left).
+   */
   private rcvWindow(): number {
-    const free = this.o.receiveBufferSize - this.unread - this.ooo.bytes;
-    // Under stack-wide memory pressure every connection's window shrinks (never below what it
-    // already advertised: the right edge does not move left).
-    return Math.max(0, Math.min(free, this.layer.memoryFree() - (this.layer.committed - this.committed)));
+    return Math.max(0, this.layer.memory.receiveBuffer(this.host, this.o.receiveBufferSize) - this.unread - this.ooo.bytes);
+  }
+
+  /** Memory pressure eased: advertise the reopened window now, not at the peer's next probe. */
+  reopenWindow(): void {
+    if (!this.isSynchronized() || this.state === "TIME-WAIT") return;
+    const w = this.rcvWindow();
+    if (w - seqSub(this.rcvAdvRight, this.rcvNxt) >= Math.min(this.o.receiveBufferSize / 2, this.mss)) {
+      this.layer.counters.inc("window_updates_memory");
+      this.ackNow = true;
+      this.layer.needsFlush(this);
+    } else this.noteSqueeze();
+  }
+
+  /** If memory pressure cuts our window, ask to be told when it eases (see reopenWindow). */
+  private noteSqueeze(): void {
+    const m = this.layer.memory;
+    if (m.receiveBuffer(this.host, this.o.receiveBufferSize) < this.o.receiveBufferSize) m.squeezed(this.host, this);
+  }
+
+  private charge(delta: number): void {
+    this.layer.charge(this.host, delta);
   }
 
   // ==== opening ===============================================================================
@@ -224,7 +246,6 @@ export class Tcb {
     this.sndWl2 = iss;
     this.state = "SYN-RECEIVED";
     this.rcvAdvRight = seqAdd(this.rcvNxt, Math.min(65535, this.rcvWindow()));
-    this.recommit();
   }
 
   /** ICMP about a segment we sent (RFC 9293 §3.9.2.4, RFC 1191/8201 path MTU, RFC 5927 caution). */
@@ -282,7 +303,6 @@ export class Tcb {
     this.sndNxt = seqAdd(this.iss, 1);
     this.synWindow = wnd;
     this.rcvAdvRight = seqAdd(this.rcvNxt, wnd);
-    this.recommit();
     this.armRto();
   }
 
@@ -291,17 +311,22 @@ export class Tcb {
   /** Queue data; returns the send-buffer space left (may be negative: the caller waits for onDrain). */
   send(data: Uint8Array): number {
     this.sendQ.push(data);
-    this.layer.charge(data.length);
+    this.charge(data.length);
     this.bytesWritten += data.length;
     this.scheduleOutput();
     const space = this.sendSpace;
-    if (space < 0 && this.layer.memoryFree() < 0) this.layer.waitForMemory(this);
+    if (space < 0) this.waitIfOverMemory();
     return space;
   }
 
-  /** Room left in the send buffer: per connection, and within the stack's total. */
+  /** Room left in the send buffer: per connection, and within the stack's and the peer address's totals. */
   get sendSpace(): number {
-    return Math.min(this.o.sendBufferSize - this.sendQ.length, this.layer.memoryFree());
+    return Math.min(this.o.sendBufferSize - this.sendQ.length, this.layer.memory.sendRoom(this.host));
+  }
+
+  /** A writer held back by the stack's (or the peer address's) bound is woken when memory frees. */
+  waitIfOverMemory(): void {
+    if (this.layer.memory.sendRoom(this.host) < 0) this.layer.waitForMemory(this);
   }
 
   /** end(): FIN after the queued data (§3.10.4). */
@@ -324,6 +349,30 @@ export class Tcb {
     this.scheduleOutput();
   }
 
+  /**
+   * The application let go of the connection (destroy(), close() of a socket, with nothing left
+   * unread): FIN after what is queued, and the close finishes without it, like an orphan socket
+   * in Linux. New data from the peer is answered with RST; if the peer does not finish closing
+   * within orphanTimeoutMs the connection is reset.
+   */
+  orphan(): void {
+    this.events = undefined;
+    if (this.orphaned) return;
+    this.orphaned = true;
+    this.close();
+    if (this.state === "CLOSED" || this.state === "TIME-WAIT") return;
+    this.layer.orphanCount++;
+    const q = this.layer.timers;
+    this.orphanTimer = q.timer(() => this.onOrphanTimeout(), true);
+    q.arm(this.orphanTimer, this.o.orphanTimeoutMs);
+  }
+
+  private onOrphanTimeout(): void {
+    if (this.state === "CLOSED" || this.state === "TIME-WAIT") return;
+    this.layer.counters.inc("orphans_reaped");
+    this.abort();
+  }
+
   /** destroy(): abort with RST (§3.10.5). */
   abort(): void {
     if (this.state === "CLOSED" || this.state === "TIME-WAIT") return this.teardown(undefined);
@@ -337,7 +386,7 @@ export class Tcb {
     const before = this.rcvWindow();
     const was = this.unread;
     this.unread = Math.max(0, this.unread - n);
-    this.layer.charge(this.unread - was);
+    this.charge(this.unread - was);
     const after = this.rcvWindow();
     const adv = seqSub(this.rcvAdvRight, this.rcvNxt);
     if (after - adv >= Math.min(this.o.receiveBufferSize / 2, this.mss) && before < after && this.isSynchronized()) {
@@ -473,20 +522,30 @@ export class Tcb {
         data = data.subarray(0, Math.max(0, room));
         fin = false;
       }
-      if (seq === this.rcvNxt) {
+      if (this.orphaned && data.length > 0 && (this.state === "FIN-WAIT-1" || this.state === "FIN-WAIT-2")) {
+        // Nobody will read it: RFC 1122 §4.2.2.13 (and Linux) answer new data after close() with RST.
+        c.inc("aborts_on_data");
+        return this.abort();
+      }
+      if (seq === this.rcvNxt && data.length > 0 && this.layer.memory.overLimit(this.host) && this.unread + this.ooo.bytes + data.length > this.o.minReceiveWindow) {
+        // Past the hard memory bound a connection keeps only its minimum: the segment is dropped
+        // (the peer retransmits it once the application has read and memory is free again).
+        c.drop("rcv_memory");
+        this.ackNow = true;
+      } else if (seq === this.rcvNxt) {
         this.deliver(data, fin);
         const held = this.ooo.bytes;
         const more = this.ooo.take(this.rcvNxt);
-        this.layer.charge(this.ooo.bytes - held);
+        this.charge(this.ooo.bytes - held);
         if (more.length) this.ackNow = true; // a hole was filled: ACK at once (RFC 5681 §4.2)
         for (const m of more) this.deliver(m.data, m.fin);
       } else {
         // Out of order: queue it and send a duplicate ACK with SACK at once (RFC 5681 §4.2).
         const held = this.ooo.bytes;
-        if (this.layer.memoryFull()) c.drop("ooo_memory");
+        if (this.layer.memory.overLimit(this.host)) c.drop("ooo_memory");
         else if (!this.ooo.add(seq, data, fin)) c.drop("ooo_queue_full");
         else c.inc("ooo_queued");
-        this.layer.charge(this.ooo.bytes - held);
+        this.charge(this.ooo.bytes - held);
         this.ackNow = true;
       }
       if (!this.ackNow) {
@@ -505,9 +564,8 @@ export class Tcb {
   private deliver(data: Uint8Array, fin: boolean): void {
     if (data.length > 0) {
       this.rcvNxt = seqAdd(this.rcvNxt, data.length);
-      this.recommit();
       this.unread += data.length;
-      this.layer.charge(data.length);
+      this.charge(data.length);
       this.bytesRead += data.length;
       this.events?.onData(data);
     }
@@ -609,7 +667,7 @@ export class Tcb {
       if (this.finSeq >= 0 && seqGt(ack, this.finSeq)) dataAcked--;
       dataAcked = Math.min(Math.max(0, dataAcked), this.sendQ.length);
       this.sendQ.consume(dataAcked);
-      this.layer.charge(-dataAcked);
+      this.charge(-dataAcked);
       this.sndUna = ack;
       if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
       this.sb.advance(ack);
@@ -831,7 +889,8 @@ export class Tcb {
     const scaled = Math.min(0xffff, Math.ceil(w / unit));
     const right = seqAdd(this.rcvNxt, scaled * unit);
     if (seqGt(right, this.rcvAdvRight)) this.rcvAdvRight = right;
-    this.recommit();
+    // A window cut by memory pressure is reopened with an update once the pressure eases.
+    this.noteSqueeze();
     this.ackNow = false;
     this.unackedSegs = 0;
     this.lastAckSent = this.rcvNxt;
@@ -1047,15 +1106,20 @@ export class Tcb {
     t.cancel(this.keepTimer);
     t.cancel(this.waitTimer);
     t.cancel(this.ptoTimer);
+    if (this.orphanTimer) {
+      t.cancel(this.orphanTimer);
+      this.layer.orphanCount--;
+    }
     if (wasHalfOpen && this.listener) {
       this.listener.halfOpen--;
       this.layer.halfOpenDone();
     }
-    this.layer.charge(-(this.sendQ.length + this.ooo.bytes + this.unread));
+    this.charge(-(this.sendQ.length + this.ooo.bytes + this.unread));
     this.sendQ.clear();
     this.ooo.clear();
     this.unread = 0;
-    this.recommit();
+    this.host.squeezed.delete(this);
+    this.layer.memory.detach(this.host);
     this.closedErr = e;
     this.layer.remove(this);
     const ev = this.events;

@@ -214,6 +214,25 @@ describe("RFC 4443 ICMPv6 and RFC 8200 processing", () => {
     expect(out.every((o) => o.ip.nextHeader === 44 && o.ip.payloadLen + 40 <= 1500)).toBe(true);
   });
 
+  it("200 spoofed first fragments that never complete do not lock out a real fragmented echo: the oldest are evicted", async () => {
+    const { netif, stack } = await setup({ limits: { ipv6: { reassembly: { maxDatagrams: 64 } } } });
+    resolvePeer(netif);
+    const { emitFragmentHeader } = await import("../../stack/wire/ipv6.js");
+    for (let i = 0; i < 200; i++) {
+      const p = new Uint8Array(8 + 1448);
+      emitFragmentHeader(p, 0, 17, 0, true, 1000 + i);
+      netif.inject(ipv6Frame(44, p, { src: parseIPv6(`2001:db8:1::${(i + 1).toString(16)}`), dstMac: STACK_MAC }));
+    }
+    netif.take();
+    const msg = new Uint8Array(8 + 4000);
+    const { emitIcmp } = await import("../../stack/wire/icmp.js");
+    emitIcmp(msg, 0, msg.length, 128, 0, 0x00070001, PEER6, STACK6);
+    for (const f of fragments6(58, msg, 1448, 99, STACK_MAC)) netif.inject(f);
+    const out = netif.take().map(decode6);
+    expect(out.length).toBe(3);
+    expect(stack.stats().ipv6!["drop_reassembly_evicted"]).toBe(200 - 64 + 1);
+  });
+
   it("drops a datagram with overlapping fragments (RFC 5722)", async () => {
     const { netif, stack } = await setup();
     const msg = new Uint8Array(3000);

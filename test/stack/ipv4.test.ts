@@ -170,12 +170,54 @@ describe("RFC 792 ICMP echo", () => {
     const { netif, clock, stack } = setup({ ipv4: { reassembly: { maxDatagrams: 4, timeoutMs: 1000 } } });
     for (let id = 0; id < 10; id++) netif.inject(ipv4Frame(17, new Uint8Array(64), { ident: id, moreFragments: true }));
     expect(stack.ipv4.reassemblyState().inProgress).toBe(4);
-    expect(stack.stats().ipv4!["drop_reassembly_full"]).toBe(6);
+    expect(stack.stats().ipv4!["drop_reassembly_evicted"]).toBe(6);
     clock.advance(1001);
     expect(stack.ipv4.reassemblyState()).toEqual({ inProgress: 0, bufferedBytes: 0 });
     const errs = netif.take().map(decode4);
     expect(errs.length).toBe(4);
     expect(errs.every((e) => e.icmp?.type === 11 && e.icmp.code === 1)).toBe(true);
+  });
+
+  it.each([64, 1000])("%i spoofed first fragments that never complete do not lock out a real fragmented ping: the oldest are evicted", (n) => {
+    const { netif, stack } = setup({ ipv4: { reassembly: { maxDatagrams: 64 } } });
+    for (let i = 0; i < n; i++) {
+      const src = new Uint8Array([198, 19, (i >> 8) & 0xff, i & 0xff]);
+      netif.inject(ipv4Frame(1, new Uint8Array(1480), { src, ident: i, moreFragments: true }));
+    }
+    netif.take();
+    const frags = fragments(1, icmpEcho(8, 7, 1, new Uint8Array(3000).fill(5)), 1480, 777);
+    for (const f of frags) netif.inject(f);
+    const replies = netif.take().map(decode4).filter((o) => o.ip.dst.join(".") === "198.18.0.1");
+    expect(replies.length).toBe(3); // the echo reply, fragmented in turn
+    expect(stack.stats().ipv4!["drop_reassembly_evicted"]).toBe(n - 64 + 1);
+    expect(stack.ipv4.reassemblyState().inProgress).toBe(63);
+  });
+
+  it("a last fragment ending before a fragment already held (even an empty one) invalidates the datagram", () => {
+    const { netif, stack } = setup();
+    const errors: unknown[] = [];
+    stack.onInternalError = (e) => errors.push(e);
+    const udp = udpDatagram(5000, 9, new Uint8Array(92));
+    netif.inject(ipv4Frame(17, new Uint8Array(0), { ident: 5, fragOffset: 1000, moreFragments: true }));
+    netif.inject(ipv4Frame(17, udp.subarray(0, 8), { ident: 5, moreFragments: true }));
+    netif.inject(ipv4Frame(17, udp.subarray(8), { ident: 5, fragOffset: 8 }));
+    expect(errors).toEqual([]);
+    expect(stack.stats().ipv4!["drop_frag_inconsistent_length"]).toBe(1);
+    expect(stack.ipv4.reassemblyState().inProgress).toBe(0);
+  });
+
+  it("a source at its share of reassembly evicts only its own oldest datagrams", () => {
+    const { netif, stack } = setup({ ipv4: { reassembly: { maxDatagrams: 16, maxDatagramsPerSource: 4 } } });
+    const other = new Uint8Array([198, 18, 0, 9]);
+    // Another host's datagram waits for its second fragment...
+    const msg = udpDatagram(5000, 9, new Uint8Array(2000), other);
+    netif.inject(ipv4Frame(17, msg.subarray(0, 1480), { src: other, ident: 1, moreFragments: true }));
+    // ...while one source sends 100 datagrams that never complete.
+    for (let id = 100; id < 200; id++) netif.inject(ipv4Frame(17, new Uint8Array(64), { ident: id, moreFragments: true }));
+    expect(stack.stats().ipv4!["drop_reassembly_source_evicted"]).toBe(96);
+    expect(stack.ipv4.reassemblyState().inProgress).toBe(5);
+    netif.inject(ipv4Frame(17, msg.subarray(1480), { src: other, ident: 1, fragOffset: 1480 }));
+    expect(stack.stats().ipv4!["reassembled"]).toBe(1);
   });
 
   it("pings a peer and reports the round trip on the injected clock", async () => {

@@ -88,13 +88,71 @@ describe("resets and errors", () => {
     await p.close();
   });
 
-  it("destroy() sends RST: the peer gets ECONNRESET", async () => {
+  it("resetAndDestroy() sends RST: the peer gets ECONNRESET", async () => {
     const { client, server, until, close } = await connected();
     let err: (Error & { code?: string }) | undefined;
     server.on("error", (e) => (err = e));
-    client.destroy();
+    client.resetAndDestroy();
     await until(() => err !== undefined, "reset");
     expect(err!.code).toBe("ECONNRESET");
+    await close();
+  });
+
+  it("destroy() closes like net.Socket#destroy(): FIN after the queued data, the peer reads a clean end", async () => {
+    const { client, server, until, close, a } = await connected();
+    const got = collect(server);
+    client.write("last words");
+    client.destroy();
+    await until(() => got.ended, "end");
+    expect(got.data().toString()).toBe("last words");
+    expect(got.error).toBeUndefined();
+    server.end();
+    await until(() => a.tcp.layer.connectionCount === 0, "closed");
+    expect(a.stats().tcp!["aborts"] ?? 0).toBe(0);
+    await close();
+  });
+
+  it("destroy() with received data unread sends RST (RFC 2525 §2.17), as close() of a kernel socket does", async () => {
+    const { client, server, until, close, a } = await connected();
+    let err: (Error & { code?: string }) | undefined;
+    client.on("error", (e) => (err = e));
+    server.pause();
+    client.write("nobody reads this");
+    await until(() => server.readableLength > 0, "data arrives");
+    server.destroy();
+    await until(() => err !== undefined, "reset");
+    expect(err!.code).toBe("ECONNRESET");
+    expect(a.tcp.layer.connectionCount).toBe(0);
+    await close();
+  });
+
+  it("data arriving after the application closed gets RST (RFC 1122 §4.2.2.13), not a window's worth of buffering", async () => {
+    const { client, server, until, close, b } = await connected();
+    let err: (Error & { code?: string }) | undefined;
+    client.on("error", (e) => (err = e));
+    server.destroy(); // FIN; the client's side stays open and keeps sending
+    await until(() => b.tcp.layer.connections()[0]?.state === "FIN-WAIT-2", "our FIN acknowledged");
+    client.write("more for a closed socket");
+    await until(() => err !== undefined, "reset");
+    expect(err!.code).toBe("ECONNRESET");
+    expect(b.stats().tcp!["aborts_on_data"]).toBe(1);
+    expect(b.tcp.layer.connectionCount).toBe(0);
+    await close();
+  });
+
+  it("an orphan whose peer never finishes closing is reset after orphanTimeoutMs", async () => {
+    const { client, server, until, close, b, clock } = await connected({ limits: { tcp: { orphanTimeoutMs: 10_000, finWait2TimeoutMs: 0 } } });
+    let err: (Error & { code?: string }) | undefined;
+    client.on("error", (e) => (err = e));
+    client.pause(); // the peer never reads our FIN, never closes
+    const t0 = clock.now();
+    server.destroy();
+    await until(() => b.stats().tcp!["orphans"] === 1, "orphaned");
+    await until(() => err !== undefined, "reaped");
+    expect(err!.code).toBe("ECONNRESET");
+    expect(clock.now() - t0).toBeGreaterThanOrEqual(10_000);
+    expect(clock.now() - t0).toBeLessThan(11_000);
+    expect(b.stats().tcp).toMatchObject({ orphans_reaped: 1, orphans: 0, connections: 0 });
     await close();
   });
 
