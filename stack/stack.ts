@@ -123,8 +123,7 @@ export class Stack {
     this.udp = new UdpLayer(opts.ipv4 ? this.ipv4 : undefined, this.ipv6, this.random, limits.udp);
     this.ipv4.register(IPPROTO_UDP, this.udp);
     this.ipv6?.register(IPPROTO_UDP, this.udp);
-    const tcpLayer = new TcpLayer(opts.ipv4 ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp);
-    tcpLayer.gsoMax = netif.features.tso ?? 0;
+    const tcpLayer = new TcpLayer(opts.ipv4 ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0);
     this.tcp = new TcpApi(tcpLayer);
     this.dns = new DnsResolver(this, opts.dns);
     this.ipv4.register(IPPROTO_TCP, tcpLayer);

@@ -146,12 +146,12 @@ export class TcpFlow extends Duplex {
 
   private touch(): void {
     if (this.idleMs <= 0) return;
-    const q = this.tcb.layer.timers;
+    const q = this.tcb.env.timers;
     if (!this.idleTimer) this.idleTimer = q.timer(() => this.emit("timeout"), true);
     q.arm(this.idleTimer, this.idleMs);
   }
   private cancelIdle(): void {
-    if (this.idleTimer) this.tcb.layer.timers.cancel(this.idleTimer);
+    if (this.idleTimer) this.tcb.env.timers.cancel(this.idleTimer);
   }
 
   // ---- Duplex implementation -----------------------------------------------------------------
@@ -226,7 +226,7 @@ export class TcpFlow extends Duplex {
       if (t.unread > 0) {
         // Like close() of a kernel socket with data unread: RST (RFC 2525 §2.17), the peer must
         // not take the close for an orderly end of what it sent.
-        t.layer.counters.inc("aborts_on_close");
+        t.env.counters.inc("aborts_on_close");
         t.abort();
       } else {
         // Like net.Socket#destroy(): FIN after the queued data; the close finishes in the

@@ -1,8 +1,9 @@
 /**
- * The TCP layer of a stack: demultiplexes segments to connections by 4-tuple, owns listeners
- * (with a bounded SYN queue and SYN cookies beyond it, RFC 4987), answers segments for closed
- * ports with RST (RFC 9293 §3.10.7.1, rate limited), chooses initial sequence numbers (RFC 6528)
- * and ephemeral ports (RFC 6056), and writes segments into frames.
+ * The TCP layer of a stack, the demux: it owns the connections (by 4-tuple) and the listeners
+ * (a bounded SYN queue, SYN cookies beyond it, RFC 4987), answers segments for closed ports with
+ * RST (RFC 9293 §3.10.7.1, rate limited), chooses initial sequence numbers (RFC 6528) and
+ * ephemeral ports (RFC 6056), and is every connection's environment (env.ts): it writes the
+ * segments they build into frames, and runs the one output scheduler (output.ts).
  */
 import { createHash } from "node:crypto";
 import type { IpOutput, IpPacket, IcmpErrorInfo, Route, UpperProtocol } from "../ip.js";
@@ -15,128 +16,12 @@ import { formatIP, ipKey, isZero } from "../wire/addr.js";
 import { seqAdd } from "./seq.js";
 import { Tcb } from "./tcb.js";
 import type { SendQueue } from "./buffers.js";
-import type { CongestionControlName } from "./cc.js";
-import { TcpMemory, type HostShare } from "./memory.js";
+import { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
+import { TcpMemory } from "./memory.js";
+import { OutputScheduler } from "./output.js";
+import type { TcpEnv } from "./env.js";
 
-export interface TcpOptions {
-  /** Send buffer per connection (bytes): write() returns false beyond it. Default 256 KiB. */
-  sendBufferSize?: number;
-  /** Receive buffer per connection (bytes): the most we advertise. Default 256 KiB. */
-  receiveBufferSize?: number;
-  /** Out-of-order segments held per connection. Default 1024 (bytes are bounded by the receive buffer). */
-  maxOooSegments?: number;
-  /** Connections (any state) per stack. Default 65536. */
-  maxConnections?: number;
-  /**
-   * Bytes held in TCP buffers (unacknowledged send data, out-of-order and unread received data)
-   * by all connections of the stack together: the hard bound. Windows advertised but not filled
-   * count for nothing. Beyond it, writes see backpressure, a connection already holding
-   * `minReceiveWindow` takes no more data (dropped, counted; the peer retransmits) and
-   * out-of-order segments are dropped. Default 256 MiB.
-   */
-  maxBufferedBytes?: number;
-  /**
-   * Memory pressure starts here (Linux's tcp_mem[1]): above it every connection's receive buffer
-   * shrinks in proportion, down to `minReceiveWindow` at `maxBufferedBytes`. Default half of
-   * `maxBufferedBytes`.
-   */
-  bufferPressureBytes?: number;
-  /**
-   * Bytes the connections of one remote address may hold together; its windows shrink from half
-   * of it, as for the stack. Default a quarter of `maxBufferedBytes`.
-   */
-  maxBufferedBytesPerHost?: number;
-  /**
-   * Receive buffer every connection keeps under any pressure (Linux's tcp_rmem[0]): a newcomer
-   * can always send its request. Default 4096.
-   */
-  minReceiveWindow?: number;
-  /**
-   * A connection the application has closed (destroyed) and whose peer does not finish closing
-   * is reset after this long, whatever state it is in (ms). Default 60000.
-   */
-  orphanTimeoutMs?: number;
-  /** Half-open connections per stack; beyond it (or a listener's backlog) SYN cookies answer. Default 1024. */
-  synQueueSize?: number;
-  /** "cubic" (default) or "newreno". */
-  congestionControl?: CongestionControlName;
-  /** RFC 6298 bounds (ms). Defaults: min 200 (Linux's), max 120000, initial 1000. */
-  minRtoMs?: number;
-  maxRtoMs?: number;
-  initialRtoMs?: number;
-  /** Retransmission timeouts before a connection is aborted with ETIMEDOUT (like tcp_retries2). Default 15. */
-  maxRetransmits?: number;
-  /** SYN retransmissions before connect() fails with ETIMEDOUT (like tcp_syn_retries). Default 6. */
-  synRetries?: number;
-  /**
-   * SYN-ACK retransmissions before a half-open connection (SYN-RECEIVED) is dropped, like Linux's
-   * tcp_synack_retries: with the initial 1 s RTO doubling, 5 keeps one about 63 s. Default 5.
-   */
-  synAckRetries?: number;
-  /** Delayed ACK timeout (ms). Default 40 (Linux's minimum; RFC 9293 allows up to 500). */
-  delayedAckMs?: number;
-  /** Maximum segment lifetime (ms); TIME-WAIT lasts 2 x MSL. Default 30000. */
-  mslMs?: number;
-  /** FIN-WAIT-2 timeout after our FIN is acknowledged and the peer never closes (ms, 0 = never). Default 60000. */
-  finWait2TimeoutMs?: number;
-  /** Keepalive: idle time before the first probe, interval, probes before ETIMEDOUT. Defaults 7200000, 75000, 9. */
-  keepAliveIdleMs?: number;
-  keepAliveIntervalMs?: number;
-  keepAliveProbes?: number;
-  /** RFC 7323 / RFC 2018 options offered. Default true for all three. */
-  windowScaling?: boolean;
-  timestamps?: boolean;
-  sack?: boolean;
-  /** RFC 3042 limited transmit. Default true. */
-  limitedTransmit?: boolean;
-  /** RFC 8985 §7 tail loss probes. Default true. */
-  tailLossProbe?: boolean;
-  /** RSTs for segments to closed ports, and RFC 5961 challenge ACKs, per second. Default 100 each. */
-  rstRate?: number;
-  challengeAckRate?: number;
-  /** Ephemeral port range (RFC 6056). Default 49152-65535. */
-  ephemeralLow?: number;
-  ephemeralHigh?: number;
-}
-
-export type TcpOptionsResolved = Required<TcpOptions>;
-
-export function resolveTcpOptions(o: TcpOptions = {}): TcpOptionsResolved {
-  return {
-    sendBufferSize: o.sendBufferSize ?? 256 * 1024,
-    receiveBufferSize: o.receiveBufferSize ?? 256 * 1024,
-    maxOooSegments: o.maxOooSegments ?? 1024,
-    maxConnections: o.maxConnections ?? 65536,
-    maxBufferedBytes: o.maxBufferedBytes ?? 256 * 1024 * 1024,
-    bufferPressureBytes: o.bufferPressureBytes ?? Math.floor((o.maxBufferedBytes ?? 256 * 1024 * 1024) / 2),
-    maxBufferedBytesPerHost: o.maxBufferedBytesPerHost ?? Math.floor((o.maxBufferedBytes ?? 256 * 1024 * 1024) / 4),
-    minReceiveWindow: o.minReceiveWindow ?? 4096,
-    orphanTimeoutMs: o.orphanTimeoutMs ?? 60_000,
-    synQueueSize: o.synQueueSize ?? 1024,
-    congestionControl: o.congestionControl ?? "cubic",
-    minRtoMs: o.minRtoMs ?? 200,
-    maxRtoMs: o.maxRtoMs ?? 120_000,
-    initialRtoMs: o.initialRtoMs ?? 1000,
-    maxRetransmits: o.maxRetransmits ?? 15,
-    synRetries: o.synRetries ?? 6,
-    synAckRetries: o.synAckRetries ?? 5,
-    delayedAckMs: o.delayedAckMs ?? 40,
-    mslMs: o.mslMs ?? 30_000,
-    finWait2TimeoutMs: o.finWait2TimeoutMs ?? 60_000,
-    keepAliveIdleMs: o.keepAliveIdleMs ?? 7_200_000,
-    keepAliveIntervalMs: o.keepAliveIntervalMs ?? 75_000,
-    keepAliveProbes: o.keepAliveProbes ?? 9,
-    windowScaling: o.windowScaling ?? true,
-    timestamps: o.timestamps ?? true,
-    sack: o.sack ?? true,
-    limitedTransmit: o.limitedTransmit ?? true,
-    tailLossProbe: o.tailLossProbe ?? true,
-    rstRate: o.rstRate ?? 100,
-    challengeAckRate: o.challengeAckRate ?? 100,
-    ephemeralLow: o.ephemeralLow ?? 49152,
-    ephemeralHigh: o.ephemeralHigh ?? 65535,
-  };
-}
+export { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 
 function sysErr(code: string, message: string): Error & { code: string } {
   const e = new Error(message) as Error & { code: string };
@@ -160,6 +45,11 @@ export class TcpListener {
     if (this.closed) return t.abort();
     this.accept(t);
   }
+  /** One of our half-open connections left SYN-RECEIVED (established or gone). */
+  halfOpenDone(): void {
+    this.halfOpen--;
+    this.layer.halfOpenDone();
+  }
   close(): void {
     this.closed = true;
     this.layer.unlisten(this);
@@ -177,14 +67,19 @@ export class TcpLayer implements UpperProtocol {
   private readonly conns = new Map<string, Tcb>();
   private readonly listeners = new Map<number, TcpListener[]>();
   private readonly seg: TcpSegment = newSegment();
-  private readonly flushSet = new Set<Tcb>();
-  private flushScheduled = false;
+  private readonly output = new OutputScheduler();
+  /** What every connection knows of the world (env.ts). */
+  readonly env: TcpEnv;
   private readonly rstBucket: TokenBucket;
   private readonly challengeBucket: TokenBucket;
   private readonly secret: Buffer;
   private halfOpenTotal = 0;
   /** Connections the application has let go of that are still closing (see Tcb.orphan). */
-  orphanCount = 0;
+  get orphanCount(): number {
+    let n = 0;
+    for (const t of this.conns.values()) if (t.orphaned && t.state !== "TIME-WAIT") n++;
+    return n;
+  }
   /** Bytes held in all connections' buffers, per stack and per remote address (see maxBufferedBytes). */
   readonly memory: TcpMemory;
 
@@ -193,37 +88,31 @@ export class TcpLayer implements UpperProtocol {
     return this.memory.held;
   }
 
-  /** Connections whose writer is held back by the stack-wide bound, woken when memory frees. */
-  private readonly waitingForMemory = new Set<Tcb>();
-  private wakeScheduled = false;
-
-  /** Bytes held by a connection of `host` change by `delta`. */
-  charge(host: HostShare, delta: number): void {
-    this.memory.charge(host, delta);
-    if (delta < 0 && this.waitingForMemory.size > 0 && !this.wakeScheduled) {
-      this.wakeScheduled = true;
-      queueMicrotask(() => {
-        this.wakeScheduled = false;
-        const waiting = [...this.waitingForMemory];
-        this.waitingForMemory.clear();
-        for (const t of waiting) t.events?.onDrain();
-      });
-    }
-  }
-
-  waitForMemory(t: Tcb): void {
-    this.waitingForMemory.add(t);
-  }
-
   constructor(
     readonly ipv4: IpOutput | undefined,
     readonly ipv6: IpOutput | undefined,
     readonly timers: TimerQueue,
     readonly random: Random,
     opts: TcpOptions = {},
+    /** Largest IP packet the netif cuts into segments itself (its features.tso); 0: none. */
+    gsoMax = 0,
   ) {
     this.o = resolveTcpOptions(opts);
     this.memory = new TcpMemory(this.o);
+    const out = this.output;
+    this.env = {
+      timers,
+      counters: this.counters,
+      random,
+      memory: this.memory,
+      gsoMax,
+      transmit: (route, repr, q, off, len, gsoSize) => this.transmit(route, repr, q, off, len, gsoSize),
+      reset: (route, lport, rport, seq, ack, withAck) => this.sendReset(route, lport, rport, seq, ack, withAck),
+      challengeAllowed: () => this.challengeBucket.take(this.timers.now()),
+      wantsOutput: (t) => out.want(t),
+      retryOutput: (t) => out.retry(t),
+      closed: (t) => this.remove(t as Tcb),
+    };
     this.rstBucket = new TokenBucket(this.o.rstRate, this.o.rstRate, timers.now());
     this.challengeBucket = new TokenBucket(this.o.challengeAckRate, this.o.challengeAckRate, timers.now());
     this.secret = Buffer.from(random.fill(new Uint8Array(32)));
@@ -279,7 +168,7 @@ export class TcpLayer implements UpperProtocol {
     let lport = localPort;
     if (lport === 0) lport = this.ephemeralPort(route.dst, port, route.src);
     else if (this.conns.has(this.key(route.dst, port, route.src, lport))) throw sysErr("EADDRINUSE", `${formatIP(route.src)}:${lport} -> ${formatIP(dst)}:${port} already exists`);
-    const t = new Tcb(this, route, lport, port, this.o);
+    const t = new Tcb(this.env, route, lport, port, this.o, this.key(route.dst, port, route.src, lport));
     this.conns.set(t.key, t);
     t.connect(this.isn(route.src, lport, route.dst, port));
     return t;
@@ -378,7 +267,7 @@ export class TcpLayer implements UpperProtocol {
     if (l.halfOpen >= l.backlog || this.halfOpenTotal >= this.o.synQueueSize || this.conns.size >= this.o.maxConnections) {
       return this.sendCookie(route, s);
     }
-    const t = new Tcb(this, route, s.dstPort, s.srcPort, this.o);
+    const t = new Tcb(this.env, route, s.dstPort, s.srcPort, this.o, this.key(route.dst, s.srcPort, route.src, s.dstPort));
     t.listener = l;
     l.halfOpen++;
     this.halfOpenTotal++;
@@ -423,7 +312,7 @@ export class TcpLayer implements UpperProtocol {
     if (this.conns.size >= this.o.maxConnections) return false;
     this.counters.inc("syn_cookies_validated");
     // Rebuild the connection as if it had gone through SYN-RECEIVED (no WS/SACK/TS: not encoded).
-    const tcb = new Tcb(this, route, s.dstPort, s.srcPort, { ...this.o, windowScaling: false, sack: false, timestamps: false });
+    const tcb = new Tcb(this.env, route, s.dstPort, s.srcPort, { ...this.o, windowScaling: false, sack: false, timestamps: false }, this.key(route.dst, s.srcPort, route.src, s.dstPort));
     this.conns.set(tcb.key, tcb);
     const syn = { ...s, seq: clientIsn, flags: SYN, mss: COOKIE_MSS[mi]!, wscale: -1, sackPermitted: false, hasTimestamp: false, payload: new Uint8Array(0) };
     tcb.listener = l;
@@ -454,10 +343,6 @@ export class TcpLayer implements UpperProtocol {
     this.emitRaw(route, lport, rport, seq, ack, withAck ? RST | ACK : RST, 0, {});
   }
 
-  challengeAllowed(): boolean {
-    return this.challengeBucket.take(this.timers.now());
-  }
-
   icmpError(e: IcmpErrorInfo): void {
     if (e.quoted.length < 8) return;
     const sport = (e.quoted[0]! << 8) | e.quoted[1]!;
@@ -470,48 +355,23 @@ export class TcpLayer implements UpperProtocol {
 
   // ==== output ================================================================================
 
-  /** Mark a connection as owing output; flushed at the end of the current batch. */
-  needsFlush(t: Tcb): void {
-    this.flushSet.add(t);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      // batchEnd normally comes first; this is the fallback for input outside a batch.
-      queueMicrotask(() => this.batchEnd());
-    }
-  }
-
+  /** The end of a batch of received frames: the connections that owe output send it now. */
   batchEnd(): void {
-    this.flushScheduled = false;
-    if (this.flushSet.size === 0) return;
-    const set = [...this.flushSet];
-    this.flushSet.clear();
-    for (const t of set) t.flush();
+    this.output.run();
   }
 
   /**
-   * Largest IP packet the netif cuts into segments itself (TSO, from its features); 0: none.
-   * Set by the stack.
+   * A connection's segment into a frame (header from `repr`, `len` payload bytes of `q` from
+   * `off`) and out through IP; with `gsoSize` one TSO super-segment. False if it did not leave.
    */
-  gsoMax = 0;
-
-  /**
-   * Write one segment of connection `t` (data from its send queue) and send it; with `gsoSize`
-   * and more payload than that, one super-segment the netif cuts into `gsoSize`-byte segments.
-   * Returns false if the frame was dropped before leaving (netif queue full, no route).
-   */
-  emit(t: Tcb, seq: number, flags: number, window: number, q: SendQueue | undefined, off: number, len: number, extra: Partial<TcpEmit> = {}, gsoSize = 0): boolean {
-    const ts = extra.ts ?? t.tsOption();
-    const sack = flags & ACK && !(flags & SYN) ? t.sackBlocks() : undefined;
-    const o: TcpEmit = { srcPort: t.localPort, dstPort: t.remotePort, seq, ack: flags & ACK ? t.rcvNxt : 0, flags, window, ...extra, ...(ts ? { ts } : {}), ...(sack ? { sack } : {}) };
-    const r = t.route;
-    const hl = 20 + optionsLength(o);
+  private transmit(r: Route, repr: TcpEmit, q: SendQueue | undefined, off: number, len: number, gsoSize: number): boolean {
+    const hl = 20 + optionsLength(repr);
     const frame = new Uint8Array(r.headroom + hl + len);
     if (q && len > 0) q.copy(off, len, frame, r.headroom + hl);
-    const gso = gsoSize > 0 && len > gsoSize;
-    emitTcp(frame, r.headroom, o, len, r.src, r.dst, gso);
+    emitTcp(frame, r.headroom, repr, len, r.src, r.dst, gsoSize > 0);
     const ip = r.family === 4 ? this.ipv4 : this.ipv6;
     this.counters.inc("tx_segments");
-    const ok = ip?.send(r, IPPROTO_TCP, frame, gso ? { dontFragment: true, gsoSize } : DF) ?? false;
+    const ok = ip?.send(r, IPPROTO_TCP, frame, gsoSize > 0 ? { dontFragment: true, gsoSize } : DF) ?? false;
     if (!ok) this.counters.inc("tx_local_drops");
     return ok;
   }
@@ -521,16 +381,15 @@ export class TcpLayer implements UpperProtocol {
     const hl = 20 + optionsLength(o);
     const frame = new Uint8Array(route.headroom + hl);
     emitTcp(frame, route.headroom, o, 0, route.src, route.dst);
-    (route.family === 4 ? this.ipv4 : this.ipv6)?.send(route, IPPROTO_TCP, frame, { dontFragment: true });
+    (route.family === 4 ? this.ipv4 : this.ipv6)?.send(route, IPPROTO_TCP, frame, DF);
   }
 
-  remove(t: Tcb): void {
-    this.waitingForMemory.delete(t);
+  private remove(t: Tcb): void {
     if (this.conns.get(t.key) === t) this.conns.delete(t.key);
-    this.flushSet.delete(t);
+    this.output.forget(t);
   }
 
-  /** Called by a Tcb leaving SYN-RECEIVED one way or the other. */
+  /** A half-open connection left SYN-RECEIVED one way or the other (see TcpListener). */
   halfOpenDone(): void {
     this.halfOpenTotal = Math.max(0, this.halfOpenTotal - 1);
   }

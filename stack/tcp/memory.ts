@@ -37,6 +37,9 @@ export class TcpMemory {
   private readonly toReopen = new Set<HostShare>();
   /** Times a window update pass ran because memory freed (for stats). */
   reopenPasses = 0;
+  /** Writers held back by a bound, woken (onRoom) when memory frees. */
+  private readonly waiting = new Set<{ onRoom(): void }>();
+  private wakeScheduled = false;
 
   constructor(readonly o: TcpMemoryOptions) {}
 
@@ -65,6 +68,15 @@ export class TcpMemory {
     this.held += delta;
     h.held += delta;
     if (delta >= 0) return;
+    if (this.waiting.size > 0 && !this.wakeScheduled) {
+      this.wakeScheduled = true;
+      queueMicrotask(() => {
+        this.wakeScheduled = false;
+        const list = [...this.waiting];
+        this.waiting.clear();
+        for (const w of list) w.onRoom();
+      });
+    }
     if (h.conns <= 0 && h.held <= 0) this.hosts.delete(h.key);
     // Pressure eased by a step: reopen the squeezed windows (batched to the end of the tick).
     if (this.stackLevel > 0 && this.level(this.stackFraction()) < this.stackLevel) {
@@ -122,6 +134,18 @@ export class TcpMemory {
   /** Bytes a writer of `h` may still queue within the stack's and its host's bounds. */
   sendRoom(h: HostShare): number {
     return Math.min(this.o.maxBufferedBytes - this.held, this.o.maxBufferedBytesPerHost - h.held);
+  }
+
+  /** A writer over a bound: call `w.onRoom()` once memory frees (it re-registers if still over). */
+  waitForRoom(w: { onRoom(): void }): void {
+    this.waiting.add(w);
+  }
+
+  /** `w` is gone. */
+  forget(w: { onRoom(): void; reopenWindow(): void }, h: HostShare): void {
+    this.waiting.delete(w);
+    h.squeezed.delete(w);
+    this.detach(h);
   }
 
   private scheduleReopen(): void {

@@ -1,6 +1,7 @@
 /**
- * One TCP connection: the RFC 9293 state machine, fed segments by the layer (`input`) and
- * drained by `output`, with time only from the stack's timer queue. Loss recovery: RFC 6298
+ * One TCP connection: the RFC 9293 state machine, fed segments by the demux (`input`) and
+ * drained by `flush`, knowing the world only through its TcpEnv (env.ts): time and timers,
+ * counters, the memory budget, and transmit(). It builds every segment it sends itself. Loss recovery: RFC 6298
  * RTO with Karn and backoff, fast retransmit / recovery with the SACK scoreboard (RFC 6675
  * style pipe) or NewReno partial ACKs (RFC 6582), limited transmit (RFC 3042). Delayed ACKs,
  * Nagle, SWS avoidance on both sides, zero-window probes, keepalive, PAWS (RFC 7323), RFC 5961
@@ -13,7 +14,9 @@ import { ACK, FIN, PSH, RST, SYN } from "../wire/tcp.js";
 import { seqAdd, seqGe, seqGt, seqLe, seqLt, seqMax, seqSub } from "./seq.js";
 import { ReorderQueue, Scoreboard, SendQueue } from "./buffers.js";
 import { RttEstimator, initialWindow, makeCongestionControl, type CongestionControl } from "./cc.js";
-import type { TcpLayer, TcpOptionsResolved } from "./layer.js";
+import type { TcpOptionsResolved } from "./options.js";
+import type { TcpEnv } from "./env.js";
+import type { TcpEmit } from "../wire/tcp.js";
 import type { HostShare } from "./memory.js";
 import { ipKey } from "../wire/addr.js";
 
@@ -113,9 +116,8 @@ export class Tcb {
   bytesRead = 0;
   bytesWritten = 0;
   /** For SYN-RECEIVED connections: the listener that will get them. */
-  listener: { onEstablished(t: Tcb): void; halfOpen: number } | undefined;
+  listener: { onEstablished(t: Tcb): void; halfOpenDone(): void } | undefined;
   closedErr: (Error & { code: string }) | undefined;
-  private outputScheduled = false;
   /** The memory account of the peer's address, shared with its other connections. */
   readonly host: HostShare;
   /** The application has let go (see orphan()). */
@@ -123,15 +125,17 @@ export class Tcb {
   private orphanTimer: Timer | undefined;
 
   constructor(
-    readonly layer: TcpLayer,
+    readonly env: TcpEnv,
     readonly route: Route,
     readonly localPort: number,
     readonly remotePort: number,
     readonly o: TcpOptionsResolved,
+    /** The demux's key of this connection (its 4-tuple). */
+    key: string,
   ) {
-    this.key = layer.key(route.dst, remotePort, route.src, localPort);
-    this.host = layer.memory.attach(ipKey(route.dst));
-    const t: TimerQueue = layer.timers;
+    this.key = key;
+    this.host = env.memory.attach(ipKey(route.dst));
+    const t: TimerQueue = env.timers;
     this.rtoTimer = t.timer(() => this.onRto());
     this.delackTimer = t.timer(() => this.sendAck());
     this.persistTimer = t.timer(() => this.onPersist());
@@ -145,7 +149,7 @@ export class Tcb {
     let ws = 0;
     while (ws < 14 && o.receiveBufferSize >> ws > 65535) ws++;
     this.rcvWscale = ws;
-    this.tsOffset = layer.random.u32();
+    this.tsOffset = env.random.u32();
   }
 
   get localAddress(): Uint8Array {
@@ -156,7 +160,7 @@ export class Tcb {
   }
 
   private now(): number {
-    return this.layer.timers.now();
+    return this.env.timers.now();
   }
 
   private tsNow(): number {
@@ -180,7 +184,7 @@ export class Tcb {
    * right edge does not move left).
    */
   private rcvWindow(): number {
-    return Math.max(0, this.layer.memory.receiveBuffer(this.host, this.o.receiveBufferSize) - this.unread - this.ooo.bytes);
+    return Math.max(0, this.env.memory.receiveBuffer(this.host, this.o.receiveBufferSize) - this.unread - this.ooo.bytes);
   }
 
   /** Memory pressure eased: advertise the reopened window now, not at the peer's next probe. */
@@ -188,20 +192,26 @@ export class Tcb {
     if (!this.isSynchronized() || this.state === "TIME-WAIT") return;
     const w = this.rcvWindow();
     if (w - seqSub(this.rcvAdvRight, this.rcvNxt) >= Math.min(this.o.receiveBufferSize / 2, this.mss)) {
-      this.layer.counters.inc("window_updates_memory");
+      this.env.counters.inc("window_updates_memory");
       this.ackNow = true;
-      this.layer.needsFlush(this);
+      this.env.wantsOutput(this);
     } else this.noteSqueeze();
   }
 
   /** If memory pressure cuts our window, ask to be told when it eases (see reopenWindow). */
   private noteSqueeze(): void {
-    const m = this.layer.memory;
+    const m = this.env.memory;
     if (m.receiveBuffer(this.host, this.o.receiveBufferSize) < this.o.receiveBufferSize) m.squeezed(this.host, this);
   }
 
   private charge(delta: number): void {
-    this.layer.charge(this.host, delta);
+    this.env.memory.charge(this.host, delta);
+  }
+
+  /** Memory freed while our writer was held back by a bound. */
+  onRoom(): void {
+    if (this.sendSpace > 0) this.events?.onDrain();
+    else this.waitIfOverMemory();
   }
 
   // ==== opening ===============================================================================
@@ -250,7 +260,7 @@ export class Tcb {
 
   /** ICMP about a segment we sent (RFC 9293 §3.9.2.4, RFC 1191/8201 path MTU, RFC 5927 caution). */
   icmpError(e: IcmpErrorInfo): void {
-    const c = this.layer.counters;
+    const c = this.env.counters;
     // Only believe errors quoting a sequence number we have in flight (RFC 5927 §4.1).
     const q = e.quoted;
     const seq = ((q[4]! << 24) | (q[5]! << 16) | (q[6]! << 8) | q[7]!) >>> 0;
@@ -265,7 +275,7 @@ export class Tcb {
         // Resend what was lost at the new size (not a congestion signal: cwnd untouched).
         this.sndNxt = this.sndUna;
         this.rttSeq = -1;
-        this.layer.needsFlush(this);
+        this.env.wantsOutput(this);
       }
       return;
     }
@@ -298,7 +308,7 @@ export class Tcb {
       sackPermitted: this.o.sack && (!withAck || this.sackOk),
       ...(this.o.timestamps && (!withAck || this.tsOk) ? { ts: { val: this.tsNow(), ecr: withAck ? this.tsRecent : 0 } } : {}),
     };
-    this.layer.emit(this, this.iss, withAck ? SYN | ACK : SYN, wnd, undefined, 0, 0, opts);
+    this.emit(this.iss, withAck ? SYN | ACK : SYN, wnd, undefined, 0, 0, opts);
     if (this.sndMax === this.iss) this.sndMax = seqAdd(this.iss, 1);
     this.sndNxt = seqAdd(this.iss, 1);
     this.synWindow = wnd;
@@ -321,12 +331,12 @@ export class Tcb {
 
   /** Room left in the send buffer: per connection, and within the stack's and the peer address's totals. */
   get sendSpace(): number {
-    return Math.min(this.o.sendBufferSize - this.sendQ.length, this.layer.memory.sendRoom(this.host));
+    return Math.min(this.o.sendBufferSize - this.sendQ.length, this.env.memory.sendRoom(this.host));
   }
 
   /** A writer held back by the stack's (or the peer address's) bound is woken when memory frees. */
   waitIfOverMemory(): void {
-    if (this.layer.memory.sendRoom(this.host) < 0) this.layer.waitForMemory(this);
+    if (this.env.memory.sendRoom(this.host) < 0) this.env.memory.waitForRoom(this);
   }
 
   /** end(): FIN after the queued data (§3.10.4). */
@@ -361,23 +371,22 @@ export class Tcb {
     this.orphaned = true;
     this.close();
     if (this.state === "CLOSED" || this.state === "TIME-WAIT") return;
-    this.layer.orphanCount++;
-    const q = this.layer.timers;
+    const q = this.env.timers;
     this.orphanTimer = q.timer(() => this.onOrphanTimeout(), true);
     q.arm(this.orphanTimer, this.o.orphanTimeoutMs);
   }
 
   private onOrphanTimeout(): void {
     if (this.state === "CLOSED" || this.state === "TIME-WAIT") return;
-    this.layer.counters.inc("orphans_reaped");
+    this.env.counters.inc("orphans_reaped");
     this.abort();
   }
 
   /** destroy(): abort with RST (§3.10.5). */
   abort(): void {
     if (this.state === "CLOSED" || this.state === "TIME-WAIT") return this.teardown(undefined);
-    if (this.state !== "SYN-SENT" && this.state !== "LISTEN") this.layer.emit(this, this.sndNxt, RST | ACK, 0, undefined, 0, 0);
-    this.layer.counters.inc("aborts");
+    if (this.state !== "SYN-SENT" && this.state !== "LISTEN") this.emit(this.sndNxt, RST | ACK, 0, undefined, 0, 0);
+    this.env.counters.inc("aborts");
     this.teardown(undefined);
   }
 
@@ -391,7 +400,7 @@ export class Tcb {
     const adv = seqSub(this.rcvAdvRight, this.rcvNxt);
     if (after - adv >= Math.min(this.o.receiveBufferSize / 2, this.mss) && before < after && this.isSynchronized()) {
       this.ackNow = true;
-      this.layer.needsFlush(this);
+      this.env.wantsOutput(this);
     }
   }
 
@@ -399,29 +408,24 @@ export class Tcb {
     this.keepAlive = on;
     if (idleMs !== undefined && idleMs > 0) this.keepIdleMs = idleMs;
     this.keepProbes = 0;
-    if (on && this.isSynchronized()) this.layer.timers.arm(this.keepTimer, this.keepIdleMs);
-    else this.layer.timers.cancel(this.keepTimer);
+    if (on && this.isSynchronized()) this.env.timers.arm(this.keepTimer, this.keepIdleMs);
+    else this.env.timers.cancel(this.keepTimer);
   }
 
   private isSynchronized(): boolean {
     return this.state !== "CLOSED" && this.state !== "LISTEN" && this.state !== "SYN-SENT" && this.state !== "SYN-RECEIVED";
   }
 
+  /** Writes made in one tick are coalesced into full segments: output runs once, later. */
   private scheduleOutput(): void {
-    if (this.outputScheduled) return;
-    this.outputScheduled = true;
-    // Writes made in one tick are coalesced into full segments.
-    queueMicrotask(() => {
-      this.outputScheduled = false;
-      this.flush();
-    });
+    this.env.wantsOutput(this);
   }
 
   // ==== input =================================================================================
 
   /** A segment for this connection (checksum verified, parsed in place). */
   input(seg: TcpSegment): void {
-    const c = this.layer.counters;
+    const c = this.env.counters;
     this.lastRecv = this.now();
     if (this.state === "SYN-SENT") return this.inputSynSent(seg);
     const len = seg.payload.length + (seg.flags & SYN ? 1 : 0) + (seg.flags & FIN ? 1 : 0);
@@ -430,7 +434,7 @@ export class Tcb {
     if (this.tsOk && seg.hasTimestamp && !(seg.flags & RST) && seqLt(seg.tsVal, this.tsRecent)) {
       c.drop("paws_rejected");
       this.ackNow = true;
-      return this.layer.needsFlush(this);
+      return this.env.wantsOutput(this);
     }
 
     // First: sequence acceptability (§3.10.7.4, the four cases).
@@ -451,7 +455,7 @@ export class Tcb {
           if (this.state === "CLOSED") return;
         }
         this.ackNow = true;
-        this.layer.needsFlush(this);
+        this.env.wantsOutput(this);
       }
       return;
     }
@@ -478,7 +482,7 @@ export class Tcb {
     if (!(seg.flags & ACK)) return c.drop("no_ack");
     if (this.state === "SYN-RECEIVED") {
       if (!(seqLt(this.sndUna, seg.ack) && seqLe(seg.ack, this.sndMax))) {
-        this.layer.sendReset(this.route, this.localPort, this.remotePort, seg.ack, 0, false);
+        this.env.reset(this.route, this.localPort, this.remotePort, seg.ack, 0, false);
         return;
       }
       this.established();
@@ -489,7 +493,7 @@ export class Tcb {
     // RFC 5961 §5.2: an ACK for data never sent, or too far behind, gets a challenge ACK.
     if (seqGt(seg.ack, this.sndMax)) {
       this.ackNow = true;
-      this.layer.needsFlush(this);
+      this.env.wantsOutput(this);
       return c.drop("ack_unsent_data");
     }
     if (this.maxSndWnd > 0 && seqLt(seg.ack, (this.sndUna - this.maxSndWnd) >>> 0)) return this.challengeAck();
@@ -527,7 +531,7 @@ export class Tcb {
         c.inc("aborts_on_data");
         return this.abort();
       }
-      if (seq === this.rcvNxt && data.length > 0 && this.layer.memory.overLimit(this.host) && this.unread + this.ooo.bytes + data.length > this.o.minReceiveWindow) {
+      if (seq === this.rcvNxt && data.length > 0 && this.env.memory.overLimit(this.host) && this.unread + this.ooo.bytes + data.length > this.o.minReceiveWindow) {
         // Past the hard memory bound a connection keeps only its minimum: the segment is dropped
         // (the peer retransmits it once the application has read and memory is free again).
         c.drop("rcv_memory");
@@ -542,7 +546,7 @@ export class Tcb {
       } else {
         // Out of order: queue it and send a duplicate ACK with SACK at once (RFC 5681 §4.2).
         const held = this.ooo.bytes;
-        if (this.layer.memory.overLimit(this.host)) c.drop("ooo_memory");
+        if (this.env.memory.overLimit(this.host)) c.drop("ooo_memory");
         else if (!this.ooo.add(seq, data, fin)) c.drop("ooo_queue_full");
         else c.inc("ooo_queued");
         this.charge(this.ooo.bytes - held);
@@ -551,13 +555,13 @@ export class Tcb {
       if (!this.ackNow) {
         this.unackedSegs++;
         if (this.unackedSegs >= 2) this.ackNow = true;
-        else if (!this.delackTimer.armed) this.layer.timers.arm(this.delackTimer, this.o.delayedAckMs);
+        else if (!this.delackTimer.armed) this.env.timers.arm(this.delackTimer, this.o.delayedAckMs);
       }
-      this.layer.needsFlush(this);
+      this.env.wantsOutput(this);
     }
     if (this.keepAlive) {
       this.keepProbes = 0;
-      this.layer.timers.arm(this.keepTimer, this.keepIdleMs);
+      this.env.timers.arm(this.keepTimer, this.keepIdleMs);
     }
   }
 
@@ -572,7 +576,7 @@ export class Tcb {
     if (fin) {
       this.rcvNxt = seqAdd(this.rcvNxt, 1);
       this.ackNow = true;
-      this.layer.counters.inc("fins_received");
+      this.env.counters.inc("fins_received");
       this.events?.onEnd();
       switch (this.state) {
         case "SYN-RECEIVED":
@@ -593,10 +597,10 @@ export class Tcb {
   }
 
   private inputSynSent(seg: TcpSegment): void {
-    const c = this.layer.counters;
+    const c = this.env.counters;
     const f = seg.flags;
     if (f & ACK && (seqLe(seg.ack, this.iss) || seqGt(seg.ack, this.sndMax))) {
-      if (!(f & RST)) this.layer.sendReset(this.route, this.localPort, this.remotePort, seg.ack, 0, false);
+      if (!(f & RST)) this.env.reset(this.route, this.localPort, this.remotePort, seg.ack, 0, false);
       return c.drop("bad_synack");
     }
     if (f & RST) {
@@ -617,10 +621,10 @@ export class Tcb {
       this.maxSndWnd = this.sndWnd;
       if (this.tsOk && seg.tsEcr) this.rtt.sample(this.tsNow() - seg.tsEcr);
       else if (this.synRetries === 0) this.rtt.sample(this.now() - this.rttTime);
-      this.layer.timers.cancel(this.rtoTimer);
+      this.env.timers.cancel(this.rtoTimer);
       this.established();
       this.ackNow = true;
-      this.layer.needsFlush(this);
+      this.env.wantsOutput(this);
       this.events?.onConnect();
       if (seg.payload.length) {
         // Data on a SYN-ACK: rare, but legal.
@@ -631,7 +635,7 @@ export class Tcb {
       this.state = "SYN-RECEIVED";
       this.sndWnd = seg.window;
       this.sndWl1 = seg.seq;
-      this.layer.counters.inc("simultaneous_open");
+      this.env.counters.inc("simultaneous_open");
       this.sendSyn(true);
     }
   }
@@ -640,16 +644,13 @@ export class Tcb {
     if (this.state === "SYN-SENT" || this.state === "SYN-RECEIVED") this.state = "ESTABLISHED";
     this.synRetries = 0;
     this.backoff = 0;
-    this.layer.counters.inc("established");
-    if (this.listener) {
-      this.listener.halfOpen--;
-      this.layer.halfOpenDone();
-    }
-    if (this.keepAlive) this.layer.timers.arm(this.keepTimer, this.keepIdleMs);
+    this.env.counters.inc("established");
+    this.listener?.halfOpenDone();
+    if (this.keepAlive) this.env.timers.arm(this.keepTimer, this.keepIdleMs);
   }
 
   private processAck(seg: TcpSegment): void {
-    const c = this.layer.counters;
+    const c = this.env.counters;
     const ack = seg.ack;
     const wnd = seg.window << this.sndWscale;
     if (this.sackOk && seg.sackCount > 0) {
@@ -692,8 +693,8 @@ export class Tcb {
       this.dupAcks = 0;
       if (seqLt(this.rxtNext, ack)) this.rxtNext = ack;
       if (this.sndUna === this.sndMax) {
-        this.layer.timers.cancel(this.rtoTimer);
-        this.layer.timers.cancel(this.ptoTimer);
+        this.env.timers.cancel(this.rtoTimer);
+        this.env.timers.cancel(this.ptoTimer);
       } else this.armRto(true);
       if (dataAcked > 0 && this.sendSpace > 0) this.events?.onDrain();
       // Our FIN acknowledged?
@@ -701,7 +702,7 @@ export class Tcb {
         switch (this.state) {
           case "FIN-WAIT-1":
             this.state = "FIN-WAIT-2";
-            if (this.o.finWait2TimeoutMs > 0) this.layer.timers.arm(this.waitTimer, this.o.finWait2TimeoutMs);
+            if (this.o.finWait2TimeoutMs > 0) this.env.timers.arm(this.waitTimer, this.o.finWait2TimeoutMs);
             break;
           case "CLOSING":
             this.enterTimeWait();
@@ -734,16 +735,16 @@ export class Tcb {
       this.sndWl2 = ack;
       if (wnd > this.maxSndWnd) this.maxSndWnd = wnd;
       if (opened) {
-        this.layer.timers.cancel(this.persistTimer);
+        this.env.timers.cancel(this.persistTimer);
         this.persistBackoff = 0;
       }
     }
-    this.layer.needsFlush(this);
+    this.env.wantsOutput(this);
   }
 
 
   private enterRecovery(): void {
-    const c = this.layer.counters;
+    const c = this.env.counters;
     c.inc("fast_retransmits");
     this.inRecovery = true;
     this.recover = this.sndMax;
@@ -755,8 +756,8 @@ export class Tcb {
   }
 
   private challengeAck(): void {
-    const c = this.layer.counters;
-    if (!this.layer.challengeAllowed()) return c.drop("challenge_ack_rate_limited");
+    const c = this.env.counters;
+    if (!this.env.challengeAllowed()) return c.drop("challenge_ack_rate_limited");
     c.inc("challenge_acks");
     this.sendAck();
   }
@@ -776,7 +777,7 @@ export class Tcb {
   }
 
   private output(): void {
-    const c = this.layer.counters;
+    const c = this.env.counters;
     // During SACK recovery, fill holes below the highest SACKed byte first.
     if (this.inRecovery && this.sackOk) {
       const high = this.sb.highest();
@@ -804,7 +805,7 @@ export class Tcb {
       // Windows are real numbers (CUBIC); segments are whole bytes. New data may go out as one
       // super-segment when the netif segments for us (TSO); retransmissions stay one MSS.
       const seg = this.room();
-      const g = this.layer.gsoMax;
+      const g = this.env.gsoMax;
       const cap = g > 0 && !this.route.local && !seqLt(this.sndNxt, this.sndMax) ? Math.max(seg, Math.floor((g - 120) / seg) * seg) : seg;
       let n = Math.floor(Math.min(cap, unsent, Math.max(0, usable)));
       const finNow = this.finQueued && this.finSeq < 0 && unsent - n <= 0 && (this.state === "FIN-WAIT-1" || this.state === "LAST-ACK" || this.state === "CLOSING");
@@ -838,10 +839,10 @@ export class Tcb {
       const last = n === unsent;
       if (last && n > 0) flags |= PSH;
       if (finNow && last) flags |= FIN;
-      if (!this.layer.emit(this, this.sndNxt, flags, this.advertise(), this.sendQ, Math.max(0, off), n, {}, seg)) {
+      if (!this.emit(this.sndNxt, flags, this.advertise(), this.sendQ, Math.max(0, off), n, {}, seg)) {
         // The local queue is full (the netif could not take the burst): this is no loss on the
         // path, so don't count it as sent; try again once the queue has drained.
-        this.retryLater();
+        this.env.retryOutput(this);
         break;
       }
       if (retrans) c.inc("retransmitted_segments");
@@ -870,8 +871,8 @@ export class Tcb {
       else return;
     }
     if (this.finSeq >= 0 && seqAdd(seq, Math.max(0, n)) === this.finSeq && n === this.sendQ.length - off) flags |= FIN;
-    this.layer.emit(this, seq, flags, this.advertise(), this.sendQ, off, Math.max(0, n));
-    this.layer.counters.inc("retransmitted_segments");
+    this.emit(seq, flags, this.advertise(), this.sendQ, off, Math.max(0, n));
+    this.env.counters.inc("retransmitted_segments");
     this.rttSeq = -1; // Karn
   }
 
@@ -894,8 +895,21 @@ export class Tcb {
     this.ackNow = false;
     this.unackedSegs = 0;
     this.lastAckSent = this.rcvNxt;
-    this.layer.timers.cancel(this.delackTimer);
+    this.env.timers.cancel(this.delackTimer);
     return scaled;
+  }
+
+  /**
+   * Build and send one segment: our ports, `seq`, the ACK field (RCV.NXT when ACK is set), the
+   * window, the timestamp and SACK options the connection negotiated, `extra` options (a SYN's),
+   * and `len` bytes of `q` from `off`; as a TSO super-segment of `gsoSize`-byte segments when the
+   * payload is larger.
+   */
+  private emit(seq: number, flags: number, window: number, q: SendQueue | undefined, off: number, len: number, extra: Partial<TcpEmit> = {}, gsoSize = 0): boolean {
+    const ts = extra.ts ?? this.tsOption();
+    const sack = flags & ACK && !(flags & SYN) ? this.sackBlocks() : undefined;
+    const repr: TcpEmit = { srcPort: this.localPort, dstPort: this.remotePort, seq, ack: flags & ACK ? this.rcvNxt : 0, flags, window, ...extra, ...(ts ? { ts } : {}), ...(sack ? { sack } : {}) };
+    return this.env.transmit(this.route, repr, q, off, len, gsoSize > 0 && len > gsoSize ? gsoSize : 0);
   }
 
   sendAck(): void {
@@ -903,7 +917,7 @@ export class Tcb {
     // SND.MAX, not SND.NXT: after a retransmission timeout rewound SND.NXT, the peer may already
     // hold everything up to SND.MAX and would find an older sequence number unacceptable,
     // dropping the acknowledgment with it.
-    this.layer.emit(this, this.sndMax, ACK, this.advertise(), undefined, 0, 0);
+    this.emit(this.sndMax, ACK, this.advertise(), undefined, 0, 0);
   }
 
   /** Payload bytes that fit in one segment now: the MSS less any SACK option we must carry. */
@@ -927,7 +941,7 @@ export class Tcb {
   private armRto(restart = false): void {
     if (this.rtoTimer.armed && !restart) return;
     const rto = Math.min(this.o.maxRtoMs, this.rtt.rto * Math.pow(2, this.backoff));
-    this.layer.timers.arm(this.rtoTimer, rto);
+    this.env.timers.arm(this.rtoTimer, rto);
     this.armPto(rto);
   }
 
@@ -940,13 +954,13 @@ export class Tcb {
     if (!this.o.tailLossProbe || !this.rtt.hasSample || this.sndUna === this.sndMax || !this.isSynchronized()) return;
     let pto = Math.max(2 * this.rtt.srtt, 10);
     if (seqSub(this.sndMax, this.sndUna) <= this.mss) pto = Math.max(pto, 1.5 * this.rtt.srtt + this.o.delayedAckMs * 2);
-    if (pto >= rto) return this.layer.timers.cancel(this.ptoTimer);
-    this.layer.timers.arm(this.ptoTimer, pto);
+    if (pto >= rto) return this.env.timers.cancel(this.ptoTimer);
+    this.env.timers.arm(this.ptoTimer, pto);
   }
 
   private onPto(): void {
     if (!this.isSynchronized() || this.sndUna === this.sndMax || this.sndWnd === 0) return;
-    const c = this.layer.counters;
+    const c = this.env.counters;
     c.inc("tail_loss_probes");
     const off = seqSub(this.sndMax, this.sndUna) - (seqLe(this.sndUna, this.iss) ? 1 : 0);
     const unsent = this.sendQ.length - off;
@@ -958,7 +972,7 @@ export class Tcb {
       const n = Math.min(this.room(), unsent, seqSub(seqAdd(this.sndUna, this.sndWnd), this.sndMax));
       const saveNxt = this.sndNxt;
       this.sndNxt = this.sndMax;
-      this.layer.emit(this, this.sndNxt, ACK | PSH, this.advertise(), this.sendQ, off, n);
+      this.emit(this.sndNxt, ACK | PSH, this.advertise(), this.sendQ, off, n);
       this.sndNxt = seqAdd(this.sndMax, n);
       this.sndMax = this.sndNxt;
       if (seqGt(saveNxt, this.sndNxt)) this.sndNxt = saveNxt;
@@ -972,7 +986,7 @@ export class Tcb {
   }
 
   private onRto(): void {
-    const c = this.layer.counters;
+    const c = this.env.counters;
     if (this.state === "CLOSED" || this.state === "TIME-WAIT") return;
     if (this.state === "SYN-SENT" || this.state === "SYN-RECEIVED") {
       // A passive open gives up sooner than connect() (synAckRetries, like Linux).
@@ -1017,20 +1031,11 @@ export class Tcb {
 
   private armPersist(): void {
     const t = Math.min(60_000, Math.max(this.o.minRtoMs, this.rtt.rto) * Math.pow(2, this.persistBackoff));
-    this.layer.timers.arm(this.persistTimer, t);
+    this.env.timers.arm(this.persistTimer, t);
   }
 
   private swsOverride = false;
-  private retryScheduled = false;
 
-  private retryLater(): void {
-    if (this.retryScheduled) return;
-    this.retryScheduled = true;
-    setImmediate(() => {
-      this.retryScheduled = false;
-      if (this.state !== "CLOSED") this.flush();
-    });
-  }
   private lastRtoAt = -1;
 
   /** Zero-window probe (§3.8.6.1): a segment below the window elicits an ACK carrying it. */
@@ -1043,8 +1048,8 @@ export class Tcb {
       this.swsOverride = false;
       return;
     }
-    this.layer.counters.inc("window_probes");
-    this.layer.emit(this, seqAdd(this.sndUna, -1), ACK, this.advertise(), undefined, 0, 0);
+    this.env.counters.inc("window_probes");
+    this.emit(seqAdd(this.sndUna, -1), ACK, this.advertise(), undefined, 0, 0);
     this.persistBackoff = Math.min(this.persistBackoff + 1, 10);
     this.armPersist();
   }
@@ -1053,33 +1058,33 @@ export class Tcb {
     if (!this.keepAlive || !this.isSynchronized()) return;
     const idle = this.now() - this.lastRecv;
     if (idle < this.keepIdleMs && this.keepProbes === 0) {
-      this.layer.timers.arm(this.keepTimer, this.keepIdleMs - idle);
+      this.env.timers.arm(this.keepTimer, this.keepIdleMs - idle);
       return;
     }
     if (this.keepProbes >= this.o.keepAliveProbes) {
       return this.teardown(err("ETIMEDOUT", "connection timed out (keepalive probes unanswered)"));
     }
     this.keepProbes++;
-    this.layer.counters.inc("keepalive_probes");
-    this.layer.emit(this, seqAdd(this.sndUna, -1), ACK, this.advertise(), undefined, 0, 0);
-    this.layer.timers.arm(this.keepTimer, this.o.keepAliveIntervalMs);
+    this.env.counters.inc("keepalive_probes");
+    this.emit(seqAdd(this.sndUna, -1), ACK, this.advertise(), undefined, 0, 0);
+    this.env.timers.arm(this.keepTimer, this.o.keepAliveIntervalMs);
   }
 
   private enterTimeWait(): void {
     this.state = "TIME-WAIT";
-    this.layer.timers.cancel(this.rtoTimer);
-    this.layer.timers.cancel(this.persistTimer);
-    this.layer.timers.cancel(this.keepTimer);
-    this.layer.timers.arm(this.waitTimer, 2 * this.o.mslMs);
-    this.layer.counters.inc("time_wait");
+    this.env.timers.cancel(this.rtoTimer);
+    this.env.timers.cancel(this.persistTimer);
+    this.env.timers.cancel(this.keepTimer);
+    this.env.timers.arm(this.waitTimer, 2 * this.o.mslMs);
+    this.env.counters.inc("time_wait");
     this.events?.onClose(undefined);
     this.events = undefined;
   }
 
   private restartTimeWait(): void {
     this.ackNow = true;
-    this.layer.needsFlush(this);
-    this.layer.timers.arm(this.waitTimer, 2 * this.o.mslMs);
+    this.env.wantsOutput(this);
+    this.env.timers.arm(this.waitTimer, 2 * this.o.mslMs);
   }
 
   private onWaitTimer(): void {
@@ -1099,29 +1104,22 @@ export class Tcb {
     if (this.state === "CLOSED") return;
     const wasHalfOpen = this.state === "SYN-RECEIVED" && this.listener;
     this.state = "CLOSED";
-    const t = this.layer.timers;
+    const t = this.env.timers;
     t.cancel(this.rtoTimer);
     t.cancel(this.delackTimer);
     t.cancel(this.persistTimer);
     t.cancel(this.keepTimer);
     t.cancel(this.waitTimer);
     t.cancel(this.ptoTimer);
-    if (this.orphanTimer) {
-      t.cancel(this.orphanTimer);
-      this.layer.orphanCount--;
-    }
-    if (wasHalfOpen && this.listener) {
-      this.listener.halfOpen--;
-      this.layer.halfOpenDone();
-    }
+    if (this.orphanTimer) t.cancel(this.orphanTimer);
+    if (wasHalfOpen) this.listener?.halfOpenDone();
     this.charge(-(this.sendQ.length + this.ooo.bytes + this.unread));
     this.sendQ.clear();
     this.ooo.clear();
     this.unread = 0;
-    this.host.squeezed.delete(this);
-    this.layer.memory.detach(this.host);
+    this.env.memory.forget(this, this.host);
     this.closedErr = e;
-    this.layer.remove(this);
+    this.env.closed(this);
     const ev = this.events;
     this.events = undefined;
     ev?.onClose(e);

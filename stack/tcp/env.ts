@@ -1,0 +1,46 @@
+/**
+ * What one TCP connection (tcb.ts) needs of the world, and nothing more (after smoltcp's socket
+ * context): time and timers, counters, randomness, the memory budget, and a way to put a segment
+ * on the wire. The demux (layer.ts) provides it for every connection of a stack; a unit test can
+ * provide its own and drive a connection segment by segment, with no layer, IP or netif.
+ */
+import type { TimerQueue } from "../core/timers.js";
+import type { Counters } from "../core/stats.js";
+import type { Random } from "../core/random.js";
+import type { Route } from "../ip.js";
+import type { TcpEmit } from "../wire/tcp.js";
+import type { SendQueue } from "./buffers.js";
+import type { TcpMemory } from "./memory.js";
+
+/** A connection as its environment sees it. */
+export interface Flushable {
+  /** Send what the windows allow and any ACK owed. */
+  flush(): void;
+  readonly state: string;
+}
+
+export interface TcpEnv {
+  readonly timers: TimerQueue;
+  readonly counters: Counters;
+  readonly random: Random;
+  /** Buffer memory of the stack, shared by all connections (per remote address too). */
+  readonly memory: TcpMemory;
+  /** Largest IP packet the netif cuts into segments itself (TSO); 0: none. */
+  readonly gsoMax: number;
+  /**
+   * Put one segment on the wire: the header as `repr`, then `len` payload bytes from `payload` at
+   * `off`; with `gsoSize` (and more payload than that) a super-segment the netif cuts. False if
+   * it could not leave (no route, the netif's queue full): that is no loss on the path.
+   */
+  transmit(route: Route, repr: TcpEmit, payload: SendQueue | undefined, off: number, len: number, gsoSize: number): boolean;
+  /** A RST outside any connection's sequence space (rate limited, RFC 9293 §3.10.7). */
+  reset(route: Route, localPort: number, remotePort: number, seq: number, ack: number, withAck: boolean): void;
+  /** May an RFC 5961 challenge ACK go out now (rate limited)? */
+  challengeAllowed(): boolean;
+  /** `t` owes output: flush() runs once, at the end of the current batch of frames or tick. */
+  wantsOutput(t: Flushable): void;
+  /** The netif refused `t`'s last segment: flush() again once I/O had a turn. */
+  retryOutput(t: Flushable): void;
+  /** `t` reached CLOSED: forget it. */
+  closed(t: Flushable): void;
+}

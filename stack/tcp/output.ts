@@ -1,0 +1,49 @@
+/**
+ * The one output scheduler of a stack's TCP: connections that owe output are flushed once, at
+ * the end of the batch of frames that made them owe it (so the ACKs and data of a batch go out
+ * together, one write to the netif), or at the end of the tick when the cause was not a frame (a
+ * write by the application, a timer). Connections whose segment the netif refused (its queue was
+ * full) are retried once I/O had a turn (setImmediate), not in a tight loop.
+ */
+import type { Flushable } from "./env.js";
+
+export class OutputScheduler {
+  private readonly due = new Set<Flushable>();
+  private scheduled = false;
+  private readonly retrying = new Set<Flushable>();
+  private retryScheduled = false;
+
+  want(t: Flushable): void {
+    this.due.add(t);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // The end of the netif's batch normally comes first; this covers output owed outside a batch.
+    queueMicrotask(() => this.run());
+  }
+
+  /** Flush everything owed (called at the end of a batch of received frames). */
+  run(): void {
+    this.scheduled = false;
+    if (this.due.size === 0) return;
+    const list = [...this.due];
+    this.due.clear();
+    for (const t of list) t.flush();
+  }
+
+  retry(t: Flushable): void {
+    this.retrying.add(t);
+    if (this.retryScheduled) return;
+    this.retryScheduled = true;
+    setImmediate(() => {
+      this.retryScheduled = false;
+      const list = [...this.retrying];
+      this.retrying.clear();
+      for (const x of list) if (x.state !== "CLOSED") x.flush();
+    });
+  }
+
+  forget(t: Flushable): void {
+    this.due.delete(t);
+    this.retrying.delete(t);
+  }
+}
