@@ -9,6 +9,7 @@ import { Duplex } from "node:stream";
 import type { Tcb } from "./tcb.js";
 import type { Timer } from "../core/timers.js";
 import { formatIP } from "../wire/addr.js";
+import { errnoError } from "../core/errors.js";
 
 export interface FlowOptions {
   allowHalfOpen?: boolean;
@@ -169,7 +170,7 @@ export class TcpFlow extends Duplex {
     const t = this.tcb;
     const st = t.state;
     if (st === "CLOSED" || st === "FIN-WAIT-1" || st === "FIN-WAIT-2" || st === "CLOSING" || st === "LAST-ACK" || st === "TIME-WAIT") {
-      const e = Object.assign(new Error(st === "CLOSED" ? "This socket has been ended by the other party" : "write after end"), { code: "EPIPE" });
+      const e = st === "CLOSED" ? errnoError("EPIPE", "write", "(the connection is closed)") : Object.assign(new Error("write after end"), { code: "EPIPE" });
       cb?.(e);
       return;
     }
@@ -191,7 +192,7 @@ export class TcpFlow extends Duplex {
   private failWrites(err: Error | undefined): void {
     const w = this.pendingWrites;
     this.pendingWrites = [];
-    for (const p of w) p.cb(err ?? Object.assign(new Error("connection closed"), { code: "EPIPE" }));
+    for (const p of w) p.cb(err ?? errnoError("EPIPE", "write", "(the connection closed)"));
   }
 
   override _final(cb: WriteCb): void {

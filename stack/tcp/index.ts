@@ -2,6 +2,7 @@
 import { TcpLayer, TcpListener, type TcpOptions } from "./layer.js";
 import { TcpFlow, type FlowOptions } from "./flow.js";
 import { formatIP, ipFamily, parseIP } from "../wire/addr.js";
+import { ERR_INVALID_IP_ADDRESS, errnoError } from "../core/errors.js";
 import type { Timer } from "../core/timers.js";
 
 export { TcpLayer, TcpListener, TcpFlow, type TcpOptions, type FlowOptions };
@@ -78,7 +79,7 @@ export class TcpApi {
     if (opts.timeout && opts.timeout > 0) {
       const q = this.layer.timers;
       const timer: Timer = q.timer(() => {
-        if (flow.connecting) flow.destroy(Object.assign(new Error(`connect ETIMEDOUT ${opts.host}:${opts.port}`), { code: "ETIMEDOUT" }));
+        if (flow.connecting) flow.destroy(errnoError("ETIMEDOUT", "connect", `${opts.host}:${opts.port}`));
       });
       q.arm(timer, opts.timeout);
       flow.once("connect", () => q.cancel(timer));
@@ -89,6 +90,6 @@ export class TcpApi {
 }
 
 function parseHost(h: string): Uint8Array {
-  if (ipFamily(h) === 0) throw Object.assign(new TypeError(`"${h}" is not an IP address (name resolution comes with the client side)`), { code: "EINVAL" });
+  if (ipFamily(h) === 0) throw new ERR_INVALID_IP_ADDRESS(`${h} (names are resolved by the client side or stack.dns)`);
   return parseIP(h);
 }

@@ -19,15 +19,12 @@ import type { SendQueue } from "./buffers.js";
 import { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 import { TcpMemory } from "./memory.js";
 import { OutputScheduler } from "./output.js";
+import { errnoError } from "../core/errors.js";
+import { validatePort } from "../core/validate.js";
 import type { TcpEnv } from "./env.js";
 
 export { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 
-function sysErr(code: string, message: string): Error & { code: string } {
-  const e = new Error(message) as Error & { code: string };
-  e.code = code;
-  return e;
-}
 
 /** A listening endpoint. */
 export class TcpListener {
@@ -134,13 +131,13 @@ export class TcpLayer implements UpperProtocol {
   // ==== listen / connect ======================================================================
 
   listen(port: number, host: Uint8Array | undefined, backlog: number, accept: (t: Tcb) => void): TcpListener {
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`invalid port ${port} (1..65535)`);
+    validatePort(port, "Port", false);
     const family = host ? (host.length === 4 ? 4 : 6) : 0;
-    if (host && !isZero(host) && !(family === 4 ? this.ipv4 : this.ipv6)?.isLocal(host)) throw sysErr("EADDRNOTAVAIL", `address ${formatIP(host)} is not assigned to this stack`);
+    if (host && !isZero(host) && !(family === 4 ? this.ipv4 : this.ipv6)?.isLocal(host)) throw errnoError("EADDRNOTAVAIL", "listen", `${formatIP(host)}:${port} (not an address of this stack)`);
     const list = this.listeners.get(port) ?? [];
     for (const l of list) {
       if (l.family === 0 || family === 0 || (l.family === family && (!l.addr || !host || isZero(l.addr) || isZero(host) || ipKey(l.addr) === ipKey(host)))) {
-        throw sysErr("EADDRINUSE", `TCP port ${port} is already in use`);
+        throw errnoError("EADDRINUSE", "listen", `port ${port}`);
       }
     }
     const l = new TcpListener(this, family as 0 | 4 | 6, host && !isZero(host) ? host : undefined, port, backlog, accept);
@@ -160,14 +157,14 @@ export class TcpLayer implements UpperProtocol {
   /** Active open. Throws with a code on immediate failure. */
   connect(dst: Uint8Array, port: number, localPort = 0, src?: Uint8Array): Tcb {
     const ip = dst.length === 4 ? this.ipv4 : this.ipv6;
-    if (!ip) throw sysErr("EAFNOSUPPORT", `this stack has no IPv${dst.length === 4 ? 4 : 6} configured`);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`invalid port ${port} (1..65535)`);
+    if (!ip) throw errnoError("EAFNOSUPPORT", "connect", `(this stack has no IPv${dst.length === 4 ? 4 : 6})`);
+    validatePort(port, "Port", false);
     const route = ip.route(dst, src);
-    if (!route) throw sysErr("EHOSTUNREACH", `no route to ${formatIP(dst)}`);
-    if (this.conns.size >= this.o.maxConnections) throw sysErr("EMFILE", `too many TCP connections (limit ${this.o.maxConnections})`);
+    if (!route) throw errnoError("EHOSTUNREACH", "connect", `${formatIP(dst)}:${port} (no route)`);
+    if (this.conns.size >= this.o.maxConnections) throw errnoError("EMFILE", "connect", `(limits.tcp.maxConnections ${this.o.maxConnections} reached)`);
     let lport = localPort;
     if (lport === 0) lport = this.ephemeralPort(route.dst, port, route.src);
-    else if (this.conns.has(this.key(route.dst, port, route.src, lport))) throw sysErr("EADDRINUSE", `${formatIP(route.src)}:${lport} -> ${formatIP(dst)}:${port} already exists`);
+    else if (this.conns.has(this.key(route.dst, port, route.src, lport))) throw errnoError("EADDRINUSE", "connect", `${formatIP(route.src)}:${lport} -> ${formatIP(dst)}:${port} exists`);
     const t = new Tcb(this.env, route, lport, port, this.o, this.key(route.dst, port, route.src, lport));
     this.conns.set(t.key, t);
     t.connect(this.isn(route.src, lport, route.dst, port));
@@ -183,7 +180,7 @@ export class TcpLayer implements UpperProtocol {
       if (!this.conns.has(this.key(dst, dport, src, p)) && !this.listeners.has(p)) return p;
       p = p === this.o.ephemeralHigh ? lo : p + 1;
     }
-    throw sysErr("EADDRNOTAVAIL", "no free ephemeral TCP port");
+    throw errnoError("EADDRNOTAVAIL", "connect", "(no free ephemeral port)");
   }
 
   /** RFC 6528: ISN = M + F(4-tuple, secret), M a 4 µs clock. */

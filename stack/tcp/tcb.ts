@@ -18,7 +18,8 @@ import type { TcpOptionsResolved } from "./options.js";
 import type { TcpEnv } from "./env.js";
 import type { TcpEmit } from "../wire/tcp.js";
 import type { HostShare } from "./memory.js";
-import { ipKey } from "../wire/addr.js";
+import { formatIP, ipKey } from "../wire/addr.js";
+import { errnoError } from "../core/errors.js";
 
 export type TcpState = "CLOSED" | "LISTEN" | "SYN-SENT" | "SYN-RECEIVED" | "ESTABLISHED" | "FIN-WAIT-1" | "FIN-WAIT-2" | "CLOSE-WAIT" | "CLOSING" | "LAST-ACK" | "TIME-WAIT";
 
@@ -33,11 +34,6 @@ export interface TcbEvents {
   onClose(err: (Error & { code: string }) | undefined): void;
 }
 
-function err(code: string, message: string): Error & { code: string } {
-  const e = new Error(message) as Error & { code: string };
-  e.code = code;
-  return e;
-}
 
 export class Tcb {
   state: TcpState = "CLOSED";
@@ -150,6 +146,12 @@ export class Tcb {
     while (ws < 14 && o.receiveBufferSize >> ws > 65535) ws++;
     this.rcvWscale = ws;
     this.tsOffset = env.random.u32();
+  }
+
+  /** "198.18.0.2:80" / "[2001:db8::2]:80", for error messages. */
+  private peerText(): string {
+    const a = formatIP(this.route.dst);
+    return `${this.route.family === 6 ? `[${a}]` : a}:${this.remotePort}`;
   }
 
   get localAddress(): Uint8Array {
@@ -281,7 +283,7 @@ export class Tcb {
     }
     if (this.state === "SYN-SENT" && (e.kind === "port_unreachable" || e.kind === "unreachable")) {
       // Hard error while connecting: report it like a kernel socket would.
-      return this.teardown(err(e.kind === "port_unreachable" ? "ECONNREFUSED" : "EHOSTUNREACH", e.kind === "port_unreachable" ? "connection refused (ICMP port unreachable)" : "host unreachable (ICMP)"));
+      return this.teardown(errnoError(e.kind === "port_unreachable" ? "ECONNREFUSED" : "EHOSTUNREACH", "connect", `${this.peerText()} (ICMP ${e.kind === "port_unreachable" ? "port" : "host"} unreachable)`));
     }
   }
 
@@ -466,7 +468,7 @@ export class Tcb {
       c.inc("resets_received");
       if (this.state === "SYN-RECEIVED" && this.listener) return this.teardown(undefined);
       if (this.state === "TIME-WAIT" || this.state === "CLOSING" || this.state === "LAST-ACK") return this.teardown(undefined);
-      return this.teardown(err("ECONNRESET", "connection reset by peer"));
+      return this.teardown(errnoError("ECONNRESET", "read"));
     }
 
     // Fourth: SYN in a synchronized state (RFC 5961 §4: challenge ACK).
@@ -604,7 +606,7 @@ export class Tcb {
       return c.drop("bad_synack");
     }
     if (f & RST) {
-      if (f & ACK) return this.teardown(err("ECONNREFUSED", "connection refused"));
+      if (f & ACK) return this.teardown(errnoError("ECONNREFUSED", "connect", this.peerText()));
       return;
     }
     if (!(f & SYN)) return;
@@ -991,7 +993,7 @@ export class Tcb {
     if (this.state === "SYN-SENT" || this.state === "SYN-RECEIVED") {
       // A passive open gives up sooner than connect() (synAckRetries, like Linux).
       if (++this.synRetries > (this.listener ? this.o.synAckRetries : this.o.synRetries)) {
-        return this.teardown(err("ETIMEDOUT", "connection timed out (no answer to SYN)"));
+        return this.teardown(errnoError("ETIMEDOUT", "connect", `${this.peerText()} (no answer to SYN)`));
       }
       this.backoff++;
       c.inc("syn_retransmits");
@@ -1011,7 +1013,7 @@ export class Tcb {
     }
     this.lastRtoAt = this.now();
     if (++this.retransmits > this.o.maxRetransmits) {
-      return this.teardown(err("ETIMEDOUT", "connection timed out (retransmissions unanswered)"));
+      return this.teardown(errnoError("ETIMEDOUT", "read", "(retransmissions unanswered)"));
     }
     c.inc("rto_timeouts");
     // RFC 6298 §5.5-5.7: back off, retransmit the earliest unacknowledged segment, slow start.
@@ -1062,7 +1064,7 @@ export class Tcb {
       return;
     }
     if (this.keepProbes >= this.o.keepAliveProbes) {
-      return this.teardown(err("ETIMEDOUT", "connection timed out (keepalive probes unanswered)"));
+      return this.teardown(errnoError("ETIMEDOUT", "read", "(keepalive probes unanswered)"));
     }
     this.keepProbes++;
     this.env.counters.inc("keepalive_probes");
