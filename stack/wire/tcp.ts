@@ -65,13 +65,7 @@ export function parseTcp(p: Uint8Array, s: TcpSegment): TcpParseError | undefine
   s.window = (p[14]! << 8) | p[15]!;
   s.headerLen = hl;
   s.payload = p.subarray(hl);
-  s.mss = -1;
-  s.wscale = -1;
-  s.sackPermitted = false;
-  s.hasTimestamp = false;
-  s.tsVal = 0;
-  s.tsEcr = 0;
-  s.sackCount = 0;
+  for (const codec of TCP_OPTIONS) codec.reset(s);
   let o = 20;
   while (o < hl) {
     const kind = p[o]!;
@@ -83,38 +77,9 @@ export function parseTcp(p: Uint8Array, s: TcpSegment): TcpParseError | undefine
     if (o + 2 > hl) return "bad_option";
     const len = p[o + 1]!;
     if (len < 2 || o + len > hl) return "bad_option";
-    switch (kind) {
-      case OPT_MSS:
-        if (len !== 4) return "bad_option";
-        s.mss = (p[o + 2]! << 8) | p[o + 3]!;
-        break;
-      case OPT_WSCALE:
-        if (len !== 3) return "bad_option";
-        s.wscale = Math.min(p[o + 2]!, 14); // RFC 7323 §2.3: values above 14 are treated as 14
-        break;
-      case OPT_SACK_PERMITTED:
-        if (len !== 2) return "bad_option";
-        s.sackPermitted = true;
-        break;
-      case OPT_SACK: {
-        const n = (len - 2) / 8;
-        if (!Number.isInteger(n) || n < 1 || n > 4) return "bad_option";
-        for (let i = 0; i < n; i++) {
-          s.sack[2 * i] = u32(p, o + 2 + 8 * i);
-          s.sack[2 * i + 1] = u32(p, o + 6 + 8 * i);
-        }
-        s.sackCount = n;
-        break;
-      }
-      case OPT_TIMESTAMP:
-        if (len !== 10) return "bad_option";
-        s.hasTimestamp = true;
-        s.tsVal = u32(p, o + 2);
-        s.tsEcr = u32(p, o + 6);
-        break;
-      default:
-        break; // unknown options are skipped (RFC 9293 §3.2)
-    }
+    // Unknown options are skipped (RFC 9293 §3.2); a known one with a bad length is an error.
+    const codec = BY_KIND[kind];
+    if (codec && !codec.parse(p, o, len, s)) return "bad_option";
     o += len;
   }
   return undefined;
@@ -139,17 +104,6 @@ export interface TcpEmit {
   sack?: number[];
 }
 
-/** Length of the options block `o` needs (padded to 4). */
-export function optionsLength(o: TcpEmit): number {
-  let n = 0;
-  if (o.mss !== undefined) n += 4;
-  if (o.wscale !== undefined) n += 4; // NOP + 3
-  if (o.sackPermitted) n += o.ts ? 2 : 4; // with timestamps: SACK-permitted + TS share NOPs
-  if (o.ts) n += o.sackPermitted ? 10 : 12;
-  if (o.sack && o.sack.length > 0) n += 4 + 4 * o.sack.length; // NOP NOP kind len + 8 bytes per block
-  return (n + 3) & ~3;
-}
-
 const put32 = (p: Uint8Array, o: number, v: number) => {
   p[o] = (v >>> 24) & 0xff;
   p[o + 1] = (v >>> 16) & 0xff;
@@ -158,14 +112,135 @@ const put32 = (p: Uint8Array, o: number, v: number) => {
 };
 
 /**
- * Write a TCP header with options at `off`; the payload must already be in place right after
- * the header (`off + 20 + optionsLength(o)`), `payloadLen` bytes. Fills the checksum.
- * Returns the header length.
+ * One TCP option: how it is parsed into a TcpSegment and written from a TcpEmit. A new option is
+ * one entry here (with its fields in TcpSegment, TcpEmit and newSegment()); nothing else in the
+ * stack walks option bytes.
  */
+export interface TcpOptionCodec {
+  readonly kind: number;
+  /** Bytes the option takes in a header built from `o` (kind and length included); 0: absent. */
+  size(o: TcpEmit): number;
+  emit(buf: Uint8Array, p: number, o: TcpEmit): void;
+  /** Read the option of `len` bytes at `p` into `s`; false if it is malformed. */
+  parse(b: Uint8Array, p: number, len: number, s: TcpSegment): boolean;
+  /** Clear its fields in `s` before a segment is parsed. */
+  reset(s: TcpSegment): void;
+}
+
 /**
- * Write a TCP header (and checksum) in front of `payloadLen` bytes already at off + header length.
- * With `partial`, the checksum field gets only the pseudo-header sum, uncomplemented, for a netif
- * that completes it (virtio-net NEEDS_CSUM, as Linux's own TSO path does).
+ * In the order they are written. Each option is preceded by the NOPs that end it on a 32-bit
+ * boundary, so the common layouts are Linux's (NOP NOP TS on data segments: the kernel's header
+ * prediction fast path, RFC 7323 Appendix A; NOP NOP SACK after it).
+ */
+export const TCP_OPTIONS: readonly TcpOptionCodec[] = [
+  {
+    kind: OPT_MSS, // RFC 9293 §3.2: SYN only
+    size: (o) => (o.mss !== undefined ? 4 : 0),
+    emit: (b, p, o) => {
+      b[p] = OPT_MSS;
+      b[p + 1] = 4;
+      b[p + 2] = o.mss! >>> 8;
+      b[p + 3] = o.mss! & 0xff;
+    },
+    parse: (b, p, len, s) => {
+      if (len !== 4) return false;
+      s.mss = (b[p + 2]! << 8) | b[p + 3]!;
+      return true;
+    },
+    reset: (s) => void (s.mss = -1),
+  },
+  {
+    kind: OPT_SACK_PERMITTED, // RFC 2018 §2
+    size: (o) => (o.sackPermitted ? 2 : 0),
+    emit: (b, p) => {
+      b[p] = OPT_SACK_PERMITTED;
+      b[p + 1] = 2;
+    },
+    parse: (_b, _p, len, s) => {
+      if (len !== 2) return false;
+      s.sackPermitted = true;
+      return true;
+    },
+    reset: (s) => void (s.sackPermitted = false),
+  },
+  {
+    kind: OPT_TIMESTAMP, // RFC 7323 §3
+    size: (o) => (o.ts ? 10 : 0),
+    emit: (b, p, o) => {
+      b[p] = OPT_TIMESTAMP;
+      b[p + 1] = 10;
+      put32(b, p + 2, o.ts!.val);
+      put32(b, p + 6, o.ts!.ecr);
+    },
+    parse: (b, p, len, s) => {
+      if (len !== 10) return false;
+      s.hasTimestamp = true;
+      s.tsVal = u32(b, p + 2);
+      s.tsEcr = u32(b, p + 6);
+      return true;
+    },
+    reset: (s) => {
+      s.hasTimestamp = false;
+      s.tsVal = 0;
+      s.tsEcr = 0;
+    },
+  },
+  {
+    kind: OPT_WSCALE, // RFC 7323 §2
+    size: (o) => (o.wscale !== undefined ? 3 : 0),
+    emit: (b, p, o) => {
+      b[p] = OPT_WSCALE;
+      b[p + 1] = 3;
+      b[p + 2] = o.wscale!;
+    },
+    parse: (b, p, len, s) => {
+      if (len !== 3) return false;
+      s.wscale = Math.min(b[p + 2]!, 14); // RFC 7323 §2.3: values above 14 are treated as 14
+      return true;
+    },
+    reset: (s) => void (s.wscale = -1),
+  },
+  {
+    kind: OPT_SACK, // RFC 2018 §3: 1 to 4 blocks of [left, right)
+    size: (o) => (o.sack && o.sack.length > 0 ? 2 + 4 * o.sack.length : 0),
+    emit: (b, p, o) => {
+      const blocks = o.sack!;
+      b[p] = OPT_SACK;
+      b[p + 1] = 2 + 4 * blocks.length;
+      for (let i = 0; i < blocks.length; i++) put32(b, p + 2 + 4 * i, blocks[i]!);
+    },
+    parse: (b, p, len, s) => {
+      const n = (len - 2) / 8;
+      if (!Number.isInteger(n) || n < 1 || n > 4) return false;
+      for (let i = 0; i < n; i++) {
+        s.sack[2 * i] = u32(b, p + 2 + 8 * i);
+        s.sack[2 * i + 1] = u32(b, p + 6 + 8 * i);
+      }
+      s.sackCount = n;
+      return true;
+    },
+    reset: (s) => void (s.sackCount = 0),
+  },
+];
+
+const BY_KIND: Array<TcpOptionCodec | undefined> = [];
+for (const c of TCP_OPTIONS) BY_KIND[c.kind] = c;
+
+/** Length of the options block `o` needs, NOPs included, padded to 4. */
+export function optionsLength(o: TcpEmit): number {
+  let n = 0;
+  for (const codec of TCP_OPTIONS) {
+    const k = codec.size(o);
+    if (k > 0) n = ((n + k + 3) & ~3);
+  }
+  return n;
+}
+
+/**
+ * Write a TCP header with its options at `off`, in front of `payloadLen` bytes already in place
+ * right after it (`off + 20 + optionsLength(o)`), and fill the checksum; returns the header
+ * length. With `partial`, the checksum field gets only the pseudo-header sum, uncomplemented, for
+ * a netif that completes it (virtio-net NEEDS_CSUM, as Linux's own TSO path does).
  */
 export function emitTcp(buf: Uint8Array, off: number, o: TcpEmit, payloadLen: number, src: Uint8Array, dst: Uint8Array, partial = false): number {
   const ol = optionsLength(o);
@@ -185,52 +260,12 @@ export function emitTcp(buf: Uint8Array, off: number, o: TcpEmit, payloadLen: nu
   buf[off + 18] = 0;
   buf[off + 19] = 0;
   let p = off + 20;
-  if (o.mss !== undefined) {
-    buf[p++] = OPT_MSS;
-    buf[p++] = 4;
-    buf[p++] = o.mss >>> 8;
-    buf[p++] = o.mss & 0xff;
-  }
-  if (o.sackPermitted && o.ts) {
-    buf[p++] = OPT_SACK_PERMITTED;
-    buf[p++] = 2;
-    buf[p++] = OPT_TIMESTAMP;
-    buf[p++] = 10;
-    put32(buf, p, o.ts.val);
-    put32(buf, p + 4, o.ts.ecr);
-    p += 8;
-  } else {
-    if (o.ts) {
-      buf[p++] = OPT_NOP;
-      buf[p++] = OPT_NOP;
-      buf[p++] = OPT_TIMESTAMP;
-      buf[p++] = 10;
-      put32(buf, p, o.ts.val);
-      put32(buf, p + 4, o.ts.ecr);
-      p += 8;
-    }
-    if (o.sackPermitted) {
-      buf[p++] = OPT_NOP;
-      buf[p++] = OPT_NOP;
-      buf[p++] = OPT_SACK_PERMITTED;
-      buf[p++] = 2;
-    }
-  }
-  if (o.wscale !== undefined) {
-    buf[p++] = OPT_NOP;
-    buf[p++] = OPT_WSCALE;
-    buf[p++] = 3;
-    buf[p++] = o.wscale;
-  }
-  if (o.sack && o.sack.length > 0) {
-    buf[p++] = OPT_NOP;
-    buf[p++] = OPT_NOP;
-    buf[p++] = OPT_SACK;
-    buf[p++] = 2 + 4 * o.sack.length;
-    for (const v of o.sack) {
-      put32(buf, p, v);
-      p += 4;
-    }
+  for (const codec of TCP_OPTIONS) {
+    const n = codec.size(o);
+    if (n === 0) continue;
+    for (let pad = (4 - ((p - off + n) & 3)) & 3; pad > 0; pad--) buf[p++] = OPT_NOP;
+    codec.emit(buf, p, o);
+    p += n;
   }
   while (p < off + hl) buf[p++] = OPT_NOP;
   const len = hl + payloadLen;

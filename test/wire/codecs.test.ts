@@ -9,6 +9,7 @@ import { emitUdp, parseUdp, udpChecksumOk } from "../../stack/wire/udp.js";
 import { emitIcmp, icmpv4ChecksumOk, icmpv6ChecksumOk, parseIcmp } from "../../stack/wire/icmp.js";
 import { emitEthernet, parseEthernet } from "../../stack/wire/ethernet.js";
 import { formatIPv6, parseIPv6, parseCidr, parseMac, formatMac, inPrefix, parseIPv4 } from "../../stack/wire/addr.js";
+import { ACK, emitTcp, newSegment, optionsLength, parseTcp, tcpChecksumOk, type TcpEmit } from "../../stack/wire/tcp.js";
 
 const bytes = (n: number) => fc.uint8Array({ minLength: n, maxLength: n });
 
@@ -251,5 +252,65 @@ describe("RFC 792 / RFC 4443 ICMP", () => {
       }),
     );
     expect(parseIcmp(new Uint8Array(7))).toBe("truncated");
+  });
+});
+
+describe("RFC 9293 TCP header and options (the option table)", () => {
+  const src = new Uint8Array([198, 18, 0, 1]);
+  const dst = new Uint8Array([198, 18, 0, 2]);
+  it("every option round-trips, alone and together, and the checksum verifies", () => {
+    const opt = fc.record({
+      mss: fc.option(fc.integer({ min: 0, max: 65535 }), { nil: undefined }),
+      wscale: fc.option(fc.integer({ min: 0, max: 14 }), { nil: undefined }),
+      sackPermitted: fc.boolean(),
+      ts: fc.option(fc.record({ val: fc.nat(), ecr: fc.nat() }), { nil: undefined }),
+      sack: fc.option(fc.array(fc.nat(), { minLength: 2, maxLength: 6 }).map((a) => a.slice(0, a.length & ~1)), { nil: undefined }),
+    });
+    fc.assert(
+      fc.property(opt, fc.uint8Array({ maxLength: 40 }), (o, payload) => {
+        const repr: TcpEmit = { srcPort: 1000, dstPort: 80, seq: 7, ack: 9, flags: ACK, window: 1234, ...o };
+        // Combinations that do not fit the 40 bytes of options never occur (SACK blocks ride on
+        // data segments, at most 3 of them beside a timestamp).
+        fc.pre(optionsLength(repr) <= 40);
+        const hl = 20 + optionsLength(repr);
+        const buf = new Uint8Array(hl + payload.length);
+        buf.set(payload, hl);
+        expect(emitTcp(buf, 0, repr, payload.length, src, dst)).toBe(hl);
+        const s = newSegment();
+        expect(parseTcp(buf, s)).toBeUndefined();
+        expect(tcpChecksumOk(buf, src, dst)).toBe(true);
+        expect(s.mss).toBe(o.mss ?? -1);
+        expect(s.wscale).toBe(o.wscale ?? -1);
+        expect(s.sackPermitted).toBe(o.sackPermitted);
+        expect(s.hasTimestamp).toBe(o.ts !== undefined);
+        if (o.ts) expect([s.tsVal, s.tsEcr]).toEqual([o.ts.val, o.ts.ecr]);
+        const n = o.sack?.length ? o.sack.length / 2 : 0;
+        expect(s.sackCount).toBe(n);
+        expect(s.sack.slice(0, 2 * n)).toEqual(o.sack?.slice(0, 2 * n) ?? []);
+        expect([...s.payload]).toEqual([...payload]);
+      }),
+    );
+  });
+
+  it("a data segment's timestamp is laid out NOP NOP TS (RFC 7323 Appendix A, the kernel's fast path)", () => {
+    const repr: TcpEmit = { srcPort: 1, dstPort: 2, seq: 0, ack: 0, flags: ACK, window: 1, ts: { val: 1, ecr: 2 } };
+    const buf = new Uint8Array(20 + optionsLength(repr));
+    emitTcp(buf, 0, repr, 0, src, dst);
+    expect([...buf.subarray(20, 24)]).toEqual([1, 1, 8, 10]);
+    expect(buf.length).toBe(32);
+  });
+
+  it("malformed options are refused, unknown ones skipped", () => {
+    const s = newSegment();
+    const mk = (opts: number[]) => {
+      const b = new Uint8Array(20 + ((opts.length + 3) & ~3));
+      b[12] = (b.length / 4) << 4;
+      b.set(opts, 20);
+      return b;
+    };
+    expect(parseTcp(mk([2, 3, 5]), s)).toBe("bad_option"); // MSS of length 3
+    expect(parseTcp(mk([5, 6, 0, 0, 0, 0]), s)).toBe("bad_option"); // SACK without a whole block
+    expect(parseTcp(mk([99, 4, 0, 0]), s)).toBeUndefined(); // unknown kind: skipped
+    expect(parseTcp(mk([8, 40]), s)).toBe("bad_option"); // runs past the header
   });
 });
