@@ -264,13 +264,22 @@ export class TcpLayer implements UpperProtocol {
     if (l.halfOpen >= l.backlog || this.halfOpenTotal >= this.o.synQueueSize || this.conns.size >= this.o.maxConnections) {
       return this.sendCookie(route, s);
     }
-    const t = new Tcb(this.env, route, s.dstPort, s.srcPort, this.o, this.key(route.dst, s.srcPort, route.src, s.dstPort));
+    c.inc("passive_opens");
+    this.passiveOpen(route, s, l, this.isn(route.src, s.dstPort, route.dst, s.srcPort));
+  }
+
+  /**
+   * A half-open connection for listener `l` from `syn`, answered with a SYN-ACK of ISN `iss` —
+   * or, with `cookieOpts`, rebuilt from a SYN cookie whose SYN-ACK already went out.
+   */
+  private passiveOpen(route: Route, syn: TcpSegment, l: TcpListener, iss: number, cookieOpts?: TcpOptionsResolved): Tcb {
+    const t = new Tcb(this.env, route, syn.dstPort, syn.srcPort, cookieOpts ?? this.o, this.key(route.dst, syn.srcPort, route.src, syn.dstPort));
     t.listener = l;
     l.halfOpen++;
     this.halfOpenTotal++;
     this.conns.set(t.key, t);
-    c.inc("passive_opens");
-    t.acceptSyn(s, this.isn(route.src, s.dstPort, route.dst, s.srcPort));
+    t.acceptSyn(syn, iss, cookieOpts !== undefined);
+    return t;
   }
 
   // ---- SYN cookies (RFC 4987 §3.6) ----------------------------------------------------------
@@ -308,15 +317,11 @@ export class TcpLayer implements UpperProtocol {
     if (this.cookieHash(route, s.dstPort, s.srcPort, clientIsn, t) !== cookie >>> 8) return false;
     if (this.conns.size >= this.o.maxConnections) return false;
     this.counters.inc("syn_cookies_validated");
-    // Rebuild the connection as if it had gone through SYN-RECEIVED (no WS/SACK/TS: not encoded).
-    const tcb = new Tcb(this.env, route, s.dstPort, s.srcPort, { ...this.o, windowScaling: false, sack: false, timestamps: false }, this.key(route.dst, s.srcPort, route.src, s.dstPort));
-    this.conns.set(tcb.key, tcb);
-    const syn = { ...s, seq: clientIsn, flags: SYN, mss: COOKIE_MSS[mi]!, wscale: -1, sackPermitted: false, hasTimestamp: false, payload: new Uint8Array(0) };
-    tcb.listener = l;
-    l.halfOpen++;
-    this.halfOpenTotal++;
-    tcb.acceptSynSilently(syn, cookie);
-    tcb.input(s);
+    // The connection as if it had gone through SYN-RECEIVED: the SYN the cookie stands for (its
+    // MSS; no window scaling, SACK or timestamps: the cookie does not encode them), our SYN-ACK
+    // already answered; then the third segment itself.
+    const syn = { ...s, seq: clientIsn, flags: SYN, window: s.window, mss: COOKIE_MSS[mi]!, wscale: -1, sackPermitted: false, hasTimestamp: false, payload: new Uint8Array(0) };
+    this.passiveOpen(route, syn, l, cookie, { ...this.o, windowScaling: false, sack: false, timestamps: false }).input(s);
     return true;
   }
 

@@ -228,8 +228,12 @@ export class Tcb {
     this.sendSyn(false);
   }
 
-  /** Passive open: a SYN arrived for a listener (§3.10.7.2). */
-  acceptSyn(seg: TcpSegment, iss: number): void {
+  /**
+   * Passive open: a SYN arrived for a listener (§3.10.7.2) and we answer with a SYN-ACK (ISN
+   * `iss`). With `answered`, the SYN-ACK already went out statelessly: a SYN cookie (RFC 4987
+   * §3.6) validated by the third segment, which the caller feeds next.
+   */
+  acceptSyn(seg: TcpSegment, iss: number, answered = false): void {
     this.irs = seg.seq;
     this.rcvNxt = seqAdd(seg.seq, 1);
     this.iss = iss;
@@ -242,21 +246,9 @@ export class Tcb {
     this.sndWl2 = iss;
     this.state = "SYN-RECEIVED";
     this.lastRecv = this.now();
-    this.sendSyn(true);
-  }
-
-  /** A connection rebuilt from a valid SYN cookie: as if our SYN-ACK (with ISN `iss`) had been sent. */
-  acceptSynSilently(seg: TcpSegment, iss: number): void {
-    this.irs = seg.seq;
-    this.rcvNxt = seqAdd(seg.seq, 1);
-    this.iss = iss;
-    this.sndUna = iss;
+    if (!answered) return this.sendSyn(true);
     this.sndNxt = seqAdd(iss, 1);
     this.sndMax = this.sndNxt;
-    this.negotiate(seg);
-    this.sndWl1 = seg.seq;
-    this.sndWl2 = iss;
-    this.state = "SYN-RECEIVED";
     this.rcvAdvRight = seqAdd(this.rcvNxt, Math.min(65535, this.rcvWindow()));
   }
 
