@@ -2,6 +2,7 @@
 import { Stack, type StackLimits } from "../../stack/stack.js";
 import { VirtualSwitch } from "../../stack/netif/vswitch.js";
 import { FaultyNetif, type FaultSpec } from "../../stack/netif/faulty.js";
+import { SegmentingNetif } from "../../stack/netif/gso.js";
 import { VirtualClock } from "../../stack/core/clock.js";
 import { SeededRandom } from "../../stack/core/random.js";
 import type { TcpFlow } from "../../stack/tcp/flow.js";
@@ -15,12 +16,19 @@ export interface Pair {
   sw: VirtualSwitch;
   fa: FaultyNetif;
   fb: FaultyNetif;
+  /** With `tso`: the software segmentation wrappers the stacks send through. */
+  ga?: SegmentingNetif;
+  gb?: SegmentingNetif;
   /** Run the event loop and the virtual clock until cond() holds; throws after maxMs of virtual time. */
   until(cond: () => boolean, what: string, maxMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function pair(opts: { seed?: number; faults?: FaultSpec; limits?: StackLimits; family?: 4 | 6 } = {}): Promise<Pair> {
+/**
+ * `tso`: the stacks send TSO super-segments, cut into wire-size segments in software
+ * (SegmentingNetif) before the faults apply, as a TAP with offloads gets them cut by the kernel.
+ */
+export async function pair(opts: { seed?: number; faults?: FaultSpec; limits?: StackLimits; family?: 4 | 6; tso?: boolean } = {}): Promise<Pair> {
   const seed = opts.seed ?? 1;
   const clock = new VirtualClock();
   const sw = new VirtualSwitch();
@@ -28,10 +36,12 @@ export async function pair(opts: { seed?: number; faults?: FaultSpec; limits?: S
   const fa = new FaultyNetif(sw.port("a"), { seed: seed * 2 + 1, clock, tx: faults });
   const fb = new FaultyNetif(sw.port("b"), { seed: seed * 2 + 2, clock, tx: faults });
   const v6 = opts.family === 6;
-  const a = Stack.create({ netif: fa, clock, random: new SeededRandom(seed * 7 + 1), ipv4: { address: "198.18.0.1/24" }, ...(v6 ? { ipv6: { address: "2001:db8::1/64", dad: false } } : {}), ...(opts.limits ? { limits: opts.limits } : {}) });
-  const b = Stack.create({ netif: fb, clock, random: new SeededRandom(seed * 7 + 2), ipv4: { address: "198.18.0.2/24" }, ...(v6 ? { ipv6: { address: "2001:db8::2/64", dad: false } } : {}), ...(opts.limits ? { limits: opts.limits } : {}) });
+  const ga = opts.tso ? new SegmentingNetif(fa) : undefined;
+  const gb = opts.tso ? new SegmentingNetif(fb) : undefined;
+  const a = Stack.create({ netif: ga ?? fa, clock, random: new SeededRandom(seed * 7 + 1), ipv4: { address: "198.18.0.1/24" }, ...(v6 ? { ipv6: { address: "2001:db8::1/64", dad: false } } : {}), ...(opts.limits ? { limits: opts.limits } : {}) });
+  const b = Stack.create({ netif: gb ?? fb, clock, random: new SeededRandom(seed * 7 + 2), ipv4: { address: "198.18.0.2/24" }, ...(v6 ? { ipv6: { address: "2001:db8::2/64", dad: false } } : {}), ...(opts.limits ? { limits: opts.limits } : {}) });
   const until = (cond: () => boolean, what: string, maxMs = 600_000) => runUntil(sw, clock, cond, what, maxMs, 50);
-  return { a, b, clock, sw, fa, fb, until, close: async () => void (await Promise.all([a.close(), b.close()])) };
+  return { a, b, clock, sw, fa, fb, ...(ga && gb ? { ga, gb } : {}), until, close: async () => void (await Promise.all([a.close(), b.close()])) };
 }
 
 export function pattern(n: number, seed = 1): Buffer {
