@@ -5,6 +5,7 @@ export { TapNetif, type TapOptions } from "./stack/netif/tap.js";
 export { VirtualSwitch, type VirtualSwitchOptions } from "./stack/netif/vswitch.js";
 export { PcapNetif, PcapWriter, readPcap } from "./stack/netif/pcap.js";
 export { FaultyNetif, type FaultSpec, type FaultyOptions, type FaultStats, type FaultEvent, type FaultKind, type FaultDirection, type GilbertElliott } from "./stack/netif/faulty.js";
+export { SegmentingNetif, type GsoStats } from "./stack/netif/gso.js";
 export { RealClock, VirtualClock, type Clock } from "./stack/core/clock.js";
 export { CryptoRandom, SeededRandom, type Random } from "./stack/core/random.js";
 export { UdpSocket, type RemoteInfo } from "./stack/udp.js";
