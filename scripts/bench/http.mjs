@@ -1,7 +1,8 @@
 // HTTP figures, the same app side by side: `paf serve --tap` (userspace stack over TAP) vs
 // `paf serve --host` (Node on kernel TCP over veth between two namespaces): wrk HTTP/1.1
 // keep-alive req/s and latency, h2load h2-over-TLS req/s, TLS handshakes/s (one request per
-// new connection), and paf bench's own latency percentiles (HTTP/1.1 keep-alive, 16 clients).
+// new connection), paf bench's own latency percentiles (HTTP/1.1 keep-alive, 16 clients), and
+// bulk HTTP: curl downloading GET /bytes/N and uploading a POST /sha256 (streamed, chunked).
 import { spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -30,6 +31,19 @@ function startServe(args, nsName) {
 }
 
 const PAF_BENCH_SECONDS = 3;
+/** Bytes of the bulk HTTP download and upload. */
+const BULK_BYTES = Number(process.env.PAF_BENCH_HTTP_BYTES ?? 1_000_000_000);
+
+/** curl over HTTP/1.1 from the client namespace: a GET of BULK_BYTES, then a streamed POST of as many; Gbit/s each. */
+async function bulk(clientNs, base) {
+  const get = await nsRun(clientNs, "curl", ["-sS", "-o", "/dev/null", "--max-time", "120", "-w", "%{speed_download} %{size_download}", `http://${base}/bytes/${BULK_BYTES}`], 130_000);
+  const [down, got] = String(get).trim().split(" ").map(Number);
+  if (got !== BULK_BYTES) throw new Error(`download from ${base}: ${got} of ${BULK_BYTES} bytes`);
+  const post = await nsRun(clientNs, "bash", ["-c", `head -c ${BULK_BYTES} /dev/zero | curl -sS -o /dev/null --max-time 120 -X POST -T - -w '%{speed_upload} %{size_upload}' http://${base}/sha256`], 130_000);
+  const [up, sent] = String(post).trim().split(" ").map(Number);
+  if (sent !== BULK_BYTES) throw new Error(`upload to ${base}: ${sent} of ${BULK_BYTES} bytes`);
+  return { downGbps: (down * 8) / 1e9, upGbps: (up * 8) / 1e9 };
+}
 
 /**
  * `paf bench` from the client namespace (kernel TCP): HTTP/1.1 keep-alive, 16 clients, bounded by
@@ -64,7 +78,8 @@ async function measure(clientNs, base, latencyOnly) {
   const h2rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(h2)?.[1] ?? 0);
   const hs = await nsRun(clientNs, "h2load", ["-n", "400", "-c", "400", "-m", "1", `https://${base}/`]);
   const hsps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(hs)?.[1] ?? 0);
-  return { rps, p99ms, h2rps, hsps, bench };
+  const { downGbps, upGbps } = await bulk(clientNs, base);
+  return { rps, p99ms, h2rps, hsps, bench, downGbps, upGbps };
 }
 
 /** latencyOnly: just the paf bench rows (PAF_BENCH_ONLY=latency). */
@@ -95,6 +110,8 @@ export async function benchHttp({ latencyOnly = false } = {}) {
     { name: "HTTP/1.1 p99 latency, ms (wrk)", paf: p.p99ms, kernel: k.p99ms, lowerIsBetter: true },
     { name: "h2 over TLS req/s (h2load -c16 -m10)", paf: p.h2rps, kernel: k.h2rps },
     { name: "TLS handshakes/s (h2load, 1 request per connection)", paf: p.hsps, kernel: k.hsps },
+    { name: `HTTP download, curl GET ${BULK_BYTES / 1e9} GB (Gbit/s)`, paf: p.downGbps, kernel: k.downGbps },
+    { name: `HTTP upload, curl POST ${BULK_BYTES / 1e9} GB streamed (Gbit/s)`, paf: p.upGbps, kernel: k.upGbps },
     ...latency,
   ];
 }

@@ -60,7 +60,16 @@ export async function benchTcp() {
   await ksink.isReady;
   await nsRun(A, bin, ["tcpsend", "198.18.1.2", "5001", String(BYTES)]);
   const kk = await ksink.done;
-  rows.push({ name: "TCP bulk, kernel -> stack (Gbit/s)", paf: up.gbps, kernel: kk.gbps });
-  rows.push({ name: "TCP bulk, stack -> kernel (Gbit/s)", paf: down.gbps, kernel: kk.gbps });
+  // The strongest kernel baseline: iperf3 between the same two namespaces.
+  const server = spawn("ip", ["netns", "exec", B, "iperf3", "-s", "-1", "-p", "5201"], { stdio: "ignore" });
+  await sleep(300);
+  const ip3 = await nsRun(A, "iperf3", ["-c", "198.18.1.2", "-p", "5201", "-n", String(BYTES), "-J"]);
+  server.kill();
+  const ip3j = typeof ip3 === "string" ? JSON.parse(ip3) : ip3;
+  const iperf = ip3j?.end?.sum_received?.bits_per_second / 1e9;
+  const kernel = Math.max(kk.gbps, iperf || 0);
+  rows.push({ name: "TCP bulk, kernel -> stack (Gbit/s; kernel: the best of tcpsend and iperf3 over veth)", paf: up.gbps, kernel });
+  rows.push({ name: "TCP bulk, stack -> kernel (Gbit/s)", paf: down.gbps, kernel });
+  console.log(`(kernel over veth: tcpsend ${kk.gbps.toFixed(2)} Gbit/s, iperf3 ${iperf?.toFixed(2)} Gbit/s)`);
   return rows;
 }
