@@ -22,6 +22,7 @@ import { Ndp, type NdpOptions } from "./ndp.js";
 import { Icmpv6, type Icmpv6Options } from "./icmpv6.js";
 import { Igmp, type IgmpOptions } from "./igmp.js";
 import { Mld, type MldOptions } from "./mld.js";
+import { DhcpClient, type DhcpLease, type DhcpOptions } from "./dhcp.js";
 import { IPPROTO_IGMP } from "./wire/igmp.js";
 import type { Timer } from "./core/timers.js";
 import { TcpApi, TcpLayer, type TcpOptions } from "./tcp/index.js";
@@ -62,6 +63,12 @@ export interface Ipv4Config {
   address?: string;
   /** Default gateway (a static route to 0.0.0.0/0); it must be on-link. */
   gateway?: string;
+  /**
+   * Take the address, the default route and (unless `StackOptions.dns` names servers) the DNS
+   * servers from a DHCP server (RFC 2131): `true`, or options (host name, timeouts ...). Not with
+   * `address`. `stack.ready()` waits for the lease; `stack.dhcp` emits bound/renewed/expired.
+   */
+  dhcp?: boolean | DhcpOptions;
 }
 
 /** A route as `addRoute` / `removeRoute` take it. */
@@ -128,8 +135,12 @@ export class Stack {
   readonly mld: Mld | undefined;
   /** TCP: `stack.tcp.listen(...)`, `stack.tcp.connect(...)`; the layer itself is `stack.tcp.layer`. */
   readonly tcp: TcpApi;
-  /** DNS stub resolver (`stack.dns.lookup(name)`); without `StackOptions.dns` lookups of names fail with ENOSERVERS. */
+  /** DNS stub resolver (`stack.dns.lookup(name)`); without `StackOptions.dns` (or servers from DHCP) lookups of names fail with ENOSERVERS. */
   readonly dns: DnsResolver;
+  /** The DHCP client, with `ipv4: { dhcp }`: its events say when a lease is bound, renewed, lost. */
+  readonly dhcp: DhcpClient | undefined;
+  /** The DNS servers come from DHCP (none were given in StackOptions.dns). */
+  private readonly dnsFromDhcp: boolean;
   private closed = false;
   /** StackOptions.ipv4 was given: IPv4 runs (UDP/TCP over it), with or without addresses yet. */
   private readonly ipv4On: boolean;
@@ -205,8 +216,24 @@ export class Stack {
       },
     });
     if (opts.ipv4?.address !== undefined) {
+      if (opts.ipv4.dhcp) throw new ERR_INVALID_ARG_VALUE("ipv4.dhcp", opts.ipv4.dhcp, "excludes ipv4.address (the address comes from the DHCP server)");
       const p = parseCidr(opts.ipv4.address, 4);
       this.ipv4.addAddress(p.address, p.length);
+    }
+    this.dnsFromDhcp = !opts.dns?.servers?.length;
+    const dhcp = opts.ipv4?.dhcp;
+    if (dhcp) {
+      this.dhcp = new DhcpClient(
+        {
+          udp: this.udp,
+          timers: this.timers,
+          random: this.random,
+          mac: this.mac,
+          probe: (ip, timing, done) => this.arp.probe(ip, timing, done),
+          apply: (lease, old) => this.applyLease(lease, old),
+        },
+        dhcp === true ? {} : dhcp,
+      );
     }
     if (opts.ipv4?.gateway !== undefined) this.addRoute({ to: "0.0.0.0/0", via: opts.ipv4.gateway });
     if (opts.ipv6 && this.ipv6 && this.ndp) {
@@ -228,6 +255,29 @@ export class Stack {
       }, true);
       this.timers.arm(this.housekeeping, 1000);
     }
+    this.dhcp?.start();
+  }
+
+  /** Configure a DHCP lease, replacing the previous one (its address, routes and DNS servers). */
+  private applyLease(lease: DhcpLease | undefined, old: DhcpLease | undefined): void {
+    this.ipv4.removeRoutes("dhcp");
+    if (old && (!lease || lease.address !== old.address || lease.prefixLength !== old.prefixLength)) {
+      const a = parseIP(old.address);
+      if (this.ipv4.isLocal(a)) this.ipv4.removeAddress(a);
+      this.addressGone(a);
+      if (this.dnsFromDhcp) this.dns.setServers([]);
+    }
+    if (!lease) return;
+    const a = parseIP(lease.address);
+    if (!this.ipv4.isLocal(a)) this.ipv4.addAddress(a, lease.prefixLength);
+    if (lease.router) {
+      try {
+        this.ipv4.addRoute(new Uint8Array(4), 0, parseIP(lease.router), DHCP_ROUTE_METRIC, "dhcp");
+      } catch {
+        this.dhcp?.counters.inc("router_unusable"); // off-link, or the same route exists
+      }
+    }
+    if (this.dnsFromDhcp) this.dns.setServers(lease.dns);
   }
 
   /** Settles when `a` passed or failed DAD; a failure is reported through ready(), never as unhandled. */
@@ -253,12 +303,13 @@ export class Stack {
   }
 
   /**
-   * Resolves when the configured addresses are usable: at once for IPv4, after duplicate
-   * address detection for IPv6 (about one RetransTimer, 1 s). Rejects with EADDRINUSE naming the
-   * address if DAD found a duplicate.
+   * Resolves when the configured addresses are usable: at once for static IPv4, once a lease is
+   * bound with DHCP (ETIMEDOUT after `dhcp.timeoutMs`, 30 s), after duplicate address detection
+   * for IPv6 (about one RetransTimer, 1 s). Rejects with EADDRINUSE naming the address if DAD
+   * found a duplicate.
    */
   async ready(): Promise<void> {
-    await Promise.all(this.pendingDad);
+    await Promise.all([...this.pendingDad, ...(this.dhcp ? [this.dhcp.whenBound()] : [])]);
   }
 
   /** Build a stack over `opts.netif` and start receiving. */
@@ -391,6 +442,7 @@ export class Stack {
       udp: this.udp.counters.snapshot(),
       tcp: { ...this.tcp.layer.counters.snapshot(), connections: this.tcp.layer.connectionCount, buffered_bytes: this.tcp.layer.buffered },
       dns: { ...this.dns.counters.snapshot(), cache_entries: this.dns.cacheEntries },
+      ...(this.dhcp ? { dhcp: this.dhcp.counters.snapshot() } : {}),
       igmp: this.igmp.counters.snapshot(),
       ...(this.ipv6 ? { ipv6: this.ipv6.counters.snapshot(), icmpv6: this.icmpv6!.counters.snapshot(), ndp: this.ndp!.counters.snapshot(), mld: this.mld!.counters.snapshot() } : {}),
     };
@@ -399,6 +451,7 @@ export class Stack {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.dhcp?.close();
     this.dns.close();
     this.tcp.layer.close();
     this.udp.close();
@@ -414,6 +467,9 @@ export class Stack {
     await this.netif.close();
   }
 }
+
+/** DHCP's default route yields to a static one of the same prefix (as NetworkManager's 100 does). */
+const DHCP_ROUTE_METRIC = 100;
 
 function randomMac(r: Random): Uint8Array {
   const m = r.fill(new Uint8Array(6));
