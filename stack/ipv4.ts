@@ -41,6 +41,8 @@ export interface Ipv4RouteEntry extends RouteEntry {
   readonly gateway: number;
   /** Preferred source address as u32; 0: chosen by the gateway's subnet. */
   readonly src: number;
+  /** That address itself (so route() finds it without a search). */
+  readonly source: Ipv4Address | undefined;
 }
 
 export interface Ipv4Options {
@@ -97,6 +99,15 @@ export class Ipv4Layer implements IpOutput {
   /** Our addresses; the first is the primary one (the source when no route says otherwise). */
   private readonly addrs: Ipv4Address[] = [];
   private readonly table = new RouteTable<Ipv4RouteEntry>(sameRoute);
+  /**
+   * What route() and input() compare, per datagram, as unboxed u32 arrays (an object field holding
+   * a u32 above 2^30 is a boxed number in V8): our addresses and their subnet broadcasts (0: none),
+   * and each route's destination and mask, in table order. Rebuilt by index() on every change.
+   */
+  private addrU32 = new Uint32Array(0);
+  private addrBcast = new Uint32Array(0);
+  private routeDst = new Uint32Array(0);
+  private routeMask = new Uint32Array(0);
   /** Joined multicast groups (u32) -> reference count. */
   private readonly groups = new Map<number, number>();
   private groupListener: GroupListener | undefined;
@@ -151,7 +162,8 @@ export class Ipv4Layer implements IpOutput {
     const mask = ipv4Mask(prefixLength);
     const a: Ipv4Address = { address: copyBytes(address), prefixLength, u32: u, mask, broadcast: prefixLength >= 31 ? -1 : (u | ~mask) >>> 0 };
     this.addrs.push(a);
-    if (prefixLength < 32) this.table.add({ dst: (u & mask) >>> 0, mask, prefixLength, gateway: 0, src: u, metric: 0, origin: "connected" });
+    if (prefixLength < 32) this.table.add({ dst: (u & mask) >>> 0, mask, prefixLength, gateway: 0, src: u, source: a, metric: 0, origin: "connected" });
+    this.index();
     this.arp.addAddress(a.address, prefixLength);
     return a;
   }
@@ -167,6 +179,7 @@ export class Ipv4Layer implements IpOutput {
     this.addrs.splice(this.addrs.indexOf(a), 1);
     this.table.removeWhere((r) => r.src === u);
     this.table.removeWhere((r) => r.gateway !== 0 && !this.onLink(r.gateway));
+    this.index();
     this.arp.removeAddress(a.address);
     return a;
   }
@@ -193,8 +206,10 @@ export class Ipv4Layer implements IpOutput {
     const s = src ? ipv4ToU32(src) : 0;
     const what = `${formatU32(d)}/${prefixLength}${gw ? ` via ${formatU32(gw)}` : ""}`;
     if (gw !== 0 && !this.onLink(gw)) throw errnoError("ENETUNREACH", "addRoute", `${what}: the gateway is not on a connected subnet`);
-    if (s !== 0 && !this.findAddress(s)) throw errnoError("EADDRNOTAVAIL", "addRoute", `${what}: source ${formatU32(s)} is not ours`);
-    if (!this.table.add({ dst: d, mask, prefixLength, gateway: gw, src: s, metric, origin })) throw errnoError("EEXIST", "addRoute", what);
+    const source = s !== 0 ? this.findAddress(s) : undefined;
+    if (s !== 0 && !source) throw errnoError("EADDRNOTAVAIL", "addRoute", `${what}: source ${formatU32(s)} is not ours`);
+    if (!this.table.add({ dst: d, mask, prefixLength, gateway: gw, src: s, source, metric, origin })) throw errnoError("EEXIST", "addRoute", what);
+    this.index();
   }
 
   /** Remove routes to `dst`/`prefixLength` (only via `gateway`, with `metric`, when given). ESRCH if none matched. */
@@ -204,11 +219,21 @@ export class Ipv4Layer implements IpOutput {
     const gw = gateway ? ipv4ToU32(gateway) : undefined;
     const n = this.table.removeWhere((r) => r.origin !== "connected" && r.dst === d && r.prefixLength === prefixLength && (gw === undefined || r.gateway === gw) && (metric === undefined || r.metric === metric));
     if (n === 0) throw errnoError("ESRCH", "removeRoute", `${formatU32(d)}/${prefixLength}${gw ? ` via ${formatU32(gw)}` : ""}`);
+    this.index();
   }
 
   /** Remove every route of one origin (DHCP's, when its lease ends). */
   removeRoutes(origin: RouteOrigin): void {
     this.table.removeWhere((r) => r.origin === origin);
+    this.index();
+  }
+
+  private index(): void {
+    this.addrU32 = Uint32Array.from(this.addrs, (a) => a.u32);
+    this.addrBcast = Uint32Array.from(this.addrs, (a) => (a.broadcast < 0 ? 0 : a.broadcast));
+    const t = this.table.entries;
+    this.routeDst = Uint32Array.from(t, (r) => r.dst);
+    this.routeMask = Uint32Array.from(t, (r) => r.mask);
   }
 
   /** The routing table, longest prefix first. */
@@ -217,8 +242,8 @@ export class Ipv4Layer implements IpOutput {
   }
 
   private findAddress(u: number): Ipv4Address | undefined {
-    const a = this.addrs;
-    for (let i = 0; i < a.length; i++) if (a[i]!.u32 === u) return a[i];
+    const au = this.addrU32;
+    for (let i = 0; i < au.length; i++) if (au[i] === u) return this.addrs[i];
     return undefined;
   }
 
@@ -254,8 +279,8 @@ export class Ipv4Layer implements IpOutput {
   /** The limited broadcast, or the subnet-directed broadcast of one of our addresses? */
   private isBroadcast(d: number): boolean {
     if (d === LIMITED_BROADCAST) return true;
-    const a = this.addrs;
-    for (let i = 0; i < a.length; i++) if (a[i]!.broadcast === d) return true;
+    const ab = this.addrBcast;
+    for (let i = 0; i < ab.length; i++) if (ab[i] === d) return true;
     return false;
   }
 
@@ -290,9 +315,23 @@ export class Ipv4Layer implements IpOutput {
     if (typeof r === "string") return c.drop(r);
     const d = ipv4ToU32(r.dst);
     const s = ipv4ToU32(r.src);
+    // One pass over our addresses: one of them, or the broadcast address of one's subnet.
+    let own = false;
     let multicast = false;
-    if (!this.findAddress(d)) {
-      if (this.isBroadcast(d)) multicast = true;
+    const au = this.addrU32;
+    const ab = this.addrBcast;
+    for (let i = 0; i < au.length; i++) {
+      if (au[i] === d) {
+        own = true;
+        break;
+      }
+      if (ab[i] === d) {
+        multicast = true;
+        break;
+      }
+    }
+    if (!own && !multicast) {
+      if (d === LIMITED_BROADCAST) multicast = true;
       else if (d >>> 28 === 0xe) {
         // 224.0.0.0/4: only the groups we joined (RFC 1112 §7.2).
         if (!this.groups.has(d)) return c.drop("multicast_not_joined");
@@ -360,18 +399,24 @@ export class Ipv4Layer implements IpOutput {
       if (s !== 0 && !(from = this.findAddress(s))) return undefined;
     }
     if (d === LIMITED_BROADCAST) return routeOf4((from ?? this.addrs[0])?.address ?? IPV4_ANY, dst, this.linkMtu, 0, BROADCAST_MAC, false, true);
-    if (this.addrs.length === 0) return undefined;
-    const own = this.findAddress(d);
-    if (own) return routeOf4((from ?? own).address, dst, 65535, d, undefined, true, false);
-    if (d >>> 28 === 0xe) return routeOf4((from ?? this.addrs[0]!).address, dst, this.linkMtu, 0, ipv4MulticastMac(dst), false, false);
-    if (this.isBroadcast(d)) return routeOf4((from ?? this.sourceFor(d)!).address, dst, this.linkMtu, 0, BROADCAST_MAC, false, true);
+    const a = this.addrs;
+    if (a.length === 0) return undefined;
+    const au = this.addrU32;
+    const ab = this.addrBcast;
+    for (let i = 0; i < au.length; i++) {
+      if (au[i] === d) return routeOf4((from ?? a[i]!).address, dst, 65535, d, undefined, true, false);
+      if (ab[i] === d) return routeOf4((from ?? a[i]!).address, dst, this.linkMtu, 0, BROADCAST_MAC, false, true);
+    }
+    if (d >>> 28 === 0xe) return routeOf4((from ?? a[0]!).address, dst, this.linkMtu, 0, ipv4MulticastMac(dst), false, false);
     if (d === 0 || d >>> 24 === 127) return undefined;
+    const rd = this.routeDst;
+    const rm = this.routeMask;
     const t = this.table.entries;
-    for (let i = 0; i < t.length; i++) {
+    for (let i = 0; i < rd.length; i++) {
+      if ((d & rm[i]!) >>> 0 !== rd[i]) continue;
       const r = t[i]!;
-      if ((d & r.mask) >>> 0 !== r.dst) continue;
       const nextHop = r.gateway === 0 ? d : r.gateway;
-      from ??= (r.src !== 0 ? this.findAddress(r.src) : undefined) ?? this.sourceFor(nextHop)!;
+      from ??= r.source ?? this.sourceFor(nextHop)!;
       return routeOf4(from.address, dst, this.pathMtu(d), nextHop, undefined, false, false);
     }
     return undefined;
