@@ -34,6 +34,10 @@ describe.skipIf(!run)("routes via a kernel router", () => {
     await b.ip("-6", "route", "add", "default", "via", "2001:db8:1::1");
     a.execSync("sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
     a.execSync("sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
+    // A new veth drops what it is given until the kernel's link watch activates it (up to a
+    // second): wait until A reaches B over it, both families.
+    await a.exec("ping", ["-c", "1", "-w", "5", "198.19.0.2"]);
+    await a.exec("ping", ["-6", "-c", "1", "-w", "5", "2001:db8:1::2"]);
     stack = Stack.create({ netif, ipv4: { address: "198.18.0.2/24" }, ipv6: { address: "2001:db8::2/64", dad: false } });
     await stack.ready();
   });
