@@ -248,6 +248,8 @@ export class Stack {
         const p = parseCidr(v6.address, 6);
         this.pendingDad.push(this.dadDone(this.ndp.addAddress(p.address, p.length, "static")));
       }
+      // An address whose valid lifetime ran out takes its connections along, as a removed one does.
+      this.ndp.on("address-removed", (a: Ipv6Address) => this.addressGone(a.address));
       // Lifetimes of addresses, prefixes and routers are checked once a second.
       this.housekeeping = this.timers.timer(() => {
         this.ndp?.expire();

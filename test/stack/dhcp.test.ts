@@ -9,7 +9,7 @@ import { VirtualClock } from "../../stack/core/clock.js";
 import { SeededRandom } from "../../stack/core/random.js";
 import type { DhcpLease, DhcpOptions } from "../../stack/dhcp.js";
 import { parseIpv4 } from "../../stack/wire/ipv4.js";
-import { parseDhcp, OPT } from "../../stack/wire/dhcp.js";
+import { emitDhcp, optAddresses, optU32, parseDhcp, OPT } from "../../stack/wire/dhcp.js";
 import { formatIP } from "../../stack/wire/addr.js";
 import { runUntil } from "../helpers/virtual.js";
 import { DhcpServer, type DhcpServerConfig } from "../helpers/dhcpserver.js";
@@ -214,5 +214,44 @@ describe("DHCPv4 client (RFC 2131)", () => {
     expect(() => Stack.create({ netif, ipv4: { dhcp: { probes: -1 } } })).toThrow(expect.objectContaining({ code: "ERR_OUT_OF_RANGE", message: expect.stringContaining("ipv4.dhcp.probes") }));
     expect(() => Stack.create({ netif, ipv4: { dhcp: { hostname: "no spaces" } } })).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_VALUE" }));
     expect(() => Stack.create({ netif, ipv4: { address: "198.18.0.2/24", dhcp: true } })).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG_VALUE" }));
+  });
+});
+
+describe("DHCP messages (RFC 2131 §2, RFC 2132, RFC 3396)", () => {
+  const u32 = (v: number) => Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
+  const chaddr = Uint8Array.of(2, 0, 0, 0, 0, 1);
+
+  it("round-trips header and options, pads to 300 bytes, splits and rejoins a value over 255 bytes", () => {
+    const long = new Uint8Array(600).map((_, i) => i & 0xff);
+    const m = emitDhcp({ op: 1, xid: 0x12345678, secs: 3, flags: 0x8000, chaddr, options: [[OPT.MESSAGE_TYPE, Uint8Array.of(1)], [OPT.DNS, long]] });
+    expect(m.length).toBeGreaterThanOrEqual(300);
+    const p = parseDhcp(m);
+    if (typeof p === "string") throw new Error(p);
+    expect([p.op, p.xid, p.secs, p.flags]).toEqual([1, 0x12345678, 3, 0x8000]);
+    expect(p.chaddr).toEqual(chaddr);
+    expect(p.options.get(OPT.DNS)).toEqual(long);
+    expect(optAddresses(p.options.get(OPT.DNS))).toHaveLength(150);
+  });
+
+  it("a lease time sent twice (dnsmasq adds its own to one set with --dhcp-option=51) is read as the shorter", () => {
+    const m = emitDhcp({ op: 2, xid: 1, secs: 0, flags: 0, chaddr, options: [[OPT.LEASE_TIME, u32(120)], [OPT.LEASE_TIME, u32(20)]] });
+    const p = parseDhcp(m);
+    if (typeof p === "string") throw new Error(p);
+    expect(optU32(p.options.get(OPT.LEASE_TIME))).toBe(20);
+    expect(optU32(Uint8Array.of(1, 2, 3))).toBeUndefined();
+  });
+
+  it("reads options continued in the file field (option overload, RFC 2132 §9.3) and refuses a bad cookie or a truncated option", () => {
+    const m = emitDhcp({ op: 2, xid: 1, secs: 0, flags: 0, chaddr, options: [[OPT.OVERLOAD, Uint8Array.of(1)]] });
+    m.set([OPT.LEASE_TIME, 4, 0, 0, 0, 60, OPT.END], 108);
+    const p = parseDhcp(m);
+    if (typeof p === "string") throw new Error(p);
+    expect(optU32(p.options.get(OPT.LEASE_TIME))).toBe(60);
+    const bad = Uint8Array.from(m);
+    bad[236] = 0;
+    expect(parseDhcp(bad)).toBe("bad_cookie");
+    const cut = emitDhcp({ op: 2, xid: 1, secs: 0, flags: 0, chaddr, options: [] });
+    cut.set([OPT.DNS, 200], 240);
+    expect(parseDhcp(cut)).toBe("bad_option");
   });
 });

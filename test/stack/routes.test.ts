@@ -5,6 +5,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Stack, type StackOptions } from "../../stack/stack.js";
 import { VirtualSwitch } from "../../stack/netif/vswitch.js";
 import { SeededRandom } from "../../stack/core/random.js";
+import { VirtualClock } from "../../stack/core/clock.js";
+import { routerAdvert } from "../helpers/frames6.js";
+import { runUntil } from "../helpers/virtual.js";
+import { parseIPv6 } from "../../stack/wire/addr.js";
 import { formatIP, formatMac } from "../../stack/wire/addr.js";
 import type { TcpFlow } from "../../stack/tcp/index.js";
 
@@ -176,5 +180,35 @@ describe("IPv6 static routes", () => {
     a.removeAddress("2001:db8:5::2");
     expect(a.addresses()).not.toContain("2001:db8:5::2");
     expect(a.routes().some((r) => r.to === "2001:db8:5::/64")).toBe(false);
+  });
+});
+
+describe("addresses that run out", () => {
+  it("a SLAAC address whose valid lifetime ends fails the TCP connections that use it", async () => {
+    const clock = new VirtualClock();
+    const sw = new VirtualSwitch();
+    const a = Stack.create({ netif: sw.port(), clock, random: new SeededRandom(5), ipv6: { slaac: true } });
+    const b = Stack.create({ netif: sw.port(), clock, random: new SeededRandom(6), ipv6: { address: "2001:db8:7::9/64" } });
+    stacks.push(a, b);
+    const until = (cond: () => boolean, what: string) => runUntil(sw, clock, cond, what, 120_000, 200);
+    await until(() => a.ipv6!.linkLocal() !== undefined && b.ipv6!.isLocal(parseIPv6("2001:db8:7::9")), "DAD");
+    // A router's advertisement (injected from a port of the switch): prefix 2001:db8:7::/64, valid 30 s.
+    const router = sw.port();
+    router.start({ frame: () => {} });
+    router.send(routerAdvert(parseIPv6("2001:db8:7::"), 30, 20));
+    const slaac = () => a.ipv6!.addresses.find((x) => x.origin === "slaac" && x.state === "preferred");
+    await until(() => slaac() !== undefined, "a SLAAC address");
+    const addr = formatIP(slaac()!.address);
+    let accepted: TcpFlow | undefined;
+    a.tcp.listen({ port: 80 }, (f) => (accepted = f));
+    let client: TcpFlow | undefined;
+    b.tcp.connect({ host: addr, port: 80 }).then((f) => (client = f));
+    await until(() => accepted !== undefined && client !== undefined, "a connection to the SLAAC address");
+    let err: (Error & { code?: string }) | undefined;
+    accepted!.on("error", (e) => (err = e));
+    client!.on("error", () => {});
+    await until(() => err !== undefined, "the address to expire");
+    expect(err!.code).toBe("ECONNABORTED");
+    expect(a.addresses()).not.toContain(addr);
   });
 });
