@@ -1,5 +1,6 @@
 /** paf: a userspace TCP/IP stack for Node.js. The public API. */
-export { Stack, type StackOptions, type StackLimits, type Ipv6Config } from "./stack/stack.js";
+export { Stack, type StackOptions, type StackLimits, type Ipv4Config, type Ipv6Config, type RouteSpec, type RouteInfo } from "./stack/stack.js";
+export { DhcpClient, type DhcpOptions, type DhcpLease, type DhcpEvents, type DhcpState } from "./stack/dhcp.js";
 export type { Netif, NetifReceiver, NetifStats, NetifFeatures } from "./stack/netif/netif.js";
 export { TapNetif, type TapOptions } from "./stack/netif/tap.js";
 export { VirtualSwitch, type VirtualSwitchOptions } from "./stack/netif/vswitch.js";
@@ -8,7 +9,7 @@ export { FaultyNetif, type FaultSpec, type FaultyOptions, type FaultStats, type 
 export { SegmentingNetif, type GsoStats } from "./stack/netif/gso.js";
 export { RealClock, VirtualClock, type Clock } from "./stack/core/clock.js";
 export { CryptoRandom, SeededRandom, type Random } from "./stack/core/random.js";
-export { UdpSocket, type RemoteInfo } from "./stack/udp.js";
+export { UdpSocket, type RemoteInfo, type UdpSocketOptions } from "./stack/udp.js";
 export type { PingOptions, PingResult } from "./stack/ping.js";
 export { TcpFlow, TcpServer, type ListenOptions, type ConnectOptions, type TcpOptions } from "./stack/tcp/index.js";
 export { serve, type Service, type ServeHandle, type ServeOptions } from "./http/serve.js";

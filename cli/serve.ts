@@ -21,7 +21,7 @@ import { hostTransport, stackTransport } from "../tls/acme/transport.js";
 import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
 import { certificateAndKey, directoryOption, outputFileOption } from "./files.js";
 
-export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CIDR] | --host ADDR) [--gateway IP]... [--dns IP]...
+export const SERVE_USAGE = `usage: paf serve (--tap NAME (--ipv4 CIDR | --dhcp) [--ipv6 CIDR] | --host ADDR) [--gateway IP]... [--dns IP]...
                  [--http PORT] [--https PORT [--cert FILE --key FILE | --cert-out FILE] [--redirect-https]]
                  [--app MODULE] [--root DIR] [--mac MAC] [--slaac] [--tap-netns NAME] [--pcap FILE] [--services LIST]
                  [--acme-domain NAME... [--acme-email EMAIL] [--acme-directory URL] [--acme-ca FILE]
@@ -42,6 +42,9 @@ export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CID
   --root DIR        serve static files from DIR (the app, or the demo app, answers the rest)
   --tap-netns NAME  create/attach the TAP inside network namespace NAME (ip netns)
   --ipv4 CIDR       our IPv4 address and prefix, e.g. 198.18.0.2/24
+  --dhcp            take the IPv4 address, default router and DNS servers from a DHCP server
+                    (RFC 2131; renewed, and given up when the lease runs out); the listening
+                    line shows the leased address
   --ipv6 CIDR       a static IPv6 address, e.g. 2001:db8::2/64 (link-local is always configured)
   --slaac           take IPv6 addresses from router advertisements
   --gateway IP      default gateway (repeat for IPv4 and IPv6)
@@ -100,6 +103,7 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
     "tap-netns": { type: "string" },
     "no-offload": { type: "boolean" },
     ipv4: { type: "string" },
+    dhcp: { type: "boolean" },
     ipv6: { type: "string" },
     slaac: { type: "boolean" },
     gateway: { type: "string", multiple: true },
@@ -116,7 +120,8 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
   if (values.tap && values.host) throw new UsageError("--tap and --host exclude each other (userspace stack or the kernel's sockets)");
   if (values.host && ipFamily(values.host) === 0) throw new UsageError(`--host: "${values.host}" is not an IP address`);
   if (values.tap) checkTapName(values.tap);
-  if (values.tap && !values.ipv4 && !values.ipv6 && !values.slaac) throw new UsageError("give at least one address: --ipv4 CIDR, --ipv6 CIDR or --slaac");
+  if (values.tap && !values.ipv4 && !values.dhcp && !values.ipv6 && !values.slaac) throw new UsageError("give at least one address: --ipv4 CIDR, --dhcp, --ipv6 CIDR or --slaac");
+  if (values.dhcp && values.host) throw new UsageError("--dhcp is for the userspace stack (--tap)");
   const port = (name: string, v: string | undefined, dflt: number): number => {
     if (v === undefined) return dflt;
     if (!/^\d{1,5}$/.test(v) || Number(v) > 65535) throw new UsageError(`--${name} expects a port number 0-65535, got "${v}"`);

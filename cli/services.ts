@@ -57,11 +57,14 @@ function chargen(f: TcpFlow): void {
 
 function udpEcho(stack: Stack): RunningService[] {
   const out: RunningService[] = [];
-  const fams: Array<"udp4" | "udp6"> = [];
-  if (stack.ipv4.address) fams.push("udp4");
-  if (stack.ipv6) fams.push("udp6");
-  for (const t of fams) {
-    const s = stack.udp.createSocket(t);
+  for (const t of ["udp4", "udp6"] as const) {
+    let s: ReturnType<typeof stack.udp.createSocket>;
+    try {
+      s = stack.udp.createSocket(t);
+    } catch (e) {
+      if ((e as { code?: string }).code === "EAFNOSUPPORT") continue; // the stack runs the other family only
+      throw e;
+    }
     s.on("message", (msg, rinfo) => s.send(msg, rinfo.port, rinfo.address));
     s.on("error", () => {});
     s.bind(7);

@@ -33,6 +33,8 @@ export function openTapStack(cfg: TapStackConfig): Stack {
 /** The stack options the commands share (`paf serve`, `paf get`, `paf bench`), as parsed by parse(). */
 export interface StackArgs {
   ipv4?: string | undefined;
+  /** `paf serve --dhcp`: the IPv4 address, router and DNS servers from a DHCP server. */
+  dhcp?: boolean | undefined;
   ipv6?: string | undefined;
   gateway?: string[] | undefined;
   dns?: string[] | undefined;
@@ -41,7 +43,7 @@ export interface StackArgs {
   mtu?: string | undefined;
 }
 
-/** Validate --ipv4/--ipv6/--gateway/--dns/--slaac/--mac/--mtu into StackOptions; errors name the option. */
+/** Validate --ipv4/--dhcp/--ipv6/--gateway/--dns/--slaac/--mac/--mtu into StackOptions; errors name the option. */
 export function parseStackOptions(values: StackArgs): Omit<StackOptions, "netif"> {
   const stack: Omit<StackOptions, "netif"> = {};
   let gw4: string | undefined;
@@ -52,7 +54,11 @@ export function parseStackOptions(values: StackArgs): Omit<StackOptions, "netif"
     else if (f === 6) gw6 = g;
     else throw new UsageError(`--gateway: "${g}" is not an IP address`);
   }
-  if (values.ipv4) {
+  if (values.dhcp) {
+    if (values.ipv4) throw new UsageError("--dhcp and --ipv4 exclude each other (the address comes from the DHCP server)");
+    if (gw4) throw new UsageError("--gateway with an IPv4 address and --dhcp exclude each other (the router comes from the DHCP server)");
+    stack.ipv4 = { dhcp: true };
+  } else if (values.ipv4) {
     try {
       parseCidr(values.ipv4, 4);
     } catch (e) {

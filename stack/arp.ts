@@ -5,32 +5,60 @@
  * its sender; only a packet for us creates one. A reply for us confirms reachability; a request
  * or a gratuitous ARP only makes the entry STALE (Linux's practice), so unsolicited ARP alone
  * never marks a neighbour reachable. Requests are broadcast; NUD probes are unicast to the MAC
- * we hold.
+ * we hold. The layer answers for every address the IPv4 layer gives it (secondary addresses too),
+ * and probes an address before a DHCP client takes it (RFC 5227 §2.1: address conflict detection).
  */
 import type { EthernetLayer } from "./ethernet.js";
 import type { TimerQueue } from "./core/timers.js";
 import type { TxMeta } from "./netif/netif.js";
 import type { Random } from "./core/random.js";
+import type { Timer } from "./core/timers.js";
 import { Counters } from "./core/stats.js";
 import { ARP_REPLY, ARP_REQUEST, ARP, emitArp, parseArp } from "./wire/arp.js";
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH } from "./wire/ethernet.js";
-import { BROADCAST_MAC, ZERO_MAC, copyBytes, ipv4ToU32, isZero, u32ToIPv4 } from "./wire/addr.js";
+import { BROADCAST_MAC, IPV4_ANY, ZERO_MAC, copyBytes, ipv4ToU32, u32ToIPv4 } from "./wire/addr.js";
 import { NEIGHBOUR_OPTIONS, NeighbourCache, type NeighbourEntry, type NeighbourOptions } from "./neighbour.js";
 import { resolveOptions } from "./core/validate.js";
 
 /** The IPv4 neighbour cache's bounds and timers (see NeighbourOptions for the defaults). */
 export type ArpOptions = NeighbourOptions;
 
+/** RFC 5227 §1.1's probe timing (the RFC's constants are the defaults where they are used). */
+export interface ArpProbeTiming {
+  /** Random wait before the first probe, up to this (PROBE_WAIT, 1 s). */
+  probeWaitMs: number;
+  /** Probes sent (PROBE_NUM, 3). */
+  probes: number;
+  /** Spacing between probes, random in [min, max] (PROBE_MIN 1 s, PROBE_MAX 2 s). */
+  probeMinMs: number;
+  probeMaxMs: number;
+  /** Wait after the last probe before the address is deemed free (ANNOUNCE_WAIT, 2 s). */
+  announceWaitMs: number;
+}
+
+interface OwnAddress {
+  u32: number;
+  bytes: Uint8Array;
+  mask: number;
+}
+
+interface Probe {
+  ip: number;
+  sent: number;
+  timer: Timer;
+  done: (conflict: boolean) => void;
+}
+
 export class ArpLayer {
   readonly counters = new Counters("arp");
   private readonly cache: NeighbourCache<number>;
-  private addr = 0; // our IPv4 as u32, 0 = none
-  private addrBytes: Uint8Array = new Uint8Array(4);
+  private readonly own: OwnAddress[] = [];
+  private readonly probes = new Set<Probe>();
 
   constructor(
     private readonly eth: EthernetLayer,
-    timers: TimerQueue,
-    random: Random,
+    private readonly timers: TimerQueue,
+    private readonly random: Random,
     /** Packets that never left because their next hop did not answer (reported to their senders). */
     unreachable: (frames: Uint8Array[]) => void,
     opts: ArpOptions = {},
@@ -38,7 +66,7 @@ export class ArpLayer {
     this.cache = new NeighbourCache<number>(
       {
         keyOf: (ip) => ip,
-        solicit: (ip, mac) => this.sendArp(ARP_REQUEST, mac ?? BROADCAST_MAC, ZERO_MAC, u32ToIPv4(ip)),
+        solicit: (ip, mac) => this.sendArp(ARP_REQUEST, mac ?? BROADCAST_MAC, ZERO_MAC, u32ToIPv4(ip), this.sourceFor(ip)),
         send: (frame, mac, meta) => this.eth.send(frame, mac, ETHERTYPE_IPV4, meta),
         unreachable,
       },
@@ -50,11 +78,44 @@ export class ArpLayer {
     );
   }
 
-  /** Set our address and announce it with a gratuitous ARP (RFC 5227 §2.3 announcement). */
-  setAddress(ip: Uint8Array, announce = true): void {
-    this.addrBytes = copyBytes(ip);
-    this.addr = ipv4ToU32(ip);
-    if (announce) this.sendArp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, ip);
+  /** Answer for `ip` from now on, and announce it with a gratuitous ARP (RFC 5227 §2.3). */
+  addAddress(ip: Uint8Array, prefixLength: number): void {
+    const mask = prefixLength === 0 ? 0 : (0xffffffff << (32 - prefixLength)) >>> 0;
+    this.own.push({ u32: ipv4ToU32(ip), bytes: copyBytes(ip), mask });
+    this.sendArp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, ip, ip);
+  }
+
+  removeAddress(ip: Uint8Array): void {
+    const u = ipv4ToU32(ip);
+    const i = this.own.findIndex((a) => a.u32 === u);
+    if (i >= 0) this.own.splice(i, 1);
+  }
+
+  /**
+   * RFC 5227 §2.1.1: probe for `ip` (ARP requests from 0.0.0.0) before using it. `done(true)` as
+   * soon as another host shows it holds the address (any ARP from it, or its own probe for it);
+   * `done(false)` when `announceWaitMs` passed after the last probe in silence. Returns a cancel.
+   */
+  probe(ip: Uint8Array, t: ArpProbeTiming, done: (conflict: boolean) => void): () => void {
+    const target = copyBytes(ip);
+    const p: Probe = { ip: ipv4ToU32(ip), sent: 0, done, timer: undefined as unknown as Timer };
+    const between = (lo: number, hi: number) => lo + (hi > lo ? this.random.u32() % (hi - lo + 1) : 0);
+    p.timer = this.timers.timer(() => {
+      if (p.sent >= t.probes) {
+        this.probes.delete(p);
+        return done(false);
+      }
+      p.sent++;
+      this.counters.inc("probes_sent");
+      this.sendArp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, target, IPV4_ANY);
+      this.timers.arm(p.timer, p.sent < t.probes ? between(t.probeMinMs, t.probeMaxMs) : t.announceWaitMs);
+    });
+    this.probes.add(p);
+    this.timers.arm(p.timer, between(0, t.probeWaitMs));
+    return () => {
+      this.timers.cancel(p.timer);
+      this.probes.delete(p);
+    };
   }
 
   /** A snapshot of the cache for inspection (`paf` stats, tests). */
@@ -76,6 +137,20 @@ export class ArpLayer {
 
   close(): void {
     this.cache.close();
+    for (const p of this.probes) this.timers.cancel(p.timer);
+    this.probes.clear();
+  }
+
+  private ownAddress(u: number): OwnAddress | undefined {
+    const a = this.own;
+    for (let i = 0; i < a.length; i++) if (a[i]!.u32 === u) return a[i];
+    return undefined;
+  }
+
+  /** The address to ask from: one on the target's subnet, else the first; 0.0.0.0 with none. */
+  private sourceFor(ip: number): Uint8Array {
+    for (const a of this.own) if ((ip & a.mask) >>> 0 === (a.u32 & a.mask) >>> 0) return a.bytes;
+    return this.own[0]?.bytes ?? IPV4_ANY;
   }
 
   /** An ARP packet (the Ethernet layer hands over the payload). */
@@ -87,22 +162,38 @@ export class ArpLayer {
     if (r.sha[0]! & 1) return c.drop("multicast_sender");
     const spa = ipv4ToU32(r.spa);
     const tpa = ipv4ToU32(r.tpa);
-    if (this.addr !== 0 && spa === this.addr && !isZero(r.spa)) {
+    if (this.probes.size > 0) this.checkProbes(r.op, spa, tpa);
+    if (spa !== 0 && this.ownAddress(spa)) {
       // Someone else claims our address (RFC 5227 conflict); we keep it but count it.
       c.inc("address_conflict");
       return;
     }
-    const forUs = this.addr !== 0 && tpa === this.addr;
+    const forUs = tpa !== 0 && this.ownAddress(tpa) !== undefined;
     if (spa !== 0) this.cache.update(spa, r.sha, { solicited: forUs && r.op === ARP_REPLY, override: true, create: forUs });
     if (forUs && r.op === ARP_REQUEST) {
-      this.sendArp(ARP_REPLY, r.sha, r.sha, r.spa);
+      this.sendArp(ARP_REPLY, r.sha, r.sha, r.spa, r.tpa);
       c.inc("replies_sent");
     }
   }
 
-  private sendArp(op: number, ethDst: Uint8Array, tha: Uint8Array, tpa: Uint8Array): void {
+  /**
+   * RFC 5227 §2.1.1: while probing, any ARP whose sender is the probed address, or another
+   * host's probe for it (sender 0.0.0.0; our own never reach us), is a conflict.
+   */
+  private checkProbes(op: number, spa: number, tpa: number): void {
+    for (const p of this.probes) {
+      if (spa === p.ip || (spa === 0 && op === ARP_REQUEST && tpa === p.ip)) {
+        this.timers.cancel(p.timer);
+        this.probes.delete(p);
+        this.counters.inc("probe_conflicts");
+        p.done(true);
+      }
+    }
+  }
+
+  private sendArp(op: number, ethDst: Uint8Array, tha: Uint8Array, tpa: Uint8Array, spa: Uint8Array): void {
     const frame = new Uint8Array(ETH.HEADER_LEN + ARP.LEN + 18); // pad to the 60-byte minimum
-    emitArp(frame.subarray(ETH.HEADER_LEN), { op, sha: this.eth.mac, spa: this.addrBytes, tha, tpa });
+    emitArp(frame.subarray(ETH.HEADER_LEN), { op, sha: this.eth.mac, spa, tha, tpa });
     this.eth.send(frame, ethDst, ETHERTYPE_ARP);
   }
 }

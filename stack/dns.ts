@@ -111,7 +111,7 @@ class Failure extends Error {
 
 export class DnsResolver {
   readonly counters = new Counters("dns");
-  readonly servers: readonly Server[];
+  private serverList: readonly Server[];
   private readonly udp: UdpLayer;
   private readonly tcp: TcpApi;
   private readonly timers: TimerQueue;
@@ -137,7 +137,7 @@ export class DnsResolver {
     this.tcp = stack.tcp;
     this.timers = stack.timers;
     this.random = stack.random;
-    this.servers = (opts.servers ?? []).map(parseServer);
+    this.serverList = (opts.servers ?? []).map(parseServer);
     const int = (v: number | undefined, def: number, min: number, name: string): number => {
       const x = v ?? def;
       if (!Number.isInteger(x) || x < min) throw new RangeError(`dns.${name} must be an integer >= ${min} (got ${String(v)})`);
@@ -152,6 +152,24 @@ export class DnsResolver {
     this.maxCnameDepth = int(opts.maxCnameDepth, 8, 0, "maxCnameDepth");
     this.maxResponseSize = Math.min(65535, int(opts.maxResponseSize, 65535, 512, "maxResponseSize"));
     this.ednsUdpSize = int(opts.ednsUdpSize, 1232, 0, "ednsUdpSize");
+  }
+
+  /** The name servers, in the order they are tried. */
+  get servers(): readonly Server[] {
+    return this.serverList;
+  }
+
+  /** Like `dns.getServers()`: the servers as given. */
+  getServers(): string[] {
+    return this.serverList.map((s) => s.text);
+  }
+
+  /**
+   * Like `dns.setServers()`: replace the servers (a DHCP lease does, when the stack was given
+   * none). Queries in flight finish with the list they started with; the cache is kept.
+   */
+  setServers(servers: readonly string[]): void {
+    this.serverList = servers.map(parseServer);
   }
 
   /** Cached entries (positive and negative, stale ones included until used or evicted). */

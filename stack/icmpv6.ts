@@ -26,6 +26,7 @@ import {
   icmpv6ChecksumOk,
   parseIcmp,
 } from "./wire/icmp.js";
+import { MLD_QUERY, MLD_V1_DONE, MLD_V2_REPORT } from "./wire/mld.js";
 import { NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_ROUTING } from "./wire/ipv6.js";
 import { ETH } from "./wire/ethernet.js";
 import { formatIPv6, isIPv6Multicast, isZero } from "./wire/addr.js";
@@ -37,10 +38,16 @@ export interface Icmpv6Options {
   errorBurst?: number;
 }
 
+/** Where MLD messages go (mld.ts). */
+export interface MldHandler {
+  input(type: number, pkt: IpPacket): void;
+}
+
 export class Icmpv6 implements UpperProtocol {
   readonly counters = new Counters("icmpv6");
   private readonly bucket: TokenBucket;
   private readonly pings: PingTable;
+  private mld: MldHandler | undefined;
 
   constructor(
     private readonly ip: Ipv6Layer,
@@ -53,6 +60,11 @@ export class Icmpv6 implements UpperProtocol {
     this.pings = new PingTable(timers, random.u32() & 0xffff);
   }
 
+  /** The MLD module that handles queries and reports (wired by the stack). */
+  useMld(mld: MldHandler): void {
+    this.mld = mld;
+  }
+
   input(pkt: IpPacket): void {
     const c = this.counters;
     const p = pkt.payload;
@@ -61,6 +73,7 @@ export class Icmpv6 implements UpperProtocol {
     if (!icmpv6ChecksumOk(p, pkt.src, pkt.dst)) return c.drop("bad_checksum");
     c.inc("rx_type_" + r.type);
     if (r.type >= 133 && r.type <= 137) return this.ndp.input(r.type, r.code, pkt);
+    if ((r.type >= MLD_QUERY && r.type <= MLD_V1_DONE) || r.type === MLD_V2_REPORT) return this.mld?.input(r.type, pkt);
     switch (r.type) {
       case ICMPV6_ECHO_REQUEST:
         return this.echoReply(pkt, r.rest, r.body);

@@ -56,6 +56,8 @@ export interface Route {
   headroom: number;
   /** To one of our own addresses: looped back inside the stack, never on the link. */
   local?: boolean;
+  /** To a broadcast address (limited or subnet-directed): a socket must allow it (SO_BROADCAST). */
+  broadcast: boolean;
 }
 
 export interface SendOptions {
@@ -69,6 +71,11 @@ export interface SendOptions {
    * fragmented.
    */
   gsoSize?: number;
+  /**
+   * A multicast datagram is also delivered to this stack's own sockets when the stack joined the
+   * group (IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP, on by default for sockets).
+   */
+  multicastLoop?: boolean;
 }
 
 /** The output half of an IP layer, as used by UDP/TCP/ICMP. */
@@ -87,4 +94,17 @@ export interface IpOutput {
   isLocal(addr: Uint8Array): boolean;
   /** Send an ICMP error about a received packet (rate limited, never about multicast/ICMP errors). */
   sendIcmpError(pkt: IpPacket, kind: "port_unreachable" | "protocol_unreachable"): void;
+  /** Listen to multicast group `g` (reference counted; the first join is reported, IGMP / MLD). */
+  joinGroup(g: Uint8Array): void;
+  /** Undo one joinGroup (the last leave is reported). */
+  leaveGroup(g: Uint8Array): void;
+}
+
+/**
+ * Told when the set of groups a layer listens to changes (first join, last leave): the group
+ * membership protocol (IGMP for IPv4, MLD for IPv6) reports it to multicast routers.
+ */
+export interface GroupListener {
+  joined(g: Uint8Array): void;
+  left(g: Uint8Array): void;
 }

@@ -15,13 +15,34 @@ import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
 import { IPV4, emitIpv4, parseIpv4 } from "./wire/ipv4.js";
 import { ETH, ETHERTYPE_IPV4 } from "./wire/ethernet.js";
 
-import { BROADCAST_MAC, copyBytes, ipv4MulticastMac, ipv4ToU32 } from "./wire/addr.js";
+import { BROADCAST_MAC, IPV4_ANY, copyBytes, ipv4MulticastMac, ipv4ToU32, u32ToIPv4 } from "./wire/addr.js";
 import type { TxMeta } from "./netif/netif.js";
+import type { GroupListener } from "./ip.js";
+import { RouteTable, ipv4Mask, type RouteEntry, type RouteOrigin } from "./routes.js";
+import { errnoError } from "./core/errors.js";
 
-export interface Ipv4Config {
-  address: Uint8Array;
-  prefixLength: number;
-  gateway?: Uint8Array | undefined;
+/** One of our addresses, with what routing and input filtering need precomputed. */
+export interface Ipv4Address {
+  readonly address: Uint8Array;
+  readonly prefixLength: number;
+  /** The address as u32. */
+  readonly u32: number;
+  readonly mask: number;
+  /** The subnet-directed broadcast address as u32; -1 when there is none (/31, /32). */
+  readonly broadcast: number;
+}
+
+/** A route: destination prefix, gateway (or on-link) and metric. */
+export interface Ipv4RouteEntry extends RouteEntry {
+  /** Destination prefix (masked) as u32. */
+  readonly dst: number;
+  readonly mask: number;
+  /** Gateway as u32; 0: on-link (the destination is the next hop). */
+  readonly gateway: number;
+  /** Preferred source address as u32; 0: chosen by the gateway's subnet. */
+  readonly src: number;
+  /** That address itself (so route() finds it without a search). */
+  readonly source: Ipv4Address | undefined;
 }
 
 export interface Ipv4Options {
@@ -45,9 +66,12 @@ export interface Ipv4Route extends Route {
   local: boolean;
 }
 
-/** Resolves IPv4 next hops (arp.ts) and sends. */
+/** Resolves IPv4 next hops (arp.ts) and sends; answers for our addresses. */
 export interface Ipv4Neighbours {
   output(nextHop: number, frame: Uint8Array, meta?: TxMeta): boolean;
+  /** Answer for `ip` (within its prefix) from now on, and announce it. */
+  addAddress(ip: Uint8Array, prefixLength: number): void;
+  removeAddress(ip: Uint8Array): void;
 }
 
 export interface Icmpv4ErrorSink {
@@ -56,11 +80,15 @@ export interface Icmpv4ErrorSink {
 }
 
 const LIMITED_BROADCAST = 0xffffffff;
+/** 224.0.0.1: every host listens to it and never reports it (RFC 1112 §4, RFC 2236 §6). */
+export const ALL_HOSTS = 0xe0000001;
 
 /** One object shape for every route (route() runs for every datagram sent). */
-function routeOf4(src: Uint8Array, dst: Uint8Array, mtu: number, nextHop: number, fixedMac: Uint8Array | undefined, local: boolean): Ipv4Route {
-  return { family: 4, src, dst: copyBytes(dst), headroom: ETH.HEADER_LEN + IPV4.MIN_HEADER_LEN, mtu, nextHop, fixedMac, local };
+function routeOf4(src: Uint8Array, dst: Uint8Array, mtu: number, nextHop: number, fixedMac: Uint8Array | undefined, local: boolean, broadcast: boolean): Ipv4Route {
+  return { family: 4, src, dst: copyBytes(dst), headroom: ETH.HEADER_LEN + IPV4.MIN_HEADER_LEN, mtu, nextHop, fixedMac, local, broadcast };
 }
+
+const sameRoute = (a: Ipv4RouteEntry, b: Ipv4RouteEntry): boolean => a.dst === b.dst && a.prefixLength === b.prefixLength && a.metric === b.metric && a.gateway === b.gateway;
 
 export class Ipv4Layer implements IpOutput {
   readonly family = 4 as const;
@@ -68,9 +96,21 @@ export class Ipv4Layer implements IpOutput {
   private readonly protocols = new Map<number, UpperProtocol>();
   private readonly reassembler: Reassembler;
   private readonly pmtu = new Map<number, { mtu: number; expires: number }>();
-  private cfg: Ipv4Config | undefined;
-  private addr = 0;
-  private mask = 0;
+  /** Our addresses; the first is the primary one (the source when no route says otherwise). */
+  private readonly addrs: Ipv4Address[] = [];
+  private readonly table = new RouteTable<Ipv4RouteEntry>(sameRoute);
+  /**
+   * What route() and input() compare, per datagram, as unboxed u32 arrays (an object field holding
+   * a u32 above 2^30 is a boxed number in V8): our addresses and their subnet broadcasts (0: none),
+   * and each route's destination and mask, in table order. Rebuilt by index() on every change.
+   */
+  private addrU32 = new Uint32Array(0);
+  private addrBcast = new Uint32Array(0);
+  private routeDst = new Uint32Array(0);
+  private routeMask = new Uint32Array(0);
+  /** Joined multicast groups (u32) -> reference count. */
+  private readonly groups = new Map<number, number>();
+  private groupListener: GroupListener | undefined;
   private readonly ident: Ipv4Ident;
   private readonly ttl: number;
   private readonly pmtuCacheSize: number;
@@ -82,7 +122,7 @@ export class Ipv4Layer implements IpOutput {
 
   constructor(
     private readonly eth: EthernetLayer,
-    private readonly arp: Ipv4Neighbours & { setAddress(ip: Uint8Array): void },
+    private readonly arp: Ipv4Neighbours,
     private readonly timers: TimerQueue,
     random: Random,
     readonly linkMtu: number,
@@ -95,6 +135,8 @@ export class Ipv4Layer implements IpOutput {
     this.minPmtu = opts.minPmtu ?? 552;
     this.reassembler = new Reassembler(timers, this.counters, opts.reassembly, (first) => this.reassemblyTimeout(first));
     this.loop = new Loopback((f, p) => this.input(f, p), () => this.batchEnd(), this.counters);
+    // RFC 1112 §4: every host listens to all-hosts (IGMP queries come there).
+    this.joinGroup(u32ToIPv4(ALL_HOSTS));
   }
 
   /** The ICMPv4 module that reports errors about packets we receive (wired by the stack). */
@@ -102,20 +144,120 @@ export class Ipv4Layer implements IpOutput {
     this.icmp = icmp;
   }
 
-  /** Configure (or change) our address; announces it with gratuitous ARP. */
-  configure(cfg: Ipv4Config): void {
-    this.cfg = cfg;
-    this.addr = ipv4ToU32(cfg.address);
-    this.mask = cfg.prefixLength === 0 ? 0 : (0xffffffff << (32 - cfg.prefixLength)) >>> 0;
-    this.arp.setAddress(cfg.address);
+  /** Who reports group joins and leaves (the IGMP module; wired by the stack). */
+  useGroupListener(l: GroupListener): void {
+    this.groupListener = l;
   }
 
+  // ---- addresses and routes ---------------------------------------------------------------
+
+  /**
+   * Add an address with its prefix: its subnet becomes on-link (a "connected" route) and ARP
+   * answers for it and announces it. EEXIST if we hold it already.
+   */
+  addAddress(address: Uint8Array, prefixLength: number): Ipv4Address {
+    const u = ipv4ToU32(address);
+    if (this.findAddress(u)) throw errnoError("EEXIST", "addAddress", formatU32(u));
+    if (u === 0 || u === LIMITED_BROADCAST || u >>> 28 >= 0xe || u >>> 24 === 127) throw errnoError("EINVAL", "addAddress", `${formatU32(u)} is not a unicast address`);
+    const mask = ipv4Mask(prefixLength);
+    const a: Ipv4Address = { address: copyBytes(address), prefixLength, u32: u, mask, broadcast: prefixLength >= 31 ? -1 : (u | ~mask) >>> 0 };
+    this.addrs.push(a);
+    if (prefixLength < 32) this.table.add({ dst: (u & mask) >>> 0, mask, prefixLength, gateway: 0, src: u, source: a, metric: 0, origin: "connected" });
+    this.index();
+    this.arp.addAddress(a.address, prefixLength);
+    return a;
+  }
+
+  /**
+   * Remove an address, its connected route, the routes that named it as their source, and the
+   * routes whose gateway is no longer on-link (as Linux flushes them). EADDRNOTAVAIL if absent.
+   */
+  removeAddress(address: Uint8Array): Ipv4Address {
+    const u = ipv4ToU32(address);
+    const a = this.findAddress(u);
+    if (!a) throw errnoError("EADDRNOTAVAIL", "removeAddress", formatU32(u));
+    this.addrs.splice(this.addrs.indexOf(a), 1);
+    this.table.removeWhere((r) => r.src === u);
+    this.table.removeWhere((r) => r.gateway !== 0 && !this.onLink(r.gateway));
+    this.index();
+    this.arp.removeAddress(a.address);
+    return a;
+  }
+
+  /** Our addresses, the primary (first) one first. */
+  get addresses(): readonly Ipv4Address[] {
+    return this.addrs;
+  }
+
+  /** The primary address (undefined until one is added). */
   get address(): Uint8Array | undefined {
-    return this.cfg?.address;
+    return this.addrs[0]?.address;
   }
 
-  get config(): Ipv4Config | undefined {
-    return this.cfg;
+  /**
+   * Add a route to `dst`/`prefixLength` via `gateway` (0: on-link). The gateway must be on-link
+   * (inside the prefix of one of our addresses): ENETUNREACH otherwise, as Linux answers; EEXIST
+   * for a route already there.
+   */
+  addRoute(dst: Uint8Array, prefixLength: number, gateway: Uint8Array | undefined, metric: number, origin: RouteOrigin, src?: Uint8Array): void {
+    const mask = ipv4Mask(prefixLength);
+    const d = (ipv4ToU32(dst) & mask) >>> 0;
+    const gw = gateway ? ipv4ToU32(gateway) : 0;
+    const s = src ? ipv4ToU32(src) : 0;
+    const what = `${formatU32(d)}/${prefixLength}${gw ? ` via ${formatU32(gw)}` : ""}`;
+    if (gw !== 0 && !this.onLink(gw)) throw errnoError("ENETUNREACH", "addRoute", `${what}: the gateway is not on a connected subnet`);
+    const source = s !== 0 ? this.findAddress(s) : undefined;
+    if (s !== 0 && !source) throw errnoError("EADDRNOTAVAIL", "addRoute", `${what}: source ${formatU32(s)} is not ours`);
+    if (!this.table.add({ dst: d, mask, prefixLength, gateway: gw, src: s, source, metric, origin })) throw errnoError("EEXIST", "addRoute", what);
+    this.index();
+  }
+
+  /** Remove routes to `dst`/`prefixLength` (only via `gateway`, with `metric`, when given). ESRCH if none matched. */
+  removeRoute(dst: Uint8Array, prefixLength: number, gateway?: Uint8Array, metric?: number): void {
+    const mask = ipv4Mask(prefixLength);
+    const d = (ipv4ToU32(dst) & mask) >>> 0;
+    const gw = gateway ? ipv4ToU32(gateway) : undefined;
+    const n = this.table.removeWhere((r) => r.origin !== "connected" && r.dst === d && r.prefixLength === prefixLength && (gw === undefined || r.gateway === gw) && (metric === undefined || r.metric === metric));
+    if (n === 0) throw errnoError("ESRCH", "removeRoute", `${formatU32(d)}/${prefixLength}${gw ? ` via ${formatU32(gw)}` : ""}`);
+    this.index();
+  }
+
+  /** Remove every route of one origin (DHCP's, when its lease ends). */
+  removeRoutes(origin: RouteOrigin): void {
+    this.table.removeWhere((r) => r.origin === origin);
+    this.index();
+  }
+
+  private index(): void {
+    this.addrU32 = Uint32Array.from(this.addrs, (a) => a.u32);
+    this.addrBcast = Uint32Array.from(this.addrs, (a) => (a.broadcast < 0 ? 0 : a.broadcast));
+    const t = this.table.entries;
+    this.routeDst = Uint32Array.from(t, (r) => r.dst);
+    this.routeMask = Uint32Array.from(t, (r) => r.mask);
+  }
+
+  /** The routing table, longest prefix first. */
+  get routes(): readonly Ipv4RouteEntry[] {
+    return this.table.entries;
+  }
+
+  private findAddress(u: number): Ipv4Address | undefined {
+    const au = this.addrU32;
+    for (let i = 0; i < au.length; i++) if (au[i] === u) return this.addrs[i];
+    return undefined;
+  }
+
+  /** Is `u` inside the prefix of one of our addresses (a connected route)? */
+  private onLink(u: number): boolean {
+    for (const r of this.table.entries) if (r.origin === "connected" && (u & r.mask) >>> 0 === r.dst) return true;
+    return false;
+  }
+
+  /** The address to send from towards on-link `u`: one whose subnet holds it, else the primary. */
+  private sourceFor(u: number): Ipv4Address | undefined {
+    const a = this.addrs;
+    for (let i = 0; i < a.length; i++) if ((u & a[i]!.mask) >>> 0 === (a[i]!.u32 & a[i]!.mask) >>> 0) return a[i];
+    return a[0];
   }
 
   sendIcmpError(pkt: IpPacket, kind: "port_unreachable" | "protocol_unreachable"): void {
@@ -131,11 +273,37 @@ export class Ipv4Layer implements IpOutput {
   }
 
   isLocal(a: Uint8Array): boolean {
-    return a.length === 4 && this.addr !== 0 && ipv4ToU32(a) === this.addr;
+    return a.length === 4 && this.findAddress(ipv4ToU32(a)) !== undefined;
   }
 
+  /** The limited broadcast, or the subnet-directed broadcast of one of our addresses? */
   private isBroadcast(d: number): boolean {
-    return d === LIMITED_BROADCAST || (this.addr !== 0 && this.mask !== 0xffffffff && (d & ~this.mask) >>> 0 === (~this.mask >>> 0) && (d & this.mask) >>> 0 === (this.addr & this.mask) >>> 0);
+    if (d === LIMITED_BROADCAST) return true;
+    const ab = this.addrBcast;
+    for (let i = 0; i < ab.length; i++) if (ab[i] === d) return true;
+    return false;
+  }
+
+  // ---- multicast groups ---------------------------------------------------------------------
+
+  /** Join a multicast group: accept packets to it and frames to its MAC (reference counted). */
+  joinGroup(g: Uint8Array): void {
+    const k = ipv4ToU32(g);
+    const n = this.groups.get(k) ?? 0;
+    this.groups.set(k, n + 1);
+    if (n > 0) return;
+    this.eth.joinMulticast(ipv4MulticastMac(g));
+    if (k !== ALL_HOSTS) this.groupListener?.joined(g);
+  }
+
+  leaveGroup(g: Uint8Array): void {
+    const k = ipv4ToU32(g);
+    const n = (this.groups.get(k) ?? 0) - 1;
+    if (n > 0) return void this.groups.set(k, n);
+    if (n < 0) return;
+    this.groups.delete(k);
+    this.eth.leaveMulticast(ipv4MulticastMac(g));
+    if (k !== ALL_HOSTS) this.groupListener?.left(g);
   }
 
   // ---- input -------------------------------------------------------------------------------
@@ -147,15 +315,32 @@ export class Ipv4Layer implements IpOutput {
     if (typeof r === "string") return c.drop(r);
     const d = ipv4ToU32(r.dst);
     const s = ipv4ToU32(r.src);
+    // One pass over our addresses: one of them, or the broadcast address of one's subnet.
+    let own = false;
     let multicast = false;
-    if (d !== this.addr || this.addr === 0) {
-      if (this.isBroadcast(d)) multicast = true;
-      else if (d >>> 28 === 0xe) multicast = true; // 224.0.0.0/4: we accept, protocols decide
-      else return c.drop("not_for_us");
+    const au = this.addrU32;
+    const ab = this.addrBcast;
+    for (let i = 0; i < au.length; i++) {
+      if (au[i] === d) {
+        own = true;
+        break;
+      }
+      if (ab[i] === d) {
+        multicast = true;
+        break;
+      }
+    }
+    if (!own && !multicast) {
+      if (d === LIMITED_BROADCAST) multicast = true;
+      else if (d >>> 28 === 0xe) {
+        // 224.0.0.0/4: only the groups we joined (RFC 1112 §7.2).
+        if (!this.groups.has(d)) return c.drop("multicast_not_joined");
+        multicast = true;
+      } else return c.drop("not_for_us");
     }
     // Martian sources (RFC 1122 §3.2.1.3): broadcast, multicast, and loopback are never valid senders.
     if (s === LIMITED_BROADCAST || s >>> 28 === 0xe || s >>> 24 === 127 || (s !== 0 && this.isBroadcast(s))) return c.drop("martian_source");
-    if (s === this.addr && s !== 0 && !this.loop.active) return c.drop("own_source");
+    if (s !== 0 && !this.loop.active && this.findAddress(s)) return c.drop("own_source");
 
     let payload = r.payload;
     if (r.moreFragments || r.fragOffset !== 0) {
@@ -198,20 +383,43 @@ export class Ipv4Layer implements IpOutput {
 
   // ---- routing and output --------------------------------------------------------------------
 
+  /**
+   * Route to `dst`, from `src` when given (it must be ours, or 0.0.0.0 for "any"). The table is
+   * scanned longest prefix first; the source is `src`, else the route's, else the address whose
+   * subnet holds the next hop, else the primary. Before any address is configured only the limited
+   * broadcast is routable, from 0.0.0.0 (RFC 2131 §4.1: how a DHCP client speaks first).
+   */
   route(dst: Uint8Array, src?: Uint8Array): Ipv4Route | undefined {
-    if (dst.length !== 4 || !this.cfg) return undefined;
-    if (src && !(src.length === 4 && (ipv4ToU32(src) === this.addr || ipv4ToU32(src) === 0))) return undefined;
+    if (dst.length !== 4) return undefined;
     const d = ipv4ToU32(dst);
-    const from = this.cfg.address;
-    if (d === this.addr) return routeOf4(from, dst, 65535, d, undefined, true);
-    if (this.isBroadcast(d)) return routeOf4(from, dst, this.linkMtu, 0, BROADCAST_MAC, false);
-    if (d >>> 28 === 0xe) return routeOf4(from, dst, this.linkMtu, 0, ipv4MulticastMac(dst), false);
+    let from: Ipv4Address | undefined;
+    if (src) {
+      if (src.length !== 4) return undefined;
+      const s = ipv4ToU32(src);
+      if (s !== 0 && !(from = this.findAddress(s))) return undefined;
+    }
+    if (d === LIMITED_BROADCAST) return routeOf4((from ?? this.addrs[0])?.address ?? IPV4_ANY, dst, this.linkMtu, 0, BROADCAST_MAC, false, true);
+    const a = this.addrs;
+    if (a.length === 0) return undefined;
+    const au = this.addrU32;
+    const ab = this.addrBcast;
+    for (let i = 0; i < au.length; i++) {
+      if (au[i] === d) return routeOf4((from ?? a[i]!).address, dst, 65535, d, undefined, true, false);
+      if (ab[i] === d) return routeOf4((from ?? a[i]!).address, dst, this.linkMtu, 0, BROADCAST_MAC, false, true);
+    }
+    if (d >>> 28 === 0xe) return routeOf4((from ?? a[0]!).address, dst, this.linkMtu, 0, ipv4MulticastMac(dst), false, false);
     if (d === 0 || d >>> 24 === 127) return undefined;
-    let nextHop: number;
-    if ((d & this.mask) >>> 0 === (this.addr & this.mask) >>> 0) nextHop = d;
-    else if (this.cfg.gateway) nextHop = ipv4ToU32(this.cfg.gateway);
-    else return undefined;
-    return routeOf4(from, dst, this.pathMtu(d), nextHop, undefined, false);
+    const rd = this.routeDst;
+    const rm = this.routeMask;
+    const t = this.table.entries;
+    for (let i = 0; i < rd.length; i++) {
+      if ((d & rm[i]!) >>> 0 !== rd[i]) continue;
+      const r = t[i]!;
+      const nextHop = r.gateway === 0 ? d : r.gateway;
+      from ??= r.source ?? this.sourceFor(nextHop)!;
+      return routeOf4(from.address, dst, this.pathMtu(d), nextHop, undefined, false, false);
+    }
+    return undefined;
   }
 
   pathMtu(d: number): number {
@@ -247,10 +455,13 @@ export class Ipv4Layer implements IpOutput {
     // Never one global counter: see ipv4id.ts (RFC 6864, RFC 7739).
     const ident = opts.dontFragment ? 0 : this.ident.next(ipv4ToU32(r.src), ipv4ToU32(r.dst), protocol, this.timers.now());
     c.inc("tx_packets");
+    // Like Linux, our own sockets hear a broadcast we send, and a multicast to a group we joined
+    // unless the socket turned multicast loopback off.
+    const loop = r.fixedMac !== undefined && (r.broadcast || (opts.multicastLoop === true && this.groups.has(ipv4ToU32(r.dst))));
     // A TSO super-segment is cut to the MTU by the netif.
     if (IPV4.MIN_HEADER_LEN + payloadLen <= r.mtu || opts.gsoSize) {
       emitIpv4(frame, hoff, { ident, ttl, tos: opts.tos ?? 0, dontFragment: opts.dontFragment ?? false, protocol, src: r.src, dst: r.dst, payloadLen });
-      return this.deliver(r, frame, opts.gsoSize ? opts : undefined);
+      return this.deliver(r, frame, opts.gsoSize ? opts : undefined, loop);
     }
     if (opts.dontFragment) {
       c.drop("too_big_df");
@@ -270,19 +481,26 @@ export class Ipv4Layer implements IpOutput {
       f.set(data.subarray(off, off + n), hoff + IPV4.MIN_HEADER_LEN);
       emitIpv4(f, hoff, { ident, ttl, tos: opts.tos ?? 0, moreFragments: off + n < payloadLen, fragOffset: off, protocol, src: r.src, dst: r.dst, payloadLen: n });
       c.inc("tx_fragments");
-      ok = this.deliver(r, f) && ok;
+      ok = this.deliver(r, f, undefined, loop) && ok;
     }
     return ok;
   }
 
-  private deliver(r: Ipv4Route, frame: Uint8Array, meta?: TxMeta): boolean {
+  /** Packets to our own address never touch the link: they are fed back to input on the next microtask. */
+  private deliver(r: Ipv4Route, frame: Uint8Array, meta: TxMeta | undefined, loop: boolean): boolean {
     if (r.local) return this.loop.send(frame);
-    if (r.fixedMac) return this.eth.send(frame, r.fixedMac, ETHERTYPE_IPV4, meta);
+    if (r.fixedMac) {
+      if (loop) this.loop.send(copyBytes(frame));
+      return this.eth.send(frame, r.fixedMac, ETHERTYPE_IPV4, meta);
+    }
     return this.arp.output(r.nextHop, frame, meta);
   }
 
-  /** Packets to our own address never touch the link: they are fed back to input on the next microtask. */
-
+  /** Send a packet whose IP header the caller wrote (IGMP's, with a Router Alert option) to a fixed MAC. */
+  sendRaw(frame: Uint8Array, dstMac: Uint8Array): boolean {
+    this.counters.inc("tx_packets");
+    return this.eth.send(frame, dstMac, ETHERTYPE_IPV4);
+  }
 
   close(): void {
     this.reassembler.close();
@@ -295,3 +513,6 @@ export class Ipv4Layer implements IpOutput {
   }
 }
 
+function formatU32(u: number): string {
+  return `${u >>> 24}.${(u >>> 16) & 0xff}.${(u >>> 8) & 0xff}.${u & 0xff}`;
+}

@@ -1,13 +1,16 @@
 /**
  * IPv6 (RFC 8200) for a host: validation, extension headers walked safely, reassembly,
- * fragmentation at the source, routing (on-link prefixes, default routers), path MTU (RFC 8201),
+ * fragmentation at the source, routing (on-link prefixes, a static route table, default routers),
+ * path MTU (RFC 8201),
  * our addresses and their states (RFC 4862: tentative until DAD succeeds). Neighbour resolution
  * and router discovery live in ndp.ts; ICMPv6 in icmpv6.ts.
  */
 import type { EthernetLayer } from "./ethernet.js";
 import type { TimerQueue } from "./core/timers.js";
 import type { Random } from "./core/random.js";
-import type { IpOutput, IpPacket, Route, SendOptions, UpperProtocol } from "./ip.js";
+import type { GroupListener, IpOutput, IpPacket, Route, SendOptions, UpperProtocol } from "./ip.js";
+import { RouteTable, type RouteEntry, type RouteOrigin } from "./routes.js";
+import { errnoError } from "./core/errors.js";
 import type { RxMeta } from "./netif/netif.js";
 import { Counters } from "./core/stats.js";
 import { Loopback } from "./loopback.js";
@@ -15,7 +18,7 @@ import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
 import { IPV6, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE, NH_ROUTING, OPT_JUMBO, checkJumbo, emitFragmentHeader, emitIpv6, parseFragmentHeader, parseIpv6 } from "./wire/ipv6.js";
 import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
 import { IPPROTO_ICMPV6 } from "./wire/icmp.js";
-import { ALL_NODES, bytesEqual, copyBytes, inPrefix, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero, solicitedNode } from "./wire/addr.js";
+import { ALL_NODES, bytesEqual, copyBytes, formatIPv6, inPrefix, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero, solicitedNode } from "./wire/addr.js";
 import type { TxMeta } from "./netif/netif.js";
 
 export const IPV6_MIN_MTU = 1280;
@@ -51,6 +54,17 @@ export interface OnLinkPrefix {
   validUntil: number;
 }
 
+/** A static route: destination prefix, gateway (or on-link) and metric. */
+export interface Ipv6RouteEntry extends RouteEntry {
+  /** The prefix, masked to its length (16 bytes). */
+  readonly dst: Uint8Array;
+  /** Next hop; undefined: on-link. */
+  readonly gateway: Uint8Array | undefined;
+}
+
+const sameRoute6 = (a: Ipv6RouteEntry, b: Ipv6RouteEntry): boolean =>
+  a.prefixLength === b.prefixLength && a.metric === b.metric && bytesEqual(a.dst, b.dst) && (a.gateway === undefined ? b.gateway === undefined : b.gateway !== undefined && bytesEqual(a.gateway, b.gateway));
+
 export interface Ipv6Route extends Route {
   nextHop: Uint8Array | undefined;
   fixedMac: Uint8Array | undefined;
@@ -71,7 +85,7 @@ export interface Icmpv6ErrorSink {
 
 /** One object shape for every route (route() runs for every datagram sent). */
 function routeOf6(src: Uint8Array, dst: Uint8Array, mtu: number, nextHop: Uint8Array | undefined, fixedMac: Uint8Array | undefined, local: boolean): Ipv6Route {
-  return { family: 6, src: copyBytes(src), dst, headroom: ETH.HEADER_LEN + IPV6.HEADER_LEN, mtu, nextHop, fixedMac, local };
+  return { family: 6, src: copyBytes(src), dst, headroom: ETH.HEADER_LEN + IPV6.HEADER_LEN, mtu, nextHop, fixedMac, local, broadcast: false };
 }
 
 export class Ipv6Layer implements IpOutput {
@@ -91,8 +105,9 @@ export class Ipv6Layer implements IpOutput {
   private readonly loop: Loopback;
   private ndp: NeighbourResolver | undefined;
   private icmp: Icmpv6ErrorSink | undefined;
-  /** Static default gateway (otherwise routers learned from RAs are used). */
-  private gateway: Uint8Array | undefined;
+  private groupListener: GroupListener | undefined;
+  /** Static routes (a static default gateway is ::/0 here; otherwise routers learned from RAs are used). */
+  private readonly table = new RouteTable<Ipv6RouteEntry>(sameRoute6);
   /** The link MTU an RA announced (§6.3.4), 0 until one does. */
   private raMtu = 0;
 
@@ -124,9 +139,36 @@ export class Ipv6Layer implements IpOutput {
     this.icmp = icmp;
   }
 
-  /** A static default gateway (otherwise routers learned from RAs are used). */
-  setGateway(gw: Uint8Array | undefined): void {
-    this.gateway = gw && copyBytes(gw);
+  /** Who reports group joins and leaves (the MLD module; wired by the stack). */
+  useGroupListener(l: GroupListener): void {
+    this.groupListener = l;
+  }
+
+  /**
+   * Add a static route to `dst`/`prefixLength` via `gateway` (undefined: on-link). A static
+   * ::/0 is the default gateway, preferred to routers learned from RAs. EEXIST if present.
+   */
+  addRoute(dst: Uint8Array, prefixLength: number, gateway: Uint8Array | undefined, metric: number, origin: RouteOrigin): void {
+    const d = maskPrefix(dst, prefixLength);
+    if (!this.table.add({ dst: d, prefixLength, gateway: gateway && copyBytes(gateway), metric, origin })) throw errnoError("EEXIST", "addRoute", `${formatIPv6(d)}/${prefixLength}`);
+  }
+
+  /** Remove static routes to `dst`/`prefixLength` (only via `gateway`, with `metric`, when given). ESRCH if none matched. */
+  removeRoute(dst: Uint8Array, prefixLength: number, gateway?: Uint8Array, metric?: number): void {
+    const d = maskPrefix(dst, prefixLength);
+    const n = this.table.removeWhere((r) => r.prefixLength === prefixLength && bytesEqual(r.dst, d) && (gateway === undefined || (r.gateway !== undefined && bytesEqual(r.gateway, gateway))) && (metric === undefined || r.metric === metric));
+    if (n === 0) throw errnoError("ESRCH", "removeRoute", `${formatIPv6(d)}/${prefixLength}`);
+  }
+
+  /** The static routes, longest prefix first. */
+  get routes(): readonly Ipv6RouteEntry[] {
+    return this.table.entries;
+  }
+
+  /** On-link prefixes (from static addresses and RAs) still valid. */
+  onLinkPrefixes(): readonly OnLinkPrefix[] {
+    const now = this.timers.now();
+    return this.prefixes.filter((p) => p.validUntil > now);
   }
 
   /** Hop limit of packets we originate (an RA's Cur Hop Limit changes it, §6.3.4). */
@@ -180,7 +222,9 @@ export class Ipv6Layer implements IpOutput {
     const k = ipKey(g);
     const n = this.groups.get(k) ?? 0;
     this.groups.set(k, n + 1);
-    if (n === 0) this.eth.joinMulticast(ipv6MulticastMac(g));
+    if (n > 0) return;
+    this.eth.joinMulticast(ipv6MulticastMac(g));
+    this.groupListener?.joined(g);
   }
 
   leaveGroup(g: Uint8Array): void {
@@ -190,6 +234,7 @@ export class Ipv6Layer implements IpOutput {
     if (n === 0) {
       this.groups.delete(k);
       this.eth.leaveMulticast(ipv6MulticastMac(g));
+      this.groupListener?.left(g);
     }
   }
 
@@ -210,13 +255,6 @@ export class Ipv6Layer implements IpOutput {
     return undefined;
   }
 
-  isOnLink(d: Uint8Array): boolean {
-    if (isIPv6LinkLocal(d)) return true;
-    const now = this.timers.now();
-    for (const p of this.prefixes) if (p.validUntil > now && inPrefix(d, p.prefix, p.length)) return true;
-    return false;
-  }
-
   addOnLinkPrefix(prefix: Uint8Array, length: number, validUntil: number): void {
     for (const p of this.prefixes) {
       if (p.length === length && inPrefix(prefix, p.prefix, length)) {
@@ -225,9 +263,20 @@ export class Ipv6Layer implements IpOutput {
       }
     }
     if (this.prefixes.length >= 64) return void this.counters.drop("prefix_list_full");
-    const pfx = new Uint8Array(16);
-    pfx.set(prefix.subarray(0, 16));
-    this.prefixes.push({ prefix: pfx, length, validUntil });
+    this.prefixes.push({ prefix: maskPrefix(prefix, length), length, validUntil });
+  }
+
+  removeOnLinkPrefix(prefix: Uint8Array, length: number): void {
+    const i = this.prefixes.findIndex((p) => p.length === length && inPrefix(prefix, p.prefix, length));
+    if (i >= 0) this.prefixes.splice(i, 1);
+  }
+
+  /** The longest valid on-link prefix holding `d` (-1: none). */
+  private onLinkLength(d: Uint8Array): number {
+    const now = this.timers.now();
+    let best = -1;
+    for (const p of this.prefixes) if (p.length > best && p.validUntil > now && inPrefix(d, p.prefix, p.length)) best = p.length;
+    return best;
   }
 
   // ---- input --------------------------------------------------------------------------------
@@ -462,9 +511,23 @@ export class Ipv6Layer implements IpOutput {
     const d = copyBytes(dst);
     if (this.isLocal(dst)) return routeOf6(s, d, 65535, undefined, undefined, true);
     if (isIPv6Multicast(dst)) return routeOf6(s, d, this.linkMtu, undefined, ipv6MulticastMac(dst), false);
+    // The longest match among on-link prefixes and static routes; routers from RAs are the default.
     let nextHop: Uint8Array | undefined;
-    if (this.isOnLink(dst)) nextHop = d;
-    else nextHop = this.gateway ?? this.ndp?.defaultRouter();
+    if (isIPv6LinkLocal(dst)) nextHop = d;
+    else {
+      const onLink = this.onLinkLength(dst);
+      const t = this.table.entries;
+      let r: Ipv6RouteEntry | undefined;
+      for (let i = 0; i < t.length && t[i]!.prefixLength > onLink; i++) {
+        if (inPrefix(dst, t[i]!.dst, t[i]!.prefixLength)) {
+          r = t[i];
+          break;
+        }
+      }
+      if (r) nextHop = r.gateway ?? d;
+      else if (onLink >= 0) nextHop = d;
+      else nextHop = this.ndp?.defaultRouter();
+    }
     if (!nextHop) return undefined;
     return routeOf6(s, d, this.pathMtu(dst), nextHop, undefined, false);
   }
@@ -499,10 +562,12 @@ export class Ipv6Layer implements IpOutput {
     const hopLimit = opts.ttl ?? this.hopLimit;
     c.inc("tx_packets");
     const mtu = r.local ? 65535 : Math.min(r.mtu, this.raMtu || r.mtu);
+    // A multicast to a group we joined is heard by our own sockets too, unless they turned it off.
+    const loop = r.fixedMac !== undefined && opts.multicastLoop === true && this.groups.has(ipKey(r.dst));
     // A TSO super-segment is cut to the MTU by the netif.
     if (IPV6.HEADER_LEN + payloadLen <= mtu || opts.gsoSize) {
       emitIpv6(frame, hoff, { trafficClass: opts.tos ?? 0, nextHeader: protocol, hopLimit, src: r.src, dst: r.dst, payloadLen });
-      return this.deliver(r, frame, opts.gsoSize ? opts : undefined);
+      return this.deliver(r, frame, opts.gsoSize ? opts : undefined, loop);
     }
     if (payloadLen > 65535) {
       c.drop("too_big");
@@ -520,7 +585,7 @@ export class Ipv6Layer implements IpOutput {
       emitFragmentHeader(f, hoff + IPV6.HEADER_LEN, protocol, off, off + n < payloadLen, ident);
       f.set(data.subarray(off, off + n), hoff + IPV6.HEADER_LEN + 8);
       c.inc("tx_fragments");
-      ok = this.deliver(r, f) && ok;
+      ok = this.deliver(r, f, undefined, loop) && ok;
     }
     return ok;
   }
@@ -533,9 +598,12 @@ export class Ipv6Layer implements IpOutput {
     return false;
   }
 
-  private deliver(r: Ipv6Route, frame: Uint8Array, meta?: TxMeta): boolean {
+  private deliver(r: Ipv6Route, frame: Uint8Array, meta: TxMeta | undefined, loop: boolean): boolean {
     if (r.local) return this.loop.send(frame);
-    if (r.fixedMac) return this.eth.send(frame, r.fixedMac, ETHERTYPE_IPV6, meta);
+    if (r.fixedMac) {
+      if (loop) this.loop.send(copyBytes(frame));
+      return this.eth.send(frame, r.fixedMac, ETHERTYPE_IPV6, meta);
+    }
     if (!this.ndp || !r.nextHop) return false;
     return this.ndp.output(r.nextHop, frame, meta);
   }
@@ -567,4 +635,10 @@ function commonPrefixLength(a: Uint8Array, b: Uint8Array): number {
     return n + Math.clz32(x) - 24;
   }
   return n;
+}
+
+function maskPrefix(a: Uint8Array, length: number): Uint8Array {
+  const out = new Uint8Array(16);
+  for (let i = 0, bits = length; i < 16 && bits > 0; i++, bits -= 8) out[i] = a[i]! & (bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff);
+  return out;
 }

@@ -18,7 +18,7 @@ import { emitIpv6, IPV6 } from "./wire/ipv6.js";
 import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
 import { ICMPV6_NEIGHBOR_ADVERT, ICMPV6_NEIGHBOR_SOLICIT, ICMPV6_ROUTER_ADVERT, ICMPV6_ROUTER_SOLICIT, IPPROTO_ICMPV6, emitIcmp } from "./wire/icmp.js";
 import { NDP_OPTIONS_OFFSET, NDP_OPT_SOURCE_LLADDR, NDP_OPT_TARGET_LLADDR, emitLladdrOption, parseNdpOptions, parseRouterAdvert } from "./wire/ndp.js";
-import { ALL_NODES, ALL_ROUTERS, IPV6_ANY, bytesEqual, copyBytes, eui64, formatIPv6, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero, solicitedNode } from "./wire/addr.js";
+import { ALL_NODES, ALL_ROUTERS, IPV6_ANY, bytesEqual, copyBytes, eui64, formatIPv6, inPrefix, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero, solicitedNode } from "./wire/addr.js";
 import { NEIGHBOUR_OPTIONS, NeighbourCache, type NeighbourOptions, type NeighbourState } from "./neighbour.js";
 import { resolveOptions } from "./core/validate.js";
 
@@ -117,6 +117,20 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
     return a;
   }
 
+  /**
+   * Remove an address (DAD in progress stops); a static address takes its on-link prefix along
+   * unless another static address shares it.
+   */
+  removeAddress(a: Ipv6Address): void {
+    const d = this.dadTimers.get(a);
+    if (d) this.timers.cancel(d.timer);
+    this.dadTimers.delete(a);
+    this.ip.removeAddress(a);
+    if (a.origin === "static" && a.prefixLength < 128 && !this.ip.addresses.some((x) => x.origin === "static" && x.prefixLength === a.prefixLength && inPrefix(x.address, a.address, a.prefixLength))) {
+      this.ip.removeOnLinkPrefix(a.address, a.prefixLength);
+    }
+  }
+
   private dadStep(a: Ipv6Address): void {
     const d = this.dadTimers.get(a);
     if (!d || a.state !== "tentative") return;
@@ -179,6 +193,12 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
       fallback ??= r.ip;
     }
     return fallback;
+  }
+
+  /** Default routers learned from RAs whose lifetime has not run out. */
+  routerList(): Uint8Array[] {
+    const now = this.timers.now();
+    return this.routers.filter((r) => r.until > now).map((r) => r.ip);
   }
 
   neighbour(ip: Uint8Array): { state: NeighbourState; mac: Uint8Array | undefined; isRouter: boolean } | undefined {

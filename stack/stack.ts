@@ -9,8 +9,9 @@ import { type Clock, RealClock } from "./core/clock.js";
 import { type Random, CryptoRandom } from "./core/random.js";
 import { TimerQueue } from "./core/timers.js";
 import { Counters, type StatsSnapshot } from "./core/stats.js";
-import { InternalErrors } from "./core/errors.js";
+import { ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE, InternalErrors, errnoError } from "./core/errors.js";
 import { validateInteger } from "./core/validate.js";
+import type { RouteOrigin } from "./routes.js";
 import { EthernetLayer } from "./ethernet.js";
 import { ArpLayer, type ArpOptions } from "./arp.js";
 import { Ipv4Layer, type Ipv4Options } from "./ipv4.js";
@@ -19,6 +20,10 @@ import { UdpLayer, type UdpOptions } from "./udp.js";
 import { Ipv6Layer, type Ipv6Options, type Ipv6Address } from "./ipv6.js";
 import { Ndp, type NdpOptions } from "./ndp.js";
 import { Icmpv6, type Icmpv6Options } from "./icmpv6.js";
+import { Igmp, type IgmpOptions } from "./igmp.js";
+import { Mld, type MldOptions } from "./mld.js";
+import { DhcpClient, type DhcpLease, type DhcpOptions } from "./dhcp.js";
+import { IPPROTO_IGMP } from "./wire/igmp.js";
 import type { Timer } from "./core/timers.js";
 import { TcpApi, TcpLayer, type TcpOptions } from "./tcp/index.js";
 import { DnsResolver, type DnsOptions } from "./dns.js";
@@ -27,7 +32,7 @@ import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "./wire/ethernet.j
 import { IPPROTO_ICMP, IPPROTO_ICMPV6 } from "./wire/icmp.js";
 import type { PingOptions, PingResult } from "./ping.js";
 import { IPPROTO_UDP } from "./wire/udp.js";
-import { copyBytes, linkLocalFromMac, formatIP, formatMac, ipFamily, parseCidr, parseIP, parseMac } from "./wire/addr.js";
+import { bytesEqual, copyBytes, linkLocalFromMac, formatIP, formatMac, ipFamily, parseCidr, parseIP, parseMac, u32ToIPv4 } from "./wire/addr.js";
 
 export interface StackLimits {
   arp?: ArpOptions;
@@ -37,6 +42,8 @@ export interface StackLimits {
   ipv6?: Ipv6Options;
   ndp?: NdpOptions;
   icmpv6?: Icmpv6Options;
+  igmp?: IgmpOptions;
+  mld?: MldOptions;
   tcp?: TcpOptions;
 }
 
@@ -51,12 +58,50 @@ export interface Ipv6Config {
   dad?: boolean;
 }
 
+export interface Ipv4Config {
+  /** A static address with its prefix, e.g. "198.18.0.2/24" (the prefix becomes on-link). */
+  address?: string;
+  /** Default gateway (a static route to 0.0.0.0/0); it must be on-link. */
+  gateway?: string;
+  /**
+   * Take the address, the default route and (unless `StackOptions.dns` names servers) the DNS
+   * servers from a DHCP server (RFC 2131): `true`, or options (host name, timeouts ...). Not with
+   * `address`. `stack.ready()` waits for the lease; `stack.dhcp` emits bound/renewed/expired.
+   */
+  dhcp?: boolean | DhcpOptions;
+}
+
+/** A route as `addRoute` / `removeRoute` take it. */
+export interface RouteSpec {
+  /** Destination prefix, "198.19.0.0/16" or "2001:db8:1::/48" (a bare address is a host route); "default" is /0. */
+  to: string;
+  /** Gateway (on-link); omitted: the destination is on-link. */
+  via?: string;
+  /** Lower wins among routes with the same prefix length. Default 0 (DHCP's routes use 100). */
+  metric?: number;
+  /** IPv4: the source address to use on this route (one of ours). */
+  src?: string;
+}
+
+/** A route as `routes()` lists it. */
+export interface RouteInfo {
+  family: 4 | 6;
+  /** Destination prefix, e.g. "198.18.0.0/24", "0.0.0.0/0". */
+  to: string;
+  /** Gateway; absent for on-link routes. */
+  via?: string;
+  metric: number;
+  /** connected: an address's prefix (or an RA's on-link prefix); static: addRoute or options; dhcp; ra: a router from a router advertisement. */
+  origin: RouteOrigin | "ra";
+  src?: string;
+}
+
 export interface StackOptions {
   netif: Netif;
   /** Our MAC (text or bytes). Default: a random locally administered unicast address. */
   mac?: string | Uint8Array;
-  /** IPv4 configuration; omit for an IPv6-only stack. */
-  ipv4?: { address: string; gateway?: string };
+  /** IPv4 configuration (`{}`: IPv4 with no address yet); omit for an IPv6-only stack. */
+  ipv4?: Ipv4Config;
   /** IPv6 configuration; `{}` gives a link-local address only. Omit for an IPv4-only stack. */
   ipv6?: Ipv6Config;
   /** L3 MTU; default the netif's. */
@@ -80,15 +125,25 @@ export class Stack {
   readonly arp: ArpLayer;
   readonly ipv4: Ipv4Layer;
   readonly icmpv4: Icmpv4;
+  /** IGMPv2: reports the IPv4 groups sockets join (addMembership). */
+  readonly igmp: Igmp;
   readonly udp: UdpLayer;
   readonly ipv6: Ipv6Layer | undefined;
   readonly ndp: Ndp | undefined;
   readonly icmpv6: Icmpv6 | undefined;
+  /** MLDv2: reports the IPv6 groups the stack listens to. */
+  readonly mld: Mld | undefined;
   /** TCP: `stack.tcp.listen(...)`, `stack.tcp.connect(...)`; the layer itself is `stack.tcp.layer`. */
   readonly tcp: TcpApi;
-  /** DNS stub resolver (`stack.dns.lookup(name)`); without `StackOptions.dns` lookups of names fail with ENOSERVERS. */
+  /** DNS stub resolver (`stack.dns.lookup(name)`); without `StackOptions.dns` (or servers from DHCP) lookups of names fail with ENOSERVERS. */
   readonly dns: DnsResolver;
+  /** The DHCP client, with `ipv4: { dhcp }`: its events say when a lease is bound, renewed, lost. */
+  readonly dhcp: DhcpClient | undefined;
+  /** The DNS servers come from DHCP (none were given in StackOptions.dns). */
+  private readonly dnsFromDhcp: boolean;
   private closed = false;
+  /** StackOptions.ipv4 was given: IPv4 runs (UDP/TCP over it), with or without addresses yet. */
+  private readonly ipv4On: boolean;
   private readonly pendingDad: Promise<void>[] = [];
   private housekeeping: Timer | undefined;
 
@@ -101,6 +156,7 @@ export class Stack {
     this.mtu = opts.mtu ?? netif.mtu;
     validateInteger(this.mtu, "mtu", 576, 65535);
     const limits = opts.limits ?? {};
+    this.ipv4On = opts.ipv4 !== undefined;
     this.eth = new EthernetLayer(netif, this.mac);
     this.arp = new ArpLayer(this.eth, this.timers, this.random, (frames) => this.icmpv4.linkFailure(frames), limits.arp);
     this.ipv4 = new Ipv4Layer(this.eth, this.arp, this.timers, this.random, this.mtu, limits.ipv4);
@@ -109,6 +165,9 @@ export class Stack {
     this.eth.register(ETHERTYPE_IPV4, (frame, payload, meta) => this.ipv4.input(frame, payload, meta));
     this.ipv4.register(IPPROTO_ICMP, this.icmpv4);
     this.ipv4.useIcmp(this.icmpv4);
+    this.igmp = new Igmp(this.ipv4, this.timers, this.random, limits.igmp);
+    this.ipv4.register(IPPROTO_IGMP, this.igmp);
+    this.ipv4.useGroupListener(this.igmp);
     if (opts.ipv6) {
       this.ipv6 = new Ipv6Layer(this.eth, this.timers, this.random, this.mtu, limits.ipv6);
       const ndpOpts = { ...limits.ndp, ...(opts.ipv6.dad === false ? { dadTransmits: 0 } : {}) };
@@ -119,11 +178,14 @@ export class Stack {
       ip6.useNeighbours(this.ndp);
       ip6.register(IPPROTO_ICMPV6, this.icmpv6);
       ip6.useIcmp(this.icmpv6);
+      this.mld = new Mld(ip6, this.timers, this.random, limits.mld);
+      this.icmpv6.useMld(this.mld);
+      ip6.useGroupListener(this.mld);
     }
-    this.udp = new UdpLayer(opts.ipv4 ? this.ipv4 : undefined, this.ipv6, this.random, limits.udp);
+    this.udp = new UdpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.random, limits.udp);
     this.ipv4.register(IPPROTO_UDP, this.udp);
     this.ipv6?.register(IPPROTO_UDP, this.udp);
-    const tcpLayer = new TcpLayer(opts.ipv4 ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0);
+    const tcpLayer = new TcpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0);
     this.tcp = new TcpApi(tcpLayer);
     this.dns = new DnsResolver(this, opts.dns);
     this.ipv4.register(IPPROTO_TCP, tcpLayer);
@@ -152,17 +214,32 @@ export class Stack {
         }
       },
     });
-    if (opts.ipv4) {
+    if (opts.ipv4?.address !== undefined) {
+      if (opts.ipv4.dhcp) throw new ERR_INVALID_ARG_VALUE("ipv4.dhcp", opts.ipv4.dhcp, "excludes ipv4.address (the address comes from the DHCP server)");
       const p = parseCidr(opts.ipv4.address, 4);
-      const gw = opts.ipv4.gateway !== undefined ? parseIP(opts.ipv4.gateway) : undefined;
-      if (opts.ipv4.gateway !== undefined && ipFamily(opts.ipv4.gateway) !== 4) throw new TypeError(`invalid IPv4 gateway "${opts.ipv4.gateway}"`);
-      this.ipv4.configure({ address: p.address, prefixLength: p.length, gateway: gw });
+      this.ipv4.addAddress(p.address, p.length);
     }
+    this.dnsFromDhcp = !opts.dns?.servers?.length;
+    const dhcp = opts.ipv4?.dhcp;
+    if (dhcp) {
+      this.dhcp = new DhcpClient(
+        {
+          udp: this.udp,
+          timers: this.timers,
+          random: this.random,
+          mac: this.mac,
+          probe: (ip, timing, done) => this.arp.probe(ip, timing, done),
+          apply: (lease, old) => this.applyLease(lease, old),
+        },
+        dhcp === true ? {} : dhcp,
+      );
+    }
+    if (opts.ipv4?.gateway !== undefined) this.addRoute({ to: "0.0.0.0/0", via: opts.ipv4.gateway });
     if (opts.ipv6 && this.ipv6 && this.ndp) {
       const v6 = opts.ipv6;
       if (v6.gateway !== undefined) {
         if (ipFamily(v6.gateway) !== 6) throw new TypeError(`invalid IPv6 gateway "${v6.gateway}"`);
-        this.ipv6.setGateway(parseIP(v6.gateway));
+        this.ipv6.addRoute(new Uint8Array(16), 0, parseIP(v6.gateway), 0, "static");
       }
       const ll = this.ndp.addAddress(linkLocalFromMac(this.mac), 64, "link-local");
       this.pendingDad.push(this.dadDone(ll));
@@ -170,6 +247,8 @@ export class Stack {
         const p = parseCidr(v6.address, 6);
         this.pendingDad.push(this.dadDone(this.ndp.addAddress(p.address, p.length, "static")));
       }
+      // An address whose valid lifetime ran out takes its connections along, as a removed one does.
+      this.ndp.on("address-removed", (a: Ipv6Address) => this.addressGone(a.address));
       // Lifetimes of addresses, prefixes and routers are checked once a second.
       this.housekeeping = this.timers.timer(() => {
         this.ndp?.expire();
@@ -177,6 +256,29 @@ export class Stack {
       }, true);
       this.timers.arm(this.housekeeping, 1000);
     }
+    this.dhcp?.start();
+  }
+
+  /** Configure a DHCP lease, replacing the previous one (its address, routes and DNS servers). */
+  private applyLease(lease: DhcpLease | undefined, old: DhcpLease | undefined): void {
+    this.ipv4.removeRoutes("dhcp");
+    if (old && (!lease || lease.address !== old.address || lease.prefixLength !== old.prefixLength)) {
+      const a = parseIP(old.address);
+      if (this.ipv4.isLocal(a)) this.ipv4.removeAddress(a);
+      this.addressGone(a);
+      if (this.dnsFromDhcp) this.dns.setServers([]);
+    }
+    if (!lease) return;
+    const a = parseIP(lease.address);
+    if (!this.ipv4.isLocal(a)) this.ipv4.addAddress(a, lease.prefixLength);
+    if (lease.router) {
+      try {
+        this.ipv4.addRoute(new Uint8Array(4), 0, parseIP(lease.router), DHCP_ROUTE_METRIC, "dhcp");
+      } catch {
+        this.dhcp?.counters.inc("router_unusable"); // off-link, or the same route exists
+      }
+    }
+    if (this.dnsFromDhcp) this.dns.setServers(lease.dns);
   }
 
   /** Settles when `a` passed or failed DAD; a failure is reported through ready(), never as unhandled. */
@@ -202,12 +304,13 @@ export class Stack {
   }
 
   /**
-   * Resolves when the configured addresses are usable: at once for IPv4, after duplicate
-   * address detection for IPv6 (about one RetransTimer, 1 s). Rejects with EADDRINUSE naming the
-   * address if DAD found a duplicate.
+   * Resolves when the configured addresses are usable: at once for static IPv4, once a lease is
+   * bound with DHCP (ETIMEDOUT after `dhcp.timeoutMs`, 30 s), after duplicate address detection
+   * for IPv6 (about one RetransTimer, 1 s). Rejects with EADDRINUSE naming the address if DAD
+   * found a duplicate.
    */
   async ready(): Promise<void> {
-    await Promise.all(this.pendingDad);
+    await Promise.all([...this.pendingDad, ...(this.dhcp ? [this.dhcp.whenBound()] : [])]);
   }
 
   /** Build a stack over `opts.netif` and start receiving. */
@@ -235,9 +338,96 @@ export class Stack {
   /** Addresses configured on the stack, as text. */
   addresses(): string[] {
     const out: string[] = [];
-    const a4 = this.ipv4.address;
-    if (a4) out.push(formatIP(a4));
+    for (const a of this.ipv4.addresses) out.push(formatIP(a.address));
     for (const a of this.ipv6?.addresses ?? []) if (a.state !== "duplicate") out.push(formatIP(a.address) + (a.state === "tentative" ? " (tentative)" : ""));
+    return out;
+  }
+
+  /**
+   * Add an address at run time: "198.18.0.3/24" (a secondary IPv4 address: its subnet becomes
+   * on-link, ARP answers for it) or "2001:db8::3/64" (resolves after duplicate address detection,
+   * rejecting with EADDRINUSE on a duplicate). EEXIST if the stack holds it already.
+   */
+  async addAddress(cidr: string): Promise<void> {
+    const p = parseCidr(cidr);
+    if (p.address.length === 4) {
+      if (!this.ipv4On) throw errnoError("EAFNOSUPPORT", "addAddress", `${cidr}: this stack has no IPv4`);
+      this.ipv4.addAddress(p.address, p.length);
+      return;
+    }
+    if (!this.ndp || !this.ipv6) throw errnoError("EAFNOSUPPORT", "addAddress", `${cidr}: this stack has no IPv6`);
+    if (this.ipv6.findAddress(p.address)) throw errnoError("EEXIST", "addAddress", cidr);
+    await this.dadDone(this.ndp.addAddress(p.address, p.length, "static"));
+  }
+
+  /**
+   * Remove an address ("198.18.0.3", a prefix length is ignored). Routes through it go too, and
+   * TCP connections using it fail with ECONNABORTED. EADDRNOTAVAIL if the stack does not hold it.
+   */
+  removeAddress(address: string): void {
+    const a = parseCidr(address).address;
+    if (a.length === 4) this.ipv4.removeAddress(a);
+    else {
+      const x = this.ipv6?.findAddress(a);
+      if (!x || !this.ndp) throw errnoError("EADDRNOTAVAIL", "removeAddress", address);
+      this.ndp.removeAddress(x);
+    }
+    this.addressGone(a);
+  }
+
+  /** TCP connections from an address the stack no longer holds cannot go on (Linux's SOCK_DESTROY). */
+  private addressGone(a: Uint8Array): void {
+    for (const t of this.tcp.layer.connections()) {
+      if (bytesEqual(t.localAddress, a)) t.teardown(errnoError("ECONNABORTED", "read", `(local address ${formatIP(a)} was removed)`));
+    }
+  }
+
+  /**
+   * Add a route: `{ to: "198.19.0.0/16", via: "198.18.0.1" }`, `{ to: "default", via: ... }`,
+   * `{ to: "198.20.0.0/16" }` (on-link). The longest matching prefix wins, then the lowest metric.
+   * Errors: EEXIST (the same route exists), ENETUNREACH (an IPv4 gateway off every connected subnet).
+   */
+  addRoute(r: RouteSpec): void {
+    const { family, dst, length, via, metric } = this.parseRoute(r, "addRoute");
+    if (family === 4) return this.ipv4.addRoute(dst, length, via, metric, "static", r.src !== undefined ? parseIP(r.src) : undefined);
+    this.ipv6!.addRoute(dst, length, via, metric, "static");
+  }
+
+  /** Remove a route added by addRoute (`via` and `metric` narrow the match). ESRCH if none matched. */
+  removeRoute(r: RouteSpec): void {
+    const { family, dst, length, via } = this.parseRoute(r, "removeRoute");
+    if (family === 4) return this.ipv4.removeRoute(dst, length, via, r.metric);
+    this.ipv6!.removeRoute(dst, length, via, r.metric);
+  }
+
+  private parseRoute(r: RouteSpec, syscall: string): { family: 4 | 6; dst: Uint8Array; length: number; via: Uint8Array | undefined; metric: number } {
+    if (typeof r?.to !== "string") throw new ERR_INVALID_ARG_TYPE("route.to", "of type string", r?.to);
+    const viaFam = r.via === undefined ? 0 : ipFamily(r.via);
+    if (r.via !== undefined && viaFam === 0) throw new ERR_INVALID_ARG_VALUE("route.via", r.via, "is not an IP address");
+    const metric = r.metric === undefined ? 0 : validateInteger(r.metric, "route.metric", 0, 0xffffffff);
+    let p: { address: Uint8Array; length: number };
+    if (r.to === "default") {
+      if (viaFam === 0) throw new ERR_INVALID_ARG_VALUE("route.via", r.via, "is needed for a default route");
+      p = { address: new Uint8Array(viaFam === 4 ? 4 : 16), length: 0 };
+    } else p = parseCidr(r.to);
+    const family = p.address.length === 4 ? 4 : 6;
+    if (viaFam !== 0 && viaFam !== family) throw new ERR_INVALID_ARG_VALUE("route.via", r.via, `is not an IPv${family} address like the destination`);
+    if (family === 4 ? !this.ipv4On : !this.ipv6) throw errnoError("EAFNOSUPPORT", syscall, `${r.to}: this stack has no IPv${family}`);
+    return { family, dst: p.address, length: p.length, via: r.via !== undefined ? parseIP(r.via) : undefined, metric };
+  }
+
+  /** The routing tables, IPv4 then IPv6, longest prefix first (IPv6: on-link prefixes, static routes, routers from RAs). */
+  routes(): RouteInfo[] {
+    const out: RouteInfo[] = [];
+    for (const r of this.ipv4.routes) {
+      out.push({ family: 4, to: `${formatIP(u32ToIPv4(r.dst))}/${r.prefixLength}`, ...(r.gateway ? { via: formatIP(u32ToIPv4(r.gateway)) } : {}), metric: r.metric, origin: r.origin, ...(r.src ? { src: formatIP(u32ToIPv4(r.src)) } : {}) });
+    }
+    if (this.ipv6 && this.ndp) {
+      const v6: RouteInfo[] = this.ipv6.onLinkPrefixes().map((p) => ({ family: 6, to: `${formatIP(p.prefix)}/${p.length}`, metric: 0, origin: "connected" }));
+      for (const r of this.ipv6.routes) v6.push({ family: 6, to: `${formatIP(r.dst)}/${r.prefixLength}`, ...(r.gateway ? { via: formatIP(r.gateway) } : {}), metric: r.metric, origin: r.origin });
+      for (const ip of this.ndp.routerList()) v6.push({ family: 6, to: "::/0", via: formatIP(ip), metric: 1024, origin: "ra" });
+      out.push(...v6.sort((a, b) => Number(b.to.split("/")[1]) - Number(a.to.split("/")[1])));
+    }
     return out;
   }
 
@@ -253,7 +443,9 @@ export class Stack {
       udp: this.udp.counters.snapshot(),
       tcp: this.tcpStats(),
       dns: { ...this.dns.counters.snapshot(), cache_entries: this.dns.cacheEntries },
-      ...(this.ipv6 ? { ipv6: this.ipv6.counters.snapshot(), icmpv6: this.icmpv6!.counters.snapshot(), ndp: this.ndp!.counters.snapshot() } : {}),
+      ...(this.dhcp ? { dhcp: this.dhcp.counters.snapshot() } : {}),
+      igmp: this.igmp.counters.snapshot(),
+      ...(this.ipv6 ? { ipv6: this.ipv6.counters.snapshot(), icmpv6: this.icmpv6!.counters.snapshot(), ndp: this.ndp!.counters.snapshot(), mld: this.mld!.counters.snapshot() } : {}),
     };
   }
 
@@ -273,12 +465,15 @@ export class Stack {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.dhcp?.close();
     this.dns.close();
     this.tcp.layer.close();
     this.udp.close();
+    this.mld?.close();
     this.icmpv6?.close();
     this.ndp?.close();
     this.ipv6?.close();
+    this.igmp.close();
     this.icmpv4.close();
     this.ipv4.close();
     this.arp.close();
@@ -286,6 +481,9 @@ export class Stack {
     await this.netif.close();
   }
 }
+
+/** DHCP's default route yields to a static one of the same prefix (as NetworkManager's 100 does). */
+const DHCP_ROUTE_METRIC = 100;
 
 function randomMac(r: Random): Uint8Array {
   const m = r.fill(new Uint8Array(6));

@@ -2,6 +2,12 @@
  * UDP (RFC 768, RFC 1122 §4.1) over IPv4 and IPv6, with sockets shaped like node:dgram's.
  * Checksums are always generated; on receive they are verified, and a zero checksum is
  * accepted only over IPv4 (RFC 8200 §8.1 makes it mandatory on IPv6).
+ *
+ * Broadcast and multicast as Linux has them: sending to a broadcast address needs
+ * setBroadcast(true) (EACCES otherwise); addMembership joins a group for the whole stack (the IP
+ * layer's IGMP / MLD reports it); a datagram to a broadcast or multicast address goes to every
+ * socket bound to its port (wildcard, or bound to that address), members or not, as with
+ * IP_MULTICAST_ALL; multicast leaves with TTL 1 unless setMulticastTTL says otherwise.
  */
 import { EventEmitter } from "node:events";
 import type { IpOutput, IpPacket, UpperProtocol } from "./ip.js";
@@ -9,8 +15,9 @@ import type { Random } from "./core/random.js";
 import { Counters } from "./core/stats.js";
 import { UDP, IPPROTO_UDP, emitUdp, parseUdp, udpChecksumOk } from "./wire/udp.js";
 import { bytesEqual, copyBytes, formatIP, ipFamily, isZero, parseIP } from "./wire/addr.js";
-import { codedError } from "./core/errors.js";
-import { validateOneOf, validatePort } from "./core/validate.js";
+import { ERR_INVALID_ARG_TYPE, codedError, errnoError } from "./core/errors.js";
+import { validateBoolean, validateOneOf, validatePort } from "./core/validate.js";
+import type { SendOptions } from "./ip.js";
 
 export interface UdpOptions {
   /** Ephemeral port range for sockets bound to port 0 (RFC 6056). Default 49152-65535. */
@@ -29,6 +36,12 @@ export interface RemoteInfo {
 
 export type UdpSocketType = "udp4" | "udp6";
 
+export interface UdpSocketOptions {
+  type: UdpSocketType;
+  /** Let several sockets bind the same port (SO_REUSEADDR, as dgram's reuseAddr): each hears broadcasts and multicasts. */
+  reuseAddr?: boolean;
+}
+
 type SendCallback = (err: Error | null, bytes?: number) => void;
 
 /** A datagram socket on a paf stack. Events: 'listening', 'message' (msg, rinfo), 'error', 'close'. */
@@ -44,10 +57,21 @@ export class UdpSocket extends EventEmitter {
   localPort = 0;
   private bound = false;
   private closed = false;
+  /** SO_BROADCAST: may send to a broadcast address. */
+  private broadcast = false;
+  /** Unicast TTL / hop limit (setTTL); undefined: the IP layer's default. */
+  private ttl: number | undefined;
+  /** Send options for multicast datagrams: TTL 1 and loopback on, as Linux's defaults. */
+  private readonly multicastOpts: SendOptions = { ttl: 1, multicastLoop: true };
+  /** setMulticastInterface: the source of multicast datagrams (IPv4). */
+  private multicastSrc: Uint8Array | undefined;
+  /** Groups this socket joined (by address bytes as a key), left on close. */
+  readonly memberships = new Map<string, Uint8Array>();
 
   constructor(
     private readonly layer: UdpLayer,
     readonly type: UdpSocketType,
+    readonly reuseAddr = false,
   ) {
     super();
     this.localAddr = new Uint8Array(type === "udp4" ? 4 : 16);
@@ -130,9 +154,82 @@ export class UdpSocket extends EventEmitter {
     done(err, err ? undefined : data.length);
   }
 
+  /** Allow sending to broadcast addresses (SO_BROADCAST); without it such a send fails with EACCES. */
+  setBroadcast(flag: boolean): void {
+    this.mustBeBound("setBroadcast");
+    this.broadcast = Boolean(flag);
+  }
+
+  /** TTL (IPv4) or hop limit (IPv6) of unicast datagrams, 1-255. */
+  setTTL(ttl: number): number {
+    this.mustBeBound("setTTL");
+    this.ttl = checkTtl(ttl, "setTTL", 1);
+    return ttl;
+  }
+
+  /** TTL / hop limit of multicast datagrams, 0-255 (default 1: the link only). */
+  setMulticastTTL(ttl: number): number {
+    this.mustBeBound("setMulticastTTL");
+    this.multicastOpts.ttl = checkTtl(ttl, "setMulticastTTL", 0);
+    return ttl;
+  }
+
+  /** Whether our own sockets hear the multicasts this socket sends to a group the stack joined (default true). */
+  setMulticastLoopback(flag: boolean): boolean {
+    this.mustBeBound("setMulticastLoopback");
+    this.multicastOpts.multicastLoop = Boolean(flag);
+    return flag;
+  }
+
+  /**
+   * The interface multicasts leave by: for udp4 one of the stack's addresses (the source used),
+   * for udp6 a scope such as "::%tap0" (a stack has one link: accepted, nothing to choose).
+   */
+  setMulticastInterface(iface: string): void {
+    this.mustBeBound("setMulticastInterface");
+    if (typeof iface !== "string") throw new ERR_INVALID_ARG_TYPE("interfaceAddress", "of type string", iface);
+    this.multicastSrc = this.layer.interfaceAddress(this, iface, "setMulticastInterface");
+  }
+
+  /**
+   * Join multicast group `group` (the stack joins it once for all its sockets and reports it with
+   * IGMPv2 / MLDv2). `iface` as for setMulticastInterface. EADDRINUSE if this socket is a member.
+   */
+  addMembership(group: string, iface?: string): void {
+    this.layer.membership(this, group, iface, true);
+  }
+
+  /** Leave a group this socket joined (EADDRNOTAVAIL if it is not a member). */
+  dropMembership(group: string, iface?: string): void {
+    this.layer.membership(this, group, iface, false);
+  }
+
+  private mustBeBound(syscall: string): void {
+    if (this.closed) throw codedError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running");
+    // Like libuv: socket options need the socket (node:dgram throws EBADF before bind()).
+    if (!this.bound) throw errnoError("EBADF", syscall);
+  }
+
+  /** The send options for a datagram to `dst` (multicast TTL and loopback, or the unicast TTL). */
+  sendOptions(dst: Uint8Array): SendOptions | undefined {
+    if (dst.length === 4 ? (dst[0]! & 0xf0) === 0xe0 : dst[0] === 0xff) return this.multicastOpts;
+    return this.ttl === undefined ? undefined : { ttl: this.ttl };
+  }
+
+  /** The source to send from: the multicast interface's address for a multicast, else the bound address (undefined: any). */
+  sourceFor(dst: Uint8Array): Uint8Array | undefined {
+    if (this.multicastSrc && dst.length === 4 && (dst[0]! & 0xf0) === 0xe0) return this.multicastSrc;
+    return isZero(this.localAddr) ? undefined : this.localAddr;
+  }
+
+  get broadcastAllowed(): boolean {
+    return this.broadcast;
+  }
+
   close(cb?: () => void): void {
     if (this.closed) return;
     this.closed = true;
+    this.layer.leaveAll(this);
     if (this.bound) this.layer.detach(this);
     if (cb) this.once("close", cb);
     queueMicrotask(() => this.emit("close"));
@@ -168,11 +265,12 @@ export class UdpLayer implements UpperProtocol {
     this.maxSockets = opts.maxSockets ?? 4096;
   }
 
-  createSocket(type: UdpSocketType | { type: UdpSocketType }, onMessage?: (msg: Buffer, rinfo: RemoteInfo) => void): UdpSocket {
+  createSocket(type: UdpSocketType | UdpSocketOptions, onMessage?: (msg: Buffer, rinfo: RemoteInfo) => void): UdpSocket {
     const t = typeof type === "string" ? type : type.type;
     validateOneOf(t, "type", ["udp4", "udp6"]);
+    const reuse = typeof type === "object" && type.reuseAddr !== undefined ? validateBoolean(type.reuseAddr, "options.reuseAddr") : false;
     if ((t === "udp4" && !this.ipv4) || (t === "udp6" && !this.ipv6)) throw codedError("EAFNOSUPPORT", `this stack has no ${t === "udp4" ? "IPv4" : "IPv6"} configured`);
-    const s = new UdpSocket(this, t);
+    const s = new UdpSocket(this, t, reuse);
     if (onMessage) s.on("message", onMessage);
     return s;
   }
@@ -198,6 +296,7 @@ export class UdpLayer implements UpperProtocol {
     const key = fam * 65536 + port;
     const list = this.ports.get(key) ?? [];
     for (const o of list) {
+      if (o.reuseAddr && s.reuseAddr) continue;
       if (isZero(o.localAddr) || isZero(s.localAddr) || bytesEqual(o.localAddr, s.localAddr)) {
         throw codedError("EADDRINUSE", `UDP port ${port} is already in use`);
       }
@@ -232,6 +331,7 @@ export class UdpLayer implements UpperProtocol {
     const list = this.ports.get(pkt.family * 65536 + r.dstPort);
     let target: UdpSocket | undefined;
     if (list) {
+      if (pkt.multicast) return this.deliverToAll(list, r.payload, pkt, r.srcPort);
       for (const s of list) {
         if (bytesEqual(s.localAddr, pkt.dst)) {
           target = s;
@@ -250,6 +350,60 @@ export class UdpLayer implements UpperProtocol {
     target.deliver(r.payload, pkt, r.srcPort);
   }
 
+  /** A broadcast or multicast datagram: every socket bound to the port and to that address or to any. */
+  private deliverToAll(list: UdpSocket[], payload: Uint8Array, pkt: IpPacket, srcPort: number): void {
+    let n = 0;
+    for (const s of [...list]) {
+      if (!isZero(s.localAddr) && !bytesEqual(s.localAddr, pkt.dst)) continue;
+      n++;
+      s.deliver(payload, pkt, srcPort);
+    }
+    if (n === 0) this.counters.drop("no_socket");
+    else this.counters.inc("delivered", n);
+  }
+
+  // ---- multicast membership -------------------------------------------------------------------
+
+  /** Join (`join`) or leave a group for socket `s`; errors as Linux's setsockopt gives them. */
+  membership(s: UdpSocket, group: string, iface: string | undefined, join: boolean): void {
+    const syscall = join ? "addMembership" : "dropMembership";
+    if (typeof group !== "string" || group === "") throw codedError("ERR_MISSING_ARGS", 'The "multicastAddress" argument must be specified');
+    if (iface !== undefined) this.interfaceAddress(s, iface, syscall);
+    const fam = ipFamily(group);
+    if (fam !== s.family) throw errnoError("EINVAL", syscall);
+    const g = parseIP(group);
+    if (fam === 4 ? (g[0]! & 0xf0) !== 0xe0 : g[0] !== 0xff) throw errnoError("EINVAL", syscall);
+    const ip = (fam === 4 ? this.ipv4 : this.ipv6)!;
+    const k = formatIP(g);
+    if (join) {
+      if (s.memberships.has(k)) throw errnoError("EADDRINUSE", syscall);
+      s.memberships.set(k, g);
+      ip.joinGroup(g);
+    } else {
+      if (!s.memberships.delete(k)) throw errnoError("EADDRNOTAVAIL", syscall);
+      ip.leaveGroup(g);
+    }
+  }
+
+  leaveAll(s: UdpSocket): void {
+    const ip = s.family === 4 ? this.ipv4 : this.ipv6;
+    for (const g of s.memberships.values()) ip?.leaveGroup(g);
+    s.memberships.clear();
+  }
+
+  /** The address an interface argument names: for udp4 one of ours (ENODEV otherwise, as Linux); udp6 takes any scope. */
+  interfaceAddress(s: UdpSocket, iface: string, syscall: string): Uint8Array | undefined {
+    if (s.family === 6) {
+      if (ipFamily(iface) !== 6) throw errnoError("EINVAL", syscall);
+      return undefined;
+    }
+    if (ipFamily(iface) !== 4) throw errnoError("EINVAL", syscall);
+    const a = parseIP(iface);
+    if (isZero(a)) return undefined;
+    if (!this.isLocal(a)) throw errnoError("ENODEV", syscall, `${iface} is not an address of this stack`);
+    return a;
+  }
+
   icmpError(): void {
     // Node's dgram reports ICMP errors only on connected sockets; ours are unconnected. Counted.
     this.counters.inc("icmp_errors");
@@ -260,20 +414,31 @@ export class UdpLayer implements UpperProtocol {
     const ip = dst.length === 4 ? this.ipv4 : this.ipv6;
     if (!ip) return codedError("EAFNOSUPPORT", "address family not configured");
     if (data.length > 65535 - UDP.HEADER_LEN - (dst.length === 4 ? 20 : 0)) return codedError("EMSGSIZE", `datagram of ${data.length} bytes is too large`);
-    const route = ip.route(dst, isZero(s.localAddr) ? undefined : s.localAddr);
+    const route = ip.route(dst, s.sourceFor(dst));
     if (!route) {
       this.counters.drop("no_route");
       return codedError("EHOSTUNREACH", `no route to ${formatIP(dst)}`);
+    }
+    // Linux: a broadcast needs SO_BROADCAST (udp_sendmsg's RTCF_BROADCAST check).
+    if (route.broadcast && !s.broadcastAllowed) {
+      this.counters.drop("broadcast_not_allowed");
+      return errnoError("EACCES", "send", `${formatIP(dst)}:${port}`);
     }
     const frame = new Uint8Array(route.headroom + UDP.HEADER_LEN + data.length);
     frame.set(data, route.headroom + UDP.HEADER_LEN);
     emitUdp(frame, route.headroom, s.localPort, port, data.length, route.src, route.dst);
     this.counters.inc("tx_datagrams");
-    if (!ip.send(route, IPPROTO_UDP, frame)) return codedError("ENOBUFS", "datagram dropped on output (queue full or too big)");
+    if (!ip.send(route, IPPROTO_UDP, frame, s.sendOptions(dst))) return codedError("ENOBUFS", "datagram dropped on output (queue full or too big)");
     return null;
   }
 
   close(): void {
     for (const list of [...this.ports.values()]) for (const s of [...list]) s.close();
   }
+}
+
+function checkTtl(ttl: unknown, syscall: string, min: number): number {
+  if (typeof ttl !== "number") throw new ERR_INVALID_ARG_TYPE("ttl", "of type number", ttl);
+  if (!Number.isInteger(ttl) || ttl < min || ttl > 255) throw errnoError("EINVAL", syscall);
+  return ttl;
 }

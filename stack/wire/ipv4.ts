@@ -79,12 +79,18 @@ export interface Ipv4EmitOptions {
   src: Uint8Array;
   dst: Uint8Array;
   payloadLen: number;
+  /** Add the Router Alert option (RFC 2113; IGMP, RFC 2236 §2): a 24-byte header. */
+  routerAlert?: boolean;
 }
 
-/** Write a 20-byte header (no options) at `off` and fill its checksum. */
+/** Bytes of a header with the Router Alert option. */
+export const IPV4_ROUTER_ALERT_HEADER_LEN = 24;
+
+/** Write a 20-byte header (24 with Router Alert) at `off` and fill its checksum. */
 export function emitIpv4(buf: Uint8Array, off: number, o: Ipv4EmitOptions): void {
-  const total = IPV4.MIN_HEADER_LEN + o.payloadLen;
-  buf[off] = 0x45;
+  const hl = o.routerAlert ? IPV4_ROUTER_ALERT_HEADER_LEN : IPV4.MIN_HEADER_LEN;
+  const total = hl + o.payloadLen;
+  buf[off] = 0x40 | (hl >> 2);
   buf[off + 1] = o.tos ?? 0;
   buf[off + 2] = total >>> 8;
   buf[off + 3] = total & 0xff;
@@ -99,7 +105,14 @@ export function emitIpv4(buf: Uint8Array, off: number, o: Ipv4EmitOptions): void
   buf[off + 11] = 0;
   buf.set(o.src, off + 12);
   buf.set(o.dst, off + 16);
-  const c = checksum(buf, off, off + 20);
+  if (o.routerAlert) {
+    // Router Alert: copied flag + option 20, length 4, value 0 ("examine this packet").
+    buf[off + 20] = 0x94;
+    buf[off + 21] = 4;
+    buf[off + 22] = 0;
+    buf[off + 23] = 0;
+  }
+  const c = checksum(buf, off, off + hl);
   buf[off + 10] = c >>> 8;
   buf[off + 11] = c & 0xff;
 }

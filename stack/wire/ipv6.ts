@@ -126,3 +126,18 @@ export function emitFragmentHeader(buf: Uint8Array, off: number, nextHeader: num
   buf[off + 6] = (ident >>> 8) & 0xff;
   buf[off + 7] = ident & 0xff;
 }
+
+/**
+ * An 8-byte hop-by-hop header carrying the Router Alert option (RFC 2711) with `value` (0: MLD,
+ * RFC 3810 §5), padded with PadN.
+ */
+export function emitRouterAlertHopByHop(buf: Uint8Array, off: number, nextHeader: number, value = 0): void {
+  buf[off] = nextHeader;
+  buf[off + 1] = 0; // (0 + 1) x 8 bytes
+  buf[off + 2] = 5; // Router Alert
+  buf[off + 3] = 2;
+  buf[off + 4] = value >>> 8;
+  buf[off + 5] = value & 0xff;
+  buf[off + 6] = 1; // PadN, no data
+  buf[off + 7] = 0;
+}

@@ -1,0 +1,56 @@
+/**
+ * A host's routing table (the longest-match rule of RFC 1812 §5.2.4.3, as Linux's FIB applies it
+ * for a host): each entry is a destination prefix, a next hop (a gateway, or none: on-link) and a
+ * metric. The entries are kept sorted, longest prefix first and lowest metric first among equal
+ * prefixes, so a lookup is one scan that stops at the first match: the IP layers scan `entries`
+ * with their own (allocation-free) match, once per datagram sent.
+ */
+
+/** Where a route came from: an address's own prefix, the user, DHCP. */
+export type RouteOrigin = "connected" | "static" | "dhcp";
+
+export interface RouteEntry {
+  readonly prefixLength: number;
+  readonly metric: number;
+  readonly origin: RouteOrigin;
+}
+
+export class RouteTable<E extends RouteEntry> {
+  private readonly list: E[] = [];
+
+  constructor(
+    /** Same destination and next hop (and metric): the identity of a route, as `ip route` sees it. */
+    private readonly same: (a: E, b: E) => boolean,
+  ) {}
+
+  /** Sorted: longest prefix first, then lowest metric. Read-only for the scan. */
+  get entries(): readonly E[] {
+    return this.list;
+  }
+
+  /** Insert in order; false if an identical route is there already. */
+  add(e: E): boolean {
+    if (this.list.some((x) => this.same(x, e))) return false;
+    let i = 0;
+    while (i < this.list.length && (this.list[i]!.prefixLength > e.prefixLength || (this.list[i]!.prefixLength === e.prefixLength && this.list[i]!.metric <= e.metric))) i++;
+    this.list.splice(i, 0, e);
+    return true;
+  }
+
+  /** Remove every entry `pred` selects; returns how many. */
+  removeWhere(pred: (e: E) => boolean): number {
+    let n = 0;
+    for (let i = this.list.length - 1; i >= 0; i--) {
+      if (pred(this.list[i]!)) {
+        this.list.splice(i, 1);
+        n++;
+      }
+    }
+    return n;
+  }
+}
+
+/** A mask of `length` leading one bits, as an unsigned 32-bit number. */
+export function ipv4Mask(length: number): number {
+  return length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
+}
