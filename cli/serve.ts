@@ -137,8 +137,8 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
 }
 
 /** The request handler: --app module, else the demo app; --root in front of it. */
-async function loadHandler(cfg: ServeConfig, stats: (() => unknown) | undefined): Promise<Handler> {
-  let handler: Handler = demoApp(stats ? { stats } : {});
+async function loadHandler(cfg: ServeConfig, stats: () => unknown): Promise<Handler> {
+  let handler: Handler = demoApp({ stats });
   if (cfg.app) {
     let mod: Record<string, unknown>;
     try {
@@ -163,9 +163,11 @@ export async function serve(argv: string[]): Promise<number> {
     services = await startServices(stack, cfg.services);
   }
   const s = stack;
-  const handler = await loadHandler(cfg, s ? () => s.stats() : undefined);
-  const listen = (port: number): Promise<Listener> => (s ? Promise.resolve(stackListener(s, { port })) : hostListener({ host: cfg.host!, port }));
   const running: ServeHandle[] = [];
+  // GET /stats: the stack's counters, and each server's (connections, deadlines that expired).
+  const stats = () => ({ ...s?.stats(), serve: Object.fromEntries(running.map((r) => [r.listener.description, r.stats()])) });
+  const handler = await loadHandler(cfg, stats);
+  const listen = (port: number): Promise<Listener> => (s ? Promise.resolve(stackListener(s, { port })) : hostListener({ host: cfg.host!, port }));
   const parts: string[] = [];
   // ACME: the certificate goes into the HTTPS service once issued (and on every renewal).
   let tlsService: ReturnType<typeof httpsService> | undefined;

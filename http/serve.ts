@@ -10,6 +10,8 @@ export interface Service {
   handle(flow: Flow): void;
   /** Stop: let in-flight requests finish until `deadline` (ms since epoch), then close what remains. */
   shutdown(deadline: number): Promise<void>;
+  /** The service's own counters (e.g. deadlines that expired, by kind). */
+  stats?(): Record<string, number>;
 }
 
 export interface ServeOptions {
@@ -19,8 +21,8 @@ export interface ServeOptions {
 
 export interface ServeHandle {
   readonly listener: Listener;
-  /** Connections open now, accepted in total, refused by the bound. */
-  stats(): { open: number; accepted: number; rejected: number };
+  /** Connections open now, accepted in total, refused by the bound; and the service's counters. */
+  stats(): { open: number; accepted: number; rejected: number } & Record<string, number>;
   /** Stop accepting, let in-flight requests finish within `graceMs`, then close what remains. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -48,7 +50,7 @@ export function serve(service: Service, listener: Listener, opts: ServeOptions =
   });
   return {
     listener,
-    stats: () => ({ open: open.size, accepted, rejected }),
+    stats: () => ({ ...service.stats?.(), open: open.size, accepted, rejected }),
     async stop(graceMs = 5000) {
       stopping = true;
       const deadline = Date.now() + graceMs;

@@ -11,23 +11,61 @@ import http2 from "node:http2";
 import tls from "node:tls";
 import type { Flow } from "./listener.js";
 import type { Service } from "./serve.js";
+import { DeadlineTable, type ConnectionDeadline, type DeadlinePhase } from "./deadlines.js";
 
 export type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
 export interface HttpLimits {
   /** Largest request head (bytes). Default 16 KiB. */
   maxHeaderSize?: number;
-  /** Time to receive a complete request head (slowloris defence, ms). Default 20000. */
+  /**
+   * Time from accept to a complete request head, TLS handshake and HTTP/2 preface included, and
+   * from the first byte of a later request to its head (slowloris defence, ms). Default 20000.
+   */
   headersTimeoutMs?: number;
-  /** Time to receive a complete request (ms). Default 300000. */
+  /** Time from a request head to its complete body (ms). Default 300000. */
   requestTimeoutMs?: number;
-  /** Idle keep-alive connection lifetime (ms). Default 5000. */
+  /** Idle connection between requests: HTTP/1.1 keep-alive, an HTTP/2 session without streams (ms). Default 5000. */
   keepAliveTimeoutMs?: number;
   /** HTTP/2 streams per connection. Default 100. */
   maxConcurrentStreams?: number;
 }
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+const REQUEST_TIMEOUT = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+
+function deadlineTable(l: HttpLimits): DeadlineTable {
+  return new DeadlineTable({ headersTimeoutMs: l.headersTimeoutMs ?? 20_000, requestTimeoutMs: l.requestTimeoutMs ?? 300_000, keepAliveTimeoutMs: l.keepAliveTimeoutMs ?? 5000 });
+}
+
+/**
+ * Close a connection whose deadline passed: 408 to an HTTP/1.x client still sending its head,
+ * GOAWAY to an HTTP/2 one (no stream is open), FIN otherwise; what has not closed a second later
+ * is closed from below (the transport then finishes the close, or resets it).
+ */
+function closeExpired(d: ConnectionDeadline, phase: DeadlinePhase): void {
+  const flow = d.flow;
+  const upper = d.upper ?? flow;
+  if (d.session && !d.session.destroyed) d.session.close();
+  else if (phase === "request") upper.destroy();
+  else if (upper.writable) upper.end(d.http1 && phase === "head" ? REQUEST_TIMEOUT : undefined);
+  setTimeout(() => {
+    d.session?.destroy();
+    upper.destroy();
+    flow.destroy();
+  }, 1000).unref();
+}
+
+/** HTTP/1.x requests keep their connection's deadline in step (head done, response done). */
+function trackRequests(server: http.Server | http2.Http2SecureServer, deadlines: DeadlineTable): void {
+  server.on("request", (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (req.httpVersionMajor !== 1) return; // HTTP/2 streams are followed by their session
+    const d = deadlines.of(req.socket);
+    if (!d) return;
+    d.requestStarted(req as http.IncomingMessage);
+    res.once("close", () => d.requestDone());
+  });
+}
 
 /** Requests being handled, so shutdown can wait for them. */
 interface Inflight {
@@ -79,17 +117,51 @@ function h1Server(handler: Handler, l: HttpLimits, log: (m: string) => void, inf
     // Parse errors and timeouts: answer 400/408/431 when possible, then close only that connection.
     const code = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
     if (socket.writable) socket.end(`HTTP/1.1 ${code} ${http.STATUS_CODES[code]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    else socket.destroy();
+    lingerClose(socket);
   });
   return s;
 }
 
-/** Track HTTP/2 sessions so shutdown can close them (the server does not do it for emitted connections). */
-function trackSessions(s: http2.Http2Server | http2.Http2SecureServer): Set<http2.ServerHttp2Session> {
+const LINGER_MS = 2000;
+const lingering = new WeakSet<object>();
+
+/**
+ * Lingering close (RFC 9112 §9.6): after answering an error, read and discard what the client is
+ * still sending (the rest of an oversized head, say) before closing, so that the close does not
+ * become a reset that discards our answer before the client has read it. At most LINGER_MS.
+ */
+function lingerClose(socket: import("node:stream").Duplex): void {
+  if (lingering.has(socket)) return;
+  lingering.add(socket);
+  socket.on("data", () => {});
+  socket.resume();
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
+}
+
+/**
+ * Track HTTP/2 sessions so shutdown can close them (the server does not do it for emitted
+ * connections), and keep their connections' deadlines: a stream is a request. `accepting` names
+ * the connection whose session is being made now (h2c: made synchronously on 'connection').
+ */
+function trackSessions(s: http2.Http2Server | http2.Http2SecureServer, deadlines: DeadlineTable, accepting?: { current: ConnectionDeadline | undefined }): Set<http2.ServerHttp2Session> {
   const sessions = new Set<http2.ServerHttp2Session>();
   s.on("session", (sess: http2.ServerHttp2Session) => {
     sessions.add(sess);
-    sess.on("close", () => sessions.delete(sess));
+    const d = accepting?.current ?? deadlines.of(sess.socket);
+    if (d) {
+      d.session = sess;
+      sess.on("stream", (stream: http2.ServerHttp2Stream) => {
+        d.requestStarted(stream);
+        stream.once("close", () => d.requestDone());
+      });
+    }
+    sess.on("close", () => {
+      sessions.delete(sess);
+      // The session is over (GOAWAY either way, an error, a rapid-reset flood): so is the
+      // connection. node:http2 does not end a socket it was handed that way, which would keep
+      // it open, with whatever it had not read, for good.
+      d?.flow.destroy();
+    });
     sess.on("error", () => {});
   });
   return sessions;
@@ -118,21 +190,18 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
   const inflight: Inflight = { n: 0 };
   const h1 = h1Server(handler, opts, log, inflight);
   const h2 = http2.createServer({ settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 }, maxSessionMemory: 10 }, guarded(handler, log, inflight) as never);
-  const sessions = trackSessions(h2);
+  const deadlines = deadlineTable(opts);
+  const accepting: { current: ConnectionDeadline | undefined } = { current: undefined };
+  const sessions = trackSessions(h2, deadlines, accepting);
+  trackRequests(h1, deadlines);
   if (opts.upgrade) h1.on("upgrade", opts.upgrade);
-  // Slowloris defence for the first request head of a connection (Node's own headersTimeout is
-  // only enforced for the sockets its server accepted itself, not for flows handed to it).
-  const headTimers = new WeakMap<object, NodeJS.Timeout>();
-  const headersTimeout = opts.headersTimeoutMs ?? 20_000;
-  h1.on("request", (req: http.IncomingMessage) => {
-    const t = headTimers.get(req.socket);
-    if (t) clearTimeout(t);
-    headTimers.delete(req.socket);
-  });
   return {
     h1,
     h2,
+    stats: () => ({ ...deadlines.counts }),
     handle(flow: Flow) {
+      // From accept: a client that sends nothing, or part of the preface, is closed in time too.
+      const d = deadlines.track(flow, closeExpired);
       // Sniff the first bytes: the HTTP/2 preface means h2c, anything else HTTP/1.x.
       let seen = Buffer.alloc(0);
       const onData = (chunk: Buffer) => {
@@ -148,16 +217,13 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
         // node:http manages the end of its connections itself (its own net.Server accepts with
         // allowHalfOpen), so a client's FIN must not end our side before the queued responses.
         if (!isH2) flow.allowHalfOpen = true;
-        (isH2 ? h2 : h1).emit("connection", flow);
-        if (!isH2) {
-          const t = setTimeout(() => {
-            if (flow.destroyed) return;
-            flow.end("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-            setTimeout(() => flow.destroy(), 1000).unref();
-          }, headersTimeout);
-          t.unref();
-          headTimers.set(flow, t);
-          flow.once("close", () => clearTimeout(t));
+        if (isH2) {
+          accepting.current = d;
+          h2.emit("connection", flow);
+          accepting.current = undefined;
+        } else {
+          d.http1 = true;
+          h1.emit("connection", flow);
           flow.resume();
         }
       };
@@ -198,10 +264,23 @@ export function httpsService(handler: Handler, opts: TlsOptions): Service & { se
     guarded(handler, log, inflight) as never,
   );
   server.on("tlsClientError", () => {}); // a failed handshake ends only that connection
-  const sessions = trackSessions(server);
+  const deadlines = deadlineTable(opts);
+  const sessions = trackSessions(server, deadlines);
+  trackRequests(server, deadlines);
+  server.on("secureConnection", (socket: tls.TLSSocket) => {
+    const d = deadlines.of(socket);
+    if (!d) return;
+    d.upper = socket;
+    d.http1 = socket.alpnProtocol !== "h2";
+  });
   return {
     server,
-    handle: (flow: Flow) => server.emit("connection", flow),
+    stats: () => ({ ...deadlines.counts }),
+    handle: (flow: Flow) => {
+      // The clock starts at accept: the TLS handshake is part of the time to a request head.
+      deadlines.track(flow, closeExpired);
+      server.emit("connection", flow);
+    },
     shutdown: (deadline) => shutdownAll([server], sessions, inflight, deadline),
     setCertificate(key, cert, servername) {
       if (servername) contexts.set(servername.toLowerCase(), tls.createSecureContext({ key, cert }));
