@@ -4,7 +4,6 @@
  * ports with RST (RFC 9293 §3.10.7.1, rate limited), chooses initial sequence numbers (RFC 6528)
  * and ephemeral ports (RFC 6056), and writes segments into frames.
  */
-import { createHash } from "node:crypto";
 import type { IpOutput, IpPacket, IcmpErrorInfo, Route, UpperProtocol } from "../ip.js";
 import type { Random } from "../core/random.js";
 import type { TimerQueue } from "../core/timers.js";
@@ -17,6 +16,7 @@ import { Tcb } from "./tcb.js";
 import type { SendQueue } from "./buffers.js";
 import type { CongestionControlName } from "./cc.js";
 import { TcpMemory, type HostShare } from "./memory.js";
+import { SipHash } from "../core/siphash.js";
 import { GSO_SIZE, type GsoFrame } from "../netif/netif.js";
 
 export interface TcpOptions {
@@ -57,7 +57,7 @@ export interface TcpOptions {
    * is reset after this long, whatever state it is in (ms). Default 60000.
    */
   orphanTimeoutMs?: number;
-  /** Half-open connections per stack; beyond it (or a listener's backlog) SYN cookies answer. Default 1024. */
+  /** Half-open connections per stack; beyond it (or a listener's backlog) SYN cookies answer. Default 4096. */
   synQueueSize?: number;
   /** "cubic" (default) or "newreno". */
   congestionControl?: CongestionControlName;
@@ -108,7 +108,7 @@ export function resolveTcpOptions(o: TcpOptions = {}): TcpOptionsResolved {
     maxBufferedBytesPerHost: o.maxBufferedBytesPerHost ?? Math.floor((o.maxBufferedBytes ?? 256 * 1024 * 1024) / 4),
     minReceiveWindow: o.minReceiveWindow ?? 4096,
     orphanTimeoutMs: o.orphanTimeoutMs ?? 60_000,
-    synQueueSize: o.synQueueSize ?? 1024,
+    synQueueSize: o.synQueueSize ?? 4096,
     congestionControl: o.congestionControl ?? "cubic",
     minRtoMs: o.minRtoMs ?? 200,
     maxRtoMs: o.maxRtoMs ?? 120_000,
@@ -162,6 +162,7 @@ export class TcpListener {
 }
 
 const COOKIE_MSS = [536, 1200, 1440, 1460, 4312, 8960, 16384, 65495];
+const NO_EXTRA: Readonly<Partial<TcpEmit>> = Object.freeze({});
 
 export class TcpLayer implements UpperProtocol {
   readonly counters = new Counters("tcp");
@@ -173,7 +174,10 @@ export class TcpLayer implements UpperProtocol {
   private flushScheduled = false;
   private readonly rstBucket: TokenBucket;
   private readonly challengeBucket: TokenBucket;
-  private readonly secret: Buffer;
+  /** Keyed PRFs for initial sequence numbers and SYN cookies, and their input scratch. */
+  private readonly isnHash: SipHash;
+  private readonly cookieHasher: SipHash;
+  private readonly hashIn = new Uint8Array(48);
   private halfOpenTotal = 0;
   /** Connections the application has let go of that are still closing (see Tcb.orphan). */
   orphanCount = 0;
@@ -218,11 +222,31 @@ export class TcpLayer implements UpperProtocol {
     this.memory = new TcpMemory(this.o);
     this.rstBucket = new TokenBucket(this.o.rstRate, this.o.rstRate, timers.now());
     this.challengeBucket = new TokenBucket(this.o.challengeAckRate, this.o.challengeAckRate, timers.now());
-    this.secret = Buffer.from(random.fill(new Uint8Array(32)));
+    const secret = random.fill(new Uint8Array(32));
+    this.isnHash = new SipHash(secret.subarray(0, 16));
+    this.cookieHasher = new SipHash(secret.subarray(16));
   }
 
+  /** The demux key of a 4-tuple: one flat string of 16-bit units, built in one call (hashed on every segment). */
   key(remote: Uint8Array, rport: number, local: Uint8Array, lport: number): string {
+    const r = remote;
+    const l = local;
+    if (r.length === 4 && l.length === 4) return String.fromCharCode((r[0]! << 8) | r[1]!, (r[2]! << 8) | r[3]!, rport, (l[0]! << 8) | l[1]!, (l[2]! << 8) | l[3]!, lport);
     return ipKey(remote) + String.fromCharCode(rport >> 8, rport & 0xff) + ipKey(local) + String.fromCharCode(lport >> 8, lport & 0xff);
+  }
+
+  /** Lay out addresses, ports and `extra` bytes in the hash scratch; returns the length used. */
+  private hashInput(src: Uint8Array, dst: Uint8Array, sport: number, dport: number, ...extra: number[]): number {
+    const b = this.hashIn;
+    b.set(src, 0);
+    b.set(dst, src.length);
+    let o = src.length + dst.length;
+    b[o++] = sport >> 8;
+    b[o++] = sport & 0xff;
+    b[o++] = dport >> 8;
+    b[o++] = dport & 0xff;
+    for (const x of extra) b[o++] = x;
+    return o;
   }
 
   /** Number of connections (any state). */
@@ -289,10 +313,9 @@ export class TcpLayer implements UpperProtocol {
     throw sysErr("EADDRNOTAVAIL", "no free ephemeral TCP port");
   }
 
-  /** RFC 6528: ISN = M + F(4-tuple, secret), M a 4 µs clock. */
+  /** RFC 6528: ISN = M + F(4-tuple, secret), M a 4 µs clock, F SipHash-2-4 (as in Linux). */
   isn(src: Uint8Array, sport: number, dst: Uint8Array, dport: number): number {
-    const h = createHash("sha256").update(this.secret).update(src).update(dst).update(Buffer.from([sport >> 8, sport & 0xff, dport >> 8, dport & 0xff])).digest();
-    const f = h.readUInt32BE(0);
+    const f = this.isnHash.hash(this.hashIn, this.hashInput(src, dst, sport, dport));
     const m = Math.floor(this.timers.now() * 250);
     return (f + m) >>> 0;
   }
@@ -364,8 +387,8 @@ export class TcpLayer implements UpperProtocol {
   // ---- SYN cookies (RFC 4987 §3.6) ----------------------------------------------------------
 
   private cookieHash(route: Route, lport: number, rport: number, clientIsn: number, t: number): number {
-    const h = createHash("sha256").update(this.secret).update(route.src).update(route.dst).update(Buffer.from([lport >> 8, lport & 0xff, rport >> 8, rport & 0xff, clientIsn >>> 24, (clientIsn >>> 16) & 0xff, (clientIsn >>> 8) & 0xff, clientIsn & 0xff, t & 0xff])).digest();
-    return h.readUInt32BE(0) >>> 8; // 24 bits
+    const n = this.hashInput(route.src, route.dst, lport, rport, clientIsn >>> 24, (clientIsn >>> 16) & 0xff, (clientIsn >>> 8) & 0xff, clientIsn & 0xff, t & 0xff);
+    return this.cookieHasher.hash(this.hashIn, n) >>> 8; // 24 bits
   }
 
   private cookieTime(): number {
@@ -473,10 +496,14 @@ export class TcpLayer implements UpperProtocol {
    * and more payload than that, one super-segment the netif cuts into `gsoSize`-byte segments.
    * Returns false if the frame was dropped before leaving (netif queue full, no route).
    */
-  emit(t: Tcb, seq: number, flags: number, window: number, q: SendQueue | undefined, off: number, len: number, extra: Partial<TcpEmit> = {}, gsoSize = 0): boolean {
+  emit(t: Tcb, seq: number, flags: number, window: number, q: SendQueue | undefined, off: number, len: number, extra: Partial<TcpEmit> = NO_EXTRA, gsoSize = 0): boolean {
     const ts = extra.ts ?? t.tsOption();
     const sack = flags & ACK && !(flags & SYN) ? t.sackBlocks() : undefined;
-    const o: TcpEmit = { srcPort: t.localPort, dstPort: t.remotePort, seq, ack: flags & ACK ? t.rcvNxt : 0, flags, window, ...extra, ...(ts ? { ts } : {}), ...(sack ? { sack } : {}) };
+    // Built in place (no spreads): this runs for every segment sent.
+    const o: TcpEmit = { srcPort: t.localPort, dstPort: t.remotePort, seq, ack: flags & ACK ? t.rcvNxt : 0, flags, window };
+    if (extra !== NO_EXTRA) Object.assign(o, extra);
+    if (ts) o.ts = ts;
+    if (sack) o.sack = sack;
     const r = t.route;
     const hl = 20 + optionsLength(o);
     const frame = new Uint8Array(r.headroom + hl + len);
