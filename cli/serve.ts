@@ -158,8 +158,17 @@ export async function serve(argv: string[]): Promise<number> {
   const cfg = parseServeArgs(argv);
   let stack: Stack | undefined;
   let services: Awaited<ReturnType<typeof startServices>> = [];
+  // A TAP that goes away under us (deleted, say) ends the server with an error, after the same
+  // graceful stop as a signal: a supervisor must see a failure, not a clean exit.
+  let failed: Error | undefined;
+  let stopNow: (() => void) | undefined;
+  const fail = (e: Error) => {
+    failed ??= e;
+    stopNow?.();
+  };
   if (cfg.tap) {
-    stack = openTapStack({ tap: cfg.tap, tapNetns: cfg.tapNetns, pcap: cfg.pcap, stack: cfg.stack, offload: cfg.offload });
+    const tap = cfg.tap;
+    stack = openTapStack({ tap, tapNetns: cfg.tapNetns, pcap: cfg.pcap, stack: cfg.stack, offload: cfg.offload, onTapError: (e) => fail(Object.assign(new Error(`TAP ${tap} failed (${e.message}); the server stopped`), { code: "ENODEV" })) });
     services = await startServices(stack, cfg.services);
   }
   const s = stack;
@@ -199,17 +208,15 @@ export async function serve(argv: string[]): Promise<number> {
   if (s) await s.ready();
   const where = s ? `on ${cfg.tap} mac ${formatMacText(s.mac)} ${s.addresses().join(" ")}` : `on host ${cfg.host}`;
   console.log(`listening ${where}${parts.length ? " " + parts.join(" ") : ""}${cfg.services.length ? " services " + cfg.services.join(",") : ""}`);
-  let failed: Error | undefined;
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
+    stopNow = stop;
+    if (failed) return stop();
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
     if (acme) {
       // Without its first certificate the server has no reason to run: stop and report.
-      acme.start().catch((e: Error) => {
-        failed = e;
-        resolve();
-      });
+      acme.start().catch((e: Error) => fail(e));
       process.on("SIGHUP", () => void acme.renewNow());
     }
   });
