@@ -73,6 +73,11 @@ export interface TcpOptions {
   delayedAckMs?: number;
   /** Maximum segment lifetime (ms); TIME-WAIT lasts 2 x MSL. Default 30000. */
   mslMs?: number;
+  /**
+   * Connections in TIME-WAIT at once (Linux's tcp_max_tw_buckets); beyond it a closing
+   * connection skips TIME-WAIT (counted). Default 32768.
+   */
+  maxTimeWait?: number;
   /** FIN-WAIT-2 timeout after our FIN is acknowledged and the peer never closes (ms, 0 = never). Default 60000. */
   finWait2TimeoutMs?: number;
   /** Keepalive: idle time before the first probe, interval, probes before ETIMEDOUT. Defaults 7200000, 75000, 9. */
@@ -117,6 +122,7 @@ export function resolveTcpOptions(o: TcpOptions = {}): TcpOptionsResolved {
     synRetries: o.synRetries ?? 6,
     delayedAckMs: o.delayedAckMs ?? 40,
     mslMs: o.mslMs ?? 30_000,
+    maxTimeWait: o.maxTimeWait ?? 32768,
     finWait2TimeoutMs: o.finWait2TimeoutMs ?? 60_000,
     keepAliveIdleMs: o.keepAliveIdleMs ?? 7_200_000,
     keepAliveIntervalMs: o.keepAliveIntervalMs ?? 75_000,
@@ -181,6 +187,8 @@ export class TcpLayer implements UpperProtocol {
   private halfOpenTotal = 0;
   /** Connections the application has let go of that are still closing (see Tcb.orphan). */
   orphanCount = 0;
+  /** Connections in TIME-WAIT (see maxTimeWait). */
+  timeWaitCount = 0;
   /** Bytes held in all connections' buffers, per stack and per remote address (see maxBufferedBytes). */
   readonly memory: TcpMemory;
 

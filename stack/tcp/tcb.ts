@@ -1063,6 +1063,16 @@ export class Tcb {
   }
 
   private enterTimeWait(): void {
+    if (this.layer.timeWaitCount >= this.o.maxTimeWait) {
+      // Like Linux past tcp_max_tw_buckets: acknowledge the FIN and close without TIME-WAIT,
+      // rather than let closed connections crowd out live ones.
+      this.layer.counters.drop("time_wait_overflow");
+      this.sendAck();
+      this.events?.onClose(undefined);
+      this.events = undefined;
+      return this.teardown(undefined);
+    }
+    this.layer.timeWaitCount++;
     this.state = "TIME-WAIT";
     this.layer.timers.cancel(this.rtoTimer);
     this.layer.timers.cancel(this.persistTimer);
@@ -1095,6 +1105,7 @@ export class Tcb {
   teardown(e: (Error & { code: string }) | undefined): void {
     if (this.state === "CLOSED") return;
     const wasHalfOpen = this.state === "SYN-RECEIVED" && this.listener;
+    if (this.state === "TIME-WAIT") this.layer.timeWaitCount--;
     this.state = "CLOSED";
     const t = this.layer.timers;
     t.cancel(this.rtoTimer);

@@ -156,6 +156,22 @@ describe("resets and errors", () => {
     await close();
   });
 
+  it("TIME-WAIT is bounded (maxTimeWait): beyond it a closing connection acknowledges the FIN and is gone at once", async () => {
+    const p = await pair({ limits: { tcp: { maxTimeWait: 2 } } });
+    const accepted: TcpFlow[] = [];
+    p.b.tcp.listen({ port: 80 }, (f) => accepted.push(f));
+    const clients = await Promise.all(Array.from({ length: 4 }, () => p.a.tcp.connect({ host: "198.18.0.2", port: 80 })));
+    await p.until(() => accepted.length === 4, "accept");
+    for (const c of clients) c.resume();
+    for (const f of accepted) f.end(); // the server closes first: its side would go to TIME-WAIT
+    await p.until(() => p.a.tcp.layer.connectionCount === 0, "clients closed");
+    await p.until(() => p.b.tcp.layer.connectionCount === 2, "two in TIME-WAIT");
+    expect(p.b.stats().tcp).toMatchObject({ time_wait: 2, time_wait_connections: 2, drop_time_wait_overflow: 2 });
+    await p.until(() => p.b.tcp.layer.connectionCount === 0, "TIME-WAIT over");
+    expect(p.b.stats().tcp!["time_wait_connections"]).toBe(0);
+    await p.close();
+  });
+
   it("write after end fails with EPIPE", async () => {
     const { client, close } = await connected();
     client.on("error", () => {});
