@@ -21,11 +21,12 @@ export interface DeadlineLimits {
   keepAliveTimeoutMs: number;
 }
 
-/** Deadlines that expired, by phase (a service's stats). */
+/** Deadlines that expired, by phase, and connections evicted to make room (a service's stats). */
 export interface DeadlineCounts {
   head_timeouts: number;
   request_timeouts: number;
   idle_timeouts: number;
+  evicted: number;
 }
 
 export class ConnectionDeadline {
@@ -48,6 +49,8 @@ export class ConnectionDeadline {
     readonly flow: Flow,
     private readonly limits: DeadlineLimits,
     private readonly onExpire: (d: ConnectionDeadline, phase: DeadlinePhase) => void,
+    /** Connections with no request in flight (head or idle phase), longest waiting first. */
+    private readonly waiting: Set<ConnectionDeadline>,
   ) {
     this.arm("head", limits.headersTimeoutMs);
     flow.on("close", () => this.stop());
@@ -98,6 +101,7 @@ export class ConnectionDeadline {
     if (this.stopped) return;
     this.clear();
     this.phase = phase;
+    if (phase !== "request") this.waiting.add(this);
     this.timer = setTimeout(() => this.fire(), ms);
     this.timer.unref();
   }
@@ -106,12 +110,14 @@ export class ConnectionDeadline {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.phase = undefined;
+    this.waiting.delete(this);
   }
 
   private fire(): void {
     const phase = this.phase!;
     this.timer = undefined;
     this.phase = undefined;
+    this.waiting.delete(this);
     if (this.stopped) return;
     // Idle, but bytes came meanwhile: a request (or pings) began; its head gets its own deadline.
     // Unless they lie unread: the protocol above stopped reading (node:http2 does after it sent
@@ -136,18 +142,39 @@ type Tracked = { [DEADLINE]?: ConnectionDeadline };
 
 /** Deadlines by connection; found from the socket a request names (the flow, or TLS over it). */
 export class DeadlineTable {
-  readonly counts: DeadlineCounts = { head_timeouts: 0, request_timeouts: 0, idle_timeouts: 0 };
+  readonly counts: DeadlineCounts = { head_timeouts: 0, request_timeouts: 0, idle_timeouts: 0, evicted: 0 };
+  private readonly waiting = new Set<ConnectionDeadline>();
 
   constructor(private readonly limits: DeadlineLimits) {}
 
   /** Start the clock of a connection just accepted; `onExpire` closes it. */
   track(flow: Flow, onExpire: (d: ConnectionDeadline, phase: DeadlinePhase) => void): ConnectionDeadline {
-    const d = new ConnectionDeadline(flow, this.limits, (x, phase) => {
-      this.counts[`${phase}_timeouts`]++;
-      onExpire(x, phase);
-    });
+    const d = new ConnectionDeadline(
+      flow,
+      this.limits,
+      (x, phase) => {
+        this.counts[`${phase}_timeouts`]++;
+        onExpire(x, phase);
+      },
+      this.waiting,
+    );
     (flow as Tracked)[DEADLINE] = d;
     return d;
+  }
+
+  /**
+   * Close the connection that has waited longest without a request in flight (still sending its
+   * first head, or idle between requests), to make room for a new one; false if there is none.
+   */
+  evictOldest(): boolean {
+    const d = this.waiting.values().next().value;
+    if (!d) return false;
+    this.counts.evicted++;
+    d.stop();
+    d.session?.destroy();
+    d.upper?.destroy();
+    d.flow.destroy();
+    return true;
   }
 
   /** The deadline of the connection under `socket` (a flow, or a TLSSocket over one). */

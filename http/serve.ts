@@ -12,10 +12,19 @@ export interface Service {
   shutdown(deadline: number): Promise<void>;
   /** The service's own counters (e.g. deadlines that expired, by kind). */
   stats?(): Record<string, number>;
+  /**
+   * At maxConnections: close the connection that has waited longest without a request in flight,
+   * so a newcomer is served instead of refused (false: none to close).
+   */
+  evictIdle?(): boolean;
 }
 
 export interface ServeOptions {
-  /** Connections served at once; more are closed on arrival (counted in `rejected`). Default 10000. */
+  /**
+   * Connections served at once. Beyond it, the one that has waited longest without a request in
+   * flight is closed to make room (counted in the service's `evicted`); if every connection has
+   * a request in flight, the newcomer is closed on arrival (counted in `rejected`). Default 10000.
+   */
   maxConnections?: number;
 }
 
@@ -35,7 +44,7 @@ export function serve(service: Service, listener: Listener, opts: ServeOptions =
   let stopping = false;
   listener.accept((flow) => {
     flow.on("error", () => {}); // a peer's reset ends only its own connection
-    if (stopping || open.size >= max) {
+    if (stopping || (open.size >= max && !service.evictIdle?.())) {
       rejected++;
       flow.destroy();
       return;

@@ -199,6 +199,7 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
     h1,
     h2,
     stats: () => ({ ...deadlines.counts }),
+    evictIdle: () => deadlines.evictOldest(),
     handle(flow: Flow) {
       // From accept: a client that sends nothing, or part of the preface, is closed in time too.
       const d = deadlines.track(flow, closeExpired);
@@ -276,6 +277,7 @@ export function httpsService(handler: Handler, opts: TlsOptions): Service & { se
   return {
     server,
     stats: () => ({ ...deadlines.counts }),
+    evictIdle: () => deadlines.evictOldest(),
     handle: (flow: Flow) => {
       // The clock starts at accept: the TLS handshake is part of the time to a request head.
       deadlines.track(flow, closeExpired);

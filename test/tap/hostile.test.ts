@@ -90,6 +90,7 @@ describe.skipIf(!run)("hostile load over TAP, the kernel as client", () => {
     servers.push(serve(httpsService(app, { key, cert, ...quiet, headersTimeoutMs: 60_000 }), stackListener(stack, { port: 443 })));
     servers.push(serve(httpService(app, { ...quiet, ...SHORT }), stackListener(stack, { port: 8080 })));
     servers.push(serve(httpsService(app, { key, cert, ...quiet, ...SHORT }), stackListener(stack, { port: 8443 })));
+    servers.push(serve(httpService(app, { ...quiet, headersTimeoutMs: 60_000 }), stackListener(stack, { port: 8081 }), { maxConnections: 100 }));
     // Warm up (ARP, TLS code paths) before baselines are taken.
     expect(await curl(["http://198.18.0.2/"])).toMatch(/^200/);
     expect(await curl(["-k", "https://198.18.0.2/"])).toMatch(/^200/);
@@ -171,6 +172,19 @@ describe.skipIf(!run)("hostile load over TAP, the kernel as client", () => {
     expect(servers[3]!.stats()["head_timeouts"]).toBeGreaterThanOrEqual(20);
     await backToBaseline("their connections to close");
   }, 60_000);
+
+  it("at maxConnections, the connection that has waited longest without a request makes room for a newcomer", async () => {
+    const h = hold(ns, 8081, 150, "silent", 30);
+    expect((await h.ready).established).toBe(150);
+    await waitFor(() => servers[4]!.stats()["evicted"] === 50, "50 evictions", 5000, 50);
+    expect(await curl(["http://198.18.0.2:8081/"])).toMatch(/^200 /);
+    expect(servers[4]!.stats()).toMatchObject({ evicted: 51, rejected: 0 });
+    h.release();
+    const d = await h.done;
+    expect(d.eof).toBe(51); // closed with FIN, the oldest first
+    expect(d.open).toBe(99);
+    await backToBaseline("their connections to close");
+  }, 40_000);
 
   it("an h2 rapid-reset flood: after the GOAWAY the connection closes and its unread data is released", async () => {
     const script = `
