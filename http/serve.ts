@@ -66,7 +66,8 @@ export function serve(service: Service, listener: Listener, opts: ServeOptions =
       await listener.close();
       await service.shutdown(deadline);
       // What is left is idle (keep-alive HTTP/1.1, TLS without a request) or past the deadline:
-      // send FIN so well-behaved peers see an orderly close, and reset what is still open 1 s on.
+      // send FIN so well-behaved peers see an orderly close, and destroy what is still open 1 s on
+      // (its transport finishes or resets the close).
       for (const f of open) f.end();
       const until = Date.now() + 1000;
       while (open.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
