@@ -367,6 +367,14 @@ export class Tcb {
     q.arm(this.orphanTimer, this.o.orphanTimeoutMs);
   }
 
+  /** An orphan that reached TIME-WAIT (or CLOSED) is closing as it should: no more reaper. */
+  private clearOrphanTimer(): void {
+    if (!this.orphanTimer) return;
+    this.layer.timers.cancel(this.orphanTimer);
+    this.orphanTimer = undefined;
+    this.layer.orphanCount--;
+  }
+
   private onOrphanTimeout(): void {
     if (this.state === "CLOSED" || this.state === "TIME-WAIT") return;
     this.layer.counters.inc("orphans_reaped");
@@ -1073,6 +1081,7 @@ export class Tcb {
       return this.teardown(undefined);
     }
     this.layer.timeWaitCount++;
+    this.clearOrphanTimer();
     this.state = "TIME-WAIT";
     this.layer.timers.cancel(this.rtoTimer);
     this.layer.timers.cancel(this.persistTimer);
@@ -1114,10 +1123,7 @@ export class Tcb {
     t.cancel(this.keepTimer);
     t.cancel(this.waitTimer);
     t.cancel(this.ptoTimer);
-    if (this.orphanTimer) {
-      t.cancel(this.orphanTimer);
-      this.layer.orphanCount--;
-    }
+    this.clearOrphanTimer();
     if (wasHalfOpen && this.listener) {
       this.listener.halfOpen--;
       this.layer.halfOpenDone();

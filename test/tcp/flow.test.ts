@@ -140,6 +140,17 @@ describe("resets and errors", () => {
     await close();
   });
 
+  it("an orphan that reaches TIME-WAIT is no longer counted as one", async () => {
+    const { client, server, until, close, b } = await connected();
+    client.resume();
+    server.destroy();
+    await until(() => b.stats().tcp!["orphans"] === 1 || b.tcp.layer.connections()[0]?.state === "FIN-WAIT-2", "orphaned");
+    client.end();
+    await until(() => b.tcp.layer.connections()[0]?.state === "TIME-WAIT", "TIME-WAIT");
+    expect(b.stats().tcp).toMatchObject({ orphans: 0, time_wait_connections: 1 });
+    await close();
+  });
+
   it("an orphan whose peer never finishes closing is reset after orphanTimeoutMs", async () => {
     const { client, server, until, close, b, clock } = await connected({ limits: { tcp: { orphanTimeoutMs: 10_000, finWait2TimeoutMs: 0 } } });
     let err: (Error & { code?: string }) | undefined;
