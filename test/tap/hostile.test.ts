@@ -143,7 +143,8 @@ describe.skipIf(!run)("hostile load over TAP, the kernel as client", () => {
     expect(st["head_timeouts"]).toBeGreaterThanOrEqual(10_000);
     await backToBaseline("10,000 closes to finish", 30_000);
     expect(servers[2]!.stats().open).toBe(0);
-    expect(heapUsed() - heap0).toBeLessThan(16 << 20);
+    // The JavaScript heap the stack and the servers use (RSS is V8's to give back, or keep).
+    expect(heapUsed() - heap0).toBeLessThan(4 << 20);
   }, 120_000);
 
   it("partial and idle HTTP/2 prefaces, idle keep-alive, trickled requests and silent TLS are all closed in time, cleanly (FIN)", async () => {
