@@ -535,10 +535,11 @@ export class Tcb {
         c.inc("aborts_on_data");
         return this.abort();
       }
-      if (seq === this.rcvNxt && data.length > 0 && this.layer.memory.overLimit(this.host) && this.unread + this.ooo.bytes + data.length > this.o.minReceiveWindow) {
+      const over = this.layer.memory.overLimit(this.host);
+      if (seq === this.rcvNxt && data.length > 0 && over && this.unread + this.ooo.bytes + data.length > this.o.minReceiveWindow) {
         // Past the hard memory bound a connection keeps only its minimum: the segment is dropped
         // (the peer retransmits it once the application has read and memory is free again).
-        c.drop("rcv_memory");
+        c.drop(`rcv_${over}`);
         this.ackNow = true;
       } else if (seq === this.rcvNxt) {
         this.deliver(data, fin);
@@ -550,7 +551,7 @@ export class Tcb {
       } else {
         // Out of order: queue it and send a duplicate ACK with SACK at once (RFC 5681 §4.2).
         const held = this.ooo.bytes;
-        if (this.layer.memory.overLimit(this.host)) c.drop("ooo_memory");
+        if (over) c.drop(`ooo_${over}`);
         else if (!this.ooo.add(seq, data, fin)) c.drop("ooo_queue_full");
         else c.inc("ooo_queued");
         this.charge(this.ooo.bytes - held);

@@ -68,8 +68,8 @@ describe("TCP memory pressure", () => {
     m.charge(b, -200_000);
     m.charge(a, 450_000); // stack 750 000: halfway between the marks; a: past its share
     expect(m.receiveBuffer(b, size)).toBe(Math.floor(size - 0.5 * (size - 4096)));
-    expect(m.overLimit(a)).toBe(true);
-    expect(m.overLimit(b)).toBe(false);
+    expect(m.overLimit(a)).toBe("host_memory");
+    expect(m.overLimit(b)).toBeUndefined();
     m.charge(a, -450_000);
     m.charge(b, -300_000);
     expect(m.held).toBe(0);
@@ -131,6 +131,7 @@ describe("TCP memory pressure", () => {
     const fromA = p.b.tcp.layer.connections().reduce((n, t) => n + t.unread, 0);
     expect(fromA).toBeGreaterThan(768 * 1024);
     expect(fromA).toBeLessThanOrEqual((1 << 20) + 12 * 4096);
+    expect(p.b.stats().tcp!["drop_rcv_host_memory"]).toBeGreaterThan(0); // the share was hit, and counted
     const other = await c.tcp.connect({ host: "198.18.0.2", port: 80 });
     push(other, pattern(200_000));
     await p.until(() => held.length === 13 && held[12]!.readableLength === 200_000, "the other host's 200 KB");
