@@ -78,13 +78,18 @@ describe("TCP memory pressure", () => {
     expect(m.hostCount).toBe(0);
   });
 
-  it("at the hard bound a newcomer still gets minReceiveWindow and its request through; held memory stays within the bound", async () => {
+  /** A stack held at its 2 MiB bound by 12 connections whose reader never reads. */
+  async function atTheBound(): Promise<{ p: Pair; held: TcpFlow[]; LIMIT: number }> {
     const LIMIT = 2 << 20;
     const p = await pair({ limits: { tcp: { maxBufferedBytes: LIMIT, maxBufferedBytesPerHost: LIMIT, minReceiveWindow: 4096 } } });
     const held = pausedServer(p);
-    const hogs = await connectAll(p, 12);
-    for (const c of hogs) push(c, pattern(256 * 1024));
-    await p.until(() => false, "settle", 3000).catch(() => undefined);
+    for (const c of await connectAll(p, 12)) push(c, pattern(256 * 1024));
+    await p.until(() => false, "fill", 3000).catch(() => undefined);
+    return { p, held, LIMIT };
+  }
+
+  it("at the hard bound a newcomer still gets minReceiveWindow and its request through; held memory stays within the bound", async () => {
+    const { p, held, LIMIT } = await atTheBound();
     const b = p.b.tcp.layer;
     expect(b.buffered).toBeGreaterThan(LIMIT - 256 * 1024);
     expect(b.buffered).toBeLessThanOrEqual(LIMIT + 12 * 4096);
@@ -97,12 +102,7 @@ describe("TCP memory pressure", () => {
   });
 
   it("when memory frees, squeezed windows reopen with an update at once (no wait for a zero-window probe)", async () => {
-    const LIMIT = 2 << 20;
-    const p = await pair({ limits: { tcp: { maxBufferedBytes: LIMIT, maxBufferedBytesPerHost: LIMIT, minReceiveWindow: 4096 } } });
-    const held = pausedServer(p);
-    const hogs = await connectAll(p, 12);
-    for (const c of hogs) push(c, pattern(256 * 1024));
-    await p.until(() => false, "fill", 2000).catch(() => undefined);
+    const { p, held } = await atTheBound();
     // A connection that arrives under full pressure fills its minimum and sees a zero window.
     const victim = await p.a.tcp.connect({ host: "198.18.0.2", port: 80 });
     push(victim, pattern(100_000));
