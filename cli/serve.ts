@@ -173,10 +173,11 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
 
 /**
  * The request handler and upgrade hook: the --app module's (default or "handler" export, and
- * "upgrade"), else the demo app with its WebSocket echo; --root in front of the handler.
+ * "upgrade"), else the demo app (its GET /stats from `stats`) with its WebSocket echo; --root in
+ * front of the handler.
  */
-async function loadHandler(cfg: ServeConfig, stats: (() => unknown) | undefined): Promise<{ handler: Handler; upgrade: UpgradeHandler | undefined }> {
-  let handler: Handler = demoApp(stats ? { stats } : {});
+async function loadHandler(cfg: ServeConfig, stats: () => unknown): Promise<{ handler: Handler; upgrade: UpgradeHandler | undefined }> {
+  let handler: Handler = demoApp({ stats });
   let upgrade: UpgradeHandler | undefined = cfg.app ? undefined : demoWebSocket();
   if (cfg.app) {
     let mod: Record<string, unknown>;
@@ -198,16 +199,27 @@ async function loadHandler(cfg: ServeConfig, stats: (() => unknown) | undefined)
 export async function serve(argv: string[]): Promise<number> {
   const cfg = parseServeArgs(argv);
   let stack: Stack | undefined;
+  const running: ServeHandle[] = [];
+  // GET /stats: the stack's counters, and each server's (connections, deadlines that expired).
+  const stats = () => ({ ...stack?.stats(), serve: Object.fromEntries(running.map((r) => [r.listener.description, r.stats()])) });
   // The app is loaded before the TAP comes up: a bad --app is reported with nothing started.
-  const { handler, upgrade } = await loadHandler(cfg, cfg.tap ? () => stack?.stats() : undefined);
+  const { handler, upgrade } = await loadHandler(cfg, stats);
   let services: Awaited<ReturnType<typeof startServices>> = [];
+  // A TAP that goes away under us (deleted, say) ends the server with an error, after the same
+  // graceful stop as a signal: a supervisor must see a failure, not a clean exit.
+  let failed: Error | undefined;
+  let stopNow: (() => void) | undefined;
+  const fail = (e: Error) => {
+    failed ??= e;
+    stopNow?.();
+  };
   if (cfg.tap) {
-    stack = openTapStack({ tap: cfg.tap, tapNetns: cfg.tapNetns, pcap: cfg.pcap, stack: cfg.stack, offload: cfg.offload });
+    const tap = cfg.tap;
+    stack = openTapStack({ tap, tapNetns: cfg.tapNetns, pcap: cfg.pcap, stack: cfg.stack, offload: cfg.offload, onTapError: (e) => fail(Object.assign(new Error(`TAP ${tap} failed (${e.message}); the server stopped`), { code: "ENODEV" })) });
     services = await startServices(stack, cfg.services);
   }
   const s = stack;
   const listen = (port: number): Promise<Listener> => (s ? Promise.resolve(stackListener(s, { port })) : hostListener({ host: cfg.host!, port }));
-  const running: ServeHandle[] = [];
   const parts: string[] = [];
   // ACME: the certificate goes into the HTTPS service once issued (and on every renewal).
   let tlsService: ReturnType<typeof httpsService> | undefined;
@@ -243,17 +255,15 @@ export async function serve(argv: string[]): Promise<number> {
   if (s) await s.ready();
   const where = s ? `on ${cfg.tap} mac ${formatMacText(s.mac)} ${s.addresses().join(" ")}` : `on host ${cfg.host}`;
   console.log(`listening ${where}${parts.length ? " " + parts.join(" ") : ""}${cfg.services.length ? " services " + cfg.services.join(",") : ""}`);
-  let failed: Error | undefined;
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
+    stopNow = stop;
+    if (failed) return stop();
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
     if (acme) {
       // Without its first certificate the server has no reason to run: stop and report.
-      acme.start().catch((e: Error) => {
-        failed = e;
-        resolve();
-      });
+      acme.start().catch((e: Error) => fail(e));
       process.on("SIGHUP", () => void acme.renewNow());
     }
   });

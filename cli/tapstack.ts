@@ -2,7 +2,7 @@
 import { Stack, type StackOptions } from "../stack/stack.js";
 import { TapNetif } from "../stack/netif/tap.js";
 import { PcapNetif } from "../stack/netif/pcap.js";
-import type { Netif } from "../stack/netif/netif.js";
+import type { Netif, NetifError } from "../stack/netif/netif.js";
 import { ipFamily, parseCidr, parseMac } from "../stack/wire/addr.js";
 import { UsageError } from "./args.js";
 
@@ -16,6 +16,8 @@ export interface TapStackConfig {
   stack: Omit<StackOptions, "netif">;
   /** TAP receive offloads (partial checksums, TSO super-frames). Default true. */
   offload?: boolean;
+  /** The TAP failed under us (deleted, brought down for good): reading has stopped. */
+  onTapError?: (err: NetifError) => void;
 }
 
 /** Create (or attach to) the TAP, bring it up, and build a stack on it. */
@@ -25,6 +27,7 @@ export function openTapStack(cfg: TapStackConfig): Stack {
     offload: cfg.offload ?? true,
     ...(cfg.stack.mtu ? { mtu: cfg.stack.mtu } : {}),
     ...(cfg.tapNetns ? { netns: netnsPath(cfg.tapNetns) } : {}),
+    ...(cfg.onTapError ? { onError: cfg.onTapError } : {}),
   });
   if (cfg.pcap) netif = new PcapNetif(netif, cfg.pcap);
   return Stack.create({ netif, ...cfg.stack });

@@ -9,9 +9,9 @@
 import http from "node:http";
 import http2 from "node:http2";
 import tls from "node:tls";
-import type { Duplex } from "node:stream";
 import type { Flow } from "./listener.js";
 import type { Service } from "./serve.js";
+import { DeadlineTable, type ConnectionDeadline, type DeadlinePhase } from "./deadlines.js";
 import { upgradeListener, type UpgradeHandler } from "./upgrade.js";
 
 export type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
@@ -19,11 +19,14 @@ export type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res
 export interface HttpLimits {
   /** Largest request head (bytes). Default 16 KiB. */
   maxHeaderSize?: number;
-  /** Time to receive a complete request head (slowloris defence, ms). Default 20000. */
+  /**
+   * Time from accept to a complete request head, TLS handshake and HTTP/2 preface included, and
+   * from the first byte of a later request to its head (slowloris defence, ms). Default 20000.
+   */
   headersTimeoutMs?: number;
-  /** Time to receive a complete request (ms). Default 300000. */
+  /** Time from a request head to its complete body (ms). Default 300000. */
   requestTimeoutMs?: number;
-  /** Idle keep-alive connection lifetime (ms). Default 5000. */
+  /** Idle connection between requests: HTTP/1.1 keep-alive, an HTTP/2 session without streams (ms). Default 5000. */
   keepAliveTimeoutMs?: number;
   /** HTTP/2 streams per connection. Default 100. */
   maxConcurrentStreams?: number;
@@ -48,6 +51,40 @@ const BAD_PREFACE_ANSWER = (() => {
 function endWith(flow: Flow, bytes: string | Buffer): void {
   flow.end(bytes);
   setTimeout(() => flow.destroy(), 1000).unref();
+}
+const REQUEST_TIMEOUT = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+
+function deadlineTable(l: HttpLimits): DeadlineTable {
+  return new DeadlineTable({ headersTimeoutMs: l.headersTimeoutMs ?? 20_000, requestTimeoutMs: l.requestTimeoutMs ?? 300_000, keepAliveTimeoutMs: l.keepAliveTimeoutMs ?? 5000 });
+}
+
+/**
+ * Close a connection whose deadline passed: 408 to an HTTP/1.x client still sending its head,
+ * GOAWAY to an HTTP/2 one (no stream is open), FIN otherwise; what has not closed a second later
+ * is closed from below (the transport then finishes the close, or resets it).
+ */
+function closeExpired(d: ConnectionDeadline, phase: DeadlinePhase): void {
+  const flow = d.flow;
+  const upper = d.upper ?? flow;
+  if (d.session && !d.session.destroyed) d.session.close();
+  else if (phase === "request") upper.destroy();
+  else if (upper.writable) upper.end(d.http1 && phase === "head" ? REQUEST_TIMEOUT : undefined);
+  setTimeout(() => {
+    d.session?.destroy();
+    upper.destroy();
+    flow.destroy();
+  }, 1000).unref();
+}
+
+/** HTTP/1.x requests keep their connection's deadline in step (head done, response done). */
+function trackRequests(server: http.Server | http2.Http2SecureServer, deadlines: DeadlineTable): void {
+  server.on("request", (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (req.httpVersionMajor !== 1) return; // HTTP/2 streams are followed by their session
+    const d = deadlines.of(req.socket);
+    if (!d) return;
+    d.requestStarted(req as http.IncomingMessage);
+    res.once("close", () => d.requestDone());
+  });
 }
 
 /** Requests being handled, so shutdown can wait for them. */
@@ -100,17 +137,51 @@ function h1Server(handler: Handler, l: HttpLimits, log: (m: string) => void, inf
     // Parse errors and timeouts: answer 400/408/431 when possible, then close only that connection.
     const code = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
     if (socket.writable) socket.end(`HTTP/1.1 ${code} ${http.STATUS_CODES[code]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    else socket.destroy();
+    lingerClose(socket);
   });
   return s;
 }
 
-/** Track HTTP/2 sessions so shutdown can close them (the server does not do it for emitted connections). */
-function trackSessions(s: http2.Http2Server | http2.Http2SecureServer): Set<http2.ServerHttp2Session> {
+const LINGER_MS = 2000;
+const lingering = new WeakSet<object>();
+
+/**
+ * Lingering close (RFC 9112 §9.6): after answering an error, read and discard what the client is
+ * still sending (the rest of an oversized head, say) before closing, so that the close does not
+ * become a reset that discards our answer before the client has read it. At most LINGER_MS.
+ */
+function lingerClose(socket: import("node:stream").Duplex): void {
+  if (lingering.has(socket)) return;
+  lingering.add(socket);
+  socket.on("data", () => {});
+  socket.resume();
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
+}
+
+/**
+ * Track HTTP/2 sessions so shutdown can close them (the server does not do it for emitted
+ * connections), and keep their connections' deadlines: a stream is a request. `accepting` names
+ * the connection whose session is being made now (h2c: made synchronously on 'connection').
+ */
+function trackSessions(s: http2.Http2Server | http2.Http2SecureServer, deadlines: DeadlineTable, accepting?: { current: ConnectionDeadline | undefined }): Set<http2.ServerHttp2Session> {
   const sessions = new Set<http2.ServerHttp2Session>();
   s.on("session", (sess: http2.ServerHttp2Session) => {
     sessions.add(sess);
-    sess.on("close", () => sessions.delete(sess));
+    const d = accepting?.current ?? deadlines.of(sess.socket);
+    if (d) {
+      d.session = sess;
+      sess.on("stream", (stream: http2.ServerHttp2Stream) => {
+        d.requestStarted(stream);
+        stream.once("close", () => d.requestDone());
+      });
+    }
+    sess.on("close", () => {
+      sessions.delete(sess);
+      // The session is over (GOAWAY either way, an error, a rapid-reset flood): so is the
+      // connection. node:http2 does not end a socket it was handed that way, which would keep
+      // it open, with whatever it had not read, for good.
+      d?.flow.destroy();
+    });
     sess.on("error", () => {});
   });
   return sessions;
@@ -134,6 +205,14 @@ function endStreamBeforeReset(s: http2.Http2Server | http2.Http2SecureServer): v
       if (stream.readableFlowing === null) stream.resume();
     });
   });
+}
+
+/**
+ * HTTP/1.1 upgrades go to the hook; the connection is then the hook's (a WebSocket keeps its own
+ * time): its deadline stops, so no 408 is ever written into it.
+ */
+function attachUpgrade(server: http.Server | http2.Http2SecureServer, hook: UpgradeHandler, deadlines: DeadlineTable, h2cOnHttp1?: http.Server): void {
+  server.on("upgrade", upgradeListener(h2cOnHttp1, hook, (socket) => deadlines.of(socket)?.stop()));
 }
 
 /** Graceful stop: GOAWAY to HTTP/2 sessions, wait for requests in flight, close the rest at the deadline. */
@@ -162,29 +241,20 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
   const inflight: Inflight = { n: 0 };
   const h1 = h1Server(handler, opts, log, inflight);
   const h2 = http2.createServer({ settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 }, maxSessionMemory: 10 }, guarded(handler, log, inflight) as never);
-  const sessions = trackSessions(h2);
+  const deadlines = deadlineTable(opts);
+  const accepting: { current: ConnectionDeadline | undefined } = { current: undefined };
+  const sessions = trackSessions(h2, deadlines, accepting);
   endStreamBeforeReset(h2);
-  // Slowloris defence for the first request head of a connection (Node's own headersTimeout is
-  // only enforced for the sockets its server accepted itself, not for flows handed to it).
-  const headTimers = new WeakMap<object, NodeJS.Timeout>();
-  const headersTimeout = opts.headersTimeoutMs ?? 20_000;
-  const headReceived = (socket: object) => {
-    const t = headTimers.get(socket);
-    if (t) clearTimeout(t);
-    headTimers.delete(socket);
-  };
-  h1.on("request", (req: http.IncomingMessage) => headReceived(req.socket));
-  if (opts.upgrade) {
-    const toHook = upgradeListener(h1, opts.upgrade);
-    h1.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      headReceived(socket); // an upgraded connection is the hook's: no 408 may be written into it
-      toHook(req, socket, head);
-    });
-  }
+  trackRequests(h1, deadlines);
+  if (opts.upgrade) attachUpgrade(h1, opts.upgrade, deadlines, h1);
   return {
     h1,
     h2,
+    stats: () => ({ ...deadlines.counts }),
+    evictIdle: () => deadlines.evictOldest(),
     handle(flow: Flow) {
+      // From accept: a client that sends nothing, or part of the preface, is closed in time too.
+      const d = deadlines.track(flow, closeExpired);
       // Sniff the first bytes: the HTTP/2 preface means h2c, its request line followed by anything
       // else a broken HTTP/2 preface, anything else HTTP/1.x.
       let seen = Buffer.alloc(0);
@@ -194,7 +264,10 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
         const isH2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
         if (isH2 && seen.length < PREFACE.length) return; // need more bytes to decide
         flow.off("data", onData);
-        if (!isH2 && seen.length >= PREFACE_LINE.length && seen.subarray(0, PREFACE_LINE.length).equals(PREFACE_LINE)) return endWith(flow, BAD_PREFACE_ANSWER);
+        if (!isH2 && seen.length >= PREFACE_LINE.length && seen.subarray(0, PREFACE_LINE.length).equals(PREFACE_LINE)) {
+          d.stop();
+          return endWith(flow, BAD_PREFACE_ANSWER);
+        }
         flow.pause();
         flow.unshift(seen);
         // The server takes the bytes already read from the stream's buffer (http2 reads them
@@ -202,15 +275,13 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
         // node:http manages the end of its connections itself (its own net.Server accepts with
         // allowHalfOpen), so a client's FIN must not end our side before the queued responses.
         if (!isH2) flow.allowHalfOpen = true;
-        (isH2 ? h2 : h1).emit("connection", flow);
-        if (!isH2) {
-          const t = setTimeout(() => {
-            if (flow.destroyed) return;
-            endWith(flow, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-          }, headersTimeout);
-          t.unref();
-          headTimers.set(flow, t);
-          flow.once("close", () => clearTimeout(t));
+        if (isH2) {
+          accepting.current = d;
+          h2.emit("connection", flow);
+          accepting.current = undefined;
+        } else {
+          d.http1 = true;
+          h1.emit("connection", flow);
           flow.resume();
         }
       };
@@ -253,14 +324,28 @@ export function httpsService(handler: Handler, opts: TlsOptions): Service & { se
     guarded(handler, log, inflight) as never,
   );
   server.on("tlsClientError", () => {}); // a failed handshake ends only that connection
+  const deadlines = deadlineTable(opts);
+  const sessions = trackSessions(server, deadlines);
+  endStreamBeforeReset(server);
+  trackRequests(server, deadlines);
   // allowHTTP1 hands HTTP/1.1 connections to node:http's own connection code, which emits
   // 'upgrade' on this server (h2c is never offered over TLS: ALPN chooses h2 there).
-  if (opts.upgrade) server.on("upgrade", opts.upgrade);
-  const sessions = trackSessions(server);
-  endStreamBeforeReset(server);
+  if (opts.upgrade) attachUpgrade(server, opts.upgrade, deadlines);
+  server.on("secureConnection", (socket: tls.TLSSocket) => {
+    const d = deadlines.of(socket);
+    if (!d) return;
+    d.upper = socket;
+    d.http1 = socket.alpnProtocol !== "h2";
+  });
   return {
     server,
-    handle: (flow: Flow) => server.emit("connection", flow),
+    stats: () => ({ ...deadlines.counts }),
+    evictIdle: () => deadlines.evictOldest(),
+    handle: (flow: Flow) => {
+      // The clock starts at accept: the TLS handshake is part of the time to a request head.
+      deadlines.track(flow, closeExpired);
+      server.emit("connection", flow);
+    },
     shutdown: (deadline) => shutdownAll([server], sessions, inflight, deadline),
     setCertificate(key, cert, servername) {
       if (servername) contexts.set(servername.toLowerCase(), tls.createSecureContext({ key, cert }));

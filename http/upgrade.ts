@@ -15,10 +15,13 @@ import type { Duplex } from "node:stream";
 export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 /** The 'upgrade' listener for `server`: h2c-only upgrades back to HTTP/1.1, the rest to `hook`. */
-export function upgradeListener(server: http.Server, hook: UpgradeHandler): UpgradeHandler {
+export function upgradeListener(server: http.Server | undefined, hook: UpgradeHandler, taken?: (socket: Duplex) => void): UpgradeHandler {
   return (req, socket, head) => {
     const offered = tokens(req.headers.upgrade);
-    if (offered.length === 0 || offered.some((p) => p !== "h2c")) return hook(req, socket, head);
+    if (!server || offered.length === 0 || offered.some((p) => p !== "h2c")) {
+      taken?.(socket);
+      return hook(req, socket, head);
+    }
     // `head` holds what followed the request head (its body, pipelined requests): the request is
     // parsed again from the start by a fresh HTTP/1.1 connection on the same socket.
     socket.unshift(Buffer.concat([headWithoutUpgrade(req), head]));

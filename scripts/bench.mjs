@@ -5,6 +5,7 @@ import { cpus } from "node:os";
 import { benchUdp } from "./bench/udp.mjs";
 import { benchTcp } from "./bench/tcp.mjs";
 import { benchHttp } from "./bench/http.mjs";
+import { benchConn } from "./bench/conn.mjs";
 import { cleanup } from "./bench/lib.mjs";
 
 if (process.getuid?.() !== 0) {
@@ -19,6 +20,7 @@ try {
   const only = process.env.PAF_BENCH_ONLY;
   if (!only || only === "udp") rows.push(...(await benchUdp()));
   if (!only || only === "tcp") rows.push(...(await benchTcp()));
+  if (!only || only === "conn") rows.push(...(await benchConn()));
   if (!only || only === "http" || only === "latency") rows.push(...(await benchHttp({ latencyOnly: only === "latency" })));
 } finally {
   cleanup();

@@ -449,13 +449,14 @@ export class Stack {
     };
   }
 
-  /** TCP counters plus gauges: connections, orphans closing, bytes held, remote addresses, memory pressure (%). */
+  /** TCP counters plus gauges: connections, orphans closing, in TIME-WAIT, bytes held, remote addresses, memory pressure (%). */
   private tcpStats(): Record<string, number> {
     const l = this.tcp.layer;
     return {
       ...l.counters.snapshot(),
       connections: l.connectionCount,
       orphans: l.orphanCount,
+      time_wait_connections: l.timeWaitCount,
       buffered_bytes: l.buffered,
       remote_hosts: l.memory.hostCount,
       memory_pressure_pct: Math.round(l.memory.stackFraction() * 100),

@@ -9,6 +9,9 @@
  *   udpbench server PORT SECONDS               UDP echo server (reference for `echo`)
  *   udpbench tcpsend ADDR PORT BYTES       connect, send BYTES, half-close, wait for the peer's close
  *   udpbench tcpsink PORT SECONDS          accept one connection, read until EOF (or SECONDS)
+ *   udpbench tcpconnect ADDR PORT SECONDS CONC   keep CONC connections being opened: connect,
+ *                                          wait for the server's close (it closes on accept),
+ *                                          close; count completed connections per second
  * Every mode prints one line of JSON. Bounded by SECONDS (TCP send: by a 60 s socket timeout).
  */
 #define _GNU_SOURCE
@@ -19,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -248,6 +253,52 @@ int main(int argc, char **argv) {
     double dt = now() - t0;
     close(c);
     printf("{\"mode\":\"tcpsink\",\"bytes\":%ld,\"seconds\":%.3f,\"gbps\":%.3f}\n", got, dt, got * 8 / dt / 1e9);
+    return 0;
+  }
+  if (!strcmp(mode, "tcpconnect") && argc == 6) {
+    struct sockaddr_storage dst;
+    socklen_t dlen;
+    int fam = make_addr(argv[2], atoi(argv[3]), &dst, &dlen);
+    double secs = atof(argv[4]);
+    int conc = atoi(argv[5]);
+    struct rlimit rl = {conc + 64, conc + 64};
+    setrlimit(RLIMIT_NOFILE, &rl);
+    int ep = epoll_create1(0);
+    long done = 0, failed = 0;
+    int open_now = 0;
+    double t0 = now(), end = t0 + secs;
+    struct epoll_event evs[256];
+    static char tmp[4096];
+    for (;;) {
+      double t = now();
+      while (t < end && open_now < conc) {
+        int s = socket(fam, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        /* The server closes first (HTTP/1.0 style): no TIME-WAIT here, ports are reused at once. */
+        if (s < 0 || (connect(s, (struct sockaddr *)&dst, dlen) < 0 && errno != EINPROGRESS)) {
+          failed++;
+          if (s >= 0) close(s);
+          break;
+        }
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = s};
+        epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
+        open_now++;
+      }
+      if (open_now == 0 && t >= end) break;
+      if (t > end + 10) break; /* connections the server never closes */
+      int n = epoll_wait(ep, evs, 256, 100);
+      for (int i = 0; i < n; i++) {
+        int s = evs[i].data.fd;
+        ssize_t r = recv(s, tmp, sizeof tmp, 0);
+        if (r > 0 || (r < 0 && errno == EAGAIN)) continue;
+        if (r == 0) done++;
+        else failed++;
+        epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL);
+        close(s);
+        open_now--;
+      }
+    }
+    double dt = now() - t0;
+    printf("{\"mode\":\"tcpconnect\",\"conns\":%ld,\"failed\":%ld,\"seconds\":%.3f,\"cps\":%.0f}\n", done, failed, dt, done / dt);
     return 0;
   }
   fprintf(stderr, "usage: see the comment at the top of udpbench.c\n");

@@ -80,6 +80,8 @@ const GSO_MAX_FRAME = 65535 + 14 + 4;
 const VLAN_TAG_LEN = 4;
 const DEFAULT_BATCH = 64;
 const DEFAULT_QUEUE_LIMIT = 2048;
+/** Frames queued in one tick beyond which send() writes at once instead of waiting for the flush. */
+const WRITE_EARLY = 256;
 /** After this many flushes in a row that hit EAGAIN, retry on a 1 ms timer rather than spin. */
 const EAGAIN_SPIN_LIMIT = 3;
 /** close() waits this long at most for a full kernel queue to take the last frames. */
@@ -237,6 +239,10 @@ export class TapNetif implements Netif {
     const g = this.gso ? (meta?.gsoSize ?? 0) : 0;
     this.gsoSizes.push(g);
     if (g) this.gsoQueued++;
+    // A burst sent in one go (a timer storm, a batch answered frame by frame) is written as it
+    // grows, not dropped at queueLimit before the end-of-tick flush. (While the kernel pushes
+    // back with EAGAIN, a retry is scheduled already: no write from here then.)
+    if (this.queue.length >= WRITE_EARLY && this.eagainRuns === 0 && !this.writeQueued()) this.eagainRuns = 1;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       if (this.flushMode === "microtask") queueMicrotask(this.flushNow);

@@ -43,4 +43,9 @@ export interface TcpEnv {
   retryOutput(t: Flushable): void;
   /** `t` reached CLOSED: forget it. */
   closed(t: Flushable): void;
+  /**
+   * TIME-WAIT accounting: +1 asks for a place (false past maxTimeWait: the connection closes
+   * without TIME-WAIT, as Linux past tcp_max_tw_buckets), -1 gives one back.
+   */
+  timeWait(delta: 1 | -1): boolean;
 }

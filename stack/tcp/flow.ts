@@ -1,7 +1,8 @@
 /**
  * A TCP connection as a Node Duplex that behaves like a net.Socket to any library handed one
  * (node:tls, node:http, node:http2, undici): addresses, setNoDelay / setKeepAlive / setTimeout,
- * bytesRead / bytesWritten, end() sends FIN, destroy() sends RST, errors carry codes.
+ * bytesRead / bytesWritten, end() sends FIN, destroy() closes like net.Socket (FIN, or RST with data
+ * left unread), resetAndDestroy() sends RST, errors carry codes.
  * Backpressure both ways: write() returns false once the send buffer is full and 'drain' follows;
  * unread data shrinks the advertised receive window instead of buffering without limit.
  */

@@ -11,7 +11,12 @@ export interface ListenOptions extends FlowOptions {
   port: number;
   /** Local address to accept on (default: all of the stack's addresses). */
   host?: string;
-  /** Half-open connections before SYN cookies take over. Default 511. */
+  /**
+   * Half-open connections before SYN cookies take over. Default 4096 (Linux's somaxconn): a
+   * userspace stack answers the third ACK later than the kernel does, so more handshakes are in
+   * flight at once, and a cookie whose ACK is lost leaves the client with a connection we never
+   * knew (a half-open one is recovered by retransmitting the SYN-ACK).
+   */
   backlog?: number;
 }
 
@@ -44,7 +49,7 @@ export class TcpApi {
 
   listen(opts: ListenOptions, onConnection: (flow: TcpFlow) => void): TcpServer {
     const host = opts.host && opts.host !== "0.0.0.0" && opts.host !== "::" ? parseHost(opts.host) : undefined;
-    const l = this.layer.listen(opts.port, host, opts.backlog ?? 511, (t) => {
+    const l = this.layer.listen(opts.port, host, opts.backlog ?? 4096, (t) => {
       const f = new TcpFlow(t, opts);
       onConnection(f);
     });

@@ -5,7 +5,6 @@
  * ephemeral ports (RFC 6056), and is every connection's environment (env.ts): it writes the
  * segments they build into frames, and runs the one output scheduler (output.ts).
  */
-import { createHash } from "node:crypto";
 import type { IpOutput, IpPacket, IcmpErrorInfo, Route, UpperProtocol } from "../ip.js";
 import type { Random } from "../core/random.js";
 import type { TimerQueue } from "../core/timers.js";
@@ -19,6 +18,7 @@ import type { SendQueue } from "./buffers.js";
 import { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 import { TcpMemory } from "./memory.js";
 import { OutputScheduler } from "./output.js";
+import { SipHash } from "../core/siphash.js";
 import { errnoError } from "../core/errors.js";
 import { validatePort } from "../core/validate.js";
 import type { TcpEnv } from "./env.js";
@@ -69,7 +69,10 @@ export class TcpLayer implements UpperProtocol {
   readonly env: TcpEnv;
   private readonly rstBucket: TokenBucket;
   private readonly challengeBucket: TokenBucket;
-  private readonly secret: Buffer;
+  /** Keyed PRFs for initial sequence numbers and SYN cookies, and their input scratch. */
+  private readonly isnHash: SipHash;
+  private readonly cookieHasher: SipHash;
+  private readonly hashIn = new Uint8Array(48);
   private halfOpenTotal = 0;
   /** Connections the application has let go of that are still closing (see Tcb.orphan). */
   get orphanCount(): number {
@@ -77,6 +80,8 @@ export class TcpLayer implements UpperProtocol {
     for (const t of this.conns.values()) if (t.orphaned && t.state !== "TIME-WAIT") n++;
     return n;
   }
+  /** Connections in TIME-WAIT (see maxTimeWait). */
+  timeWaitCount = 0;
   /** Bytes held in all connections' buffers, per stack and per remote address (see maxBufferedBytes). */
   readonly memory: TcpMemory;
 
@@ -109,14 +114,39 @@ export class TcpLayer implements UpperProtocol {
       wantsOutput: (t) => out.want(t),
       retryOutput: (t) => out.retry(t),
       closed: (t) => this.remove(t as Tcb),
+      timeWait: (delta) => {
+        if (delta > 0 && this.timeWaitCount >= this.o.maxTimeWait) return false;
+        this.timeWaitCount += delta;
+        return true;
+      },
     };
     this.rstBucket = new TokenBucket(this.o.rstRate, this.o.rstRate, timers.now());
     this.challengeBucket = new TokenBucket(this.o.challengeAckRate, this.o.challengeAckRate, timers.now());
-    this.secret = Buffer.from(random.fill(new Uint8Array(32)));
+    const secret = random.fill(new Uint8Array(32));
+    this.isnHash = new SipHash(secret.subarray(0, 16));
+    this.cookieHasher = new SipHash(secret.subarray(16));
   }
 
+  /** The demux key of a 4-tuple: one flat string of 16-bit units, built in one call (hashed on every segment). */
   key(remote: Uint8Array, rport: number, local: Uint8Array, lport: number): string {
+    const r = remote;
+    const l = local;
+    if (r.length === 4 && l.length === 4) return String.fromCharCode((r[0]! << 8) | r[1]!, (r[2]! << 8) | r[3]!, rport, (l[0]! << 8) | l[1]!, (l[2]! << 8) | l[3]!, lport);
     return ipKey(remote) + String.fromCharCode(rport >> 8, rport & 0xff) + ipKey(local) + String.fromCharCode(lport >> 8, lport & 0xff);
+  }
+
+  /** Lay out addresses, ports and `extra` bytes in the hash scratch; returns the length used. */
+  private hashInput(src: Uint8Array, dst: Uint8Array, sport: number, dport: number, ...extra: number[]): number {
+    const b = this.hashIn;
+    b.set(src, 0);
+    b.set(dst, src.length);
+    let o = src.length + dst.length;
+    b[o++] = sport >> 8;
+    b[o++] = sport & 0xff;
+    b[o++] = dport >> 8;
+    b[o++] = dport & 0xff;
+    for (const x of extra) b[o++] = x;
+    return o;
   }
 
   /** Number of connections (any state). */
@@ -183,10 +213,9 @@ export class TcpLayer implements UpperProtocol {
     throw errnoError("EADDRNOTAVAIL", "connect", "(no free ephemeral port)");
   }
 
-  /** RFC 6528: ISN = M + F(4-tuple, secret), M a 4 µs clock. */
+  /** RFC 6528: ISN = M + F(4-tuple, secret), M a 4 µs clock, F SipHash-2-4 (as in Linux). */
   isn(src: Uint8Array, sport: number, dst: Uint8Array, dport: number): number {
-    const h = createHash("sha256").update(this.secret).update(src).update(dst).update(Buffer.from([sport >> 8, sport & 0xff, dport >> 8, dport & 0xff])).digest();
-    const f = h.readUInt32BE(0);
+    const f = this.isnHash.hash(this.hashIn, this.hashInput(src, dst, sport, dport));
     const m = Math.floor(this.timers.now() * 250);
     return (f + m) >>> 0;
   }
@@ -285,8 +314,8 @@ export class TcpLayer implements UpperProtocol {
   // ---- SYN cookies (RFC 4987 §3.6) ----------------------------------------------------------
 
   private cookieHash(route: Route, lport: number, rport: number, clientIsn: number, t: number): number {
-    const h = createHash("sha256").update(this.secret).update(route.src).update(route.dst).update(Buffer.from([lport >> 8, lport & 0xff, rport >> 8, rport & 0xff, clientIsn >>> 24, (clientIsn >>> 16) & 0xff, (clientIsn >>> 8) & 0xff, clientIsn & 0xff, t & 0xff])).digest();
-    return h.readUInt32BE(0) >>> 8; // 24 bits
+    const n = this.hashInput(route.src, route.dst, lport, rport, clientIsn >>> 24, (clientIsn >>> 16) & 0xff, (clientIsn >>> 8) & 0xff, clientIsn & 0xff, t & 0xff);
+    return this.cookieHasher.hash(this.hashIn, n) >>> 8; // 24 bits
   }
 
   private cookieTime(): number {

@@ -126,9 +126,14 @@ export class TcpMemory {
     if (hl > h.level) h.level = hl;
   }
 
-  /** Past the hard bound (the stack's, or `h`'s own): beyond its minimum, a connection takes no more. */
-  overLimit(h: HostShare): boolean {
-    return this.held >= this.o.maxBufferedBytes || h.held >= this.o.maxBufferedBytesPerHost;
+  /**
+   * Past a hard bound, which one: the stack's ("memory") or `h`'s own share ("host_memory");
+   * beyond its minimum, a connection then takes no more. Undefined: within both.
+   */
+  overLimit(h: HostShare): "memory" | "host_memory" | undefined {
+    if (this.held >= this.o.maxBufferedBytes) return "memory";
+    if (h.held >= this.o.maxBufferedBytesPerHost) return "host_memory";
+    return undefined;
   }
 
   /** Bytes a writer of `h` may still queue within the stack's and its host's bounds. */

@@ -43,7 +43,7 @@ export interface TcpOptions {
    * is reset after this long, whatever state it is in (ms). Default 60000.
    */
   orphanTimeoutMs?: number;
-  /** Half-open connections per stack; beyond it (or a listener's backlog) SYN cookies answer. Default 1024. */
+  /** Half-open connections per stack; beyond it (or a listener's backlog) SYN cookies answer. Default 4096. */
   synQueueSize?: number;
   /** "cubic" (default) or "newreno". */
   congestionControl?: CongestionControlName;
@@ -64,6 +64,11 @@ export interface TcpOptions {
   delayedAckMs?: number;
   /** Maximum segment lifetime (ms); TIME-WAIT lasts 2 x MSL. Default 30000. */
   mslMs?: number;
+  /**
+   * Connections in TIME-WAIT at once (Linux's tcp_max_tw_buckets); beyond it a closing
+   * connection skips TIME-WAIT (counted). Default 32768.
+   */
+  maxTimeWait?: number;
   /** FIN-WAIT-2 timeout after our FIN is acknowledged and the peer never closes (ms, 0 = never). Default 60000. */
   finWait2TimeoutMs?: number;
   /** Keepalive: idle time before the first probe, interval, probes before ETIMEDOUT. Defaults 7200000, 75000, 9. */
@@ -103,7 +108,7 @@ export function resolveTcpOptions(o: TcpOptions = {}): TcpOptionsResolved {
     maxBufferedBytesPerHost: [Math.floor(maxBuffered / 4), 4096, 2 ** 40],
     minReceiveWindow: [4096, 536, 1 << 20],
     orphanTimeoutMs: [60_000, 100, 24 * HOUR],
-    synQueueSize: [1024, 1, 1 << 20],
+    synQueueSize: [4096, 1, 1 << 20],
     congestionControl: { default: "cubic", oneOf: ["cubic", "newreno"] },
     minRtoMs: [200, 1, 60_000],
     maxRtoMs: [120_000, 100, 24 * HOUR],
@@ -113,6 +118,7 @@ export function resolveTcpOptions(o: TcpOptions = {}): TcpOptionsResolved {
     synAckRetries: [5, 0, 100],
     delayedAckMs: [40, 1, 500],
     mslMs: [30_000, 0, HOUR],
+    maxTimeWait: [32768, 0, 1 << 24],
     finWait2TimeoutMs: [60_000, 0, 24 * HOUR],
     keepAliveIdleMs: [7_200_000, 1, 24 * HOUR * 30],
     keepAliveIntervalMs: [75_000, 1, 24 * HOUR],

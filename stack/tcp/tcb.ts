@@ -21,6 +21,9 @@ import type { HostShare } from "./memory.js";
 import { formatIP, ipKey } from "../wire/addr.js";
 import { errnoError } from "../core/errors.js";
 
+/** No extra options (most segments): no object to allocate or copy. */
+const NO_EXTRA: Readonly<Partial<TcpEmit>> = Object.freeze({});
+
 export type TcpState = "CLOSED" | "LISTEN" | "SYN-SENT" | "SYN-RECEIVED" | "ESTABLISHED" | "FIN-WAIT-1" | "FIN-WAIT-2" | "CLOSE-WAIT" | "CLOSING" | "LAST-ACK" | "TIME-WAIT";
 
 /** What a connection tells its owner (the flow). */
@@ -370,6 +373,13 @@ export class Tcb {
     q.arm(this.orphanTimer, this.o.orphanTimeoutMs);
   }
 
+  /** An orphan that reached TIME-WAIT (or CLOSED) is closing as it should: no more reaper. */
+  private clearOrphanTimer(): void {
+    if (!this.orphanTimer) return;
+    this.env.timers.cancel(this.orphanTimer);
+    this.orphanTimer = undefined;
+  }
+
   private onOrphanTimeout(): void {
     if (this.state === "CLOSED" || this.state === "TIME-WAIT") return;
     this.env.counters.inc("orphans_reaped");
@@ -525,10 +535,11 @@ export class Tcb {
         c.inc("aborts_on_data");
         return this.abort();
       }
-      if (seq === this.rcvNxt && data.length > 0 && this.env.memory.overLimit(this.host) && this.unread + this.ooo.bytes + data.length > this.o.minReceiveWindow) {
+      const over = this.env.memory.overLimit(this.host);
+      if (seq === this.rcvNxt && data.length > 0 && over && this.unread + this.ooo.bytes + data.length > this.o.minReceiveWindow) {
         // Past the hard memory bound a connection keeps only its minimum: the segment is dropped
         // (the peer retransmits it once the application has read and memory is free again).
-        c.drop("rcv_memory");
+        c.drop(`rcv_${over}`);
         this.ackNow = true;
       } else if (seq === this.rcvNxt) {
         this.deliver(data, fin);
@@ -540,7 +551,7 @@ export class Tcb {
       } else {
         // Out of order: queue it and send a duplicate ACK with SACK at once (RFC 5681 §4.2).
         const held = this.ooo.bytes;
-        if (this.env.memory.overLimit(this.host)) c.drop("ooo_memory");
+        if (over) c.drop(`ooo_${over}`);
         else if (!this.ooo.add(seq, data, fin)) c.drop("ooo_queue_full");
         else c.inc("ooo_queued");
         this.charge(this.ooo.bytes - held);
@@ -899,10 +910,14 @@ export class Tcb {
    * and `len` bytes of `q` from `off`; as a TSO super-segment of `gsoSize`-byte segments when the
    * payload is larger.
    */
-  private emit(seq: number, flags: number, window: number, q: SendQueue | undefined, off: number, len: number, extra: Partial<TcpEmit> = {}, gsoSize = 0): boolean {
+  private emit(seq: number, flags: number, window: number, q: SendQueue | undefined, off: number, len: number, extra: Partial<TcpEmit> = NO_EXTRA, gsoSize = 0): boolean {
     const ts = extra.ts ?? this.tsOption();
     const sack = flags & ACK && !(flags & SYN) ? this.sackBlocks() : undefined;
-    const repr: TcpEmit = { srcPort: this.localPort, dstPort: this.remotePort, seq, ack: flags & ACK ? this.rcvNxt : 0, flags, window, ...extra, ...(ts ? { ts } : {}), ...(sack ? { sack } : {}) };
+    // Built in place (no spreads): this runs for every segment sent.
+    const repr: TcpEmit = { srcPort: this.localPort, dstPort: this.remotePort, seq, ack: flags & ACK ? this.rcvNxt : 0, flags, window };
+    if (extra !== NO_EXTRA) Object.assign(repr, extra);
+    if (ts) repr.ts = ts;
+    if (sack) repr.sack = sack;
     return this.env.transmit(this.route, repr, q, off, len, gsoSize > 0 && len > gsoSize ? gsoSize : 0);
   }
 
@@ -1065,6 +1080,16 @@ export class Tcb {
   }
 
   private enterTimeWait(): void {
+    if (!this.env.timeWait(1)) {
+      // Like Linux past tcp_max_tw_buckets: acknowledge the FIN and close without TIME-WAIT,
+      // rather than let closed connections crowd out live ones.
+      this.env.counters.drop("time_wait_overflow");
+      this.sendAck();
+      this.events?.onClose(undefined);
+      this.events = undefined;
+      return this.teardown(undefined);
+    }
+    this.clearOrphanTimer();
     this.state = "TIME-WAIT";
     this.env.timers.cancel(this.rtoTimer);
     this.env.timers.cancel(this.persistTimer);
@@ -1097,6 +1122,7 @@ export class Tcb {
   teardown(e: (Error & { code: string }) | undefined): void {
     if (this.state === "CLOSED") return;
     const wasHalfOpen = this.state === "SYN-RECEIVED" && this.listener;
+    if (this.state === "TIME-WAIT") this.env.timeWait(-1);
     this.state = "CLOSED";
     const t = this.env.timers;
     t.cancel(this.rtoTimer);
@@ -1105,7 +1131,7 @@ export class Tcb {
     t.cancel(this.keepTimer);
     t.cancel(this.waitTimer);
     t.cancel(this.ptoTimer);
-    if (this.orphanTimer) t.cancel(this.orphanTimer);
+    this.clearOrphanTimer();
     if (wasHalfOpen) this.listener?.halfOpenDone();
     this.charge(-(this.sendQ.length + this.ooo.bytes + this.unread));
     this.sendQ.clear();

@@ -140,6 +140,17 @@ describe("resets and errors", () => {
     await close();
   });
 
+  it("an orphan that reaches TIME-WAIT is no longer counted as one", async () => {
+    const { client, server, until, close, b } = await connected();
+    client.resume();
+    server.destroy();
+    await until(() => b.stats().tcp!["orphans"] === 1 || b.tcp.layer.connections()[0]?.state === "FIN-WAIT-2", "orphaned");
+    client.end();
+    await until(() => b.tcp.layer.connections()[0]?.state === "TIME-WAIT", "TIME-WAIT");
+    expect(b.stats().tcp).toMatchObject({ orphans: 0, time_wait_connections: 1 });
+    await close();
+  });
+
   it("an orphan whose peer never finishes closing is reset after orphanTimeoutMs", async () => {
     const { client, server, until, close, b, clock } = await connected({ limits: { tcp: { orphanTimeoutMs: 10_000, finWait2TimeoutMs: 0 } } });
     let err: (Error & { code?: string }) | undefined;
@@ -154,6 +165,22 @@ describe("resets and errors", () => {
     expect(clock.now() - t0).toBeLessThan(11_000);
     expect(b.stats().tcp).toMatchObject({ orphans_reaped: 1, orphans: 0, connections: 0 });
     await close();
+  });
+
+  it("TIME-WAIT is bounded (maxTimeWait): beyond it a closing connection acknowledges the FIN and is gone at once", async () => {
+    const p = await pair({ limits: { tcp: { maxTimeWait: 2 } } });
+    const accepted: TcpFlow[] = [];
+    p.b.tcp.listen({ port: 80 }, (f) => accepted.push(f));
+    const clients = await Promise.all(Array.from({ length: 4 }, () => p.a.tcp.connect({ host: "198.18.0.2", port: 80 })));
+    await p.until(() => accepted.length === 4, "accept");
+    for (const c of clients) c.resume();
+    for (const f of accepted) f.end(); // the server closes first: its side would go to TIME-WAIT
+    await p.until(() => p.a.tcp.layer.connectionCount === 0, "clients closed");
+    await p.until(() => p.b.tcp.layer.connectionCount === 2, "two in TIME-WAIT");
+    expect(p.b.stats().tcp).toMatchObject({ time_wait: 2, time_wait_connections: 2, drop_time_wait_overflow: 2 });
+    await p.until(() => p.b.tcp.layer.connectionCount === 0, "TIME-WAIT over");
+    expect(p.b.stats().tcp!["time_wait_connections"]).toBe(0);
+    await p.close();
   });
 
   it("write after end fails with EPIPE", async () => {

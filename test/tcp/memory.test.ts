@@ -68,8 +68,8 @@ describe("TCP memory pressure", () => {
     m.charge(b, -200_000);
     m.charge(a, 450_000); // stack 750 000: halfway between the marks; a: past its share
     expect(m.receiveBuffer(b, size)).toBe(Math.floor(size - 0.5 * (size - 4096)));
-    expect(m.overLimit(a)).toBe(true);
-    expect(m.overLimit(b)).toBe(false);
+    expect(m.overLimit(a)).toBe("host_memory");
+    expect(m.overLimit(b)).toBeUndefined();
     m.charge(a, -450_000);
     m.charge(b, -300_000);
     expect(m.held).toBe(0);
@@ -78,13 +78,18 @@ describe("TCP memory pressure", () => {
     expect(m.hostCount).toBe(0);
   });
 
-  it("at the hard bound a newcomer still gets minReceiveWindow and its request through; held memory stays within the bound", async () => {
+  /** A stack held at its 2 MiB bound by 12 connections whose reader never reads. */
+  async function atTheBound(): Promise<{ p: Pair; held: TcpFlow[]; LIMIT: number }> {
     const LIMIT = 2 << 20;
     const p = await pair({ limits: { tcp: { maxBufferedBytes: LIMIT, maxBufferedBytesPerHost: LIMIT, minReceiveWindow: 4096 } } });
     const held = pausedServer(p);
-    const hogs = await connectAll(p, 12);
-    for (const c of hogs) push(c, pattern(256 * 1024));
-    await p.until(() => false, "settle", 3000).catch(() => undefined);
+    for (const c of await connectAll(p, 12)) push(c, pattern(256 * 1024));
+    await p.until(() => false, "fill", 3000).catch(() => undefined);
+    return { p, held, LIMIT };
+  }
+
+  it("at the hard bound a newcomer still gets minReceiveWindow and its request through; held memory stays within the bound", async () => {
+    const { p, held, LIMIT } = await atTheBound();
     const b = p.b.tcp.layer;
     expect(b.buffered).toBeGreaterThan(LIMIT - 256 * 1024);
     expect(b.buffered).toBeLessThanOrEqual(LIMIT + 12 * 4096);
@@ -97,12 +102,7 @@ describe("TCP memory pressure", () => {
   });
 
   it("when memory frees, squeezed windows reopen with an update at once (no wait for a zero-window probe)", async () => {
-    const LIMIT = 2 << 20;
-    const p = await pair({ limits: { tcp: { maxBufferedBytes: LIMIT, maxBufferedBytesPerHost: LIMIT, minReceiveWindow: 4096 } } });
-    const held = pausedServer(p);
-    const hogs = await connectAll(p, 12);
-    for (const c of hogs) push(c, pattern(256 * 1024));
-    await p.until(() => false, "fill", 2000).catch(() => undefined);
+    const { p, held } = await atTheBound();
     // A connection that arrives under full pressure fills its minimum and sees a zero window.
     const victim = await p.a.tcp.connect({ host: "198.18.0.2", port: 80 });
     push(victim, pattern(100_000));
@@ -131,6 +131,7 @@ describe("TCP memory pressure", () => {
     const fromA = p.b.tcp.layer.connections().reduce((n, t) => n + t.unread, 0);
     expect(fromA).toBeGreaterThan(768 * 1024);
     expect(fromA).toBeLessThanOrEqual((1 << 20) + 12 * 4096);
+    expect(p.b.stats().tcp!["drop_rcv_host_memory"]).toBeGreaterThan(0); // the share was hit, and counted
     const other = await c.tcp.connect({ host: "198.18.0.2", port: 80 });
     push(other, pattern(200_000));
     await p.until(() => held.length === 13 && held[12]!.readableLength === 200_000, "the other host's 200 KB");

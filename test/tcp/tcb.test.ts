@@ -42,6 +42,7 @@ function harness(opts = {}) {
     wantsOutput: (t) => owed.add(t),
     retryOutput: (t) => owed.add(t),
     closed: (t) => closed.push(t),
+    timeWait: () => true,
   };
   const route: Route = { family: 4, src: new Uint8Array([198, 18, 0, 1]), dst: new Uint8Array([198, 18, 0, 2]), mtu: 1500, headroom: 34, broadcast: false };
   const tcb = new Tcb(env, route, 40000, 80, o, "k");
