@@ -6,7 +6,7 @@ import type { TimerQueue, Timer } from "./core/timers.js";
 import type { IpOutput } from "./ip.js";
 import { sendIcmp } from "./icmp.js";
 import { formatIP } from "./wire/addr.js";
-import { codedError } from "./core/errors.js";
+import { codedError, stackClosedError } from "./core/errors.js";
 
 export interface PingOptions {
   /** Bytes of echo data. Default 56 (like ping(8)). */
@@ -92,9 +92,7 @@ export class PingTable {
   }
 
   close(): void {
-    for (const [seq] of this.outstanding) {
-      this.fail(seq, codedError("ECANCELED", "stack closed"));
-    }
+    for (const [seq] of this.outstanding) this.fail(seq, stackClosedError("ping"));
   }
 }
 

@@ -9,7 +9,7 @@ import type { Random } from "./core/random.js";
 import { Counters } from "./core/stats.js";
 import { UDP, IPPROTO_UDP, emitUdp, parseUdp, udpChecksumOk } from "./wire/udp.js";
 import { bytesEqual, copyBytes, formatIP, ipFamily, isZero, parseIP } from "./wire/addr.js";
-import { codedError } from "./core/errors.js";
+import { codedError, stackClosedError } from "./core/errors.js";
 import { validateOneOf, validatePort } from "./core/validate.js";
 
 export interface UdpOptions {
@@ -71,6 +71,7 @@ export class UdpSocket extends EventEmitter {
       if (typeof address === "function") cb = address;
       else addr = address;
     }
+    if (this.layer.closed) throw stackClosedError("bind");
     if (this.bound) throw codedError("ERR_SOCKET_ALREADY_BOUND", "Socket is already bound");
     if (this.closed) throw codedError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running");
     validatePort(port);
@@ -108,6 +109,7 @@ export class UdpSocket extends EventEmitter {
       if (cb) queueMicrotask(() => cb(err, n));
       else if (err) queueMicrotask(() => this.emit("error", err));
     };
+    if (this.layer.closed) return done(stackClosedError("send"));
     if (this.closed) return done(codedError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running"));
     try {
       validatePort(port, "Port", false);
@@ -156,6 +158,8 @@ export class UdpLayer implements UpperProtocol {
   private readonly low: number;
   private readonly high: number;
   private readonly maxSockets: number;
+  /** The stack closed: no more sockets, binds or sends. */
+  closed = false;
 
   constructor(
     private readonly ipv4: IpOutput | undefined,
@@ -169,6 +173,7 @@ export class UdpLayer implements UpperProtocol {
   }
 
   createSocket(type: UdpSocketType | { type: UdpSocketType }, onMessage?: (msg: Buffer, rinfo: RemoteInfo) => void): UdpSocket {
+    if (this.closed) throw stackClosedError("createSocket");
     const t = typeof type === "string" ? type : type.type;
     validateOneOf(t, "type", ["udp4", "udp6"]);
     if ((t === "udp4" && !this.ipv4) || (t === "udp6" && !this.ipv6)) throw codedError("EAFNOSUPPORT", `this stack has no ${t === "udp4" ? "IPv4" : "IPv6"} configured`);
@@ -274,6 +279,7 @@ export class UdpLayer implements UpperProtocol {
   }
 
   close(): void {
+    this.closed = true;
     for (const list of [...this.ports.values()]) for (const s of [...list]) s.close();
   }
 }

@@ -26,6 +26,16 @@ export function codedError(code: string, message: string): Error & { code: strin
   return Object.assign(new Error(message), { code });
 }
 
+/**
+ * What every operation on a closed stack fails with (connect, listen, UDP bind and send, ping,
+ * DNS): `code` ERR_STACK_CLOSED, like Node's ERR_SOCKET_DGRAM_NOT_RUNNING or
+ * ERR_SERVER_NOT_RUNNING for a closed socket or server. Connections the close cut off end with
+ * ECONNABORTED instead, as a kernel socket does.
+ */
+export function stackClosedError(what: string): Error & { code: string } {
+  return codedError("ERR_STACK_CLOSED", `${what}: the stack is closed`);
+}
+
 function describe(v: unknown): string {
   if (typeof v === "string") return `type string ('${v.length > 28 ? v.slice(0, 25) + "..." : v}')`;
   if (typeof v === "number") return Number.isNaN(v) ? "NaN" : String(v);

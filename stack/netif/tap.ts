@@ -113,6 +113,8 @@ export class TapNetif implements Netif {
   private readonly st: NetifStats = emptyNetifStats();
   private closing: Promise<void> | undefined;
   private rx: NetifReceiver | undefined;
+  private paused = false;
+  private refed = true;
   private readonly meta: RxMeta = { csumValid: false };
   private readonly flushNow = (): void => this.flush();
 
@@ -176,6 +178,33 @@ export class TapNetif implements Netif {
     if (this.reader || this.closing) return;
     this.rx = rx;
     this.reader = this.addon.startReading(this.fd, this.slab, this.frameSize, this.lengths.length, this.lengths, (n, err) => this.onBatch(n, err));
+    if (this.paused) this.addon.setReading(this.reader, false);
+    if (!this.refed) this.addon.setRef(this.reader, false);
+  }
+
+  /** Stop reading for now: frames wait in the TAP's kernel queue (the kernel drops beyond its length). */
+  pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    if (this.reader) this.addon.setReading(this.reader, false);
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    if (this.reader) this.addon.setReading(this.reader, true);
+  }
+
+  /** The TAP keeps the process alive while it is open (the default), like a socket. */
+  ref(): void {
+    this.refed = true;
+    if (this.reader) this.addon.setRef(this.reader, true);
+  }
+
+  /** The open TAP alone no longer keeps the process alive. */
+  unref(): void {
+    this.refed = false;
+    if (this.reader) this.addon.setRef(this.reader, false);
   }
 
   private onBatch(n: number, err?: Error): void {

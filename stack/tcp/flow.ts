@@ -55,6 +55,8 @@ export class TcpFlow extends Duplex {
         else if (!this.readableEnded && this.tcb.state === "CLOSED" && !this.destroyed) {
           // Closed without a FIN from the peer (e.g. our RST after destroy): nothing more to read.
           this.push(null);
+          // Nothing more can be written either: end with 'close' (a stack closing an idle flow).
+          if (!this.writableFinished) this.destroy();
         }
       },
     };

@@ -58,6 +58,11 @@ export class TcpMemory {
     if (--h.conns <= 0 && h.held <= 0) this.hosts.delete(h.key);
   }
 
+  /** Connections (any state) with remote address `key` (an ipKey). */
+  connectionsOf(key: string): number {
+    return this.hosts.get(key)?.conns ?? 0;
+  }
+
   /** Remote addresses with connections or bytes held. */
   get hostCount(): number {
     return this.hosts.size;

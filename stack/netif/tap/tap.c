@@ -10,6 +10,8 @@
  *       onBatch(count, error?) — count frames are in slab[i*frameSize ..], lengths[i] bytes each;
  *       error (an Error with .code) is passed once if the device died; reading has then stopped.
  *   stopReading(handle)
+ *   setReading(handle, on)  pause (false) or resume (true) reading; frames wait in the kernel's queue
+ *   setRef(handle, ref)     whether the poll keeps the event loop (the process) alive; default true
  *   writeFrames(fd, frames[], start, vnetHdrLen, out: Uint32Array(3)) -> frames consumed
  *   close(fd)
  *
@@ -430,6 +432,38 @@ static napi_value tap_stop_reading(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The (handle, boolean) arguments of setReading and setRef; NULL if the reader is stopped. */
+static reader_t *reader_and_flag(napi_env env, napi_callback_info info, bool *flag) {
+  size_t argc = 2;
+  napi_value argv[2];
+  reader_t *r;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_external(env, argv[0], (void **)&r) != napi_ok || napi_get_value_bool(env, argv[1], flag) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "expected (handle, boolean)");
+    return NULL;
+  }
+  return r && !r->stopped ? r : NULL;
+}
+
+/* setReading(handle, on): stop or restart the poll (the scheduler holds back a stack over its share;
+ * what arrives meanwhile waits in the TAP's kernel queue, and beyond its length the kernel drops). */
+static napi_value tap_set_reading(napi_env env, napi_callback_info info) {
+  bool on;
+  reader_t *r = reader_and_flag(env, info, &on);
+  if (r && on) uv_poll_start(&r->poll, UV_READABLE, on_readable);
+  else if (r) uv_poll_stop(&r->poll);
+  return NULL;
+}
+
+/* setRef(handle, ref): like a socket's ref()/unref(): an unref'd poll lets the process exit. */
+static napi_value tap_set_ref(napi_env env, napi_callback_info info) {
+  bool ref;
+  reader_t *r = reader_and_flag(env, info, &ref);
+  if (r && ref) uv_ref((uv_handle_t *)&r->poll);
+  else if (r) uv_unref((uv_handle_t *)&r->poll);
+  return NULL;
+}
+
 /* writeFrames(fd, frames[], start, vnetHdrLen, out[, hdrs]) -> frames consumed (written or refused).
  * A TAP takes exactly one frame per write. Stops at EAGAIN so JS keeps the rest and retries;
  * a frame the kernel refuses (EINVAL: too short; EBADFD: device gone) is consumed and counted
@@ -517,6 +551,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"open", NULL, tap_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startReading", NULL, tap_start_reading, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stopReading", NULL, tap_stop_reading, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setReading", NULL, tap_set_reading, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setRef", NULL, tap_set_ref, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFrames", NULL, tap_write_frames, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, tap_close, NULL, NULL, NULL, napi_enumerable, NULL},
   };
