@@ -32,7 +32,11 @@ export interface TenantOptions {
 
 export type TenantOptionsResolved = Required<TenantOptions>;
 
-export function resolveTenantOptions(o: TenantOptions = {}): TenantOptionsResolved {
+export function resolveTenantOptions(o?: TenantOptions): TenantOptionsResolved {
+  return o === undefined ? DEFAULTS : resolve(o);
+}
+
+function resolve(o: TenantOptions): TenantOptionsResolved {
   return resolveOptions<TenantOptions>("limits.tenant", o, {
     packetsPerSec: [1_000_000, 1, 1e9],
     bytesPerSec: [2_500_000_000, 1500, 1e12],
@@ -42,6 +46,9 @@ export function resolveTenantOptions(o: TenantOptions = {}): TenantOptionsResolv
     cpuPerTurnUs: [1000, 10, 1_000_000],
   });
 }
+
+/** The defaults, resolved once (frozen, shared). */
+const DEFAULTS: TenantOptionsResolved = Object.freeze(resolve({}));
 
 /** The largest frame (a TSO super-frame and its headers): the byte burst always lets one through. */
 const MAX_FRAME = 65535 + 14 + 4;

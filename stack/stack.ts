@@ -6,7 +6,7 @@
  */
 import type { Netif } from "./netif/netif.js";
 import type { Clock } from "./core/clock.js";
-import { type Random, CryptoRandom } from "./core/random.js";
+import type { Random } from "./core/random.js";
 import { TimerQueue } from "./core/timers.js";
 import { KeepAlive, Scheduler, sharedScheduler } from "./core/scheduler.js";
 import { Ingress, resolveTenantOptions, type TenantOptions, type TenantOptionsResolved } from "./ingress.js";
@@ -117,7 +117,7 @@ export class Stack {
     if (opts.scheduler && opts.clock && opts.clock !== opts.scheduler.clock) throw new ERR_INVALID_ARG_VALUE("clock", "(a Clock)", "must be the scheduler's clock (or left out)");
     this.scheduler = opts.scheduler ?? (opts.clock ? new Scheduler({ clock: opts.clock }) : sharedScheduler());
     this.clock = this.scheduler.clock;
-    this.random = opts.random ?? new CryptoRandom();
+    this.random = opts.random ?? this.scheduler.random;
     this.timers = this.scheduler.timerQueue();
     this.mac = opts.mac === undefined ? randomMac(this.random) : typeof opts.mac === "string" ? parseMac(opts.mac) : copyBytes(opts.mac);
     if (this.mac[0]! & 1) throw new TypeError(`MAC ${formatMac(this.mac)} is a multicast address; a stack needs a unicast MAC`);
@@ -343,10 +343,11 @@ export class Stack {
 
   /**
    * Close the stack: every TCP connection ends at once with 'close' (destroyed with ECONNABORTED
-   * if data was still to be sent or read, a RST told to the peer), connects in progress reject
-   * with ECONNABORTED, servers and UDP sockets close, pings and DNS queries in flight fail; after
-   * it, connect, listen, UDP bind and send, ping and DNS fail with ERR_STACK_CLOSED. Then the
-   * netif is closed.
+   * if data was still to be sent or read and the flow has an 'error' listener; a flow without
+   * one just closes, the owner closing its stack being no crash), the peer told with a RST;
+   * connects in progress reject with ECONNABORTED; servers (emitting 'close') and UDP sockets
+   * close; pings and DNS queries in flight fail with ERR_STACK_CLOSED, as do connect, listen,
+   * UDP bind and send, ping and DNS afterwards. Then the netif is closed.
    */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -17,6 +17,7 @@
  * stack but its timers and its place in the ring, so stacks still never see each other's state.
  */
 import { type Clock, RealClock } from "./clock.js";
+import { CryptoRandom, type Random } from "./random.js";
 import { TimerHeap, TimerQueue } from "./timers.js";
 
 export interface SchedulerOptions {
@@ -24,6 +25,8 @@ export interface SchedulerOptions {
   clock?: Clock;
   /** Where CPU time is read (ms) for fair shares and per-stack CPU stats. Default performance.now. */
   cpuClock?: () => number;
+  /** Randomness for the stacks made without their own. Default: one CryptoRandom for all of them. */
+  random?: Random;
 }
 
 /** The receive side of a stack's netif, as the scheduler drives it. */
@@ -132,6 +135,8 @@ export class Scheduler {
   readonly clock: Clock;
   readonly timers: TimerHeap;
   readonly cpuNow: () => number;
+  /** The randomness of stacks made without their own (a CSPRNG pool shared, as a kernel shares one). */
+  readonly random: Random;
   /** Turns of the driver so far (one per event-loop turn with work). */
   turn = 0;
   private ring: Task[] = [];
@@ -140,6 +145,8 @@ export class Scheduler {
   /** Stacks that did work this turn and the last (to tell whether anyone else is waiting). */
   private activeNow = 0;
   private activePrev = 0;
+  /** Stacks with frames waiting at the start of this turn. */
+  private visiting = 0;
   private holds = 0;
   private keepAlive: ReturnType<typeof setInterval> | undefined;
   private readonly runNow = (): void => this.run();
@@ -150,6 +157,7 @@ export class Scheduler {
   constructor(opts: SchedulerOptions = {}) {
     this.clock = opts.clock ?? new RealClock();
     this.cpuNow = opts.cpuClock ?? (() => performance.now());
+    this.random = opts.random ?? new CryptoRandom();
     this.oneClock = this.clock instanceof RealClock && !opts.cpuClock;
     this.timers = new TimerHeap(this.clock, this.cpuNow);
   }
@@ -177,9 +185,9 @@ export class Scheduler {
     return new Task(this, driver, quantumMs);
   }
 
-  /** Is more than one stack working (this turn or the last)? Shares are only enforced then. */
+  /** Is more than one stack working or waiting (this turn or the last)? Shares are only enforced then. */
   contended(): boolean {
-    return this.activeNow > 1 || this.activePrev > 1;
+    return this.visiting > 1 || this.activeNow > 1 || this.activePrev > 1;
   }
 
   worked(t: Task): void {
@@ -234,7 +242,9 @@ export class Scheduler {
     this.activeNow = 0;
     const ring = this.ring;
     this.ring = [];
+    this.visiting = ring.length;
     for (const t of ring) t.visit();
+    this.visiting = 0;
     if (this.deferred.length > 0) {
       const fns = this.deferred;
       this.deferred = [];

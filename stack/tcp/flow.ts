@@ -50,6 +50,10 @@ export class TcpFlow extends Duplex {
       onDrain: () => this.releaseWrites(),
       onClose: (err) => {
         this.cancelIdle();
+        // The owner closing its own stack is no failure of the network: a flow nobody listens
+        // to for errors then just closes (its pending writes fail quietly, destroyed), rather
+        // than crash the process with ECONNABORTED.
+        if (err && this.tcb.closedByStack && this.listenerCount("error") === 0) return void this.destroy();
         this.failWrites(err);
         if (err) this.destroy(err);
         else if (!this.readableEnded && this.tcb.state === "CLOSED" && !this.destroyed) {

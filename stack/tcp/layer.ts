@@ -99,7 +99,7 @@ export class TcpLayer implements UpperProtocol {
     readonly ipv6: IpOutput | undefined,
     readonly timers: TimerQueue,
     readonly random: Random,
-    opts: TcpOptions = {},
+    opts?: TcpOptions,
     /** Largest IP packet the netif cuts into segments itself (its features.tso); 0: none. */
     gsoMax = 0,
   ) {

@@ -103,7 +103,14 @@ export type TcpOptionsResolved = Required<TcpOptions>;
 const MiB = 1024 * 1024;
 const HOUR = 3_600_000;
 
-export function resolveTcpOptions(o: TcpOptions = {}): TcpOptionsResolved {
+/** The defaults, resolved once (frozen: shared by every stack made without limits.tcp). */
+const DEFAULTS: TcpOptionsResolved = Object.freeze(resolve({}));
+
+export function resolveTcpOptions(o?: TcpOptions): TcpOptionsResolved {
+  return o === undefined ? DEFAULTS : resolve(o);
+}
+
+function resolve(o: TcpOptions): TcpOptionsResolved {
   const maxBuffered = o.maxBufferedBytes ?? 256 * MiB;
   const maxConnections = o.maxConnections ?? 65536;
   return resolveOptions<TcpOptions>("limits.tcp", o, {

@@ -118,6 +118,8 @@ export class Tcb {
   readonly host: HostShare;
   /** The application has let go (see orphan()). */
   orphaned = false;
+  /** Ended by its stack's close() (see stackClosed()). */
+  closedByStack = false;
   private orphanTimer: Timer | undefined;
 
   constructor(
@@ -389,6 +391,7 @@ export class Tcb {
     const pending = connecting || this.sendQ.length > 0 || this.unread > 0 || this.ooo.bytes > 0 || (this.finQueued && this.finSeq < 0);
     if (st !== "SYN-SENT") this.emit(this.sndNxt, RST | ACK, 0, undefined, 0, 0);
     this.env.counters.inc("aborts_stack_closed");
+    this.closedByStack = true;
     this.teardown(pending ? errnoError("ECONNABORTED", connecting ? "connect" : "read", `${this.peerText()} (the stack was closed)`) : undefined);
   }
 
