@@ -22,6 +22,7 @@ import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
 import { certificateAndKey, directoryOption, outputFileOption } from "./files.js";
 
 export const SERVE_USAGE = `usage: paf serve (--tap NAME --ipv4 CIDR [--ipv6 CIDR] | --host ADDR) [--gateway IP]... [--dns IP]...
+       paf serve --tenants FILE   (many tenants, each its own stack and TAP: paf serve --tenants x --help)
                  [--http PORT] [--https PORT [--cert FILE --key FILE | --cert-out FILE] [--redirect-https]]
                  [--app MODULE] [--root DIR] [--mac MAC] [--slaac] [--tap-netns NAME] [--pcap FILE] [--services LIST]
                  [--acme-domain NAME... [--acme-email EMAIL] [--acme-directory URL] [--acme-ca FILE]
@@ -170,7 +171,7 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
  * The request handler and upgrade hook: the --app module's (default or "handler" export, and
  * "upgrade"), else the demo app with its WebSocket echo; --root in front of the handler.
  */
-async function loadHandler(cfg: ServeConfig, stats: (() => unknown) | undefined): Promise<{ handler: Handler; upgrade: UpgradeHandler | undefined }> {
+export async function loadHandler(cfg: Pick<ServeConfig, "app" | "root">, stats: (() => unknown) | undefined): Promise<{ handler: Handler; upgrade: UpgradeHandler | undefined }> {
   let handler: Handler = demoApp(stats ? { stats } : {});
   let upgrade: UpgradeHandler | undefined = cfg.app ? undefined : demoWebSocket();
   if (cfg.app) {
@@ -191,6 +192,7 @@ async function loadHandler(cfg: ServeConfig, stats: (() => unknown) | undefined)
 }
 
 export async function serve(argv: string[]): Promise<number> {
+  if (argv.includes("--tenants")) return (await import("./tenants.js")).serveTenants(argv);
   const cfg = parseServeArgs(argv);
   let stack: Stack | undefined;
   // The app is loaded before the TAP comes up: a bad --app is reported with nothing started.
