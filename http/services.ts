@@ -160,10 +160,6 @@ export interface HttpServiceOptions extends HttpLimits {
 export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Service & { h1: http.Server; h2: http2.Http2Server } {
   const log = opts.log ?? ((m) => console.error(m));
   const inflight: Inflight = { n: 0 };
-  const h1 = h1Server(handler, opts, log, inflight);
-  const h2 = http2.createServer({ settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 }, maxSessionMemory: 10 }, guarded(handler, log, inflight) as never);
-  const sessions = trackSessions(h2);
-  endStreamBeforeReset(h2);
   // Slowloris defence for the first request head of a connection (Node's own headersTimeout is
   // only enforced for the sockets its server accepted itself, not for flows handed to it).
   const headTimers = new WeakMap<object, NodeJS.Timeout>();
@@ -173,18 +169,35 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
     if (t) clearTimeout(t);
     headTimers.delete(socket);
   };
-  h1.on("request", (req: http.IncomingMessage) => headReceived(req.socket));
-  if (opts.upgrade) {
-    const toHook = upgradeListener(h1, opts.upgrade);
-    h1.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      headReceived(socket); // an upgraded connection is the hook's: no 408 may be written into it
-      toHook(req, socket, head);
-    });
-  }
+  // Node's servers are made at the first connection: of a thousand tenants' services, those that
+  // serve nobody cost nothing of them (and do not make V8 take Node's per-request allocations
+  // for long-lived ones, which slows every other tenant's requests).
+  let servers: { h1: http.Server; h2: http2.Http2Server; sessions: Set<http2.ServerHttp2Session> } | undefined;
+  const made = () => {
+    if (servers) return servers;
+    const h1 = h1Server(handler, opts, log, inflight);
+    const h2 = http2.createServer({ settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 }, maxSessionMemory: 10 }, guarded(handler, log, inflight) as never);
+    const sessions = trackSessions(h2);
+    endStreamBeforeReset(h2);
+    h1.on("request", (req: http.IncomingMessage) => headReceived(req.socket));
+    if (opts.upgrade) {
+      const toHook = upgradeListener(h1, opts.upgrade);
+      h1.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+        headReceived(socket); // an upgraded connection is the hook's: no 408 may be written into it
+        toHook(req, socket, head);
+      });
+    }
+    return (servers = { h1, h2, sessions });
+  };
   return {
-    h1,
-    h2,
+    get h1() {
+      return made().h1;
+    },
+    get h2() {
+      return made().h2;
+    },
     handle(flow: Flow) {
+      const { h1, h2 } = made();
       // Sniff the first bytes: the HTTP/2 preface means h2c, its request line followed by anything
       // else a broken HTTP/2 preface, anything else HTTP/1.x.
       let seen = Buffer.alloc(0);
@@ -216,7 +229,9 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
       };
       flow.on("data", onData);
     },
-    shutdown: (deadline) => shutdownAll([h1, h2], sessions, inflight, deadline),
+    shutdown: async (deadline) => {
+      if (servers) await shutdownAll([servers.h1, servers.h2], servers.sessions, inflight, deadline);
+    },
   };
 }
 

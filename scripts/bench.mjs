@@ -5,6 +5,7 @@ import { cpus } from "node:os";
 import { benchUdp } from "./bench/udp.mjs";
 import { benchTcp } from "./bench/tcp.mjs";
 import { benchHttp } from "./bench/http.mjs";
+import { benchTenants } from "./bench/tenants.mjs";
 import { cleanup } from "./bench/lib.mjs";
 
 if (process.getuid?.() !== 0) {
@@ -20,6 +21,7 @@ try {
   if (!only || only === "udp") rows.push(...(await benchUdp()));
   if (!only || only === "tcp") rows.push(...(await benchTcp()));
   if (!only || only === "http" || only === "latency") rows.push(...(await benchHttp({ latencyOnly: only === "latency" })));
+  if (!only || only === "tenants") rows.push(...(await benchTenants()));
 } finally {
   cleanup();
 }

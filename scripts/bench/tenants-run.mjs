@@ -104,11 +104,21 @@ async function load() {
 /** PAF_PROFILE=FILE: a CPU profile of the measured phase only (node:inspector). */
 async function profiler() {
   const file = process.env.PAF_PROFILE;
-  if (!file) return undefined;
+  const heap = process.env.PAF_HEAPPROF;
+  if (!file && !heap) return undefined;
   const { Session } = await import("node:inspector/promises");
   const { writeFileSync } = await import("node:fs");
   const s = new Session();
   s.connect();
+  if (heap) {
+    // What survived young-generation collections (promoted), alive or collected by a major GC since.
+    await s.post("HeapProfiler.enable");
+    await s.post("HeapProfiler.startSampling", { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false });
+    return async () => {
+      const { profile } = await s.post("HeapProfiler.stopSampling");
+      writeFileSync(heap, JSON.stringify(profile));
+    };
+  }
   await s.post("Profiler.enable");
   await s.post("Profiler.start");
   return async () => {
