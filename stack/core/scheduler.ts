@@ -140,6 +140,7 @@ export class Scheduler {
   /** Turns of the driver so far (one per event-loop turn with work). */
   turn = 0;
   private ring: Task[] = [];
+  private spare: Task[] = [];
   private scheduled = false;
   private deferred: Array<() => void> = [];
   /** Stacks that did work this turn and the last (to tell whether anyone else is waiting). */
@@ -240,10 +241,13 @@ export class Scheduler {
     this.turn++;
     this.activePrev = this.activeNow;
     this.activeNow = 0;
+    // Visits may queue stacks for the next turn: they go to the other array (two, swapped).
     const ring = this.ring;
-    this.ring = [];
+    this.ring = this.spare;
     this.visiting = ring.length;
-    for (const t of ring) t.visit();
+    for (let i = 0; i < ring.length; i++) ring[i]!.visit();
+    ring.length = 0;
+    this.spare = ring;
     this.visiting = 0;
     if (this.deferred.length > 0) {
       const fns = this.deferred;

@@ -91,7 +91,7 @@ export class SwitchPort implements Netif {
       this.head = i;
       return true;
     }
-    this.inbox = [];
+    q.length = 0; // reused: nothing allocated per poll
     this.head = 0;
     this.signalled = false;
     return false;

@@ -126,6 +126,10 @@ export class TcpLayer implements UpperProtocol {
   }
 
   key(remote: Uint8Array, rport: number, local: Uint8Array, lport: number): string {
+    // IPv4 (every segment looks its connection up): one string made at once.
+    if (remote.length === 4 && local.length === 4) {
+      return String.fromCharCode(remote[0]!, remote[1]!, remote[2]!, remote[3]!, rport >> 8, rport & 0xff, local[0]!, local[1]!, local[2]!, local[3]!, lport >> 8, lport & 0xff);
+    }
     return ipKey(remote) + String.fromCharCode(rport >> 8, rport & 0xff) + ipKey(local) + String.fromCharCode(lport >> 8, lport & 0xff);
   }
 

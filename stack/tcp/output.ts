@@ -8,7 +8,9 @@
 import type { Flushable } from "./env.js";
 
 export class OutputScheduler {
-  private readonly due = new Set<Flushable>();
+  private due = new Set<Flushable>();
+  /** The set being flushed (swapped with `due`: nothing allocated per batch). */
+  private flushing = new Set<Flushable>();
   private scheduled = false;
   private readonly retrying = new Set<Flushable>();
   private retryScheduled = false;
@@ -25,9 +27,11 @@ export class OutputScheduler {
   run(): void {
     this.scheduled = false;
     if (this.due.size === 0) return;
-    const list = [...this.due];
-    this.due.clear();
+    const list = this.due;
+    this.due = this.flushing;
+    this.flushing = list;
     for (const t of list) t.flush();
+    list.clear();
   }
 
   retry(t: Flushable): void {
@@ -44,6 +48,7 @@ export class OutputScheduler {
 
   forget(t: Flushable): void {
     this.due.delete(t);
+    this.flushing.delete(t);
     this.retrying.delete(t);
   }
 }
