@@ -5,6 +5,7 @@
  * tenant's stack.stats() (its `tenant` section: connections, bytes held, CPU, drops by limit).
  */
 import { readFileSync } from "node:fs";
+import v8 from "node:v8";
 import { dirname, resolve as resolvePath } from "node:path";
 import { UsageError, parse } from "./args.js";
 import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
@@ -153,6 +154,12 @@ export async function serveTenants(argv: string[]): Promise<number> {
   if (values.help) throw new UsageError(TENANTS_USAGE);
   if (!values.tenants) throw new UsageError("--tenants FILE is required");
   const tenants = parseTenantsFile(values.tenants);
+  // Before any tenant exists. Making a thousand tenants' long-lived objects teaches V8's
+  // allocation-site pretenuring that objects from the sites they share with per-request code
+  // (Node's emitters, streams, HTTP messages) live long; it then allocates those per-request
+  // objects straight into the old generation, and every tenant's requests pay for the major
+  // GCs: about half the throughput with 1000 tenants in `make bench` (see README "Tenants").
+  v8.setFlagsFromString("--no-allocation-site-pretenuring");
   // Every app is loaded before any TAP comes up: a bad module is reported with nothing started.
   const stacks = new Map<string, Stack>();
   const handlers = new Map<string, Handler>();

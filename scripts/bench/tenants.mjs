@@ -19,10 +19,16 @@ async function runOne(args, node = []) {
   return JSON.parse(stdout.trim().split("\n").pop());
 }
 
+/** See README "Tenants": V8's allocation-site pretenuring, taught by the tenants' setup, halves throughput. */
+const NO_PRETENURING = ["--no-allocation-site-pretenuring"];
+
 export async function benchTenants() {
   const load = {};
   for (const n of [10, 100, 1000]) {
     for (const kind of ["paf", "kernel"]) load[`${kind}${n}`] = await runOne(["load", String(n), String(SECONDS), String(LOOPS), kind]);
+  }
+  for (const n of [10, 1000]) {
+    for (const kind of ["paf", "kernel"]) load[`${kind}${n}np`] = await runOne(["load", String(n), String(SECONDS), String(LOOPS), kind], NO_PRETENURING);
   }
   const idle = await runOne(["idle", "1000"], ["--expose-gc"]);
   const rows = [];
@@ -30,6 +36,10 @@ export async function benchTenants() {
     rows.push({ name: `HTTP req/s in one process, ${n} tenants (${2 * n} stacks), ${LOOPS} loops (kernel: loopback)`, paf: load[`paf${n}`].rps, kernel: load[`kernel${n}`].rps });
   }
   rows.push({ name: "req/s with 1000 tenants / with 10 tenants", paf: load.paf1000.rps / load.paf10.rps, kernel: load.kernel1000.rps / load.kernel10.rps });
+  for (const n of [10, 1000]) {
+    rows.push({ name: `HTTP req/s, ${n} tenants, node --no-allocation-site-pretenuring`, paf: load[`paf${n}np`].rps, kernel: load[`kernel${n}np`].rps });
+  }
+  rows.push({ name: "req/s with 1000 tenants / with 10 tenants, --no-allocation-site-pretenuring", paf: load.paf1000np.rps / load.paf10np.rps, kernel: load.kernel1000np.rps / load.kernel10np.rps });
   rows.push({ name: "HTTP p99 latency, ms, 1000 tenants", paf: load.paf1000.p99, kernel: load.kernel1000.p99, lowerIsBetter: true });
   rows.push({ name: "heap per idle stack, KB (1000 stacks)", paf: idle.heapPerStackBytes / 1024, lowerIsBetter: true });
   rows.push({ name: "stack creation, ms each", paf: idle.createMs, lowerIsBetter: true });
