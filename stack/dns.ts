@@ -126,10 +126,20 @@ export class DnsResolver {
   private readonly maxResponseSize: number;
   private readonly ednsUdpSize: number;
   /** LRU: Map order is least recently used first. */
-  private readonly cache = new Map<string, CacheEntry>();
-  private readonly inflight = new Map<string, Promise<RecordWithTtl[]>>();
+  private cacheMap: Map<string, CacheEntry> | undefined;
+  private inflightMap: Map<string, Promise<RecordWithTtl[]>> | undefined;
+  private activeSet: Set<() => void> | undefined;
+  // The tables are made at first use: an idle stack (of thousands) holds none.
+  private get cache(): Map<string, CacheEntry> {
+    return (this.cacheMap ??= new Map());
+  }
+  private get inflight(): Map<string, Promise<RecordWithTtl[]>> {
+    return (this.inflightMap ??= new Map());
+  }
   /** Abort functions of exchanges on the wire, for close(). */
-  private readonly active = new Set<() => void>();
+  private get active(): Set<() => void> {
+    return (this.activeSet ??= new Set());
+  }
   private closed = false;
   private closedCode = "ECANCELED";
 
@@ -157,7 +167,7 @@ export class DnsResolver {
 
   /** Cached entries (positive and negative, stale ones included until used or evicted). */
   get cacheEntries(): number {
-    return this.cache.size;
+    return this.cacheMap?.size ?? 0;
   }
 
   clearCache(): void {
@@ -211,8 +221,8 @@ export class DnsResolver {
   close(code = "ECANCELED"): void {
     this.closed = true;
     this.closedCode = code;
-    for (const abort of [...this.active]) abort();
-    this.cache.clear();
+    for (const abort of [...(this.activeSet ?? [])]) abort();
+    this.cacheMap?.clear();
   }
 
   // ---- cache, coalescing -----------------------------------------------------------------------

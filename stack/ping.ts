@@ -37,7 +37,11 @@ interface Outstanding {
 
 /** Matches replies to requests by (identifier, sequence); at most `limit` pings in flight. */
 export class PingTable {
-  private readonly outstanding = new Map<number, Outstanding>();
+  private outstandingMap: Map<number, Outstanding> | undefined;
+  /** Requests in flight; made at first use: an idle stack (of thousands) holds none. */
+  private get outstanding(): Map<number, Outstanding> {
+    return (this.outstandingMap ??= new Map());
+  }
   private seq = 0;
   constructor(
     private readonly timers: TimerQueue,

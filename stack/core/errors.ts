@@ -87,7 +87,7 @@ const MAX_KINDS = 64;
  * neither flood the console nor crash the process.
  */
 export class InternalErrors {
-  private readonly seen = new Set<string>();
+  private seen: Set<string> | undefined;
   constructor(
     private readonly counters: Counters,
     private readonly log: (msg: string, err: unknown) => void = (m, e) => console.error(m, e),
@@ -97,8 +97,9 @@ export class InternalErrors {
     this.counters.inc("internal_errors");
     const e = err as { name?: string; message?: string };
     const kind = `${where}: ${e?.name ?? typeof err}: ${String(e?.message ?? err).slice(0, 120)}`;
-    if (this.seen.has(kind) || this.seen.size >= MAX_KINDS) return;
-    this.seen.add(kind);
+    const seen = (this.seen ??= new Set());
+    if (seen.has(kind) || seen.size >= MAX_KINDS) return;
+    seen.add(kind);
     this.log(`paf: internal error in ${where} (counted as internal_errors; this kind is logged once):`, err);
   }
 }
