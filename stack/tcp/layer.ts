@@ -76,7 +76,7 @@ export class TcpLayer implements UpperProtocol {
   private readonly challengeBucket: TokenBucket;
   /** New passive connections per second, shared fairly by remote addresses. */
   private readonly synRate: FairRate;
-  private readonly secret: Buffer;
+  private readonly secret: Uint8Array;
   private halfOpenTotal = 0;
   /** The stack closed: no more listen() or connect(). */
   private closed = false;
@@ -122,7 +122,7 @@ export class TcpLayer implements UpperProtocol {
     this.rstBucket = new TokenBucket(this.o.rstRate, this.o.rstRate, timers.now());
     this.challengeBucket = new TokenBucket(this.o.challengeAckRate, this.o.challengeAckRate, timers.now());
     this.synRate = new FairRate(this.o.newConnectionsPerSec, this.o.newConnectionsPerSec, 0.5, 1024, timers.now());
-    this.secret = Buffer.from(random.fill(new Uint8Array(32)));
+    this.secret = random.fill(new Uint8Array(32));
   }
 
   key(remote: Uint8Array, rport: number, local: Uint8Array, lport: number): string {
