@@ -105,8 +105,8 @@ export class Stack {
   private housekeeping: Timer | undefined;
   /** Limits of this stack as a tenant of its process (`limits.tenant`). */
   readonly tenant: TenantOptionsResolved;
-  /** Drops by the tenant's limits (packet_rate, byte_rate, source_share). */
-  private readonly tenantCounters: Counters;
+  /** Admission of received frames by the tenant's rates (its drops are counted there). */
+  private readonly ingress: Ingress;
   /** Between the netif and Ethernet: admission, batches, this stack's share of the scheduler. */
   private readonly receiver: StackReceiver;
   /** What keeps the process alive (listening servers) while the stack is ref'd. */
@@ -162,9 +162,8 @@ export class Stack {
     this.timers.onError = (err) => bugs.report("timer", err);
     // The receive side, driven by the scheduler; the tenant's rates checked before any parsing.
     this.tenant = resolveTenantOptions(limits.tenant);
-    this.tenantCounters = new Counters("tenant");
-    const ingress = new Ingress(this.tenant, this.tenantCounters, this.timers.now());
-    this.receiver = new StackReceiver(this.scheduler, netif, ingress, this.eth, bugs, this.tenant.cpuPerTurnUs / 1000);
+    this.ingress = new Ingress(this.tenant, this.timers.now());
+    this.receiver = new StackReceiver(this.scheduler, netif, this.ingress, this.eth, bugs, this.tenant.cpuPerTurnUs / 1000);
     netif.start(this.receiver);
     if (opts.ipv4) {
       const p = parseCidr(opts.ipv4.address, 4);
@@ -294,16 +293,19 @@ export class Stack {
    */
   private tenantStats(): Record<string, number> {
     const l = this.tcp.layer;
-    const t = this.tenantCounters.snapshot();
+    const g = this.ingress;
     const tcp = l.counters;
     const limitDrops: Record<string, number> = {
+      drop_packet_rate: g.dropPacketRate,
+      drop_byte_rate: g.dropByteRate,
+      drop_source_share: g.dropSourceShare,
       drop_syn_rate: tcp.get("drop_syn_rate"),
       drop_syn_source_share: tcp.get("drop_syn_source_share"),
       drop_host_connections: tcp.get("drop_host_connections"),
       drop_max_connections: tcp.get("drop_max_connections"),
       drop_tcp_memory: tcp.get("drop_rcv_memory") + tcp.get("drop_ooo_memory"),
     };
-    let drops = t["dropped"] ?? 0;
+    let drops = 0;
     for (const v of Object.values(limitDrops)) drops += v;
     return {
       connections: l.connectionCount,
@@ -311,9 +313,6 @@ export class Stack {
       cpu_ms: Math.round((this.receiver.task.cpuMs + this.timers.cpuMs) * 1000) / 1000,
       deferred_turns: this.receiver.task.deferredTurns,
       drops_by_limit: drops,
-      drop_packet_rate: t["drop_packet_rate"] ?? 0,
-      drop_byte_rate: t["drop_byte_rate"] ?? 0,
-      drop_source_share: t["drop_source_share"] ?? 0,
       ...limitDrops,
     };
   }

@@ -83,12 +83,14 @@ export async function benchNoisy() {
     await sleep(300);
     const [http1, http0] = await Promise.all([latency(ns1, SECONDS - 1), prober(ns0, SECONDS - 1)]);
     const wrkOut = await wrk;
+    const tapDrops = (await sh("ip", ["-n", ns0, "-s", "-j", "link", "show", taps[0]]));
     const stats = JSON.parse((await sh("ip", ["netns", "exec", ns0, "curl", "-s", "--max-time", "5", "--interface", "198.18.0.3", "http://198.18.0.2/stats"])) || "{}");
     return {
       idle,
       udp: { tenant1: udp1, prober0: udp0, offeredPps: flood.pps },
       http: { tenant1: http1, prober0: http0, wrkRps: Number(/Requests\/sec:\s+([\d.]+)/.exec(wrkOut)?.[1] ?? 0) },
       tenant0: stats.tenant,
+      tap0: JSON.parse(tapDrops)[0]?.stats64?.tx,
     };
   } finally {
     paf.kill("SIGTERM");

@@ -6,6 +6,8 @@
 export class Counters {
   /** Made at the first count: a layer of an idle stack (of thousands) holds none. */
   private c: Record<string, number> | undefined;
+  /** "drop_" + reason, made once per reason (a flood drops millions of frames for a few reasons). */
+  private dropKeys: Map<string, string> | undefined;
   constructor(readonly layer: string) {}
 
   inc(name: string, n = 1): void {
@@ -17,7 +19,9 @@ export class Counters {
   drop(reason: string): void {
     const c = (this.c ??= Object.create(null) as Record<string, number>);
     c["dropped"] = (c["dropped"] ?? 0) + 1;
-    const k = "drop_" + reason;
+    const keys = (this.dropKeys ??= new Map());
+    let k = keys.get(reason);
+    if (k === undefined) keys.set(reason, (k = "drop_" + reason));
     c[k] = (c[k] ?? 0) + 1;
   }
 
