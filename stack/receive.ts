@@ -14,6 +14,8 @@ export class StackReceiver implements NetifReceiver {
   readonly task: Task;
   /** CPU clock at the start of the batch in progress, -1 between batches. */
   private batchStart = -1;
+  /** What the last batch charged (afterBatch adds the rest). */
+  private lastBatchMs = 0;
   private readonly endBatchNow = (): void => this.endBatch();
   /** Present for a pollable netif only: the scheduler then decides when its frames are taken. */
   readonly ready?: () => void;
@@ -50,6 +52,18 @@ export class StackReceiver implements NetifReceiver {
     }
   }
 
+  /** The last batch's whole cost is known: charge what its own measure missed (the application's part). */
+  afterBatch(ms: number): void {
+    const extra = ms - this.lastBatchMs;
+    this.lastBatchMs = 0;
+    if (extra > 0) this.task.charge(extra);
+  }
+
+  /** Over this stack's CPU share for the turn, counting the batch in progress? */
+  overBudget(): boolean {
+    return this.batchStart >= 0 && this.task.overBudget(this.sched.cpuNow() - this.batchStart);
+  }
+
   batchEnd(): void {
     try {
       this.eth.batchEnd();
@@ -63,6 +77,7 @@ export class StackReceiver implements NetifReceiver {
     if (this.batchStart < 0) return;
     const ms = this.sched.endBatch(this.batchStart);
     this.batchStart = -1;
+    this.lastBatchMs = ms;
     this.task.charge(ms);
   }
 }

@@ -90,6 +90,12 @@ export class Task {
     }
   }
 
+  /** Would `ms` more of work put the stack over its share while others wait? */
+  overBudget(ms: number): boolean {
+    this.refill();
+    return this.credit - ms <= 0 && this.s.contended();
+  }
+
   private refill(): void {
     const turns = this.s.turn - this.lastTurn;
     if (turns <= 0) return;

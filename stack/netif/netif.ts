@@ -51,6 +51,17 @@ export interface NetifReceiver {
    * without `ready` gets frames pushed, as from any netif.
    */
   ready?(): void;
+  /**
+   * Asked now and then during a batch by a netif that can hold frames back (its `poll` delivers
+   * them later): true when the receiver has used its share of this turn, so the netif ends the
+   * batch there and calls `ready()`.
+   */
+  overBudget?(): boolean;
+  /**
+   * From a netif that can tell: the last batch took `ms` in all, including the nextTicks and
+   * microtasks it caused (application work) that ran before the netif got control back.
+   */
+  afterBatch?(ms: number): void;
 }
 
 export interface Netif {

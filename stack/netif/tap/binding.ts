@@ -28,6 +28,8 @@ export interface TapAddon {
     maxFrames: number,
     lengths: Uint32Array,
     onBatch: (count: number, error?: Error & { code: string }) => void,
+    /** timing[0]: ms the last onBatch took, with the nextTicks and microtasks run after it. */
+    timing?: Float64Array,
   ): object;
   stopReading(handle: object): void;
   /** Pause (false) or resume (true) reading. */
