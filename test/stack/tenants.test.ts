@@ -263,7 +263,7 @@ describe("stack.close()", () => {
   it("the peer's flows hear a reset; servers emit 'close'; a connect in progress rejects with ECONNABORTED", async () => {
     const { a, b, server, served } = await connected();
     const peer = served.map(ended);
-    const closed = new Promise((r) => server.once("close", r));
+    const closed = new Promise<void>((r) => server.once("close", () => r()));
     // A connect to an address nobody answers stays in progress (ARP, then SYN).
     const pending = b.tcp.connect({ host: "198.18.0.9", port: 80 });
     await tick();

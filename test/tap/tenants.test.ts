@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { Netns, ifname, privileged, sh } from "../helpers/netns.js";
+import { Netns, ifname, privileged } from "../helpers/netns.js";
 import { ROOT } from "../helpers/cli.js";
 import { TapNetif } from "../../stack/netif/tap.js";
 import { Stack } from "../../stack/stack.js";
