@@ -8,6 +8,8 @@ export { PcapNetif, PcapWriter, readPcap } from "./stack/netif/pcap.js";
 export { FaultyNetif, type FaultSpec, type FaultyOptions, type FaultStats, type FaultEvent, type FaultKind, type FaultDirection, type GilbertElliott } from "./stack/netif/faulty.js";
 export { SegmentingNetif, type GsoStats } from "./stack/netif/gso.js";
 export { RealClock, VirtualClock, type Clock } from "./stack/core/clock.js";
+export { Scheduler, type SchedulerOptions } from "./stack/core/scheduler.js";
+export type { TenantOptions } from "./stack/ingress.js";
 export { CryptoRandom, SeededRandom, type Random } from "./stack/core/random.js";
 export { UdpSocket, type RemoteInfo, type UdpSocketOptions } from "./stack/udp.js";
 export type { PingOptions, PingResult } from "./stack/ping.js";

@@ -22,6 +22,7 @@ import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
 import { certificateAndKey, directoryOption, outputFileOption } from "./files.js";
 
 export const SERVE_USAGE = `usage: paf serve (--tap NAME (--ipv4 CIDR | --dhcp) [--ipv6 CIDR] | --host ADDR) [--gateway IP]... [--dns IP]...
+       paf serve --tenants FILE   (many tenants, each its own stack and TAP: paf serve --tenants x --help)
                  [--http PORT] [--https PORT [--cert FILE --key FILE | --cert-out FILE] [--redirect-https]]
                  [--app MODULE] [--root DIR] [--mac MAC] [--slaac] [--tap-netns NAME] [--pcap FILE] [--services LIST]
                  [--acme-domain NAME... [--acme-email EMAIL] [--acme-directory URL] [--acme-ca FILE]
@@ -176,8 +177,8 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
  * "upgrade"), else the demo app (its GET /stats from `stats`) with its WebSocket echo; --root in
  * front of the handler.
  */
-async function loadHandler(cfg: ServeConfig, stats: () => unknown): Promise<{ handler: Handler; upgrade: UpgradeHandler | undefined }> {
-  let handler: Handler = demoApp({ stats });
+export async function loadHandler(cfg: Pick<ServeConfig, "app" | "root">, stats: (() => unknown) | undefined): Promise<{ handler: Handler; upgrade: UpgradeHandler | undefined }> {
+  let handler: Handler = demoApp(stats ? { stats } : {});
   let upgrade: UpgradeHandler | undefined = cfg.app ? undefined : demoWebSocket();
   if (cfg.app) {
     let mod: Record<string, unknown>;
@@ -197,6 +198,7 @@ async function loadHandler(cfg: ServeConfig, stats: () => unknown): Promise<{ ha
 }
 
 export async function serve(argv: string[]): Promise<number> {
+  if (argv.includes("--tenants")) return (await import("./tenants.js")).serveTenants(argv);
   const cfg = parseServeArgs(argv);
   let stack: Stack | undefined;
   const running: ServeHandle[] = [];

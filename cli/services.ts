@@ -33,7 +33,7 @@ function tcp(stack: Stack, port: number, handler: (f: TcpFlow) => void): Running
     f.on("error", () => {}); // a peer's reset ends only its own connection
     handler(f);
   });
-  return { close: async () => server.close() };
+  return { close: async () => void server.close() };
 }
 
 /** RFC 864's rotating 72-character lines, written with backpressure until the peer closes. */

@@ -239,20 +239,33 @@ export interface HttpServiceOptions extends HttpLimits {
 export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Service & { h1: http.Server; h2: http2.Http2Server } {
   const log = opts.log ?? ((m) => console.error(m));
   const inflight: Inflight = { n: 0 };
-  const h1 = h1Server(handler, opts, log, inflight);
-  const h2 = http2.createServer({ settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 }, maxSessionMemory: 10 }, guarded(handler, log, inflight) as never);
   const deadlines = deadlineTable(opts);
   const accepting: { current: ConnectionDeadline | undefined } = { current: undefined };
-  const sessions = trackSessions(h2, deadlines, accepting);
-  endStreamBeforeReset(h2);
-  trackRequests(h1, deadlines);
-  if (opts.upgrade) attachUpgrade(h1, opts.upgrade, deadlines, h1);
+  // Node's servers are made at the first connection: of a thousand tenants' services, those that
+  // serve nobody cost nothing of them (and do not make V8 take Node's per-request allocations
+  // for long-lived ones, which slows every other tenant's requests).
+  let servers: { h1: http.Server; h2: http2.Http2Server; sessions: Set<http2.ServerHttp2Session> } | undefined;
+  const made = () => {
+    if (servers) return servers;
+    const h1 = h1Server(handler, opts, log, inflight);
+    const h2 = http2.createServer({ settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 }, maxSessionMemory: 10 }, guarded(handler, log, inflight) as never);
+    const sessions = trackSessions(h2, deadlines, accepting);
+    endStreamBeforeReset(h2);
+    trackRequests(h1, deadlines);
+    if (opts.upgrade) attachUpgrade(h1, opts.upgrade, deadlines, h1);
+    return (servers = { h1, h2, sessions });
+  };
   return {
-    h1,
-    h2,
+    get h1() {
+      return made().h1;
+    },
+    get h2() {
+      return made().h2;
+    },
     stats: () => ({ ...deadlines.counts }),
     evictIdle: () => deadlines.evictOldest(),
     handle(flow: Flow) {
+      const { h1, h2 } = made();
       // From accept: a client that sends nothing, or part of the preface, is closed in time too.
       const d = deadlines.track(flow, closeExpired);
       // Sniff the first bytes: the HTTP/2 preface means h2c, its request line followed by anything
@@ -287,7 +300,9 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
       };
       flow.on("data", onData);
     },
-    shutdown: (deadline) => shutdownAll([h1, h2], sessions, inflight, deadline),
+    shutdown: async (deadline) => {
+      if (servers) await shutdownAll([servers.h1, servers.h2], servers.sessions, inflight, deadline);
+    },
   };
 }
 

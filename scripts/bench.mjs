@@ -6,6 +6,7 @@ import { benchUdp } from "./bench/udp.mjs";
 import { benchTcp } from "./bench/tcp.mjs";
 import { benchHttp } from "./bench/http.mjs";
 import { benchConn } from "./bench/conn.mjs";
+import { benchTenants } from "./bench/tenants.mjs";
 import { cleanup } from "./bench/lib.mjs";
 
 if (process.getuid?.() !== 0) {
@@ -22,6 +23,7 @@ try {
   if (!only || only === "tcp") rows.push(...(await benchTcp()));
   if (!only || only === "conn") rows.push(...(await benchConn()));
   if (!only || only === "http" || only === "latency") rows.push(...(await benchHttp({ latencyOnly: only === "latency" })));
+  if (!only || only === "tenants") rows.push(...(await benchTenants()));
 } finally {
   cleanup();
 }

@@ -126,11 +126,22 @@ export class DnsResolver {
   private readonly maxResponseSize: number;
   private readonly ednsUdpSize: number;
   /** LRU: Map order is least recently used first. */
-  private readonly cache = new Map<string, CacheEntry>();
-  private readonly inflight = new Map<string, Promise<RecordWithTtl[]>>();
+  private cacheMap: Map<string, CacheEntry> | undefined;
+  private inflightMap: Map<string, Promise<RecordWithTtl[]>> | undefined;
+  private activeSet: Set<() => void> | undefined;
+  // The tables are made at first use: an idle stack (of thousands) holds none.
+  private get cache(): Map<string, CacheEntry> {
+    return (this.cacheMap ??= new Map());
+  }
+  private get inflight(): Map<string, Promise<RecordWithTtl[]>> {
+    return (this.inflightMap ??= new Map());
+  }
   /** Abort functions of exchanges on the wire, for close(). */
-  private readonly active = new Set<() => void>();
+  private get active(): Set<() => void> {
+    return (this.activeSet ??= new Set());
+  }
   private closed = false;
+  private closedCode = "ECANCELED";
 
   constructor(stack: DnsStackDeps, opts: DnsOptions = { servers: [] }) {
     this.udp = stack.udp;
@@ -174,7 +185,7 @@ export class DnsResolver {
 
   /** Cached entries (positive and negative, stale ones included until used or evicted). */
   get cacheEntries(): number {
-    return this.cache.size;
+    return this.cacheMap?.size ?? 0;
   }
 
   clearCache(): void {
@@ -221,11 +232,15 @@ export class DnsResolver {
     return this.resolveAddresses(name, DNS_TYPE.AAAA).catch((e) => Promise.reject(apiError(e, "queryAaaa", name, false)));
   }
 
-  /** Stop: queries in flight fail with ECANCELED, the cache is emptied. */
-  close(): void {
+  /**
+   * Stop: queries in flight and later ones fail with `code` (ECANCELED; ERR_STACK_CLOSED when
+   * the stack closes it), the cache is emptied.
+   */
+  close(code = "ECANCELED"): void {
     this.closed = true;
-    for (const abort of [...this.active]) abort();
-    this.cache.clear();
+    this.closedCode = code;
+    for (const abort of [...(this.activeSet ?? [])]) abort();
+    this.cacheMap?.clear();
   }
 
   // ---- cache, coalescing -----------------------------------------------------------------------
@@ -241,7 +256,7 @@ export class DnsResolver {
     const bad = qname === "" ? "empty name" : nameError(name);
     if (bad !== undefined) throw new Failure("EBADNAME", bad);
     if (qname === "localhost" || qname.endsWith(".localhost")) return [{ address: type === DNS_TYPE.A ? "127.0.0.1" : "::1", ttl: 0 }];
-    if (this.closed) throw new Failure("ECANCELED", "resolver closed");
+    if (this.closed) throw new Failure(this.closedCode, "resolver closed");
     if (this.servers.length === 0) throw new Failure("ENOSERVERS", "no DNS servers configured for this stack (StackOptions.dns.servers)");
 
     const key = `${type} ${qname}`;
@@ -342,7 +357,7 @@ export class DnsResolver {
     let last = new Failure("ETIMEOUT");
     for (let round = 0; round < this.attempts; round++) {
       for (const server of this.servers) {
-        if (this.closed) throw new Failure("ECANCELED", "resolver closed");
+        if (this.closed) throw new Failure(this.closedCode, "resolver closed");
         let r = await this.udpExchange(server, qname, type);
         if ("msg" in r && r.msg.tc) {
           this.counters.inc("truncated");
@@ -403,7 +418,7 @@ export class DnsResolver {
         sock.close();
         resolve(r);
       };
-      const abort = () => finish({ fail: "ECANCELED", detail: "resolver closed" });
+      const abort = () => finish({ fail: this.closedCode, detail: "resolver closed" });
       const timer: Timer = this.timers.timer(() => finish({ fail: "ETIMEOUT", detail: `no answer from ${server.text} in ${this.timeoutMs} ms` }));
       this.active.add(abort);
       sock.on("message", (msg: Buffer, rinfo: RemoteInfo) => {
@@ -456,7 +471,7 @@ export class DnsResolver {
         } else flow.destroy();
         resolve(r);
       };
-      const abort = () => finish({ fail: "ECANCELED", detail: "resolver closed" }, false);
+      const abort = () => finish({ fail: this.closedCode, detail: "resolver closed" }, false);
       const timer: Timer = this.timers.timer(() => finish({ fail: "ETIMEOUT", detail: `no answer over TCP from ${server.text} in ${this.timeoutMs} ms` }, false));
       this.active.add(abort);
       flow.on("error", (e: Error & { code?: string }) => finish({ fail: e.code ?? "EIO", detail: e.message }, false));

@@ -12,7 +12,11 @@ export type EthernetHandler = (frame: Uint8Array, payload: Uint8Array, meta: RxM
 export class EthernetLayer {
   readonly counters = new Counters("ethernet");
   private readonly handlers = new Map<number, EthernetHandler>();
-  private readonly multicast = new Map<string, number>(); // joined multicast MACs -> refcount
+  /** Joined multicast MACs -> refcount; made at first use: an idle stack (of thousands) holds none. */
+  private multicastMap: Map<string, number> | undefined;
+  private get multicast(): Map<string, number> {
+    return (this.multicastMap ??= new Map());
+  }
   private readonly batchListeners: Array<() => void> = [];
 
   constructor(
@@ -54,7 +58,7 @@ export class EthernetLayer {
         return c.drop("not_our_mac");
       }
     } else if (!(d0 === 0xff && frame[1] === 0xff && frame[2] === 0xff && frame[3] === 0xff && frame[4] === 0xff && frame[5] === 0xff)) {
-      if (!this.multicast.has(ipKey(frame, 0, 6))) return c.drop("multicast_not_joined");
+      if (!this.multicastMap?.has(ipKey(frame, 0, 6))) return c.drop("multicast_not_joined");
     }
     // A frame claiming our own MAC as source is a loop or a spoof.
     if (frame[6] === m[0] && frame[7] === m[1] && frame[8] === m[2] && frame[9] === m[3] && frame[10] === m[4] && frame[11] === m[5]) {

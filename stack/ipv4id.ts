@@ -19,25 +19,30 @@ import type { Random } from "./core/random.js";
 const BUCKETS = 1024;
 
 export class Ipv4Ident {
-  private readonly ids = new Uint16Array(BUCKETS);
-  private readonly lastUsed = new Float64Array(BUCKETS);
-  private readonly k0: number;
-  private readonly k1: number;
+  /** Made at the first fragmentable datagram: a stack that never sends one (TCP sets DF) pays nothing. */
+  private ids: Uint16Array | undefined;
+  private lastUsed: Float64Array | undefined;
+  private k0 = 0;
+  private k1 = 0;
 
-  constructor(private readonly random: Random) {
-    random.fill(new Uint8Array(this.ids.buffer));
-    this.k0 = random.u32();
-    this.k1 = random.u32();
-  }
+  constructor(private readonly random: Random) {}
 
   /** The Identification for a datagram that may be fragmented, from `src` to `dst` (u32 addresses). */
   next(src: number, dst: number, protocol: number, now: number): number {
+    let ids = this.ids;
+    if (!ids) {
+      ids = this.ids = new Uint16Array(BUCKETS);
+      this.lastUsed = new Float64Array(BUCKETS);
+      this.random.fill(new Uint8Array(ids.buffer));
+      this.k0 = this.random.u32();
+      this.k1 = this.random.u32();
+    }
     const b = hsiphash3(this.k0, this.k1, dst, src, protocol) & (BUCKETS - 1);
-    const idle = now - this.lastUsed[b]!;
-    this.lastUsed[b] = now;
+    const idle = now - this.lastUsed![b]!;
+    this.lastUsed![b] = now;
     const jump = idle >= 1 ? this.random.u32() % Math.min(Math.floor(idle), 65536) : 0;
-    const id = (this.ids[b]! + 1 + jump) & 0xffff;
-    this.ids[b] = id;
+    const id = (ids[b]! + 1 + jump) & 0xffff;
+    ids[b] = id;
     return id;
   }
 }

@@ -6,7 +6,7 @@ import type { TimerQueue, Timer } from "./core/timers.js";
 import type { IpOutput } from "./ip.js";
 import { sendIcmp } from "./icmp.js";
 import { formatIP } from "./wire/addr.js";
-import { codedError } from "./core/errors.js";
+import { codedError, stackClosedError } from "./core/errors.js";
 
 export interface PingOptions {
   /** Bytes of echo data. Default 56 (like ping(8)). */
@@ -37,7 +37,11 @@ interface Outstanding {
 
 /** Matches replies to requests by (identifier, sequence); at most `limit` pings in flight. */
 export class PingTable {
-  private readonly outstanding = new Map<number, Outstanding>();
+  private outstandingMap: Map<number, Outstanding> | undefined;
+  /** Requests in flight; made at first use: an idle stack (of thousands) holds none. */
+  private get outstanding(): Map<number, Outstanding> {
+    return (this.outstandingMap ??= new Map());
+  }
   private seq = 0;
   constructor(
     private readonly timers: TimerQueue,
@@ -92,9 +96,7 @@ export class PingTable {
   }
 
   close(): void {
-    for (const [seq] of this.outstanding) {
-      this.fail(seq, codedError("ECANCELED", "stack closed"));
-    }
+    for (const [seq] of this.outstanding) this.fail(seq, stackClosedError("ping"));
   }
 }
 

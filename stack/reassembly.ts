@@ -47,9 +47,16 @@ interface Pending {
 
 export class Reassembler {
   /** In arrival order of each datagram's first fragment: the first entry is the oldest. */
-  private readonly pending = new Map<string, Pending>();
+  private pendingMap: Map<string, Pending> | undefined;
+  private bySourceMap: Map<string, Set<Pending>> | undefined;
+  // The tables are made at first use: an idle stack (of thousands) holds none.
+  private get pending(): Map<string, Pending> {
+    return (this.pendingMap ??= new Map());
+  }
   /** The same datagrams by source address, oldest first. */
-  private readonly bySource = new Map<string, Set<Pending>>();
+  private get bySource(): Map<string, Set<Pending>> {
+    return (this.bySourceMap ??= new Map());
+  }
   private bytes = 0;
   private readonly o: Required<ReassemblyOptions>;
 
@@ -69,7 +76,7 @@ export class Reassembler {
   }
 
   get inProgress(): number {
-    return this.pending.size;
+    return this.pendingMap?.size ?? 0;
   }
 
   get bufferedBytes(): number {

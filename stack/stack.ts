@@ -5,11 +5,14 @@
  * one process without seeing each other.
  */
 import type { Netif } from "./netif/netif.js";
-import { type Clock, RealClock } from "./core/clock.js";
-import { type Random, CryptoRandom } from "./core/random.js";
+import type { Clock } from "./core/clock.js";
+import type { Random } from "./core/random.js";
 import { TimerQueue } from "./core/timers.js";
+import { KeepAlive, Scheduler, sharedScheduler } from "./core/scheduler.js";
+import { Ingress, resolveTenantOptions, type TenantOptions, type TenantOptionsResolved } from "./ingress.js";
+import { StackReceiver } from "./receive.js";
 import { Counters, type StatsSnapshot } from "./core/stats.js";
-import { ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE, InternalErrors, errnoError } from "./core/errors.js";
+import { ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE, InternalErrors, errnoError, stackClosedError } from "./core/errors.js";
 import { validateInteger } from "./core/validate.js";
 import type { RouteOrigin } from "./routes.js";
 import { EthernetLayer } from "./ethernet.js";
@@ -45,6 +48,8 @@ export interface StackLimits {
   igmp?: IgmpOptions;
   mld?: MldOptions;
   tcp?: TcpOptions;
+  /** The stack as a tenant of its process: input rates, fair shares between sources, CPU per turn. */
+  tenant?: TenantOptions;
 }
 
 export interface Ipv6Config {
@@ -109,6 +114,12 @@ export interface StackOptions {
   limits?: StackLimits;
   /** DNS stub resolver over this stack's UDP/TCP (`stack.dns`): servers and bounds (see DnsOptions). */
   dns?: DnsOptions;
+  /**
+   * The scheduler this stack shares with others (timers, receive driver, fair shares of CPU).
+   * Default: one per process, created at first use; with `clock` alone, one of its own on that
+   * clock. A stack's clock is its scheduler's.
+   */
+  scheduler?: Scheduler;
   clock?: Clock;
   random?: Random;
 }
@@ -116,6 +127,7 @@ export interface StackOptions {
 export class Stack {
   readonly clock: Clock;
   readonly random: Random;
+  readonly scheduler: Scheduler;
   readonly timers: TimerQueue;
   /** Stack-wide counters (internal errors). */
   readonly counters = new Counters("stack");
@@ -146,11 +158,22 @@ export class Stack {
   private readonly ipv4On: boolean;
   private readonly pendingDad: Promise<void>[] = [];
   private housekeeping: Timer | undefined;
+  /** Limits of this stack as a tenant of its process (`limits.tenant`). */
+  readonly tenant: TenantOptionsResolved;
+  /** Admission of received frames by the tenant's rates (its drops are counted there). */
+  private readonly ingress: Ingress;
+  /** Between the netif and Ethernet: admission, batches, this stack's share of the scheduler. */
+  private readonly receiver: StackReceiver;
+  /** What keeps the process alive (listening servers) while the stack is ref'd. */
+  private readonly keepAlive: KeepAlive;
+  private refed = true;
 
   private constructor(readonly netif: Netif, opts: StackOptions) {
-    this.clock = opts.clock ?? new RealClock();
-    this.random = opts.random ?? new CryptoRandom();
-    this.timers = new TimerQueue(this.clock);
+    if (opts.scheduler && opts.clock && opts.clock !== opts.scheduler.clock) throw new ERR_INVALID_ARG_VALUE("clock", "(a Clock)", "must be the scheduler's clock (or left out)");
+    this.scheduler = opts.scheduler ?? (opts.clock ? new Scheduler({ clock: opts.clock }) : sharedScheduler());
+    this.clock = this.scheduler.clock;
+    this.random = opts.random ?? this.scheduler.random;
+    this.timers = this.scheduler.timerQueue();
     this.mac = opts.mac === undefined ? randomMac(this.random) : typeof opts.mac === "string" ? parseMac(opts.mac) : copyBytes(opts.mac);
     if (this.mac[0]! & 1) throw new TypeError(`MAC ${formatMac(this.mac)} is a multicast address; a stack needs a unicast MAC`);
     this.mtu = opts.mtu ?? netif.mtu;
@@ -186,7 +209,8 @@ export class Stack {
     this.ipv4.register(IPPROTO_UDP, this.udp);
     this.ipv6?.register(IPPROTO_UDP, this.udp);
     const tcpLayer = new TcpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0);
-    this.tcp = new TcpApi(tcpLayer);
+    this.keepAlive = new KeepAlive(this.scheduler);
+    this.tcp = new TcpApi(tcpLayer, this.keepAlive);
     this.dns = new DnsResolver(this, opts.dns);
     this.ipv4.register(IPPROTO_TCP, tcpLayer);
     this.ipv6?.register(IPPROTO_TCP, tcpLayer);
@@ -198,22 +222,11 @@ export class Stack {
     // process) down with it: counted, logged once per kind, the frame dropped.
     const bugs = new InternalErrors(this.counters, (msg, err) => this.onInternalError(err, msg));
     this.timers.onError = (err) => bugs.report("timer", err);
-    netif.start({
-      frame: (buf, meta) => {
-        try {
-          this.eth.input(buf, meta);
-        } catch (err) {
-          bugs.report("frame input", err);
-        }
-      },
-      batchEnd: () => {
-        try {
-          this.eth.batchEnd();
-        } catch (err) {
-          bugs.report("batch end", err);
-        }
-      },
-    });
+    // The receive side, driven by the scheduler; the tenant's rates checked before any parsing.
+    this.tenant = resolveTenantOptions(limits.tenant);
+    this.ingress = new Ingress(this.tenant, this.timers.now());
+    this.receiver = new StackReceiver(this.scheduler, netif, this.ingress, this.eth, bugs, this.tenant.cpuPerTurnUs / 1000);
+    netif.start(this.receiver);
     if (opts.ipv4?.address !== undefined) {
       if (opts.ipv4.dhcp) throw new ERR_INVALID_ARG_VALUE("ipv4.dhcp", opts.ipv4.dhcp, "excludes ipv4.address (the address comes from the DHCP server)");
       const p = parseCidr(opts.ipv4.address, 4);
@@ -329,6 +342,7 @@ export class Stack {
 
   /** ICMP echo to an IPv4 or IPv6 address. */
   ping(host: string, opts?: PingOptions): Promise<PingResult> {
+    if (this.closed) return Promise.reject(stackClosedError("ping"));
     const fam = ipFamily(host);
     if (fam === 4) return this.icmpv4.ping(parseIP(host), opts);
     if (fam === 6 && this.icmpv6) return this.icmpv6.ping(parseIP(host), opts);
@@ -442,6 +456,7 @@ export class Stack {
       icmpv4: this.icmpv4.counters.snapshot(),
       udp: this.udp.counters.snapshot(),
       tcp: this.tcpStats(),
+      tenant: this.tenantStats(),
       dns: { ...this.dns.counters.snapshot(), cache_entries: this.dns.cacheEntries },
       ...(this.dhcp ? { dhcp: this.dhcp.counters.snapshot() } : {}),
       igmp: this.igmp.counters.snapshot(),
@@ -463,11 +478,74 @@ export class Stack {
     };
   }
 
+  /**
+   * What an operator of many tenants watches: connections, bytes held, CPU time used (input
+   * batches and timers, ms), turns held back for being over the CPU share, and every drop by a
+   * limit (`drop_*`, summed in `drops_by_limit`): input rates and source shares, new
+   * connections per second and per remote address, connections, TCP memory.
+   */
+  private tenantStats(): Record<string, number> {
+    const l = this.tcp.layer;
+    const g = this.ingress;
+    const tcp = l.counters;
+    const limitDrops: Record<string, number> = {
+      drop_packet_rate: g.dropPacketRate,
+      drop_byte_rate: g.dropByteRate,
+      drop_source_share: g.dropSourceShare,
+      drop_syn_rate: tcp.get("drop_syn_rate"),
+      drop_syn_source_share: tcp.get("drop_syn_source_share"),
+      drop_host_connections: tcp.get("drop_host_connections"),
+      drop_max_connections: tcp.get("drop_max_connections"),
+      drop_tcp_memory: tcp.get("drop_rcv_memory") + tcp.get("drop_ooo_memory"),
+    };
+    let drops = 0;
+    for (const v of Object.values(limitDrops)) drops += v;
+    return {
+      connections: l.connectionCount,
+      buffered_bytes: l.buffered,
+      cpu_ms: Math.round((this.receiver.task.cpuMs + this.timers.cpuMs) * 1000) / 1000,
+      deferred_turns: this.receiver.task.deferredTurns,
+      drops_by_limit: drops,
+      ...limitDrops,
+    };
+  }
+
+  /**
+   * Keep the process alive while this stack has something that should (the default, like a
+   * socket): its netif (an open TAP), its timers of work in progress, its listening servers.
+   */
+  ref(): this {
+    if (this.refed) return this;
+    this.refed = true;
+    this.timers.ref();
+    this.netif.ref?.();
+    this.keepAlive.setRef(true);
+    return this;
+  }
+
+  /** Nothing of this stack keeps the process alive any more (it keeps working while it runs). */
+  unref(): this {
+    if (!this.refed) return this;
+    this.refed = false;
+    this.timers.unref();
+    this.netif.unref?.();
+    this.keepAlive.setRef(false);
+    return this;
+  }
+
+  /**
+   * Close the stack: every TCP connection ends at once with 'close' (destroyed with ECONNABORTED
+   * if data was still to be sent or read and the flow has an 'error' listener; a flow without
+   * one just closes, the owner closing its stack being no crash), the peer told with a RST;
+   * connects in progress reject with ECONNABORTED; servers (emitting 'close') and UDP sockets
+   * close; pings and DNS queries in flight fail with ERR_STACK_CLOSED, as do connect, listen,
+   * UDP bind and send, ping and DNS afterwards. Then the netif is closed.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.dhcp?.close();
-    this.dns.close();
+    this.dns.close("ERR_STACK_CLOSED");
     this.tcp.layer.close();
     this.udp.close();
     this.mld?.close();
@@ -479,6 +557,8 @@ export class Stack {
     this.ipv4.close();
     this.arp.close();
     this.timers.close();
+    this.receiver.task.close();
+    this.keepAlive.setRef(false);
     await this.netif.close();
   }
 }

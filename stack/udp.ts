@@ -15,7 +15,7 @@ import type { Random } from "./core/random.js";
 import { Counters } from "./core/stats.js";
 import { UDP, IPPROTO_UDP, emitUdp, parseUdp, udpChecksumOk } from "./wire/udp.js";
 import { bytesEqual, copyBytes, formatIP, ipFamily, isZero, parseIP } from "./wire/addr.js";
-import { ERR_INVALID_ARG_TYPE, codedError, errnoError } from "./core/errors.js";
+import { ERR_INVALID_ARG_TYPE, codedError, errnoError, stackClosedError } from "./core/errors.js";
 import { validateBoolean, validateOneOf, validatePort } from "./core/validate.js";
 import type { SendOptions } from "./ip.js";
 
@@ -95,6 +95,7 @@ export class UdpSocket extends EventEmitter {
       if (typeof address === "function") cb = address;
       else addr = address;
     }
+    if (this.layer.closed) throw stackClosedError("bind");
     if (this.bound) throw codedError("ERR_SOCKET_ALREADY_BOUND", "Socket is already bound");
     if (this.closed) throw codedError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running");
     validatePort(port);
@@ -132,6 +133,7 @@ export class UdpSocket extends EventEmitter {
       if (cb) queueMicrotask(() => cb(err, n));
       else if (err) queueMicrotask(() => this.emit("error", err));
     };
+    if (this.layer.closed) return done(stackClosedError("send"));
     if (this.closed) return done(codedError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running"));
     try {
       validatePort(port, "Port", false);
@@ -253,6 +255,8 @@ export class UdpLayer implements UpperProtocol {
   private readonly low: number;
   private readonly high: number;
   private readonly maxSockets: number;
+  /** The stack closed: no more sockets, binds or sends. */
+  closed = false;
 
   constructor(
     private readonly ipv4: IpOutput | undefined,
@@ -266,6 +270,7 @@ export class UdpLayer implements UpperProtocol {
   }
 
   createSocket(type: UdpSocketType | UdpSocketOptions, onMessage?: (msg: Buffer, rinfo: RemoteInfo) => void): UdpSocket {
+    if (this.closed) throw stackClosedError("createSocket");
     const t = typeof type === "string" ? type : type.type;
     validateOneOf(t, "type", ["udp4", "udp6"]);
     const reuse = typeof type === "object" && type.reuseAddr !== undefined ? validateBoolean(type.reuseAddr, "options.reuseAddr") : false;
@@ -433,6 +438,7 @@ export class UdpLayer implements UpperProtocol {
   }
 
   close(): void {
+    this.closed = true;
     for (const list of [...this.ports.values()]) for (const s of [...list]) s.close();
   }
 }

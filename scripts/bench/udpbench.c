@@ -3,7 +3,8 @@
  * Runs inside a test namespace, against paf's stack or against the kernel on a veth peer, so both
  * are driven by the same sender and measured in the same run.
  *
- *   udpbench flood  ADDR PORT SIZE SECONDS     send as fast as possible (sendmmsg, 64 per call)
+ *   udpbench flood  ADDR PORT SIZE SECONDS [PPS]   send as fast as possible (sendmmsg, 64 per
+ *                                              call), or at most PPS datagrams per second
  *   udpbench sink   PORT SECONDS               count datagrams received (recvmmsg)
  *   udpbench echo   ADDR PORT SIZE SECONDS WINDOW   keep WINDOW requests in flight, count replies
  *   udpbench server PORT SECONDS               UDP echo server (reference for `echo`)
@@ -91,12 +92,13 @@ int main(int argc, char **argv) {
   struct mmsghdr msgs[BATCH];
   struct iovec iov[BATCH];
   const char *mode = argv[1];
-  if (!strcmp(mode, "flood") && argc == 6) {
+  if (!strcmp(mode, "flood") && (argc == 6 || argc == 7)) {
     struct sockaddr_storage dst;
     socklen_t dlen;
     int fam = make_addr(argv[2], atoi(argv[3]), &dst, &dlen);
     int size = atoi(argv[4]);
     double secs = atof(argv[5]);
+    double pps = argc == 7 ? atof(argv[6]) : 0;
     int s = socket(fam, SOCK_DGRAM, 0);
     for (int i = 0; i < BATCH; i++) {
       memset(buf[i], 'p', size);
@@ -111,6 +113,12 @@ int main(int argc, char **argv) {
     long sent = 0;
     double t0 = now(), end = t0 + secs;
     while (now() < end) {
+      /* Paced: no batch before its time (sent / pps seconds after the start). */
+      if (pps > 0 && sent / pps > now() - t0) {
+        struct timespec d = {0, 20000};
+        nanosleep(&d, NULL);
+        continue;
+      }
       int n = sendmmsg(s, msgs, BATCH, 0);
       if (n > 0) sent += n;
     }

@@ -26,6 +26,16 @@ export function codedError(code: string, message: string): Error & { code: strin
   return Object.assign(new Error(message), { code });
 }
 
+/**
+ * What every operation on a closed stack fails with (connect, listen, UDP bind and send, ping,
+ * DNS): `code` ERR_STACK_CLOSED, like Node's ERR_SOCKET_DGRAM_NOT_RUNNING or
+ * ERR_SERVER_NOT_RUNNING for a closed socket or server. Connections the close cut off end with
+ * ECONNABORTED instead, as a kernel socket does.
+ */
+export function stackClosedError(what: string): Error & { code: string } {
+  return codedError("ERR_STACK_CLOSED", `${what}: the stack is closed`);
+}
+
 function describe(v: unknown): string {
   if (typeof v === "string") return `type string ('${v.length > 28 ? v.slice(0, 25) + "..." : v}')`;
   if (typeof v === "number") return Number.isNaN(v) ? "NaN" : String(v);
@@ -77,7 +87,7 @@ const MAX_KINDS = 64;
  * neither flood the console nor crash the process.
  */
 export class InternalErrors {
-  private readonly seen = new Set<string>();
+  private seen: Set<string> | undefined;
   constructor(
     private readonly counters: Counters,
     private readonly log: (msg: string, err: unknown) => void = (m, e) => console.error(m, e),
@@ -87,8 +97,9 @@ export class InternalErrors {
     this.counters.inc("internal_errors");
     const e = err as { name?: string; message?: string };
     const kind = `${where}: ${e?.name ?? typeof err}: ${String(e?.message ?? err).slice(0, 120)}`;
-    if (this.seen.has(kind) || this.seen.size >= MAX_KINDS) return;
-    this.seen.add(kind);
+    const seen = (this.seen ??= new Set());
+    if (seen.has(kind) || seen.size >= MAX_KINDS) return;
+    seen.add(kind);
     this.log(`paf: internal error in ${where} (counted as internal_errors; this kind is logged once):`, err);
   }
 }

@@ -8,10 +8,17 @@ export interface Random {
   fill(buf: Uint8Array): Uint8Array;
 }
 
-/** Cryptographically secure randomness (node:crypto), refilled from a pool to keep calls cheap. */
+/** Fills up to this many bytes come from the pool (each randomFillSync call costs microseconds). */
+const POOLED_FILL = 64;
+
+/**
+ * Cryptographically secure randomness (node:crypto), drawn from a pool refilled 4 KiB at a time
+ * to keep calls cheap. One instance may serve many stacks (a scheduler's stacks share one): its
+ * output reveals nothing of what it gave others.
+ */
 export class CryptoRandom implements Random {
-  private pool = new Uint32Array(256);
-  private pos = 256;
+  private pool = new Uint32Array(1024);
+  private pos = 1024;
   u32(): number {
     if (this.pos >= this.pool.length) {
       randomFillSync(this.pool);
@@ -20,7 +27,12 @@ export class CryptoRandom implements Random {
     return this.pool[this.pos++]!;
   }
   fill(buf: Uint8Array): Uint8Array {
-    return randomFillSync(buf);
+    if (buf.length > POOLED_FILL) return randomFillSync(buf);
+    for (let i = 0; i < buf.length; i += 4) {
+      const x = this.u32();
+      for (let j = 0; j < 4 && i + j < buf.length; j++) buf[i + j] = (x >>> (8 * j)) & 0xff;
+    }
+    return buf;
   }
 }
 

@@ -1,9 +1,11 @@
 import type { Clock } from "./clock.js";
 
 /**
- * One timer structure per stack (a binary min-heap of deadlines) driven by the injected clock.
- * Protocol code never calls setTimeout; it schedules here, and the queue keeps at most one
- * Clock timer armed for the earliest deadline.
+ * Protocol timers. Protocol code never calls setTimeout: it arms Timers on its stack's
+ * TimerQueue. The queues of every stack sharing a scheduler (scheduler.ts) keep their deadlines
+ * in one TimerHeap, a binary min-heap driven by the injected clock with at most one Clock timer
+ * armed (for the earliest deadline), so a thousand stacks cost one Node timer, and an idle stack
+ * (no timer armed) costs nothing.
  */
 export class Timer {
   /** Absolute deadline in clock ms, or -1 when not armed. */
@@ -13,49 +15,48 @@ export class Timer {
   /**
    * @param weak a weak timer does not keep the process alive by itself (housekeeping, TIME_WAIT,
    * keepalive); protocol work in progress (retransmissions, resolution) uses strong timers.
+   * @param owner the queue (stack) it belongs to: its errors, CPU time and liveness.
    */
   constructor(
     readonly fire: () => void,
     readonly weak = false,
+    readonly owner: TimerQueue | undefined = undefined,
   ) {}
   get armed(): boolean {
     return this.index >= 0;
   }
 }
 
-export class TimerQueue {
+/** The deadlines of every queue of one scheduler, earliest first. */
+export class TimerHeap {
   private heap: Timer[] = [];
   private armedAt = Infinity;
   private cancelArmed: (() => void) | undefined;
   private armedStrong = false;
-  /** Armed timers that keep the process alive. */
+  /** Armed strong timers of queues that keep the process alive (see TimerQueue.unref). */
   private strong = 0;
-  private closed = false;
-
-  constructor(readonly clock: Clock) {}
-
   /**
-   * A timer callback threw (a bug): the stack counts it and logs it once per kind; it never
-   * crashes the process. The default, for a queue outside a stack, logs it.
+   * While a batch of frames or of due timers is processed, time stands still at its start (as
+   * Linux reads its clock once per packet batch): one clock read per batch, not one per use.
    */
-  onError: (err: unknown) => void = (err) => console.error("paf: a timer callback threw:", err);
+  frozen = -1;
+
+  /** @param cpuNow a time source (ms) to charge each callback's run time to its queue (CPU use per stack). */
+  constructor(
+    readonly clock: Clock,
+    private readonly cpuNow?: () => number,
+  ) {}
 
   now(): number {
-    return this.clock.now();
+    return this.frozen >= 0 ? this.frozen : this.clock.now();
   }
 
-  /** Create an (unarmed) timer whose callback runs when it falls due. */
-  timer(fire: () => void, weak = false): Timer {
-    return new Timer(fire, weak);
-  }
-
-  /** Arm (or re-arm) `t` to fire `delayMs` from now. */
-  arm(t: Timer, delayMs: number): void {
-    this.armAt(t, this.clock.now() + delayMs);
+  /** Number of armed timers, all queues together. */
+  get size(): number {
+    return this.heap.length;
   }
 
   armAt(t: Timer, deadline: number): void {
-    if (this.closed) return;
     if (t.index >= 0) {
       const old = t.deadline;
       t.deadline = deadline;
@@ -66,7 +67,14 @@ export class TimerQueue {
       t.index = this.heap.length;
       this.heap.push(t);
       this.up(t.index);
-      if (!t.weak) this.strong++;
+      const q = t.owner;
+      if (q) {
+        q.size++;
+        if (!t.weak) {
+          q.strong++;
+          if (q.refed) this.strong++;
+        }
+      } else if (!t.weak) this.strong++;
     }
     this.reschedule();
   }
@@ -83,31 +91,57 @@ export class TimerQueue {
     }
     t.index = -1;
     t.deadline = -1;
-    if (!t.weak && --this.strong === 0 && this.armedStrong && this.cancelArmed) {
-      // Nothing left that should keep the process alive: re-arm the clock timer as weak.
+    const q = t.owner;
+    let strongGone = false;
+    if (q) {
+      q.size--;
+      if (!t.weak) {
+        q.strong--;
+        if (q.refed) strongGone = --this.strong === 0;
+      }
+    } else if (!t.weak) strongGone = --this.strong === 0;
+    // Nothing left that should keep the process alive: re-arm the clock timer as weak.
+    // Otherwise no need to re-arm eagerly: an early wake-up simply finds nothing due.
+    if (strongGone) this.strengthChanged();
+  }
+
+  /** A queue's liveness changed by `delta` strong timers (ref / unref). */
+  adjustStrong(delta: number): void {
+    if (delta === 0) return;
+    this.strong += delta;
+    this.strengthChanged();
+  }
+
+  /** Remove every timer of `q` (its stack closed). */
+  removeOwner(q: TimerQueue): void {
+    if (q.size === 0) return;
+    const keep: Timer[] = [];
+    for (const t of this.heap) {
+      if (t.owner === q) {
+        t.index = -1;
+        t.deadline = -1;
+      } else keep.push(t);
+    }
+    if (q.refed) this.strong -= q.strong;
+    q.size = 0;
+    q.strong = 0;
+    this.heap = keep;
+    // Re-heapify (Floyd): O(n), once per closed stack.
+    for (let i = 0; i < keep.length; i++) keep[i]!.index = i;
+    for (let i = (keep.length >> 1) - 1; i >= 0; i--) this.down(i);
+    if (keep.length === 0 && this.cancelArmed) {
       this.cancelArmed();
       this.cancelArmed = undefined;
       this.armedAt = Infinity;
-      this.reschedule();
-    }
-    // Otherwise no need to re-arm eagerly: an early wake-up simply finds nothing due.
+    } else this.strengthChanged();
   }
 
-  /** Number of armed timers. */
-  get size(): number {
-    return this.heap.length;
-  }
-
-  close(): void {
-    this.closed = true;
-    this.cancelArmed?.();
+  private strengthChanged(): void {
+    if (!this.cancelArmed || this.armedStrong === this.strong > 0) return;
+    this.cancelArmed();
     this.cancelArmed = undefined;
-    for (const t of this.heap) {
-      t.index = -1;
-      t.deadline = -1;
-    }
-    this.heap = [];
-    this.strong = 0;
+    this.armedAt = Infinity;
+    this.reschedule();
   }
 
   private reschedule(): void {
@@ -125,18 +159,26 @@ export class TimerQueue {
     this.cancelArmed = undefined;
     this.armedAt = Infinity;
     const now = this.clock.now();
+    const cpu = this.cpuNow;
+    const wasFrozen = this.frozen;
+    this.frozen = now;
     // Fire everything due; callbacks may re-arm timers (including themselves).
     let guard = 0;
     while (this.heap.length > 0 && this.heap[0]!.deadline <= now && guard++ < 1_000_000) {
       const t = this.heap[0]!;
       this.cancel(t);
+      const q = t.owner;
+      const t0 = cpu ? cpu() : 0;
       try {
         t.fire();
       } catch (err) {
-        this.onError(err);
+        if (q) q.onError(err);
+        else console.error("paf: a timer callback threw:", err);
       }
+      if (cpu && q) q.cpuMs += cpu() - t0;
     }
-    if (!this.closed) this.reschedule();
+    this.frozen = wasFrozen;
+    this.reschedule();
   }
 
   private up(i: number): void {
@@ -171,5 +213,77 @@ export class TimerQueue {
     }
     h[i] = t;
     t.index = i;
+  }
+}
+
+/**
+ * One stack's view of the timers: what its layers arm and cancel. Its timers live in a TimerHeap
+ * shared with the other stacks of its scheduler (or a heap of its own, `new TimerQueue(clock)`).
+ */
+export class TimerQueue {
+  readonly clock: Clock;
+  /** Armed timers of this queue (maintained by the heap). */
+  size = 0;
+  /** Armed strong timers of this queue (maintained by the heap). */
+  strong = 0;
+  /** False after unref(): this queue's timers no longer keep the process alive. */
+  refed = true;
+  /** Milliseconds spent in this queue's timer callbacks (when the heap measures it). */
+  cpuMs = 0;
+  private closed = false;
+  private readonly heap: TimerHeap;
+
+  constructor(clockOrHeap: Clock | TimerHeap) {
+    this.heap = clockOrHeap instanceof TimerHeap ? clockOrHeap : new TimerHeap(clockOrHeap);
+    this.clock = this.heap.clock;
+  }
+
+  /**
+   * A timer callback threw (a bug): the stack counts it and logs it once per kind; it never
+   * crashes the process. The default, for a queue outside a stack, logs it.
+   */
+  onError: (err: unknown) => void = (err) => console.error("paf: a timer callback threw:", err);
+
+  now(): number {
+    return this.heap.now();
+  }
+
+  /** Create an (unarmed) timer whose callback runs when it falls due. */
+  timer(fire: () => void, weak = false): Timer {
+    return new Timer(fire, weak, this);
+  }
+
+  /** Arm (or re-arm) `t` to fire `delayMs` from now. */
+  arm(t: Timer, delayMs: number): void {
+    if (this.closed) return;
+    this.heap.armAt(t, this.heap.now() + delayMs);
+  }
+
+  armAt(t: Timer, deadline: number): void {
+    if (this.closed) return;
+    this.heap.armAt(t, deadline);
+  }
+
+  cancel(t: Timer): void {
+    this.heap.cancel(t);
+  }
+
+  /** Let this queue's strong timers keep the process alive (the default). */
+  ref(): void {
+    if (this.refed) return;
+    this.refed = true;
+    this.heap.adjustStrong(this.strong);
+  }
+
+  /** This queue's timers no longer keep the process alive (its stack was unref()'d). */
+  unref(): void {
+    if (!this.refed) return;
+    this.refed = false;
+    this.heap.adjustStrong(-this.strong);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.heap.removeOwner(this);
   }
 }

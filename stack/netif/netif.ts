@@ -45,6 +45,23 @@ export interface NetifReceiver {
   frame(buf: Uint8Array, meta?: RxMeta): void;
   /** End of a batch of frames read together (lets upper layers coalesce ACKs, flush queues). */
   batchEnd?(): void;
+  /**
+   * For a netif that has `poll`: frames are waiting, call `poll()` when it is this receiver's
+   * turn. Called once; again only after a poll() that returned false (queue emptied). A receiver
+   * without `ready` gets frames pushed, as from any netif.
+   */
+  ready?(): void;
+  /**
+   * Asked now and then during a batch by a netif that can hold frames back (its `poll` delivers
+   * them later): true when the receiver has used its share of this turn, so the netif ends the
+   * batch there and calls `ready()`.
+   */
+  overBudget?(): boolean;
+  /**
+   * From a netif that can tell: the last batch took `ms` in all, including the nextTicks and
+   * microtasks it caused (application work) that ran before the netif got control back.
+   */
+  afterBatch?(ms: number): void;
 }
 
 export interface Netif {
@@ -63,6 +80,18 @@ export interface Netif {
   send(frame: Uint8Array, meta?: TxMeta): boolean;
   /** Counters kept by the netif itself. */
   stats(): NetifStats;
+  /**
+   * A netif that holds received frames until asked (an in-process switch port): deliver up to
+   * `max` of them now, then `batchEnd()`; true if frames are left. Used with a receiver that has
+   * `ready`, so a scheduler decides when each stack's frames are processed.
+   */
+  poll?(max: number): boolean;
+  /** Stop delivering frames for now (they wait, e.g. in the kernel's queue), and start again. */
+  pause?(): void;
+  resume?(): void;
+  /** Whether the netif keeps the process alive (Node's ref/unref; a TAP's fd poll does by default). */
+  ref?(): void;
+  unref?(): void;
   /** Stop delivering, release the device. Idempotent. */
   close(): Promise<void>;
 }

@@ -115,6 +115,13 @@ export class TapNetif implements Netif {
   private readonly st: NetifStats = emptyNetifStats();
   private closing: Promise<void> | undefined;
   private rx: NetifReceiver | undefined;
+  private paused = false;
+  private refed = true;
+  /** The addon writes the duration (ms) of the last onBatch call here, follow-up work included. */
+  private readonly timing = new Float64Array(1);
+  /** Slab frames [slabNext, slabEnd) wait for the receiver's next turn (see poll()). */
+  private slabNext = 0;
+  private slabEnd = 0;
   private readonly meta: RxMeta = { csumValid: false };
   private readonly flushNow = (): void => this.flush();
 
@@ -177,44 +184,53 @@ export class TapNetif implements Netif {
   start(rx: NetifReceiver): void {
     if (this.reader || this.closing) return;
     this.rx = rx;
-    this.reader = this.addon.startReading(this.fd, this.slab, this.frameSize, this.lengths.length, this.lengths, (n, err) => this.onBatch(n, err));
+    this.reader = this.addon.startReading(this.fd, this.slab, this.frameSize, this.lengths.length, this.lengths, (n, err) => this.onBatch(n, err), this.timing);
+    if (this.paused) this.addon.setReading(this.reader, false);
+    if (!this.refed) this.addon.setRef(this.reader, false);
+  }
+
+  /** Stop reading for now: frames wait in the TAP's kernel queue (the kernel drops beyond its length). */
+  pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    if (this.reader) this.addon.setReading(this.reader, false);
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    if (this.reader && this.slabNext >= this.slabEnd) this.addon.setReading(this.reader, true);
+  }
+
+  /** The TAP keeps the process alive while it is open (the default), like a socket. */
+  ref(): void {
+    this.refed = true;
+    if (this.reader) this.addon.setRef(this.reader, true);
+  }
+
+  /** The open TAP alone no longer keeps the process alive. */
+  unref(): void {
+    this.refed = false;
+    if (this.reader) this.addon.setRef(this.reader, false);
   }
 
   private onBatch(n: number, err?: Error): void {
     const rx = this.rx;
-    if (rx) {
-      const slab = this.slab;
-      const lengths = this.lengths;
-      const fs = this.frameSize;
-      const h = this.hdrLen;
-      const meta = h ? this.meta : undefined;
-      for (let i = 0; i < n; i++) {
-        const len = lengths[i]!;
-        // A frame that fills its slot was cut by read() (the kernel does not say by how much).
-        if (len >= fs || len < h + ETH_HEADER_LEN) {
-          this.st.rxDropped++;
-          continue;
-        }
-        const base = i * fs;
-        if (h) {
-          const flags = slab[base]!;
-          // A TSO super-frame is only expected when we asked for it; it goes up as one large
-          // TCP segment (its IP length covers the whole frame). Anything else cannot be split.
-          const gso = slab[base + 1]! & ~VIRTIO_NET_HDR_GSO_ECN;
-          if (gso !== VIRTIO_NET_HDR_GSO_NONE && !(this.gso && (gso === VIRTIO_NET_HDR_GSO_TCPV4 || gso === VIRTIO_NET_HDR_GSO_TCPV6))) {
-            this.st.rxDropped++;
-            continue;
-          }
-          // NEEDS_CSUM: the kernel made the data and left the checksum to "hardware"; the bytes
-          // are as trustworthy as DATA_VALID ones (virtio-net drivers treat both alike).
-          this.meta.csumValid = (flags & (VIRTIO_NET_HDR_F_DATA_VALID | VIRTIO_NET_HDR_F_NEEDS_CSUM)) !== 0;
-        }
-        this.st.rxFrames++;
-        this.st.rxBytes += len - h;
-        rx.frame(slab.subarray(base + h, base + len), meta);
-        if (this.rx !== rx) return; // closed by the receiver
+    // What the last batch really cost: its own processing and the nextTicks and microtasks it left.
+    if (this.timing[0]! > 0) {
+      rx?.afterBatch?.(this.timing[0]!);
+      this.timing[0] = 0;
+    }
+    if (rx && n > 0) {
+      const stop = this.deliver(rx, 0, n);
+      if (stop < n && this.rx === rx) {
+        // The receiver used its share of this turn: the rest of the slab waits for its next
+        // turn (poll()), and reading stops meanwhile, so the slab is not overwritten.
+        this.slabNext = stop;
+        this.slabEnd = n;
+        if (this.reader) this.addon.setReading(this.reader, false);
+        rx.ready?.();
       }
-      if (n > 0) rx.batchEnd?.();
     }
     if (err) {
       // The addon has stopped polling; release it and tell the owner once.
@@ -224,6 +240,64 @@ export class TapNetif implements Netif {
       this.lastError = e;
       if (!this.closing) this.onError(e);
     }
+  }
+
+  /**
+   * Frames of the slab that were left for the receiver's next turn: deliver up to `max` of them;
+   * once none is left, reading resumes. True if some are still left.
+   */
+  poll(max: number): boolean {
+    const rx = this.rx;
+    if (!rx || this.slabNext >= this.slabEnd) return false;
+    const end = Math.min(this.slabEnd, this.slabNext + max);
+    const stop = this.deliver(rx, this.slabNext, end);
+    this.slabNext = stop;
+    if (stop < this.slabEnd) return true;
+    this.slabNext = this.slabEnd = 0;
+    if (this.reader && !this.paused && this.rx === rx) this.addon.setReading(this.reader, true);
+    return false;
+  }
+
+  /**
+   * Hand slab frames [from, to) to the receiver, then end the batch; stops early (returns where)
+   * when the receiver says it is over its share (asked every 8 frames).
+   */
+  private deliver(rx: NetifReceiver, from: number, to: number): number {
+    const slab = this.slab;
+    const lengths = this.lengths;
+    const fs = this.frameSize;
+    const h = this.hdrLen;
+    const meta = h ? this.meta : undefined;
+    let i = from;
+    for (; i < to; i++) {
+      if (i > from && ((i - from) & 7) === 0 && rx.overBudget?.()) break;
+      const len = lengths[i]!;
+      // A frame that fills its slot was cut by read() (the kernel does not say by how much).
+      if (len >= fs || len < h + ETH_HEADER_LEN) {
+        this.st.rxDropped++;
+        continue;
+      }
+      const base = i * fs;
+      if (h) {
+        const flags = slab[base]!;
+        // A TSO super-frame is only expected when we asked for it; it goes up as one large
+        // TCP segment (its IP length covers the whole frame). Anything else cannot be split.
+        const gso = slab[base + 1]! & ~VIRTIO_NET_HDR_GSO_ECN;
+        if (gso !== VIRTIO_NET_HDR_GSO_NONE && !(this.gso && (gso === VIRTIO_NET_HDR_GSO_TCPV4 || gso === VIRTIO_NET_HDR_GSO_TCPV6))) {
+          this.st.rxDropped++;
+          continue;
+        }
+        // NEEDS_CSUM: the kernel made the data and left the checksum to "hardware"; the bytes
+        // are as trustworthy as DATA_VALID ones (virtio-net drivers treat both alike).
+        this.meta.csumValid = (flags & (VIRTIO_NET_HDR_F_DATA_VALID | VIRTIO_NET_HDR_F_NEEDS_CSUM)) !== 0;
+      }
+      this.st.rxFrames++;
+      this.st.rxBytes += len - h;
+      rx.frame(slab.subarray(base + h, base + len), meta);
+      if (this.rx !== rx) return to; // closed by the receiver
+    }
+    rx.batchEnd?.();
+    return i;
   }
 
   send(frame: Uint8Array, meta?: TxMeta): boolean {

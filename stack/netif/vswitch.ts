@@ -5,7 +5,9 @@
  * Delivery semantics (tests rely on them): a frame passed to `port.send()` is delivered
  * asynchronously, in a setImmediate callback (the check phase after the current tick), together
  * with every other frame sent until then, in send order. Each receiving port gets its frames
- * followed by one `batchEnd()`. Nothing depends on a clock: tests on a VirtualClock only need
+ * followed by one `batchEnd()`. A port whose receiver has `ready()` (a stack) is pollable
+ * instead: it keeps its frames and tells the receiver, whose scheduler polls them at its turn
+ * (in a setImmediate too), a batch at a time. Nothing depends on a clock: tests on a VirtualClock only need
  * to `await new Promise(r => setImmediate(r))` for frames to cross. Received frames are read-only
  * (a flooded frame is the same buffer at every port).
  */
@@ -20,6 +22,12 @@ export interface VirtualSwitchOptions {
   macTableSize?: number;
   /** Learned entries older than this are forgotten (ms). Default 300000. Needs `clock`. */
   macAgeMs?: number;
+  /**
+   * Frames waiting at a pollable port (one whose receiver is a stack, which takes them at its
+   * turn); beyond it frames to that port are dropped (its `rxDropped`). Default 16384. They wait
+   * while the receiving stack is over its CPU share.
+   */
+  portQueueLimit?: number;
   /** Clock for MAC ageing; without one entries never age (only the size bound applies). */
   clock?: Clock;
   /** Called for every frame entering the switch (for tests and traces). */
@@ -32,6 +40,10 @@ export class SwitchPort implements Netif {
   closed = false;
   readonly st: NetifStats = emptyNetifStats();
   inbox: Uint8Array[] = [];
+  /** Next frame of `inbox` to deliver (poll() takes them a batch at a time). */
+  head = 0;
+  /** The receiver was told frames wait (pollable ports), and has not emptied the inbox since. */
+  signalled = false;
 
   constructor(
     private readonly sw: VirtualSwitch,
@@ -61,6 +73,30 @@ export class SwitchPort implements Netif {
     return { ...this.st };
   }
 
+  poll(max: number): boolean {
+    const q = this.inbox;
+    let i = this.head;
+    const end = Math.min(q.length, i + max);
+    const rx = this.rx;
+    if (!rx || this.closed) return false;
+    while (i < end) {
+      const f = q[i++]!;
+      this.st.rxFrames++;
+      this.st.rxBytes += f.length;
+      rx.frame(f);
+      if (this.rx !== rx) return false; // closed by the receiver
+    }
+    rx.batchEnd?.();
+    if (i < q.length) {
+      this.head = i;
+      return true;
+    }
+    q.length = 0; // reused: nothing allocated per poll
+    this.head = 0;
+    this.signalled = false;
+    return false;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -80,6 +116,7 @@ export class VirtualSwitch {
   private readonly mtu: number;
   private readonly tableSize: number;
   private readonly ageMs: number;
+  private readonly queueLimit: number;
   private pendingPorts = new Set<SwitchPort>();
   private scheduled = false;
   private seq = 0;
@@ -93,6 +130,7 @@ export class VirtualSwitch {
     this.mtu = opts.mtu ?? DEFAULT_MTU;
     this.tableSize = opts.macTableSize ?? 1024;
     this.ageMs = opts.macAgeMs ?? 300_000;
+    this.queueLimit = opts.portQueueLimit ?? 16384;
   }
 
   /** A point-to-point cable: two netifs, each delivering to the other. */
@@ -107,9 +145,11 @@ export class VirtualSwitch {
     return p;
   }
 
-  /** True when no delivery is scheduled (tests driving a VirtualClock use it to know the wire is quiet). */
+  /** True when no frame waits for delivery (tests driving a VirtualClock use it to know the wire is quiet). */
   get idle(): boolean {
-    return !this.scheduled;
+    if (this.scheduled) return false;
+    for (const p of this.ports) if (p.inbox.length > p.head) return false;
+    return true;
   }
 
   /** Number of learned MAC entries. */
@@ -122,6 +162,7 @@ export class VirtualSwitch {
     if (i >= 0) this.ports.splice(i, 1);
     for (const [k, e] of this.table) if (e.port === p) this.table.delete(k);
     p.inbox = [];
+    p.head = 0;
   }
 
   forward(from: SwitchPort, frame: Uint8Array): void {
@@ -161,6 +202,19 @@ export class VirtualSwitch {
 
   private enqueue(p: SwitchPort, frame: Uint8Array): void {
     if (p.closed) return;
+    const rx = p.rx;
+    if (rx?.ready) {
+      if (p.inbox.length - p.head >= this.queueLimit) {
+        p.st.rxDropped++;
+        return;
+      }
+      p.inbox.push(frame);
+      if (!p.signalled) {
+        p.signalled = true;
+        rx.ready();
+      }
+      return;
+    }
     p.inbox.push(frame);
     this.pendingPorts.add(p);
     if (!this.scheduled) {

@@ -51,11 +51,17 @@ export class TcpFlow extends Duplex {
       onDrain: () => this.releaseWrites(),
       onClose: (err) => {
         this.cancelIdle();
+        // The owner closing its own stack is no failure of the network: a flow nobody listens
+        // to for errors then just closes (its pending writes fail quietly, destroyed), rather
+        // than crash the process with ECONNABORTED.
+        if (err && this.tcb.closedByStack && this.listenerCount("error") === 0) return void this.destroy();
         this.failWrites(err);
         if (err) this.destroy(err);
         else if (!this.readableEnded && this.tcb.state === "CLOSED" && !this.destroyed) {
           // Closed without a FIN from the peer (e.g. our RST after destroy): nothing more to read.
           this.push(null);
+          // Nothing more can be written either: end with 'close' (a stack closing an idle flow).
+          if (!this.writableFinished) this.destroy();
         }
       },
     };

@@ -10,6 +10,7 @@ import type { Random } from "../core/random.js";
 import type { TimerQueue } from "../core/timers.js";
 import { Counters } from "../core/stats.js";
 import { TokenBucket } from "../core/ratelimit.js";
+import { ADMIT, FairRate, NEED_SOURCE, OVER_RATE, addressKey } from "../core/fairrate.js";
 import { ACK, FIN, IPPROTO_TCP, RST, SYN, emitTcp, newSegment, optionsLength, parseTcp, tcpChecksumOk, type TcpEmit, type TcpSegment } from "../wire/tcp.js";
 import { formatIP, ipKey, isZero } from "../wire/addr.js";
 import { seqAdd } from "./seq.js";
@@ -19,7 +20,7 @@ import { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./o
 import { TcpMemory } from "./memory.js";
 import { OutputScheduler } from "./output.js";
 import { SipHash } from "../core/siphash.js";
-import { errnoError } from "../core/errors.js";
+import { errnoError, stackClosedError } from "../core/errors.js";
 import { validatePort } from "../core/validate.js";
 import type { TcpEnv } from "./env.js";
 
@@ -30,6 +31,8 @@ export { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./o
 export class TcpListener {
   halfOpen = 0;
   closed = false;
+  /** Told once when the listener closes (its server's 'close'). */
+  onClose: (() => void) | undefined;
   constructor(
     readonly layer: TcpLayer,
     readonly family: 4 | 6 | 0,
@@ -48,8 +51,10 @@ export class TcpListener {
     this.layer.halfOpenDone();
   }
   close(): void {
+    if (this.closed) return;
     this.closed = true;
     this.layer.unlisten(this);
+    this.onClose?.();
   }
 }
 
@@ -73,7 +78,11 @@ export class TcpLayer implements UpperProtocol {
   private readonly isnHash: SipHash;
   private readonly cookieHasher: SipHash;
   private readonly hashIn = new Uint8Array(48);
+  /** New passive connections per second, shared fairly by remote addresses. */
+  private readonly synRate: FairRate;
   private halfOpenTotal = 0;
+  /** The stack closed: no more listen() or connect(). */
+  private closed = false;
   /** Connections the application has let go of that are still closing (see Tcb.orphan). */
   get orphanCount(): number {
     let n = 0;
@@ -95,7 +104,7 @@ export class TcpLayer implements UpperProtocol {
     readonly ipv6: IpOutput | undefined,
     readonly timers: TimerQueue,
     readonly random: Random,
-    opts: TcpOptions = {},
+    opts?: TcpOptions,
     /** Largest IP packet the netif cuts into segments itself (its features.tso); 0: none. */
     gsoMax = 0,
   ) {
@@ -122,6 +131,7 @@ export class TcpLayer implements UpperProtocol {
     };
     this.rstBucket = new TokenBucket(this.o.rstRate, this.o.rstRate, timers.now());
     this.challengeBucket = new TokenBucket(this.o.challengeAckRate, this.o.challengeAckRate, timers.now());
+    this.synRate = new FairRate(this.o.newConnectionsPerSec, this.o.newConnectionsPerSec, 0.5, 1024, timers.now());
     const secret = random.fill(new Uint8Array(32));
     this.isnHash = new SipHash(secret.subarray(0, 16));
     this.cookieHasher = new SipHash(secret.subarray(16));
@@ -161,6 +171,7 @@ export class TcpLayer implements UpperProtocol {
   // ==== listen / connect ======================================================================
 
   listen(port: number, host: Uint8Array | undefined, backlog: number, accept: (t: Tcb) => void): TcpListener {
+    if (this.closed) throw stackClosedError("listen");
     validatePort(port, "Port", false);
     const family = host ? (host.length === 4 ? 4 : 6) : 0;
     if (host && !isZero(host) && !(family === 4 ? this.ipv4 : this.ipv6)?.isLocal(host)) throw errnoError("EADDRNOTAVAIL", "listen", `${formatIP(host)}:${port} (not an address of this stack)`);
@@ -186,12 +197,14 @@ export class TcpLayer implements UpperProtocol {
 
   /** Active open. Throws with a code on immediate failure. */
   connect(dst: Uint8Array, port: number, localPort = 0, src?: Uint8Array): Tcb {
+    if (this.closed) throw stackClosedError("connect");
     const ip = dst.length === 4 ? this.ipv4 : this.ipv6;
     if (!ip) throw errnoError("EAFNOSUPPORT", "connect", `(this stack has no IPv${dst.length === 4 ? 4 : 6})`);
     validatePort(port, "Port", false);
     const route = ip.route(dst, src);
     if (!route) throw errnoError("EHOSTUNREACH", "connect", `${formatIP(dst)}:${port} (no route)`);
     if (this.conns.size >= this.o.maxConnections) throw errnoError("EMFILE", "connect", `(limits.tcp.maxConnections ${this.o.maxConnections} reached)`);
+    if (this.memory.connectionsOf(ipKey(route.dst)) >= this.o.maxConnectionsPerHost) throw errnoError("EMFILE", "connect", `(limits.tcp.maxConnectionsPerHost ${this.o.maxConnectionsPerHost} reached for ${formatIP(route.dst)})`);
     let lport = localPort;
     if (lport === 0) lport = this.ephemeralPort(route.dst, port, route.src);
     else if (this.conns.has(this.key(route.dst, port, route.src, lport))) throw errnoError("EADDRINUSE", "connect", `${formatIP(route.src)}:${lport} -> ${formatIP(dst)}:${port} exists`);
@@ -290,11 +303,31 @@ export class TcpLayer implements UpperProtocol {
     const ip = pkt.family === 4 ? this.ipv4 : this.ipv6;
     const route = ip?.route(pkt.src, pkt.dst);
     if (!route) return c.drop("no_route");
+    if (!this.admitSyn(pkt.src)) return;
     if (l.halfOpen >= l.backlog || this.halfOpenTotal >= this.o.synQueueSize || this.conns.size >= this.o.maxConnections) {
       return this.sendCookie(route, s);
     }
     c.inc("passive_opens");
     this.passiveOpen(route, s, l, this.isn(route.src, s.dstPort, route.dst, s.srcPort));
+  }
+
+  /**
+   * The tenant's bounds on new connections, before any state is made: connections per remote
+   * address, and the rate of new ones (shared fairly between addresses under contention).
+   * Drops are counted (host_connections, syn_rate, syn_source_share).
+   */
+  private admitSyn(src: Uint8Array): boolean {
+    const c = this.counters;
+    if (this.memory.connectionsOf(ipKey(src)) >= this.o.maxConnectionsPerHost) {
+      c.drop("host_connections");
+      return false;
+    }
+    const now = this.timers.now();
+    let r = this.synRate.take(1, now);
+    if (r === NEED_SOURCE) r = this.synRate.take(1, now, addressKey(src, 0, src.length));
+    if (r === ADMIT) return true;
+    c.drop(r === OVER_RATE ? "syn_rate" : "syn_source_share");
+    return false;
   }
 
   /**
@@ -344,7 +377,14 @@ export class TcpLayer implements UpperProtocol {
     if (!route) return false;
     const clientIsn = (s.seq - 1) >>> 0;
     if (this.cookieHash(route, s.dstPort, s.srcPort, clientIsn, t) !== cookie >>> 8) return false;
-    if (this.conns.size >= this.o.maxConnections) return false;
+    if (this.conns.size >= this.o.maxConnections) {
+      this.counters.drop("max_connections");
+      return true;
+    }
+    if (this.memory.connectionsOf(ipKey(route.dst)) >= this.o.maxConnectionsPerHost) {
+      this.counters.drop("host_connections");
+      return true;
+    }
     this.counters.inc("syn_cookies_validated");
     // The connection as if it had gone through SYN-RECEIVED: the SYN the cookie stands for (its
     // MSS; no window scaling, SACK or timestamps: the cookie does not encode them), our SYN-ACK
@@ -425,9 +465,11 @@ export class TcpLayer implements UpperProtocol {
     this.halfOpenTotal = Math.max(0, this.halfOpenTotal - 1);
   }
 
+  /** The stack closes: every connection ends now (Tcb.stackClosed), every listener closes. */
   close(): void {
-    for (const t of [...this.conns.values()]) t.abort();
+    this.closed = true;
     for (const list of [...this.listeners.values()]) for (const l of [...list]) l.close();
+    for (const t of [...this.conns.values()]) t.stackClosed();
   }
 }
 

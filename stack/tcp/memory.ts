@@ -31,14 +31,18 @@ const STEPS = 16;
 
 export class TcpMemory {
   held = 0;
-  private readonly hosts = new Map<string, HostShare>();
+  private hostMap: Map<string, HostShare> | undefined;
+  /** Shares by remote address; made at first use: an idle stack (of thousands) holds none. */
+  private get hosts(): Map<string, HostShare> {
+    return (this.hostMap ??= new Map());
+  }
   private stackLevel = 0;
   private reopenScheduled = false;
-  private readonly toReopen = new Set<HostShare>();
+  private toReopen: Set<HostShare> | undefined;
   /** Times a window update pass ran because memory freed (for stats). */
   reopenPasses = 0;
   /** Writers held back by a bound, woken (onRoom) when memory frees. */
-  private readonly waiting = new Set<{ onRoom(): void }>();
+  private waiting: Set<{ onRoom(): void }> | undefined;
   private wakeScheduled = false;
 
   constructor(readonly o: TcpMemoryOptions) {}
@@ -58,9 +62,14 @@ export class TcpMemory {
     if (--h.conns <= 0 && h.held <= 0) this.hosts.delete(h.key);
   }
 
+  /** Connections (any state) with remote address `key` (an ipKey). */
+  connectionsOf(key: string): number {
+    return this.hostMap?.get(key)?.conns ?? 0;
+  }
+
   /** Remote addresses with connections or bytes held. */
   get hostCount(): number {
-    return this.hosts.size;
+    return this.hostMap?.size ?? 0;
   }
 
   /** Bytes held by connection(s) of `h` change by `delta`. */
@@ -68,12 +77,12 @@ export class TcpMemory {
     this.held += delta;
     h.held += delta;
     if (delta >= 0) return;
-    if (this.waiting.size > 0 && !this.wakeScheduled) {
+    if (this.waiting && this.waiting.size > 0 && !this.wakeScheduled) {
       this.wakeScheduled = true;
       queueMicrotask(() => {
         this.wakeScheduled = false;
-        const list = [...this.waiting];
-        this.waiting.clear();
+        const list = [...this.waiting!];
+        this.waiting!.clear();
         for (const w of list) w.onRoom();
       });
     }
@@ -81,10 +90,10 @@ export class TcpMemory {
     // Pressure eased by a step: reopen the squeezed windows (batched to the end of the tick).
     if (this.stackLevel > 0 && this.level(this.stackFraction()) < this.stackLevel) {
       this.stackLevel = this.level(this.stackFraction());
-      for (const x of this.hosts.values()) if (x.squeezed.size > 0) this.toReopen.add(x);
+      for (const x of this.hosts.values()) if (x.squeezed.size > 0) (this.toReopen ??= new Set()).add(x);
       this.scheduleReopen();
     } else if (h.level > 0 && h.squeezed.size > 0 && this.level(this.hostFraction(h)) < h.level) {
-      this.toReopen.add(h);
+      (this.toReopen ??= new Set()).add(h);
       this.scheduleReopen();
     }
   }
@@ -143,12 +152,12 @@ export class TcpMemory {
 
   /** A writer over a bound: call `w.onRoom()` once memory frees (it re-registers if still over). */
   waitForRoom(w: { onRoom(): void }): void {
-    this.waiting.add(w);
+    (this.waiting ??= new Set()).add(w);
   }
 
   /** `w` is gone. */
   forget(w: { onRoom(): void; reopenWindow(): void }, h: HostShare): void {
-    this.waiting.delete(w);
+    this.waiting?.delete(w);
     h.squeezed.delete(w);
     this.detach(h);
   }
@@ -159,8 +168,8 @@ export class TcpMemory {
     queueMicrotask(() => {
       this.reopenScheduled = false;
       this.reopenPasses++;
-      const hosts = [...this.toReopen];
-      this.toReopen.clear();
+      const hosts = [...(this.toReopen ?? [])];
+      this.toReopen?.clear();
       for (const h of hosts) {
         h.level = this.level(this.hostFraction(h));
         const conns = [...h.squeezed];

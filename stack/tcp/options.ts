@@ -15,6 +15,18 @@ export interface TcpOptions {
   /** Connections (any state) per stack. Default 65536. */
   maxConnections?: number;
   /**
+   * Connections (any state) with one remote address, so that one source cannot take all of the
+   * stack's connection slots; its further SYNs are dropped (and its connect()s fail with EMFILE).
+   * Default a quarter of `maxConnections`.
+   */
+  maxConnectionsPerHost?: number;
+  /**
+   * New passive connections per second (SYNs accepted, SYN cookies included); beyond it SYNs are
+   * dropped before any state is made. While over half the burst (one second's worth) is used,
+   * one remote address may take at most half of the rate. Default 100000.
+   */
+  newConnectionsPerSec?: number;
+  /**
    * Bytes held in TCP buffers (unacknowledged send data, out-of-order and unread received data)
    * by all connections of the stack together: the hard bound. Windows advertised but not filled
    * count for nothing. Beyond it, writes see backpressure, a connection already holding
@@ -96,13 +108,23 @@ export type TcpOptionsResolved = Required<TcpOptions>;
 const MiB = 1024 * 1024;
 const HOUR = 3_600_000;
 
-export function resolveTcpOptions(o: TcpOptions = {}): TcpOptionsResolved {
+/** The defaults, resolved once (frozen: shared by every stack made without limits.tcp). */
+const DEFAULTS: TcpOptionsResolved = Object.freeze(resolve({}));
+
+export function resolveTcpOptions(o?: TcpOptions): TcpOptionsResolved {
+  return o === undefined ? DEFAULTS : resolve(o);
+}
+
+function resolve(o: TcpOptions): TcpOptionsResolved {
   const maxBuffered = o.maxBufferedBytes ?? 256 * MiB;
+  const maxConnections = o.maxConnections ?? 65536;
   return resolveOptions<TcpOptions>("limits.tcp", o, {
     sendBufferSize: [256 * 1024, 1024, 1 << 30],
     receiveBufferSize: [256 * 1024, 1024, 1 << 30],
     maxOooSegments: [1024, 1, 1 << 20],
     maxConnections: [65536, 1, 1 << 24],
+    maxConnectionsPerHost: [Math.max(1, Math.floor(maxConnections / 4)), 1, 1 << 24],
+    newConnectionsPerSec: [100_000, 1, 1e9],
     maxBufferedBytes: [256 * MiB, 64 * 1024, 2 ** 40],
     bufferPressureBytes: [Math.floor(maxBuffered / 2), 0, 2 ** 40],
     maxBufferedBytesPerHost: [Math.floor(maxBuffered / 4), 4096, 2 ** 40],

@@ -8,13 +8,16 @@
 import type { Flushable } from "./env.js";
 
 export class OutputScheduler {
-  private readonly due = new Set<Flushable>();
+  // The sets are made at first use: an idle stack (of thousands) holds none.
+  private due: Set<Flushable> | undefined;
+  /** The set being flushed (swapped with `due`: nothing allocated per batch). */
+  private flushing: Set<Flushable> | undefined;
   private scheduled = false;
-  private readonly retrying = new Set<Flushable>();
+  private retrying: Set<Flushable> | undefined;
   private retryScheduled = false;
 
   want(t: Flushable): void {
-    this.due.add(t);
+    (this.due ??= new Set()).add(t);
     if (this.scheduled) return;
     this.scheduled = true;
     // The end of the netif's batch normally comes first; this covers output owed outside a batch.
@@ -24,26 +27,29 @@ export class OutputScheduler {
   /** Flush everything owed (called at the end of a batch of received frames). */
   run(): void {
     this.scheduled = false;
-    if (this.due.size === 0) return;
-    const list = [...this.due];
-    this.due.clear();
+    const list = this.due;
+    if (!list || list.size === 0) return;
+    this.due = this.flushing ?? new Set();
+    this.flushing = list;
     for (const t of list) t.flush();
+    list.clear();
   }
 
   retry(t: Flushable): void {
-    this.retrying.add(t);
+    (this.retrying ??= new Set()).add(t);
     if (this.retryScheduled) return;
     this.retryScheduled = true;
     setImmediate(() => {
       this.retryScheduled = false;
-      const list = [...this.retrying];
-      this.retrying.clear();
+      const list = [...this.retrying!];
+      this.retrying!.clear();
       for (const x of list) if (x.state !== "CLOSED") x.flush();
     });
   }
 
   forget(t: Flushable): void {
-    this.due.delete(t);
-    this.retrying.delete(t);
+    this.due?.delete(t);
+    this.flushing?.delete(t);
+    this.retrying?.delete(t);
   }
 }

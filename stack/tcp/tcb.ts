@@ -121,6 +121,8 @@ export class Tcb {
   readonly host: HostShare;
   /** The application has let go (see orphan()). */
   orphaned = false;
+  /** Ended by its stack's close() (see stackClosed()). */
+  closedByStack = false;
   private orphanTimer: Timer | undefined;
 
   constructor(
@@ -384,6 +386,23 @@ export class Tcb {
     if (this.state === "CLOSED" || this.state === "TIME-WAIT") return;
     this.env.counters.inc("orphans_reaped");
     this.abort();
+  }
+
+  /**
+   * The stack is closing: end now. The peer is told with a RST (nothing will answer it any more);
+   * the owner hears ECONNABORTED if anything was still to be sent or read, or if the connection
+   * was still being set up (its connect() rejects), and a plain close otherwise.
+   */
+  stackClosed(): void {
+    const st = this.state;
+    if (st === "CLOSED") return;
+    if (st === "TIME-WAIT" || this.orphaned) return this.teardown(undefined);
+    const connecting = st === "SYN-SENT" || st === "SYN-RECEIVED";
+    const pending = connecting || this.sendQ.length > 0 || this.unread > 0 || this.ooo.bytes > 0 || (this.finQueued && this.finSeq < 0);
+    if (st !== "SYN-SENT") this.emit(this.sndNxt, RST | ACK, 0, undefined, 0, 0);
+    this.env.counters.inc("aborts_stack_closed");
+    this.closedByStack = true;
+    this.teardown(pending ? errnoError("ECONNABORTED", connecting ? "connect" : "read", `${this.peerText()} (the stack was closed)`) : undefined);
   }
 
   /** destroy(): abort with RST (§3.10.5). */

@@ -210,6 +210,9 @@ export const ALL_ROUTERS = parseIPv6("ff02::2");
 
 /** Compact map key for an address (for demux tables). */
 export function ipKey(a: Uint8Array, off = 0, len = a.length): string {
+  // One string made at once, not one per byte: this runs for frames and segments.
+  if (len === 4) return String.fromCharCode(a[off]!, a[off + 1]!, a[off + 2]!, a[off + 3]!);
+  if (len === 6) return String.fromCharCode(a[off]!, a[off + 1]!, a[off + 2]!, a[off + 3]!, a[off + 4]!, a[off + 5]!);
   let s = "";
   for (let i = 0; i < len; i++) s += String.fromCharCode(a[off + i]!);
   return s;

@@ -28,8 +28,14 @@ export interface TapAddon {
     maxFrames: number,
     lengths: Uint32Array,
     onBatch: (count: number, error?: Error & { code: string }) => void,
+    /** timing[0]: ms the last onBatch took, with the nextTicks and microtasks run after it. */
+    timing?: Float64Array,
   ): object;
   stopReading(handle: object): void;
+  /** Pause (false) or resume (true) reading. */
+  setReading(handle: object, on: boolean): void;
+  /** Whether the reading poll keeps the process alive. */
+  setRef(handle: object, ref: boolean): void;
   /** Returns the frames consumed; out = [refused, errno of the last refusal, bytes written]. */
   writeFrames(fd: number, frames: readonly Uint8Array[], start: number, vnetHdrLen: number, out: Uint32Array, hdrs?: Uint8Array): number;
   close(fd: number): void;

@@ -6,10 +6,14 @@
  *   open(name, { vnetHdr, multiQueue, netns, up, offload }) -> { fd, name }
  *     offload: TUN_F_* flags for TUNSETOFFLOAD (non-zero needs vnetHdr): what the kernel may hand us
  *     unfinished (partial checksums, TSO super-frames); 0 by default. Set on every open, 0 too.
- *   startReading(fd, slab, frameSize, maxFrames, lengths, onBatch) -> handle
+ *   startReading(fd, slab, frameSize, maxFrames, lengths, onBatch[, timing]) -> handle
  *       onBatch(count, error?) — count frames are in slab[i*frameSize ..], lengths[i] bytes each;
  *       error (an Error with .code) is passed once if the device died; reading has then stopped.
+ *       timing (a Float64Array): timing[0] is set to the ms the last onBatch took with what ran
+ *       after it before control came back here (nextTicks, microtasks): the batch's whole cost.
  *   stopReading(handle)
+ *   setReading(handle, on)  pause (false) or resume (true) reading; frames wait in the kernel's queue
+ *   setRef(handle, ref)     whether the poll keeps the event loop (the process) alive; default true
  *   writeFrames(fd, frames[], start, vnetHdrLen, out: Uint32Array(3)) -> frames consumed
  *   close(fd)
  *
@@ -287,7 +291,8 @@ typedef struct reader {
   size_t frame_size;
   uint32_t max_frames;
   uint32_t *lengths;
-  napi_ref slab_ref, lengths_ref, cb_ref;
+  napi_ref slab_ref, lengths_ref, cb_ref, timing_ref;
+  double *timing; /* NULL, or where the last callback's duration (ms) goes */
   napi_async_context actx;
   bool in_callback; /* JS may call stopReading from inside onBatch */
   bool stopped;     /* stopReading was called: release once the callback has returned */
@@ -305,6 +310,7 @@ static void reader_release(reader_t *r) {
   napi_delete_reference(env, r->slab_ref);
   napi_delete_reference(env, r->lengths_ref);
   napi_delete_reference(env, r->cb_ref);
+  if (r->timing_ref) napi_delete_reference(env, r->timing_ref);
   napi_async_destroy(env, r->actx);
   uv_close((uv_handle_t *)&r->poll, on_poll_closed);
 }
@@ -348,7 +354,9 @@ static void on_readable(uv_poll_t *p, int status, int events) {
   r->in_callback = true;
   /* make_callback (not call_function): async hooks see the I/O, and microtasks run when it
    * returns, so frames the receivers queued are flushed once per batch. */
+  uint64_t t0 = uv_hrtime();
   napi_status st = napi_make_callback(env, r->actx, recv, cb, argc, argv, &result);
+  if (r->timing) r->timing[0] = (double)(uv_hrtime() - t0) / 1e6;
   r->in_callback = false;
   if (st == napi_pending_exception) {
     /* Nothing above us can catch it: report it like any exception thrown in an I/O callback. */
@@ -359,10 +367,10 @@ static void on_readable(uv_poll_t *p, int status, int events) {
   if (r->stopped) reader_release(r);
 }
 
-/* startReading(fd, slab, frameSize, maxFrames, lengths, onBatch) -> handle */
+/* startReading(fd, slab, frameSize, maxFrames, lengths, onBatch[, timing]) -> handle */
 static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
   uint32_t frame_size, max_frames;
@@ -395,6 +403,16 @@ static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
   r->frame_size = frame_size;
   r->max_frames = max_frames;
   r->lengths = lens;
+  if (argc >= 7) {
+    napi_typedarray_type tt2;
+    size_t tlen, toff;
+    void *tdata;
+    napi_value tab;
+    if (napi_get_typedarray_info(env, argv[6], &tt2, &tlen, &tdata, &tab, &toff) == napi_ok && tt2 == napi_float64_array && tlen >= 1) {
+      r->timing = tdata;
+      napi_create_reference(env, argv[6], 1, &r->timing_ref);
+    }
+  }
   uv_loop_t *loop;
   int rc = 0;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || (rc = uv_poll_init(loop, &r->poll, fd)) != 0) {
@@ -427,6 +445,38 @@ static napi_value tap_stop_reading(napi_env env, napi_callback_info info) {
   r->stopped = true;
   uv_poll_stop(&r->poll); /* now, before the fd is closed: epoll must not watch a recycled fd */
   if (!r->in_callback) reader_release(r);
+  return NULL;
+}
+
+/* The (handle, boolean) arguments of setReading and setRef; NULL if the reader is stopped. */
+static reader_t *reader_and_flag(napi_env env, napi_callback_info info, bool *flag) {
+  size_t argc = 2;
+  napi_value argv[2];
+  reader_t *r;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_external(env, argv[0], (void **)&r) != napi_ok || napi_get_value_bool(env, argv[1], flag) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "expected (handle, boolean)");
+    return NULL;
+  }
+  return r && !r->stopped ? r : NULL;
+}
+
+/* setReading(handle, on): stop or restart the poll (the scheduler holds back a stack over its share;
+ * what arrives meanwhile waits in the TAP's kernel queue, and beyond its length the kernel drops). */
+static napi_value tap_set_reading(napi_env env, napi_callback_info info) {
+  bool on;
+  reader_t *r = reader_and_flag(env, info, &on);
+  if (r && on) uv_poll_start(&r->poll, UV_READABLE, on_readable);
+  else if (r) uv_poll_stop(&r->poll);
+  return NULL;
+}
+
+/* setRef(handle, ref): like a socket's ref()/unref(): an unref'd poll lets the process exit. */
+static napi_value tap_set_ref(napi_env env, napi_callback_info info) {
+  bool ref;
+  reader_t *r = reader_and_flag(env, info, &ref);
+  if (r && ref) uv_ref((uv_handle_t *)&r->poll);
+  else if (r) uv_unref((uv_handle_t *)&r->poll);
   return NULL;
 }
 
@@ -517,6 +567,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"open", NULL, tap_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startReading", NULL, tap_start_reading, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stopReading", NULL, tap_stop_reading, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setReading", NULL, tap_set_reading, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setRef", NULL, tap_set_ref, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFrames", NULL, tap_write_frames, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, tap_close, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -1,0 +1,119 @@
+// Noisy neighbour: `paf serve --tenants` with two tenants on the same addresses, each on its own
+// TAP in its own namespace, one process. Tenant 1's latency (p99 of paf bench, 1 client) idle,
+// then while tenant 0 takes a UDP flood, then an HTTP flood (wrk -c64); and tenant 0's own
+// prober (curl from a second address of its namespace, 1 s limit each) under both floods.
+// Tenant 0 has limits on (tenant rates, fair shares per source, connections per host).
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { ROOT, netns, nsRun, sh, sleep, udpbench } from "./lib.mjs";
+
+const CLI = join(ROOT, "dist", "cli", "main.js");
+const SECONDS = Number(process.env.PAF_NOISY_SECONDS ?? 4);
+/** The UDP flood's rate (the issue's figure); 0: as fast as the sender can. */
+const FLOOD_PPS = Number(process.env.PAF_NOISY_FLOOD_PPS ?? 240_000);
+
+/** The limits tenant 0 runs with (documented in the README's tenants section). */
+export const NOISY_LIMITS = {
+  tenant: { packetsPerSec: 30_000, bytesPerSec: 100_000_000, sourceSharePct: 50, cpuPerTurnUs: 500 },
+  tcp: { maxConnectionsPerHost: 64, newConnectionsPerSec: 2000 },
+};
+
+async function latency(ns, seconds) {
+  const json = join(tmpdir(), `paf-noisy-${process.pid}-${Math.random().toString(36).slice(2)}.json`);
+  await nsRun(ns, process.execPath, [CLI, "bench", "http://198.18.0.2/", "--clients", "1", "--duration", String(seconds), "--requests", "1000000", "--timeout", "2000", "--json", json], (seconds + 30) * 1000).catch(() => {});
+  try {
+    const r = JSON.parse(readFileSync(json, "utf8"));
+    return { p50: r.latencyMs.p50, p99: r.latencyMs.p99, done: r.completed, failed: r.failed };
+  } finally {
+    rmSync(json, { force: true });
+  }
+}
+
+/** curl from 198.18.0.3 (the legitimate user of tenant 0), `n` requests, 1 s each: the share that succeeded. */
+async function prober(ns, seconds) {
+  const out = await sh("ip", ["netns", "exec", ns, "bash", "-c", `end=$((SECONDS+${seconds})); ok=0; n=0; while [ $SECONDS -lt $end ]; do n=$((n+1)); c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --interface 198.18.0.3 http://198.18.0.2/); [ "$c" = 200 ] && ok=$((ok+1)); done; echo $ok $n`], (seconds + 20) * 1000);
+  const [ok, n] = out.trim().split(" ").map(Number);
+  return { ok, n, share: n ? ok / n : 0 };
+}
+
+export async function benchNoisy() {
+  const bin = udpbench();
+  const dir = mkdtempSync(join(tmpdir(), "paf-noisy-"));
+  const ns0 = await netns("n0");
+  const ns1 = await netns("n1");
+  const taps = ["pafnz0", "pafnz1"];
+  for (const [ns, tap] of [[ns0, taps[0]], [ns1, taps[1]]]) {
+    await sh("ip", ["-n", ns, "tuntap", "add", tap, "mode", "tap"]);
+    await sh("ip", ["-n", ns, "link", "set", tap, "up"]);
+    await sh("ip", ["-n", ns, "addr", "add", "198.18.0.1/24", "dev", tap]);
+  }
+  await sh("ip", ["-n", ns0, "addr", "add", "198.18.0.3/24", "dev", taps[0]]);
+  const cfg = join(dir, "tenants.json");
+  writeFileSync(cfg, JSON.stringify({
+    tenants: [
+      { name: "t0", tap: taps[0], netns: ns0, ipv4: "198.18.0.2/24", limits: NOISY_LIMITS },
+      { name: "t1", tap: taps[1], netns: ns1, ipv4: "198.18.0.2/24" },
+    ],
+  }));
+  const paf = spawn(process.execPath, [CLI, "serve", "--tenants", cfg], { stdio: ["ignore", "pipe", "pipe"] });
+  let log = "";
+  await new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`paf serve --tenants not ready: ${log}`)), 20_000);
+    const on = (d) => {
+      log += d;
+      if (/^listening 2 tenants/m.test(log)) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    paf.stdout.on("data", on);
+    paf.stderr.on("data", on);
+  });
+  try {
+    await sleep(500);
+    await latency(ns1, 1); // warm up
+    const idle = await latency(ns1, SECONDS);
+    const floodUdp = nsRun(ns0, bin, ["flood", process.env.PAF_NOISY_FLOOD_DST ?? "198.18.0.2", "9", "64", String(SECONDS + 1), String(FLOOD_PPS)], (SECONDS + 30) * 1000);
+    await sleep(300);
+    const [udp1, udp0] = await Promise.all([latency(ns1, SECONDS - 1), prober(ns0, SECONDS - 1)]);
+    const flood = await floodUdp;
+    const wrk = nsRun(ns0, "wrk", ["-t1", "-c64", `-d${SECONDS + 1}s`, "http://198.18.0.2/"], (SECONDS + 30) * 1000);
+    await sleep(300);
+    const [http1, http0] = await Promise.all([latency(ns1, SECONDS - 1), prober(ns0, SECONDS - 1)]);
+    const wrkOut = await wrk;
+    const tapDrops = (await sh("ip", ["-n", ns0, "-s", "-j", "link", "show", taps[0]]));
+    const stats = JSON.parse((await sh("ip", ["netns", "exec", ns0, "curl", "-s", "--max-time", "5", "--interface", "198.18.0.3", "http://198.18.0.2/stats"])) || "{}");
+    return {
+      idle,
+      udp: { tenant1: udp1, prober0: udp0, offeredPps: flood.pps },
+      http: { tenant1: http1, prober0: http0, wrkRps: Number(/Requests\/sec:\s+([\d.]+)/.exec(wrkOut)?.[1] ?? 0) },
+      tenant0: stats.tenant,
+      tap0: JSON.parse(tapDrops)[0]?.stats64?.tx,
+    };
+  } finally {
+    paf.kill("SIGTERM");
+    await new Promise((r) => paf.once("exit", r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function noisyRows(r) {
+  return [
+    { name: "noisy neighbour: tenant 1 p99 ms, idle", paf: r.idle.p99, lowerIsBetter: true },
+    { name: `noisy neighbour: tenant 1 p99 ms, UDP flood on tenant 0 (${Math.round(r.udp.offeredPps / 1000)} kpps offered)`, paf: r.udp.tenant1.p99, lowerIsBetter: true },
+    { name: "noisy neighbour: tenant 1 p99 ms, HTTP flood on tenant 0 (wrk -c64)", paf: r.http.tenant1.p99, lowerIsBetter: true },
+    { name: "noisy neighbour: tenant 0 prober success under UDP flood, % (limits on)", paf: 100 * r.udp.prober0.share },
+    { name: "noisy neighbour: tenant 0 prober success under HTTP flood, % (limits on)", paf: 100 * r.http.prober0.share },
+  ];
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { cleanup } = await import("./lib.mjs");
+  try {
+    console.log(JSON.stringify(await benchNoisy(), null, 1));
+  } finally {
+    cleanup();
+  }
+}

@@ -1,0 +1,150 @@
+// One measurement of the tenants benchmark, in a fresh process (so heaps and timers of one run
+// never colour the next): prints one JSON line.
+//
+//   node scripts/bench/tenants-run.mjs load   N SECONDS LOOPS [paf|kernel]   aggregate req/s, p99
+//   node --expose-gc scripts/bench/tenants-run.mjs idle N                   heap per idle stack, creation time
+//
+// load: N tenants, each its own VirtualSwitch with a server stack (198.18.0.2, HTTP on port 80)
+// and a client stack (198.18.0.1) on the same addresses as every other tenant; LOOPS request
+// loops (node:http keep-alive through PafAgent), loop i on tenant i mod N. "kernel": the same load
+// on N node:http servers on 127.0.0.1 (kernel loopback TCP), the reference.
+import http from "node:http";
+import * as paf from "../../dist/index.js";
+
+const { Stack, VirtualSwitch, serve, stackListener, httpService, PafAgent, Ctx, K, Scheduler } = paf;
+
+const [mode, nArg, secArg, loopsArg, kind = "paf"] = process.argv.slice(2);
+const N = Number(nArg);
+
+const app = (_req, res) => {
+  res.setHeader("content-type", "text/plain");
+  res.end("hello tenant\n");
+};
+
+function percentile(sorted, p) {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] : 0;
+}
+
+async function load() {
+  const seconds = Number(secArg);
+  const loops = Number(loopsArg);
+  const scheduler = Scheduler ? new Scheduler() : undefined;
+  const targets = [];
+  const closers = [];
+  const stacks = [];
+  for (let i = 0; i < N; i++) {
+    if (kind === "kernel") {
+      const srv = http.createServer({ keepAliveTimeout: 60_000 }, app);
+      await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+      targets.push({ host: "127.0.0.1", port: srv.address().port, agent: new http.Agent({ keepAlive: true }) });
+      closers.push(() => new Promise((r) => srv.close(r)));
+      srv.closeIdleConnections?.();
+      continue;
+    }
+    const sw = new VirtualSwitch();
+    const so = scheduler ? { scheduler } : {};
+    const server = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" }, ...so });
+    const client = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, ...so });
+    const web = serve(httpService(app), stackListener(server, { port: 80 }));
+    stacks.push(server, client);
+    targets.push({ host: "198.18.0.2", port: 80, agent: new PafAgent({ ctx: Ctx.empty.with(K.stack, client) }) });
+    closers.push(async () => {
+      await web.stop(100);
+      await Promise.all([server.close(), client.close()]);
+    });
+  }
+  const lat = [];
+  let done = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  const one = (t) =>
+    new Promise((resolve) => {
+      const s = performance.now();
+      const req = http.request({ host: t.host, port: t.port, path: "/", agent: t.agent }, (res) => {
+        res.resume();
+        res.on("end", () => {
+          lat.push(performance.now() - s);
+          done++;
+          resolve();
+        });
+      });
+      req.on("error", () => {
+        errors++;
+        resolve();
+      });
+      req.end();
+    });
+  const loop = async (i) => {
+    const t = targets[i % N];
+    while (performance.now() < end) await one(t);
+  };
+  // Warm up every loaded tenant's connection, then measure.
+  await Promise.all(Array.from({ length: Math.min(loops, N) }, (_, i) => one(targets[i])));
+  lat.length = 0;
+  done = 0;
+  const prof = await profiler();
+  const c0 = process.cpuUsage();
+  const m0 = performance.now();
+  await Promise.all(Array.from({ length: loops }, (_, i) => loop(i)));
+  const elapsed = (performance.now() - m0) / 1000;
+  const cpu = process.cpuUsage(c0);
+  await prof?.();
+  lat.sort((a, b) => a - b);
+  console.log(JSON.stringify({ mode, kind, tenants: N, loops, seconds: elapsed, requests: done, errors, rps: done / elapsed, cpuUsPerRequest: (cpu.user + cpu.system) / done, cpuShare: (cpu.user + cpu.system) / 1e6 / elapsed, p50: percentile(lat, 50), p99: percentile(lat, 99) }));
+  if (process.env.PAF_STATS) {
+    const sum = {};
+    for (const st of stacks) for (const [layer, c] of Object.entries(st.stats())) for (const [k, v] of Object.entries(c)) sum[`${layer}.${k}`] = (sum[`${layer}.${k}`] ?? 0) + v;
+    console.error(JSON.stringify(sum));
+  }
+  for (const t of targets) t.agent.destroy();
+  await Promise.all(closers.map((c) => c()));
+}
+
+/** PAF_PROFILE=FILE: a CPU profile of the measured phase only (node:inspector). */
+async function profiler() {
+  const file = process.env.PAF_PROFILE;
+  const heap = process.env.PAF_HEAPPROF;
+  if (!file && !heap) return undefined;
+  const { Session } = await import("node:inspector/promises");
+  const { writeFileSync } = await import("node:fs");
+  const s = new Session();
+  s.connect();
+  if (heap) {
+    // What survived young-generation collections (promoted), alive or collected by a major GC since.
+    await s.post("HeapProfiler.enable");
+    await s.post("HeapProfiler.startSampling", { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false });
+    return async () => {
+      const { profile } = await s.post("HeapProfiler.stopSampling");
+      writeFileSync(heap, JSON.stringify(profile));
+    };
+  }
+  await s.post("Profiler.enable");
+  await s.post("Profiler.start");
+  return async () => {
+    const { profile } = await s.post("Profiler.stop");
+    writeFileSync(file, JSON.stringify(profile));
+  };
+}
+
+async function idle() {
+  const scheduler = Scheduler ? new Scheduler() : undefined;
+  const so = scheduler ? { scheduler } : {};
+  // Warm the code paths first (JIT, lazy module state), then measure N more.
+  const warm = [];
+  for (let i = 0; i < 20; i++) warm.push(Stack.create({ netif: new VirtualSwitch().port(), ipv4: { address: "198.18.0.2/24" }, ...so }));
+  globalThis.gc();
+  const h0 = process.memoryUsage().heapUsed;
+  const stacks = new Array(N);
+  const t0 = performance.now();
+  for (let i = 0; i < N; i++) stacks[i] = Stack.create({ netif: new VirtualSwitch().port(), ipv4: { address: "198.18.0.2/24" }, ...so });
+  const createMs = (performance.now() - t0) / N;
+  await new Promise((r) => setTimeout(r, 50));
+  globalThis.gc();
+  const heapPerStack = (process.memoryUsage().heapUsed - h0) / N;
+  console.log(JSON.stringify({ mode, tenants: N, heapPerStackBytes: heapPerStack, createMs }));
+  await Promise.all([...warm, ...stacks].map((s) => s.close()));
+}
+
+await (mode === "idle" ? idle() : load());
+process.exit(0);

@@ -1,0 +1,101 @@
+/**
+ * A stack's admission of received frames, as a tenant of a shared process: frames per second and
+ * bytes per second, checked on the raw frame before any layer parses it, so traffic over the
+ * stack's limits costs a few comparisons and a count. Under contention the rates are shared
+ * fairly between sources (an IP source address with its protocol, or the ARP sender), so one
+ * flooding source cannot take the stack's whole budget from the others (fairrate.ts).
+ */
+import { resolveOptions } from "./core/validate.js";
+import { ADMIT, FairRate, NEED_SOURCE, OVER_RATE, addressKey } from "./core/fairrate.js";
+
+export interface TenantOptions {
+  /** Frames per second the stack takes in; more are dropped before parsing. Default 1,000,000. */
+  packetsPerSec?: number;
+  /** Bytes per second (of frames) the stack takes in. Default 2,500,000,000 (20 Gbit/s). */
+  bytesPerSec?: number;
+  /** The burst the rates allow, as ms of the rate saved up. Default 100. */
+  burstMs?: number;
+  /**
+   * While the stack is over half its burst (contended), the share of its rates (percent) one
+   * source may take: an IPv4/IPv6 source address with its protocol, or an ARP sender. Default 50.
+   */
+  sourceSharePct?: number;
+  /** Sources tracked for their shares (the least recently seen is forgotten). Default 1024. */
+  maxSources?: number;
+  /**
+   * CPU time (µs) the stack's input may use per turn of the event loop while other stacks of its
+   * scheduler have work too; beyond it the rest waits for a later turn. Default 1000.
+   */
+  cpuPerTurnUs?: number;
+}
+
+export type TenantOptionsResolved = Required<TenantOptions>;
+
+export function resolveTenantOptions(o?: TenantOptions): TenantOptionsResolved {
+  return o === undefined ? DEFAULTS : resolve(o);
+}
+
+function resolve(o: TenantOptions): TenantOptionsResolved {
+  return resolveOptions<TenantOptions>("limits.tenant", o, {
+    packetsPerSec: [1_000_000, 1, 1e9],
+    bytesPerSec: [2_500_000_000, 1500, 1e12],
+    burstMs: [100, 1, 10_000],
+    sourceSharePct: [50, 1, 100],
+    maxSources: [1024, 1, 1 << 20],
+    cpuPerTurnUs: [1000, 10, 1_000_000],
+  });
+}
+
+/** The defaults, resolved once (frozen, shared). */
+const DEFAULTS: TenantOptionsResolved = Object.freeze(resolve({}));
+
+/** The largest frame (a TSO super-frame and its headers): the byte burst always lets one through. */
+const MAX_FRAME = 65535 + 14 + 4;
+
+export class Ingress {
+  private readonly packets: FairRate;
+  private readonly bytes: FairRate;
+  /** Frames dropped by each bound (plain numbers: a flood is counted at the cost of an add). */
+  dropPacketRate = 0;
+  dropByteRate = 0;
+  dropSourceShare = 0;
+
+  constructor(o: TenantOptionsResolved, now: number) {
+    const share = o.sourceSharePct / 100;
+    this.packets = new FairRate(o.packetsPerSec, Math.max(1, (o.packetsPerSec * o.burstMs) / 1000), share, o.maxSources, now);
+    this.bytes = new FairRate(o.bytesPerSec, Math.max(MAX_FRAME, (o.bytesPerSec * o.burstMs) / 1000), share, o.maxSources, now);
+  }
+
+  /** May this frame in? If not, counted by the bound that refused it (stats().tenant.drop_*). */
+  admit(frame: Uint8Array, now: number): boolean {
+    let r = this.bytes.take(frame.length, now);
+    let src: number | undefined;
+    if (r === NEED_SOURCE) r = this.bytes.take(frame.length, now, (src = sourceOf(frame)));
+    if (r !== ADMIT) {
+      if (r === OVER_RATE) this.dropByteRate++;
+      else this.dropSourceShare++;
+      return false;
+    }
+    r = this.packets.take(1, now);
+    if (r === NEED_SOURCE) r = this.packets.take(1, now, src ?? sourceOf(frame));
+    if (r !== ADMIT) {
+      if (r === OVER_RATE) this.dropPacketRate++;
+      else this.dropSourceShare++;
+      return false;
+    }
+    return true;
+  }
+}
+
+/**
+ * Who sent a frame, as a number, read at fixed offsets (no parsing): the IPv4 or IPv6 source
+ * address with the protocol (next header) byte, the ARP sender's IPv4 address, else the EtherType.
+ */
+export function sourceOf(f: Uint8Array): number {
+  if (f.length < 14) return 0;
+  const type = (f[12]! << 8) | f[13]!;
+  if (type === 0x0800 && f.length >= 34) return addressKey(f, 26, 4) * 256 + f[23]!;
+  if (type === 0x86dd && f.length >= 54) return 2 ** 52 + (addressKey(f, 22, 16) - 2 ** 32) * 256 + f[20]!;
+  if (type === 0x0806 && f.length >= 42) return 2 ** 51 + addressKey(f, 28, 4);
+  return 2 ** 50 + type;
+}

@@ -1,0 +1,296 @@
+// Many stacks in one process as tenants: isolation, one shared scheduler (one timer, fair shares
+// of CPU per turn), every per-tenant limit hit and counted, and what stack.close() does.
+import { afterEach, describe, expect, it } from "vitest";
+import { Stack } from "../../stack/stack.js";
+import { Scheduler } from "../../stack/core/scheduler.js";
+import { VirtualSwitch } from "../../stack/netif/vswitch.js";
+import { VirtualClock, type Clock } from "../../stack/core/clock.js";
+import { SeededRandom } from "../../stack/core/random.js";
+import { CaptureNetif } from "../helpers/capture.js";
+import { PEER_IP, STACK_MAC, arpReply, ipv4Frame, udpDatagram } from "../helpers/frames.js";
+import { parseIPv4, parseMac } from "../../stack/wire/addr.js";
+import { runUntil } from "../helpers/virtual.js";
+import type { TcpFlow } from "../../stack/tcp/flow.js";
+
+const tick = () => new Promise<void>((r) => setImmediate(r));
+const open: Stack[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((s) => s.close()));
+});
+function track<T extends Stack>(s: T): T {
+  open.push(s);
+  return s;
+}
+
+/** A stack on a capture netif and a virtual clock, fed frames by the test. */
+function captured(limits: Parameters<typeof Stack.create>[0]["limits"] = {}) {
+  const netif = new CaptureNetif();
+  const clock = new VirtualClock(1000);
+  const stack = track(Stack.create({ netif, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24" }, clock, random: new SeededRandom(3), limits }));
+  netif.inject(arpReply());
+  netif.take();
+  return { netif, clock, stack };
+}
+
+describe("isolation", () => {
+  it("tenants on the same addresses keep separate state and counters; closing one leaves the others", async () => {
+    const scheduler = new Scheduler();
+    const tenants = [0, 1, 2].map(() => {
+      const sw = new VirtualSwitch();
+      const server = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" }, scheduler }));
+      const client = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, scheduler }));
+      return { server, client };
+    });
+    tenants.forEach((t, i) => t.server.tcp.listen({ port: 80 }, (f: TcpFlow) => f.end(`tenant ${i}\n`)));
+    const read = async (c: Stack) => {
+      const f = await c.tcp.connect({ host: "198.18.0.2", port: 80, timeout: 3000 });
+      let s = "";
+      for await (const d of f) s += d;
+      return s;
+    };
+    expect(await Promise.all(tenants.map((t) => read(t.client)))).toEqual(["tenant 0\n", "tenant 1\n", "tenant 2\n"]);
+    await read(tenants[1]!.client);
+    const opens = tenants.map((t) => t.server.stats().tcp!["passive_opens"]);
+    expect(opens).toEqual([1, 2, 1]);
+    await tenants[0]!.server.close();
+    await tenants[0]!.client.close();
+    expect(await read(tenants[2]!.client)).toBe("tenant 2\n");
+    expect(tenants[2]!.server.stats().tcp!["passive_opens"]).toBe(2);
+  });
+});
+
+describe("one scheduler for many stacks", () => {
+  it("a thousand stacks with timers armed cost one clock timer; idle ones none", () => {
+    const clock = new VirtualClock();
+    let armed = 0;
+    const counting: Clock = {
+      now: () => clock.now(),
+      setTimer: (d, cb) => {
+        armed++;
+        return clock.setTimer(d, cb);
+      },
+    };
+    const scheduler = new Scheduler({ clock: counting });
+    const stacks = Array.from({ length: 1000 }, (_, i) => track(Stack.create({ netif: new VirtualSwitch().port(), ipv4: { address: "198.18.0.2/24" }, scheduler, random: new SeededRandom(i) })));
+    expect(scheduler.timers.size).toBe(0);
+    expect(armed).toBe(0);
+    // A ping in flight in every stack: one timer each, later deadlines first.
+    for (const [i, s] of stacks.entries()) s.ping("198.18.0.1", { timeoutMs: 5000 - i }).catch(() => {});
+    expect(scheduler.timers.size).toBeGreaterThanOrEqual(1000);
+    expect(clock.pending()).toBe(1);
+    expect(armed).toBeLessThan(20);
+  });
+
+  it("a stack over its CPU share waits for later turns; the others are served every turn", async () => {
+    // CPU time is what the test says it is: 0.1 ms per datagram delivered to the busy stack.
+    let cpu = 0;
+    const scheduler = new Scheduler({ cpuClock: () => cpu });
+    const sw = new VirtualSwitch();
+    const busy = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" }, scheduler }));
+    const calm = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.3/24" }, scheduler }));
+    const sender = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, scheduler }));
+    let busyGot = 0;
+    let calmGot = 0;
+    busy.udp.createSocket("udp4", () => {
+      busyGot++;
+      cpu += 0.1;
+    }).bind(9);
+    calm.udp.createSocket("udp4", () => calmGot++).bind(9);
+    const out = sender.udp.createSocket("udp4");
+    // Resolve both neighbours first.
+    await Promise.all([sender.ping("198.18.0.2"), sender.ping("198.18.0.3")]);
+    for (let i = 0; i < 640; i++) out.send("x", 9, "198.18.0.2");
+    for (let i = 0; i < 10; i++) out.send("y", 9, "198.18.0.3");
+    await tick(); // the sender's frames cross the switch
+    await tick(); // first turn with both stacks waiting
+    expect(calmGot).toBe(10);
+    // One batch of 64 cost 6.4 ms against a 1 ms share per turn: the rest waits.
+    expect(busyGot).toBe(64);
+    for (let i = 0; i < 200 && busyGot < 640; i++) await tick();
+    expect(busyGot).toBe(640);
+    const t = busy.stats().tenant!;
+    expect(t["deferred_turns"]).toBeGreaterThan(0);
+    expect(t["cpu_ms"]).toBeCloseTo(64, 0);
+    expect(calm.stats().tenant!["deferred_turns"]).toBe(0);
+  });
+
+  it("alone, a busy stack is not held back (the share is work-conserving)", async () => {
+    let cpu = 0;
+    const scheduler = new Scheduler({ cpuClock: () => cpu });
+    const sw = new VirtualSwitch();
+    const busy = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" }, scheduler }));
+    const sender = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, scheduler }));
+    let got = 0;
+    busy.udp.createSocket("udp4", () => {
+      got++;
+      cpu += 0.1;
+    }).bind(9);
+    await sender.ping("198.18.0.2");
+    const out = sender.udp.createSocket("udp4");
+    for (let i = 0; i < 640; i++) out.send("x", 9, "198.18.0.2");
+    for (let i = 0; i < 4; i++) await tick();
+    expect(got).toBe(640);
+  });
+});
+
+describe("per-tenant limits, each hit and counted", () => {
+  const datagram = (port: number, src = PEER_IP, size = 10) => ipv4Frame(17, udpDatagram(1000, port, new Uint8Array(size), src), { src });
+
+  it("packetsPerSec: beyond the burst, frames are dropped before parsing", () => {
+    const { netif, clock, stack } = captured({ tenant: { packetsPerSec: 100, burstMs: 100 } });
+    let got = 0;
+    stack.udp.createSocket("udp4", () => got++).bind(9);
+    const before = stack.stats().ipv4!["rx_packets"] ?? 0;
+    for (let i = 0; i < 50; i++) netif.inject(datagram(9));
+    // The ARP reply took one token of the 10.
+    expect(got).toBe(9);
+    const t = stack.stats().tenant!;
+    expect(t["drop_packet_rate"]).toBe(41);
+    expect(t["drops_by_limit"]).toBe(41);
+    expect((stack.stats().ipv4!["rx_packets"] ?? 0) - before).toBe(9); // never parsed
+    clock.advance(100);
+    for (let i = 0; i < 20; i++) netif.inject(datagram(9));
+    expect(got).toBe(19);
+  });
+
+  it("bytesPerSec: large frames run out of the byte budget first", () => {
+    const { netif, stack } = captured({ tenant: { bytesPerSec: 100_000, burstMs: 1000, sourceSharePct: 100 } });
+    let got = 0;
+    stack.udp.createSocket("udp4", () => got++).bind(9);
+    for (let i = 0; i < 100; i++) netif.inject(datagram(9, PEER_IP, 1400));
+    // 100,000 bytes of 1442-byte frames (the 60-byte ARP reply first): 69 fit.
+    expect(got).toBe(69);
+    expect(stack.stats().tenant!["drop_byte_rate"]).toBe(31);
+  });
+
+  it("sourceSharePct: under contention one flooding source gets its share, another source all it asks", () => {
+    const { netif, clock, stack } = captured({ tenant: { packetsPerSec: 100, burstMs: 100, sourceSharePct: 50 } });
+    const other = parseIPv4("198.18.0.3");
+    netif.inject(arpReply(parseMac("02:00:00:00:00:03"), other));
+    let flood = 0;
+    let calm = 0;
+    stack.udp.createSocket("udp4", () => flood++).bind(9);
+    stack.udp.createSocket("udp4", () => calm++).bind(8);
+    // 2 s: the flood offers 400/s, the calm source 25/s; the stack takes 100/s.
+    for (let t = 0; t < 2000; t += 10) {
+      for (let i = 0; i < 4; i++) netif.inject(datagram(9));
+      if (t % 40 === 0) netif.inject(datagram(8, other));
+      clock.advance(10);
+    }
+    expect(calm).toBe(50);
+    expect(flood).toBeLessThan(200 - 50 + 15);
+    const t = stack.stats().tenant!;
+    expect(t["drop_source_share"]).toBeGreaterThan(0);
+    expect(t["drop_packet_rate"]).toBeGreaterThan(0);
+  });
+
+  it("newConnectionsPerSec and maxConnectionsPerHost: SYNs beyond them are dropped and counted; another address still connects", async () => {
+    const clock = new VirtualClock();
+    const sw = new VirtualSwitch();
+    const scheduler = new Scheduler({ clock });
+    let seed = 1;
+    const mk = (addr: string, limits = {}) => track(Stack.create({ netif: sw.port(), ipv4: { address: addr }, scheduler, random: new SeededRandom(seed++), limits }));
+    const server = mk("198.18.0.2/24", { tcp: { newConnectionsPerSec: 4, maxConnectionsPerHost: 3 } });
+    const greedy = mk("198.18.0.1/24");
+    const modest = mk("198.18.0.3/24");
+    const accepted: TcpFlow[] = [];
+    server.tcp.listen({ port: 80 }, (f) => accepted.push(f));
+    const until = (cond: () => boolean) => runUntil(sw, clock, cond, "connections", 10_000, 50);
+    const flows = Array.from({ length: 5 }, () => greedy.tcp.connectFlow({ host: "198.18.0.2", port: 80 }));
+    for (const f of flows) f.on("error", () => {});
+    await until(() => accepted.length >= 3);
+    await tick();
+    expect(accepted.length).toBe(3);
+    expect(server.stats().tenant!["drop_host_connections"]).toBeGreaterThan(0);
+    // Another address is not held to the first one's count; the rate (4/s) admits it.
+    const m = modest.tcp.connectFlow({ host: "198.18.0.2", port: 80 });
+    await until(() => accepted.length >= 4);
+    expect(m.connecting).toBe(false);
+    // A burst of new connections from it beyond the rate waits for the next second.
+    const more = Array.from({ length: 3 }, () => modest.tcp.connectFlow({ host: "198.18.0.2", port: 80 }));
+    for (const f of more) f.on("error", () => {});
+    await tick();
+    await tick();
+    expect(server.stats().tenant!["drop_syn_rate"]).toBeGreaterThan(0);
+    await until(() => accepted.length >= 6);
+    // The client side is bounded the same way: EMFILE past its own per-host count.
+    const client = mk("198.18.0.4/24", { tcp: { maxConnectionsPerHost: 1 } });
+    client.tcp.connectFlow({ host: "198.18.0.2", port: 80 }).on("error", () => {});
+    expect(() => client.tcp.connectFlow({ host: "198.18.0.2", port: 80 })).toThrow(expect.objectContaining({ code: "EMFILE" }));
+  });
+
+  it("limits are range-checked at Stack.create", () => {
+    expect(() => Stack.create({ netif: new CaptureNetif(), ipv4: { address: "198.18.0.2/24" }, limits: { tenant: { packetsPerSec: 0 } } })).toThrow(
+      expect.objectContaining({ code: "ERR_OUT_OF_RANGE", message: expect.stringContaining("limits.tenant.packetsPerSec") }),
+    );
+    expect(() => Stack.create({ netif: new CaptureNetif(), ipv4: { address: "198.18.0.2/24" }, limits: { tenant: { cpuPerTurnUs: 1 } } })).toThrow(/limits\.tenant\.cpuPerTurnUs/);
+  });
+});
+
+describe("stack.close()", () => {
+  async function connected() {
+    const scheduler = new Scheduler();
+    const sw = new VirtualSwitch();
+    const a = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" }, scheduler }));
+    const b = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, scheduler }));
+    const served: TcpFlow[] = [];
+    const server = a.tcp.listen({ port: 80 }, (f) => served.push(f.on("error", () => {})));
+    const idle = await b.tcp.connect({ host: "198.18.0.2", port: 80 });
+    const busy = await b.tcp.connect({ host: "198.18.0.2", port: 80 });
+    while (served.length < 2) await tick();
+    return { a, b, server, idle, busy, served };
+  }
+  const ended = (f: TcpFlow) => new Promise<Error | undefined>((resolve) => {
+    let err: Error | undefined;
+    f.on("error", (e) => (err = e));
+    f.on("close", () => resolve(err));
+  });
+
+  it("ends every flow with 'close': ECONNABORTED where data was pending, a plain close otherwise", async () => {
+    const { b, idle, busy } = await connected();
+    const quiet = await b.tcp.connect({ host: "198.18.0.2", port: 80 });
+    for (const f of [busy, quiet]) f.write(Buffer.alloc(1 << 20)); // more than the peer's window: data stays queued
+    const [e1, e2] = [ended(idle), ended(busy)];
+    // A flow with data pending but no 'error' listener closes without crashing the process.
+    const e3 = new Promise((r) => quiet.once("close", r));
+    await b.close();
+    expect(await e1).toBeUndefined();
+    expect(await e2).toMatchObject({ code: "ECONNABORTED", syscall: "read" });
+    await e3;
+    expect(quiet.destroyed).toBe(true);
+  });
+
+  it("the peer's flows hear a reset; servers emit 'close'; a connect in progress rejects with ECONNABORTED", async () => {
+    const { a, b, server, served } = await connected();
+    const peer = served.map(ended);
+    const closed = new Promise<void>((r) => server.once("close", () => r()));
+    // A connect to an address nobody answers stays in progress (ARP, then SYN).
+    const pending = b.tcp.connect({ host: "198.18.0.9", port: 80 });
+    await tick();
+    await b.close();
+    await expect(pending).rejects.toMatchObject({ code: "ECONNABORTED", syscall: "connect" });
+    expect((await Promise.all(peer)).map((e) => (e as { code?: string } | undefined)?.code)).toEqual(["ECONNRESET", "ECONNRESET"]);
+    await a.close();
+    await closed;
+    expect(server.listening).toBe(false);
+  });
+
+  it("after close, connect, listen, UDP bind and send, ping and DNS fail with ERR_STACK_CLOSED", async () => {
+    const s = track(Stack.create({ netif: new CaptureNetif(), ipv4: { address: "198.18.0.2/24" }, dns: { servers: ["198.18.0.1"] } }));
+    const sock = s.udp.createSocket("udp4");
+    const inflight = s.ping("198.18.0.1", { timeoutMs: 5000 });
+    const lookup = s.dns.lookup("example.test");
+    await s.close();
+    const closed = expect.objectContaining({ code: "ERR_STACK_CLOSED" });
+    await expect(inflight).rejects.toEqual(closed);
+    await expect(lookup).rejects.toEqual(closed);
+    await expect(s.tcp.connect({ host: "198.18.0.1", port: 80 })).rejects.toEqual(closed);
+    expect(() => s.tcp.listen({ port: 80 }, () => {})).toThrow(closed);
+    expect(() => s.udp.createSocket("udp4")).toThrow(closed);
+    expect(() => sock.bind(7)).toThrow(closed);
+    const sent = await new Promise<Error | null>((r) => sock.send("x", 9, "198.18.0.1", (e: Error | null) => r(e)));
+    expect(sent).toEqual(closed);
+    await expect(s.ping("198.18.0.1")).rejects.toEqual(closed);
+    await expect(s.dns.lookup("example.test")).rejects.toEqual(closed);
+  });
+});
