@@ -30,6 +30,7 @@ import { IPPROTO_IGMP } from "./wire/igmp.js";
 import type { Timer } from "./core/timers.js";
 import { TcpApi, TcpLayer, type TcpOptions } from "./tcp/index.js";
 import { DnsResolver, type DnsOptions } from "./dns.js";
+import { StackNet } from "./net.js";
 import { IPPROTO_TCP } from "./wire/tcp.js";
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
 import { IPPROTO_ICMP, IPPROTO_ICMPV6 } from "./wire/icmp.js";
@@ -149,6 +150,8 @@ export class Stack {
   readonly tcp: TcpApi;
   /** DNS stub resolver (`stack.dns.lookup(name)`); without `StackOptions.dns` (or servers from DHCP) lookups of names fail with ENOSERVERS. */
   readonly dns: DnsResolver;
+  /** node:net's shape over this stack: `stack.net.createServer(...)`, `stack.net.connect(...)`. */
+  readonly net: StackNet;
   /** The DHCP client, with `ipv4: { dhcp }`: its events say when a lease is bound, renewed, lost. */
   readonly dhcp: DhcpClient | undefined;
   /** The DNS servers come from DHCP (none were given in StackOptions.dns). */
@@ -212,6 +215,7 @@ export class Stack {
     this.keepAlive = new KeepAlive(this.scheduler);
     this.tcp = new TcpApi(tcpLayer, this.keepAlive);
     this.dns = new DnsResolver(this, opts.dns);
+    this.net = new StackNet(this);
     this.ipv4.register(IPPROTO_TCP, tcpLayer);
     this.ipv6?.register(IPPROTO_TCP, tcpLayer);
     this.eth.onBatchEnd(() => {

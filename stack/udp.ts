@@ -45,7 +45,16 @@ export interface UdpSocketOptions {
 type SendCallback = (err: Error | null, bytes?: number) => void;
 
 /** A datagram socket on a paf stack. Events: 'listening', 'message' (msg, rinfo), 'error', 'close'. */
-export class UdpSocket extends EventEmitter {
+/** A UdpSocket's events and their arguments (like node:dgram's). */
+export interface UdpSocketEvents {
+  message: [msg: Buffer, rinfo: RemoteInfo];
+  listening: [];
+  close: [];
+  error: [err: Error & { code?: string }];
+  connect: [];
+}
+
+export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   /** Local address bytes; empty (all zeros) means any. */
   localAddr: Uint8Array;
   /** The last destination text sent to, parsed (a socket usually answers the same peer again). */
@@ -118,7 +127,9 @@ export class UdpSocket extends EventEmitter {
     return { address: formatIP(this.localAddr), family: this.family === 4 ? "IPv4" : "IPv6", port: this.localPort };
   }
 
-  /** send(msg, port, address[, cb]) or send(msg, offset, length, port, address[, cb]). */
+  /** send(msg, port, address[, cb]) or send(msg, offset, length, port, address[, cb]), as node:dgram. */
+  send(msg: Uint8Array | string, port: number, address: string, callback?: SendCallback): void;
+  send(msg: Uint8Array | string, offset: number, length: number, port: number, address: string, callback?: SendCallback): void;
   send(msg: Uint8Array | string, ...args: unknown[]): void {
     let data = typeof msg === "string" ? Buffer.from(msg) : msg;
     let i = 0;

@@ -82,10 +82,16 @@ describe("README code examples", () => {
   });
 
   for (const b of blocks.filter((x) => x.mode === "run")) {
-    it(`README.md:${b.line} runs and exits 0`, () => {
-      const r = runNode([process.execPath, join(DIR, "out", `${file(b)}.js`)], 45_000);
-      expect(r.timedOut, `timed out:\n${r.out}`).toBe(false);
-      expect(r.code, r.out).toBe(0);
+    it(`README.md:${b.line} runs and exits 0`, async () => {
+      const run = (prefix: string[]) => {
+        const r = runNode([...prefix, process.execPath, join(DIR, "out", `${file(b)}.js`)], 45_000);
+        expect(r.timedOut, `timed out:\n${r.out}`).toBe(false);
+        expect(r.code, r.out).toBe(0);
+      };
+      // In a namespace of its own where we can: an example that reached for the kernel's sockets by
+      // mistake finds no route there instead of sending to 198.18.0.0/15 on the host's network.
+      if (privileged) await withNetns("rdr", async (ns) => run(["ip", "netns", "exec", ns.name]));
+      else run([]);
     });
   }
 

@@ -24,9 +24,26 @@ export async function netns(tag) {
   return name;
 }
 
+/** Processes a bench started: killed by cleanup() whatever happened (a failed run leaves none behind). */
+const children = new Set();
+export function track(child) {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  return child;
+}
+
 export function cleanup() {
+  for (const c of children) c.kill("SIGKILL");
+  children.clear();
   for (const n of live) {
     try {
+      // Whatever still runs inside (servers, floods) goes with its namespace.
+      const pids = execFileSync("ip", ["netns", "pids", n], { encoding: "utf8" }).split("\n").filter(Boolean);
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), "SIGKILL");
+        } catch {}
+      }
       execFileSync("ip", ["netns", "del", n], { stdio: "ignore" });
     } catch {}
   }

@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { ROOT, netns, nsRun, sh, sleep, udpbench } from "./lib.mjs";
+import { ROOT, netns, nsRun, sh, sleep, track, udpbench } from "./lib.mjs";
 
 const CLI = join(ROOT, "dist", "cli", "main.js");
 const SECONDS = Number(process.env.PAF_NOISY_SECONDS ?? 4);
@@ -57,7 +57,7 @@ export async function benchNoisy() {
       { name: "t1", tap: taps[1], netns: ns1, ipv4: "198.18.0.2/24" },
     ],
   }));
-  const paf = spawn(process.execPath, [CLI, "serve", "--tenants", cfg], { stdio: ["ignore", "pipe", "pipe"] });
+  const paf = track(spawn(process.execPath, [CLI, "serve", "--tenants", cfg], { stdio: ["ignore", "pipe", "pipe"] }));
   let log = "";
   await new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`paf serve --tenants not ready: ${log}`)), 20_000);

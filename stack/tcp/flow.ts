@@ -8,7 +8,7 @@
  */
 import { Duplex } from "node:stream";
 import type { Tcb } from "./tcb.js";
-import type { Timer } from "../core/timers.js";
+import type { Timer, TimerQueue } from "../core/timers.js";
 import { formatIP } from "../wire/addr.js";
 import { errnoError } from "../core/errors.js";
 
@@ -16,7 +16,31 @@ export interface FlowOptions {
   allowHalfOpen?: boolean;
 }
 
+/** How a flow is made before its connection exists (stack.net.connect to a name being resolved). */
+export interface PendingFlowOptions extends FlowOptions {
+  timers: TimerQueue;
+  receiveBufferSize: number;
+}
+
 type WriteCb = (err?: Error | null) => void;
+
+/** A TcpFlow's own events beside a Duplex's (as net.Socket's). */
+export interface TcpFlowEvents {
+  connect: [];
+  ready: [];
+  timeout: [];
+  error: [err: Error & { code?: string }];
+}
+
+/** Typed listeners for the socket events a Duplex does not declare. */
+export interface TcpFlow {
+  on<K extends keyof TcpFlowEvents>(event: K, listener: (...args: TcpFlowEvents[K]) => void): this;
+  on(event: "data", listener: (chunk: Buffer) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once<K extends keyof TcpFlowEvents>(event: K, listener: (...args: TcpFlowEvents[K]) => void): this;
+  once(event: "data", listener: (chunk: Buffer) => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+}
 
 export class TcpFlow extends Duplex {
   /** Like net.Socket#connecting: true until the handshake completes. */
@@ -24,14 +48,40 @@ export class TcpFlow extends Duplex {
   private pendingWrites: Array<{ cb: WriteCb }> = [];
   private idleTimer: Timer | undefined;
   private idleMs = 0;
-  private readonly tcb: Tcb;
+  /** The connection; undefined while a name is still being resolved (see attach()). */
+  private tcb: Tcb | undefined;
+  private readonly timers: TimerQueue;
+  /** What was asked of the flow before its connection existed, applied by attach(). */
+  private early: { writes: Array<{ chunk: Buffer; cb: WriteCb | undefined }>; final: WriteCb | undefined; noDelay: boolean; keepAlive: [boolean, number] | undefined } | undefined;
   /** A stable object some libraries probe for (net.Socket has one); it carries nothing. */
   readonly _handle = null;
 
-  constructor(tcb: Tcb, opts: FlowOptions & { connecting?: boolean } = {}) {
-    super({ allowHalfOpen: opts.allowHalfOpen ?? false, emitClose: true, decodeStrings: true, readableHighWaterMark: tcb.o.receiveBufferSize });
+  /**
+   * A flow over connection `tcb`, or (`tcb` undefined, with PendingFlowOptions) a flow whose
+   * connection comes later through attach(): like a net.Socket that is still looking its peer up,
+   * it takes writes, end() and options meanwhile and applies them once connected.
+   */
+  constructor(tcb: Tcb | undefined, opts: (FlowOptions & { connecting?: boolean }) | PendingFlowOptions = {}) {
+    const pending = tcb ? undefined : (opts as PendingFlowOptions);
+    super({ allowHalfOpen: opts.allowHalfOpen ?? false, emitClose: true, decodeStrings: true, readableHighWaterMark: tcb ? tcb.o.receiveBufferSize : pending!.receiveBufferSize });
+    this.timers = tcb ? tcb.env.timers : pending!.timers;
+    this.connecting = tcb ? ((opts as { connecting?: boolean }).connecting ?? false) : true;
+    if (tcb) this.attach(tcb);
+    else this.early = { writes: [], final: undefined, noDelay: false, keepAlive: undefined };
+  }
+
+  /** Give a pending flow its connection (once): what was written or set meanwhile goes to it. */
+  attach(tcb: Tcb): void {
+    if (this.tcb) throw new Error("TcpFlow.attach: the flow already has a connection");
     this.tcb = tcb;
-    this.connecting = opts.connecting ?? false;
+    const early = this.early;
+    this.early = undefined;
+    if (early) {
+      tcb.noDelay = early.noDelay;
+      if (early.keepAlive) tcb.setKeepAlive(early.keepAlive[0], early.keepAlive[1] > 0 ? early.keepAlive[1] : undefined);
+      for (const w of early.writes) this.queue(w.chunk, w.cb);
+      if (early.final) this._final(early.final);
+    }
     tcb.events = {
       onConnect: () => {
         this.connecting = false;
@@ -47,6 +97,9 @@ export class TcpFlow extends Duplex {
       onEnd: () => {
         this.touch();
         this.push(null);
+        // As net.Socket does at EOF: with nothing buffered, 'end' (and, unless half-open, the
+        // close that follows) comes even if nobody reads the socket.
+        this.read(0);
       },
       onDrain: () => this.releaseWrites(),
       onClose: (err) => {
@@ -54,10 +107,10 @@ export class TcpFlow extends Duplex {
         // The owner closing its own stack is no failure of the network: a flow nobody listens
         // to for errors then just closes (its pending writes fail quietly, destroyed), rather
         // than crash the process with ECONNABORTED.
-        if (err && this.tcb.closedByStack && this.listenerCount("error") === 0) return void this.destroy();
+        if (err && tcb.closedByStack && this.listenerCount("error") === 0) return void this.destroy();
         this.failWrites(err);
         if (err) this.destroy(err);
-        else if (!this.readableEnded && this.tcb.state === "CLOSED" && !this.destroyed) {
+        else if (!this.readableEnded && tcb.state === "CLOSED" && !this.destroyed) {
           // Closed without a FIN from the peer (e.g. our RST after destroy): nothing more to read.
           this.push(null);
           // Nothing more can be written either: end with 'close' (a stack closing an idle flow).
@@ -69,32 +122,35 @@ export class TcpFlow extends Duplex {
 
   // ---- net.Socket-like surface -----------------------------------------------------------------
 
-  get remoteAddress(): string {
-    return formatIP(this.tcb.remoteAddress);
+  // Like net.Socket's, the addresses are undefined until the connection exists.
+  get remoteAddress(): string | undefined {
+    return this.tcb && formatIP(this.tcb.remoteAddress);
   }
-  get remotePort(): number {
-    return this.tcb.remotePort;
+  get remotePort(): number | undefined {
+    return this.tcb?.remotePort;
   }
-  get remoteFamily(): "IPv4" | "IPv6" {
-    return this.tcb.route.family === 4 ? "IPv4" : "IPv6";
+  get remoteFamily(): "IPv4" | "IPv6" | undefined {
+    return this.tcb && (this.tcb.route.family === 4 ? "IPv4" : "IPv6");
   }
-  get localAddress(): string {
-    return formatIP(this.tcb.localAddress);
+  get localAddress(): string | undefined {
+    return this.tcb && formatIP(this.tcb.localAddress);
   }
-  get localPort(): number {
-    return this.tcb.localPort;
+  get localPort(): number | undefined {
+    return this.tcb?.localPort;
   }
-  get localFamily(): "IPv4" | "IPv6" {
+  get localFamily(): "IPv4" | "IPv6" | undefined {
     return this.remoteFamily;
   }
-  address(): { address: string; family: "IPv4" | "IPv6"; port: number } {
-    return { address: this.localAddress, family: this.localFamily, port: this.localPort };
+  address(): { address: string; family: "IPv4" | "IPv6"; port: number } | Record<string, never> {
+    const t = this.tcb;
+    if (!t) return {};
+    return { address: formatIP(t.localAddress), family: t.route.family === 4 ? "IPv4" : "IPv6", port: t.localPort };
   }
   get bytesRead(): number {
-    return this.tcb.bytesRead;
+    return this.tcb?.bytesRead ?? 0;
   }
   get bytesWritten(): number {
-    return this.tcb.bytesWritten;
+    return this.tcb?.bytesWritten ?? this.early?.writes.reduce((n, w) => n + w.chunk.length, 0) ?? 0;
   }
   get pending(): boolean {
     return this.connecting;
@@ -109,20 +165,23 @@ export class TcpFlow extends Duplex {
   }
   /** The connection's state in RFC 9293 terms. */
   get tcpState(): string {
-    return this.tcb.state;
+    return this.tcb?.state ?? "CLOSED";
   }
   /** Connection counters and timing (srtt, rto, cwnd...). */
-  get tcpInfo(): { state: string; srtt: number; rto: number; cwnd: number; ssthresh: number; mss: number; sndWnd: number; unread: number } {
+  get tcpInfo(): { state: string; srtt: number; rto: number; cwnd: number; ssthresh: number; mss: number; sndWnd: number; unread: number } | undefined {
     const t = this.tcb;
+    if (!t) return undefined;
     return { state: t.state, srtt: t.rtt.srtt, rto: t.rtt.rto, cwnd: t.cc.cwnd, ssthresh: t.cc.ssthresh, mss: t.mss, sndWnd: t.sndWnd, unread: t.unread };
   }
 
   setNoDelay(noDelay = true): this {
-    this.tcb.noDelay = noDelay;
+    if (this.tcb) this.tcb.noDelay = noDelay;
+    else if (this.early) this.early.noDelay = noDelay;
     return this;
   }
   setKeepAlive(enable = false, initialDelayMs = 0): this {
-    this.tcb.setKeepAlive(enable, initialDelayMs > 0 ? initialDelayMs : undefined);
+    if (this.tcb) this.tcb.setKeepAlive(enable, initialDelayMs > 0 ? initialDelayMs : undefined);
+    else if (this.early) this.early.keepAlive = [enable, initialDelayMs];
     return this;
   }
   /** Like net.Socket#setTimeout: 'timeout' after `ms` of inactivity (0 disables). */
@@ -148,18 +207,18 @@ export class TcpFlow extends Duplex {
     else this.once("finish", () => this.destroy());
   }
   resetAndDestroy(): this {
-    this.tcb.abort();
+    this.tcb?.abort();
     return this.destroy();
   }
 
   private touch(): void {
     if (this.idleMs <= 0) return;
-    const q = this.tcb.env.timers;
+    const q = this.timers;
     if (!this.idleTimer) this.idleTimer = q.timer(() => this.emit("timeout"), true);
     q.arm(this.idleTimer, this.idleMs);
   }
   private cancelIdle(): void {
-    if (this.idleTimer) this.tcb.env.timers.cancel(this.idleTimer);
+    if (this.idleTimer) this.timers.cancel(this.idleTimer);
   }
 
   // ---- Duplex implementation -----------------------------------------------------------------
@@ -175,6 +234,11 @@ export class TcpFlow extends Duplex {
 
   private queue(chunk: Buffer, cb: WriteCb | undefined): void {
     const t = this.tcb;
+    if (!t) {
+      // Still resolving: the bytes go out once connected (backpressure holds meanwhile).
+      this.early?.writes.push({ chunk, cb });
+      return;
+    }
     const st = t.state;
     if (st === "CLOSED" || st === "FIN-WAIT-1" || st === "FIN-WAIT-2" || st === "CLOSING" || st === "LAST-ACK" || st === "TIME-WAIT") {
       const e = st === "CLOSED" ? errnoError("EPIPE", "write", "(the connection is closed)") : Object.assign(new Error("write after end"), { code: "EPIPE" });
@@ -191,18 +255,29 @@ export class TcpFlow extends Duplex {
   }
 
   private releaseWrites(): void {
-    while (this.pendingWrites.length > 0 && this.tcb.sendSpace >= 0) this.pendingWrites.shift()!.cb();
+    const t = this.tcb;
+    if (!t) return;
+    while (this.pendingWrites.length > 0 && t.sendSpace >= 0) this.pendingWrites.shift()!.cb();
     // Still over the stack-wide bound: wait for the next wake-up.
-    if (this.pendingWrites.length > 0) this.tcb.waitIfOverMemory();
+    if (this.pendingWrites.length > 0) t.waitIfOverMemory();
   }
 
   private failWrites(err: Error | undefined): void {
+    const early = this.early;
+    if (early) {
+      this.early = { writes: [], final: undefined, noDelay: false, keepAlive: undefined };
+      for (const w of early.writes) w.cb?.(err ?? errnoError("EPIPE", "write", "(the connection was never made)"));
+    }
     const w = this.pendingWrites;
     this.pendingWrites = [];
     for (const p of w) p.cb(err ?? errnoError("EPIPE", "write", "(the connection closed)"));
   }
 
   override _final(cb: WriteCb): void {
+    if (!this.tcb) {
+      if (this.early) this.early.final = cb;
+      return;
+    }
     this.tcb.close();
     cb();
   }
@@ -223,14 +298,16 @@ export class TcpFlow extends Duplex {
   }
 
   private noteConsumed(): void {
-    const consumed = this.tcb.unread - this.readableLength;
-    if (consumed > 0) this.tcb.consumed(consumed);
+    const t = this.tcb;
+    if (!t) return;
+    const consumed = t.unread - this.readableLength;
+    if (consumed > 0) t.consumed(consumed);
   }
 
   override _destroy(err: Error | null, cb: (e: Error | null) => void): void {
     this.cancelIdle();
     const t = this.tcb;
-    if (t.state !== "CLOSED") {
+    if (t && t.state !== "CLOSED") {
       if (t.unread > 0) {
         // Like close() of a kernel socket with data unread: RST (RFC 2525 §2.17), the peer must
         // not take the close for an orderly end of what it sent.

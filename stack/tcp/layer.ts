@@ -214,6 +214,18 @@ export class TcpLayer implements UpperProtocol {
     return t;
   }
 
+  /** A port no listener has, from the ephemeral range (listen on port 0). */
+  freePort(): number {
+    const lo = this.o.ephemeralLow;
+    const span = this.o.ephemeralHigh - lo + 1;
+    let p = lo + (this.random.u32() % span);
+    for (let i = 0; i < span; i++) {
+      if (!this.listeners.has(p)) return p;
+      p = p === this.o.ephemeralHigh ? lo : p + 1;
+    }
+    throw errnoError("EADDRINUSE", "listen", "(no free port)");
+  }
+
   /** RFC 6056 §3.3.1: a random starting point, then the first free port. */
   private ephemeralPort(dst: Uint8Array, dport: number, src: Uint8Array): number {
     const lo = this.o.ephemeralLow;

@@ -46,7 +46,7 @@ describe("TCP memory: what is bounded is bytes held", () => {
     await p.until(() => false, "their ACKs (and windows) go out", 500).catch(() => undefined);
     const late = await p.a.tcp.connect({ host: "198.18.0.2", port: 80 });
     // The SYN-ACK offered the full (unscaled) window, not what was left of promised memory.
-    expect(late.tcpInfo.sndWnd).toBe(65535);
+    expect(late.tcpInfo!.sndWnd).toBe(65535);
     const t0 = p.clock.now();
     late.write(pattern(20_000));
     await p.until(() => held.length === 41 && held[40]!.readableLength === 20_000, "the newcomer's request");
@@ -95,7 +95,7 @@ describe("TCP memory pressure", () => {
     expect(b.buffered).toBeLessThanOrEqual(LIMIT + 12 * 4096);
     expect(p.b.stats().tcp!["memory_pressure_pct"]).toBeGreaterThan(80);
     const late = await p.a.tcp.connect({ host: "198.18.0.2", port: 80 });
-    expect(late.tcpInfo.sndWnd).toBeGreaterThanOrEqual(4096);
+    expect(late.tcpInfo!.sndWnd).toBeGreaterThanOrEqual(4096);
     late.write(pattern(2000));
     await p.until(() => held.length === 13 && held[12]!.readableLength === 2000, "the newcomer's request");
     await p.close();

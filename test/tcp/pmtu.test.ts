@@ -49,7 +49,7 @@ for (const family of [4, 6] as const) {
       expect(errors).toBeGreaterThan(0);
       expect(p.a.stats().tcp!["pmtu_reductions"]).toBeGreaterThan(0);
       expect(biggestAfter).toBeLessThanOrEqual(LIMIT);
-      expect(c.tcpInfo.mss).toBeLessThanOrEqual(LIMIT - (family === 4 ? 40 : 60));
+      expect(c.tcpInfo!.mss).toBeLessThanOrEqual(LIMIT - (family === 4 ? 40 : 60));
       await p.close();
     });
   });

@@ -94,7 +94,7 @@ describe("Karn's algorithm (RFC 6298 §3)", () => {
     const p = await connected({ faults: { delayMs: 50 }, limits: { tcp: { timestamps: false, tailLossProbe: false } } }, false);
     const { client: c, server } = p;
     const got = collect(server);
-    const before = c.tcpInfo.srtt; // from the handshake: ~100 ms round trip
+    const before = c.tcpInfo!.srtt; // from the handshake: ~100 ms round trip
     expect(before).toBeGreaterThan(90);
     let n = 0;
     const send = p.fa.send.bind(p.fa);
@@ -103,7 +103,7 @@ describe("Karn's algorithm (RFC 6298 §3)", () => {
     await p.until(() => got.bytes === 100, "retransmitted data");
     await p.until(() => false, "ACK back", 300).catch(() => undefined);
     // A sample from the retransmission would be ~1 s (RTO) + 100 ms and pull SRTT far up.
-    expect(c.tcpInfo.srtt).toBeCloseTo(before, 0);
+    expect(c.tcpInfo!.srtt).toBeCloseTo(before, 0);
     expect(p.a.stats().tcp!["rto_timeouts"]).toBe(1);
     await p.close();
   });
