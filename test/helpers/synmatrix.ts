@@ -1,8 +1,8 @@
 /**
  * Odd TCP flag combinations sent to an open port (a listener) and to a closed port, with the
  * reaction RFC 9293 §3.10.7.1-2 and Linux (tcp_v4_rcv, tcp_rcv_state_process) agree on. Shared by
- * the frame-level test (test/tcp/synflags.test.ts) and the TAP test that sends the same segments
- * to paf and to the kernel side by side (test/tap/hostile.test.ts).
+ * the frame-level test (test/stack/tcp/synflags.test.ts) and the TAP test that sends the same segments
+ * to paf and to the kernel side by side (test/stack/hostile.kernel.test.ts).
  */
 import { ACK, CWR, ECE, FIN, PSH, RST, SYN, URG } from "../../stack/wire/tcp.js";
 

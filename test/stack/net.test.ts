@@ -9,7 +9,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer, WebSocket } from "ws";
 import { Stack } from "../../stack/stack.js";
 import { VirtualSwitch } from "../../stack/netif/vswitch.js";
-import { TestDnsServer, a, aaaa, zone } from "../dns/net.js";
+import { TestDnsServer, a, aaaa, zone } from "./dns/net.js";
 
 const sw = new VirtualSwitch();
 const server = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" }, ipv6: { address: "2001:db8::2/64", dad: false } });

@@ -1,0 +1,345 @@
+// The TAP netif on its own, against the real kernel in a namespace this file creates: frames both
+// ways (UDP from the kernel, ARP and ICMP echo answered by it), the virtio-net header, batching,
+// truncation, bounded transmit queue, a device deleted under us, clear errors, idempotent close,
+// and a persistent TAP opened by a user without privileges.
+import { mkdtempSync, readlinkSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ifname, Netns, requirePrivileged, sh, useNetns, waitFor } from "../../helpers/netns.js";
+import { TapNetif, type TapOptions } from "../../../stack/netif/tap.js";
+import { NetifError, type RxMeta } from "../../../stack/netif/netif.js";
+import { packageRoot } from "../../../stack/netif/tap/binding.js";
+import { emitEthernet, ETHERTYPE_ARP, ETHERTYPE_IPV4 } from "../../../stack/wire/ethernet.js";
+import { emitArp, parseArp } from "../../../stack/wire/arp.js";
+import { emitIpv4, parseIpv4 } from "../../../stack/wire/ipv4.js";
+import { emitIcmp, parseIcmp, ICMPV4_ECHO_REPLY, ICMPV4_ECHO_REQUEST } from "../../../stack/wire/icmp.js";
+import { parseUdp } from "../../../stack/wire/udp.js";
+import { BROADCAST_MAC, formatMac, parseIPv4, parseMac } from "../../../stack/wire/addr.js";
+import { Stack } from "../../../stack/stack.js";
+
+const run = requirePrivileged();
+
+const OUR_MAC = parseMac("02:00:00:00:00:02");
+const OUR_IP = parseIPv4("198.18.0.2");
+const KERNEL_IP = parseIPv4("198.18.0.1");
+const PY = "/usr/bin/python3";
+
+interface Got {
+  frame: Uint8Array;
+  meta: RxMeta | undefined;
+}
+
+/** A TAP in `ns` whose kernel side is 198.18.0.1/24, with 198.18.0.2 -> OUR_MAC pinned (no ARP). */
+async function kernelPeer(ns: Netns, opts: TapOptions = {}) {
+  const tap = TapNetif.open(ifname("pt"), { netns: ns.path, up: true, ...opts });
+  const got: Got[] = [];
+  const batches: number[] = [];
+  let inBatch = 0;
+  tap.start({
+    frame: (f, meta) => {
+      inBatch++;
+      // The view is only valid during the call: keep a copy.
+      got.push({ frame: Uint8Array.prototype.slice.call(f), meta: meta ? { ...meta } : undefined });
+    },
+    batchEnd: () => {
+      batches.push(inBatch);
+      inBatch = 0;
+    },
+  });
+  await ns.ip("addr", "add", "198.18.0.1/24", "dev", tap.name);
+  await ns.neigh(tap.name, "198.18.0.2", formatMac(OUR_MAC));
+  const link = JSON.parse((await ns.ip("-j", "link", "show", tap.name)).stdout) as { address: string; flags: string[] }[];
+  return { tap, got, batches, kernelMac: parseMac(link[0]!.address), flags: link[0]!.flags };
+}
+
+/** The kernel in `ns` sends UDP datagrams with these payloads to 198.18.0.2:port. */
+async function kernelSendsUdp(ns: Netns, payloads: string[], port = 9999): Promise<void> {
+  const code = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor p in sys.argv[1:]: s.sendto(p.encode(),('198.18.0.2'," + port + "))";
+  await ns.exec(PY, ["-c", code, ...payloads], 10_000);
+}
+
+/** UDP payloads (as text) of the IPv4 frames received for `port`. */
+function udpPayloads(got: Got[], port = 9999): string[] {
+  const out: string[] = [];
+  for (const { frame } of got) {
+    if (frame[12] !== 0x08 || frame[13] !== 0x00) continue;
+    const ip = parseIpv4(frame.subarray(14));
+    if (typeof ip === "string" || ip.protocol !== 17) continue;
+    const udp = parseUdp(ip.payload);
+    if (typeof udp === "string" || udp.dstPort !== port) continue;
+    out.push(Buffer.from(udp.payload).toString());
+  }
+  return out;
+}
+
+function arpRequestFrame(tpa: Uint8Array, spa = parseIPv4("198.18.0.77")): Uint8Array {
+  const f = new Uint8Array(60);
+  emitEthernet(f, BROADCAST_MAC, OUR_MAC, ETHERTYPE_ARP);
+  emitArp(f.subarray(14), { op: 1, sha: OUR_MAC, spa, tha: new Uint8Array(6), tpa });
+  return f;
+}
+
+const isArpReply = (f: Uint8Array): boolean => f[12] === 0x08 && f[13] === 0x06 && f[21] === 2;
+
+function echoRequestFrame(dstMac: Uint8Array, ident: number, seq: number, data: Uint8Array): Uint8Array {
+  const f = new Uint8Array(14 + 20 + 8 + data.length);
+  emitEthernet(f, dstMac, OUR_MAC, ETHERTYPE_IPV4);
+  f.set(data, 42);
+  emitIcmp(f, 34, 8 + data.length, ICMPV4_ECHO_REQUEST, 0, ((ident << 16) | seq) >>> 0);
+  emitIpv4(f, 14, { ident: 1, ttl: 64, protocol: 1, src: OUR_IP, dst: KERNEL_IP, payloadLen: 8 + data.length });
+  return f;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe.skipIf(!run)("TapNetif with the kernel as peer", () => {
+  const ctx = useNetns("tap");
+
+  it("creates the TAP inside the namespace given by path and returns this thread to its own namespace", async () => {
+    const before = readlinkSync("/proc/thread-self/ns/net");
+    const { tap, flags } = await kernelPeer(ctx.ns);
+    expect(readlinkSync("/proc/thread-self/ns/net")).toBe(before);
+    expect(flags).toContain("UP"); // opts.up
+    await expect(sh("ip", ["link", "show", tap.name])).rejects.toThrow(/does not exist/); // not in ours
+    expect(tap.features).toEqual({ checksumOffload: false, maxFrameSize: 1514, tso: 0 });
+    await tap.close();
+  });
+
+  it("receives a UDP datagram the kernel sends to 198.18.0.2 as one IPv4/UDP Ethernet frame", async () => {
+    const { tap, got, kernelMac } = await kernelPeer(ctx.ns);
+    await kernelSendsUdp(ctx.ns, ["hello from the kernel"]);
+    await waitFor(() => udpPayloads(got).length > 0, "the UDP frame");
+    expect(udpPayloads(got)).toEqual(["hello from the kernel"]);
+    const f = got.find((g) => udpPayloads([g]).length)!.frame;
+    expect([...f.subarray(0, 6)]).toEqual([...OUR_MAC]); // to the pinned neighbour
+    expect([...f.subarray(6, 12)]).toEqual([...kernelMac]);
+    const ip = parseIpv4(f.subarray(14));
+    if (typeof ip === "string") throw new Error(ip);
+    expect([...ip.src, ...ip.dst]).toEqual([...KERNEL_IP, ...OUR_IP]);
+    expect(tap.stats().rxFrames).toBe(got.length);
+    expect(tap.stats().rxBytes).toBe(got.reduce((n, g) => n + g.frame.length, 0));
+    await tap.close();
+  });
+
+  it("sends an ARP request (RFC 826) and an ICMP echo request (RFC 792) that the kernel answers", async () => {
+    const { tap, got, kernelMac } = await kernelPeer(ctx.ns);
+    expect(tap.send(arpRequestFrame(KERNEL_IP))).toBe(true);
+    await waitFor(() => got.some((g) => isArpReply(g.frame)), "the kernel's ARP reply");
+    const a = parseArp(got.find((g) => isArpReply(g.frame))!.frame.subarray(14));
+    if (typeof a === "string") throw new Error(a);
+    expect([...a.sha]).toEqual([...kernelMac]);
+    expect([...a.spa, ...a.tpa]).toEqual([...KERNEL_IP, ...parseIPv4("198.18.0.77")]);
+
+    const data = new TextEncoder().encode("paf echo payload");
+    expect(tap.send(echoRequestFrame(kernelMac, 0x1234, 7, data))).toBe(true);
+    const isReply = (f: Uint8Array): boolean => {
+      const ip = parseIpv4(f.subarray(14));
+      return f[12] === 0x08 && f[13] === 0 && typeof ip !== "string" && ip.protocol === 1 && ip.payload[0] === ICMPV4_ECHO_REPLY;
+    };
+    await waitFor(() => got.some((g) => isReply(g.frame)), "the kernel's echo reply");
+    const ip = parseIpv4(got.find((g) => isReply(g.frame))!.frame.subarray(14));
+    if (typeof ip === "string") throw new Error(ip);
+    const icmp = parseIcmp(ip.payload);
+    if (typeof icmp === "string") throw new Error(icmp);
+    expect(icmp.rest).toBe(((0x1234 << 16) | 7) >>> 0);
+    expect(Buffer.from(icmp.body).toString()).toBe("paf echo payload");
+    expect(tap.stats()).toMatchObject({ txFrames: 2, txBytes: 60 + 42 + data.length, txDropped: 0 });
+    await tap.close();
+  });
+
+  it("strips and prepends the virtio-net header with vnetHdr, and reports checksum validity", async () => {
+    const { tap, got } = await kernelPeer(ctx.ns, { vnetHdr: true });
+    await kernelSendsUdp(ctx.ns, ["with a vnet header"]);
+    await waitFor(() => udpPayloads(got).length > 0, "the UDP frame");
+    const g = got.find((x) => udpPayloads([x]).length)!;
+    expect([...g.frame.subarray(0, 6)]).toEqual([...OUR_MAC]); // the header is gone
+    expect(typeof g.meta?.csumValid).toBe("boolean");
+    expect(tap.send(arpRequestFrame(KERNEL_IP))).toBe(true); // written behind a zeroed header
+    await waitFor(() => got.some((x) => isArpReply(x.frame)), "the kernel's ARP reply");
+    expect(tap.stats().rxBytes).toBe(got.reduce((n, x) => n + x.frame.length, 0)); // header not counted
+    await tap.close();
+  });
+
+  it("sets the kernel's offloads both ways on every open: a persistent TAP once opened with offload, then without, gets checksummed datagrams", async () => {
+    const name = ifname("pp");
+    await ctx.ns.ip("tuntap", "add", name, "mode", "tap");
+    const offloads = async () => (await ctx.ns.exec("ethtool", ["-k", name])).stdout.match(/^tx-checksumming: (\w+)/m)?.[1];
+    let stack: Stack | undefined;
+    try {
+      await TapNetif.open(name, { netns: ctx.ns.path, up: true, offload: true }).close();
+      expect(await offloads()).toBe("on"); // persistent: the device keeps what the last open set
+      const tap = TapNetif.open(name, { netns: ctx.ns.path, up: true });
+      expect(await offloads()).toBe("off");
+      stack = Stack.create({ netif: tap, mac: OUR_MAC, ipv4: { address: "198.18.0.2/24" } });
+      const sock = stack.udp.createSocket("udp4");
+      const got: string[] = [];
+      sock.on("message", (m) => got.push(m.toString()));
+      sock.bind(9999);
+      await ctx.ns.ip("addr", "add", "198.18.0.1/24", "dev", name);
+      await ctx.ns.neigh(name, "198.18.0.2", formatMac(OUR_MAC));
+      await kernelSendsUdp(ctx.ns, ["one", "two", "three"]);
+      await waitFor(() => got.length === 3, "three datagrams past the stack's checksum check", 3000).catch(() => undefined);
+      expect(stack.stats().udp!["drop_bad_checksum"] ?? 0).toBe(0);
+      expect(got).toEqual(["one", "two", "three"]);
+    } finally {
+      await stack?.close();
+      await ctx.ns.ip("link", "del", name).catch(() => undefined);
+    }
+  });
+
+  it("hands frames up in batches of at most `batch`, each closed by batchEnd", async () => {
+    const { tap, got, batches } = await kernelPeer(ctx.ns, { batch: 4 });
+    const payloads = Array.from({ length: 40 }, (_, i) => `datagram ${i}`);
+    await kernelSendsUdp(ctx.ns, payloads);
+    await waitFor(() => udpPayloads(got).length === 40, "40 datagrams");
+    expect(udpPayloads(got)).toEqual(payloads); // in order, none lost
+    expect(Math.max(...batches)).toBeLessThanOrEqual(4);
+    expect(batches.reduce((a, b) => a + b, 0)).toBe(got.length);
+    await tap.close();
+  });
+
+  it("drops and counts a frame longer than its slot (read() truncates it) and keeps the next ones", async () => {
+    const { tap, got } = await kernelPeer(ctx.ns, { frameSize: 256 });
+    await kernelSendsUdp(ctx.ns, ["x".repeat(1000), "small"]);
+    await waitFor(() => udpPayloads(got).includes("small"), "the small datagram");
+    expect(udpPayloads(got)).toEqual(["small"]);
+    expect(tap.stats().rxDropped).toBe(1);
+    expect(Math.max(...got.map((g) => g.frame.length))).toBeLessThan(256);
+    await tap.close();
+  });
+
+  it("bounds the transmit queue: beyond queueLimit send() returns false and counts txDropped", async () => {
+    const { tap } = await kernelPeer(ctx.ns, { queueLimit: 4 });
+    const results = Array.from({ length: 10 }, () => tap.send(arpRequestFrame(KERNEL_IP)));
+    expect(results).toEqual([true, true, true, true, false, false, false, false, false, false]);
+    expect(tap.stats().txDropped).toBe(6);
+    await sleep(0); // the flush runs once for the tick
+    expect(tap.stats().txFrames).toBe(4);
+    expect(tap.send(arpRequestFrame(KERNEL_IP))).toBe(true); // room again
+    await tap.close();
+  });
+
+  it("reports a device deleted under it once, through onError, and stops reading", async () => {
+    const errors: NetifError[] = [];
+    const { tap } = await kernelPeer(ctx.ns, { onError: (e) => errors.push(e) });
+    await ctx.ns.ip("link", "del", tap.name);
+    await waitFor(() => errors.length > 0, "onError");
+    await sleep(50);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(NetifError);
+    expect(errors[0]!.code).toMatch(/^E/);
+    expect(errors[0]!.message).toMatch(/deleted/);
+    await tap.close();
+  });
+
+  it("close() is idempotent, stops delivery, refuses sends and releases the device", async () => {
+    const { tap, got } = await kernelPeer(ctx.ns);
+    await kernelSendsUdp(ctx.ns, ["before close"]);
+    await waitFor(() => udpPayloads(got).length === 1, "the first datagram");
+    const p1 = tap.close();
+    const p2 = tap.close();
+    await Promise.all([p1, p2]);
+    await tap.close();
+    const n = got.length;
+    // Not persistent: closing the only fd deletes the device, so the kernel cannot even send.
+    await expect(ctx.ns.ip("link", "show", tap.name)).rejects.toThrow(/does not exist/);
+    await kernelSendsUdp(ctx.ns, ["after close"]).catch(() => undefined);
+    await sleep(200);
+    expect(got.length).toBe(n);
+    expect(tap.send(arpRequestFrame(KERNEL_IP))).toBe(false);
+    expect(tap.stats().txDropped).toBe(1);
+  });
+
+  it("keeps working when the device is moved to another namespace after opening", async () => {
+    const { tap, got } = await kernelPeer(ctx.ns);
+    const other = await Netns.create("tapmv");
+    try {
+      await ctx.ns.ip("link", "set", tap.name, "netns", other.name);
+      await other.kernelSide(tap.name, "198.18.0.1/24", undefined);
+      await other.neigh(tap.name, "198.18.0.2", formatMac(OUR_MAC));
+      await kernelSendsUdp(other, ["from the other namespace"]);
+      await waitFor(() => udpPayloads(got).length === 1, "the datagram");
+      expect(udpPayloads(got)).toEqual(["from the other namespace"]);
+      await tap.close();
+    } finally {
+      await other.destroy();
+    }
+  });
+});
+
+describe.skipIf(!run)("TapNetif.open errors say what to do", () => {
+  const ctx = useNetns("tape");
+
+  it("a name longer than 15 characters is EINVAL", () => {
+    expect(() => TapNetif.open("a-name-longer-than-15", { netns: ctx.ns.path })).toThrow(
+      expect.objectContaining({ code: "EINVAL", message: expect.stringMatching(/1 to 15 characters/) }),
+    );
+    expect(() => TapNetif.open("", { netns: ctx.ns.path })).toThrow(expect.objectContaining({ code: "EINVAL" }));
+  });
+
+  it("a TAP already open (not multi-queue) is EBUSY", async () => {
+    const name = ifname("pb");
+    const t = TapNetif.open(name, { netns: ctx.ns.path });
+    let err: unknown;
+    try {
+      TapNetif.open(name, { netns: ctx.ns.path });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(NetifError);
+    expect(err).toMatchObject({ code: "EBUSY", message: expect.stringMatching(new RegExp(`${name}.*in use by another process`)) });
+    await t.close();
+    // Released: it can be opened again.
+    await TapNetif.open(name, { netns: ctx.ns.path }).close();
+  });
+
+  it("a name taken by a device that is not a TAP, or a multi-queue mismatch, is EINVAL", async () => {
+    expect(() => TapNetif.open("lo", { netns: ctx.ns.path })).toThrow(expect.objectContaining({ code: "EINVAL", message: expect.stringMatching(/not a TAP/) }));
+    const name = ifname("pq");
+    const t = TapNetif.open(name, { netns: ctx.ns.path });
+    expect(() => TapNetif.open(name, { netns: ctx.ns.path, multiQueue: true })).toThrow(expect.objectContaining({ code: "EINVAL", message: expect.stringMatching(/multi_queue/) }));
+    await t.close();
+  });
+
+  it("a namespace that does not exist is ENOENT with the command that creates it", () => {
+    expect(() => TapNetif.open("x", { netns: "/var/run/netns/paf-does-not-exist" })).toThrow(
+      expect.objectContaining({ code: "ENOENT", message: expect.stringMatching(/ip netns add paf-does-not-exist/) }),
+    );
+  });
+
+  it("options out of range are EINVAL before anything is opened", () => {
+    expect(() => TapNetif.open("x", { mtu: 10 })).toThrow(expect.objectContaining({ code: "EINVAL" }));
+    expect(() => TapNetif.open("x", { batch: 0 })).toThrow(expect.objectContaining({ code: "EINVAL" }));
+  });
+
+  it("a user without privileges attaches to a persistent TAP it owns, and gets EPERM with a hint otherwise", async () => {
+    // /dev/net/tun is 0600 on some machines (this one): give the unprivileged process a 0666
+    // node of its own in a private mount namespace, leaving the real one untouched.
+    const dir = mkdtempSync(join(tmpdir(), "paf-tun-"));
+    const owned = ifname("po");
+    const foreign = ifname("pf");
+    try {
+      await ctx.ns.ip("tuntap", "add", owned, "mode", "tap", "user", "65534");
+      await ctx.ns.ip("link", "set", owned, "up");
+      await ctx.ns.ip("tuntap", "add", foreign, "mode", "tap", "user", "0");
+      const addon = join(packageRoot(), "build", "Release", "paf_tap.node");
+      const js =
+        `const a = require(${JSON.stringify(addon)}); const out = {};` +
+        `for (const n of process.argv.slice(1)) { try { const r = a.open(n, { up: true }); out[n] = { ok: r.name }; } catch (e) { out[n] = { code: e.code, message: e.message }; } }` +
+        `console.log(JSON.stringify(out));`;
+      const script =
+        `set -e; mount -t tmpfs paf-tun ${dir}; mknod ${dir}/tun c 10 200; chmod 0666 ${dir}/tun; mount --bind ${dir}/tun /dev/net/tun; ` +
+        `exec ip netns exec ${ctx.ns.name} setpriv --reuid=65534 --regid=65534 --clear-groups ${process.execPath} -e "$0" ${owned} ${foreign}`;
+      const r = await sh("unshare", ["-m", "--propagation", "private", "bash", "-c", script, js], 20_000);
+      const out = JSON.parse(r.stdout) as Record<string, { ok?: string; code?: string; message?: string }>;
+      expect(out[owned]).toEqual({ ok: owned }); // already up: no CAP_NET_ADMIN needed
+      expect(out[foreign]!.code).toBe("EPERM");
+      expect(out[foreign]!.message).toMatch(new RegExp(`sudo ip tuntap add ${foreign} mode tap user`));
+    } finally {
+      await ctx.ns.ip("link", "del", owned).catch(() => undefined);
+      await ctx.ns.ip("link", "del", foreign).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

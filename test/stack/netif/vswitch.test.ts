@@ -1,0 +1,102 @@
+// The in-process switch: MAC learning, flooding, bounds; and two stacks talking over it.
+import { describe, expect, it } from "vitest";
+import { VirtualSwitch } from "../../../stack/netif/vswitch.js";
+import { Stack } from "../../../stack/stack.js";
+import type { Netif } from "../../../stack/netif/netif.js";
+
+const tick = () => new Promise<void>((r) => setImmediate(r));
+
+function frame(dst: number[], src: number[], len = 60): Uint8Array {
+  const f = new Uint8Array(len);
+  f.set(dst, 0);
+  f.set(src, 6);
+  f[12] = 0x88;
+  f[13] = 0xb5;
+  return f;
+}
+
+function listen(n: Netif) {
+  const got: Uint8Array[] = [];
+  let batches = 0;
+  n.start({ frame: (f) => got.push(f), batchEnd: () => batches++ });
+  return { got, batches: () => batches };
+}
+
+const A = [2, 0, 0, 0, 0, 0xa];
+const B = [2, 0, 0, 0, 0, 0xb];
+const BCAST = [255, 255, 255, 255, 255, 255];
+
+describe("VirtualSwitch", () => {
+  it("floods unknown unicast and broadcast, never back to the sender", async () => {
+    const sw = new VirtualSwitch();
+    const [pa, pb, pc] = [sw.port(), sw.port(), sw.port()];
+    const [a, b, c] = [listen(pa), listen(pb), listen(pc)];
+    pa.send(frame(B, A));
+    pa.send(frame(BCAST, A));
+    await tick();
+    expect([a.got.length, b.got.length, c.got.length]).toEqual([0, 2, 2]);
+    expect(b.batches()).toBe(1);
+  });
+
+  it("learns source MACs and then forwards unicast to one port only", async () => {
+    const sw = new VirtualSwitch();
+    const [pa, pb, pc] = [sw.port(), sw.port(), sw.port()];
+    const [, b, c] = [listen(pa), listen(pb), listen(pc)];
+    pb.send(frame(A, B)); // the switch learns B
+    await tick();
+    c.got.length = 0;
+    pa.send(frame(B, A));
+    await tick();
+    expect(b.got.length).toBe(1);
+    expect(c.got.length).toBe(0);
+    expect(sw.counters.forwarded).toBe(1);
+  });
+
+  it("bounds the MAC table, evicting the oldest entry", async () => {
+    const sw = new VirtualSwitch({ macTableSize: 4 });
+    const p = sw.port();
+    listen(sw.port());
+    for (let i = 0; i < 10; i++) p.send(frame(BCAST, [2, 0, 0, 0, 1, i]));
+    expect(sw.macEntries).toBe(4);
+    expect(sw.counters.evicted).toBe(6);
+  });
+
+  it("drops oversize frames and delivers nothing to a closed port", async () => {
+    const sw = new VirtualSwitch({ mtu: 1500 });
+    const [pa, pb] = [sw.port(), sw.port()];
+    const b = listen(pb);
+    expect(pa.send(frame(B, A, 1515))).toBe(false);
+    expect(pa.stats().txDropped).toBe(1);
+    await pb.close();
+    pa.send(frame(BCAST, A));
+    await tick();
+    expect(b.got.length).toBe(0);
+  });
+
+  it("pair() is a two-way cable", async () => {
+    const [x, y] = VirtualSwitch.pair();
+    const [gx, gy] = [listen(x), listen(y)];
+    x.send(frame(B, A));
+    y.send(frame(A, B));
+    await tick();
+    expect([gx.got.length, gy.got.length]).toEqual([1, 1]);
+  });
+
+  it("two stacks on the switch ping each other and exchange UDP; a third sees no unicast", async () => {
+    const sw = new VirtualSwitch();
+    const a = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" } });
+    const b = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" } });
+    const c = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.3/24" } });
+    const r = await a.ping("198.18.0.2");
+    expect(r.from).toBe("198.18.0.2");
+    expect((await b.ping("198.18.0.1", { size: 3000 })).bytes).toBe(3000);
+    const sb = b.udp.createSocket("udp4");
+    sb.bind(9000);
+    const got = new Promise<string>((res) => sb.on("message", (m) => res(m.toString())));
+    a.udp.createSocket("udp4").send("over the switch", 9000, "198.18.0.2");
+    expect(await got).toBe("over the switch");
+    // c only ever saw broadcasts (gratuitous ARP, ARP requests), no unicast IPv4 for others.
+    expect(c.stats().ipv4!["rx_packets"] ?? 0).toBe(0);
+    await Promise.all([a.close(), b.close(), c.close()]);
+  });
+});

@@ -1,0 +1,148 @@
+// One TCP connection driven alone, through its narrow environment (stack/tcp/env.ts): no demux,
+// no IP, no netif. Segments go in as parsed segments and come out as header reprs, with time
+// from a virtual clock — the whole RFC 9293 life of a connection, step by step.
+import { describe, expect, it } from "vitest";
+import { Tcb } from "../../../stack/tcp/tcb.js";
+import type { TcpEnv, Flushable } from "../../../stack/tcp/env.js";
+import { resolveTcpOptions } from "../../../stack/tcp/options.js";
+import { TcpMemory } from "../../../stack/tcp/memory.js";
+import { TimerQueue } from "../../../stack/core/timers.js";
+import { VirtualClock } from "../../../stack/core/clock.js";
+import { SeededRandom } from "../../../stack/core/random.js";
+import { Counters } from "../../../stack/core/stats.js";
+import { ACK, FIN, PSH, SYN, newSegment, type TcpEmit, type TcpSegment } from "../../../stack/wire/tcp.js";
+import type { Route } from "../../../stack/ip.js";
+
+interface Sent {
+  repr: TcpEmit;
+  payload: Buffer;
+}
+
+function harness(opts = {}) {
+  const clock = new VirtualClock();
+  const timers = new TimerQueue(clock);
+  const o = resolveTcpOptions(opts);
+  const sent: Sent[] = [];
+  const owed = new Set<Flushable>();
+  const closed: Flushable[] = [];
+  const env: TcpEnv = {
+    timers,
+    counters: new Counters("tcp"),
+    random: new SeededRandom(7),
+    memory: new TcpMemory(o),
+    gsoMax: 0,
+    transmit: (_r, repr, q, off, len) => {
+      const payload = Buffer.alloc(len);
+      if (q && len) q.copy(off, len, payload, 0);
+      sent.push({ repr: { ...repr }, payload });
+      return true;
+    },
+    reset: () => {},
+    challengeAllowed: () => true,
+    wantsOutput: (t) => owed.add(t),
+    retryOutput: (t) => owed.add(t),
+    closed: (t) => closed.push(t),
+    timeWait: () => true,
+  };
+  const route: Route = { family: 4, src: new Uint8Array([198, 18, 0, 1]), dst: new Uint8Array([198, 18, 0, 2]), mtu: 1500, headroom: 34, broadcast: false };
+  const tcb = new Tcb(env, route, 40000, 80, o, "k");
+  const events: string[] = [];
+  const data: Buffer[] = [];
+  tcb.events = {
+    onConnect: () => events.push("connect"),
+    onData: (d) => data.push(Buffer.from(d)),
+    onEnd: () => events.push("end"),
+    onDrain: () => events.push("drain"),
+    onClose: (e) => events.push(`close${e ? ":" + e.code : ""}`),
+  };
+  /** Run owed output (what the demux does at the end of a batch) and return what went out. */
+  const out = (): Sent[] => {
+    for (const t of [...owed]) {
+      owed.delete(t);
+      t.flush();
+    }
+    return sent.splice(0);
+  };
+  const seg = (f: Partial<TcpSegment>): TcpSegment => ({ ...newSegment(), srcPort: 80, dstPort: 40000, window: 65535, ...f });
+  return { clock, tcb, env, events, data, out, seg, closed };
+}
+
+describe("a TCP connection on its own (TcpEnv)", () => {
+  it("runs the handshake, data both ways, delayed ACK and both FINs to CLOSED, with no layer", () => {
+    const sent: Sent[] = [];
+    const h = harness();
+    const take = () => {
+      sent.push(...h.out());
+      return sent.splice(0);
+    };
+    h.tcb.connect(1000);
+    // The SYN goes out at once: options offered (RFC 9293 §3.1, RFC 7323, RFC 2018).
+    let s = take();
+    expect(s).toHaveLength(1);
+    expect(s[0]!.repr).toMatchObject({ seq: 1000, flags: SYN, mss: 1460, sackPermitted: true });
+    expect(s[0]!.repr.wscale).toBeGreaterThan(0);
+    expect(s[0]!.repr.ts).toBeDefined();
+    const tsVal = s[0]!.repr.ts!.val;
+
+    // SYN-ACK: established, the ACK owed goes out at the end of the batch.
+    h.tcb.input(h.seg({ seq: 5000, ack: 1001, flags: SYN | ACK, mss: 1400, wscale: 7, sackPermitted: true, hasTimestamp: true, tsVal: 77, tsEcr: tsVal }));
+    expect(h.tcb.state).toBe("ESTABLISHED");
+    expect(h.events).toEqual(["connect"]);
+    s = take();
+    expect(s).toHaveLength(1);
+    expect(s[0]!.repr).toMatchObject({ seq: 1001, ack: 5001, flags: ACK });
+    expect(s[0]!.repr.ts).toMatchObject({ ecr: 77 });
+    expect(h.tcb.mss).toBe(1400 - 12); // the peer's MSS less the timestamp option
+
+    // Our data: one segment, PSH on the last.
+    h.tcb.send(Buffer.from("hello"));
+    s = take();
+    expect(s).toHaveLength(1);
+    expect(s[0]!.repr).toMatchObject({ seq: 1001, flags: ACK | PSH });
+    expect(s[0]!.payload.toString()).toBe("hello");
+
+    // The peer's data with the ACK of ours: delivered; one segment is ACKed after the delayed-ACK time.
+    h.tcb.input(h.seg({ seq: 5001, ack: 1006, flags: ACK | PSH, payload: Buffer.from("world"), hasTimestamp: true, tsVal: 78, tsEcr: tsVal }));
+    expect(Buffer.concat(h.data).toString()).toBe("world");
+    expect(h.tcb.sendQ.length).toBe(0);
+    expect(take()).toEqual([]);
+    h.clock.advance(39);
+    expect(take()).toEqual([]);
+    h.clock.advance(1);
+    s = take();
+    expect(s).toHaveLength(1);
+    expect(s[0]!.repr).toMatchObject({ seq: 1006, ack: 5006, flags: ACK });
+
+    // The peer closes: CLOSE-WAIT, its FIN acknowledged at once.
+    h.tcb.input(h.seg({ seq: 5006, ack: 1006, flags: ACK | FIN, hasTimestamp: true, tsVal: 79, tsEcr: tsVal }));
+    expect(h.tcb.state).toBe("CLOSE-WAIT");
+    expect(h.events).toContain("end");
+    s = take();
+    expect(s[0]!.repr).toMatchObject({ ack: 5007, flags: ACK });
+
+    // We close: FIN, LAST-ACK; its ACK ends the connection and the environment is told.
+    h.tcb.close();
+    s = take();
+    expect(s).toHaveLength(1);
+    expect(s[0]!.repr).toMatchObject({ seq: 1006, flags: ACK | FIN });
+    expect(h.tcb.state).toBe("LAST-ACK");
+    h.tcb.input(h.seg({ seq: 5007, ack: 1007, flags: ACK, hasTimestamp: true, tsVal: 80, tsEcr: tsVal }));
+    expect(h.tcb.state).toBe("CLOSED");
+    expect(h.closed).toEqual([h.tcb]);
+    expect(h.events.at(-1)).toBe("close");
+  });
+
+  it("retransmits an unacknowledged SYN on the RTO (1 s, doubling) and gives up with ETIMEDOUT", () => {
+    const h = harness({ synRetries: 2 });
+    h.tcb.connect(1);
+    expect(h.out()).toHaveLength(1);
+    h.clock.advance(1000);
+    expect(h.out().map((x) => x.repr.flags)).toEqual([SYN]);
+    h.clock.advance(2000);
+    expect(h.out().map((x) => x.repr.flags)).toEqual([SYN]);
+    h.clock.advance(4000);
+    expect(h.tcb.state).toBe("CLOSED");
+    expect(h.events).toEqual(["close:ETIMEDOUT"]);
+    expect(h.env.counters.get("syn_retransmits")).toBe(2);
+  });
+});
