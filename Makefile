@@ -4,7 +4,7 @@ NODE_MODULES := node_modules/.package-lock.json
 ADDON := build/Release/paf_tap.node
 TS_SOURCES := $(shell find stack tls http cli lab -name '*.ts' 2>/dev/null) index.ts
 
-.PHONY: all build test demo bench clean typecheck deps-demo deps-test deps-bench
+.PHONY: all build test demo bench clean typecheck lint format deps-demo deps-test deps-bench
 
 # System (Debian) packages: scripts/deps.sh holds the one list, checks what each use runs and
 # installs what is missing (as root with apt), or says what to install and stops.
@@ -30,9 +30,16 @@ build: $(ADDON) dist/.built
 typecheck: $(NODE_MODULES)
 	npx tsc -p tsconfig.test.json --noEmit
 
+# Lint and formatting (Biome, biome.json): the tree must be clean; `make format` rewrites it.
+lint: $(NODE_MODULES)
+	npx biome check .
+
+format: $(NODE_MODULES)
+	npx biome format --write .
+
 # All tests. Tests that need root and /dev/net/tun fail loudly when they cannot run,
 # unless PAF_ALLOW_SKIP_PRIVILEGED=1 is set.
-test: deps-test build typecheck
+test: deps-test build typecheck lint
 	node scripts/run-tests.mjs
 
 demo: deps-demo build

@@ -12,9 +12,17 @@ export { Scheduler, type SchedulerOptions } from "./stack/core/scheduler.js";
 export type { TenantOptions } from "./stack/ingress.js";
 export { CryptoRandom, SeededRandom, type Random } from "./stack/core/random.js";
 export { UdpSocket, type RemoteInfo, type UdpSocketOptions, type UdpSocketEvents } from "./stack/udp.js";
-export { StackNet, NetServer, type NetConnectOptions, type ServerOptions as NetServerOptions, type ListenOptions as NetListenOptions, type AddressInfo, type ServerEvents as NetServerEvents } from "./stack/net.js";
+export {
+  StackNet,
+  NetServer,
+  type NetConnectOptions,
+  type ServerOptions as NetServerOptions,
+  type ListenOptions as NetListenOptions,
+  type AddressInfo,
+  type ServerEvents as NetServerEvents,
+} from "./stack/net.js";
 export type { PingOptions, PingResult } from "./stack/ping.js";
-export { type TcpFlowEvents } from "./stack/tcp/flow.js";
+export type { TcpFlowEvents } from "./stack/tcp/flow.js";
 export { TcpFlow, TcpServer, type ListenOptions, type ConnectOptions, type TcpOptions } from "./stack/tcp/index.js";
 export { serve, type Service, type ServeHandle, type ServeOptions } from "./http/serve.js";
 export { stackListener, hostListener, unixListener, type Listener, type Flow, type TcpProvider } from "./http/listener.js";
@@ -28,7 +36,17 @@ export { DnsResolver, type DnsOptions, type LookupOptions, type LookupAddress, t
 export * from "./http/client/index.js";
 export { AcmeClient, AcmeProblem, type AcmeClientOptions, type Order, type Authorization, type Challenge, type ProblemDocument } from "./tls/acme/client.js";
 export { Http01Responder } from "./tls/acme/challenge.js";
-export { provision, RenewalScheduler, loadStored, LETSENCRYPT_STAGING, LETSENCRYPT_PRODUCTION, DEFAULT_RENEW_DAYS, type ProvisionOptions, type RenewalOptions, type Issued } from "./tls/acme/provision.js";
+export {
+  provision,
+  RenewalScheduler,
+  loadStored,
+  LETSENCRYPT_STAGING,
+  LETSENCRYPT_PRODUCTION,
+  DEFAULT_RENEW_DAYS,
+  type ProvisionOptions,
+  type RenewalOptions,
+  type Issued,
+} from "./tls/acme/provision.js";
 export { stackTransport, hostTransport, type AcmeTransport } from "./tls/acme/transport.js";
 export { generateKey as generateAccountKey, jwkThumbprint, type AccountKeyType } from "./tls/acme/jws.js";
 export { selfSigned, type SelfSigned } from "./tls/selfsigned.js";

@@ -32,7 +32,10 @@ export function intOption(name: string, value: string | undefined, min: number, 
 export function listOption<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T[] {
   if (value === undefined || value === "") return [];
   const out: T[] = [];
-  for (const v of value.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const v of value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`--${name}: unknown value "${v}" (expected one of: ${allowed.join(", ")})`);
     out.push(v as T);
   }

@@ -7,7 +7,7 @@
 import { writeFileSync } from "node:fs";
 import { parse, intOption, UsageError } from "./args.js";
 import { outputFileOption } from "./files.js";
-import { Stack, type StackOptions } from "../stack/stack.js";
+import type { Stack, StackOptions } from "../stack/stack.js";
 import { runLoad, type LoadOptions, type LoadRun } from "../http/bench/load.js";
 import { Ctx } from "../http/client/context.js";
 import { K } from "../http/client/resolve.js";
@@ -72,7 +72,8 @@ export function parseBenchArgs(argv: string[]): BenchConfig {
     true,
   );
   if (values.help) throw new UsageError(BENCH_USAGE);
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? `one URL expected, got ${positionals.length}: ${positionals.join(" ")}` : "a URL is required, e.g. paf bench http://198.18.0.2/");
+  if (positionals.length !== 1)
+    throw new UsageError(positionals.length ? `one URL expected, got ${positionals.length}: ${positionals.join(" ")}` : "a URL is required, e.g. paf bench http://198.18.0.2/");
   let url: URL;
   try {
     url = new URL(positionals[0]!);
@@ -104,7 +105,8 @@ export function parseBenchArgs(argv: string[]): BenchConfig {
     const stack = parseStackOptions(values);
     tap = { name: values.tap, netns: values["tap-netns"], stack };
   } else {
-    for (const o of ["tap-netns", "ipv4", "ipv6", "gateway", "dns"] as const) if (values[o] !== undefined) throw new UsageError(`--${o} needs --tap (it configures the userspace stack the clients run on)`);
+    for (const o of ["tap-netns", "ipv4", "ipv6", "gateway", "dns"] as const)
+      if (values[o] !== undefined) throw new UsageError(`--${o} needs --tap (it configures the userspace stack the clients run on)`);
   }
   return {
     load: { url, method, clients, streams: values.h2 ? streams : 1, requests, durationMs, bodySize, h2: !!values.h2, insecure: !!values.insecure, timeoutMs },

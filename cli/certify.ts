@@ -83,7 +83,8 @@ export function parseAcmeArgs(values: AcmeValues): AcmeConfig | undefined {
     const d = raw.toLowerCase().replace(/\.$/, "");
     if (isIP(d)) throw new UsageError(`--acme-domain: "${raw}" is an IP address; ACME HTTP-01 certificates are for DNS names`);
     if (d.startsWith("*.")) throw new UsageError(`--acme-domain: "${raw}" is a wildcard; wildcards need the DNS-01 challenge, paf answers HTTP-01`);
-    if (d.length > 253 || !d.includes(".") || !d.split(".").every((l) => LABEL.test(l))) throw new UsageError(`--acme-domain: "${raw}" is not a valid DNS name (dot-separated labels of letters, digits and hyphens)`);
+    if (d.length > 253 || !d.includes(".") || !d.split(".").every((l) => LABEL.test(l)))
+      throw new UsageError(`--acme-domain: "${raw}" is not a valid DNS name (dot-separated labels of letters, digits and hyphens)`);
     if (seen.has(d)) throw new UsageError(`--acme-domain: "${raw}" is given twice`);
     seen.add(d);
   }
@@ -190,7 +191,16 @@ export async function certify(argv: string[]): Promise<number> {
     try {
       if (s) await s.ready();
       console.log(`answering ACME challenges on ${s ? `${cfg.tap} ${s.addresses().join(" ")}` : `host ${cfg.host}`} http ${cfg.http}`);
-      const issued = await provision({ domains: acme.domains, email: acme.email, directoryUrl: acme.directoryUrl, ca: acme.ca, dir: acme.dir, transport: s ? stackTransport(s) : hostTransport(), responder, log: (m) => console.log(m) });
+      const issued = await provision({
+        domains: acme.domains,
+        email: acme.email,
+        directoryUrl: acme.directoryUrl,
+        ca: acme.ca,
+        dir: acme.dir,
+        transport: s ? stackTransport(s) : hostTransport(),
+        responder,
+        log: (m) => console.log(m),
+      });
       console.log(`certificate ${describe(issued)}: ${issued.certPath} ${issued.keyPath}`);
       return 0;
     } finally {

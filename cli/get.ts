@@ -84,7 +84,8 @@ export function parseGetArgs(argv: string[]): GetConfig {
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`get: unsupported scheme ${url.protocol} (http: and https:)`);
   if (v.http2 && v["http1.1"]) throw new UsageError("--http2 and --http1.1 exclude each other");
   if (v.insecure && v.cacert) throw new UsageError("--insecure and --cacert exclude each other");
-  if (!v.tap && (v.ipv4 || v.ipv6 || v.gateway || v.dns || v["tap-netns"])) throw new UsageError("--ipv4, --ipv6, --gateway, --dns and --tap-netns need --tap (without it the host's sockets and resolver are used)");
+  if (!v.tap && (v.ipv4 || v.ipv6 || v.gateway || v.dns || v["tap-netns"]))
+    throw new UsageError("--ipv4, --ipv6, --gateway, --dns and --tap-netns need --tap (without it the host's sockets and resolver are used)");
   let stack: GetConfig["stack"];
   if (v.tap) {
     checkTapName(v.tap);
@@ -109,7 +110,7 @@ export function parseGetArgs(argv: string[]): GetConfig {
     stack,
     tap: v.tap,
     tapNetns: v["tap-netns"],
-    http2: v.http2 ? (url.protocol === "http:" ? "prior-knowledge" : true) : v["http1.1"] ? false : true,
+    http2: v.http2 ? (url.protocol === "http:" ? "prior-knowledge" : true) : !v["http1.1"],
     tls,
     method: (v.request ?? (v.data !== undefined ? "POST" : "GET")).toUpperCase(),
     headers,
@@ -142,7 +143,10 @@ export async function get(argv: string[]): Promise<number> {
     const t0 = performance.now();
     const res = await client.request(cfg.url, { method: cfg.method, headers: cfg.headers, body, http2: cfg.http2, maxRedirects: cfg.maxRedirects, timeout: cfg.timeout });
     for (const r of res.redirects) log(`* redirected from ${r}`);
-    if (res.connection) log(`* connected to ${res.connection.remoteAddress ?? "?"} port ${res.connection.remotePort ?? "?"} via ${res.connection.via}${res.connection.tls ? ` (${res.connection.tls.version}, ALPN ${res.connection.tls.alpn || "none"})` : ""}`);
+    if (res.connection)
+      log(
+        `* connected to ${res.connection.remoteAddress ?? "?"} port ${res.connection.remotePort ?? "?"} via ${res.connection.via}${res.connection.tls ? ` (${res.connection.tls.version}, ALPN ${res.connection.tls.alpn || "none"})` : ""}`,
+      );
     log(`< ${res.protocol} ${res.status}`);
     for (const [k, val] of Object.entries(res.headers)) log(`< ${k}: ${Array.isArray(val) ? val.join(", ") : val}`);
     await pipeline(res.body, cfg.output ? createWriteStream(cfg.output) : process.stdout);

@@ -69,10 +69,15 @@ export async function labUp(args: LabArgs, rawArgv: string[]): Promise<number> {
   let exited: string | undefined;
   child.once("exit", (code, sig) => (exited = `exit ${code ?? sig}`));
   try {
-    await waitFor(() => {
-      if (exited) throw new Error(exited);
-      return readState(name)?.pid === child.pid;
-    }, `lab ${name}`, UP_WAIT_MS, 50);
+    await waitFor(
+      () => {
+        if (exited) throw new Error(exited);
+        return readState(name)?.pid === child.pid;
+      },
+      `lab ${name}`,
+      UP_WAIT_MS,
+      50,
+    );
   } catch (e) {
     if (!exited) child.kill("SIGTERM");
     console.error(`paf: lab ${name} did not come up (${(e as Error).message}):\n${readFileSync(f.log, "utf8")}`);

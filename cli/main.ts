@@ -28,7 +28,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "get":
       return (await import("./get.js")).get(rest);
-    case "bench": return (await import("./bench.js")).bench(rest);
+    case "bench":
+      return (await import("./bench.js")).bench(rest);
     case "lab":
       return (await import("./lab.js")).labCommand(rest);
     case undefined:

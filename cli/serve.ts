@@ -2,7 +2,7 @@
  * `paf serve`: bring a userspace stack up on a TAP device and run services on it.
  */
 import { parse, listOption, UsageError } from "./args.js";
-import { Stack, type StackOptions } from "../stack/stack.js";
+import type { Stack, StackOptions } from "../stack/stack.js";
 import { ipFamily } from "../stack/wire/addr.js";
 import { startServices, SERVICES, type ServiceName } from "./services.js";
 import { writeFileSync } from "node:fs";
@@ -135,14 +135,16 @@ export function parseServeArgs(argv: string[], command: "serve" | "certify" = "s
   const acme = parseAcmeArgs(values);
   if (command === "certify") {
     if (!acme) throw new UsageError("paf certify needs --acme-domain NAME (the name to get a certificate for)");
-    for (const o of ["https", "cert", "key", "app", "root", "services", "redirect-https"] as const) if (values[o] !== undefined) throw new UsageError(`--${o} is for paf serve; paf certify only obtains the certificate and writes its files`);
+    for (const o of ["https", "cert", "key", "app", "root", "services", "redirect-https"] as const)
+      if (values[o] !== undefined) throw new UsageError(`--${o} is for paf serve; paf certify only obtains the certificate and writes its files`);
   } else if (acme) {
     if (values.https === undefined) throw new UsageError("--acme-domain needs --https PORT (the ACME certificate is served there)");
     if (values.cert) throw new UsageError("--acme-domain and --cert/--key exclude each other (the certificate comes from the ACME CA)");
   }
   if (acme && values.http === "0") throw new UsageError("--acme-domain needs HTTP for the HTTP-01 challenge: --http must not be 0");
   if (values["redirect-https"] && values["no-redirect-https"]) throw new UsageError("--redirect-https and --no-redirect-https exclude each other");
-  if (values["redirect-https"] && (values.https === undefined || Number(values.https) === 0 || Number(values.http) === 0)) throw new UsageError("--redirect-https needs --https PORT and HTTP on (--http not 0): it sends HTTP requests to HTTPS");
+  if (values["redirect-https"] && (values.https === undefined || Number(values.https) === 0 || Number(values.http) === 0))
+    throw new UsageError("--redirect-https needs --https PORT and HTTP on (--http not 0): it sends HTTP requests to HTTPS");
   if (values.dns?.length && values.host) throw new UsageError("--dns is for the userspace stack (--tap); --host uses the system resolver");
   const stack = parseStackOptions(values);
   const http = port("http", values.http, 80);
@@ -217,7 +219,14 @@ export async function serve(argv: string[]): Promise<number> {
   };
   if (cfg.tap) {
     const tap = cfg.tap;
-    stack = openTapStack({ tap, tapNetns: cfg.tapNetns, pcap: cfg.pcap, stack: cfg.stack, offload: cfg.offload, onTapError: (e) => fail(Object.assign(new Error(`TAP ${tap} failed (${e.message}); the server stopped`), { code: "ENODEV" })) });
+    stack = openTapStack({
+      tap,
+      tapNetns: cfg.tapNetns,
+      pcap: cfg.pcap,
+      stack: cfg.stack,
+      offload: cfg.offload,
+      onTapError: (e) => fail(Object.assign(new Error(`TAP ${tap} failed (${e.message}); the server stopped`), { code: "ENODEV" })),
+    });
     services = await startServices(stack, cfg.services);
   }
   const s = stack;
@@ -242,7 +251,15 @@ export async function serve(argv: string[]): Promise<number> {
       key = acme.stored.key;
       cert = acme.stored.cert;
     } else {
-      const names = ["localhost", ...(s ? s.addresses().filter((a) => !a.startsWith("fe80")).map((a) => a.split(" ")[0]!) : [cfg.host!])];
+      const names = [
+        "localhost",
+        ...(s
+          ? s
+              .addresses()
+              .filter((a) => !a.startsWith("fe80"))
+              .map((a) => a.split(" ")[0]!)
+          : [cfg.host!]),
+      ];
       const ss = await selfSigned(names);
       key = ss.key;
       cert = ss.cert;

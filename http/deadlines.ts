@@ -180,6 +180,6 @@ export class DeadlineTable {
   /** The deadline of the connection under `socket` (a flow, or a TLSSocket over one). */
   of(socket: object | null | undefined): ConnectionDeadline | undefined {
     if (!socket) return undefined;
-    return (socket as Tracked)[DEADLINE] ?? ((socket as { _parent?: Tracked })._parent ?? {})[DEADLINE];
+    return (socket as Tracked)[DEADLINE] ?? (socket as { _parent?: Tracked })._parent?.[DEADLINE];
   }
 }

@@ -21,9 +21,10 @@ export type Flow = Duplex & {
 export function socketLike<T extends Duplex>(d: T): T {
   const x = d as unknown as Record<string, unknown>;
   for (const m of ["setTimeout", "setNoDelay", "setKeepAlive", "ref", "unref"]) {
-    if (typeof x[m] !== "function") x[m] = function (this: T) {
-      return this;
-    };
+    if (typeof x[m] !== "function")
+      x[m] = function (this: T) {
+        return this;
+      };
   }
   return d;
 }

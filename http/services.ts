@@ -212,7 +212,10 @@ function endStreamBeforeReset(s: http2.Http2Server | http2.Http2SecureServer): v
  * time): its deadline stops, so no 408 is ever written into it.
  */
 function attachUpgrade(server: http.Server | http2.Http2SecureServer, hook: UpgradeHandler, deadlines: DeadlineTable, h2cOnHttp1?: http.Server): void {
-  server.on("upgrade", upgradeListener(h2cOnHttp1, hook, (socket) => deadlines.of(socket)?.stop()));
+  server.on(
+    "upgrade",
+    upgradeListener(h2cOnHttp1, hook, (socket) => deadlines.of(socket)?.stop()),
+  );
 }
 
 /** Graceful stop: GOAWAY to HTTP/2 sessions, wait for requests in flight, close the rest at the deadline. */
@@ -318,7 +321,10 @@ export interface TlsOptions extends HttpLimits {
 }
 
 /** HTTPS with ALPN: h2 or http/1.1 on the same port; setCertificate() swaps certificates live. */
-export function httpsService(handler: Handler, opts: TlsOptions): Service & { server: http2.Http2SecureServer; setCertificate(key: string | Buffer, cert: string | Buffer, servername?: string): void } {
+export function httpsService(
+  handler: Handler,
+  opts: TlsOptions,
+): Service & { server: http2.Http2SecureServer; setCertificate(key: string | Buffer, cert: string | Buffer, servername?: string): void } {
   const log = opts.log ?? ((m) => console.error(m));
   const inflight: Inflight = { n: 0 };
   const contexts = new Map<string, tls.SecureContext>();

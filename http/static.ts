@@ -33,7 +33,7 @@ export function staticFiles(root: string, fallback?: Handler): Handler {
       res.statusCode = 403;
       return res.end("forbidden\n");
     }
-    let st;
+    let st: ReturnType<typeof statSync>;
     try {
       st = statSync(path);
       if (st.isDirectory()) {
@@ -53,6 +53,8 @@ export function staticFiles(root: string, fallback?: Handler): Handler {
     res.setHeader("content-type", TYPES[extname(path).toLowerCase()] ?? "application/octet-stream");
     res.setHeader("content-length", String(st.size));
     if (req.method === "HEAD") return res.end();
-    createReadStream(path).on("error", () => res.destroy()).pipe(res as NodeJS.WritableStream);
+    createReadStream(path)
+      .on("error", () => res.destroy())
+      .pipe(res as NodeJS.WritableStream);
   };
 }

@@ -30,7 +30,10 @@ export function upgradeListener(server: http.Server | undefined, hook: UpgradeHa
 }
 
 function tokens(v: string | undefined): string[] {
-  return (v ?? "").split(",").map((t) => t.trim().toLowerCase()).filter((t) => t !== "");
+  return (v ?? "")
+    .split(",")
+    .map((t) => t.trim().toLowerCase())
+    .filter((t) => t !== "");
 }
 
 /** The request head as received, minus Upgrade, HTTP2-Settings and their Connection tokens. */

@@ -87,4 +87,3 @@ export class Bridge {
     return this.closing;
   }
 }
-

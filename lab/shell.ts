@@ -93,8 +93,7 @@ export function waitForOutput(child: ChildProcess, re: RegExp, timeoutMs = 10_00
       const m = seen.match(re);
       if (m) done(() => resolve(m));
     };
-    const onExit = (code: number | null, sig: string | null): void =>
-      done(() => reject(new Error(`process exited (${code ?? sig}) before printing ${re}; output: ${seen}`)));
+    const onExit = (code: number | null, sig: string | null): void => done(() => reject(new Error(`process exited (${code ?? sig}) before printing ${re}; output: ${seen}`)));
     const timer = setTimeout(() => done(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${re}; output: ${seen}`))), timeoutMs);
     child.stdout?.on("data", onData);
     child.stderr?.on("data", onData);

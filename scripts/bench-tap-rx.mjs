@@ -131,7 +131,8 @@ async function main() {
       framesPerCpuSecond: Math.round(frames / cpuSeconds),
       wallSeconds: +elapsed.toFixed(2),
     };
-    const extra = mode === "echo" ? `, ${result.roundTripsPerSec} round trips/s (window ${result.window})` : mode === "reflect" ? `, ${result.txFramesPerSec} tx frames/s, sink got ${sink.received}` : "";
+    const extra =
+      mode === "echo" ? `, ${result.roundTripsPerSec} round trips/s (window ${result.window})` : mode === "reflect" ? `, ${result.txFramesPerSec} tx frames/s, sink got ${sink.received}` : "";
     console.log(
       `TapNetif ${mode}: ${result.rxFramesPerSec} frames/s, ${result.rxGbitPerSec} Gbit/s (batch ${batch}, flush ${values.flush}, ${result.framesPerBatch} frames per batch; kernel sent ${result.kernelSentPerSec}/s, TAP queue drops ${result.kernelTapTxDropped}; ${result.cpuSeconds} CPU s (${result.cpuUserSeconds} user) = ${result.framesPerCpuSecond} frames per CPU second)${extra}`,
     );

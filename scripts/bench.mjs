@@ -15,7 +15,6 @@ if (process.getuid?.() !== 0) {
 }
 
 const fmt = (x) => (x === undefined ? "–" : x >= 100 ? Math.round(x).toLocaleString("en-US") : x.toFixed(2));
-const gbps = (r) => r.name.includes("Gbit/s");
 const rows = [];
 try {
   const only = process.env.PAF_BENCH_ONLY;

@@ -13,11 +13,18 @@ for (const t of ["udp4", "udp6"]) {
   s.on("message", (m, r) => s.send(m, r.port, r.address));
   s.bind(7);
 }
-for (const [host, size] of [["198.18.0.2", 56], ["2001:db8::2", 56], ["198.18.0.2", 4000]]) {
+for (const [host, size] of [
+  ["198.18.0.2", 56],
+  ["2001:db8::2", 56],
+  ["198.18.0.2", 4000],
+]) {
   const r = await client.ping(host, { size });
   console.log(`ping ${host} size ${size}: reply from ${r.from} in ${r.rtt.toFixed(2)} ms`);
 }
-for (const [t, host] of [["udp4", "198.18.0.2"], ["udp6", "2001:db8::2"]]) {
+for (const [t, host] of [
+  ["udp4", "198.18.0.2"],
+  ["udp6", "2001:db8::2"],
+]) {
   const c = client.udp.createSocket(t);
   const got = new Promise((res) => c.once("message", (m) => res(m.toString())));
   c.send(`hello paf over ${t}`, 7, host);

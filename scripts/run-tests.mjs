@@ -9,7 +9,10 @@ mkdirSync("test-artifacts", { recursive: true });
 const out = "test-artifacts/vitest.json";
 const args = ["vitest", "run", "--reporter=default", "--reporter=json", `--outputFile.json=${out}`, ...process.argv.slice(2)];
 const r = spawnSync("npx", args, { stdio: "inherit", env: process.env });
-let passed = 0, failed = 0, skipped = 0, unloaded = 0;
+let passed = 0,
+  failed = 0,
+  skipped = 0,
+  unloaded = 0;
 if (existsSync(out)) {
   const j = JSON.parse(readFileSync(out, "utf8"));
   passed = j.numPassedTests ?? 0;

@@ -26,7 +26,25 @@ import type { ArpProbeTiming } from "./arp.js";
 import { Counters } from "./core/stats.js";
 import { ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE, errnoError } from "./core/errors.js";
 import { resolveOptions } from "./core/validate.js";
-import { BOOTREPLY, BOOTREQUEST, DHCPACK, DHCPDECLINE, DHCPDISCOVER, DHCPNAK, DHCPOFFER, DHCPREQUEST, DHCP_CLIENT_PORT, DHCP_FLAG_BROADCAST, DHCP_SERVER_PORT, OPT, emitDhcp, optAddresses, optU32, parseDhcp, type DhcpMessage } from "./wire/dhcp.js";
+import {
+  BOOTREPLY,
+  BOOTREQUEST,
+  DHCPACK,
+  DHCPDECLINE,
+  DHCPDISCOVER,
+  DHCPNAK,
+  DHCPOFFER,
+  DHCPREQUEST,
+  DHCP_CLIENT_PORT,
+  DHCP_FLAG_BROADCAST,
+  DHCP_SERVER_PORT,
+  OPT,
+  emitDhcp,
+  optAddresses,
+  optU32,
+  parseDhcp,
+  type DhcpMessage,
+} from "./wire/dhcp.js";
 import { bytesEqual, formatIPv4, ipFamily, ipv4ToU32, parseIPv4 } from "./wire/addr.js";
 import { ipv4Mask } from "./routes.js";
 
@@ -376,7 +394,7 @@ export class DhcpClient extends EventEmitter<DhcpEvents> {
 
   private onOffer(m: DhcpMessage, server: Uint8Array | undefined): void {
     const y = ipv4ToU32(m.yiaddr);
-    if (!server || server.length !== 4) return this.counters.drop("offer_without_server_id");
+    if (server?.length !== 4) return this.counters.drop("offer_without_server_id");
     if (y === 0 || y === 0xffffffff || y >>> 28 >= 0xe || y >>> 24 === 127) return this.counters.drop("offer_bad_address");
     // The first acceptable offer is taken (§4.4.1 lets the client choose how long to collect).
     this.offer = { address: m.yiaddr, server: Uint8Array.from(server) };
@@ -463,7 +481,7 @@ export class DhcpClient extends EventEmitter<DhcpEvents> {
     const c = this.counters;
     const y = ipv4ToU32(m.yiaddr);
     if (y === 0 || y === 0xffffffff || y >>> 28 >= 0xe || y >>> 24 === 127) return void c.drop("ack_bad_address");
-    if (!server || server.length !== 4) return void c.drop("ack_without_server_id");
+    if (server?.length !== 4) return void c.drop("ack_without_server_id");
     const o = m.options;
     const prefixLength = maskLength(o.get(OPT.SUBNET_MASK)) ?? classfulLength(y);
     // §3.3: a lease time is required in an ACK to a REQUEST; without one, take it as infinite.
@@ -498,7 +516,7 @@ const TYPE_NAMES: Record<number, string> = { 1: "discover", 2: "offer", 3: "requ
 
 /** A contiguous subnet mask's prefix length; undefined for anything else. */
 function maskLength(v: Uint8Array | undefined): number | undefined {
-  if (!v || v.length !== 4) return undefined;
+  if (v?.length !== 4) return undefined;
   const m = ipv4ToU32(v);
   const len = Math.clz32(~m >>> 0); // the leading one bits
   return m === ipv4Mask(len) ? len : undefined;

@@ -332,7 +332,7 @@ export class DnsResolver {
       }
       if (addresses.length > 0) return { addresses, ttl: minTtl };
       const c = msg.answers.find((r) => r.type === DNS_TYPE.CNAME && r.class === DNS_CLASS_IN && sameName(r.name, owner));
-      if (!c || c.data.kind !== "CNAME") break;
+      if (c?.data.kind !== "CNAME") break;
       const target = canonicalName(c.data.target);
       if (depth >= this.maxCnameDepth) {
         this.counters.drop("cname_too_deep");

@@ -163,7 +163,6 @@ export class Icmpv4 implements UpperProtocol {
     return sendEchoRequest(this.pings, this.ip, dst, opts, ICMPV4_ECHO_REQUEST);
   }
 
-
   close(): void {
     this.pings.close();
   }

@@ -175,7 +175,6 @@ export class Icmpv6 implements UpperProtocol {
     return sendEchoRequest(this.pings, this.ip, dst, opts, ICMPV6_ECHO_REQUEST);
   }
 
-
   close(): void {
     this.pings.close();
   }

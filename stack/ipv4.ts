@@ -134,7 +134,11 @@ export class Ipv4Layer implements IpOutput {
     this.pmtuTimeoutMs = opts.pmtuTimeoutMs ?? 600_000;
     this.minPmtu = opts.minPmtu ?? 552;
     this.reassembler = new Reassembler(timers, this.counters, opts.reassembly, (first) => this.reassemblyTimeout(first));
-    this.loop = new Loopback((f, p) => this.input(f, p), () => this.batchEnd(), this.counters);
+    this.loop = new Loopback(
+      (f, p) => this.input(f, p),
+      () => this.batchEnd(),
+      this.counters,
+    );
     // RFC 1112 §4: every host listens to all-hosts (IGMP queries come there).
     this.joinGroup(u32ToIPv4(ALL_HOSTS));
   }
@@ -217,7 +221,9 @@ export class Ipv4Layer implements IpOutput {
     const mask = ipv4Mask(prefixLength);
     const d = (ipv4ToU32(dst) & mask) >>> 0;
     const gw = gateway ? ipv4ToU32(gateway) : undefined;
-    const n = this.table.removeWhere((r) => r.origin !== "connected" && r.dst === d && r.prefixLength === prefixLength && (gw === undefined || r.gateway === gw) && (metric === undefined || r.metric === metric));
+    const n = this.table.removeWhere(
+      (r) => r.origin !== "connected" && r.dst === d && r.prefixLength === prefixLength && (gw === undefined || r.gateway === gw) && (metric === undefined || r.metric === metric),
+    );
     if (n === 0) throw errnoError("ESRCH", "removeRoute", `${formatU32(d)}/${prefixLength}${gw ? ` via ${formatU32(gw)}` : ""}`);
     this.index();
   }
@@ -230,7 +236,7 @@ export class Ipv4Layer implements IpOutput {
 
   private index(): void {
     this.addrU32 = Uint32Array.from(this.addrs, (a) => a.u32);
-    this.addrBcast = Uint32Array.from(this.addrs, (a) => (a.broadcast < 0 ? 0 : a.broadcast));
+    this.addrBcast = Uint32Array.from(this.addrs, (a) => Math.max(a.broadcast, 0));
     const t = this.table.entries;
     this.routeDst = Uint32Array.from(t, (r) => r.dst);
     this.routeMask = Uint32Array.from(t, (r) => r.mask);

@@ -63,7 +63,10 @@ export interface Ipv6RouteEntry extends RouteEntry {
 }
 
 const sameRoute6 = (a: Ipv6RouteEntry, b: Ipv6RouteEntry): boolean =>
-  a.prefixLength === b.prefixLength && a.metric === b.metric && bytesEqual(a.dst, b.dst) && (a.gateway === undefined ? b.gateway === undefined : b.gateway !== undefined && bytesEqual(a.gateway, b.gateway));
+  a.prefixLength === b.prefixLength &&
+  a.metric === b.metric &&
+  bytesEqual(a.dst, b.dst) &&
+  (a.gateway === undefined ? b.gateway === undefined : b.gateway !== undefined && bytesEqual(a.gateway, b.gateway));
 
 export interface Ipv6Route extends Route {
   nextHop: Uint8Array | undefined;
@@ -124,7 +127,11 @@ export class Ipv6Layer implements IpOutput {
     this.maxExt = opts.maxExtensionHeaders ?? 16;
     const reassembly = { ...opts.reassembly, timeoutMs: opts.reassembly?.timeoutMs ?? 60_000 };
     this.reassembler = new Reassembler(timers, this.counters, reassembly, (first) => this.reassemblyTimeout(first));
-    this.loop = new Loopback((f, p) => this.input(f, p), () => this.batchEnd(), this.counters);
+    this.loop = new Loopback(
+      (f, p) => this.input(f, p),
+      () => this.batchEnd(),
+      this.counters,
+    );
     // RFC 4291 §2.8: every node listens to the all-nodes group.
     this.joinGroup(ALL_NODES);
   }
@@ -156,7 +163,13 @@ export class Ipv6Layer implements IpOutput {
   /** Remove static routes to `dst`/`prefixLength` (only via `gateway`, with `metric`, when given). ESRCH if none matched. */
   removeRoute(dst: Uint8Array, prefixLength: number, gateway?: Uint8Array, metric?: number): void {
     const d = maskPrefix(dst, prefixLength);
-    const n = this.table.removeWhere((r) => r.prefixLength === prefixLength && bytesEqual(r.dst, d) && (gateway === undefined || (r.gateway !== undefined && bytesEqual(r.gateway, gateway))) && (metric === undefined || r.metric === metric));
+    const n = this.table.removeWhere(
+      (r) =>
+        r.prefixLength === prefixLength &&
+        bytesEqual(r.dst, d) &&
+        (gateway === undefined || (r.gateway !== undefined && bytesEqual(r.gateway, gateway))) &&
+        (metric === undefined || r.metric === metric),
+    );
     if (n === 0) throw errnoError("ESRCH", "removeRoute", `${formatIPv6(d)}/${prefixLength}`);
   }
 
@@ -607,8 +620,6 @@ export class Ipv6Layer implements IpOutput {
     if (!this.ndp || !r.nextHop) return false;
     return this.ndp.output(r.nextHop, frame, meta);
   }
-
-
 
   sendIcmpError(pkt: IpPacket, kind: "port_unreachable" | "protocol_unreachable"): void {
     this.icmp?.sendIcmpError(pkt, kind);

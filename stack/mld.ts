@@ -22,7 +22,20 @@ import type { Timer, TimerQueue } from "./core/timers.js";
 import type { Random } from "./core/random.js";
 import { Counters } from "./core/stats.js";
 import { resolveOptions } from "./core/validate.js";
-import { ALL_MLDV2_ROUTERS, CHANGE_TO_EXCLUDE, CHANGE_TO_INCLUDE, MLD_QUERY, MLD_V1_DONE, MLD_V1_LEN, MLD_V1_REPORT, MLD_V2_RECORD_LEN, MLD_V2_REPORT, MODE_IS_EXCLUDE, emitMldV2Records, parseMldQuery } from "./wire/mld.js";
+import {
+  ALL_MLDV2_ROUTERS,
+  CHANGE_TO_EXCLUDE,
+  CHANGE_TO_INCLUDE,
+  MLD_QUERY,
+  MLD_V1_DONE,
+  MLD_V1_LEN,
+  MLD_V1_REPORT,
+  MLD_V2_RECORD_LEN,
+  MLD_V2_REPORT,
+  MODE_IS_EXCLUDE,
+  emitMldV2Records,
+  parseMldQuery,
+} from "./wire/mld.js";
 import { IPV6, NH_HOP_BY_HOP, emitIpv6, emitRouterAlertHopByHop } from "./wire/ipv6.js";
 import { ETH } from "./wire/ethernet.js";
 import { IPPROTO_ICMPV6, emitIcmp } from "./wire/icmp.js";
@@ -123,7 +136,7 @@ export class Mld implements GroupListener {
     if (type === MLD_V1_REPORT && pkt.payload.length >= MLD_V1_LEN && this.v1()) {
       // RFC 2710 §4: another listener reported: ours is not needed.
       const l = this.listeners.get(ipKey(pkt.payload.subarray(8, 24)));
-      if (l && l.queried && l.changes === 0) {
+      if (l?.queried && l.changes === 0) {
         this.timers.cancel(l.timer);
         l.queried = false;
         c.inc("reports_suppressed");

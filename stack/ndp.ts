@@ -189,7 +189,7 @@ export class Ndp extends EventEmitter implements NeighbourResolver {
       if (r.until <= now) continue;
       const n = this.cache.get(r.ip);
       // §6.3.6: prefer routers known to be reachable.
-      if (n && n.mac && n.state !== "INCOMPLETE") return r.ip;
+      if (n?.mac && n.state !== "INCOMPLETE") return r.ip;
       fallback ??= r.ip;
     }
     return fallback;

@@ -153,7 +153,7 @@ export class NeighbourCache<A> {
   /** Send a frame to next hop `ip`: at once when its link-layer address is known, else queued while it is solicited. */
   output(ip: A, frame: Uint8Array, meta?: TxMeta): boolean {
     let e = this.table.get(this.link.keyOf(ip));
-    if (e && e.mac) {
+    if (e?.mac) {
       if (e.state === "REACHABLE" && e.reachableUntil <= this.timers.now()) e.state = "STALE";
       if (e.state === "STALE") {
         // §7.3.3: the first use of a STALE entry starts DELAY.
@@ -236,7 +236,18 @@ export class NeighbourCache<A> {
 
   private create(ip: A, state: NeighbourState): Entry<A> | undefined {
     if (this.table.size >= this.o.cacheSize && !this.evict()) return undefined;
-    const e: Entry<A> = { ip: this.keep(ip), key: this.link.keyOf(ip), mac: undefined, state, isRouter: false, pending: [], pendingMeta: [], probes: 0, reachableUntil: 0, timer: undefined as unknown as Timer };
+    const e: Entry<A> = {
+      ip: this.keep(ip),
+      key: this.link.keyOf(ip),
+      mac: undefined,
+      state,
+      isRouter: false,
+      pending: [],
+      pendingMeta: [],
+      probes: 0,
+      reachableUntil: 0,
+      timer: undefined as unknown as Timer,
+    };
     e.timer = this.timers.timer(() => this.onTimer(e));
     this.table.set(e.key, e);
     return e;

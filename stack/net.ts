@@ -108,7 +108,12 @@ export class NetServer extends EventEmitter<ServerEvents> {
     const port = validatePort(o.port ?? 0, "options.port");
     try {
       this.server = this.stack.tcp.listen(
-        { port: port === 0 ? this.stack.tcp.layer.freePort() : port, ...(o.host !== undefined ? { host: o.host } : {}), ...(o.backlog !== undefined ? { backlog: o.backlog } : {}), allowHalfOpen: this.opts.allowHalfOpen ?? false },
+        {
+          port: port === 0 ? this.stack.tcp.layer.freePort() : port,
+          ...(o.host !== undefined ? { host: o.host } : {}),
+          ...(o.backlog !== undefined ? { backlog: o.backlog } : {}),
+          allowHalfOpen: this.opts.allowHalfOpen ?? false,
+        },
         (f) => this.accept(f),
       );
     } catch (e) {
@@ -259,13 +264,15 @@ export class StackNet {
     let last: Error | undefined;
     for (const address of addrs) {
       if (flow.destroyed) return;
-      if (await this.attempt(flow, address, port, o).then(
-        () => true,
-        (e: Error) => {
-          last = e;
-          return false;
-        },
-      ))
+      if (
+        await this.attempt(flow, address, port, o).then(
+          () => true,
+          (e: Error) => {
+            last = e;
+            return false;
+          },
+        )
+      )
         return;
     }
     flow.destroy(last);

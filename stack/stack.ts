@@ -7,7 +7,7 @@
 import type { Netif } from "./netif/netif.js";
 import type { Clock } from "./core/clock.js";
 import type { Random } from "./core/random.js";
-import { TimerQueue } from "./core/timers.js";
+import type { TimerQueue } from "./core/timers.js";
 import { KeepAlive, Scheduler, sharedScheduler } from "./core/scheduler.js";
 import { Ingress, resolveTenantOptions, type TenantOptions, type TenantOptionsResolved } from "./ingress.js";
 import { StackReceiver } from "./receive.js";
@@ -171,7 +171,10 @@ export class Stack {
   private readonly keepAlive: KeepAlive;
   private refed = true;
 
-  private constructor(readonly netif: Netif, opts: StackOptions) {
+  private constructor(
+    readonly netif: Netif,
+    opts: StackOptions,
+  ) {
     if (opts.scheduler && opts.clock && opts.clock !== opts.scheduler.clock) throw new ERR_INVALID_ARG_VALUE("clock", "(a Clock)", "must be the scheduler's clock (or left out)");
     this.scheduler = opts.scheduler ?? (opts.clock ? new Scheduler({ clock: opts.clock }) : sharedScheduler());
     this.clock = this.scheduler.clock;
@@ -438,7 +441,14 @@ export class Stack {
   routes(): RouteInfo[] {
     const out: RouteInfo[] = [];
     for (const r of this.ipv4.routes) {
-      out.push({ family: 4, to: `${formatIP(u32ToIPv4(r.dst))}/${r.prefixLength}`, ...(r.gateway ? { via: formatIP(u32ToIPv4(r.gateway)) } : {}), metric: r.metric, origin: r.origin, ...(r.src ? { src: formatIP(u32ToIPv4(r.src)) } : {}) });
+      out.push({
+        family: 4,
+        to: `${formatIP(u32ToIPv4(r.dst))}/${r.prefixLength}`,
+        ...(r.gateway ? { via: formatIP(u32ToIPv4(r.gateway)) } : {}),
+        metric: r.metric,
+        origin: r.origin,
+        ...(r.src ? { src: formatIP(u32ToIPv4(r.src)) } : {}),
+      });
     }
     if (this.ipv6 && this.ndp) {
       const v6: RouteInfo[] = this.ipv6.onLinkPrefixes().map((p) => ({ family: 6, to: `${formatIP(p.prefix)}/${p.length}`, metric: 0, origin: "connected" }));

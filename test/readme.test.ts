@@ -26,7 +26,7 @@ interface Block {
   code: string;
 }
 
-export function readmeBlocks(text: string): Block[] {
+function readmeBlocks(text: string): Block[] {
   const lines = text.split("\n");
   const blocks: Block[] = [];
   for (let i = 0; i < lines.length; i++) {
@@ -72,7 +72,7 @@ describe("README code examples", () => {
     expect(blocks.filter((b) => b.mode === "tap").length).toBeGreaterThanOrEqual(1);
   });
 
-  it("every block type-checks under the strict settings against `import from \"paf\"`", () => {
+  it('every block type-checks under the strict settings against `import from "paf"`', () => {
     const r = runNode([process.execPath, join(ROOT, "node_modules/typescript/bin/tsc"), "-p", join(DIR, "tsconfig.json")], 120_000);
     // Point each diagnostic at its README line.
     const out = r.out.replace(/example-(\d+)\.ts\((\d+),(\d+)\)/g, (_m, start: string, l: string, c: string) => `README.md:${Number(start) + Number(l) - 1}:${c}`);

@@ -66,4 +66,3 @@ export async function selfSigned(names: string[], opts: SelfSignedOptions = {}):
     spkiSha256: createHash("sha256").update(spki).digest("base64"),
   };
 }
-

@@ -86,7 +86,16 @@ class Failure extends Error {
 }
 
 /** Reset-like codes: the peer closed or reset the connection or stream. */
-const RESET_CODES = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED", "ERR_HTTP2_STREAM_ERROR", "ERR_HTTP2_SESSION_ERROR", "ERR_HTTP2_GOAWAY_SESSION", "ERR_HTTP2_INVALID_SESSION", "ERR_STREAM_PREMATURE_CLOSE"]);
+const RESET_CODES = new Set([
+  "ECONNRESET",
+  "EPIPE",
+  "ECONNABORTED",
+  "ERR_HTTP2_STREAM_ERROR",
+  "ERR_HTTP2_SESSION_ERROR",
+  "ERR_HTTP2_GOAWAY_SESSION",
+  "ERR_HTTP2_INVALID_SESSION",
+  "ERR_STREAM_PREMATURE_CLOSE",
+]);
 
 function kindOf(err: unknown): Failure {
   if (err instanceof Failure) return err;

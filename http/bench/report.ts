@@ -143,9 +143,19 @@ export function formatText(r: BenchReport, width = 40): string {
     out.push("");
   }
   const l = r.latencyMs;
-  out.push(`  latency ms: p50 ${l.p50.toFixed(3)}  p90 ${l.p90.toFixed(3)}  p99 ${l.p99.toFixed(3)}  p99.9 ${l.p999.toFixed(3)}  max ${l.max.toFixed(3)}  (mean ${l.mean.toFixed(3)}, stdev ${l.stdev.toFixed(3)})`);
-  out.push(`  requests/s: ${r.throughput.requestsPerSecond.toFixed(1)}   bytes/s: ${formatBytes(r.throughput.bytesPerSecond)}/s (bodies: ${formatBytes(r.bytes.sent)} sent, ${formatBytes(r.bytes.received)} received)`);
-  out.push(`  status codes: ${Object.entries(r.statusCodes).map(([c, n]) => `${c} x${n}`).join(", ") || "none"}`);
+  out.push(
+    `  latency ms: p50 ${l.p50.toFixed(3)}  p90 ${l.p90.toFixed(3)}  p99 ${l.p99.toFixed(3)}  p99.9 ${l.p999.toFixed(3)}  max ${l.max.toFixed(3)}  (mean ${l.mean.toFixed(3)}, stdev ${l.stdev.toFixed(3)})`,
+  );
+  out.push(
+    `  requests/s: ${r.throughput.requestsPerSecond.toFixed(1)}   bytes/s: ${formatBytes(r.throughput.bytesPerSecond)}/s (bodies: ${formatBytes(r.bytes.sent)} sent, ${formatBytes(r.bytes.received)} received)`,
+  );
+  out.push(
+    `  status codes: ${
+      Object.entries(r.statusCodes)
+        .map(([c, n]) => `${c} x${n}`)
+        .join(", ") || "none"
+    }`,
+  );
   out.push(`  errors: ${ERROR_KINDS.map((k) => `${KIND_NAMES[k]} ${r.errors[k]}`).join(", ")}`);
   for (const k of ERROR_KINDS) for (const s of r.errorSamples[k] ?? []) out.push(`    ${KIND_NAMES[k]}: ${s}`);
   return out.join("\n") + "\n";

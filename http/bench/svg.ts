@@ -80,13 +80,17 @@ export function renderSvg(r: BenchReport): string {
     o.push(`<circle cx="${cx}" cy="${cy}" r="4" fill="#d62728"/>`);
     // Labels sit up-right of their point; max (at the right edge) gets its label to the left.
     const right = p >= 100;
-    o.push(`<text x="${num(X(p) + (right ? -8 : 6))}" y="${num(Y(v) + (right ? 16 : -6))}"${right ? ' text-anchor="end"' : ""} fill="#d62728" stroke="white" stroke-width="3" paint-order="stroke">${name} ${v} ms</text>`);
+    o.push(
+      `<text x="${num(X(p) + (right ? -8 : 6))}" y="${num(Y(v) + (right ? 16 : -6))}"${right ? ' text-anchor="end"' : ""} fill="#d62728" stroke="white" stroke-width="3" paint-order="stroke">${name} ${v} ms</text>`,
+    );
   }
   o.push(`</g>`);
   // Legend: the numbers, in one column at the right.
   o.push(`<g font-size="12">`);
   const lx = M.left + pw + 16;
-  marks.forEach(([name, , v], i) => o.push(`<text x="${lx}" y="${M.top + 16 + i * 18}">${name}: ${v} ms</text>`));
+  marks.forEach(([name, , v], i) => {
+    o.push(`<text x="${lx}" y="${M.top + 16 + i * 18}">${name}: ${v} ms</text>`);
+  });
   o.push(`<text x="${lx}" y="${M.top + 16 + marks.length * 18}">mean: ${r.latencyMs.mean} ms</text>`);
   o.push(`</g>`);
   // Caption.
@@ -94,7 +98,9 @@ export function renderSvg(r: BenchReport): string {
     .filter(([, n]) => n)
     .map(([k, n]) => `${k} ${n}`)
     .join(", ");
-  o.push(`<text x="${M.left}" y="${H - 30}">${r.requests} requests (${r.completed} completed, ${r.failed} failed${errs ? `: ${esc(errs)}` : ""}) in ${r.durationSeconds.toFixed(2)} s, ${r.throughput.requestsPerSecond} req/s</text>`);
+  o.push(
+    `<text x="${M.left}" y="${H - 30}">${r.requests} requests (${r.completed} completed, ${r.failed} failed${errs ? `: ${esc(errs)}` : ""}) in ${r.durationSeconds.toFixed(2)} s, ${r.throughput.requestsPerSecond} req/s</text>`,
+  );
   o.push(`<text x="${M.left}" y="${H - 12}" fill="#666">latency of completed requests, from request start to last body byte; paf bench, ${esc(r.startedAt)}</text>`);
   o.push(`</svg>`);
   return o.join("\n") + "\n";

@@ -8,7 +8,7 @@ import https from "node:https";
 import type { Duplex } from "node:stream";
 import { Agent as UndiciAgent } from "undici";
 import type { Ctx } from "./context.js";
-import { Connector, defaultConnector, withTarget, type TlsConfig } from "./resolve.js";
+import { type Connector, defaultConnector, withTarget, type TlsConfig } from "./resolve.js";
 
 type Cb = (err: Error | null, s?: Duplex) => void;
 
@@ -21,7 +21,10 @@ export interface PafAgentOptions extends http.AgentOptions {
 function createConnectionVia(ctx: Ctx, connector: Connector, tlsFrom?: (o: https.RequestOptions) => TlsConfig) {
   return (o: http.ClientRequestArgs & https.RequestOptions, cb: Cb): undefined => {
     const target = withTarget(ctx, String(o.host ?? o.hostname ?? "localhost"), Number(o.port ?? (tlsFrom ? 443 : 80)), tlsFrom?.(o));
-    connector.open(target).then((r) => cb(null, r.flow), (e: Error) => cb(e));
+    connector.open(target).then(
+      (r) => cb(null, r.flow),
+      (e: Error) => cb(e),
+    );
     return undefined;
   };
 }
@@ -64,7 +67,10 @@ export function pafDispatcher(ctx: Ctx, opts: { connector?: Connector; tls?: Tls
     connect: (o, cb) => {
       const secure = o.protocol === "https:";
       const tls = secure ? { ...(tlsOpts ?? {}), alpn: ["http/1.1"], ...(o.servername ? { servername: o.servername } : {}) } : undefined;
-      connector.open(withTarget(ctx, o.hostname, Number(o.port || (secure ? 443 : 80)), tls)).then((r) => cb(null, r.flow as never), (e: Error) => cb(e, null));
+      connector.open(withTarget(ctx, o.hostname, Number(o.port || (secure ? 443 : 80)), tls)).then(
+        (r) => cb(null, r.flow as never),
+        (e: Error) => cb(e, null),
+      );
     },
   });
 }

@@ -13,7 +13,7 @@ import http2 from "node:http2";
 import { Readable, type Duplex } from "node:stream";
 import { Ctx } from "./context.js";
 import { ClientError } from "./errors.js";
-import { Connector, defaultConnector, K, withTarget, type Resolved } from "./resolve.js";
+import { type Connector, defaultConnector, K, withTarget, type Resolved } from "./resolve.js";
 
 export type Body = string | Uint8Array | Readable | AsyncIterable<Uint8Array>;
 export type Headers = Record<string, string | string[] | number | undefined>;
@@ -366,7 +366,15 @@ export function h1Request(agent: http.Agent, u: URL, method: string, headers: He
   });
 }
 
-export function h2Request(session: http2.ClientHttp2Session, info: ConnectionInfo | undefined, u: URL, method: string, headers: Headers, body: Body | undefined, opts: RequestOptions): Promise<Omit<ClientResponse, "url" | "redirects">> {
+export function h2Request(
+  session: http2.ClientHttp2Session,
+  info: ConnectionInfo | undefined,
+  u: URL,
+  method: string,
+  headers: Headers,
+  body: Body | undefined,
+  opts: RequestOptions,
+): Promise<Omit<ClientResponse, "url" | "redirects">> {
   return new Promise((resolve, reject) => {
     const ms = opts.timeout ?? 30_000;
     const hs: http2.OutgoingHttpHeaders = { ":method": method, ":path": u.pathname + u.search, ":scheme": u.protocol.slice(0, -1), ":authority": u.host };

@@ -51,7 +51,8 @@ export async function happyEyeballs<T extends { destroy(): unknown }>(
         waitingForLater = false;
         if (settled) return;
         order = [...order.slice(0, next), ...interleave([...order.slice(next), ...more])];
-        if (running === 0) start(); // idle: every earlier attempt already failed
+        if (running === 0)
+          start(); // idle: every earlier attempt already failed
         else if (!timer && next < order.length) {
           timer = setTimeout(start, delay);
           timer.unref?.();
@@ -93,7 +94,8 @@ export async function happyEyeballs<T extends { destroy(): unknown }>(
           running--;
           if (settled) return;
           errors.push(Object.assign(e, { address: a.address }));
-          if (next < order.length) start(); // a failure starts the next attempt at once
+          if (next < order.length)
+            start(); // a failure starts the next attempt at once
           else if (running === 0 && !waitingForLater) failAll();
         },
       );

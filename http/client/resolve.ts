@@ -17,7 +17,7 @@ import tls from "node:tls";
 import dns from "node:dns";
 import { createHash } from "node:crypto";
 import type { Duplex } from "node:stream";
-import { Ctx, Key } from "./context.js";
+import { type Ctx, Key } from "./context.js";
 import { ClientError } from "./errors.js";
 import { socketLike } from "../listener.js";
 import { happyEyeballs, type Address } from "./happy.js";
@@ -126,7 +126,12 @@ export class Connector {
     const signal = opts.signal ?? new AbortController().signal;
     const candidates = this.list().filter((p) => p.needs.every((k) => ctx.has(k)));
     if (candidates.length === 0) {
-      throw new ClientError("resolve", `no protocol can be used with this context (keys: ${ctx.keys().join(", ") || "none"}; protocols: ${this.list().map((p) => `${p.name} needs ${p.needs.map((k) => k.name).join("+")}`).join("; ")})`);
+      throw new ClientError(
+        "resolve",
+        `no protocol can be used with this context (keys: ${ctx.keys().join(", ") || "none"}; protocols: ${this.list()
+          .map((p) => `${p.name} needs ${p.needs.map((k) => k.name).join("+")}`)
+          .join("; ")})`,
+      );
     }
     const causes: Array<{ protocol: string; error: Error }> = [];
     for (const p of candidates) {
@@ -202,7 +207,10 @@ async function addressesOf(host: string, lookup: Lookup): Promise<Resolution> {
  * if the other answers.
  */
 export function stackLookup(d: NonNullable<ConnectorStack["dns"]>): Lookup {
-  const as = (family: 4 | 6) => (rs: Array<{ address: string }>): Address[] => rs.map((r) => ({ address: r.address, family }));
+  const as =
+    (family: 4 | 6) =>
+    (rs: Array<{ address: string }>): Address[] =>
+      rs.map((r) => ({ address: r.address, family }));
   return (name) =>
     new Promise<Resolution>((resolve, reject) => {
       const p6 = d.resolve6(name).then(as(6));
@@ -222,7 +230,11 @@ export function stackLookup(d: NonNullable<ConnectorStack["dns"]>): Lookup {
           if (done) return;
           if (v4) finish([...a, ...v4]);
           else if (e4 !== undefined) finish(a);
-          else finish(a, p4.catch(() => []));
+          else
+            finish(
+              a,
+              p4.catch(() => []),
+            );
         },
         (e) => {
           e6 = e;
@@ -236,7 +248,14 @@ export function stackLookup(d: NonNullable<ConnectorStack["dns"]>): Lookup {
           v4 = a;
           if (done) return;
           if (e6 !== undefined) return finish(a);
-          timer = setTimeout(() => finish(a, p6.catch(() => [])), RESOLUTION_DELAY_MS);
+          timer = setTimeout(
+            () =>
+              finish(
+                a,
+                p6.catch(() => []),
+              ),
+            RESOLUTION_DELAY_MS,
+          );
           timer.unref?.();
         },
         (e) => {
@@ -260,7 +279,11 @@ function tcpProtocol(name: string, priority: number, needs: Key<unknown>[], conn
       const port = ctx.need(K.port);
       const addrs = await addressesOf(host, ctx.get(K.lookup) ?? lookupOf(ctx));
       const timeout = ctx.get(K.connectTimeout) ?? 10_000;
-      return happyEyeballs(addrs, (a, sig) => whenConnected(connectOne(ctx, a, port), sig, timeout, `${a.family === 6 ? `[${a.address}]` : a.address}:${port}`), { delayMs: ctx.get(K.attemptDelay) ?? 250, signal, ...(addrs.later ? { later: addrs.later } : {}) });
+      return happyEyeballs(addrs, (a, sig) => whenConnected(connectOne(ctx, a, port), sig, timeout, `${a.family === 6 ? `[${a.address}]` : a.address}:${port}`), {
+        delayMs: ctx.get(K.attemptDelay) ?? 250,
+        signal,
+        ...(addrs.later ? { later: addrs.later } : {}),
+      });
     },
   };
 }
@@ -279,7 +302,13 @@ export const stackTcp: Protocol = tcpProtocol(
 );
 
 /** TCP over the host kernel's sockets, names resolved by the system resolver. */
-export const hostTcp: Protocol = tcpProtocol("host-tcp", 30, [K.host_tcp], (_ctx, a, port) => net.connect({ host: a.address, port, noDelay: true }), () => systemLookup);
+export const hostTcp: Protocol = tcpProtocol(
+  "host-tcp",
+  30,
+  [K.host_tcp],
+  (_ctx, a, port) => net.connect({ host: a.address, port, noDelay: true }),
+  () => systemLookup,
+);
 
 /** A Unix domain socket. */
 export const unixSocket: Protocol = {
@@ -300,7 +329,11 @@ export function defaultConnector(): Connector {
 /** base64 SHA-256 of the peer certificate's SubjectPublicKeyInfo (the HPKP / curl --pinnedpubkey form). */
 function spkiPin(sock: tls.TLSSocket): string | undefined {
   const x = sock.getPeerX509Certificate();
-  return x ? createHash("sha256").update(x.publicKey.export({ type: "spki", format: "der" })).digest("base64") : undefined;
+  return x
+    ? createHash("sha256")
+        .update(x.publicKey.export({ type: "spki", format: "der" }))
+        .digest("base64")
+    : undefined;
 }
 
 /** TLS over an open flow: SNI, ALPN, CA, pins, client certificate. Errors are stage "tls". */
@@ -334,7 +367,8 @@ export function startTls(flow: Duplex, cfg: TlsConfig, host: string | undefined,
       signal.removeEventListener("abort", onAbort);
       if (pins) {
         const got = spkiPin(sock);
-        if (!got || !pins.includes(got)) return fail(new ClientError("tls", `certificate of ${servername ?? host} does not match the pinned keys (got sha256/${got})`, { code: "ERR_TLS_PIN_MISMATCH" }));
+        if (!got || !pins.includes(got))
+          return fail(new ClientError("tls", `certificate of ${servername ?? host} does not match the pinned keys (got sha256/${got})`, { code: "ERR_TLS_PIN_MISMATCH" }));
         if (!verify && (servername || host)) {
           const idErr = tls.checkServerIdentity(servername ?? host!, sock.getPeerCertificate());
           if (idErr) return fail(idErr);

@@ -23,7 +23,11 @@ export async function benchConn() {
   await stack.close();
   // Node's net.Server on the kernel's TCP, across a veth pair.
   const { A, B } = await vethPair("c");
-  const server = spawn("ip", ["netns", "exec", B, process.execPath, "-e", `require("node:net").createServer((s) => s.on("error", () => {}).end()).listen(80, "198.18.1.2", () => console.log("ready"))`], { stdio: ["ignore", "pipe", "inherit"] });
+  const server = spawn(
+    "ip",
+    ["netns", "exec", B, process.execPath, "-e", `require("node:net").createServer((s) => s.on("error", () => {}).end()).listen(80, "198.18.1.2", () => console.log("ready"))`],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
   await new Promise((resolve, reject) => {
     server.stdout.once("data", resolve);
     server.once("exit", (code) => reject(new Error(`kernel-side server exited ${code}`)));

@@ -27,7 +27,15 @@ function startServe(args, nsName) {
     c.stdout.on("data", on);
     c.stderr.on("data", on);
   });
-  return { ready, stop: () => new Promise((r) => { c.on("exit", r); c.kill("SIGTERM"); setTimeout(() => c.kill("SIGKILL"), 3000).unref(); }) };
+  return {
+    ready,
+    stop: () =>
+      new Promise((r) => {
+        c.on("exit", r);
+        c.kill("SIGTERM");
+        setTimeout(() => c.kill("SIGKILL"), 3000).unref();
+      }),
+  };
 }
 
 const PAF_BENCH_SECONDS = 3;
@@ -39,7 +47,12 @@ async function bulk(clientNs, base) {
   const get = await nsRun(clientNs, "curl", ["-sS", "-o", "/dev/null", "--max-time", "120", "-w", "%{speed_download} %{size_download}", `http://${base}/bytes/${BULK_BYTES}`], 130_000);
   const [down, got] = String(get).trim().split(" ").map(Number);
   if (got !== BULK_BYTES) throw new Error(`download from ${base}: ${got} of ${BULK_BYTES} bytes`);
-  const post = await nsRun(clientNs, "bash", ["-c", `head -c ${BULK_BYTES} /dev/zero | curl -sS -o /dev/null --max-time 120 -X POST -T - -w '%{speed_upload} %{size_upload}' http://${base}/sha256`], 130_000);
+  const post = await nsRun(
+    clientNs,
+    "bash",
+    ["-c", `head -c ${BULK_BYTES} /dev/zero | curl -sS -o /dev/null --max-time 120 -X POST -T - -w '%{speed_upload} %{size_upload}' http://${base}/sha256`],
+    130_000,
+  );
   const [up, sent] = String(post).trim().split(" ").map(Number);
   if (sent < BULK_BYTES) throw new Error(`upload to ${base}: ${sent} of ${BULK_BYTES} bytes`); // chunked: framing counts too
   return { downGbps: (down * 8) / 1e9, upGbps: (up * 8) / 1e9 };

@@ -22,7 +22,12 @@ export const NOISY_LIMITS = {
 
 async function latency(ns, seconds) {
   const json = join(tmpdir(), `paf-noisy-${process.pid}-${Math.random().toString(36).slice(2)}.json`);
-  await nsRun(ns, process.execPath, [CLI, "bench", "http://198.18.0.2/", "--clients", "1", "--duration", String(seconds), "--requests", "1000000", "--timeout", "2000", "--json", json], (seconds + 30) * 1000).catch(() => {});
+  await nsRun(
+    ns,
+    process.execPath,
+    [CLI, "bench", "http://198.18.0.2/", "--clients", "1", "--duration", String(seconds), "--requests", "1000000", "--timeout", "2000", "--json", json],
+    (seconds + 30) * 1000,
+  ).catch(() => {});
   try {
     const r = JSON.parse(readFileSync(json, "utf8"));
     return { p50: r.latencyMs.p50, p99: r.latencyMs.p99, done: r.completed, failed: r.failed };
@@ -33,7 +38,18 @@ async function latency(ns, seconds) {
 
 /** curl from 198.18.0.3 (the legitimate user of tenant 0), `n` requests, 1 s each: the share that succeeded. */
 async function prober(ns, seconds) {
-  const out = await sh("ip", ["netns", "exec", ns, "bash", "-c", `end=$((SECONDS+${seconds})); ok=0; n=0; while [ $SECONDS -lt $end ]; do n=$((n+1)); c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --interface 198.18.0.3 http://198.18.0.2/); [ "$c" = 200 ] && ok=$((ok+1)); done; echo $ok $n`], (seconds + 20) * 1000);
+  const out = await sh(
+    "ip",
+    [
+      "netns",
+      "exec",
+      ns,
+      "bash",
+      "-c",
+      `end=$((SECONDS+${seconds})); ok=0; n=0; while [ $SECONDS -lt $end ]; do n=$((n+1)); c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --interface 198.18.0.3 http://198.18.0.2/); [ "$c" = 200 ] && ok=$((ok+1)); done; echo $ok $n`,
+    ],
+    (seconds + 20) * 1000,
+  );
   const [ok, n] = out.trim().split(" ").map(Number);
   return { ok, n, share: n ? ok / n : 0 };
 }
@@ -44,19 +60,25 @@ export async function benchNoisy() {
   const ns0 = await netns("n0");
   const ns1 = await netns("n1");
   const taps = ["pafnz0", "pafnz1"];
-  for (const [ns, tap] of [[ns0, taps[0]], [ns1, taps[1]]]) {
+  for (const [ns, tap] of [
+    [ns0, taps[0]],
+    [ns1, taps[1]],
+  ]) {
     await sh("ip", ["-n", ns, "tuntap", "add", tap, "mode", "tap"]);
     await sh("ip", ["-n", ns, "link", "set", tap, "up"]);
     await sh("ip", ["-n", ns, "addr", "add", "198.18.0.1/24", "dev", tap]);
   }
   await sh("ip", ["-n", ns0, "addr", "add", "198.18.0.3/24", "dev", taps[0]]);
   const cfg = join(dir, "tenants.json");
-  writeFileSync(cfg, JSON.stringify({
-    tenants: [
-      { name: "t0", tap: taps[0], netns: ns0, ipv4: "198.18.0.2/24", limits: NOISY_LIMITS },
-      { name: "t1", tap: taps[1], netns: ns1, ipv4: "198.18.0.2/24" },
-    ],
-  }));
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      tenants: [
+        { name: "t0", tap: taps[0], netns: ns0, ipv4: "198.18.0.2/24", limits: NOISY_LIMITS },
+        { name: "t1", tap: taps[1], netns: ns1, ipv4: "198.18.0.2/24" },
+      ],
+    }),
+  );
   const paf = track(spawn(process.execPath, [CLI, "serve", "--tenants", cfg], { stdio: ["ignore", "pipe", "pipe"] }));
   let log = "";
   await new Promise((resolve, reject) => {
@@ -83,7 +105,7 @@ export async function benchNoisy() {
     await sleep(300);
     const [http1, http0] = await Promise.all([latency(ns1, SECONDS - 1), prober(ns0, SECONDS - 1)]);
     const wrkOut = await wrk;
-    const tapDrops = (await sh("ip", ["-n", ns0, "-s", "-j", "link", "show", taps[0]]));
+    const tapDrops = await sh("ip", ["-n", ns0, "-s", "-j", "link", "show", taps[0]]);
     const stats = JSON.parse((await sh("ip", ["netns", "exec", ns0, "curl", "-s", "--max-time", "5", "--interface", "198.18.0.3", "http://198.18.0.2/stats"])) || "{}");
     return {
       idle,

@@ -91,7 +91,22 @@ async function load() {
   const cpu = process.cpuUsage(c0);
   await prof?.();
   lat.sort((a, b) => a - b);
-  console.log(JSON.stringify({ mode, kind, tenants: N, loops, seconds: elapsed, requests: done, errors, rps: done / elapsed, cpuUsPerRequest: (cpu.user + cpu.system) / done, cpuShare: (cpu.user + cpu.system) / 1e6 / elapsed, p50: percentile(lat, 50), p99: percentile(lat, 99) }));
+  console.log(
+    JSON.stringify({
+      mode,
+      kind,
+      tenants: N,
+      loops,
+      seconds: elapsed,
+      requests: done,
+      errors,
+      rps: done / elapsed,
+      cpuUsPerRequest: (cpu.user + cpu.system) / done,
+      cpuShare: (cpu.user + cpu.system) / 1e6 / elapsed,
+      p50: percentile(lat, 50),
+      p99: percentile(lat, 99),
+    }),
+  );
   if (process.env.PAF_STATS) {
     const sum = {};
     for (const st of stacks) for (const [layer, c] of Object.entries(st.stats())) for (const [k, v] of Object.entries(c)) sum[`${layer}.${k}`] = (sum[`${layer}.${k}`] ?? 0) + v;

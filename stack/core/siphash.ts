@@ -72,8 +72,14 @@ export class SipHash {
 
   /** One SipRound, with 64-bit add (carry from the low half), rotate and xor on halves. */
   private round(): void {
-    let v0h = this.v0h, v0l = this.v0l, v1h = this.v1h, v1l = this.v1l;
-    let v2h = this.v2h, v2l = this.v2l, v3h = this.v3h, v3l = this.v3l;
+    let v0h = this.v0h,
+      v0l = this.v0l,
+      v1h = this.v1h,
+      v1l = this.v1l;
+    let v2h = this.v2h,
+      v2l = this.v2l,
+      v3h = this.v3h,
+      v3l = this.v3l;
     let l: number, h: number;
     // v0 += v1; v1 <<<= 13; v1 ^= v0; v0 <<<= 32
     l = (v0l + v1l) >>> 0;

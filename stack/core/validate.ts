@@ -38,7 +38,11 @@ export function validateOneOf<T extends string>(value: unknown, name: string, al
 }
 
 /** How one option is checked: [default, min, max] for integers; a default alone for booleans or strings (with `oneOf`). */
-export type OptionSpec<V> = [V] extends [number] ? readonly [number, number, number] | { default: number; min: number; max: number; integer?: boolean } : [V] extends [boolean] ? readonly [boolean] : { default: V; oneOf: readonly V[] };
+export type OptionSpec<V> = [V] extends [number]
+  ? readonly [number, number, number] | { default: number; min: number; max: number; integer?: boolean }
+  : [V] extends [boolean]
+    ? readonly [boolean]
+    : { default: V; oneOf: readonly V[] };
 
 /**
  * Defaults for what is missing, checks for what is given. `prefix` names the option in errors

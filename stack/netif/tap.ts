@@ -8,18 +8,7 @@
  * ("nothing to offload") is prepended on send by the addon, without copying the frame.
  */
 import { loadTapAddon, type TapAddon } from "./tap/binding.js";
-import {
-  emptyNetifStats,
-  NetifError,
-  type Netif,
-  type NetifFeatures,
-  type NetifReceiver,
-  type NetifStats,
-  DEFAULT_MTU,
-  ETH_HEADER_LEN,
-  type RxMeta,
-  type TxMeta,
-} from "./netif.js";
+import { emptyNetifStats, NetifError, type Netif, type NetifFeatures, type NetifReceiver, type NetifStats, DEFAULT_MTU, ETH_HEADER_LEN, type RxMeta, type TxMeta } from "./netif.js";
 
 export interface TapOptions {
   /** L3 MTU of the link. Default 1500 (DEFAULT_MTU). */
@@ -164,7 +153,14 @@ export class TapNetif implements Netif {
     if (ql !== undefined && (!Number.isInteger(ql) || ql < 1)) throw new NetifError(`invalid queueLimit ${ql}`, "EINVAL");
     const addon = loadTapAddon();
     let r: { fd: number; name: string };
-    const attempt = (offload: boolean) => addon.open(name, { vnetHdr: !!(opts.vnetHdr || offload), offload: offload ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 : 0, multiQueue: !!opts.multiQueue, up: !!opts.up, ...(opts.netns ? { netns: opts.netns } : {}) });
+    const attempt = (offload: boolean) =>
+      addon.open(name, {
+        vnetHdr: !!(opts.vnetHdr || offload),
+        offload: offload ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 : 0,
+        multiQueue: !!opts.multiQueue,
+        up: !!opts.up,
+        ...(opts.netns ? { netns: opts.netns } : {}),
+      });
     let effective = opts;
     try {
       try {

@@ -32,16 +32,17 @@ export interface TcpFlowEvents {
   error: [err: Error & { code?: string }];
 }
 
-/** Typed listeners for the socket events a Duplex does not declare. */
+/** Typed listeners for the socket events a Duplex does not declare (merged into the class). */
 export interface TcpFlow {
   on<K extends keyof TcpFlowEvents>(event: K, listener: (...args: TcpFlowEvents[K]) => void): this;
   on(event: "data", listener: (chunk: Buffer) => void): this;
-  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  on(event: string | symbol, listener: (...args: unknown[]) => void): this;
   once<K extends keyof TcpFlowEvents>(event: K, listener: (...args: TcpFlowEvents[K]) => void): this;
   once(event: "data", listener: (chunk: Buffer) => void): this;
-  once(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: string | symbol, listener: (...args: unknown[]) => void): this;
 }
 
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface above only adds typed overloads of on()/once()
 export class TcpFlow extends Duplex {
   /** Like net.Socket#connecting: true until the handshake completes. */
   connecting: boolean;
@@ -291,6 +292,7 @@ export class TcpFlow extends Duplex {
    * left the readable buffer so TCP reopens the window. (_read alone is not enough: Readable
    * stops calling it until we push again, and we only push once the window reopens.)
    */
+  // biome-ignore lint/suspicious/noExplicitAny: Readable#read's own return type
   override read(size?: number): any {
     const r = super.read(size);
     this.noteConsumed();

@@ -26,7 +26,6 @@ import type { TcpEnv } from "./env.js";
 
 export { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 
-
 /** A listening endpoint. */
 export class TcpListener {
   halfOpen = 0;
@@ -204,7 +203,8 @@ export class TcpLayer implements UpperProtocol {
     const route = ip.route(dst, src);
     if (!route) throw errnoError("EHOSTUNREACH", "connect", `${formatIP(dst)}:${port} (no route)`);
     if (this.conns.size >= this.o.maxConnections) throw errnoError("EMFILE", "connect", `(limits.tcp.maxConnections ${this.o.maxConnections} reached)`);
-    if (this.memory.connectionsOf(ipKey(route.dst)) >= this.o.maxConnectionsPerHost) throw errnoError("EMFILE", "connect", `(limits.tcp.maxConnectionsPerHost ${this.o.maxConnectionsPerHost} reached for ${formatIP(route.dst)})`);
+    if (this.memory.connectionsOf(ipKey(route.dst)) >= this.o.maxConnectionsPerHost)
+      throw errnoError("EMFILE", "connect", `(limits.tcp.maxConnectionsPerHost ${this.o.maxConnectionsPerHost} reached for ${formatIP(route.dst)})`);
     let lport = localPort;
     if (lport === 0) lport = this.ephemeralPort(route.dst, port, route.src);
     else if (this.conns.has(this.key(route.dst, port, route.src, lport))) throw errnoError("EADDRINUSE", "connect", `${formatIP(route.src)}:${lport} -> ${formatIP(dst)}:${port} exists`);
@@ -484,4 +484,3 @@ export class TcpLayer implements UpperProtocol {
     for (const t of [...this.conns.values()]) t.stackClosed();
   }
 }
-

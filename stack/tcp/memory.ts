@@ -182,5 +182,5 @@ export class TcpMemory {
 }
 
 function clamp01(x: number): number {
-  return x <= 0 ? 0 : x >= 1 ? 1 : x;
+  return x <= 0 ? 0 : Math.min(x, 1);
 }

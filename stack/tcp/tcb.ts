@@ -37,7 +37,6 @@ export interface TcbEvents {
   onClose(err: (Error & { code: string }) | undefined): void;
 }
 
-
 export class Tcb {
   state: TcpState = "CLOSED";
   events: TcbEvents | undefined;
@@ -280,7 +279,9 @@ export class Tcb {
     }
     if (this.state === "SYN-SENT" && (e.kind === "port_unreachable" || e.kind === "unreachable")) {
       // Hard error while connecting: report it like a kernel socket would.
-      return this.teardown(errnoError(e.kind === "port_unreachable" ? "ECONNREFUSED" : "EHOSTUNREACH", "connect", `${this.peerText()} (ICMP ${e.kind === "port_unreachable" ? "port" : "host"} unreachable)`));
+      return this.teardown(
+        errnoError(e.kind === "port_unreachable" ? "ECONNREFUSED" : "EHOSTUNREACH", "connect", `${this.peerText()} (ICMP ${e.kind === "port_unreachable" ? "port" : "host"} unreachable)`),
+      );
     }
   }
 
@@ -766,7 +767,6 @@ export class Tcb {
     this.env.wantsOutput(this);
   }
 
-
   private enterRecovery(): void {
     const c = this.env.counters;
     c.inc("fast_retransmits");
@@ -1008,7 +1008,7 @@ export class Tcb {
       // Otherwise the highest outstanding segment.
       const dataEnd = this.finSeq >= 0 ? this.finSeq : this.sndMax;
       const back = Math.min(this.room(), seqSub(dataEnd, this.sndUna));
-      this.retransmitAt(back > 0 ? ((dataEnd - back) >>> 0) : this.sndUna);
+      this.retransmitAt(back > 0 ? (dataEnd - back) >>> 0 : this.sndUna);
     }
     // One probe per tail; the RTO stays armed behind it.
   }

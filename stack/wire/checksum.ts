@@ -9,11 +9,7 @@ export function sum16(buf: Uint8Array, start = 0, end = buf.length, initial = 0)
   // Process 8 bytes per iteration; the accumulator stays well below 2^53.
   const end8 = end - ((end - start) & 7);
   for (; i < end8; i += 8) {
-    sum +=
-      ((buf[i]! << 8) | buf[i + 1]!) +
-      ((buf[i + 2]! << 8) | buf[i + 3]!) +
-      ((buf[i + 4]! << 8) | buf[i + 5]!) +
-      ((buf[i + 6]! << 8) | buf[i + 7]!);
+    sum += ((buf[i]! << 8) | buf[i + 1]!) + ((buf[i + 2]! << 8) | buf[i + 3]!) + ((buf[i + 4]! << 8) | buf[i + 5]!) + ((buf[i + 6]! << 8) | buf[i + 7]!);
   }
   for (; i + 1 < end; i += 2) sum += (buf[i]! << 8) | buf[i + 1]!;
   if (i < end) sum += buf[i]! << 8;

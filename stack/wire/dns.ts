@@ -88,13 +88,7 @@ export interface DnsMessage {
   additionals: DnsRecord[];
 }
 
-export type DnsParseError =
-  | "truncated"
-  | "bad_pointer"
-  | "too_many_pointers"
-  | "bad_label_type"
-  | "name_too_long"
-  | "bad_rdata";
+export type DnsParseError = "truncated" | "bad_pointer" | "too_many_pointers" | "bad_label_type" | "name_too_long" | "bad_rdata";
 
 const FLAG_QR = 0x8000;
 const FLAG_AA = 0x0400;
@@ -356,7 +350,12 @@ class Writer {
     for (let i = 0; i < labels.length; i++) {
       // Key: the suffix from label i on, exactly (matching case-insensitively would rewrite the
       // case of later names, which a peer may check: DNS 0x20, draft-vixie-dnsext-dns0x20).
-      const key = this.compress ? labels.slice(i).map((l) => escapeLabel(l, 0, l.length)).join(".") : "";
+      const key = this.compress
+        ? labels
+            .slice(i)
+            .map((l) => escapeLabel(l, 0, l.length))
+            .join(".")
+        : "";
       if (this.compress) {
         const at = this.names.get(key);
         if (at !== undefined) {

@@ -45,7 +45,24 @@ export interface TcpSegment {
 }
 
 export function newSegment(): TcpSegment {
-  return { srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, headerLen: 0, payload: new Uint8Array(0), mss: -1, wscale: -1, sackPermitted: false, hasTimestamp: false, tsVal: 0, tsEcr: 0, sack: [0, 0, 0, 0, 0, 0, 0, 0], sackCount: 0 };
+  return {
+    srcPort: 0,
+    dstPort: 0,
+    seq: 0,
+    ack: 0,
+    flags: 0,
+    window: 0,
+    headerLen: 0,
+    payload: new Uint8Array(0),
+    mss: -1,
+    wscale: -1,
+    sackPermitted: false,
+    hasTimestamp: false,
+    tsVal: 0,
+    tsEcr: 0,
+    sack: [0, 0, 0, 0, 0, 0, 0, 0],
+    sackCount: 0,
+  };
 }
 
 const u32 = (p: Uint8Array, o: number) => ((p[o]! << 24) | (p[o + 1]! << 16) | (p[o + 2]! << 8) | p[o + 3]!) >>> 0;
@@ -231,7 +248,7 @@ export function optionsLength(o: TcpEmit): number {
   let n = 0;
   for (const codec of TCP_OPTIONS) {
     const k = codec.size(o);
-    if (k > 0) n = ((n + k + 3) & ~3);
+    if (k > 0) n = (n + k + 3) & ~3;
   }
   return n;
 }

@@ -13,7 +13,11 @@ beforeAll(() => ensureBuilt(), 120_000);
 const dir = mkdtempSync(join(tmpdir(), "paf-cli-files-"));
 const path = (name: string) => join(dir, name);
 function mkcert(name: string): void {
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path(`${name}.key`), "-out", path(`${name}.pem`), "-days", "2", "-subj", `/CN=${name}`], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path(`${name}.key`), "-out", path(`${name}.pem`), "-days", "2", "-subj", `/CN=${name}`],
+    { stdio: "ignore" },
+  );
 }
 mkcert("a");
 mkcert("b");

@@ -30,13 +30,13 @@ describe("paf serve --host: the same app on the kernel's sockets (loopback)", ()
       expect(m, output()).not.toBeNull();
       expect(m![3]).toBe(certOut);
       // The certificate written for clients holds no key.
-      expect(readFileSync(certOut, "utf8")).toMatch(/^-----BEGIN CERTIFICATE-----[^]*-----END CERTIFICATE-----\n$/);
+      expect(readFileSync(certOut, "utf8")).toMatch(/^-----BEGIN CERTIFICATE-----[\s\S]*-----END CERTIFICATE-----\n$/);
       expect(readFileSync(certOut, "utf8")).not.toMatch(/PRIVATE KEY/);
       const { sh } = await import("../helpers/netns.js");
       expect((await sh("curl", ["-sS", "--max-time", "5", `http://127.0.0.1:${port}/`])).stdout).toBe("<h1>static paf</h1>\n");
       expect((await sh("curl", ["-sS", "--max-time", "5", `http://127.0.0.1:${port}/x`])).stdout).toBe("custom app /x over HTTP/1.1\n");
       const upgraded = await sh("bash", ["-c", `printf 'GET /toy HTTP/1.1\\r\\nHost: p\\r\\nConnection: Upgrade\\r\\nUpgrade: toy\\r\\n\\r\\n' | timeout 5 nc -q 2 127.0.0.1 ${port}`]);
-      expect(upgraded.stdout).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n[^]*\r\n\r\nupgraded \/toy\n$/);
+      expect(upgraded.stdout).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n[\s\S]*\r\n\r\nupgraded \/toy\n$/);
       expect((await sh("curl", ["-sS", "--max-time", "5", "--http2", "--cacert", certOut, `https://127.0.0.1:${port + 1}/y`])).stdout).toBe("custom app /y over HTTP/2.0\n");
       // The printed pin is the served key's.
       expect((await sh("curl", ["-sSk", "--http1.1", "--max-time", "5", "--pinnedpubkey", m![2]!, `https://127.0.0.1:${port + 1}/z`])).stdout).toBe("custom app /z over HTTP/1.1\n");
@@ -110,7 +110,10 @@ describe.skipIf(!run)("paf serve on a TAP in a namespace", () => {
     const echo = await sh("bash", ["-c", `echo hi-from-kernel | ip netns exec ${ns.name} timeout 5 socat -t 1 - UDP4:198.18.0.2:7`]);
     expect(echo.stdout.trim()).toBe("hi-from-kernel");
     // TCP echo, discard and chargen with the kernel's TCP (socat / nc as clients).
-    const tcpEcho = await sh("bash", ["-c", `head -c 3000000 /dev/urandom > /tmp/paf-echo-$$ && ip netns exec ${ns.name} timeout 20 socat -t 5 - TCP6:[2001:db8::2]:7 < /tmp/paf-echo-$$ | sha256sum && sha256sum < /tmp/paf-echo-$$; rm -f /tmp/paf-echo-$$`]);
+    const tcpEcho = await sh("bash", [
+      "-c",
+      `head -c 3000000 /dev/urandom > /tmp/paf-echo-$$ && ip netns exec ${ns.name} timeout 20 socat -t 5 - TCP6:[2001:db8::2]:7 < /tmp/paf-echo-$$ | sha256sum && sha256sum < /tmp/paf-echo-$$; rm -f /tmp/paf-echo-$$`,
+    ]);
     const [got, want] = tcpEcho.stdout.trim().split("\n");
     expect(got).toBe(want);
     const discard = await sh("bash", ["-c", `head -c 5000000 /dev/zero | ip netns exec ${ns.name} timeout 20 socat -u - TCP4:198.18.0.2:9 && echo discarded`]);
@@ -158,7 +161,24 @@ describe.skipIf(!run)("paf serve on a TAP in a namespace", () => {
       const post = await ns.exec("curl", ["-sS", "-L", "--max-time", "5", "--cacert", cert, "-d", "hello", "http://198.18.2.2/sha256"]);
       expect(post.stdout.trim()).toBe("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
       // No WebSocket on the HTTP port: the handshake is redirected like any request.
-      const ws = await ns.exec("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "-H", "Connection: Upgrade", "-H", "Upgrade: websocket", "-H", "Sec-WebSocket-Version: 13", "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "http://198.18.2.2/ws"]);
+      const ws = await ns.exec("curl", [
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "5",
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+        "-H",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "http://198.18.2.2/ws",
+      ]);
       expect(ws.stdout).toBe("308");
     } finally {
       child.kill("SIGTERM");

@@ -64,7 +64,15 @@ export class DhcpServer {
     const sid = m.options.get(OPT.SERVER_ID);
     const hn = m.options.get(OPT.HOSTNAME);
     const ciaddr = formatIP(m.ciaddr);
-    this.seen.push({ type, from, ciaddr, requested: req ? formatIP(req) : undefined, server: sid ? formatIP(sid) : undefined, hostname: hn ? Buffer.from(hn).toString() : undefined, broadcastFlag: (m.flags & DHCP_FLAG_BROADCAST) !== 0 });
+    this.seen.push({
+      type,
+      from,
+      ciaddr,
+      requested: req ? formatIP(req) : undefined,
+      server: sid ? formatIP(sid) : undefined,
+      hostname: hn ? Buffer.from(hn).toString() : undefined,
+      broadcastFlag: (m.flags & DHCP_FLAG_BROADCAST) !== 0,
+    });
     if (this.mode === "silent") return;
     const mac = formatMac(m.chaddr);
     if (type === DHCPDECLINE && req) {

@@ -14,7 +14,6 @@ import { httpService } from "../../http/services.js";
 import { demoApp } from "../../http/app.js";
 import { expectedPatternSha256 } from "../helpers/pattern.js";
 
-
 describe("demo app between two in-process stacks (no root): node:http over paf flows", () => {
   it("GET /, /bytes/N, POST /sha256 and /echo, 404 and 405", async () => {
     const sw = new VirtualSwitch();
@@ -74,7 +73,14 @@ describe.skipIf(!run)("demo app over TAP with curl", () => {
     it(`20 MB download and 20 MB upload checked by SHA-256 (${proto})`, async () => {
       const down = await ns.exec("bash", ["-c", `curl -sS --max-time 60 ${proto} http://198.18.0.2/bytes/20000000 | sha256sum`], 70_000);
       expect(down.stdout.split(" ")[0]).toBe(expectedPatternSha256(20_000_000));
-      const up = await sh("bash", ["-c", `head -c 20000000 /dev/urandom > /tmp/paf-up-$$ && sha256sum < /tmp/paf-up-$$ | cut -d' ' -f1 && ip netns exec ${ns.name} curl -sS --max-time 60 ${proto} --data-binary @/tmp/paf-up-$$ http://198.18.0.2/sha256; rm -f /tmp/paf-up-$$`], 70_000);
+      const up = await sh(
+        "bash",
+        [
+          "-c",
+          `head -c 20000000 /dev/urandom > /tmp/paf-up-$$ && sha256sum < /tmp/paf-up-$$ | cut -d' ' -f1 && ip netns exec ${ns.name} curl -sS --max-time 60 ${proto} --data-binary @/tmp/paf-up-$$ http://198.18.0.2/sha256; rm -f /tmp/paf-up-$$`,
+        ],
+        70_000,
+      );
       const [want, got] = up.stdout.trim().split("\n");
       expect(got).toBe(want);
     });
@@ -140,7 +146,13 @@ describe("stop() on kernel sockets (no root)", () => {
     const h = serve(httpService(demoApp(), { log: () => {} }), listener);
     // An h2c session that stays open, and an HTTP/1.1 keep-alive connection after one request.
     const session = http2.connect(`http://127.0.0.1:${port}`);
-    await new Promise<void>((resolve, reject) => session.request({ ":path": "/" }).on("response", () => resolve()).on("error", reject).end());
+    await new Promise<void>((resolve, reject) =>
+      session
+        .request({ ":path": "/" })
+        .on("response", () => resolve())
+        .on("error", reject)
+        .end(),
+    );
     const idle = net.connect({ host: "127.0.0.1", port });
     idle.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     await new Promise((r) => idle.once("data", r));

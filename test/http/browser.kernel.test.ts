@@ -80,13 +80,24 @@ describe.skipIf(!run)("headless Chromium loads a page over HTTPS/h2 from the use
     const wrapper = join(dir, "chromium-in-netns");
     writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns.name} ${CHROMIUM} "$@"\n`);
     chmodSync(wrapper, 0o755);
-    const spki = createHash("sha256").update(new X509Certificate(cert.cert).publicKey.export({ type: "spki", format: "der" })).digest("base64");
+    const spki = createHash("sha256")
+      .update(new X509Certificate(cert.cert).publicKey.export({ type: "spki", format: "der" }))
+      .digest("base64");
     expect(cert.spkiSha256).toBe(spki);
     browser = await chromium.launch({
       executablePath: wrapper,
       timeout: 30_000,
       // Flags from the machine notes: no sandbox as root, no background traffic to the outside.
-      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", `--ignore-certificate-errors-spki-list=${spki}`],
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        `--ignore-certificate-errors-spki-list=${spki}`,
+      ],
     });
   });
   afterAll(async () => {

@@ -18,14 +18,35 @@ import { expectedPatternSha256 } from "../helpers/pattern.js";
 
 const dir = mkdtempSync(join(tmpdir(), "paf-clients-"));
 function mkcert(name: string, cn: string, san: string) {
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.pem`), "-days", "2", "-subj", `/CN=${cn}`, "-addext", `subjectAltName=${san}`], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      join(dir, `${name}.key`),
+      "-out",
+      join(dir, `${name}.pem`),
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${cn}`,
+      "-addext",
+      `subjectAltName=${san}`,
+    ],
+    { stdio: "ignore" },
+  );
   return { key: readFileSync(join(dir, `${name}.key`)), cert: readFileSync(join(dir, `${name}.pem`)) };
 }
 const main = mkcert("main", "paf.test", "DNS:paf.test,IP:198.18.0.2");
 const other = mkcert("other", "other.test", "DNS:other.test");
 const renewed = mkcert("renewed", "paf.test", "DNS:paf.test,IP:198.18.0.2");
 const fp = (pem: Buffer) => new X509Certificate(pem).fingerprint256.replace(/:/g, "");
-
 
 const run = privileged();
 
@@ -101,7 +122,14 @@ describe.skipIf(!run)("real HTTP clients against paf over TAP", () => {
     const ca = `--cacert /tmp/paf-main-${process.pid}.pem`;
     const down = await ns.exec("bash", ["-c", `curl -sS --max-time 60 ${ca} --http2 https://198.18.0.2/bytes/20000000 | sha256sum`], 70_000);
     expect(down.stdout.split(" ")[0]).toBe(expectedPatternSha256(20_000_000));
-    const up = await sh("bash", ["-c", `head -c 20000000 /dev/urandom > /tmp/paf-up2-$$ && sha256sum < /tmp/paf-up2-$$ | cut -d' ' -f1 && ip netns exec ${ns.name} curl -sS --max-time 60 ${ca} --http2 --data-binary @/tmp/paf-up2-$$ https://198.18.0.2/sha256; rm -f /tmp/paf-up2-$$`], 70_000);
+    const up = await sh(
+      "bash",
+      [
+        "-c",
+        `head -c 20000000 /dev/urandom > /tmp/paf-up2-$$ && sha256sum < /tmp/paf-up2-$$ | cut -d' ' -f1 && ip netns exec ${ns.name} curl -sS --max-time 60 ${ca} --http2 --data-binary @/tmp/paf-up2-$$ https://198.18.0.2/sha256; rm -f /tmp/paf-up2-$$`,
+      ],
+      70_000,
+    );
     const [want, got] = up.stdout.trim().split("\n");
     expect(got).toBe(want);
   });

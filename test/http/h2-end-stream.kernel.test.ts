@@ -96,7 +96,11 @@ describe.skipIf(!run)("nghttp: 8 x 2 MB on one connection with 64 KB windows, ma
   const TAP = "pafe" + (process.pid % 10000);
   const dir = mkdtempSync(join(tmpdir(), "paf-h2end-"));
   beforeAll(async () => {
-    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.pem"), "-days", "2", "-subj", "/CN=paf.test"], { stdio: "ignore" });
+    execFileSync(
+      "openssl",
+      ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.pem"), "-days", "2", "-subj", "/CN=paf.test"],
+      { stdio: "ignore" },
+    );
     ns = await Netns.create("h2end");
     stack = Stack.create({ netif: TapNetif.open(TAP, { netns: ns.path, up: true }), ipv4: { address: "198.18.0.2/24" } });
     await ns.kernelSide(TAP, "198.18.0.1/24", undefined);

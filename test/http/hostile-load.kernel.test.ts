@@ -84,7 +84,12 @@ describe.skipIf(!run)("hostile load over TAP, the kernel as client", () => {
     ns = await Netns.create("hostile");
     // TIME-WAIT of 2 s (2 x MSL): the server closes first, so its TIME-WAITs would otherwise hold
     // the count of connections up for a minute after each attack.
-    stack = Stack.create({ netif: TapNetif.open(TAP, { netns: ns.path, up: true, offload: true }), ipv4: { address: "198.18.0.2/24" }, ipv6: { address: "2001:db8::2/64" }, limits: { tcp: { mslMs: 1000 } } });
+    stack = Stack.create({
+      netif: TapNetif.open(TAP, { netns: ns.path, up: true, offload: true }),
+      ipv4: { address: "198.18.0.2/24" },
+      ipv6: { address: "2001:db8::2/64" },
+      limits: { tcp: { mslMs: 1000 } },
+    });
     await ns.kernelSide(TAP);
     await stack.ready();
     servers.push(serve(httpService(app, { ...quiet, headersTimeoutMs: 60_000 }), stackListener(stack, { port: 80 })));
@@ -111,23 +116,29 @@ describe.skipIf(!run)("hostile load over TAP, the kernel as client", () => {
   it.each([
     ["1,100 connections that sent one byte", 1100, "byte"],
     ["4,200 silent connections", 4200, "silent"],
-  ])("%s: a new HTTP and a new HTTPS request are served at once", async (_name, n, mode) => {
-    const h = hold(ns, 80, n, mode, 40);
-    const r = await h.ready;
-    expect(r.established).toBe(n);
-    await waitFor(() => tcp()["connections"]! >= n, "the server to hold them", 10_000, 50).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(r)} ${JSON.stringify(tcp())}`); });
-    const http = await curl(["http://198.18.0.2/"]);
-    const https = await curl(["-k", "https://198.18.0.2/"]);
-    expect(http).toMatch(/^200 /);
-    expect(https).toMatch(/^200 /);
-    expect(Number(http.split(" ")[1])).toBeLessThan(0.5);
-    expect(Number(https.split(" ")[1])).toBeLessThan(0.5);
-    expect(tcp()["buffered_bytes"]).toBeLessThanOrEqual(n);
-    h.release();
-    const d = await h.done;
-    expect(d.open).toBe(n); // none was closed under the client while held
-    await backToBaseline("the attack's connections to close");
-  }, 90_000);
+  ])(
+    "%s: a new HTTP and a new HTTPS request are served at once",
+    async (_name, n, mode) => {
+      const h = hold(ns, 80, n, mode, 40);
+      const r = await h.ready;
+      expect(r.established).toBe(n);
+      await waitFor(() => tcp()["connections"]! >= n, "the server to hold them", 10_000, 50).catch((e) => {
+        throw new Error(`${e.message}: ${JSON.stringify(r)} ${JSON.stringify(tcp())}`);
+      });
+      const http = await curl(["http://198.18.0.2/"]);
+      const https = await curl(["-k", "https://198.18.0.2/"]);
+      expect(http).toMatch(/^200 /);
+      expect(https).toMatch(/^200 /);
+      expect(Number(http.split(" ")[1])).toBeLessThan(0.5);
+      expect(Number(https.split(" ")[1])).toBeLessThan(0.5);
+      expect(tcp()["buffered_bytes"]).toBeLessThanOrEqual(n);
+      h.release();
+      const d = await h.done;
+      expect(d.open).toBe(n); // none was closed under the client while held
+      await backToBaseline("the attack's connections to close");
+    },
+    90_000,
+  );
 
   it("10,000 silent connections are cut by the head deadline (FIN), and memory returns to baseline", async () => {
     const heap0 = heapUsed();
@@ -210,7 +221,9 @@ describe.skipIf(!run)("hostile load over TAP, the kernel as client", () => {
     const r = JSON.parse((await ns.exec(process.execPath, ["-e", script], 30_000)).stdout.trim().split("\n").pop()!);
     expect(r).toEqual({ goaway: true });
     // node:http2 stops reading after its GOAWAY and never closes: the idle deadline (5 s) does.
-    await backToBaseline("the flooded connection to be released", 9000).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(tcp())} ${JSON.stringify(stack.tcp.layer.connections().map((t) => [t.state, t.unread, t.sendQ.length, t.orphaned]))}`); });
+    await backToBaseline("the flooded connection to be released", 9000).catch((e) => {
+      throw new Error(`${e.message}: ${JSON.stringify(tcp())} ${JSON.stringify(stack.tcp.layer.connections().map((t) => [t.state, t.unread, t.sendQ.length, t.orphaned]))}`);
+    });
   }, 40_000);
 
   it("data sent after the server closed is answered with RST, not buffered", async () => {
@@ -244,12 +257,16 @@ except BrokenPipeError:
     { n: 64, dst: "198.18.0.2" },
     { n: 1000, dst: "198.18.0.2" },
     { n: 1000, dst: "2001:db8::2" },
-  ])("$n spoofed first fragments to $dst that never complete do not stop a fragmented ping from a real host", async ({ n, dst }) => {
-    const mac = [...stack.mac].map((b) => b.toString(16).padStart(2, "0")).join(":");
-    await ns.exec("/usr/bin/python3", [FRAGS, TAP, mac, dst, String(n)], 30_000);
-    const out = await ns.exec("ping", [...(dst.includes(":") ? ["-6"] : []), "-c", "1", "-W", "3", "-s", "4000", dst], 10_000);
-    expect(out.stdout).toMatch(/1 received/);
-  }, 40_000);
+  ])(
+    "$n spoofed first fragments to $dst that never complete do not stop a fragmented ping from a real host",
+    async ({ n, dst }) => {
+      const mac = [...stack.mac].map((b) => b.toString(16).padStart(2, "0")).join(":");
+      await ns.exec("/usr/bin/python3", [FRAGS, TAP, mac, dst, String(n)], 30_000);
+      const out = await ns.exec("ping", [...(dst.includes(":") ? ["-6"] : []), "-c", "1", "-W", "3", "-s", "4000", dst], 10_000);
+      expect(out.stdout).toMatch(/1 received/);
+    },
+    40_000,
+  );
 
   it("after the attacks every counter is back to baseline", async () => {
     await backToBaseline("baseline");

@@ -75,7 +75,10 @@ describe("HEAD and 405 on the demo app and static files, HTTP/1.1 and HTTP/2", (
       s.on("close", () => resolve({ status, headers, body: Buffer.concat(chunks), rstCode: s.rstCode }));
     });
 
-  for (const [proto, send] of [["HTTP/1.1", h1], ["HTTP/2", h2]] as const) {
+  for (const [proto, send] of [
+    ["HTTP/1.1", h1],
+    ["HTTP/2", h2],
+  ] as const) {
     for (const path of ["/", "/bytes/1000", "/bytes/0", "/stats", "/page.html", "/nope"]) {
       it(`${proto} HEAD ${path}: GET's status and header fields, no content`, async () => {
         const get = await send("GET", path);

@@ -133,7 +133,12 @@ print(got.hex(), "closed" if closed else "open")
     expect(closed).toBe(true);
     expect(got.subarray(0, 9).equals(settings())).toBe(true);
     // GOAWAY header (type 7, stream 0), then last stream 0 and the error code.
-    expect({ type: got[12], stream: got.readUInt32BE(14), lastStreamId: got.readUInt32BE(18), code: got.readUInt32BE(22) }).toEqual({ type: FRAME.GOAWAY, stream: 0, lastStreamId: 0, code: ERROR.PROTOCOL_ERROR });
+    expect({ type: got[12], stream: got.readUInt32BE(14), lastStreamId: got.readUInt32BE(18), code: got.readUInt32BE(22) }).toEqual({
+      type: FRAME.GOAWAY,
+      stream: 0,
+      lastStreamId: 0,
+      code: ERROR.PROTOCOL_ERROR,
+    });
   });
 
   it("h2spec 3.5/2 'INVALID CONNECTION PREFACE': closed within 2 s", async () => {

@@ -14,7 +14,29 @@ import { hostListener, stackListener, unixListener } from "../../http/listener.j
 import { httpService, httpsService, type Handler } from "../../http/services.js";
 
 const dir = mkdtempSync(join(tmpdir(), "paf-http-"));
-execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.pem"), "-days", "2", "-subj", "/CN=paf.test", "-addext", "subjectAltName=DNS:paf.test,IP:198.18.0.2"], { stdio: "ignore" });
+execFileSync(
+  "openssl",
+  [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    join(dir, "k.pem"),
+    "-out",
+    join(dir, "c.pem"),
+    "-days",
+    "2",
+    "-subj",
+    "/CN=paf.test",
+    "-addext",
+    "subjectAltName=DNS:paf.test,IP:198.18.0.2",
+  ],
+  { stdio: "ignore" },
+);
 const key = readFileSync(join(dir, "k.pem"));
 const cert = readFileSync(join(dir, "c.pem"));
 
@@ -36,11 +58,13 @@ describe("serve() over host sockets and a Unix socket (loopback only)", () => {
     const h = serve(httpService(handler, quiet), l);
     const port = Number(l.description.split(":").pop());
     const body = await new Promise<string>((resolve, reject) =>
-      http.get({ host: "127.0.0.1", port, path: "/" }, (res) => {
-        let b = "";
-        res.on("data", (d) => (b += d));
-        res.on("end", () => resolve(b));
-      }).on("error", reject),
+      http
+        .get({ host: "127.0.0.1", port, path: "/" }, (res) => {
+          let b = "";
+          res.on("data", (d) => (b += d));
+          res.on("end", () => resolve(b));
+        })
+        .on("error", reject),
     );
     expect(body).toBe("paf says hello over HTTP/1.1\n");
     const h2 = (await sh("curl", ["-sS", "--max-time", "5", "--http2-prior-knowledge", `http://127.0.0.1:${port}/`])).stdout;

@@ -24,7 +24,11 @@ const removedNamespaces = (stderr: string): string[] => /removed (.*)/.exec(stde
 
 describe("paf lab: usage and bad arguments", () => {
   it("--help prints the usage on stdout and exits 0", async () => {
-    for (const args of [["lab", "--help"], ["lab", "run", "--help"], ["lab", "up", "--help"]]) {
+    for (const args of [
+      ["lab", "--help"],
+      ["lab", "run", "--help"],
+      ["lab", "up", "--help"],
+    ]) {
       const r = await runCli(args);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^usage: paf lab run/);
@@ -72,7 +76,10 @@ describe("paf lab: usage and bad arguments", () => {
 describe.skipIf(!run)("paf lab run", () => {
   it("curl through 3% loss, 40 ms delay and a 100 mbit rate to a paf stack: the body arrives whole, the setup is printed, nothing is left", async () => {
     const pcap = join(dir, "run.pcap");
-    const r = await runCli(["lab", "run", "--loss", "3%", "--delay", "40ms", "--rate", "100mbit", "--seed", "9", "--pcap", pcap, "--", "sh", "-c", "curl -sS --max-time 60 http://198.18.0.2/bytes/300000 | sha256sum"], 90_000);
+    const r = await runCli(
+      ["lab", "run", "--loss", "3%", "--delay", "40ms", "--rate", "100mbit", "--seed", "9", "--pcap", pcap, "--", "sh", "-c", "curl -sS --max-time 60 http://198.18.0.2/bytes/300000 | sha256sum"],
+      90_000,
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.split(" ")[0]).toBe(expectedPatternSha256(300000));
     expect(r.stderr).toMatch(/namespace paf-lab\d+-\w+ \(commands run here\): kernel 198\.18\.0\.1 2001:db8::1/);
@@ -95,7 +102,22 @@ describe.skipIf(!run)("paf lab run", () => {
     const blob = randomBytes(200_000);
     writeFileSync(join(www, "blob"), blob);
     const r = await runCli(
-      ["lab", "run", "--peer", "kernel", "--server", `python3 -m http.server 8000 --bind 198.18.0.2 --directory ${www}`, "--loss", "2%", "--delay", "10ms,5ms", "--", "sh", "-c", "curl -sS --max-time 60 http://198.18.0.2:8000/blob | sha256sum"],
+      [
+        "lab",
+        "run",
+        "--peer",
+        "kernel",
+        "--server",
+        `python3 -m http.server 8000 --bind 198.18.0.2 --directory ${www}`,
+        "--loss",
+        "2%",
+        "--delay",
+        "10ms,5ms",
+        "--",
+        "sh",
+        "-c",
+        "curl -sS --max-time 60 http://198.18.0.2:8000/blob | sha256sum",
+      ],
       90_000,
     );
     expect(r.code, r.stderr).toBe(0);

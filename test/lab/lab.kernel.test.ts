@@ -40,13 +40,14 @@ const alive = (pid: number): boolean => {
 const gone = (pids: number[]) => waitFor(() => !pids.some(alive), `processes ${pids.join(", ")} to be gone`, 2000);
 
 /** Open /dev/net/tun descriptors of this process (a TAP left open would keep its namespace alive). */
-const tunFds = (): number => readdirSync("/proc/self/fd").filter((fd) => {
-  try {
-    return readlinkSync(`/proc/self/fd/${fd}`) === "/dev/net/tun";
-  } catch {
-    return false;
-  }
-}).length;
+const tunFds = (): number =>
+  readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === "/dev/net/tun";
+    } catch {
+      return false;
+    }
+  }).length;
 
 const netnsList = async (): Promise<string> => (await sh("ip", ["netns", "list"])).stdout;
 
@@ -157,7 +158,10 @@ describe.skipIf(!run)("Lab: the kernel and a paf stack", () => {
     const one = (body: string) =>
       Lab.with({}, async (lab) => {
         const { kernel, stack, ipv4 } = await lab.stack({ faults: { delayMs: 10 } });
-        const web = serve(httpService((_req, res) => res.end(body)), stackListener(stack, { port: 80 }));
+        const web = serve(
+          httpService((_req, res) => res.end(body)),
+          stackListener(stack, { port: 80 }),
+        );
         const { stdout } = await kernel.ns.exec("curl", ["-sS", "--max-time", "10", `http://${ipv4}/`]);
         await web.stop(500);
         return { body: stdout, ns: kernel.ns.name, tap: kernel.ifname };

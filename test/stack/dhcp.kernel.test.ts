@@ -44,7 +44,20 @@ function collect(p: ChildProcess): Proc {
 
 /** dnsmasq as a DHCP server only (no DNS), logging every exchange; extra arguments set the range and options. */
 async function dnsmasq(ns: Netns, tap: string, leaseFile: string, extra: string[]): Promise<Proc> {
-  const args = ["--no-daemon", "--conf-file=/dev/null", "--pid-file=", "--port=0", `--interface=${tap}`, "--bind-interfaces", "--log-facility=-", "--log-dhcp", "--no-ping", `--dhcp-leasefile=${leaseFile}`, "--dhcp-option=option:dns-server,198.18.0.1", ...extra];
+  const args = [
+    "--no-daemon",
+    "--conf-file=/dev/null",
+    "--pid-file=",
+    "--port=0",
+    `--interface=${tap}`,
+    "--bind-interfaces",
+    "--log-facility=-",
+    "--log-dhcp",
+    "--no-ping",
+    `--dhcp-leasefile=${leaseFile}`,
+    "--dhcp-option=option:dns-server,198.18.0.1",
+    ...extra,
+  ];
   const p = ns.spawn(DNSMASQ, args, { timeoutMs: 300_000 });
   const proc = collect(p);
   await waitForOutput(p, /DHCP, IP range|DHCP, static leases/);
@@ -79,7 +92,13 @@ function next<E extends keyof DhcpEvents>(c: DhcpClient, event: E, timeoutMs: nu
 }
 
 /** A namespace with a TAP whose kernel side is 198.18.0.1/24, dnsmasq on it, tcpdump, and a stack asking for a lease. */
-async function withDhcp(tag: string, dnsmasqArgs: string[], dhcp: DhcpOptions, fn: (x: { ns: Netns; tap: string; leases: string; server: Proc; dump: Proc; stack: Stack; restart: (args: string[]) => Promise<Proc> }) => Promise<void>, mac?: string): Promise<void> {
+async function withDhcp(
+  tag: string,
+  dnsmasqArgs: string[],
+  dhcp: DhcpOptions,
+  fn: (x: { ns: Netns; tap: string; leases: string; server: Proc; dump: Proc; stack: Stack; restart: (args: string[]) => Promise<Proc> }) => Promise<void>,
+  mac?: string,
+): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "paf-dhcp-"));
   const leases = join(dir, "leases");
   try {
@@ -189,7 +208,7 @@ describe.skipIf(!run)("DHCPv4 client against dnsmasq over a TAP", () => {
       // REBINDING: broadcast REQUESTs from the leased address (T2, then >= 60 s later), then DISCOVER from 0.0.0.0.
       expect(dump.out().match(new RegExp(`IP ${a}\\.68 > 255\\.255\\.255\\.255\\.67`, "g"))?.length).toBe(2);
       // DISCOVER and REQUEST at the start, a DISCOVER again now.
-      await logged(dump, /(0\.0\.0\.0\.68 > 255\.255\.255\.255\.67[^]*){3}/);
+      await logged(dump, /(0\.0\.0\.0\.68 > 255\.255\.255\.255\.67[\s\S]*){3}/);
       expect((await ns.exec("ping", ["-c", "1", "-W", "1", last.address]).catch((e: Error) => e)) instanceof Error).toBe(true);
     });
   }, 200_000);

@@ -72,7 +72,16 @@ describe("DHCPv4 client (RFC 2131)", () => {
   it("DORA: DISCOVER and REQUEST by broadcast from 0.0.0.0, an ARP probe, then address, default route and DNS servers", async () => {
     const n = lan();
     const lease = await bound(n);
-    expect(lease).toMatchObject({ address: "198.18.0.50", prefixLength: 24, router: "198.18.0.1", dns: ["198.18.0.1", "198.18.0.2"], server: "198.18.0.1", leaseSec: 120, renewSec: 60, rebindSec: 105 });
+    expect(lease).toMatchObject({
+      address: "198.18.0.50",
+      prefixLength: 24,
+      router: "198.18.0.1",
+      dns: ["198.18.0.1", "198.18.0.2"],
+      server: "198.18.0.1",
+      leaseSec: 120,
+      renewSec: 60,
+      rebindSec: 105,
+    });
     expect(n.wire.map((w) => [w.type, w.src, w.dst])).toEqual([
       [DISCOVER, "0.0.0.0", "255.255.255.255"],
       [REQUEST, "0.0.0.0", "255.255.255.255"],
@@ -223,7 +232,17 @@ describe("DHCP messages (RFC 2131 §2, RFC 2132, RFC 3396)", () => {
 
   it("round-trips header and options, pads to 300 bytes, splits and rejoins a value over 255 bytes", () => {
     const long = new Uint8Array(600).map((_, i) => i & 0xff);
-    const m = emitDhcp({ op: 1, xid: 0x12345678, secs: 3, flags: 0x8000, chaddr, options: [[OPT.MESSAGE_TYPE, Uint8Array.of(1)], [OPT.DNS, long]] });
+    const m = emitDhcp({
+      op: 1,
+      xid: 0x12345678,
+      secs: 3,
+      flags: 0x8000,
+      chaddr,
+      options: [
+        [OPT.MESSAGE_TYPE, Uint8Array.of(1)],
+        [OPT.DNS, long],
+      ],
+    });
     expect(m.length).toBeGreaterThanOrEqual(300);
     const p = parseDhcp(m);
     if (typeof p === "string") throw new Error(p);
@@ -234,7 +253,17 @@ describe("DHCP messages (RFC 2131 §2, RFC 2132, RFC 3396)", () => {
   });
 
   it("a lease time sent twice (dnsmasq adds its own to one set with --dhcp-option=51) is read as the shorter", () => {
-    const m = emitDhcp({ op: 2, xid: 1, secs: 0, flags: 0, chaddr, options: [[OPT.LEASE_TIME, u32(120)], [OPT.LEASE_TIME, u32(20)]] });
+    const m = emitDhcp({
+      op: 2,
+      xid: 1,
+      secs: 0,
+      flags: 0,
+      chaddr,
+      options: [
+        [OPT.LEASE_TIME, u32(120)],
+        [OPT.LEASE_TIME, u32(20)],
+      ],
+    });
     const p = parseDhcp(m);
     if (typeof p === "string") throw new Error(p);
     expect(optU32(p.options.get(OPT.LEASE_TIME))).toBe(20);

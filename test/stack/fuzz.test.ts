@@ -19,7 +19,14 @@ describe("robustness against malformed frames", () => {
     const rnd = new SeededRandom(seed);
     const netif = new CaptureNetif();
     const clock = new VirtualClock();
-    const stack = Stack.create({ netif, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24", gateway: "198.18.0.1" }, ipv6: { address: "2001:db8::2/64", slaac: true }, clock, random: new SeededRandom(2) });
+    const stack = Stack.create({
+      netif,
+      mac: STACK_MAC,
+      ipv4: { address: "198.18.0.2/24", gateway: "198.18.0.1" },
+      ipv6: { address: "2001:db8::2/64", slaac: true },
+      clock,
+      random: new SeededRandom(2),
+    });
     clock.advance(1000);
     const internal: unknown[] = [];
     stack.onInternalError = (e) => internal.push(e);

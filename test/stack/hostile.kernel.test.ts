@@ -63,7 +63,9 @@ describe.skipIf(!run)("hostile input over a TAP, the kernel as peer and as the r
     // The kernel in ns gets the SYN-ACKs answering scapy's SYNs; its RSTs would end those
     // half-open connections (ours and the kernel target's), so it sends none.
     await ns.exec("nft", ["-f", "-"], { input: "table inet paf_hostile {\n chain out {\n  type filter hook output priority 0;\n  tcp flags & rst == rst drop\n }\n}\n" });
-    kns.spawn(PY, ["-c", "import socket, time\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 80))\ns.listen(128)\ntime.sleep(600)"], { timeoutMs: 600_000 });
+    kns.spawn(PY, ["-c", "import socket, time\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 80))\ns.listen(128)\ntime.sleep(600)"], {
+      timeoutMs: 600_000,
+    });
     await stack.ready();
   });
 
@@ -89,7 +91,9 @@ describe.skipIf(!run)("hostile input over a TAP, the kernel as peer and as the r
     const vars = paf
       ? { DMAC: PAF_MAC, SRC4: "198.18.0.1", DST4: "198.18.0.2", SRC6: "2001:db8::1", DST6: "2001:db8::2" }
       : { DMAC: kernelMac, SRC4: "198.18.1.1", DST4: "198.18.1.2", SRC6: "2001:db8:1::1", DST6: "2001:db8:1::2" };
-    const head = Object.entries(vars).map(([k, v]) => `${k} = ${JSON.stringify(v)}\n`).join("");
+    const head = Object.entries(vars)
+      .map(([k, v]) => `${k} = ${JSON.stringify(v)}\n`)
+      .join("");
     const r = await ns.exec(PY, [PROBE, paf ? TAP : "kv0", vars.DMAC, String(waitS)], { input: head + script, timeoutMs: 60_000 });
     return JSON.parse(r.stdout) as Reply[];
   }
@@ -112,7 +116,10 @@ pkts = [Ether(dst=DMAC)/IP(src=SRC4, dst=DST4)/TCP(sport=c["sport"], dport=80 if
     const seen: string[] = [];
     for (const c of cases) {
       const label = `${c.name} to ${c.open ? "an open" : "a closed"} port`;
-      for (const [who, rs] of [["paf", paf], ["kernel", kernel]] as const) {
+      for (const [who, rs] of [
+        ["paf", paf],
+        ["kernel", kernel],
+      ] as const) {
         const reply = first(rs, c.sport);
         seen.push(`${label}: ${who} ${reactionOf(reply?.flags)}`);
         if (c.expect === "rst") expect({ label, who, ...pick(reply) }).toEqual({ label, who, ...expectedRst(c, c.seq, c.ack) });

@@ -187,7 +187,10 @@ describe("RFC 792 ICMP echo", () => {
     netif.take();
     const frags = fragments(1, icmpEcho(8, 7, 1, new Uint8Array(3000).fill(5)), 1480, 777);
     for (const f of frags) netif.inject(f);
-    const replies = netif.take().map(decode4).filter((o) => o.ip.dst.join(".") === "198.18.0.1");
+    const replies = netif
+      .take()
+      .map(decode4)
+      .filter((o) => o.ip.dst.join(".") === "198.18.0.1");
     expect(replies.length).toBe(3); // the echo reply, fragmented in turn
     expect(stack.stats().ipv4!["drop_reassembly_evicted"]).toBe(n - 64 + 1);
     expect(stack.ipv4.reassemblyState().inProgress).toBe(63);

@@ -74,7 +74,10 @@ function nsBody(): Uint8Array {
 /** An echo request; the stack answers it once it knows our MAC. */
 const ping = (netif: CaptureNetif) => {
   netif.inject(icmp6Frame(128, 0, 0x00420001, new Uint8Array(8), { dstMac: STACK_MAC }));
-  return netif.take().map(decode6).filter((d) => d.icmp?.type === 129).length;
+  return netif
+    .take()
+    .map(decode6)
+    .filter((d) => d.icmp?.type === 129).length;
 };
 
 describe("RFC 6980: NDP messages in fragments are dropped", () => {
@@ -83,11 +86,21 @@ describe("RFC 6980: NDP messages in fragments are dropped", () => {
     const frags = fragmentIcmp(icmpMsg(135, 0, nsBody()), 8, 1, { hopLimit: 255 });
     expect(frags.length).toBe(4);
     for (const f of frags) netif.inject(f);
-    expect(netif.take().map(decode6).filter((d) => d.icmp?.type === 136)).toEqual([]);
+    expect(
+      netif
+        .take()
+        .map(decode6)
+        .filter((d) => d.icmp?.type === 136),
+    ).toEqual([]);
     expect(v6()["drop_ndp_in_fragment"]).toBe(1);
     expect(v6()["reassembled"]).toBe(1);
     netif.inject(icmp6Frame(135, 0, 0, nsBody(), { src: PEER6, hopLimit: 255, dstMac: STACK_MAC }));
-    expect(netif.take().map(decode6).filter((d) => d.icmp?.type === 136).length).toBe(1);
+    expect(
+      netif
+        .take()
+        .map(decode6)
+        .filter((d) => d.icmp?.type === 136).length,
+    ).toBe(1);
     expect(ping(netif)).toBe(1);
   });
 
@@ -119,7 +132,12 @@ describe("RFC 6980: NDP messages in fragments are dropped", () => {
     const { netif } = await setup();
     resolvePeer(netif);
     for (const f of fragmentIcmp(icmpMsg(128, 0x00050001, new Uint8Array(40)), 16, 4)) netif.inject(f);
-    expect(netif.take().map(decode6).filter((d) => d.icmp?.type === 129).length).toBe(1);
+    expect(
+      netif
+        .take()
+        .map(decode6)
+        .filter((d) => d.icmp?.type === 129).length,
+    ).toBe(1);
   });
 });
 
@@ -154,7 +172,11 @@ describe("RFC 8200 §4.5: fragment errors and reassembly time", () => {
     const msg = icmpMsg(128, 0x00060001, new Uint8Array(40));
     const [first] = fragmentIcmp(msg, 16, 11);
     netif.inject(first!);
-    const errors = () => netif.take().map(decode6).filter((d) => d.icmp && d.icmp.type < 128);
+    const errors = () =>
+      netif
+        .take()
+        .map(decode6)
+        .filter((d) => d.icmp && d.icmp.type < 128);
     clock.advance(59_000);
     expect(errors()).toEqual([]);
     expect(v6()["drop_reassembly_timeout"] ?? 0).toBe(0);

@@ -48,7 +48,10 @@ describe("RFC 4862 DAD and addresses", () => {
     const clock = new VirtualClock();
     const stack = Stack.create({ netif, mac: STACK_MAC, ipv6: { address: "2001:db8::2/64" }, clock, random: new SeededRandom(3) });
     clock.advance(0);
-    const ns = netif.take().map(decode6).filter((d) => d.icmp?.type === 135);
+    const ns = netif
+      .take()
+      .map(decode6)
+      .filter((d) => d.icmp?.type === 135);
     const targets = ns.map((d) => formatIPv6(d.icmp!.body.subarray(0, 16)));
     expect(targets.sort()).toEqual(["2001:db8::2", formatIPv6(linkLocalFromMac(STACK_MAC))].sort());
     for (const d of ns) {
@@ -123,7 +126,12 @@ describe("RFC 4861 neighbour discovery", () => {
     expect(ns!.icmp!.type).toBe(135);
     resolvePeer(netif);
     expect(stack.ndp!.neighbour(PEER6)!.state).toBe("REACHABLE");
-    expect(netif.take().map(decode6).some((d) => d.ip.nextHeader === 17)).toBe(true); // the queued datagram
+    expect(
+      netif
+        .take()
+        .map(decode6)
+        .some((d) => d.ip.nextHeader === 17),
+    ).toBe(true); // the queued datagram
     clock.advance(16_000); // beyond 1.5 x BaseReachableTime
     s.send("y", 9, "2001:db8::1");
     await tick();
@@ -157,7 +165,10 @@ describe("RFC 4862 SLAAC from router advertisements", () => {
     const stack = Stack.create({ netif, mac: STACK_MAC, ipv6: { slaac: true }, clock, random: new SeededRandom(3) });
     clock.advance(1000);
     await stack.ready();
-    const rs = netif.take().map(decode6).filter((d) => d.icmp?.type === 133);
+    const rs = netif
+      .take()
+      .map(decode6)
+      .filter((d) => d.icmp?.type === 133);
     expect(rs.length).toBe(1);
     netif.inject(routerAdvert(parseIPv6("2001:db8:1::"), 30, 20));
     clock.advance(1000); // DAD of the new address

@@ -157,7 +157,9 @@ for p in pk: sendp(p, iface=i)
   });
 
   it("answers a closed UDP port with ICMP port unreachable (nc sees ECONNREFUSED)", async () => {
-    const r = await ns.exec("python3", ["-c", `
+    const r = await ns.exec("python3", [
+      "-c",
+      `
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(2)
@@ -168,7 +170,8 @@ try:
     print("no error")
 except ConnectionRefusedError:
     print("refused")
-`]);
+`,
+    ]);
     expect(r.stdout.trim()).toBe("refused");
   });
 });

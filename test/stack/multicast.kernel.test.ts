@@ -84,7 +84,27 @@ describe.skipIf(!run)("multicast and broadcast with the kernel over a TAP", () =
     tap = netif.name;
     // Snooping on, querier off until br0's link-local address is usable (MLD queries from :: are
     // invalid, RFC 3810 §5.1.14, and a host drops them).
-    await ns.ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "1", "mcast_querier", "0", "mcast_mld_version", "2", "mcast_igmp_version", "2", "mcast_startup_query_interval", "100", "mcast_query_response_interval", "100", "mcast_last_member_interval", "50");
+    await ns.ip(
+      "link",
+      "add",
+      "br0",
+      "type",
+      "bridge",
+      "mcast_snooping",
+      "1",
+      "mcast_querier",
+      "0",
+      "mcast_mld_version",
+      "2",
+      "mcast_igmp_version",
+      "2",
+      "mcast_startup_query_interval",
+      "100",
+      "mcast_query_response_interval",
+      "100",
+      "mcast_last_member_interval",
+      "50",
+    );
     await ns.ip("link", "set", tap, "master", "br0");
     await ns.ip("link", "set", tap, "up");
     await ns.ip("link", "set", "br0", "up");
@@ -167,7 +187,7 @@ describe.skipIf(!run)("multicast and broadcast with the kernel over a TAP", () =
     const denied = await new Promise<Error | null>((res) => tx.send("x", 5030, "198.18.0.255", res));
     expect(denied).toMatchObject({ code: "EACCES" });
     tx.setBroadcast(true);
-    const seen = waitForOutput(r, /bcast-(\d) 198\.18\.0\.2[^]*bcast-(\d) 198\.18\.0\.2/);
+    const seen = waitForOutput(r, /bcast-(\d) 198\.18\.0\.2[\s\S]*bcast-(\d) 198\.18\.0\.2/);
     tx.send("bcast-1", 5030, "198.18.0.255");
     tx.send("bcast-2", 5030, "255.255.255.255");
     await seen;

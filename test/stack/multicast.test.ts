@@ -177,7 +177,11 @@ describe("IPv4 multicast and IGMPv2 (RFC 2236)", () => {
     netif.inject(igmpQuery("0.0.0.0", 50)); // 5 s
     expect(igmpOut(netif.take())).toEqual([]); // delayed, never at once
     clock.advance(5000);
-    expect(igmpOut(netif.take()).map((x) => x.group).sort()).toEqual(["239.1.2.3", "239.4.5.6"]);
+    expect(
+      igmpOut(netif.take())
+        .map((x) => x.group)
+        .sort(),
+    ).toEqual(["239.1.2.3", "239.4.5.6"]);
     netif.inject(igmpQuery("239.4.5.6", 20));
     clock.advance(2000);
     expect(igmpOut(netif.take()).map((x) => x.group)).toEqual(["239.4.5.6"]);

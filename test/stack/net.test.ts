@@ -30,7 +30,12 @@ interface World {
 }
 const worlds: World[] = [
   { name: "node:net (kernel loopback)", createServer: net.createServer, connect: (p, h, cb) => net.connect(p, h, cb), host: "127.0.0.1" },
-  { name: "stack.net (userspace)", createServer: ((...a: unknown[]) => (server.net.createServer as (...x: unknown[]) => unknown)(...a)) as never, connect: (p, h, cb) => client.net.connect(p, h, cb), host: "198.18.0.2" },
+  {
+    name: "stack.net (userspace)",
+    createServer: ((...a: unknown[]) => (server.net.createServer as (...x: unknown[]) => unknown)(...a)) as never,
+    connect: (p, h, cb) => client.net.connect(p, h, cb),
+    host: "198.18.0.2",
+  },
 ];
 
 function listening(s: net.Server): Promise<number> {
@@ -142,11 +147,13 @@ describe("stack.net with libraries and names", () => {
   });
 
   it("writes made while the name resolves are sent once connected", async () => {
-    const s = server.net.createServer({ allowHalfOpen: true }, (sock) => {
-      let req = "";
-      sock.on("data", (d: Buffer) => (req += d));
-      sock.on("end", () => sock.end(req.toUpperCase()));
-    }).listen(4001);
+    const s = server.net
+      .createServer({ allowHalfOpen: true }, (sock) => {
+        let req = "";
+        sock.on("data", (d: Buffer) => (req += d));
+        sock.on("end", () => sock.end(req.toUpperCase()));
+      })
+      .listen(4001);
     const c = client.net.connect(4001, "web.test");
     expect(c.connecting).toBe(true);
     c.write("early ");

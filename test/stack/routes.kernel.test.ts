@@ -10,10 +10,11 @@ import { Stack } from "../../stack/stack.js";
 
 const run = requirePrivileged();
 
-const fails = (p: Promise<unknown>) => p.then(
-  () => false,
-  () => true,
-);
+const fails = (p: Promise<unknown>) =>
+  p.then(
+    () => false,
+    () => true,
+  );
 
 describe.skipIf(!run)("routes via a kernel router", () => {
   let a: Netns;
@@ -65,7 +66,12 @@ describe.skipIf(!run)("routes via a kernel router", () => {
     const flow = await stack.tcp.connect({ host: "198.19.0.2", port: 7070, timeout: 3000 });
     flow.end("over-the-route\n");
     await got;
-    expect(stack.routes().filter((r) => r.origin === "static").map((r) => `${r.to} via ${r.via}`)).toEqual(["198.19.0.0/24 via 198.18.0.1", "2001:db8:1::/64 via 2001:db8::1"]);
+    expect(
+      stack
+        .routes()
+        .filter((r) => r.origin === "static")
+        .map((r) => `${r.to} via ${r.via}`),
+    ).toEqual(["198.19.0.0/24 via 198.18.0.1", "2001:db8:1::/64 via 2001:db8::1"]);
     stack.removeRoute({ to: "198.19.0.0/24" });
     stack.removeRoute({ to: "2001:db8:1::/64" });
     expect(await fails(stack.ping("198.19.0.2", { timeoutMs: 500 }))).toBe(true);

@@ -36,7 +36,12 @@ describe.skipIf(!run)("tenants under floods over TAPs", () => {
       const limits = i === 0 ? { tenant: { packetsPerSec: 20_000, sourceSharePct: 50, cpuPerTurnUs: 500 }, tcp: { maxConnectionsPerHost: 32 } } : {};
       const stack = Stack.create({ netif: tap, ipv4: { address: "198.18.0.2/24" }, scheduler, limits });
       stacks.push(stack);
-      webs.push(serve(httpService((_req, res) => res.end(`tenant ${i}\n`)), stackListener(stack, { port: 80 })));
+      webs.push(
+        serve(
+          httpService((_req, res) => res.end(`tenant ${i}\n`)),
+          stackListener(stack, { port: 80 }),
+        ),
+      );
       await ns.kernelSide(tap.name, "198.18.0.1/24", "");
       if (i === 0) await ns.ip("addr", "add", "198.18.0.3/24", "dev", tap.name);
     }
@@ -51,7 +56,11 @@ describe.skipIf(!run)("tenants under floods over TAPs", () => {
 
   /** `n` sequential curls in namespace `i` (from `src`), `limit` s each: how many answered right. */
   const probe = async (i: number, n: number, limit: number, src = "198.18.0.1") => {
-    const r = await nss[i]!.exec("bash", ["-c", `ok=0; for k in $(seq ${n}); do [ "$(curl -s --max-time ${limit} --interface ${src} http://198.18.0.2/)" = "tenant ${i}" ] && ok=$((ok+1)); done; echo $ok`], (n * limit + 30) * 1000);
+    const r = await nss[i]!.exec(
+      "bash",
+      ["-c", `ok=0; for k in $(seq ${n}); do [ "$(curl -s --max-time ${limit} --interface ${src} http://198.18.0.2/)" = "tenant ${i}" ] && ok=$((ok+1)); done; echo $ok`],
+      (n * limit + 30) * 1000,
+    );
     return Number(r.stdout.trim());
   };
 

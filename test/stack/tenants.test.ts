@@ -41,7 +41,7 @@ describe("isolation", () => {
       const client = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, scheduler }));
       return { server, client };
     });
-    tenants.forEach((t, i) => t.server.tcp.listen({ port: 80 }, (f: TcpFlow) => f.end(`tenant ${i}\n`)));
+    for (const [i, t] of tenants.entries()) t.server.tcp.listen({ port: 80 }, (f: TcpFlow) => f.end(`tenant ${i}\n`));
     const read = async (c: Stack) => {
       const f = await c.tcp.connect({ host: "198.18.0.2", port: 80, timeout: 3000 });
       let s = "";
@@ -91,10 +91,12 @@ describe("one scheduler for many stacks", () => {
     const sender = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, scheduler }));
     let busyGot = 0;
     let calmGot = 0;
-    busy.udp.createSocket("udp4", () => {
-      busyGot++;
-      cpu += 0.1;
-    }).bind(9);
+    busy.udp
+      .createSocket("udp4", () => {
+        busyGot++;
+        cpu += 0.1;
+      })
+      .bind(9);
     calm.udp.createSocket("udp4", () => calmGot++).bind(9);
     const out = sender.udp.createSocket("udp4");
     // Resolve both neighbours first.
@@ -121,10 +123,12 @@ describe("one scheduler for many stacks", () => {
     const busy = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" }, scheduler }));
     const sender = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, scheduler }));
     let got = 0;
-    busy.udp.createSocket("udp4", () => {
-      got++;
-      cpu += 0.1;
-    }).bind(9);
+    busy.udp
+      .createSocket("udp4", () => {
+        got++;
+        cpu += 0.1;
+      })
+      .bind(9);
     await sender.ping("198.18.0.2");
     const out = sender.udp.createSocket("udp4");
     for (let i = 0; i < 640; i++) out.send("x", 9, "198.18.0.2");
@@ -240,11 +244,12 @@ describe("stack.close()", () => {
     while (served.length < 2) await tick();
     return { a, b, server, idle, busy, served };
   }
-  const ended = (f: TcpFlow) => new Promise<Error | undefined>((resolve) => {
-    let err: Error | undefined;
-    f.on("error", (e) => (err = e));
-    f.on("close", () => resolve(err));
-  });
+  const ended = (f: TcpFlow) =>
+    new Promise<Error | undefined>((resolve) => {
+      let err: Error | undefined;
+      f.on("error", (e) => (err = e));
+      f.on("close", () => resolve(err));
+    });
 
   it("ends every flow with 'close': ECONNABORTED where data was pending, a plain close otherwise", async () => {
     const { b, idle, busy } = await connected();

@@ -132,7 +132,7 @@ export async function provision(opts: ProvisionOptions): Promise<Issued> {
       if (authz.status === "valid") continue;
       if (authz.status !== "pending") throw new Error(`ACME authorization for ${name} is ${authz.status}`);
       const ch = authz.challenges.find((c) => c.type === "http-01");
-      if (!ch || !ch.token) throw new Error(`the ACME server offers no http-01 challenge for ${name} (offered: ${authz.challenges.map((c) => c.type).join(", ")})`);
+      if (!ch?.token) throw new Error(`the ACME server offers no http-01 challenge for ${name} (offered: ${authz.challenges.map((c) => c.type).join(", ")})`);
       opts.responder.set(ch.token, keyAuthorization(ch.token, key));
       tokens.push(ch.token);
       await client.respondToChallenge(ch.url, name);

@@ -60,9 +60,7 @@ export function loadTapAddon(): TapAddon {
   const root = packageRoot();
   const path = join(root, "build", "Release", "paf_tap.node");
   if (!existsSync(path)) {
-    const e = new Error(
-      `paf: the TAP addon is not built (${path} is missing): run \`npm install\` or \`make build\` in ${root} (needs make, gcc/g++ and python3)`,
-    ) as Error & { code: string };
+    const e = new Error(`paf: the TAP addon is not built (${path} is missing): run \`npm install\` or \`make build\` in ${root} (needs make, gcc/g++ and python3)`) as Error & { code: string };
     e.code = "ERR_PAF_ADDON_MISSING";
     throw e;
   }

@@ -33,7 +33,9 @@ describe.skipIf(!run)("paf bench (kernel clients in a namespace) against paf ser
   beforeAll(async () => {
     ns = await Netns.create("bench");
     const tap = ifname("pbs");
-    server = (await startCli(["serve", "--tap", tap, "--tap-netns", ns.name, "--ipv4", "198.18.0.2/24", "--ipv6", "2001:db8::2/64", "--http", "80", "--https", "443", "--app", faultApp()], /^listening/)).child;
+    server = (
+      await startCli(["serve", "--tap", tap, "--tap-netns", ns.name, "--ipv4", "198.18.0.2/24", "--ipv6", "2001:db8::2/64", "--http", "80", "--https", "443", "--app", faultApp()], /^listening/)
+    ).child;
     await ns.kernelSide(tap);
   });
   afterAll(async () => {
@@ -122,7 +124,19 @@ describe.skipIf(!run)("paf bench --tap (clients on a userspace stack) against pa
   it("a host name, resolved by the clients' stack through its own DNS (dnsmasq in the namespace)", async () => {
     const dnsmasq = ns.spawn(
       "/usr/sbin/dnsmasq",
-      ["--no-daemon", "--conf-file=/dev/null", "--pid-file=", "--no-resolv", "--no-hosts", "--port=53", "--listen-address=198.18.2.1", "--bind-interfaces", "--log-facility=-", "--local=/test/", "--host-record=web.test,198.18.2.1,2001:db8:2::1,60"],
+      [
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--pid-file=",
+        "--no-resolv",
+        "--no-hosts",
+        "--port=53",
+        "--listen-address=198.18.2.1",
+        "--bind-interfaces",
+        "--log-facility=-",
+        "--local=/test/",
+        "--host-record=web.test,198.18.2.1,2001:db8:2::1,60",
+      ],
       { timeoutMs: 60_000 },
     );
     try {

@@ -127,10 +127,18 @@ describe("paf bench against paf serve --host 127.0.0.1", () => {
     expect(xmlProblem(doc.replace("</svg>", ""))).toMatch(/unclosed <svg>/);
     expect(xmlProblem(doc.replace("<title>", "<title>&"))).toMatch(/entity/);
     // A real XML parser agrees (python3 is among the CI packages).
-    expect(execFileSync("python3", ["-c", "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(r.tag)", svg], { encoding: "utf8" }).trim()).toBe("{http://www.w3.org/2000/svg}svg");
+    expect(execFileSync("python3", ["-c", "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(r.tag)", svg], { encoding: "utf8" }).trim()).toBe(
+      "{http://www.w3.org/2000/svg}svg",
+    );
     const t = texts(doc, "text");
     const l = r.report.latencyMs;
-    for (const [name, v] of [["p50", l.p50], ["p90", l.p90], ["p99", l.p99], ["p99.9", l.p999], ["max", l.max]] as const) {
+    for (const [name, v] of [
+      ["p50", l.p50],
+      ["p90", l.p90],
+      ["p99", l.p99],
+      ["p99.9", l.p999],
+      ["max", l.max],
+    ] as const) {
       expect(t).toContain(`${name} ${v} ms`);
     }
     expect(t.some((s) => s.includes(`500 requests`) && s.includes(`${r.report.throughput.requestsPerSecond} req/s`))).toBe(true);

@@ -89,7 +89,10 @@ export function expectClean(r: BenchRun, requests: number, bodyBytes: { sent: nu
   check(p.requests === requests, `requests ${p.requests} != ${requests}`);
   check(p.completed === requests, `completed ${p.completed} != ${requests}`);
   check(p.failed === 0, `failed ${p.failed}: ${JSON.stringify(p.errorSamples)}`);
-  check(Object.values(p.errors).every((x) => x === 0), `errors ${JSON.stringify(p.errors)}`);
+  check(
+    Object.values(p.errors).every((x) => x === 0),
+    `errors ${JSON.stringify(p.errors)}`,
+  );
   check(p.statusCodes["200"] === requests, `status codes ${JSON.stringify(p.statusCodes)}`);
   check(p.bytes.received === requests * bodyBytes.received, `bytes received ${p.bytes.received} != ${requests * bodyBytes.received}`);
   check(p.bytes.sent === requests * bodyBytes.sent, `bytes sent ${p.bytes.sent} != ${requests * bodyBytes.sent}`);

@@ -70,7 +70,14 @@ export function xmlProblem(doc: string): string | undefined {
 export function texts(doc: string, tag: string): string[] {
   const out: string[] = [];
   for (const m of doc.matchAll(new RegExp(`<${tag}\\b[^>]*>([^<]*)</${tag}>`, "g"))) {
-    out.push(m[1]!.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, "&"));
+    out.push(
+      m[1]!
+        .replace(/&lt;/g, "<")
+        .replace(/&gt;/g, ">")
+        .replace(/&quot;/g, '"')
+        .replace(/&apos;/g, "'")
+        .replace(/&amp;/g, "&"),
+    );
   }
   return out;
 }

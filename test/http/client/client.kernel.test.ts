@@ -75,7 +75,20 @@ http {
     procs.push(nginx);
     const dnsmasq = net.ns.spawn(
       "/usr/sbin/dnsmasq",
-      ["--no-daemon", "--conf-file=/dev/null", "--pid-file=", "--no-resolv", "--no-hosts", "--port=53", "--listen-address=198.18.0.1", "--bind-interfaces", "--log-facility=-", "--local=/test/", "--host-record=web.test,198.18.0.1,2001:db8::1,60", "--host-record=he.test,198.18.0.1,2001:db8::dead,60"],
+      [
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--pid-file=",
+        "--no-resolv",
+        "--no-hosts",
+        "--port=53",
+        "--listen-address=198.18.0.1",
+        "--bind-interfaces",
+        "--log-facility=-",
+        "--local=/test/",
+        "--host-record=web.test,198.18.0.1,2001:db8::1,60",
+        "--host-record=he.test,198.18.0.1,2001:db8::dead,60",
+      ],
       { timeoutMs: 300_000 },
     );
     procs.push(dnsmasq);
@@ -113,7 +126,11 @@ http {
       expect([origin, p.status, p.protocol]).toEqual([origin, 200, proto]);
       expect(await p.text()).toMatch(seen); // nginx's own view of the protocol and of our address
       const f = await cl.request(`${origin}/file.bin`, opts);
-      expect(createHash("sha256").update(await f.bytes()).digest("hex")).toBe(fileSha);
+      expect(
+        createHash("sha256")
+          .update(await f.bytes())
+          .digest("hex"),
+      ).toBe(fileSha);
     }
     const tlsInfo = (await cl.request("https://198.18.0.1:8443/proto")).connection;
     expect(tlsInfo?.via).toBe("paf-tcp");

@@ -16,7 +16,23 @@ import { socketLike, stackListener } from "../../../http/listener.js";
 import { httpService, httpsService, type Handler } from "../../../http/services.js";
 import { demoApp } from "../../../http/app.js";
 import { selfSigned } from "../../../tls/selfsigned.js";
-import { Client, ClientError, Connector, Ctx, K, Key, PafAgent, PafHttpsAgent, defaultConnector, happyEyeballs, interleave, pafDispatcher, request, runHttp, type Protocol } from "../../../http/client/index.js";
+import {
+  Client,
+  ClientError,
+  Connector,
+  Ctx,
+  K,
+  Key,
+  PafAgent,
+  PafHttpsAgent,
+  defaultConnector,
+  happyEyeballs,
+  interleave,
+  pafDispatcher,
+  request,
+  runHttp,
+  type Protocol,
+} from "../../../http/client/index.js";
 import { expectedPatternSha256 } from "../../helpers/pattern.js";
 
 /** The demo app plus routes for redirects and a stall. */
@@ -123,7 +139,11 @@ describe("client side over two in-process stacks", () => {
     const cl = new Client({ ctx: Ctx.empty.with(pipeTo, "demo"), connector });
     const r1 = await cl.request("http://anything/bytes/1000");
     expect(r1.protocol).toBe("http/1.1");
-    expect(createHash("sha256").update(await r1.bytes()).digest("hex")).toBe(expectedPatternSha256(1000));
+    expect(
+      createHash("sha256")
+        .update(await r1.bytes())
+        .digest("hex"),
+    ).toBe(expectedPatternSha256(1000));
     const r2 = await cl.request("http://anything/", { http2: "prior-knowledge" });
     expect(r2.protocol).toBe("h2");
     expect(await r2.text()).toMatch(/HTTP\/2/);
@@ -168,7 +188,11 @@ describe("client side over two in-process stacks", () => {
       const rs = await Promise.all(Array.from({ length: 30 }, () => cl.request(url, { http2: url.startsWith("http:") ? "prior-knowledge" : true })));
       for (const r of rs) {
         expect(r.protocol).toBe("h2");
-        expect(createHash("sha256").update(await r.bytes()).digest("hex")).toBe(expectedPatternSha256(50000));
+        expect(
+          createHash("sha256")
+            .update(await r.bytes())
+            .digest("hex"),
+        ).toBe(expectedPatternSha256(50000));
       }
     }
     const st = cl.stats();
@@ -200,7 +224,12 @@ describe("client side over two in-process stacks", () => {
       [["http/1.1"], "http/1.1"],
     ] as const) {
       const before = sec.stats().accepted;
-      const r = await c.open(base.with(K.host, "198.18.0.2").with(K.port, 443).with(K.tls, { ca: cert.cert, alpn: [...alpn] }));
+      const r = await c.open(
+        base
+          .with(K.host, "198.18.0.2")
+          .with(K.port, 443)
+          .with(K.tls, { ca: cert.cert, alpn: [...alpn] }),
+      );
       expect(r.tls?.alpn).toBe(proto);
       const conn = runHttp(r, { authority: "https://198.18.0.2" });
       expect(conn.protocol).toBe(proto);
@@ -253,7 +282,13 @@ describe("client side over two in-process stacks", () => {
   });
 
   it("happy eyeballs (RFC 8305): an unreachable IPv6 address loses to IPv4 after the attempt delay", async () => {
-    expect(interleave([{ address: "a", family: 4 }, { address: "b", family: 4 }, { address: "c", family: 6 }]).map((a) => a.address)).toEqual(["c", "a", "b"]);
+    expect(
+      interleave([
+        { address: "a", family: 4 },
+        { address: "b", family: 4 },
+        { address: "c", family: 6 },
+      ]).map((a) => a.address),
+    ).toEqual(["c", "a", "b"]);
     // paf.test has AAAA 2001:db8::99 (nobody answers neighbour solicitations) and A 198.18.0.2.
     const lookup = async () => [
       { address: "198.18.0.2", family: 4 as const },
@@ -280,29 +315,53 @@ describe("client side over two in-process stacks", () => {
   });
 
   it("RFC 8305 §3: a slow AAAA answer does not hold up IPv4 (resolution delay), a fast one starts at once", async () => {
-    const after = <T>(ms: number, v: T, fail = false) => new Promise<T>((res, rej) => setTimeout(() => (fail ? rej(Object.assign(new Error("ETIMEOUT"), { code: "ETIMEOUT" })) : res(v)), ms));
+    const answerAfter = <T>(ms: number, v: T, fail = false) => new Promise<T>((res, rej) => setTimeout(() => (fail ? rej(Object.assign(new Error("ETIMEOUT"), { code: "ETIMEOUT" })) : res(v)), ms));
     const dnsWith = (v6: () => Promise<Array<{ address: string }>>, v4: () => Promise<Array<{ address: string }>>) => ({ tcp: clientStack.tcp, dns: { resolve6: v6, resolve4: v4 } });
     // AAAA takes 3 s (a resolver dropping AAAA queries), A answers at once: connected over IPv4 in well under a second.
     let t0 = Date.now();
-    const slow6 = Ctx.empty.with(K.stack, dnsWith(() => after(3000, [{ address: "2001:db8::2" }]), () => after(5, [{ address: "198.18.0.2" }])));
+    const slow6 = Ctx.empty.with(
+      K.stack,
+      dnsWith(
+        () => answerAfter(3000, [{ address: "2001:db8::2" }]),
+        () => answerAfter(5, [{ address: "198.18.0.2" }]),
+      ),
+    );
     const r1 = await request("http://paf.test/", { ctx: slow6 });
     expect(r1.connection?.remoteAddress).toBe("198.18.0.2");
     expect(Date.now() - t0).toBeLessThan(1000);
     await r1.text();
     // AAAA first, A slow: IPv6 is used without waiting for A.
     t0 = Date.now();
-    const slow4 = Ctx.empty.with(K.stack, dnsWith(() => after(5, [{ address: "2001:db8::2" }]), () => after(3000, [{ address: "198.18.0.2" }])));
+    const slow4 = Ctx.empty.with(
+      K.stack,
+      dnsWith(
+        () => answerAfter(5, [{ address: "2001:db8::2" }]),
+        () => answerAfter(3000, [{ address: "198.18.0.2" }]),
+      ),
+    );
     const r2 = await request("http://paf.test/", { ctx: slow4 });
     expect(r2.connection?.remoteAddress).toBe("2001:db8::2");
     expect(Date.now() - t0).toBeLessThan(1000);
     await r2.text();
     // AAAA first but unreachable, A arrives 300 ms later: the late A answer joins and wins.
-    const late4 = Ctx.empty.with(K.stack, dnsWith(() => after(5, [{ address: "2001:db8::99" }]), () => after(300, [{ address: "198.18.0.2" }])));
+    const late4 = Ctx.empty.with(
+      K.stack,
+      dnsWith(
+        () => answerAfter(5, [{ address: "2001:db8::99" }]),
+        () => answerAfter(300, [{ address: "198.18.0.2" }]),
+      ),
+    );
     const r3 = await request("http://paf.test/", { ctx: late4.with(K.attemptDelay, 100) });
     expect(r3.connection?.remoteAddress).toBe("198.18.0.2");
     await r3.text();
     // Both queries fail: a resolve error naming the name.
-    const none = Ctx.empty.with(K.stack, dnsWith(() => after(5, [], true), () => after(10, [], true)));
+    const none = Ctx.empty.with(
+      K.stack,
+      dnsWith(
+        () => answerAfter(5, [], true),
+        () => answerAfter(10, [], true),
+      ),
+    );
     const e = await request("http://paf.test/", { ctx: none }).catch((x) => x);
     expect([e.stage, e.message]).toEqual(["resolve", expect.stringMatching(/cannot resolve paf\.test: ETIMEOUT/)]);
   });
@@ -310,11 +369,13 @@ describe("client side over two in-process stacks", () => {
   it("http.request and axios run over the stack through PafAgent / PafHttpsAgent; undici fetch through pafDispatcher", async () => {
     const agent = new PafAgent({ ctx: Ctx.empty.with(K.stack, clientStack) });
     const viaHttp = await new Promise<string>((resolve, reject) => {
-      http.get("http://198.18.0.2/", { agent }, (res) => {
-        let s = "";
-        res.on("data", (d) => (s += d));
-        res.on("end", () => resolve(s));
-      }).on("error", reject);
+      http
+        .get("http://198.18.0.2/", { agent }, (res) => {
+          let s = "";
+          res.on("data", (d) => (s += d));
+          res.on("end", () => resolve(s));
+        })
+        .on("error", reject);
     });
     expect(viaHttp).toMatch(/^Hello from paf/);
     const httpsAgent = new PafHttpsAgent({ ctx: Ctx.empty.with(K.stack, clientStack), ca: cert.cert });
@@ -325,7 +386,11 @@ describe("client side over two in-process stacks", () => {
     expect(posted.data).toBe("axios body");
     const dispatcher = pafDispatcher(Ctx.empty.with(K.stack, clientStack).with(K.tls, { ca: cert.cert }));
     const u1 = await undiciFetch("http://198.18.0.2/bytes/30000", { dispatcher });
-    expect(createHash("sha256").update(Buffer.from(await u1.arrayBuffer())).digest("hex")).toBe(expectedPatternSha256(30000));
+    expect(
+      createHash("sha256")
+        .update(Buffer.from(await u1.arrayBuffer()))
+        .digest("hex"),
+    ).toBe(expectedPatternSha256(30000));
     const u2 = await undiciFetch("https://198.18.0.2/sha256", { method: "POST", body: "undici", dispatcher });
     expect((await u2.text()).trim()).toBe(createHash("sha256").update("undici").digest("hex"));
     agent.destroy();

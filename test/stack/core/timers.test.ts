@@ -11,9 +11,16 @@ describe("TimerQueue", () => {
         const clock = new VirtualClock();
         const q = new TimerQueue(clock);
         const fired: number[] = [];
-        delays.forEach((d, i) => q.arm(q.timer(() => fired.push(i)), d));
+        for (const [i, d] of delays.entries())
+          q.arm(
+            q.timer(() => fired.push(i)),
+            d,
+          );
         clock.advance(10_001);
-        const expected = delays.map((d, i) => [d, i] as const).sort((a, b) => a[0] - b[0]).map(([, i]) => i);
+        const expected = delays
+          .map((d, i) => [d, i] as const)
+          .sort((a, b) => a[0] - b[0])
+          .map(([, i]) => i);
         expect(fired.map((i) => delays[i])).toEqual(expected.map((i) => delays[i]));
         expect(q.size).toBe(0);
       }),

@@ -66,7 +66,13 @@ export function cname(name: string, target: string, ttl = 300): DnsRecord {
   return { name, type: DNS_TYPE.CNAME, class: DNS_CLASS_IN, ttl, data: { kind: "CNAME", target } };
 }
 export function soa(zone: string, minimum: number, ttl = 3600): DnsRecord {
-  return { name: zone, type: DNS_TYPE.SOA, class: DNS_CLASS_IN, ttl, data: { kind: "SOA", mname: "ns." + zone, rname: "hostmaster." + zone, serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum } };
+  return {
+    name: zone,
+    type: DNS_TYPE.SOA,
+    class: DNS_CLASS_IN,
+    ttl,
+    data: { kind: "SOA", mname: "ns." + zone, rname: "hostmaster." + zone, serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum },
+  };
 }
 
 export function zone(records: DnsRecord[]): Zone {
@@ -96,7 +102,7 @@ export function answerFrom(z: Zone, q: DnsMessage): DnsMessage {
       break;
     }
     const c = rrs.find((r) => r.type === DNS_TYPE.CNAME);
-    if (!c || c.data.kind !== "CNAME") break;
+    if (c?.data.kind !== "CNAME") break;
     answers.push(c);
     name = canonicalName(c.data.target);
   }

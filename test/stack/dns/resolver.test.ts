@@ -97,7 +97,9 @@ describe("answers (RFC 1035 §7)", () => {
     expect((await failure(dns.resolve4("a..test"), settle)).code).toBe("EBADNAME");
     expect((await failure(dns.resolve4(""), settle)).code).toBe("EBADNAME");
     expect(s1.queries).toHaveLength(0);
-    expect(() => Stack.create({ netif: new VirtualSwitch().port(), clock: new VirtualClock(), ipv4: { address: "198.18.0.9/24" }, dns: { servers: ["ns.test"] } })).toThrow(/invalid DNS server "ns\.test"/);
+    expect(() => Stack.create({ netif: new VirtualSwitch().port(), clock: new VirtualClock(), ipv4: { address: "198.18.0.9/24" }, dns: { servers: ["ns.test"] } })).toThrow(
+      /invalid DNS server "ns\.test"/,
+    );
   });
 
   it("asks an IPv6 server over IPv6, and a server on another port", async () => {
@@ -385,7 +387,15 @@ describe("CNAME chains (RFC 1034 §3.6.2)", () => {
 
   it("a loop or a chain longer than maxCnameDepth is EBADRESP, not cached", async () => {
     const { dns, settle, s1, stats } = await setup({ maxCnameDepth: 2 });
-    s1.zone = zone([cname("l1.test", "l2.test"), cname("l2.test", "l1.test"), cname("d1.test", "d2.test"), cname("d2.test", "d3.test"), cname("d3.test", "d4.test"), a("d4.test", "198.18.1.4"), cname("d3ok.test", "d3.test")]);
+    s1.zone = zone([
+      cname("l1.test", "l2.test"),
+      cname("l2.test", "l1.test"),
+      cname("d1.test", "d2.test"),
+      cname("d2.test", "d3.test"),
+      cname("d3.test", "d4.test"),
+      a("d4.test", "198.18.1.4"),
+      cname("d3ok.test", "d3.test"),
+    ]);
     s1.udpHandler = (q, _r, send) => {
       // The server's own chase stops at 16 links; send the loop explicitly.
       const name = q.questions[0]!.name;

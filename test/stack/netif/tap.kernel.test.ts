@@ -272,9 +272,7 @@ describe.skipIf(!run)("TapNetif.open errors say what to do", () => {
   const ctx = useNetns("tape");
 
   it("a name longer than 15 characters is EINVAL", () => {
-    expect(() => TapNetif.open("a-name-longer-than-15", { netns: ctx.ns.path })).toThrow(
-      expect.objectContaining({ code: "EINVAL", message: expect.stringMatching(/1 to 15 characters/) }),
-    );
+    expect(() => TapNetif.open("a-name-longer-than-15", { netns: ctx.ns.path })).toThrow(expect.objectContaining({ code: "EINVAL", message: expect.stringMatching(/1 to 15 characters/) }));
     expect(() => TapNetif.open("", { netns: ctx.ns.path })).toThrow(expect.objectContaining({ code: "EINVAL" }));
   });
 

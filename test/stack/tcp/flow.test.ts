@@ -272,7 +272,9 @@ describe("flow control and buffers", () => {
     await until(() => got.ended, "all data after resume").catch((e) => {
       const t = b.tcp.layer.connections()[0]!;
       const s = a.tcp.layer.connections()[0]!;
-      throw new Error(`${(e as Error).message}: got ${got.bytes}; receiver unread ${t.unread} readable ${server.readableLength} flowing ${server.readableFlowing}; sender wnd ${s.sndWnd} una ${s.sndUna - s.iss} max ${s.sndMax - s.iss} ${JSON.stringify(a.stats().tcp)}`);
+      throw new Error(
+        `${(e as Error).message}: got ${got.bytes}; receiver unread ${t.unread} readable ${server.readableLength} flowing ${server.readableFlowing}; sender wnd ${s.sndWnd} una ${s.sndUna - s.iss} max ${s.sndMax - s.iss} ${JSON.stringify(a.stats().tcp)}`,
+      );
     });
     expect(sha256(got.data())).toBe(sha256(data));
     await ended;
@@ -325,7 +327,7 @@ describe("flow control and buffers", () => {
     expect(p.b.stats().tcp!["syn_cookies_validated"]).toBeGreaterThan(0);
     const flows = await Promise.all(conns);
     const echoes = flows.map((f, i) => new Promise<string>((r) => f.once("data", (d: Buffer) => r(d.toString()))).then((s) => expect(s).toBe(`c${i}`)));
-    flows.forEach((f, i) => f.write(`c${i}`));
+    for (const [i, f] of flows.entries()) f.write(`c${i}`);
     await p.until(() => false, "echoes", 100).catch(() => undefined);
     await Promise.all(echoes);
     await p.close();

@@ -38,8 +38,22 @@ export async function pair(opts: { seed?: number; faults?: FaultSpec; limits?: S
   const v6 = opts.family === 6;
   const ga = opts.tso ? new SegmentingNetif(fa) : undefined;
   const gb = opts.tso ? new SegmentingNetif(fb) : undefined;
-  const a = Stack.create({ netif: ga ?? fa, clock, random: new SeededRandom(seed * 7 + 1), ipv4: { address: "198.18.0.1/24" }, ...(v6 ? { ipv6: { address: "2001:db8::1/64", dad: false } } : {}), ...(opts.limits ? { limits: opts.limits } : {}) });
-  const b = Stack.create({ netif: gb ?? fb, clock, random: new SeededRandom(seed * 7 + 2), ipv4: { address: "198.18.0.2/24" }, ...(v6 ? { ipv6: { address: "2001:db8::2/64", dad: false } } : {}), ...(opts.limits ? { limits: opts.limits } : {}) });
+  const a = Stack.create({
+    netif: ga ?? fa,
+    clock,
+    random: new SeededRandom(seed * 7 + 1),
+    ipv4: { address: "198.18.0.1/24" },
+    ...(v6 ? { ipv6: { address: "2001:db8::1/64", dad: false } } : {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
+  });
+  const b = Stack.create({
+    netif: gb ?? fb,
+    clock,
+    random: new SeededRandom(seed * 7 + 2),
+    ipv4: { address: "198.18.0.2/24" },
+    ...(v6 ? { ipv6: { address: "2001:db8::2/64", dad: false } } : {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
+  });
   const until = (cond: () => boolean, what: string, maxMs = 600_000) => runUntil(sw, clock, cond, what, maxMs, 50);
   return { a, b, clock, sw, fa, fb, ...(ga && gb ? { ga, gb } : {}), until, close: async () => void (await Promise.all([a.close(), b.close()])) };
 }

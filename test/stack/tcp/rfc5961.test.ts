@@ -18,11 +18,15 @@ function seg(o: TcpEmit, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
 }
 
 function sent(netif: CaptureNetif) {
-  return netif.take().map(decode4).filter((d) => d.ip.protocol === 6).map((d) => {
-    const s = newSegment();
-    parseTcp(d.ip.payload, s);
-    return { ...s, payload: Buffer.from(s.payload) };
-  });
+  return netif
+    .take()
+    .map(decode4)
+    .filter((d) => d.ip.protocol === 6)
+    .map((d) => {
+      const s = newSegment();
+      parseTcp(d.ip.payload, s);
+      return { ...s, payload: Buffer.from(s.payload) };
+    });
 }
 
 /** A stack listening on port 80 and a connection established by hand from 198.18.0.1:40000. */
@@ -136,7 +140,10 @@ describe("TCP header codec", () => {
           wscale: fc.option(fc.integer({ min: 0, max: 14 }), { nil: undefined }),
           sackPermitted: fc.boolean(),
           ts: fc.option(fc.record({ val: fc.integer({ min: 0, max: 0xffffffff }), ecr: fc.integer({ min: 0, max: 0xffffffff }) }), { nil: undefined }),
-          sack: fc.option(fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 2, maxLength: 6 }).filter((a) => a.length % 2 === 0), { nil: undefined }),
+          sack: fc.option(
+            fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 2, maxLength: 6 }).filter((a) => a.length % 2 === 0),
+            { nil: undefined },
+          ),
         }),
         fc.uint8Array({ maxLength: 100 }),
         (o, payload) => {
@@ -213,7 +220,8 @@ describe("receive window edge (RFC 9293 §3.8.6, RFC 7323 §2.3) and zero-window
     const [synack] = sent(netif);
     const wscale = synack!.wscale ?? 0;
     let ts = 2;
-    const send = (o: Partial<TcpEmit>, payload?: Uint8Array) => netif.inject(ipv4Frame(6, seg({ srcPort: 40001, dstPort: 80, seq: iss + 1, ack: synack!.seq + 1, flags: ACK, window: 512, ts: { val: ts++, ecr: synack!.tsVal }, ...o }, payload)));
+    const send = (o: Partial<TcpEmit>, payload?: Uint8Array) =>
+      netif.inject(ipv4Frame(6, seg({ srcPort: 40001, dstPort: 80, seq: iss + 1, ack: synack!.seq + 1, flags: ACK, window: 512, ts: { val: ts++, ecr: synack!.tsVal }, ...o }, payload)));
     send({});
     return { netif, stack, send, iss, ours: synack!.seq, wscale, flow: () => flow! };
   }

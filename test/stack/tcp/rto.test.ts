@@ -81,7 +81,7 @@ describe("stack-wide TCP buffer bound", () => {
     // Everything drains once the readers read; then nothing is left accounted.
     const got = servers.map((s) => collect(s));
     for (const s of servers) s.resume();
-    clients.forEach((c) => c.end());
+    for (const c of clients) c.end();
     await p.until(() => got.every((g) => g.ended), "all data");
     expect(got.reduce((a, g) => a + g.bytes, 0)).toBeGreaterThanOrEqual(accepted.reduce((a, b) => a + b, 0));
     await p.until(() => p.a.tcp.layer.buffered === 0 && p.b.tcp.layer.buffered === 0, "accounting back to zero");

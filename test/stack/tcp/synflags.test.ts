@@ -53,7 +53,10 @@ describe("RFC 9293 §3.10.7: odd flags on SYNs and scans, to an open and a close
       const before = tcp();
       const seq = 0x1000_0000 + i * 7919;
       const ack = 0x2000_0000 + i;
-      await send({ srcPort: 40000 + i, dstPort: c.open ? 80 : 81, seq, ack: c.flags & ACK ? ack : 0, flags: c.flags, window: 64240, ...(c.flags & 0x02 ? { mss: 1460 } : {}) }, new Uint8Array(c.payload ?? 0));
+      await send(
+        { srcPort: 40000 + i, dstPort: c.open ? 80 : 81, seq, ack: c.flags & ACK ? ack : 0, flags: c.flags, window: 64240, ...(c.flags & 0x02 ? { mss: 1460 } : {}) },
+        new Uint8Array(c.payload ?? 0),
+      );
       const reply = got[0];
       expect(reactionOf(reply?.flags)).toBe(c.expect);
       if (c.expect === "rst") {

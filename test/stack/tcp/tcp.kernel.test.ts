@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { Netns, privileged, sh, } from "../../helpers/netns.js";
+import { Netns, privileged, sh } from "../../helpers/netns.js";
 import { TapNetif } from "../../../stack/netif/tap.js";
 import { Stack } from "../../../stack/stack.js";
 import type { TcpFlow } from "../../../stack/tcp/flow.js";
@@ -86,29 +86,43 @@ async function lossyTransfer(ns: Netns, stack: Stack, TAP: string, offload: bool
   //   paf --TAP-- [ns: router 198.18.0.1 | 198.18.1.1] --veth-- [kernel 198.18.1.2]
   const k = await Netns.create("tcpk");
   try {
-    await sh("bash", ["-c", [
-      `ip link add pafr${process.pid % 10000} netns ${ns.name} type veth peer name pafk${process.pid % 10000} netns ${k.name}`,
-      `ip -n ${ns.name} addr add 198.18.1.1/24 dev pafr${process.pid % 10000}`,
-      `ip -n ${ns.name} link set pafr${process.pid % 10000} up`,
-      `ip -n ${k.name} addr add 198.18.1.2/24 dev pafk${process.pid % 10000}`,
-      `ip -n ${k.name} link set pafk${process.pid % 10000} up`,
-      `ip -n ${k.name} route add default via 198.18.1.1`,
-      `ip netns exec ${ns.name} sysctl -qw net.ipv4.ip_forward=1`,
-      // Segment-sized packets on the veth (no TSO/GSO/GRO super-packets to drop 40 at a time).
-      `ip netns exec ${k.name} ethtool -K pafk${process.pid % 10000} tso off gso off gro off`,
-      `ip netns exec ${ns.name} ethtool -K pafr${process.pid % 10000} tso off gso off gro off`,
-      `ip netns exec ${ns.name} nft add table inet paflossy`,
-      `ip netns exec ${ns.name} nft add chain inet paflossy lossfw '{ type filter hook forward priority 0; }'`,
-      // From paf: with TSO, paf's frames are 64 KB super-packets until the router's veth cuts
-      // them, after the forward hook; drop at the kernel endpoint's input instead (segments).
-      offload
-        ? `ip netns exec ${k.name} nft add table inet paflossy && ip netns exec ${k.name} nft add chain inet paflossy lossin '{ type filter hook input priority 0; }' && ip netns exec ${k.name} nft add rule inet paflossy lossin iifname "pafk${process.pid % 10000}" numgen random mod 100 '<' 3 counter drop`
-        : `ip netns exec ${ns.name} nft add rule inet paflossy lossfw iifname "${TAP}" numgen random mod 100 '<' 3 counter drop`,
-      `ip netns exec ${ns.name} nft add rule inet paflossy lossfw oifname "${TAP}" numgen random mod 100 '<' 3 counter drop`,
-    ].join(" && ")]);
+    await sh("bash", [
+      "-c",
+      [
+        `ip link add pafr${process.pid % 10000} netns ${ns.name} type veth peer name pafk${process.pid % 10000} netns ${k.name}`,
+        `ip -n ${ns.name} addr add 198.18.1.1/24 dev pafr${process.pid % 10000}`,
+        `ip -n ${ns.name} link set pafr${process.pid % 10000} up`,
+        `ip -n ${k.name} addr add 198.18.1.2/24 dev pafk${process.pid % 10000}`,
+        `ip -n ${k.name} link set pafk${process.pid % 10000} up`,
+        `ip -n ${k.name} route add default via 198.18.1.1`,
+        `ip netns exec ${ns.name} sysctl -qw net.ipv4.ip_forward=1`,
+        // Segment-sized packets on the veth (no TSO/GSO/GRO super-packets to drop 40 at a time).
+        `ip netns exec ${k.name} ethtool -K pafk${process.pid % 10000} tso off gso off gro off`,
+        `ip netns exec ${ns.name} ethtool -K pafr${process.pid % 10000} tso off gso off gro off`,
+        `ip netns exec ${ns.name} nft add table inet paflossy`,
+        `ip netns exec ${ns.name} nft add chain inet paflossy lossfw '{ type filter hook forward priority 0; }'`,
+        // From paf: with TSO, paf's frames are 64 KB super-packets until the router's veth cuts
+        // them, after the forward hook; drop at the kernel endpoint's input instead (segments).
+        offload
+          ? `ip netns exec ${k.name} nft add table inet paflossy && ip netns exec ${k.name} nft add chain inet paflossy lossin '{ type filter hook input priority 0; }' && ip netns exec ${k.name} nft add rule inet paflossy lossin iifname "pafk${process.pid % 10000}" numgen random mod 100 '<' 3 counter drop`
+          : `ip netns exec ${ns.name} nft add rule inet paflossy lossfw iifname "${TAP}" numgen random mod 100 '<' 3 counter drop`,
+        `ip netns exec ${ns.name} nft add rule inet paflossy lossfw oifname "${TAP}" numgen random mod 100 '<' 3 counter drop`,
+      ].join(" && "),
+    ]);
     const before = stack.stats().tcp!;
     const t0 = Date.now();
-    const iv = process.env.PAF_DEBUG ? setInterval(() => console.log("LOSSY", Date.now() - t0, JSON.stringify(stack.stats().tcp), JSON.stringify(stack.tcp.layer.connections().map((t) => [t.state, t.sndUna - t.iss, t.sndNxt - t.iss, t.sndMax - t.iss, t.rcvNxt - t.irs, t.cc.cwnd, t.sndWnd, t.rtt.rto, t.ooo.bytes]))), 2000) : undefined;
+    const iv = process.env.PAF_DEBUG
+      ? setInterval(
+          () =>
+            console.log(
+              "LOSSY",
+              Date.now() - t0,
+              JSON.stringify(stack.stats().tcp),
+              JSON.stringify(stack.tcp.layer.connections().map((t) => [t.state, t.sndUna - t.iss, t.sndNxt - t.iss, t.sndMax - t.iss, t.rcvNxt - t.irs, t.cc.cwnd, t.sndWnd, t.rtt.rto, t.ooo.bytes])),
+            ),
+          2000,
+        )
+      : undefined;
     onTestFinished(() => clearInterval(iv));
     // kernel -> paf upload (paf reassembles and SACKs), then paf <-> kernel both ways at once.
     const res = await peer(k, ["send", "198.18.0.2", "5001", String(20_000_000)], 120_000).result;
@@ -130,7 +144,9 @@ async function lossyTransfer(ns: Netns, stack: Stack, TAP: string, offload: bool
     const dropped = [...counters.matchAll(/packets (\d+)/g)].map((m) => Number(m[1]));
     expect(dropped.length).toBe(2);
     expect(dropped.every((n) => n > 100)).toBe(true);
-    console.log(`lossy${offload ? " (TSO)" : ""}: 3 x 20 MB in ${ms} ms; router dropped ${dropped.join(" / ")} packets (to paf / from paf); paf retransmitted ${d("retransmitted_segments")} segments (${d("fast_retransmits")} fast retransmits, ${d("rto_timeouts")} RTOs), queued ${d("ooo_queued")} out-of-order`);
+    console.log(
+      `lossy${offload ? " (TSO)" : ""}: 3 x 20 MB in ${ms} ms; router dropped ${dropped.join(" / ")} packets (to paf / from paf); paf retransmitted ${d("retransmitted_segments")} segments (${d("fast_retransmits")} fast retransmits, ${d("rto_timeouts")} RTOs), queued ${d("ooo_queued")} out-of-order`,
+    );
   } finally {
     await k.destroy();
   }
@@ -164,7 +180,10 @@ describe.skipIf(!run)("TCP with the Linux kernel as peer, over TAP", () => {
     });
   }
 
-  for (const [host, local] of [["198.18.0.1", "v4"], ["2001:db8::1", "v6"]] as const) {
+  for (const [host, local] of [
+    ["198.18.0.1", "v4"],
+    ["2001:db8::1", "v6"],
+  ] as const) {
     it(`paf client -> kernel server: 20 MB each way at once, checked by SHA-256 (${local})`, async () => {
       const p = peer(ns, ["serve", "5002", String(20_000_000)]);
       await p.ready;
@@ -184,7 +203,10 @@ describe.skipIf(!run)("TCP with the Linux kernel as peer, over TAP", () => {
   });
 
   it("the kernel connecting to a closed paf port gets RST (connection refused)", async () => {
-    const r = await ns.exec("/usr/bin/python3", ["-c", "import socket\ntry:\n socket.create_connection(('198.18.0.2', 9), timeout=3)\n print('connected')\nexcept ConnectionRefusedError:\n print('refused')"]);
+    const r = await ns.exec("/usr/bin/python3", [
+      "-c",
+      "import socket\ntry:\n socket.create_connection(('198.18.0.2', 9), timeout=3)\n print('connected')\nexcept ConnectionRefusedError:\n print('refused')",
+    ]);
     expect(r.stdout.trim()).toBe("refused");
   });
 
@@ -215,7 +237,10 @@ describe.skipIf(!run)("TCP with the Linux kernel as peer, over TAP", () => {
     const f = await stack.tcp.connect({ host: "198.18.0.1", port: 5005 });
     f.setKeepAlive(true, 300);
     // The peer vanishes: drop everything from it.
-    await sh("bash", ["-c", `ip netns exec ${ns.name} nft add table inet pafka && ip netns exec ${ns.name} nft add chain inet pafka out '{ type filter hook output priority 0; }' && ip netns exec ${ns.name} nft add rule inet pafka out tcp sport 5005 drop`]);
+    await sh("bash", [
+      "-c",
+      `ip netns exec ${ns.name} nft add table inet pafka && ip netns exec ${ns.name} nft add chain inet pafka out '{ type filter hook output priority 0; }' && ip netns exec ${ns.name} nft add rule inet pafka out tcp sport 5005 drop`,
+    ]);
     const e = await new Promise<Error & { code?: string }>((resolve) => f.on("error", resolve));
     expect(e.code).toBe("ETIMEDOUT");
     expect(stack.stats().tcp!["keepalive_probes"]).toBeGreaterThanOrEqual(3);

@@ -21,10 +21,14 @@ async function transfer(seed: number, size: number, faults: object, family: 4 | 
   const c = await cp;
   const clientGot = collect(c);
   c.end(up);
-  const show = (st: typeof p.a) => JSON.stringify(st.tcp.layer.connections().map((t) => [t.state, t.sndUna - t.iss, t.sndNxt - t.iss, t.sndMax - t.iss, t.rcvNxt - t.irs, t.rtt.rto, t.sndWnd, t.cc.cwnd, t.unread])) + JSON.stringify(st.stats());
-  await p.until(() => clientGot.ended && (serverGot?.ended ?? false), "both transfers").catch((e) => {
-    throw new Error(`${(e as Error).message}: client got ${clientGot.bytes}, server got ${serverGot?.bytes}\nA ${show(p.a)}\nB ${show(p.b)}`);
-  });
+  const show = (st: typeof p.a) =>
+    JSON.stringify(st.tcp.layer.connections().map((t) => [t.state, t.sndUna - t.iss, t.sndNxt - t.iss, t.sndMax - t.iss, t.rcvNxt - t.irs, t.rtt.rto, t.sndWnd, t.cc.cwnd, t.unread])) +
+    JSON.stringify(st.stats());
+  await p
+    .until(() => clientGot.ended && (serverGot?.ended ?? false), "both transfers")
+    .catch((e) => {
+      throw new Error(`${(e as Error).message}: client got ${clientGot.bytes}, server got ${serverGot?.bytes}\nA ${show(p.a)}\nB ${show(p.b)}`);
+    });
   expect(clientGot.bytes).toBe(size);
   expect(sha256(clientGot.data())).toBe(sha256(down));
   expect(sha256(serverGot!.data())).toBe(sha256(up));

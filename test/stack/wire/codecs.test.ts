@@ -169,17 +169,26 @@ describe("RFC 791 IPv4 header", () => {
 describe("RFC 8200 IPv6 header", () => {
   it("emit/parse round trip", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 0xfffff }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), bytes(16), bytes(16), fc.uint8Array({ maxLength: 64 }), (tc, fl, nh, hl, src, dst, payload) => {
-        const buf = new Uint8Array(40 + payload.length);
-        buf.set(payload, 40);
-        emitIpv6(buf, 0, { trafficClass: tc, flowLabel: fl, nextHeader: nh, hopLimit: hl, src, dst, payloadLen: payload.length });
-        const r = parseIpv6(buf);
-        if (typeof r === "string") throw new Error(r);
-        expect([r.trafficClass, r.flowLabel, r.nextHeader, r.hopLimit]).toEqual([tc, fl, nh, hl]);
-        expect(r.src).toEqual(src);
-        expect(r.dst).toEqual(dst);
-        expect(r.payload).toEqual(payload);
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer({ min: 0, max: 0xfffff }),
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer({ min: 0, max: 255 }),
+        bytes(16),
+        bytes(16),
+        fc.uint8Array({ maxLength: 64 }),
+        (tc, fl, nh, hl, src, dst, payload) => {
+          const buf = new Uint8Array(40 + payload.length);
+          buf.set(payload, 40);
+          emitIpv6(buf, 0, { trafficClass: tc, flowLabel: fl, nextHeader: nh, hopLimit: hl, src, dst, payloadLen: payload.length });
+          const r = parseIpv6(buf);
+          if (typeof r === "string") throw new Error(r);
+          expect([r.trafficClass, r.flowLabel, r.nextHeader, r.hopLimit]).toEqual([tc, fl, nh, hl]);
+          expect(r.src).toEqual(src);
+          expect(r.dst).toEqual(dst);
+          expect(r.payload).toEqual(payload);
+        },
+      ),
     );
   });
   it("rejects truncation, version and payload length", () => {
@@ -208,21 +217,28 @@ describe("RFC 8200 IPv6 header", () => {
 describe("RFC 768 UDP", () => {
   it("emit/parse round trip with checksum over the pseudo-header (both families)", () => {
     fc.assert(
-      fc.property(fc.constantFrom(4, 16), fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 0xffff }), fc.uint8Array({ maxLength: 200 }), fc.uint8Array({ minLength: 32, maxLength: 32 }), (alen, sp, dp, payload, addrs) => {
-        const src = addrs.subarray(0, alen);
-        const dst = addrs.subarray(16, 16 + alen);
-        const buf = new Uint8Array(8 + payload.length);
-        buf.set(payload, 8);
-        emitUdp(buf, 0, sp, dp, payload.length, src, dst);
-        const r = parseUdp(buf);
-        if (typeof r === "string") throw new Error(r);
-        expect([r.srcPort, r.dstPort]).toEqual([sp, dp]);
-        expect(r.payload).toEqual(payload);
-        expect(r.checksum).not.toBe(0);
-        expect(udpChecksumOk(buf, src, dst)).toBe(true);
-        buf[buf.length - 1]! ^= 1;
-        expect(udpChecksumOk(buf, src, dst)).toBe(false);
-      }),
+      fc.property(
+        fc.constantFrom(4, 16),
+        fc.integer({ min: 0, max: 0xffff }),
+        fc.integer({ min: 0, max: 0xffff }),
+        fc.uint8Array({ maxLength: 200 }),
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        (alen, sp, dp, payload, addrs) => {
+          const src = addrs.subarray(0, alen);
+          const dst = addrs.subarray(16, 16 + alen);
+          const buf = new Uint8Array(8 + payload.length);
+          buf.set(payload, 8);
+          emitUdp(buf, 0, sp, dp, payload.length, src, dst);
+          const r = parseUdp(buf);
+          if (typeof r === "string") throw new Error(r);
+          expect([r.srcPort, r.dstPort]).toEqual([sp, dp]);
+          expect(r.payload).toEqual(payload);
+          expect(r.checksum).not.toBe(0);
+          expect(udpChecksumOk(buf, src, dst)).toBe(true);
+          buf[buf.length - 1]! ^= 1;
+          expect(udpChecksumOk(buf, src, dst)).toBe(false);
+        },
+      ),
     );
   });
   it("rejects bad lengths", () => {
@@ -238,18 +254,26 @@ describe("RFC 768 UDP", () => {
 describe("RFC 792 / RFC 4443 ICMP", () => {
   it("ICMPv4 and ICMPv6 (pseudo-header) checksums verify after emit", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 0xffffffff }), fc.uint8Array({ maxLength: 100 }), bytes(16), bytes(16), (t, c, rest, body, s, d) => {
-        const b = new Uint8Array(8 + body.length);
-        b.set(body, 8);
-        emitIcmp(b, 0, b.length, t, c, rest);
-        expect(icmpv4ChecksumOk(b)).toBe(true);
-        const r = parseIcmp(b);
-        if (typeof r === "string") throw new Error(r);
-        expect([r.type, r.code, r.rest]).toEqual([t, c, rest]);
-        emitIcmp(b, 0, b.length, t, c, rest, s, d);
-        expect(icmpv6ChecksumOk(b, s, d)).toBe(true);
-        expect(finish(sum16(b, 0, b.length, pseudoHeaderSum(s, d, 58, b.length)))).toBe(0);
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.uint8Array({ maxLength: 100 }),
+        bytes(16),
+        bytes(16),
+        (t, c, rest, body, s, d) => {
+          const b = new Uint8Array(8 + body.length);
+          b.set(body, 8);
+          emitIcmp(b, 0, b.length, t, c, rest);
+          expect(icmpv4ChecksumOk(b)).toBe(true);
+          const r = parseIcmp(b);
+          if (typeof r === "string") throw new Error(r);
+          expect([r.type, r.code, r.rest]).toEqual([t, c, rest]);
+          emitIcmp(b, 0, b.length, t, c, rest, s, d);
+          expect(icmpv6ChecksumOk(b, s, d)).toBe(true);
+          expect(finish(sum16(b, 0, b.length, pseudoHeaderSum(s, d, 58, b.length)))).toBe(0);
+        },
+      ),
     );
     expect(parseIcmp(new Uint8Array(7))).toBe("truncated");
   });
@@ -264,7 +288,10 @@ describe("RFC 9293 TCP header and options (the option table)", () => {
       wscale: fc.option(fc.integer({ min: 0, max: 14 }), { nil: undefined }),
       sackPermitted: fc.boolean(),
       ts: fc.option(fc.record({ val: fc.nat(), ecr: fc.nat() }), { nil: undefined }),
-      sack: fc.option(fc.array(fc.nat(), { minLength: 2, maxLength: 6 }).map((a) => a.slice(0, a.length & ~1)), { nil: undefined }),
+      sack: fc.option(
+        fc.array(fc.nat(), { minLength: 2, maxLength: 6 }).map((a) => a.slice(0, a.length & ~1)),
+        { nil: undefined },
+      ),
     });
     fc.assert(
       fc.property(opt, fc.uint8Array({ maxLength: 40 }), (o, payload) => {

@@ -6,9 +6,9 @@ import { DNS_CLASS_IN, DNS_TYPE, emitDns, emitQuery, nameError, nameLabels, pars
 import { formatIPv6 } from "../../../stack/wire/addr.js";
 
 /** A label as text: printable characters and escapes (\., \\, \DDD) the parser would produce. */
-const labelText = fc.uint8Array({ minLength: 1, maxLength: 20 }).map((b) =>
-  Array.from(b, (x) => (x === 0x2e || x === 0x5c ? "\\" + String.fromCharCode(x) : x > 0x20 && x < 0x7f ? String.fromCharCode(x) : "\\" + String(x).padStart(3, "0"))).join(""),
-);
+const labelText = fc
+  .uint8Array({ minLength: 1, maxLength: 20 })
+  .map((b) => Array.from(b, (x) => (x === 0x2e || x === 0x5c ? "\\" + String.fromCharCode(x) : x > 0x20 && x < 0x7f ? String.fromCharCode(x) : "\\" + String(x).padStart(3, "0"))).join(""));
 const hostLabel = fc.stringMatching(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,10}[a-zA-Z0-9])?$/);
 /** Names from a small pool of suffixes, so compression has something to point at. */
 const name = fc
@@ -105,9 +105,51 @@ describe("RFC 1035 §4.1.4 compression", () => {
     // question: www.example.test; answer owner: ptr->12; CNAME target "mail" + ptr->16 (example.test)
     const msg = Uint8Array.from([
       ...header(1, 2),
-      3, 0x77, 0x77, 0x77, 7, ...Buffer.from("example"), 4, ...Buffer.from("test"), 0, 0, 1, 0, 1,
-      0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 7, 4, ...Buffer.from("mail"), 0xc0, 16,
-      0xc0, 46, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 198, 18, 0, 7,
+      3,
+      0x77,
+      0x77,
+      0x77,
+      7,
+      ...Buffer.from("example"),
+      4,
+      ...Buffer.from("test"),
+      0,
+      0,
+      1,
+      0,
+      1,
+      0xc0,
+      12,
+      0,
+      5,
+      0,
+      1,
+      0,
+      0,
+      0,
+      60,
+      0,
+      7,
+      4,
+      ...Buffer.from("mail"),
+      0xc0,
+      16,
+      0xc0,
+      46,
+      0,
+      1,
+      0,
+      1,
+      0,
+      0,
+      0,
+      30,
+      0,
+      4,
+      198,
+      18,
+      0,
+      7,
     ]);
     const m = parseDns(msg);
     if (typeof m === "string") throw new Error(m);

@@ -72,7 +72,17 @@ describe.skipIf(!run)("ACME with pebble in a namespace, paf on a TAP", () => {
     pebble?.stop();
   });
 
-  const acmeArgs = (dir: string, ...domains: string[]) => [...domains.flatMap((d) => ["--acme-domain", d]), "--acme-email", "ops@paf.test", "--acme-directory", pebble.directoryUrl, "--acme-ca", pebble.caPath, "--acme-dir", dir];
+  const acmeArgs = (dir: string, ...domains: string[]) => [
+    ...domains.flatMap((d) => ["--acme-domain", d]),
+    "--acme-email",
+    "ops@paf.test",
+    "--acme-directory",
+    pebble.directoryUrl,
+    "--acme-ca",
+    pebble.caPath,
+    "--acme-dir",
+    dir,
+  ];
   const serialOf = (hex: string) => hex.toLowerCase().replace(/^0+/, "");
 
   async function servedSerial(name: string): Promise<string> {
@@ -84,7 +94,11 @@ describe.skipIf(!run)("ACME with pebble in a namespace, paf on a TAP", () => {
     const dir = mkdtempSync(join(tmpdir(), "paf-acme-cli-"));
     const rootPath = join(dir, "pebble-root.pem");
     const started = Date.now();
-    const srv = await startCli(["serve", "--tap", kernelTap, "--tap-netns", ctx.ns.name, "--ipv4", "198.18.0.2/24", "--https", "443", ...acmeArgs(dir, "paf.test", "www.paf.test")], /^acme certificate .* installed/, 60_000);
+    const srv = await startCli(
+      ["serve", "--tap", kernelTap, "--tap-netns", ctx.ns.name, "--ipv4", "198.18.0.2/24", "--https", "443", ...acmeArgs(dir, "paf.test", "www.paf.test")],
+      /^acme certificate .* installed/,
+      60_000,
+    );
     children.push(srv.child);
     try {
       const issuedMs = Date.now() - started;
@@ -99,7 +113,8 @@ describe.skipIf(!run)("ACME with pebble in a namespace, paf on a TAP", () => {
       const keyFiles = [join(dir, "account.key.pem"), join(dir, "paf.test", "privkey.pem"), join(dir, "paf.test", "fullchain.pem")];
       for (const f of keyFiles) expect(statSync(f).mode & 0o777).toBe(0o600);
       writeFileSync(rootPath, await pebble.rootPem());
-      const curl = (url: string, ...more: string[]) => ctx.ns.exec("curl", ["-sS", "--max-time", "10", "--cacert", rootPath, "--resolve", "paf.test:443:198.18.0.2", "--resolve", "www.paf.test:443:198.18.0.2", ...more, url]);
+      const curl = (url: string, ...more: string[]) =>
+        ctx.ns.exec("curl", ["-sS", "--max-time", "10", "--cacert", rootPath, "--resolve", "paf.test:443:198.18.0.2", "--resolve", "www.paf.test:443:198.18.0.2", ...more, url]);
       expect((await curl("https://paf.test/", "--http2", "-w", "\\n%{http_version} %{ssl_verify_result}")).stdout).toMatch(/\n2 0$/);
       expect((await curl("https://www.paf.test/", "--http1.1", "-o", "/dev/null", "-w", "%{http_version} %{ssl_verify_result}")).stdout).toBe("1.1 0");
       // With --acme-domain, HTTP redirects to HTTPS (308, path and query kept); pebble's
@@ -117,14 +132,34 @@ describe.skipIf(!run)("ACME with pebble in a namespace, paf on a TAP", () => {
       // Renewal while a rate-limited 24 MB download runs over HTTPS (about 8 s at 3 MB/s).
       const n = 24 * 1024 * 1024;
       let downloadDone = 0;
-      const download = sh("bash", ["-c", `ip netns exec ${ctx.ns.name} curl -sS --max-time 60 --limit-rate 3M --cacert ${rootPath} --resolve paf.test:443:198.18.0.2 https://paf.test/bytes/${n} | sha256sum`], 70_000).finally(() => (downloadDone = Date.now()));
+      const download = sh(
+        "bash",
+        ["-c", `ip netns exec ${ctx.ns.name} curl -sS --max-time 60 --limit-rate 3M --cacert ${rootPath} --resolve paf.test:443:198.18.0.2 https://paf.test/bytes/${n} | sha256sum`],
+        70_000,
+      ).finally(() => (downloadDone = Date.now()));
       await new Promise((r) => setTimeout(r, 1500));
-      const before = srv.output().split("\n").filter((l) => / installed/.test(l)).length;
+      const before = srv
+        .output()
+        .split("\n")
+        .filter((l) => / installed/.test(l)).length;
       srv.child.kill("SIGHUP");
-      await waitFor(() => srv.output().split("\n").filter((l) => / installed/.test(l)).length > before, "the renewed certificate", 30_000, 100);
+      await waitFor(
+        () =>
+          srv
+            .output()
+            .split("\n")
+            .filter((l) => / installed/.test(l)).length > before,
+        "the renewed certificate",
+        30_000,
+        100,
+      );
       const renewedAt = Date.now();
       expect(downloadDone).toBe(0); // the swap happened while the download was running
-      const renewedLine = srv.output().split("\n").filter((l) => / installed/.test(l)).at(-1)!;
+      const renewedLine = srv
+        .output()
+        .split("\n")
+        .filter((l) => / installed/.test(l))
+        .at(-1)!;
       const serial2 = serialOf(renewedLine.match(/serial ([0-9a-f]+)/)![1]!);
       expect(serial2).not.toBe(serial1);
       expect(await servedSerial("paf.test")).toBe(serial2); // new connections get the new certificate
@@ -139,7 +174,11 @@ describe.skipIf(!run)("ACME with pebble in a namespace, paf on a TAP", () => {
       const exited = new Promise<number | null>((r) => srv.child.on("exit", (c) => r(c)));
       srv.child.kill("SIGTERM");
       expect(await exited).toBe(0);
-      const again = await startCli(["serve", "--tap", kernelTap, "--tap-netns", ctx.ns.name, "--ipv4", "198.18.0.2/24", "--https", "443", "--no-redirect-https", ...acmeArgs(dir, "paf.test", "www.paf.test")], /^listening/, 30_000);
+      const again = await startCli(
+        ["serve", "--tap", kernelTap, "--tap-netns", ctx.ns.name, "--ipv4", "198.18.0.2/24", "--https", "443", "--no-redirect-https", ...acmeArgs(dir, "paf.test", "www.paf.test")],
+        /^listening/,
+        30_000,
+      );
       children.push(again.child);
       await waitFor(() => /loaded from/.test(again.output()), "the stored certificate", 5000);
       expect(again.output()).not.toMatch(/self-signed/);

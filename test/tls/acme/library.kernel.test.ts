@@ -48,7 +48,15 @@ describe.skipIf(!run)("ACME against pebble over the userspace stack (library)", 
 
   it("an Ed25519 account key: pebble (like Boulder) refuses EdDSA, and the error says so", async () => {
     const dir = mkdtempSync(join(tmpdir(), "paf-acme-"));
-    const err = (await provision({ domains: ["ed.paf.test"], directoryUrl: pebble.directoryUrl, ca: readFileSync(pebble.caPath), dir, transport: stackTransport(stack), responder, accountKeyType: "ed25519" }).catch((e: Error) => e)) as AcmeProblem;
+    const err = (await provision({
+      domains: ["ed.paf.test"],
+      directoryUrl: pebble.directoryUrl,
+      ca: readFileSync(pebble.caPath),
+      dir,
+      transport: stackTransport(stack),
+      responder,
+      accountKeyType: "ed25519",
+    }).catch((e: Error) => e)) as AcmeProblem;
     expect(err).toBeInstanceOf(AcmeProblem);
     expect(err.type).toBe("urn:ietf:params:acme:error:badPublicKey");
     expect(err.message).toMatch(/^ACME server refused creating the ACME account: .*ed25519.* \(badPublicKey, HTTP 400\)$/);
@@ -58,7 +66,16 @@ describe.skipIf(!run)("ACME against pebble over the userspace stack (library)", 
     it(`issues a certificate (account key ${accountKeyType}), surviving badNonce rejections`, async () => {
       const dir = mkdtempSync(join(tmpdir(), "paf-acme-"));
       const domains = [`${accountKeyType}.paf.test`, `www.${accountKeyType}.paf.test`];
-      const issued = await provision({ domains, email: "ops@paf.test", directoryUrl: pebble.directoryUrl, ca: readFileSync(pebble.caPath), dir, transport: stackTransport(stack), responder, accountKeyType });
+      const issued = await provision({
+        domains,
+        email: "ops@paf.test",
+        directoryUrl: pebble.directoryUrl,
+        ca: readFileSync(pebble.caPath),
+        dir,
+        transport: stackTransport(stack),
+        responder,
+        accountKeyType,
+      });
       expect(issued.names.sort()).toEqual(domains.sort());
       expect(issued.stats!.badNonceRetries).toBeGreaterThan(0); // 30% of nonces refused: retried
       for (const p of [issued.keyPath, issued.certPath, join(dir, "account.key.pem")]) expect(statSync(p).mode & 0o777).toBe(0o600);
@@ -85,7 +102,14 @@ describe.skipIf(!run)("ACME against pebble over the userspace stack (library)", 
     await pebble.addA("pebble.test", "198.18.0.1");
     const dir = mkdtempSync(join(tmpdir(), "paf-acme-"));
     const before = (stack.stats() as { dns: Record<string, number> }).dns;
-    const issued = await provision({ domains: ["named.paf.test"], directoryUrl: pebble.directoryUrl.replace("198.18.0.1", "pebble.test"), ca: readFileSync(pebble.caPath), dir, transport: stackTransport(stack), responder });
+    const issued = await provision({
+      domains: ["named.paf.test"],
+      directoryUrl: pebble.directoryUrl.replace("198.18.0.1", "pebble.test"),
+      ca: readFileSync(pebble.caPath),
+      dir,
+      transport: stackTransport(stack),
+      responder,
+    });
     expect(issued.names).toEqual(["named.paf.test"]);
     const after = (stack.stats() as { dns: Record<string, number> }).dns;
     expect(JSON.stringify(after)).not.toBe(JSON.stringify(before)); // the stack's resolver was used
@@ -98,7 +122,14 @@ describe.skipIf(!run)("ACME against pebble over the userspace stack (library)", 
     // The test process lives in the root namespace, which cannot reach 198.18.0.1 at all: every
     // ACME connection is a paf flow over the TAP. Count them with a wrapping connector.
     const counting = new Connector();
-    for (const p of defaultConnector().list()) counting.register({ ...p, open: (c, sig) => (connects++, p.open(c, sig)) });
+    for (const p of defaultConnector().list())
+      counting.register({
+        ...p,
+        open: (c, sig) => {
+          connects++;
+          return p.open(c, sig);
+        },
+      });
     const transport = { ...stackTransport(stack), connector: counting };
     const got: Issued[] = [];
     const sched = new RenewalScheduler({

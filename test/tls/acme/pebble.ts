@@ -44,7 +44,25 @@ export async function startPebble(ns: Netns, o: PebbleOptions = {}): Promise<Peb
   const dir = mkdtempSync(join(tmpdir(), "paf-pebble-"));
   const caPath = join(dir, "pebble-tls.pem");
   const keyPath = join(dir, "pebble-tls.key");
-  await sh("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyPath, "-out", caPath, "-days", "2", "-subj", "/CN=pebble.test", "-addext", `subjectAltName=DNS:pebble.test,IP:${address},IP:127.0.0.1`]);
+  await sh("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    keyPath,
+    "-out",
+    caPath,
+    "-days",
+    "2",
+    "-subj",
+    "/CN=pebble.test",
+    "-addext",
+    `subjectAltName=DNS:pebble.test,IP:${address},IP:127.0.0.1`,
+  ]);
   const config = join(dir, "pebble.json");
   writeFileSync(
     config,
@@ -66,7 +84,22 @@ export async function startPebble(ns: Netns, o: PebbleOptions = {}): Promise<Peb
     c.stdout?.on("data", (d) => (out += `[${name}] ${d}`));
     c.stderr?.on("data", (d) => (out += `[${name}] ${d}`));
   };
-  const cts = ns.spawn("pebble-challtestsrv", ["-defaultIPv4", o.answer ?? "198.18.0.2", "-defaultIPv6", "", "-dns01", `${address}:8053`, "-http01", "", "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:8055"]);
+  const cts = ns.spawn("pebble-challtestsrv", [
+    "-defaultIPv4",
+    o.answer ?? "198.18.0.2",
+    "-defaultIPv6",
+    "",
+    "-dns01",
+    `${address}:8053`,
+    "-http01",
+    "",
+    "-https01",
+    "",
+    "-tlsalpn01",
+    "",
+    "-management",
+    "127.0.0.1:8055",
+  ]);
   collect("challtestsrv", cts);
   const env: Record<string, string> = { PEBBLE_VA_NOSLEEP: "1" };
   if (o.nonceReject !== undefined) env.PEBBLE_WFE_NONCEREJECT = String(o.nonceReject);

@@ -23,7 +23,11 @@ function verifyJws(jws: { protected: string; payload: string; signature: string 
 }
 
 describe("JWS for ACME requests (RFC 8555 §6.2)", () => {
-  for (const [type, alg, sigLen] of [["p256", "ES256", 64], ["ed25519", "EdDSA", 64], ["rsa", "RS256", 256]] as const) {
+  for (const [type, alg, sigLen] of [
+    ["p256", "ES256", 64],
+    ["ed25519", "EdDSA", 64],
+    ["rsa", "RS256", 256],
+  ] as const) {
     it(`${type}: ${alg} signatures verify with node:crypto, jwk before the account exists, kid after`, () => {
       const key = generateKey(type);
       expect(jwsAlg(key)).toBe(alg);
@@ -86,7 +90,29 @@ describe("CSR (PKCS#10) with subjectAltName", () => {
 
   it("certificateInfo reads names and expiry of a chain's leaf", () => {
     const dir = mkdtempSync(join(tmpdir(), "paf-crt-"));
-    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.pem"), "-days", "10", "-subj", "/CN=x.test", "-addext", "subjectAltName=DNS:x.test,DNS:y.test"], { stdio: "ignore" });
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        join(dir, "k.pem"),
+        "-out",
+        join(dir, "c.pem"),
+        "-days",
+        "10",
+        "-subj",
+        "/CN=x.test",
+        "-addext",
+        "subjectAltName=DNS:x.test,DNS:y.test",
+      ],
+      { stdio: "ignore" },
+    );
     const pem = execFileSync("cat", [join(dir, "c.pem"), join(dir, "c.pem")], { encoding: "utf8" });
     const info = certificateInfo(pem);
     expect(info.names).toEqual(["x.test", "y.test"]);
