@@ -45,8 +45,9 @@ function hold(ns: Netns, port: number, count: number, mode: string, holdS: numbe
     });
     child.on("exit", () => reject(new Error(`holdconns exited before ready: ${out} ${err}`)));
   });
+  // 'close', not 'exit': the last line may still be in the pipe when the process has exited.
   const done = new Promise<Held>((resolve, reject) =>
-    child.on("exit", (code) => {
+    child.on("close", (code) => {
       const last = out.trim().split("\n").pop() ?? "";
       if (code !== 0 || last.startsWith("ready")) return reject(new Error(`holdconns ${mode} exited ${code}: ${out} ${err}`));
       resolve(JSON.parse(last));

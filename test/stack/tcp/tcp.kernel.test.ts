@@ -26,7 +26,8 @@ function peer(ns: Netns, args: string[], timeoutMs = 120_000) {
   c.stderr!.on("data", (d) => (err += d));
   const result = new Promise<Record<string, unknown>>((resolve, reject) => {
     const t = setTimeout(() => c.kill("SIGKILL"), timeoutMs);
-    c.on("exit", (code) => {
+    // 'close', not 'exit': the last line may still be in the pipe when the process has exited.
+    c.on("close", (code) => {
       clearTimeout(t);
       const line = out.trim().split("\n").pop() ?? "";
       if (code !== 0) return reject(new Error(`tcp_peer ${args.join(" ")} exited ${code}: ${err}`));
