@@ -12,6 +12,7 @@
 # Each row: what to check | the Debian package that provides it | the uses that need it.
 #   bin:NAME   an executable on PATH (or in /usr/sbin, /sbin)
 #   file:PATH  a file that must exist
+#   glob:PAT   a file matching a shell pattern (for versioned paths)
 #   py:MOD     a module importable by /usr/bin/python3 (Debian's python, not pyenv's)
 # "tap" marks what only the root demo (TAP in a namespace) needs; the non-root demo runs
 # in-process and needs only the build tools.
@@ -38,6 +39,7 @@ bin:nc            netcat-openbsd   test
 bin:dnsmasq       dnsmasq-base     test
 bin:nginx         nginx-light      test
 bin:pebble        pebble           test
+glob:/usr/lib/postgresql/*/bin/postgres postgresql test
 bin:chromium      chromium         test
 file:/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf fonts-liberation test
 file:/usr/bin/python3 python3      test
@@ -63,6 +65,7 @@ present() {
   case "$what" in
     bin:*) PATH="$PATH:/usr/sbin:/sbin" command -v "${what#bin:}" >/dev/null 2>&1 ;;
     file:*) [ -e "${what#file:}" ] ;;
+    glob:*) compgen -G "${what#glob:}" >/dev/null ;;
     py:*) [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import ${what#py:}" >/dev/null 2>&1 ;;
     *) echo "deps.sh: bad row '$what'" >&2; return 1 ;;
   esac

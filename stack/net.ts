@@ -218,20 +218,44 @@ export class StackNet {
   connect(port: number, listener?: () => void): TcpFlow;
   connect(options: NetConnectOptions, listener?: () => void): TcpFlow;
   connect(a: number | NetConnectOptions, b?: string | (() => void), c?: () => void): TcpFlow {
-    let o: NetConnectOptions;
-    let listener: (() => void) | undefined;
-    if (typeof a === "object" && a !== null) {
-      o = a;
-      listener = typeof b === "function" ? b : undefined;
-    } else {
-      o = { port: a as number, ...(typeof b === "string" ? { host: b } : {}) };
-      listener = typeof b === "function" ? b : c;
-    }
-    if (typeof o !== "object" || o === null) throw new ERR_INVALID_ARG_TYPE("options", "an object", o);
+    const [o, listener] = connectArgs([a, b, c]);
+    return this.start(this.socket(o.allowHalfOpen ?? false, false), o, listener);
+  }
+
+  /**
+   * node:net's Socket class over this stack: `new stack.net.Socket([{ allowHalfOpen }])`, then
+   * `socket.connect(port[, host][, listener])` or `socket.connect(options[, listener])`. For
+   * libraries that make the socket and connect it themselves (pg's `stream` option, for one).
+   */
+  readonly Socket: new (options?: { allowHalfOpen?: boolean }) => TcpFlow = ((net: StackNet) =>
+    function Socket(options?: { allowHalfOpen?: boolean }) {
+      return net.socket(options?.allowHalfOpen ?? false, true);
+    } as unknown as new (options?: {
+      allowHalfOpen?: boolean;
+    }) => TcpFlow)(this);
+
+  /** A flow without its connection yet; `unconnected` ones connect when their connect() is called. */
+  private socket(allowHalfOpen: boolean, unconnected: boolean): TcpFlow {
+    const l = this.stack.tcp.layer;
+    return new TcpFlow(undefined, {
+      timers: l.timers,
+      receiveBufferSize: l.o.receiveBufferSize,
+      allowHalfOpen,
+      ...(unconnected
+        ? {
+            connector: (flow: TcpFlow, args: unknown[]) => {
+              const [o, listener] = connectArgs(args);
+              this.start(flow, o, listener);
+            },
+          }
+        : {}),
+    });
+  }
+
+  /** Apply the options, then resolve and connect in the background: errors reach the flow. */
+  private start(flow: TcpFlow, o: NetConnectOptions, listener: (() => void) | undefined): TcpFlow {
     const port = validatePort(o.port, "Port", false);
     const host = o.host ?? "localhost";
-    const l = this.stack.tcp.layer;
-    const flow = new TcpFlow(undefined, { timers: l.timers, receiveBufferSize: l.o.receiveBufferSize, allowHalfOpen: o.allowHalfOpen ?? false });
     if (listener) flow.once("connect", listener);
     if (o.noDelay) flow.setNoDelay(true);
     if (o.keepAlive) flow.setKeepAlive(true, o.keepAliveInitialDelay ?? 0);
@@ -308,6 +332,23 @@ export class StackNet {
       };
     });
   }
+}
+
+/** connect()'s overloads: (port[, host][, listener]) or (options[, listener]). */
+function connectArgs(args: unknown[]): [NetConnectOptions, (() => void) | undefined] {
+  const [a, b, c] = args;
+  let o: NetConnectOptions;
+  let listener: unknown;
+  if (typeof a === "object" && a !== null) {
+    o = a as NetConnectOptions;
+    listener = b;
+  } else {
+    if (typeof a !== "number" && typeof a !== "string") throw new ERR_INVALID_ARG_TYPE("options", "an object", a);
+    o = { port: a as number, ...(typeof b === "string" ? { host: b } : {}) };
+    listener = typeof b === "function" ? b : c;
+  }
+  if (listener !== undefined && typeof listener !== "function") throw new ERR_INVALID_ARG_TYPE("listener", "a function", listener);
+  return [o, listener as (() => void) | undefined];
 }
 
 /** Families interleaved, IPv6 first (RFC 8305 §4). */

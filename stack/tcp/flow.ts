@@ -10,7 +10,8 @@ import { Duplex } from "node:stream";
 import type { Tcb } from "./tcb.js";
 import type { Timer, TimerQueue } from "../core/timers.js";
 import { formatIP } from "../wire/addr.js";
-import { errnoError } from "../core/errors.js";
+import { codedError, errnoError } from "../core/errors.js";
+import type { NetConnectOptions } from "../net.js";
 
 export interface FlowOptions {
   allowHalfOpen?: boolean;
@@ -20,9 +21,17 @@ export interface FlowOptions {
 export interface PendingFlowOptions extends FlowOptions {
   timers: TimerQueue;
   receiveBufferSize: number;
+  /**
+   * For a flow made by `new stack.net.Socket()`: what its connect() calls (once), with
+   * connect()'s arguments. The flow is not connecting until then.
+   */
+  connector?: (flow: TcpFlow, args: unknown[]) => void;
 }
 
 type WriteCb = (err?: Error | null) => void;
+
+/** A write to a `new stack.net.Socket()` before its connect(): fails, as net.Socket's does. */
+const notConnected = () => codedError("ERR_SOCKET_CLOSED", "Socket is closed");
 
 /** A TcpFlow's own events beside a Duplex's (as net.Socket's). */
 export interface TcpFlowEvents {
@@ -56,6 +65,8 @@ export class TcpFlow extends Duplex {
   private early: { writes: Array<{ chunk: Buffer; cb: WriteCb | undefined }>; final: WriteCb | undefined; noDelay: boolean; keepAlive: [boolean, number] | undefined } | undefined;
   /** A stable object some libraries probe for (net.Socket has one); it carries nothing. */
   readonly _handle = null;
+  /** Set for a flow made by `new stack.net.Socket()` until connect() is called. */
+  private connector: ((flow: TcpFlow, args: unknown[]) => void) | undefined;
 
   /**
    * A flow over connection `tcb`, or (`tcb` undefined, with PendingFlowOptions) a flow whose
@@ -66,9 +77,35 @@ export class TcpFlow extends Duplex {
     const pending = tcb ? undefined : (opts as PendingFlowOptions);
     super({ allowHalfOpen: opts.allowHalfOpen ?? false, emitClose: true, decodeStrings: true, readableHighWaterMark: tcb ? tcb.o.receiveBufferSize : pending!.receiveBufferSize });
     this.timers = tcb ? tcb.env.timers : pending!.timers;
-    this.connecting = tcb ? ((opts as { connecting?: boolean }).connecting ?? false) : true;
+    this.connector = pending?.connector;
+    this.connecting = tcb ? ((opts as { connecting?: boolean }).connecting ?? false) : !this.connector;
     if (tcb) this.attach(tcb);
     else this.early = { writes: [], final: undefined, noDelay: false, keepAlive: undefined };
+  }
+
+  /**
+   * net.Socket#connect, for a flow made by `new stack.net.Socket()` (libraries such as pg's
+   * `stream` option make the socket, then connect it): the overloads of stack.net.connect.
+   * As net.Socket: connect() on a flow already connecting fails it with EALREADY ('error', then
+   * 'close'), on one connected it does nothing; a destroyed flow throws ERR_SOCKET_CLOSED.
+   */
+  connect(port: number, host?: string, listener?: () => void): this;
+  connect(port: number, listener?: () => void): this;
+  connect(options: NetConnectOptions, listener?: () => void): this;
+  connect(...args: unknown[]): this {
+    if (this.destroyed) throw codedError("ERR_SOCKET_CLOSED", "Socket is closed");
+    const connector = this.connector;
+    if (!connector) {
+      if (this.connecting) {
+        const err = errnoError("EALREADY", "connect");
+        process.nextTick(() => this.destroy(err));
+      }
+      return this;
+    }
+    this.connector = undefined;
+    this.connecting = true;
+    connector(this, args);
+    return this;
   }
 
   /** Give a pending flow its connection (once): what was written or set meanwhile goes to it. */
@@ -153,8 +190,9 @@ export class TcpFlow extends Duplex {
   get bytesWritten(): number {
     return this.tcb?.bytesWritten ?? this.early?.writes.reduce((n, w) => n + w.chunk.length, 0) ?? 0;
   }
+  /** As net.Socket#pending: true until the flow has its connection. */
   get pending(): boolean {
-    return this.connecting;
+    return !this.tcb || this.connecting;
   }
   get readyState(): "opening" | "open" | "readOnly" | "writeOnly" | "closed" {
     if (this.connecting) return "opening";
@@ -225,10 +263,12 @@ export class TcpFlow extends Duplex {
   // ---- Duplex implementation -----------------------------------------------------------------
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: WriteCb): void {
+    if (this.connector) return cb(notConnected());
     this.queue(chunk, cb);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: WriteCb): void {
+    if (this.connector) return cb(notConnected());
     for (let i = 0; i < chunks.length - 1; i++) this.queue(chunks[i]!.chunk, undefined);
     this.queue(chunks[chunks.length - 1]!.chunk, cb);
   }

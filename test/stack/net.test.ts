@@ -27,14 +27,17 @@ interface World {
   createServer: typeof net.createServer;
   connect: (port: number, host: string, cb?: () => void) => Duplex & { setTimeout(ms: number): unknown; setKeepAlive(on: boolean, ms?: number): unknown; remotePort?: number };
   host: string;
+  /** The Socket class: made unconnected, connected by its own connect(). */
+  Socket: new () => Duplex & { connect(port: number, host: string, cb?: () => void): unknown; connecting: boolean; pending: boolean; remotePort?: number };
 }
 const worlds: World[] = [
-  { name: "node:net (kernel loopback)", createServer: net.createServer, connect: (p, h, cb) => net.connect(p, h, cb), host: "127.0.0.1" },
+  { name: "node:net (kernel loopback)", createServer: net.createServer, connect: (p, h, cb) => net.connect(p, h, cb), host: "127.0.0.1", Socket: net.Socket },
   {
     name: "stack.net (userspace)",
     createServer: ((...a: unknown[]) => (server.net.createServer as (...x: unknown[]) => unknown)(...a)) as never,
     connect: (p, h, cb) => client.net.connect(p, h, cb),
     host: "198.18.0.2",
+    Socket: client.net.Socket,
   },
 ];
 
@@ -111,6 +114,38 @@ describe.each(worlds)("node:net behaviours: $name", (w) => {
     const err = await new Promise<Error & { code?: string }>((r) => c.once("error", r));
     expect(err.code).toBe("ECONNREFUSED");
     expect(() => w.connect(70000, w.host)).toThrow(expect.objectContaining({ code: "ERR_SOCKET_BAD_PORT" }));
+  });
+
+  it("new Socket(), then connect(): pending until connected, data written while connecting is sent, a second connect() while connecting fails with EALREADY; a write before connect() fails", async () => {
+    const s = w.createServer((sock) => sock.on("data", (d: Buffer) => sock.end(`echo:${d}`)));
+    const port = await listening(s);
+    const c = new w.Socket();
+    expect(c.connecting).toBe(false);
+    expect(c.pending).toBe(true);
+    const connected = new Promise<void>((r) => c.connect(port, w.host, r));
+    expect(c.connecting).toBe(true);
+    c.write("early");
+    await connected;
+    expect(c.pending).toBe(false);
+    expect(c.remotePort).toBe(port);
+    let got = "";
+    c.on("data", (d: Buffer) => (got += d));
+    await new Promise((r) => c.once("end", r));
+    expect(got).toBe("echo:early");
+    const twice = new w.Socket();
+    const already = await new Promise<Error & { code?: string }>((r) => {
+      twice.once("error", r);
+      twice.connect(port, w.host);
+      twice.connect(port, w.host);
+    });
+    expect(already.code).toBe("EALREADY");
+    const unconnected = new w.Socket();
+    const werr = await new Promise<Error & { code?: string }>((r) => {
+      unconnected.once("error", r);
+      unconnected.write("too soon");
+    });
+    expect(werr.code).toBe("ERR_SOCKET_CLOSED");
+    s.close();
   });
 
   it("listen on a port in use: 'error' EADDRINUSE", async () => {
