@@ -146,7 +146,8 @@ export class ReorderQueue {
   segs: OooSegment[] = [];
   bytes = 0;
   constructor(
-    private readonly maxBytes: number,
+    /** The receive buffer: grows with it (autotuning). */
+    public maxBytes: number,
     private readonly maxSegments: number,
   ) {}
 

@@ -207,10 +207,10 @@ export class TcpFlow extends Duplex {
     return this.tcb?.state ?? "CLOSED";
   }
   /** Connection counters and timing (srtt, rto, cwnd...). */
-  get tcpInfo(): { state: string; srtt: number; rto: number; cwnd: number; ssthresh: number; mss: number; sndWnd: number; unread: number } | undefined {
+  get tcpInfo(): { state: string; srtt: number; rto: number; cwnd: number; ssthresh: number; mss: number; sndWnd: number; unread: number; sndBuf: number; rcvBuf: number } | undefined {
     const t = this.tcb;
     if (!t) return undefined;
-    return { state: t.state, srtt: t.rtt.srtt, rto: t.rtt.rto, cwnd: t.cc.cwnd, ssthresh: t.cc.ssthresh, mss: t.mss, sndWnd: t.sndWnd, unread: t.unread };
+    return { state: t.state, srtt: t.rtt.srtt, rto: t.rtt.rto, cwnd: t.cc.cwnd, ssthresh: t.cc.ssthresh, mss: t.mss, sndWnd: t.sndWnd, unread: t.unread, sndBuf: t.sndBuf, rcvBuf: t.rcvBuf };
   }
 
   setNoDelay(noDelay = true): this {

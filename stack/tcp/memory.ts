@@ -126,6 +126,11 @@ export class TcpMemory {
     return Math.floor(size - f * (size - min));
   }
 
+  /** No pressure on the stack nor on `h`: buffers may grow (autotuning). */
+  relaxed(h: HostShare): boolean {
+    return this.stackFraction() === 0 && this.hostFraction(h) === 0;
+  }
+
   /** Note that a connection of `h` advertised a window cut by pressure (reopened when it eases). */
   squeezed(h: HostShare, t: { reopenWindow(): void }): void {
     h.squeezed.add(t);

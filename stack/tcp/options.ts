@@ -6,10 +6,23 @@ import type { CongestionControlName } from "./cc.js";
 import { resolveOptions } from "../core/validate.js";
 
 export interface TcpOptions {
-  /** Send buffer per connection (bytes): write() returns false beyond it. Default 256 KiB. */
+  /**
+   * Send buffer per connection (bytes) at the start: write() returns false beyond it. It grows
+   * (autotuning, after Linux's tcp_sndbuf_expand) to two congestion windows while a writer is
+   * held back by it and the path could carry more, up to `maxSendBufferSize`. Default 256 KiB.
+   */
   sendBufferSize?: number;
-  /** Receive buffer per connection (bytes): the most we advertise. Default 256 KiB. */
+  /** The most the send buffer grows to; equal to sendBufferSize for a fixed buffer. Default 4 MiB (at least sendBufferSize). */
+  maxSendBufferSize?: number;
+  /**
+   * Receive buffer per connection (bytes) at the start: the most we advertise. It grows
+   * (autotuning, after Linux's receive buffer "dynamic right-sizing") to twice what the
+   * application reads in a round trip, while it reads more than half the buffer per round trip,
+   * up to `maxReceiveBufferSize`. Default 256 KiB.
+   */
   receiveBufferSize?: number;
+  /** The most the receive buffer grows to; equal to receiveBufferSize for a fixed buffer. Default 4 MiB (at least receiveBufferSize). */
+  maxReceiveBufferSize?: number;
   /** Out-of-order segments held per connection. Default 1024 (bytes are bounded by the receive buffer). */
   maxOooSegments?: number;
   /** Connections (any state) per stack. Default 65536. */
@@ -118,9 +131,11 @@ export function resolveTcpOptions(o?: TcpOptions): TcpOptionsResolved {
 function resolve(o: TcpOptions): TcpOptionsResolved {
   const maxBuffered = o.maxBufferedBytes ?? 256 * MiB;
   const maxConnections = o.maxConnections ?? 65536;
-  return resolveOptions<TcpOptions>("limits.tcp", o, {
+  const r = resolveOptions<TcpOptions>("limits.tcp", o, {
     sendBufferSize: [256 * 1024, 1024, 1 << 30],
+    maxSendBufferSize: [4 * MiB, 1024, 1 << 30],
     receiveBufferSize: [256 * 1024, 1024, 1 << 30],
+    maxReceiveBufferSize: [4 * MiB, 1024, 1 << 30],
     maxOooSegments: [1024, 1, 1 << 20],
     maxConnections: [65536, 1, 1 << 24],
     maxConnectionsPerHost: [Math.max(1, Math.floor(maxConnections / 4)), 1, 1 << 24],
@@ -155,4 +170,8 @@ function resolve(o: TcpOptions): TcpOptionsResolved {
     ephemeralLow: [49152, 1, 65535],
     ephemeralHigh: [65535, 1, 65535],
   });
+  // A buffer never starts above its own maximum: the larger of the two wins.
+  r.maxSendBufferSize = Math.max(r.maxSendBufferSize, r.sendBufferSize);
+  r.maxReceiveBufferSize = Math.max(r.maxReceiveBufferSize, r.receiveBufferSize);
+  return r;
 }

@@ -79,6 +79,13 @@ export class Tcb {
   finSeq = -1;
   /** Bytes the application has not read yet (flow's readable buffer). */
   unread = 0;
+  /** The send buffer's bound now (autotuned from sendBufferSize up to maxSendBufferSize). */
+  sndBuf: number;
+  /** The receive buffer's size now (autotuned from receiveBufferSize up to maxReceiveBufferSize). */
+  rcvBuf: number;
+  /** Receive autotuning: bytes the application consumed since `rcvSpaceTime`. */
+  private rcvCopied = 0;
+  private rcvSpaceTime = 0;
   // --- congestion and timing
   readonly cc: CongestionControl;
   readonly rtt: RttEstimator;
@@ -144,10 +151,13 @@ export class Tcb {
     this.ptoTimer = t.timer(() => this.onPto());
     this.cc = makeCongestionControl(o.congestionControl, () => this.mss);
     this.rtt = new RttEstimator(o.minRtoMs, o.maxRtoMs, o.initialRtoMs);
+    this.sndBuf = o.sendBufferSize;
+    this.rcvBuf = o.receiveBufferSize;
     this.ooo = new ReorderQueue(o.receiveBufferSize, o.maxOooSegments);
     this.keepIdleMs = o.keepAliveIdleMs;
+    // The scale is fixed at the SYN: large enough for the buffer autotuning may grow to.
     let ws = 0;
-    while (ws < 14 && o.receiveBufferSize >> ws > 65535) ws++;
+    while (ws < 14 && o.maxReceiveBufferSize >> ws > 65535) ws++;
     this.rcvWscale = ws;
     this.tsOffset = env.random.u32();
   }
@@ -190,14 +200,14 @@ export class Tcb {
    * right edge does not move left).
    */
   private rcvWindow(): number {
-    return Math.max(0, this.env.memory.receiveBuffer(this.host, this.o.receiveBufferSize) - this.unread - this.ooo.bytes);
+    return Math.max(0, this.env.memory.receiveBuffer(this.host, this.rcvBuf) - this.unread - this.ooo.bytes);
   }
 
   /** Memory pressure eased: advertise the reopened window now, not at the peer's next probe. */
   reopenWindow(): void {
     if (!this.isSynchronized() || this.state === "TIME-WAIT") return;
     const w = this.rcvWindow();
-    if (w - seqSub(this.rcvAdvRight, this.rcvNxt) >= Math.min(this.o.receiveBufferSize / 2, this.mss)) {
+    if (w - seqSub(this.rcvAdvRight, this.rcvNxt) >= Math.min(this.rcvBuf / 2, this.mss)) {
       this.env.counters.inc("window_updates_memory");
       this.ackNow = true;
       this.env.wantsOutput(this);
@@ -207,7 +217,7 @@ export class Tcb {
   /** If memory pressure cuts our window, ask to be told when it eases (see reopenWindow). */
   private noteSqueeze(): void {
     const m = this.env.memory;
-    if (m.receiveBuffer(this.host, this.o.receiveBufferSize) < this.o.receiveBufferSize) m.squeezed(this.host, this);
+    if (m.receiveBuffer(this.host, this.rcvBuf) < this.rcvBuf) m.squeezed(this.host, this);
   }
 
   private charge(delta: number): void {
@@ -331,7 +341,7 @@ export class Tcb {
 
   /** Room left in the send buffer: per connection, and within the stack's and the peer address's totals. */
   get sendSpace(): number {
-    return Math.min(this.o.sendBufferSize - this.sendQ.length, this.env.memory.sendRoom(this.host));
+    return Math.min(this.sndBuf - this.sendQ.length, this.env.memory.sendRoom(this.host));
   }
 
   /** A writer held back by the stack's (or the peer address's) bound is woken when memory frees. */
@@ -416,16 +426,51 @@ export class Tcb {
 
   /** The application consumed `n` bytes: reopen the window (receiver SWS avoidance, §3.8.6.2.2). */
   consumed(n: number): void {
+    this.autotuneReceive(n);
     const before = this.rcvWindow();
     const was = this.unread;
     this.unread = Math.max(0, this.unread - n);
     this.charge(this.unread - was);
     const after = this.rcvWindow();
     const adv = seqSub(this.rcvAdvRight, this.rcvNxt);
-    if (after - adv >= Math.min(this.o.receiveBufferSize / 2, this.mss) && before < after && this.isSynchronized()) {
+    if (after - adv >= Math.min(this.rcvBuf / 2, this.mss) && before < after && this.isSynchronized()) {
       this.ackNow = true;
       this.env.wantsOutput(this);
     }
+  }
+
+  /**
+   * Receive-buffer autotuning (after Linux's dynamic right-sizing, tcp_rcv_space_adjust): once a
+   * round trip, if the application consumed more than half the buffer in it, the buffer becomes
+   * twice that, up to maxReceiveBufferSize, unless memory is under pressure. A window is only a
+   * promise (memory is charged for bytes held), so a reader that keeps up costs nothing more.
+   */
+  private autotuneReceive(n: number): void {
+    if (this.rcvBuf >= this.o.maxReceiveBufferSize) return;
+    this.rcvCopied += n;
+    const now = this.now();
+    if (now - this.rcvSpaceTime < Math.max(1, this.rtt.srtt)) return;
+    const copied = this.rcvCopied;
+    this.rcvCopied = 0;
+    this.rcvSpaceTime = now;
+    if (2 * copied <= this.rcvBuf || !this.env.memory.relaxed(this.host)) return;
+    this.rcvBuf = Math.min(this.o.maxReceiveBufferSize, 2 * copied);
+    this.ooo.maxBytes = this.rcvBuf;
+    this.env.counters.inc("receive_buffer_grown");
+  }
+
+  /**
+   * Send-buffer autotuning (after Linux's tcp_sndbuf_expand): a writer the buffer holds back,
+   * while the congestion window is not full, gets room for two congestion windows, up to
+   * maxSendBufferSize, unless memory is under pressure.
+   */
+  private autotuneSend(): void {
+    if (this.sndBuf >= this.o.maxSendBufferSize || this.sendQ.length + this.mss < this.sndBuf) return;
+    if (seqSub(this.sndMax, this.sndUna) >= this.cc.cwnd || !this.env.memory.relaxed(this.host)) return;
+    const want = Math.min(this.o.maxSendBufferSize, Math.ceil(2 * this.cc.cwnd));
+    if (want <= this.sndBuf) return;
+    this.sndBuf = want;
+    this.env.counters.inc("send_buffer_grown");
   }
 
   setKeepAlive(on: boolean, idleMs?: number): void {
@@ -556,10 +601,18 @@ export class Tcb {
         return this.abort();
       }
       const over = this.env.memory.overLimit(this.host);
-      if (seq === this.rcvNxt && data.length > 0 && over && this.unread + this.ooo.bytes + data.length > this.o.minReceiveWindow) {
+      const holding = this.unread + this.ooo.bytes + data.length;
+      if (seq === this.rcvNxt && data.length > 0 && over && holding > this.o.minReceiveWindow) {
         // Past the hard memory bound a connection keeps only its minimum: the segment is dropped
         // (the peer retransmits it once the application has read and memory is free again).
         c.drop(`rcv_${over}`);
+        this.ackNow = true;
+      } else if (data.length > 0 && holding > this.rcvBuf + Math.max(this.rcvBuf >> 3, 4 << this.rcvWscale)) {
+        // The edge never moves left, so each ACK of a closing window rounds it up to the scale
+        // again (advertise()): a peer sending tiny segments to a reader that does not read would
+        // keep it open. A connection holds at most its buffer and an eighth (as Linux prunes a
+        // receive queue past its rcvbuf); the peer retransmits once the application reads.
+        c.drop("rcv_buffer_full");
         this.ackNow = true;
       } else if (seq === this.rcvNxt) {
         this.deliver(data, fin);
@@ -721,7 +774,10 @@ export class Tcb {
         this.env.timers.cancel(this.rtoTimer);
         this.env.timers.cancel(this.ptoTimer);
       } else this.armRto(true);
-      if (dataAcked > 0 && this.sendSpace > 0) this.events?.onDrain();
+      if (dataAcked > 0) {
+        this.autotuneSend();
+        if (this.sendSpace > 0) this.events?.onDrain();
+      }
       // Our FIN acknowledged?
       if (this.finSeq >= 0 && seqGt(ack, this.finSeq)) {
         switch (this.state) {
@@ -905,7 +961,7 @@ export class Tcb {
     let w = this.rcvWindow();
     const adv = seqSub(this.rcvAdvRight, this.rcvNxt);
     // Receiver SWS avoidance: don't advertise small increases.
-    if (w > adv && w - adv < Math.min(this.o.receiveBufferSize / 2, this.mss)) w = Math.max(adv, 0);
+    if (w > adv && w - adv < Math.min(this.rcvBuf / 2, this.mss)) w = Math.max(adv, 0);
     if (w < adv) w = adv;
     // Round up to the scale (RFC 7323 §2.3): rounding down would move the right edge the peer
     // was already given to the left, and the bytes it then sends up to that edge would be refused

@@ -264,8 +264,10 @@ describe("flow control and buffers", () => {
     const ended = new Promise<void>((r) => client.end(data, () => r()));
     await until(() => a.tcp.layer.connections()[0]!.sndWnd === 0, "zero window");
     const tcb = b.tcp.layer.connections()[0]!;
-    expect(tcb.unread).toBeLessThanOrEqual(64 * 1024);
-    expect(server.readableLength).toBeLessThanOrEqual(64 * 1024);
+    // The buffer, give or take the rounding of the closing window's edge to the scale (each ACK
+    // rounds it up, as Linux's does): never more than the buffer and an eighth.
+    expect(tcb.unread).toBeLessThanOrEqual(64 * 1024 * (9 / 8));
+    expect(server.readableLength).toBeLessThanOrEqual(64 * 1024 * (9 / 8));
     await until(() => (a.stats().tcp!["window_probes"] ?? 0) > 0, "a window probe");
     const got = collect(server);
     server.resume();

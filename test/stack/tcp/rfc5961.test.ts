@@ -204,10 +204,10 @@ describe("RFC 9293 §3.8.6.3 / RFC 5681 §4.2 delayed ACKs", () => {
 
 describe("receive window edge (RFC 9293 §3.8.6, RFC 7323 §2.3) and zero-window ACKs (§3.10.7.4)", () => {
   /** A connection whose application never reads, with window scaling on both sides. */
-  function stalled() {
+  function stalled(receiveBufferSize = 300_003) {
     const netif = new CaptureNetif();
     const clock = new VirtualClock();
-    const stack = Stack.create({ netif, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24" }, clock, random: new SeededRandom(3), limits: { tcp: { receiveBufferSize: 300_003 } } });
+    const stack = Stack.create({ netif, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24" }, clock, random: new SeededRandom(3), limits: { tcp: { receiveBufferSize } } });
     netif.inject(arpReply());
     netif.take();
     let flow: import("../../../stack/tcp/flow.js").TcpFlow | undefined;
@@ -249,6 +249,30 @@ describe("receive window edge (RFC 9293 §3.8.6, RFC 7323 §2.3) and zero-window
     // The window is now closed, and the last segment ended exactly on the promised edge.
     expect(seq).toBe(edge);
     expect(stack.stats().tcp!["out_of_window"] ?? 0).toBe(0);
+  });
+
+  it("one-byte segments to a reader that does not read cannot keep the window open: a connection holds at most its buffer and an eighth", () => {
+    // Each ACK of a closing window rounds the edge up to the scale again (it never moves left):
+    // without a bound, a peer sending a byte per segment would be offered more at every ACK.
+    const { netif, stack, send, iss, wscale, flow } = stalled(4096);
+    expect(wscale).toBe(7);
+    let seq = iss + 1;
+    let edge = iss + 1 + 4096;
+    let acked = seq;
+    for (let i = 0; i < 20_000 && seq < edge; i++) {
+      send({ seq }, new Uint8Array([i & 0xff]));
+      for (const s of sent(netif)) {
+        if (!(s.flags & ACK)) continue;
+        acked = s.ack;
+        edge = Math.max(edge, s.ack + (s.window << wscale));
+      }
+      seq = acked;
+    }
+    const held = acked - (iss + 1);
+    expect(held).toBeGreaterThanOrEqual(4096);
+    expect(held).toBeLessThanOrEqual(4096 + 512);
+    expect(flow().readableLength).toBe(held);
+    expect(stack.stats().tcp!["drop_rcv_buffer_full"] ?? 0).toBeGreaterThan(0);
   });
 
   it("with our window closed, a peer's segment still acknowledges our data", async () => {
