@@ -83,16 +83,23 @@ async function measure(clientNs, base, latencyOnly) {
   const pb = await pafBench(clientNs, `http://${base}/`);
   const bench = { p50ms: pb.latencyMs.p50, p99ms: pb.latencyMs.p99 };
   if (latencyOnly) return { bench };
-  const wrk = await nsRun(clientNs, "wrk", ["-t2", "-c64", "-d3s", "--latency", `http://${base}/`]);
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk)?.[1] ?? 0);
-  const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(wrk);
-  const p99ms = p99 ? Number(p99[1]) * (p99[2] === "us" ? 0.001 : p99[2] === "s" ? 1000 : 1) : undefined;
+  // wrk twice: the first 3 s on a server that has served only paf bench (its own row: the first
+  // half-second after 64 connects is slow on paf, V8 compiling and marking while connections
+  // come), then 5 s measured, the same way on both sides.
+  const wrkRun = async (secs) => {
+    const out = await nsRun(clientNs, "wrk", ["-t2", "-c64", `-d${secs}s`, "--latency", `http://${base}/`]);
+    const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out);
+    return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0), p99ms: p99 ? Number(p99[1]) * (p99[2] === "us" ? 0.001 : p99[2] === "s" ? 1000 : 1) : undefined };
+  };
+  const cold = await wrkRun(3);
+  const { rps, p99ms } = await wrkRun(5);
+  const coldP99ms = cold.p99ms;
   const h2 = await nsRun(clientNs, "h2load", ["-n", "20000", "-c", "16", "-m", "10", `https://${base}/`]);
   const h2rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(h2)?.[1] ?? 0);
   const hs = await nsRun(clientNs, "h2load", ["-n", "400", "-c", "400", "-m", "1", `https://${base}/`]);
   const hsps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(hs)?.[1] ?? 0);
   const { downGbps, upGbps } = await bulk(clientNs, base);
-  return { rps, p99ms, h2rps, hsps, bench, downGbps, upGbps };
+  return { rps, p99ms, coldP99ms, h2rps, hsps, bench, downGbps, upGbps };
 }
 
 /** latencyOnly: just the paf bench rows (PAF_BENCH_ONLY=latency). */
@@ -120,7 +127,8 @@ export async function benchHttp({ latencyOnly = false } = {}) {
   if (latencyOnly) return latency;
   return [
     { name: "HTTP/1.1 keep-alive req/s (wrk -t2 -c64)", paf: p.rps, kernel: k.rps },
-    { name: "HTTP/1.1 p99 latency, ms (wrk)", paf: p.p99ms, kernel: k.p99ms, lowerIsBetter: true },
+    { name: "HTTP/1.1 p99 latency, ms (wrk, 5 s after a 3 s warm-up)", paf: p.p99ms, kernel: k.p99ms, lowerIsBetter: true },
+    { name: "HTTP/1.1 p99 latency, ms (wrk, the 3 s warm-up: 64 new connections)", paf: p.coldP99ms, kernel: k.coldP99ms, lowerIsBetter: true },
     { name: "h2 over TLS req/s (h2load -c16 -m10)", paf: p.h2rps, kernel: k.h2rps },
     { name: "TLS handshakes/s (h2load, 1 request per connection)", paf: p.hsps, kernel: k.hsps },
     { name: `HTTP download, curl GET ${BULK_BYTES / 1e9} GB (Gbit/s)`, paf: p.downGbps, kernel: k.downGbps },

@@ -26,7 +26,8 @@ export async function benchTcp() {
   const ns = await netns("t");
   const tap = "pafbt";
   const netif = TapNetif.open(tap, { netns: `/var/run/netns/${ns}`, up: true, offload: true });
-  const stack = Stack.create({ netif, ipv4: { address: "198.18.0.2/24" }, limits: { tcp: { receiveBufferSize: 4 << 20, sendBufferSize: 4 << 20 } } });
+  // Default limits: the buffers autotune from 256 KiB to 4 MiB.
+  const stack = Stack.create({ netif, ipv4: { address: "198.18.0.2/24" } });
   await sh("ip", ["-n", ns, "addr", "add", "198.18.0.1/24", "dev", tap]);
   // kernel -> paf: paf discards.
   stack.tcp.listen({ port: 9 }, (f) => f.resume().on("end", () => f.end()));
