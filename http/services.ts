@@ -366,6 +366,11 @@ export function httpsService(
       // The clock starts at accept: the TLS handshake is part of the time to a request head.
       deadlines.track(flow, closeExpired);
       server.emit("connection", flow);
+      // TLS owns the flow and ends it (close_notify, then FIN) when it is done: the flow must not
+      // end itself at the peer's FIN, or TLS's close_notify after the EOF fails ("write after
+      // end") and node:http2 destroys the session with that error. Set after the TLS socket is
+      // made: it takes allowHalfOpen from the socket it wraps, and must itself end at EOF.
+      flow.allowHalfOpen = true;
     },
     shutdown: (deadline) => shutdownAll([server], sessions, inflight, deadline),
     setCertificate(key, cert, servername) {

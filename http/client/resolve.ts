@@ -354,6 +354,10 @@ export function startTls(flow: Duplex, cfg: TlsConfig, host: string | undefined,
       // With pins and no CA, the pin is the trust anchor: the name is still checked below.
       checkServerIdentity: (name, cert) => (servername || host ? tls.checkServerIdentity(servername ?? host ?? name, cert) : undefined),
     });
+    // A JS stream under TLS (a paf flow) must not end itself at the peer's FIN: TLS ends it after
+    // its close_notify (a kernel socket's native handle is TLS's own). Set after the TLS socket
+    // is made, which takes allowHalfOpen from the stream it wraps and must end at EOF.
+    if (!(flow instanceof net.Socket)) flow.allowHalfOpen = true;
     const fail = (e: Error & { code?: string }) => {
       signal.removeEventListener("abort", onAbort);
       sock.destroy();

@@ -69,6 +69,11 @@ describe.skipIf(!run)("headless Chromium loads a page over HTTPS/h2 from the use
     ns = await Netns.create("brw");
     stack = Stack.create({ netif: TapNetif.open(TAP, { netns: ns.path, up: true }), ipv4: { address: "198.18.0.2/24" } });
     await ns.kernelSide(TAP, "198.18.0.1/24", undefined);
+    // Chromium treats any address change on the machine as a network change and drops its
+    // connections (ERR_NETWORK_CHANGED in its net log): wait for the kernel side's IPv6
+    // link-local address to finish DAD, or it lands mid-page about one run in three.
+    for (let i = 0; i < 100 && /tentative/.test((await ns.ip("-6", "addr", "show", "dev", TAP)).stdout); i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await ns.ip("-6", "addr", "show", "dev", TAP)).stdout).not.toMatch(/tentative/);
     const app = pageApp();
     const logged: typeof app = (req, res) => {
       requests.push(`${req.httpVersion} ${req.method} ${req.url}`);

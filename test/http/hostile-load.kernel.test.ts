@@ -150,8 +150,12 @@ describe.skipIf(!run)("hostile load over TAP, the kernel as client", () => {
     expect(d.eof).toBe(10_000);
     expect(d.reset).toBe(0);
     // (Ages are from when the client saw its handshake complete; under this load it sees that
-    // late, so only the upper bound says something.)
-    expect(d.maxAge!).toBeLessThan(SHORT.headersTimeoutMs / 1000 + 4);
+    // late, so only the upper bound says something.) When the machine is busy (other test files
+    // run beside this one) paf reads the TAP late and the kernel drops what overflows its queue
+    // (26,942 frames in one run with two busy loops beside it, `ip -s link`: TX dropped): a
+    // handshake's last ACK lost that way is recovered by our SYN-ACK retransmissions 1, 2 and 4 s
+    // later, and the head deadline runs from the accept, so the bound allows those 7 s.
+    expect(d.maxAge!).toBeLessThan(SHORT.headersTimeoutMs / 1000 + 7 + 1.5);
     const st = servers[2]!.stats();
     expect(st["head_timeouts"]).toBeGreaterThanOrEqual(10_000);
     await backToBaseline("10,000 closes to finish", 30_000);
