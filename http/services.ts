@@ -290,7 +290,11 @@ export function httpService(handler: Handler, opts: HttpServiceOptions = {}): Se
         // itself; resuming here would race it for a kernel socket's native handle).
         // node:http manages the end of its connections itself (its own net.Server accepts with
         // allowHalfOpen), so a client's FIN must not end our side before the queued responses.
-        if (!isH2) flow.allowHalfOpen = true;
+        // node:http2 wraps the flow (a JS stream) in a JSStreamSocket that ends it itself at EOF
+        // (shutdown, as for a kernel socket): a flow that also ended itself at the FIN left the
+        // wrapper's shutdown pending while the session still wrote, and Node asserted
+        // (ERR_INTERNAL_ASSERTION in JSStreamSocket.doWrite, an uncaught exception).
+        flow.allowHalfOpen = true;
         if (isH2) {
           accepting.current = d;
           h2.emit("connection", flow);
