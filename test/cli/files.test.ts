@@ -7,20 +7,14 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureBuilt, runCli } from "../helpers/cli.js";
+import { opensslCert } from "../helpers/certs.js";
 
 beforeAll(() => ensureBuilt(), 120_000);
 
 const dir = mkdtempSync(join(tmpdir(), "paf-cli-files-"));
 const path = (name: string) => join(dir, name);
-function mkcert(name: string): void {
-  execFileSync(
-    "openssl",
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path(`${name}.key`), "-out", path(`${name}.pem`), "-days", "2", "-subj", `/CN=${name}`],
-    { stdio: "ignore" },
-  );
-}
-mkcert("a");
-mkcert("b");
+opensslCert(dir, "a", { cn: "a" });
+opensslCert(dir, "b", { cn: "b" });
 writeFileSync(path("garbage.pem"), "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
 writeFileSync(path("text.txt"), "hello\n");
 execFileSync("openssl", ["pkey", "-in", path("a.key"), "-aes256", "-passout", "pass:secret", "-out", path("encrypted.key")], { stdio: "ignore" });

@@ -2,12 +2,12 @@
 // bodies), h2load (exact request counts over TLS), wrk (HTTP/1.1 keep-alive), openssl s_client
 // (SNI certificate selection), live certificate replacement, 20 MB both ways over HTTPS.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { Netns, privileged, sh } from "../helpers/netns.js";
+import { opensslCert } from "../helpers/certs.js";
 import { TapNetif } from "../../stack/netif/tap.js";
 import { Stack } from "../../stack/stack.js";
 import { serve } from "../../http/serve.js";
@@ -17,32 +17,7 @@ import { demoApp } from "../../http/app.js";
 import { expectedPatternSha256 } from "../helpers/pattern.js";
 
 const dir = mkdtempSync(join(tmpdir(), "paf-clients-"));
-function mkcert(name: string, cn: string, san: string) {
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      join(dir, `${name}.key`),
-      "-out",
-      join(dir, `${name}.pem`),
-      "-days",
-      "2",
-      "-subj",
-      `/CN=${cn}`,
-      "-addext",
-      `subjectAltName=${san}`,
-    ],
-    { stdio: "ignore" },
-  );
-  return { key: readFileSync(join(dir, `${name}.key`)), cert: readFileSync(join(dir, `${name}.pem`)) };
-}
+const mkcert = (name: string, cn: string, san: string) => opensslCert(dir, name, { cn, san });
 const main = mkcert("main", "paf.test", "DNS:paf.test,IP:198.18.0.2");
 const other = mkcert("other", "other.test", "DNS:other.test");
 const renewed = mkcert("renewed", "paf.test", "DNS:paf.test,IP:198.18.0.2");

@@ -9,8 +9,7 @@
 // (raw frames), then run nghttp as the issue did (8 streams x 2 MB, 64 KB windows) many times.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import net from "node:net";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
@@ -22,6 +21,7 @@ import { stackListener } from "../../http/listener.js";
 import { httpService, httpsService } from "../../http/services.js";
 import { demoApp } from "../../http/app.js";
 import { Netns, privileged } from "../helpers/netns.js";
+import { opensslCert } from "../helpers/certs.js";
 import { FLAG, FRAME, FrameReader, PREFACE, getRequest, settings, windowUpdate, type Frame } from "../helpers/h2raw.js";
 
 /** The default initial window (RFC 9113 §6.9.2), which the raw client never changes. */
@@ -96,17 +96,13 @@ describe.skipIf(!run)("nghttp: 8 x 2 MB on one connection with 64 KB windows, ma
   const TAP = "pafe" + (process.pid % 10000);
   const dir = mkdtempSync(join(tmpdir(), "paf-h2end-"));
   beforeAll(async () => {
-    execFileSync(
-      "openssl",
-      ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.pem"), "-days", "2", "-subj", "/CN=paf.test"],
-      { stdio: "ignore" },
-    );
+    const { key, cert } = opensslCert(dir, "paf", { cn: "paf.test" });
     ns = await Netns.create("h2end");
     stack = Stack.create({ netif: TapNetif.open(TAP, { netns: ns.path, up: true }), ipv4: { address: "198.18.0.2/24" } });
     await ns.kernelSide(TAP, "198.18.0.1/24", undefined);
     const app = demoApp();
     serve(httpService(app, { log: () => {} }), stackListener(stack, { port: 80 }));
-    serve(httpsService(app, { key: readFileSync(join(dir, "k.pem")), cert: readFileSync(join(dir, "c.pem")), log: () => {} }), stackListener(stack, { port: 443 }));
+    serve(httpsService(app, { key, cert, log: () => {} }), stackListener(stack, { port: 443 }));
   });
   afterAll(async () => {
     try {

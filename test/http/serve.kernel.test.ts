@@ -1,12 +1,12 @@
 // serve(): HTTP/1.1, h2c and HTTPS with ALPN over the userspace stack (curl in a namespace), the
 // same service over host sockets and a Unix socket, errors as responses, graceful stop.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import http from "node:http";
 import { Netns, privileged, sh } from "../helpers/netns.js";
+import { opensslCert } from "../helpers/certs.js";
 import { TapNetif } from "../../stack/netif/tap.js";
 import { Stack } from "../../stack/stack.js";
 import { serve, type ServeHandle } from "../../http/serve.js";
@@ -14,31 +14,8 @@ import { hostListener, stackListener, unixListener } from "../../http/listener.j
 import { httpService, httpsService, type Handler } from "../../http/services.js";
 
 const dir = mkdtempSync(join(tmpdir(), "paf-http-"));
-execFileSync(
-  "openssl",
-  [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    join(dir, "k.pem"),
-    "-out",
-    join(dir, "c.pem"),
-    "-days",
-    "2",
-    "-subj",
-    "/CN=paf.test",
-    "-addext",
-    "subjectAltName=DNS:paf.test,IP:198.18.0.2",
-  ],
-  { stdio: "ignore" },
-);
-const key = readFileSync(join(dir, "k.pem"));
-const cert = readFileSync(join(dir, "c.pem"));
+const made = opensslCert(dir, "paf", { cn: "paf.test", san: "DNS:paf.test,IP:198.18.0.2" });
+const { key, cert } = made;
 
 let slowRelease: (() => void) | undefined;
 const handler: Handler = (req, res) => {
@@ -116,7 +93,7 @@ describe.skipIf(!run)("serve() on the userspace stack over TAP, curl from the ke
   });
 
   it("HTTPS: ALPN h2, ALPN http/1.1, and no ALPN at all (HTTP/1.1), verified against the certificate", async () => {
-    await sh("cp", [join(dir, "c.pem"), `/tmp/paf-ca-${process.pid}.pem`]);
+    await sh("cp", [made.certPath, `/tmp/paf-ca-${process.pid}.pem`]);
     const ca = ["--cacert", `/tmp/paf-ca-${process.pid}.pem`];
     expect(await curl([...ca, "--http2", "https://198.18.0.2/"])).toBe("paf says hello over HTTP/2.0\n");
     expect(await curl([...ca, "--http1.1", "https://198.18.0.2/"])).toBe("paf says hello over HTTP/1.1\n");

@@ -10,7 +10,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
-import { sh, waitFor, type Netns } from "../../helpers/netns.js";
+import { waitFor, type Netns } from "../../helpers/netns.js";
+import { opensslCert } from "../../helpers/certs.js";
 
 export interface Pebble {
   directoryUrl: string;
@@ -42,27 +43,7 @@ export interface PebbleOptions {
 export async function startPebble(ns: Netns, o: PebbleOptions = {}): Promise<Pebble> {
   const address = o.address ?? "198.18.0.1";
   const dir = mkdtempSync(join(tmpdir(), "paf-pebble-"));
-  const caPath = join(dir, "pebble-tls.pem");
-  const keyPath = join(dir, "pebble-tls.key");
-  await sh("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    keyPath,
-    "-out",
-    caPath,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=pebble.test",
-    "-addext",
-    `subjectAltName=DNS:pebble.test,IP:${address},IP:127.0.0.1`,
-  ]);
+  const { certPath: caPath, keyPath } = opensslCert(dir, "pebble-tls", { cn: "pebble.test", san: `DNS:pebble.test,IP:${address},IP:127.0.0.1` });
   const config = join(dir, "pebble.json");
   writeFileSync(
     config,

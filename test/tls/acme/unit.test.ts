@@ -13,6 +13,7 @@ import { certificateInfo, createCsr, csrNames } from "../../../tls/acme/csr.js";
 import { Http01Responder } from "../../../tls/acme/challenge.js";
 import { retryAfterMs, AcmeProblem } from "../../../tls/acme/client.js";
 import { accountKey, renewDue, writeSecret } from "../../../tls/acme/provision.js";
+import { opensslCert } from "../../helpers/certs.js";
 
 function verifyJws(jws: { protected: string; payload: string; signature: string }, pub: KeyObject, alg: string): boolean {
   const input = Buffer.from(`${jws.protected}.${jws.payload}`);
@@ -90,30 +91,8 @@ describe("CSR (PKCS#10) with subjectAltName", () => {
 
   it("certificateInfo reads names and expiry of a chain's leaf", () => {
     const dir = mkdtempSync(join(tmpdir(), "paf-crt-"));
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        join(dir, "k.pem"),
-        "-out",
-        join(dir, "c.pem"),
-        "-days",
-        "10",
-        "-subj",
-        "/CN=x.test",
-        "-addext",
-        "subjectAltName=DNS:x.test,DNS:y.test",
-      ],
-      { stdio: "ignore" },
-    );
-    const pem = execFileSync("cat", [join(dir, "c.pem"), join(dir, "c.pem")], { encoding: "utf8" });
+    const leaf = opensslCert(dir, "x", { cn: "x.test", san: "DNS:x.test,DNS:y.test", days: 10 }).cert.toString();
+    const pem = leaf + leaf;
     const info = certificateInfo(pem);
     expect(info.names).toEqual(["x.test", "y.test"]);
     const days = (info.notAfter.getTime() - Date.now()) / 86_400_000;
