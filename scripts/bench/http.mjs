@@ -7,35 +7,13 @@ import { spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, netns, vethPair, nsRun, sleep, track } from "./lib.mjs";
+import { ROOT, netns, vethPair, nsRun, sleep, track, serveHandle } from "./lib.mjs";
 
 const CLI = join(ROOT, "dist", "cli", "main.js");
 
 function startServe(args, nsName) {
   const cmd = nsName ? ["ip", ["netns", "exec", nsName, process.execPath, CLI, "serve", ...args]] : [process.execPath, [CLI, "serve", ...args]];
-  const c = track(spawn(cmd[0], cmd[1], { stdio: ["ignore", "pipe", "pipe"] }));
-  let out = "";
-  const ready = new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`paf serve ${args.join(" ")} not ready: ${out}`)), 20_000);
-    const on = (d) => {
-      out += d;
-      if (/^listening/m.test(out)) {
-        clearTimeout(t);
-        resolve();
-      }
-    };
-    c.stdout.on("data", on);
-    c.stderr.on("data", on);
-  });
-  return {
-    ready,
-    stop: () =>
-      new Promise((r) => {
-        c.on("exit", r);
-        c.kill("SIGTERM");
-        setTimeout(() => c.kill("SIGKILL"), 3000).unref();
-      }),
-  };
+  return serveHandle(track(spawn(cmd[0], cmd[1], { stdio: ["ignore", "pipe", "pipe"] })));
 }
 
 const PAF_BENCH_SECONDS = 3;

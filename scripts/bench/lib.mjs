@@ -98,3 +98,34 @@ export function udpbench() {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A `paf serve` child process: `ready` resolves at its "listening" line (rejects after 20 s),
+ * `stop()` sends SIGTERM (SIGKILL 3 s later) and resolves once it has exited.
+ */
+export function serveHandle(child) {
+  let out = "";
+  const ready = new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`paf serve not ready: ${out}`)), 20_000);
+    const on = (d) => {
+      out += d;
+      if (/^listening/m.test(out)) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    child.stdout.on("data", on);
+    child.stderr.on("data", on);
+  });
+  return {
+    child,
+    ready,
+    stop: () =>
+      new Promise((r) => {
+        if (child.exitCode !== null) return r();
+        child.on("exit", r);
+        child.kill("SIGTERM");
+        setTimeout(() => child.kill("SIGKILL"), 3000).unref();
+      }),
+  };
+}

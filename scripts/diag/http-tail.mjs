@@ -14,7 +14,7 @@ import { readFileSync, rmSync, existsSync, createWriteStream, copyFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT, netns, vethPair, nsRun, sleep, track, cleanup } from "../bench/lib.mjs";
+import { ROOT, netns, vethPair, nsRun, sleep, track, cleanup, serveHandle } from "../bench/lib.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -51,30 +51,7 @@ function startServe(nodeFlags, args, nsName, log, env = {}) {
     const f = createWriteStream(log);
     c.stdout.pipe(f);
   }
-  let out = "";
-  const ready = new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`serve not ready: ${out}`)), 20_000);
-    const on = (d) => {
-      out += d;
-      if (/^listening/m.test(out)) {
-        clearTimeout(t);
-        resolve();
-      }
-    };
-    c.stdout.on("data", on);
-    c.stderr.on("data", on);
-  });
-  return {
-    child: c,
-    ready,
-    stop: () =>
-      new Promise((r) => {
-        if (c.exitCode !== null) return r();
-        c.on("exit", r);
-        c.kill("SIGTERM");
-        setTimeout(() => c.kill("SIGKILL"), 3000).unref();
-      }),
-  };
+  return serveHandle(c);
 }
 
 /** CPU busy fraction of the machine over `ms` (/proc/stat), all cores. */
