@@ -211,10 +211,12 @@ export class Stack {
       this.icmpv6.useMld(this.mld);
       ip6.useGroupListener(this.mld);
     }
-    this.udp = new UdpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.random, limits.udp);
+    // Transmit buffers from the netif where it reuses them (a TAP: see FramePool).
+    const alloc = netif.allocFrame ? (len: number) => netif.allocFrame!(len) : undefined;
+    this.udp = new UdpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.random, limits.udp, alloc);
     this.ipv4.register(IPPROTO_UDP, this.udp);
     this.ipv6?.register(IPPROTO_UDP, this.udp);
-    const tcpLayer = new TcpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0);
+    const tcpLayer = new TcpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0, alloc);
     this.keepAlive = new KeepAlive(this.scheduler);
     this.tcp = new TcpApi(tcpLayer, this.keepAlive);
     this.dns = new DnsResolver(this, opts.dns);

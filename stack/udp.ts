@@ -274,6 +274,8 @@ export class UdpLayer implements UpperProtocol {
     private readonly ipv6: IpOutput | undefined,
     private readonly random: Random,
     opts: UdpOptions = {},
+    /** Where frames to send come from (the netif's allocFrame): contents undefined, every byte written. */
+    private readonly allocFrame: (len: number) => Uint8Array = (len) => new Uint8Array(len),
   ) {
     this.low = opts.ephemeralLow ?? 49152;
     this.high = opts.ephemeralHigh ?? 65535;
@@ -440,7 +442,7 @@ export class UdpLayer implements UpperProtocol {
       this.counters.drop("broadcast_not_allowed");
       return errnoError("EACCES", "send", `${formatIP(dst)}:${port}`);
     }
-    const frame = new Uint8Array(route.headroom + UDP.HEADER_LEN + data.length);
+    const frame = this.allocFrame(route.headroom + UDP.HEADER_LEN + data.length);
     frame.set(data, route.headroom + UDP.HEADER_LEN);
     emitUdp(frame, route.headroom, s.localPort, port, data.length, route.src, route.dst);
     this.counters.inc("tx_datagrams");

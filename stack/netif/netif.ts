@@ -78,6 +78,12 @@ export interface Netif {
    * frame was dropped because the transmit queue is full (counted in `stats().txDropped`).
    */
   send(frame: Uint8Array, meta?: TxMeta): boolean;
+  /**
+   * A buffer for one frame of `len` bytes to pass to `send()`, which this netif uses again once it
+   * has written the frame (see FramePool). Its contents are undefined: the caller writes every
+   * byte. Absent: the caller makes a `new Uint8Array(len)`.
+   */
+  allocFrame?(len: number): Uint8Array;
   /** Counters kept by the netif itself. */
   stats(): NetifStats;
   /**

@@ -8,6 +8,7 @@
  * ("nothing to offload") is prepended on send by the addon, without copying the frame.
  */
 import { loadTapAddon, type TapAddon } from "./tap/binding.js";
+import { FramePool } from "./framepool.js";
 import { emptyNetifStats, NetifError, type Netif, type NetifFeatures, type NetifReceiver, type NetifStats, DEFAULT_MTU, ETH_HEADER_LEN, type RxMeta, type TxMeta } from "./netif.js";
 
 export interface TapOptions {
@@ -75,6 +76,12 @@ const WRITE_EARLY = 256;
 const EAGAIN_SPIN_LIMIT = 3;
 /** close() waits this long at most for a full kernel queue to take the last frames. */
 const CLOSE_DRAIN_MS = 100;
+/**
+ * Written transmit buffers kept for reuse: up to 512 MTU-sized ones (~0.8 MB at MTU 1500) and,
+ * with offloads, 64 TSO-sized ones (~4.2 MB), per TAP. Beyond it buffers go to the GC.
+ */
+const TX_POOL_KEEP = 512;
+const TX_POOL_KEEP_TSO = 64;
 
 export class TapNetif implements Netif {
   readonly features: NetifFeatures;
@@ -113,6 +120,8 @@ export class TapNetif implements Netif {
   private slabEnd = 0;
   private readonly meta: RxMeta = { csumValid: false };
   private readonly flushNow = (): void => this.flush();
+  /** Transmit buffers used again once written (see FramePool and TX_POOL_KEEP). */
+  private readonly txPool: FramePool;
 
   private constructor(
     readonly name: string,
@@ -135,6 +144,17 @@ export class TapNetif implements Netif {
     this.onError = opts.onError ?? ((e) => process.emitWarning(`TAP ${this.name}: ${e.message}`, { code: e.code }));
     // With offloads the kernel takes TCP super-segments and cuts them itself (TSO on transmit).
     this.features = { checksumOffload: false, maxFrameSize: mtu + ETH_HEADER_LEN, tso: this.gso ? 65535 : 0 };
+    const small = roundUp(mtu + ETH_HEADER_LEN, 64);
+    this.txPool = this.gso ? new FramePool([small, roundUp(GSO_MAX_FRAME, 64)], [TX_POOL_KEEP, TX_POOL_KEEP_TSO]) : new FramePool([small], [TX_POOL_KEEP]);
+  }
+
+  allocFrame(len: number): Uint8Array {
+    return this.txPool.alloc(len);
+  }
+
+  /** Transmit buffers made, and handed out again after a write (see FramePool). */
+  txBufferStats(): { made: number; reused: number } {
+    return { made: this.txPool.made, reused: this.txPool.reused };
   }
 
   /**
@@ -334,6 +354,9 @@ export class TapNetif implements Netif {
       this.st.txDropped += refused;
       this.lastError = new NetifError(`TAP ${this.name}: the kernel refused ${refused} frame(s): errno ${out[1]}`, "EIO");
     }
+    // The kernel has copied what was written (refused frames are done with too).
+    const pool = this.txPool;
+    for (let i = 0; i < n; i++) pool.release(q[i]!);
     if (n === q.length) {
       q.length = 0; // the addon is done with the frames: reuse the arrays
       this.gsoSizes.length = 0;

@@ -106,6 +106,8 @@ export class TcpLayer implements UpperProtocol {
     opts?: TcpOptions,
     /** Largest IP packet the netif cuts into segments itself (its features.tso); 0: none. */
     gsoMax = 0,
+    /** Where frames to send come from (the netif's allocFrame): contents undefined, every byte written. */
+    private readonly allocFrame: (len: number) => Uint8Array = newFrame,
   ) {
     this.o = resolveTcpOptions(opts);
     this.memory = new TcpMemory(this.o);
@@ -449,7 +451,7 @@ export class TcpLayer implements UpperProtocol {
    */
   private transmit(r: Route, repr: TcpEmit, q: SendQueue | undefined, off: number, len: number, gsoSize: number): boolean {
     const hl = 20 + optionsLength(repr);
-    const frame = new Uint8Array(r.headroom + hl + len);
+    const frame = this.allocFrame(r.headroom + hl + len);
     if (q && len > 0) q.copy(off, len, frame, r.headroom + hl);
     emitTcp(frame, r.headroom, repr, len, r.src, r.dst, gsoSize > 0);
     const ip = r.family === 4 ? this.ipv4 : this.ipv6;
@@ -483,4 +485,8 @@ export class TcpLayer implements UpperProtocol {
     for (const list of [...this.listeners.values()]) for (const l of [...list]) l.close();
     for (const t of [...this.conns.values()]) t.stackClosed();
   }
+}
+
+function newFrame(len: number): Uint8Array {
+  return new Uint8Array(len);
 }

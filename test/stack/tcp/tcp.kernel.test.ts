@@ -156,11 +156,12 @@ async function lossyTransfer(ns: Netns, stack: Stack, TAP: string, offload: bool
 describe.skipIf(!run)("TCP with the Linux kernel as peer, over TAP", () => {
   let ns: Netns;
   let stack: Stack;
+  let netif: TapNetif;
   const TAP = "paftt" + (process.pid % 10000);
 
   beforeAll(async () => {
     ns = await Netns.create("tcp");
-    const netif = TapNetif.open(TAP, { netns: ns.path, up: true });
+    netif = TapNetif.open(TAP, { netns: ns.path, up: true });
     stack = Stack.create({ netif, ipv4: { address: "198.18.0.2/24", gateway: "198.18.0.1" }, ipv6: { address: "2001:db8::2/64" }, limits: { tcp: { keepAliveIntervalMs: 300, keepAliveProbes: 3 } } });
     await ns.kernelSide(TAP);
     await stack.ready();
@@ -186,6 +187,8 @@ describe.skipIf(!run)("TCP with the Linux kernel as peer, over TAP", () => {
     ["2001:db8::1", "v6"],
   ] as const) {
     it(`paf client -> kernel server: 20 MB each way at once, checked by SHA-256 (${local})`, async () => {
+      const pool0 = netif.txBufferStats();
+      const tx0 = netif.stats().txFrames;
       const p = peer(ns, ["serve", "5002", String(20_000_000)]);
       await p.ready;
       // Half-open allowed: the peer's FIN (its 20 MB done) must not end our upload still in progress.
@@ -195,6 +198,12 @@ describe.skipIf(!run)("TCP with the Linux kernel as peer, over TAP", () => {
       expect(got.bytes).toBe(20_000_000);
       expect(got.sha).toBe(r.sent);
       expect(r.got).toBe(sent);
+      // Every frame sent came from the TAP's transmit buffers, nearly all of them used again
+      // (so the intact data above crossed reused buffers).
+      const pool = netif.txBufferStats();
+      const reused = pool.reused - pool0.reused;
+      expect(reused).toBeGreaterThan(0.9 * (netif.stats().txFrames - tx0));
+      expect(pool.made - pool0.made).toBeLessThan(reused / 10);
     });
   }
 
@@ -255,11 +264,12 @@ describe.skipIf(!run)("TCP with the Linux kernel as peer, over TAP", () => {
 describe.skipIf(!run)("TCP with the kernel over a TAP with receive offloads (TUN_F_CSUM, TSO4/6)", () => {
   let ns: Netns;
   let stack: Stack;
+  let netif: TapNetif;
   const TAP = "paftg" + (process.pid % 10000);
 
   beforeAll(async () => {
     ns = await Netns.create("tso");
-    const netif = TapNetif.open(TAP, { netns: ns.path, up: true, offload: true });
+    netif = TapNetif.open(TAP, { netns: ns.path, up: true, offload: true });
     stack = Stack.create({ netif, ipv4: { address: "198.18.0.2/24", gateway: "198.18.0.1" }, ipv6: { address: "2001:db8::2/64" }, limits: { tcp: { receiveBufferSize: 1 << 20 } } });
     await ns.kernelSide(TAP);
     await stack.ready();
@@ -286,6 +296,8 @@ describe.skipIf(!run)("TCP with the kernel over a TAP with receive offloads (TUN
   }
 
   it("paf -> kernel and back at once (v4): 20 MB each way intact", async () => {
+    const pool0 = netif.txBufferStats();
+    const tx0 = netif.stats().txFrames;
     const p = peer(ns, ["serve", "5002", String(20_000_000)]);
     await p.ready;
     const f = await stack.tcp.connect({ host: "198.18.0.1", port: 5002, allowHalfOpen: true });
@@ -295,6 +307,10 @@ describe.skipIf(!run)("TCP with the kernel over a TAP with receive offloads (TUN
     expect(r.got).toBe(sent);
     // paf sent super-segments (TSO): far fewer frames than 20 MB / 1448.
     expect(stack.stats().tcp?.tx_segments ?? 0).toBeLessThan(6000);
+    // The super-segments (and the ACKs) went out in reused transmit buffers.
+    const pool = netif.txBufferStats();
+    expect(pool.reused - pool0.reused).toBeGreaterThan(0.9 * (netif.stats().txFrames - tx0));
+    expect(pool.made - pool0.made).toBeLessThan((pool.reused - pool0.reused) / 10);
   });
 
   it("20 MB each way under 3% random loss, paf sending TSO super-segments cut by the kernel, arrives intact", () => lossyTransfer(ns, stack, TAP, true), 180_000);
