@@ -95,6 +95,16 @@ export class Tcb {
   private inRecovery = false;
   private recover = 0;
   private rxtNext = 0;
+  /**
+   * Congestion window validation (RFC 7661, as Linux's tcp_cwnd_validate): the window grows only
+   * while it is what limits the sender. Over the flight that ends at `cwndUsageSeq`: the most
+   * bytes in flight, and whether cwnd held anything back. A sender limited by its application or
+   * its send buffer would otherwise grow cwnd without end on a clean path (41 MB seen with 4 MiB
+   * in flight), then burst into the network once the limit lifts.
+   */
+  private maxInflight = 0;
+  private cwndLimited = false;
+  private cwndUsageSeq = 0;
   private rttSeq = -1;
   private rttTime = 0;
   private backoff = 0;
@@ -766,7 +776,8 @@ export class Tcb {
       } else {
         // Data bytes only (RFC 5681 §3.1, RFC 3465): the ACK of our SYN or FIN says nothing about
         // what the path carries, and counting it made every slow-start burst k * MSS + 1 bytes.
-        this.cc.onAck(dataAcked, this.now(), this.rtt.srtt);
+        if (this.cwndIsLimiting()) this.cc.onAck(dataAcked, this.now(), this.rtt.srtt);
+        else c.inc("cwnd_not_grown_app_limited");
       }
       this.dupAcks = 0;
       if (seqLt(this.rxtNext, ack)) this.rxtNext = ack;
@@ -936,6 +947,24 @@ export class Tcb {
       if (!this.rtoTimer.armed) this.armRto();
       if (flags & FIN) break;
     }
+    this.noteCwndUse();
+  }
+
+  /** After output: record how much of cwnd the flight used (see maxInflight). */
+  private noteCwndUse(): void {
+    const inflight = this.inRecovery && this.sackOk ? this.pipe() : seqSub(this.sndNxt, this.sndUna);
+    const limited = this.cc.cwnd - inflight < this.mss;
+    if (!seqLt(this.sndUna, this.cwndUsageSeq) || limited || (!this.cwndLimited && inflight > this.maxInflight)) {
+      this.cwndLimited = limited;
+      this.maxInflight = inflight;
+      this.cwndUsageSeq = this.sndNxt;
+    }
+  }
+
+  /** Whether an ACK may grow cwnd: in slow start while cwnd is under twice the flight, after it while cwnd held the sender back. */
+  private cwndIsLimiting(): boolean {
+    if (this.cc.cwnd < this.cc.ssthresh) return this.cc.cwnd < 2 * this.maxInflight;
+    return this.cwndLimited;
   }
 
   /** Retransmit up to one MSS (or `len`) starting at `seq`. */

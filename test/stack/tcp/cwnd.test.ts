@@ -27,16 +27,17 @@ describe("RFC 5681 congestion window: data bytes only", () => {
   });
 
   for (const side of ["passive", "active"] as const) {
-    it(`${side} side: the ACK covering data and our FIN grows the window by the data bytes only`, async () => {
+    it(`${side} side: the ACKs covering a cwnd-limited burst and our FIN grow the window by the data bytes only`, async () => {
       const { a, b, client, server, until, close } = await connected();
       const [sender, receiverFlow, senderFlow] = side === "passive" ? [b, client, server] : [a, server, client];
       const got = collect(receiverFlow);
       const t = tcbOf(sender);
       const before = t.cc.cwnd;
-      senderFlow.end(Buffer.alloc(1000, 7));
+      const n = 3 * before;
+      senderFlow.end(Buffer.alloc(n, 7));
       await until(() => got.ended && t.sndUna === t.sndMax, "data and FIN acknowledged");
-      expect(got.bytes).toBe(1000);
-      expect(t.cc.cwnd - before).toBe(1000);
+      expect(got.bytes).toBe(n);
+      expect(t.cc.cwnd - before).toBe(n);
       await close();
     });
   }
@@ -55,5 +56,26 @@ describe("RFC 5681 congestion window: data bytes only", () => {
     expect(t.cc.cwnd % t.mss).toBe(0);
     expect(t.cc.cwnd).toBe(10 * t.mss + n);
     await p.close();
+  });
+});
+
+// RFC 7661 (and Linux's tcp_is_cwnd_limited): cwnd grows only while it limits the sender.
+describe("congestion window validation: an application-limited sender does not grow cwnd", () => {
+  it("1000 bytes a round trip for 40 round trips leave cwnd at the initial window; a burst then grows it", async () => {
+    const { a, client, server, until, clock, close } = await connected();
+    const got = collect(server);
+    const t = tcbOf(a);
+    const iw = t.cc.cwnd;
+    for (let i = 1; i <= 40; i++) {
+      client.write(Buffer.alloc(1000, i));
+      await until(() => got.bytes === 1000 * i && t.sndUna === t.sndMax, `write ${i} acknowledged`);
+      clock.advance(1);
+    }
+    expect(t.cc.cwnd).toBe(iw);
+    expect(a.stats().tcp?.["cwnd_not_grown_app_limited"]).toBeGreaterThanOrEqual(40);
+    client.write(Buffer.alloc(3 * iw, 1));
+    await until(() => got.bytes === 40_000 + 3 * iw && t.sndUna === t.sndMax, "burst acknowledged");
+    expect(t.cc.cwnd).toBeGreaterThan(2 * iw);
+    await close();
   });
 });
