@@ -39,6 +39,8 @@ export interface TapAddon {
   /** Returns the frames consumed; out = [refused, errno of the last refusal, bytes written]. */
   writeFrames(fd: number, frames: readonly Uint8Array[], start: number, vnetHdrLen: number, out: Uint32Array, hdrs?: Uint8Array): number;
   close(fd: number): void;
+  /** glibc's M_TRIM_THRESHOLD (see tap.c); false where it does not apply. */
+  setMallocTrim(bytes: number): boolean;
 }
 
 /** A shared object is process-wide by nature; this only saves the lookup on every open. */

@@ -24,9 +24,13 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <node_api.h>
 #include <sched.h>
 #include <stdio.h>
@@ -562,6 +566,29 @@ static napi_value tap_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* setMallocTrim(bytes) -> applied: glibc's M_TRIM_THRESHOLD (free memory at the top of the heap
+ * beyond which free() returns it to the kernel). Received data is copied into a new 64 KB buffer
+ * per segment; with the default (128 KiB, adjusted upwards only by mmap'd frees) every garbage
+ * collection handed the freed buffers back to the kernel and the next ones came back as fresh,
+ * faulted-in pages. False where the C library has no such knob (not glibc). */
+static napi_value tap_set_malloc_trim(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t bytes = 0;
+  if (argc < 1 || napi_get_value_int64(env, argv[0], &bytes) != napi_ok || bytes < 0 || bytes > INT32_MAX) {
+    napi_throw_range_error(env, "EINVAL", "setMallocTrim(bytes): 0..2^31-1");
+    return NULL;
+  }
+  bool ok = false;
+#ifdef __GLIBC__
+  ok = mallopt(M_TRIM_THRESHOLD, (int)bytes) == 1;
+#endif
+  napi_value res;
+  CHECK(napi_get_boolean(env, ok, &res));
+  return res;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, tap_open, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -571,6 +598,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setRef", NULL, tap_set_ref, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFrames", NULL, tap_write_frames, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, tap_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setMallocTrim", NULL, tap_set_malloc_trim, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
