@@ -19,6 +19,7 @@ import { selfSigned } from "../tls/selfsigned.js";
 import { ACME_OPTIONS, ACME_USAGE, AcmeRuntime, CERTIFY_USAGE, parseAcmeArgs, type AcmeConfig } from "./certify.js";
 import { hostTransport, stackTransport } from "../tls/acme/transport.js";
 import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
+import { tuneMalloc } from "../stack/netif/tap.js";
 import { certificateAndKey, directoryOption, outputFileOption } from "./files.js";
 
 export const SERVE_USAGE = `usage: paf serve (--tap NAME (--ipv4 CIDR | --dhcp) [--ipv6 CIDR] | --host ADDR) [--gateway IP]... [--dns IP]...
@@ -217,6 +218,8 @@ export async function serve(argv: string[]): Promise<number> {
     failed ??= e;
     stopNow?.();
   };
+  // The same allocator tuning on either path (TapNetif.open applies it; kernel sockets get it here).
+  if (!cfg.tap) tuneMalloc();
   if (cfg.tap) {
     const tap = cfg.tap;
     stack = openTapStack({

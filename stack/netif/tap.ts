@@ -173,7 +173,7 @@ export class TapNetif implements Netif {
     const ql = opts.queueLimit;
     if (ql !== undefined && (!Number.isInteger(ql) || ql < 1)) throw new NetifError(`invalid queueLimit ${ql}`, "EINVAL");
     const addon = loadTapAddon();
-    keepFreedMemory(addon);
+    tuneMalloc(addon);
     let r: { fd: number; name: string };
     const attempt = (offload: boolean) =>
       addon.open(name, {
@@ -449,14 +449,27 @@ export class TapNetif implements Netif {
  */
 const MALLOC_TRIM_BYTES = 64 * 1024 * 1024;
 let mallocTuned = false;
-function keepFreedMemory(addon: TapAddon): void {
+/**
+ * The tuning above, for a program that serves on kernel sockets as well (`paf serve --host` calls
+ * it, so that its figures are measured with the same allocator). Once per process; without the
+ * addon built, nothing. Throws NetifError EINVAL for a bad PAF_MALLOC_TRIM.
+ */
+export function tuneMalloc(addon?: TapAddon): void {
   if (mallocTuned) return;
-  mallocTuned = true;
   const env = process.env.PAF_MALLOC_TRIM;
-  if (env === "off" || typeof addon.setMallocTrim !== "function") return;
-  const bytes = env === undefined || env === "" ? MALLOC_TRIM_BYTES : Number(env);
+  const bytes = env === undefined || env === "" || env === "off" ? MALLOC_TRIM_BYTES : Number(env);
   if (!Number.isInteger(bytes) || bytes < 0 || bytes > 2 ** 31 - 1) throw new NetifError(`PAF_MALLOC_TRIM=${env}: expected "off" or a number of bytes (0..2147483647)`, "EINVAL");
-  addon.setMallocTrim(bytes);
+  mallocTuned = true;
+  if (env === "off") return;
+  let a = addon;
+  if (!a) {
+    try {
+      a = loadTapAddon();
+    } catch {
+      return;
+    }
+  }
+  if (typeof a.setMallocTrim === "function") a.setMallocTrim(bytes);
 }
 
 function roundUp(n: number, to: number): number {
