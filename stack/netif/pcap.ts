@@ -114,7 +114,11 @@ export class PcapNetif implements Netif {
     now?: () => number,
   ) {
     this.writer = new PcapWriter(path, now);
+    // The record is copied at send(), so the inner netif's reused transmit buffers are safe here.
+    if (inner.allocFrame) this.allocFrame = (len) => inner.allocFrame!(len);
   }
+  /** The inner netif's (a TAP's reused transmit buffers), when it has one. */
+  allocFrame?: (len: number) => Uint8Array;
   get name(): string {
     return this.inner.name;
   }

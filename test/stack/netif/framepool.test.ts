@@ -11,6 +11,10 @@ import type { Netif, NetifFeatures, NetifReceiver, NetifStats, TxMeta } from "..
 import { VirtualClock } from "../../../stack/core/clock.js";
 import { SeededRandom } from "../../../stack/core/random.js";
 import { runUntil } from "../../helpers/virtual.js";
+import { PcapNetif, readPcap } from "../../../stack/netif/pcap.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { collect, pattern, sha256 } from "../tcp/helpers.js";
 
 describe("FramePool", () => {
@@ -148,4 +152,73 @@ describe("frames built in buffers that are not zeroed", () => {
       }
     });
   }
+});
+
+/** Like a TAP: frames from a FramePool, released as soon as they are sent (the TAP's write). */
+class Pooled implements Netif {
+  readonly pool = new FramePool([2048], [64]);
+  readonly delivered: Buffer[] = [];
+  constructor(private readonly inner: Netif) {}
+  get name(): string {
+    return this.inner.name;
+  }
+  get mtu(): number {
+    return this.inner.mtu;
+  }
+  get features(): NetifFeatures {
+    return this.inner.features;
+  }
+  start(rx: NetifReceiver): void {
+    this.inner.start(rx);
+  }
+  allocFrame(len: number): Uint8Array {
+    return this.pool.alloc(len);
+  }
+  send(frame: Uint8Array, meta?: TxMeta): boolean {
+    const copy = Buffer.from(frame);
+    this.delivered.push(copy);
+    const ok = this.inner.send(copy, meta);
+    this.pool.release(frame);
+    return ok;
+  }
+  stats(): NetifStats {
+    return this.inner.stats();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+describe("a pcap wrapper over a netif with reused transmit buffers", () => {
+  it("passes the buffers through and records each frame as it was sent, not as the buffer was later", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "paf-poolpcap-"));
+    try {
+      const clock = new VirtualClock();
+      const sw = new VirtualSwitch();
+      const pooled = new Pooled(sw.port("a"));
+      const pcap = new PcapNetif(pooled, join(dir, "a.pcap"));
+      expect(typeof pcap.allocFrame).toBe("function");
+      const a = Stack.create({ netif: pcap, clock, random: new SeededRandom(1), ipv4: { address: "198.18.0.1/24" } });
+      const b = Stack.create({ netif: sw.port("b"), clock, random: new SeededRandom(2), ipv4: { address: "198.18.0.2/24" } });
+      let server: ReturnType<typeof collect> | undefined;
+      b.tcp.listen({ port: 5000 }, (f) => (server = collect(f)));
+      const c = await (async () => {
+        const cp = a.tcp.connect({ host: "198.18.0.2", port: 5000 });
+        await runUntil(sw, clock, () => server !== undefined, "accept", 60_000, 50);
+        return cp;
+      })();
+      c.end(pattern(200_000, 3));
+      await runUntil(sw, clock, () => server?.ended ?? false, "transfer", 600_000, 50);
+      expect(sha256(server!.data())).toBe(sha256(pattern(200_000, 3)));
+      expect(pooled.pool.reused).toBeGreaterThan(100);
+      await Promise.all([a.close(), b.close()]);
+      pcap.writer.close();
+      const sent = readPcap(join(dir, "a.pcap"))
+        .map((r) => Buffer.from(r.data))
+        .filter((d) => pooled.delivered.some((x) => x.equals(d)));
+      expect(sent.length).toBe(pooled.delivered.length);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
