@@ -57,16 +57,9 @@ describe("FramePool", () => {
   });
 });
 
-/** Hands out buffers full of 0xa5 (when `dirty`) and records a copy of every frame sent. */
-class Recording implements Netif {
-  readonly sent: Buffer[] = [];
-  allocFrame?: (len: number) => Uint8Array;
-  constructor(
-    private readonly inner: Netif,
-    dirty: boolean,
-  ) {
-    if (dirty) this.allocFrame = (len) => new Uint8Array(len).fill(0xa5);
-  }
+/** A netif passing everything to `inner`; subclasses change how frames are made and sent. */
+class Wrapper implements Netif {
+  constructor(protected readonly inner: Netif) {}
   get name(): string {
     return this.inner.name;
   }
@@ -80,7 +73,6 @@ class Recording implements Netif {
     this.inner.start(rx);
   }
   send(frame: Uint8Array, meta?: TxMeta): boolean {
-    this.sent.push(Buffer.from(frame));
     return this.inner.send(frame, meta);
   }
   stats(): NetifStats {
@@ -88,6 +80,20 @@ class Recording implements Netif {
   }
   close(): Promise<void> {
     return this.inner.close();
+  }
+}
+
+/** Hands out buffers full of 0xa5 (when `dirty`) and records a copy of every frame sent. */
+class Recording extends Wrapper {
+  readonly sent: Buffer[] = [];
+  allocFrame?: (len: number) => Uint8Array;
+  constructor(inner: Netif, dirty: boolean) {
+    super(inner);
+    if (dirty) this.allocFrame = (len) => new Uint8Array(len).fill(0xa5);
+  }
+  override send(frame: Uint8Array, meta?: TxMeta): boolean {
+    this.sent.push(Buffer.from(frame));
+    return this.inner.send(frame, meta);
   }
 }
 
@@ -155,37 +161,18 @@ describe("frames built in buffers that are not zeroed", () => {
 });
 
 /** Like a TAP: frames from a FramePool, released as soon as they are sent (the TAP's write). */
-class Pooled implements Netif {
+class Pooled extends Wrapper {
   readonly pool = new FramePool([2048], [64]);
   readonly delivered: Buffer[] = [];
-  constructor(private readonly inner: Netif) {}
-  get name(): string {
-    return this.inner.name;
-  }
-  get mtu(): number {
-    return this.inner.mtu;
-  }
-  get features(): NetifFeatures {
-    return this.inner.features;
-  }
-  start(rx: NetifReceiver): void {
-    this.inner.start(rx);
-  }
   allocFrame(len: number): Uint8Array {
     return this.pool.alloc(len);
   }
-  send(frame: Uint8Array, meta?: TxMeta): boolean {
+  override send(frame: Uint8Array, meta?: TxMeta): boolean {
     const copy = Buffer.from(frame);
     this.delivered.push(copy);
     const ok = this.inner.send(copy, meta);
     this.pool.release(frame);
     return ok;
-  }
-  stats(): NetifStats {
-    return this.inner.stats();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 
