@@ -1,0 +1,95 @@
+// One bulk TCP transfer between the kernel and a stack on a TAP in a throwaway namespace, with the
+// connection traced every 2 ms: what found cwnd growing without end while the send buffer was the
+// limit, and the freed-heap trimming behind the slow receive path.
+//
+//   node scripts/diag/bulk-trace.mjs down [BYTES]   curl GETs BYTES from a raw flow on the stack
+//   node scripts/diag/bulk-trace.mjs up [BYTES]     udpbench tcpsend pushes BYTES into the stack
+//
+// Prints the throughput, the server's CPU time, the TAP's transmit buffer counters, the stack's
+// TCP counters, the namespace's nstat, and ~40 samples of the connection (cwnd, bytes in flight,
+// the peer's window, send buffer, receive buffer, unread bytes, srtt). Root. Traffic stays inside
+// the namespace (198.18.0.1 <-> 198.18.0.2), which is removed at the end, also on failure.
+// DIST=dir picks another build of the package (e.g. an older commit's, for an A/B).
+import { execFileSync, spawn } from "node:child_process";
+import { join } from "node:path";
+import { ROOT, udpbench } from "../bench/lib.mjs";
+
+const [mode = "down", bytesArg] = process.argv.slice(2);
+if (mode !== "down" && mode !== "up") throw new Error(`usage: bulk-trace.mjs down|up [BYTES] (got ${mode})`);
+const BYTES = Number(bytesArg ?? 3_000_000_000);
+if (!Number.isInteger(BYTES) || BYTES <= 0 || BYTES > 100e9) throw new Error(`BYTES: a whole number of bytes up to 100e9 (got ${bytesArg})`);
+const paf = await import(join(ROOT, process.env.DIST ?? "dist", "index.js"));
+
+const ns = `paf-trace${process.pid}`;
+const sh = (cmd, args) => execFileSync(cmd, args, { encoding: "utf8" });
+sh("ip", ["netns", "add", ns]);
+try {
+  sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
+  const netif = paf.TapNetif.open("paftrace", { netns: `/var/run/netns/${ns}`, up: true, offload: true });
+  const stack = paf.Stack.create({ netif, ipv4: { address: "198.18.0.2/24" } });
+  sh("ip", ["-n", ns, "addr", "add", "198.18.0.1/24", "dev", "paftrace"]);
+  let tcb;
+  stack.tcp.listen({ port: mode === "down" ? 80 : 9 }, (flow) => {
+    tcb = flow.tcb;
+    flow.on("error", () => {});
+    if (mode === "up") return void flow.resume().on("end", () => flow.end());
+    flow.once("data", () => {
+      flow.write(`HTTP/1.1 200 OK\r\ncontent-length: ${BYTES}\r\nconnection: close\r\n\r\n`);
+      const chunk = Buffer.alloc(256 * 1024);
+      let left = BYTES;
+      const pump = () => {
+        while (left > 0) {
+          const n = Math.min(left, chunk.length);
+          left -= n;
+          if (!flow.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void flow.once("drain", pump);
+        }
+        flow.end();
+      };
+      pump();
+    });
+    flow.resume();
+  });
+  const samples = [];
+  const t0 = performance.now();
+  const iv = setInterval(() => {
+    const t = tcb;
+    if (!t) return;
+    samples.push([Math.round(performance.now() - t0), Math.round(t.cc.cwnd), (t.sndMax - t.sndUna) >>> 0, t.sndWnd, t.sndBuf, t.rcvBuf, t.unread, t.rtt.srtt.toFixed(2)]);
+  }, 2);
+  await new Promise((r) => setTimeout(r, 300));
+  execFileSync("ip", ["netns", "exec", ns, "nstat", "-n"]);
+  const cpu0 = process.cpuUsage();
+  const client =
+    mode === "down"
+      ? ["curl", "-sS", "-o", "/dev/null", "--max-time", "120", "-w", "download %{speed_download} B/s %{size_download} B\\n", "http://198.18.0.2/"]
+      : [udpbench(), "tcpsend", "198.18.0.2", "9", String(BYTES)];
+  const out = await new Promise((resolve, reject) => {
+    const c = spawn("ip", ["netns", "exec", ns, ...client], { stdio: ["ignore", "pipe", "inherit"] });
+    let o = "";
+    c.stdout.on("data", (d) => (o += d));
+    c.on("close", (code) => (code === 0 ? resolve(o) : reject(new Error(`${client[0]} exited ${code}`))));
+  });
+  clearInterval(iv);
+  const cpu = process.cpuUsage(cpu0);
+  console.log(out.trim());
+  console.log(`server CPU: user ${(cpu.user / 1e6).toFixed(2)} s, system ${(cpu.system / 1e6).toFixed(2)} s`);
+  console.log("TAP transmit buffers:", JSON.stringify(netif.txBufferStats()));
+  console.log("tcp:", JSON.stringify(stack.stats().tcp));
+  console.log(
+    sh("ip", ["netns", "exec", ns, "nstat"])
+      .split("\n")
+      .filter((l) => /Tcp|IpExt(In|Out)Octets/.test(l))
+      .join("\n"),
+  );
+  console.log("ms cwnd inflight peer-window sndBuf rcvBuf unread srtt");
+  const step = Math.max(1, Math.floor(samples.length / 40));
+  for (let i = 0; i < samples.length; i += step) console.log(samples[i].join(" "));
+  await stack.close();
+} finally {
+  try {
+    const pids = sh("ip", ["netns", "pids", ns]).trim();
+    if (pids) sh("kill", ["-9", ...pids.split(/\s+/)]);
+  } catch {}
+  sh("ip", ["netns", "del", ns]);
+}
+process.exit(0);
