@@ -129,3 +129,17 @@ export function serveHandle(child) {
       }),
   };
 }
+
+/** Write `total` bytes of `block` (repeated) to a writable stream, waiting for 'drain' when asked, then end() it. */
+export function writeBytes(stream, total, block) {
+  let left = total;
+  const pump = () => {
+    while (left > 0) {
+      const n = Math.min(left, block.length);
+      left -= n;
+      if (!stream.write(n === block.length ? block : block.subarray(0, n))) return void stream.once("drain", pump);
+    }
+    stream.end();
+  };
+  pump();
+}

@@ -2,7 +2,7 @@
 // veth, with the same load tool (udpbench tcpsend / tcpsink) in the same run.
 import { Stack } from "../../dist/stack/stack.js";
 import { TapNetif } from "../../dist/stack/netif/tap.js";
-import { netns, vethPair, nsRun, sh, udpbench, sleep } from "./lib.mjs";
+import { netns, vethPair, nsRun, sh, udpbench, sleep, writeBytes } from "./lib.mjs";
 import { spawn } from "node:child_process";
 
 const BYTES = Number(process.env.PAF_BENCH_TCP_BYTES ?? 300_000_000);
@@ -39,19 +39,10 @@ export async function benchTcp() {
   const f = await stack.tcp.connect({ host: "198.18.0.1", port: 5001 });
   const block = Buffer.alloc(1 << 16, 0x61);
   await new Promise((resolve, reject) => {
-    let left = BYTES;
     f.on("error", reject);
     f.on("close", resolve);
     f.resume();
-    const pump = () => {
-      while (left > 0) {
-        const n = Math.min(left, block.length);
-        left -= n;
-        if (!f.write(n === block.length ? block : block.subarray(0, n))) return void f.once("drain", pump);
-      }
-      f.end();
-    };
-    pump();
+    writeBytes(f, BYTES, block);
   });
   const down = await sink.done;
   await stack.close();

@@ -12,7 +12,7 @@
 // DIST=dir picks another build of the package (e.g. an older commit's, for an A/B).
 import { execFileSync, spawn } from "node:child_process";
 import { join } from "node:path";
-import { ROOT, udpbench } from "../bench/lib.mjs";
+import { ROOT, udpbench, writeBytes } from "../bench/lib.mjs";
 
 const [mode = "down", bytesArg] = process.argv.slice(2);
 if (mode !== "down" && mode !== "up") throw new Error(`usage: bulk-trace.mjs down|up [BYTES] (got ${mode})`);
@@ -35,17 +35,7 @@ try {
     if (mode === "up") return void flow.resume().on("end", () => flow.end());
     flow.once("data", () => {
       flow.write(`HTTP/1.1 200 OK\r\ncontent-length: ${BYTES}\r\nconnection: close\r\n\r\n`);
-      const chunk = Buffer.alloc(256 * 1024);
-      let left = BYTES;
-      const pump = () => {
-        while (left > 0) {
-          const n = Math.min(left, chunk.length);
-          left -= n;
-          if (!flow.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void flow.once("drain", pump);
-        }
-        flow.end();
-      };
-      pump();
+      writeBytes(flow, BYTES, Buffer.alloc(256 * 1024));
     });
     flow.resume();
   });
