@@ -18,6 +18,7 @@ import { bytesEqual, copyBytes, formatIP, ipFamily, isZero, parseIP } from "./wi
 import { ERR_INVALID_ARG_TYPE, codedError, errnoError, stackClosedError } from "./core/errors.js";
 import { validateBoolean, validateOneOf, validatePort } from "./core/validate.js";
 import type { SendOptions } from "./ip.js";
+import { newFrame } from "./netif/netif.js";
 
 export interface UdpOptions {
   /** Ephemeral port range for sockets bound to port 0 (RFC 6056). Default 49152-65535. */
@@ -275,7 +276,7 @@ export class UdpLayer implements UpperProtocol {
     private readonly random: Random,
     opts: UdpOptions = {},
     /** Where frames to send come from (the netif's allocFrame): contents undefined, every byte written. */
-    private readonly allocFrame: (len: number) => Uint8Array = (len) => new Uint8Array(len),
+    private readonly allocFrame: (len: number) => Uint8Array = newFrame,
   ) {
     this.low = opts.ephemeralLow ?? 49152;
     this.high = opts.ephemeralHigh ?? 65535;

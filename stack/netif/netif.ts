@@ -115,6 +115,11 @@ export function emptyNetifStats(): NetifStats {
   return { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, rxDropped: 0, txDropped: 0 };
 }
 
+/** A frame buffer for a netif without `allocFrame`: a new, zeroed one. */
+export function newFrame(len: number): Uint8Array {
+  return new Uint8Array(len);
+}
+
 export const ETH_HEADER_LEN = 14;
 export const DEFAULT_MTU = 1500;
 

@@ -18,6 +18,7 @@ import { Tcb } from "./tcb.js";
 import type { SendQueue } from "./buffers.js";
 import { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 import { TcpMemory } from "./memory.js";
+import { newFrame } from "../netif/netif.js";
 import { OutputScheduler } from "./output.js";
 import { SipHash } from "../core/siphash.js";
 import { errnoError, stackClosedError } from "../core/errors.js";
@@ -485,8 +486,4 @@ export class TcpLayer implements UpperProtocol {
     for (const list of [...this.listeners.values()]) for (const l of [...list]) l.close();
     for (const t of [...this.conns.values()]) t.stackClosed();
   }
-}
-
-function newFrame(len: number): Uint8Array {
-  return new Uint8Array(len);
 }
