@@ -145,4 +145,20 @@ describe("a TCP connection on its own (TcpEnv)", () => {
     expect(h.events).toEqual(["close:ETIMEDOUT"]);
     expect(h.env.counters.get("syn_retransmits")).toBe(2);
   });
+
+  it("ACKs a large (offloaded) segment at once, as two full-sized segments, and delays a small one", () => {
+    const h = harness();
+    h.tcb.connect(1000);
+    h.out();
+    h.tcb.input(h.seg({ seq: 5000, ack: 1001, flags: SYN | ACK, mss: 1460 }));
+    h.out();
+    // One MSS or less: the delayed ACK (RFC 9293 §3.8.6.3).
+    h.tcb.input(h.seg({ seq: 5001, ack: 1001, flags: ACK, payload: Buffer.alloc(1460, 1) }));
+    expect(h.out()).toEqual([]);
+    h.clock.advance(40);
+    expect(h.out().map((x) => x.repr.ack)).toEqual([5001 + 1460]);
+    // A super-segment of three MSS (a TSO/GRO frame from the kernel): ACKed with the batch (RFC 5681 §4.2).
+    h.tcb.input(h.seg({ seq: 6461, ack: 1001, flags: ACK, payload: Buffer.alloc(3 * 1460, 2) }));
+    expect(h.out().map((x) => x.repr.ack)).toEqual([6461 + 3 * 1460]);
+  });
 });
