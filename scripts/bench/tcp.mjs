@@ -33,6 +33,9 @@ export async function benchTcp() {
   stack.tcp.listen({ port: 9 }, (f) => f.resume().on("end", () => f.end()));
   await sleep(200);
   const up = await nsRun(ns, bin, ["tcpsend", "198.18.0.2", "9", String(BYTES)]);
+  // The same with a Reno sender: the machine's default (BBR) paces to the rate it measures, and
+  // what it measures of a receiver that ACKs per batch keeps it below what the stack takes.
+  const upReno = await nsRun(ns, "env", ["UDPBENCH_CC=reno", bin, "tcpsend", "198.18.0.2", "9", String(BYTES)]);
   // paf -> kernel: the kernel discards.
   const sink = sinkIn(ns, bin, 5001);
   await sink.isReady;
@@ -52,6 +55,10 @@ export async function benchTcp() {
   await ksink.isReady;
   await nsRun(A, bin, ["tcpsend", "198.18.1.2", "5001", String(BYTES)]);
   const kk = await ksink.done;
+  const ksinkReno = sinkIn(B, bin, 5002);
+  await ksinkReno.isReady;
+  await nsRun(A, "env", ["UDPBENCH_CC=reno", bin, "tcpsend", "198.18.1.2", "5002", String(BYTES)]);
+  const kkReno = await ksinkReno.done;
   // The strongest kernel baseline: iperf3 between the same two namespaces.
   const server = spawn("ip", ["netns", "exec", B, "iperf3", "-s", "-1", "-p", "5201"], { stdio: "ignore" });
   await sleep(300);
@@ -61,7 +68,8 @@ export async function benchTcp() {
   const iperf = ip3j?.end?.sum_received?.bits_per_second / 1e9;
   const kernel = Math.max(kk.gbps, iperf || 0);
   rows.push({ name: "TCP bulk, kernel -> stack (Gbit/s; kernel: the best of tcpsend and iperf3 over veth)", paf: up.gbps, kernel });
+  rows.push({ name: "TCP bulk, kernel -> stack, Reno sender (Gbit/s; kernel: tcpsend with Reno over veth)", paf: upReno.gbps, kernel: kkReno.gbps });
   rows.push({ name: "TCP bulk, stack -> kernel (Gbit/s)", paf: down.gbps, kernel });
-  console.log(`(kernel over veth: tcpsend ${kk.gbps.toFixed(2)} Gbit/s, iperf3 ${iperf?.toFixed(2)} Gbit/s)`);
+  console.log(`(kernel over veth: tcpsend ${kk.gbps.toFixed(2)} Gbit/s, iperf3 ${iperf?.toFixed(2)} Gbit/s, tcpsend with Reno ${kkReno.gbps.toFixed(2)} Gbit/s)`);
   return rows;
 }

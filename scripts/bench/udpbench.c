@@ -9,6 +9,7 @@
  *   udpbench echo   ADDR PORT SIZE SECONDS WINDOW   keep WINDOW requests in flight, count replies
  *   udpbench server PORT SECONDS               UDP echo server (reference for `echo`)
  *   udpbench tcpsend ADDR PORT BYTES       connect, send BYTES, half-close, wait for the peer's close
+ *                                          (env UDPBENCH_CC=NAME: that congestion control, e.g. reno)
  *   udpbench tcpsink PORT SECONDS          accept one connection, read until EOF (or SECONDS)
  *   udpbench tcpconnect ADDR PORT SECONDS CONC   keep CONC connections being opened: connect,
  *                                          wait for the server's close (it closes on accept),
@@ -19,6 +20,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,6 +212,11 @@ int main(int argc, char **argv) {
     struct timeval tv = {60, 0};
     setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const char *cc = getenv("UDPBENCH_CC");
+    if (cc && *cc && setsockopt(s, IPPROTO_TCP, TCP_CONGESTION, cc, strlen(cc)) < 0) {
+      perror("TCP_CONGESTION");
+      return 1;
+    }
     if (connect(s, (struct sockaddr *)&dst, dlen) < 0) {
       perror("connect");
       return 1;

@@ -9,7 +9,9 @@
 // TCP counters, the namespace's nstat, and ~40 samples of the connection (cwnd, bytes in flight,
 // the peer's window, send buffer, receive buffer, unread bytes, srtt). Root. Traffic stays inside
 // the namespace (198.18.0.1 <-> 198.18.0.2), which is removed at the end, also on failure.
-// DIST=dir picks another build of the package (e.g. an older commit's, for an A/B).
+// DIST=dir picks another build of the package (e.g. an older commit's, for an A/B). CC=reno sets
+// the namespace's TCP congestion control (the machine's default here is BBR, whose pacing is what
+// limits kernel -> stack; a namespace may only pick from net.ipv4.tcp_allowed_congestion_control).
 import { execFileSync, spawn } from "node:child_process";
 import { join } from "node:path";
 import { ROOT, udpbench, writeBytes } from "../bench/lib.mjs";
@@ -25,6 +27,7 @@ const sh = (cmd, args) => execFileSync(cmd, args, { encoding: "utf8" });
 sh("ip", ["netns", "add", ns]);
 try {
   sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
+  if (process.env.CC) sh("ip", ["netns", "exec", ns, "sysctl", "-qw", `net.ipv4.tcp_congestion_control=${process.env.CC}`]);
   const netif = paf.TapNetif.open("paftrace", { netns: `/var/run/netns/${ns}`, up: true, offload: true });
   const stack = paf.Stack.create({ netif, ipv4: { address: "198.18.0.2/24" } });
   sh("ip", ["-n", ns, "addr", "add", "198.18.0.1/24", "dev", "paftrace"]);
