@@ -3,11 +3,13 @@
 // then while tenant 0 takes a UDP flood, then an HTTP flood (wrk -c64); and tenant 0's own
 // prober (curl from a second address of its namespace, 1 s limit each) under both floods.
 // Tenant 0 has limits on (tenant rates, fair shares per source, connections per host).
+// The kernel reference: the same app in one process on kernel sockets (`paf serve --host
+// 0.0.0.0`), its two "tenants" two veth links to the two client namespaces, the same floods.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { ROOT, netns, nsRun, sh, sleep, track, udpbench } from "./lib.mjs";
+import { ROOT, netns, nsRun, serveHandle, sh, sleep, track, udpbench } from "./lib.mjs";
 
 const CLI = join(ROOT, "dist", "cli", "main.js");
 const SECONDS = Number(process.env.PAF_NOISY_SECONDS ?? 4);
@@ -20,12 +22,12 @@ export const NOISY_LIMITS = {
   tcp: { maxConnectionsPerHost: 64, newConnectionsPerSec: 2000 },
 };
 
-async function latency(ns, seconds) {
+async function latency(ns, seconds, addr = "198.18.0.2") {
   const json = join(tmpdir(), `paf-noisy-${process.pid}-${Math.random().toString(36).slice(2)}.json`);
   await nsRun(
     ns,
     process.execPath,
-    [CLI, "bench", "http://198.18.0.2/", "--clients", "1", "--duration", String(seconds), "--requests", "1000000", "--timeout", "2000", "--json", json],
+    [CLI, "bench", `http://${addr}/`, "--clients", "1", "--duration", String(seconds), "--requests", "1000000", "--timeout", "2000", "--json", json],
     (seconds + 30) * 1000,
   ).catch(() => {});
   try {
@@ -43,8 +45,8 @@ const PROBER_LOOPS = 4;
  * curl from 198.18.0.3 (the legitimate user of tenant 0): PROBER_LOOPS loops of requests, 1 s
  * each, for `seconds`: the share that succeeded, of `n` in all.
  */
-async function prober(ns, seconds) {
-  const loop = `end=$((SECONDS+${seconds})); ok=0; n=0; while [ $SECONDS -lt $end ]; do n=$((n+1)); c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --interface 198.18.0.3 http://198.18.0.2/); [ "$c" = 200 ] && ok=$((ok+1)); done; echo $ok $n`;
+async function prober(ns, seconds, addr = "198.18.0.2") {
+  const loop = `end=$((SECONDS+${seconds})); ok=0; n=0; while [ $SECONDS -lt $end ]; do n=$((n+1)); c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --interface 198.18.0.3 http://${addr}/); [ "$c" = 200 ] && ok=$((ok+1)); done; echo $ok $n`;
   const out = await sh("ip", ["netns", "exec", ns, "bash", "-c", `for i in $(seq ${PROBER_LOOPS}); do (${loop}) & done; wait`], (seconds + 20) * 1000);
   let ok = 0;
   let n = 0;
@@ -95,45 +97,97 @@ export async function benchNoisy() {
     paf.stdout.on("data", on);
     paf.stderr.on("data", on);
   });
+  let result;
   try {
     await sleep(500);
-    await latency(ns1, 1); // warm up
-    const idle = await latency(ns1, SECONDS);
-    // Under each flood: tenant 1's latency first, then tenant 0's prober (its curl loops would
-    // load the 2 cores and colour tenant 1's figure if they ran at the same time).
-    const floodUdp = nsRun(ns0, bin, ["flood", process.env.PAF_NOISY_FLOOD_DST ?? "198.18.0.2", "9", "64", String(2 * SECONDS), String(FLOOD_PPS)], (SECONDS + 30) * 1000);
-    await sleep(300);
-    const udp1 = await latency(ns1, SECONDS - 1);
-    const udp0 = await prober(ns0, SECONDS - 1);
-    const flood = await floodUdp;
-    const wrk = nsRun(ns0, "wrk", ["-t1", "-c64", `-d${2 * SECONDS}s`, "http://198.18.0.2/"], (SECONDS + 30) * 1000);
-    await sleep(300);
-    const http1 = await latency(ns1, SECONDS - 1);
-    const http0 = await prober(ns0, SECONDS - 1);
-    const wrkOut = await wrk;
+    const r = await floods(bin, ns0, ns1, "198.18.0.2", "198.18.0.2");
     const tapDrops = await sh("ip", ["-n", ns0, "-s", "-j", "link", "show", taps[0]]);
     const stats = JSON.parse((await sh("ip", ["netns", "exec", ns0, "curl", "-s", "--max-time", "5", "--interface", "198.18.0.3", "http://198.18.0.2/stats"])) || "{}");
-    return {
-      idle,
-      udp: { tenant1: udp1, prober0: udp0, offeredPps: flood.pps },
-      http: { tenant1: http1, prober0: http0, wrkRps: Number(/Requests\/sec:\s+([\d.]+)/.exec(wrkOut)?.[1] ?? 0) },
-      tenant0: stats.tenant,
-      tap0: JSON.parse(tapDrops)[0]?.stats64?.tx,
-    };
+    result = { ...r, tenant0: stats.tenant, tap0: JSON.parse(tapDrops)[0]?.stats64?.tx };
   } finally {
-    paf.kill("SIGTERM");
-    await new Promise((r) => paf.once("exit", r));
+    if (paf.exitCode === null) {
+      paf.kill("SIGTERM");
+      await new Promise((r) => paf.once("exit", r));
+    }
     rmSync(dir, { recursive: true, force: true });
+  }
+  // The kernel reference runs alone, after paf has gone.
+  return { ...result, kernel: await kernelReference(bin) };
+}
+
+/**
+ * The measurement, on whichever server: tenant 1 (ns1, addr1) idle, then under a UDP flood and an
+ * HTTP flood on tenant 0 (ns0, addr0), with tenant 0's prober after tenant 1's window each time.
+ */
+async function floods(bin, ns0, ns1, addr0, addr1) {
+  await latency(ns1, 1, addr1); // warm up
+  const idle = await latency(ns1, SECONDS, addr1);
+  // Under each flood: tenant 1's latency first, then tenant 0's prober (its curl loops would
+  // load the 2 cores and colour tenant 1's figure if they ran at the same time).
+  const floodUdp = nsRun(ns0, bin, ["flood", process.env.PAF_NOISY_FLOOD_DST ?? addr0, "9", "64", String(2 * SECONDS), String(FLOOD_PPS)], (SECONDS + 30) * 1000);
+  await sleep(300);
+  const udp1 = await latency(ns1, SECONDS - 1, addr1);
+  const udp0 = await prober(ns0, SECONDS - 1, addr0);
+  const flood = await floodUdp;
+  const wrk = nsRun(ns0, "wrk", ["-t1", "-c64", `-d${2 * SECONDS}s`, `http://${addr0}/`], (SECONDS + 30) * 1000);
+  await sleep(300);
+  const http1 = await latency(ns1, SECONDS - 1, addr1);
+  const http0 = await prober(ns0, SECONDS - 1, addr0);
+  const wrkOut = await wrk;
+  return {
+    idle,
+    udp: { tenant1: udp1, prober0: udp0, offeredPps: flood.pps },
+    http: { tenant1: http1, prober0: http0, wrkRps: Number(/Requests\/sec:\s+([\d.]+)/.exec(wrkOut)?.[1] ?? 0) },
+  };
+}
+
+/**
+ * The same scenario on kernel sockets: one `paf serve --host 0.0.0.0` process in a server
+ * namespace with a veth link to each client namespace (tenant 0: 198.18.0.2, with the prober's
+ * 198.18.0.3 on the client side; tenant 1: 198.18.2.2). No tenant limits exist there.
+ */
+async function kernelReference(bin) {
+  const k = await netns("nk");
+  const c0 = await netns("nk0");
+  const c1 = await netns("nk1");
+  const links = [
+    [c0, "pafnk0", "198.18.0.2/24", "198.18.0.1/24"],
+    [c1, "pafnk1", "198.18.2.2/24", "198.18.2.1/24"],
+  ];
+  for (const [c, dev, server, client] of links) {
+    await sh("ip", ["link", "add", `${dev}s`, "netns", k, "type", "veth", "peer", "name", `${dev}c`, "netns", c]);
+    await sh("ip", ["-n", k, "addr", "add", server, "dev", `${dev}s`]);
+    await sh("ip", ["-n", c, "addr", "add", client, "dev", `${dev}c`]);
+    await sh("ip", ["-n", k, "link", "set", `${dev}s`, "up"]);
+    await sh("ip", ["-n", c, "link", "set", `${dev}c`, "up"]);
+  }
+  await sh("ip", ["-n", c0, "addr", "add", "198.18.0.3/24", "dev", "pafnk0c"]);
+  const host = serveHandle(track(spawn("ip", ["netns", "exec", k, process.execPath, CLI, "serve", "--host", "0.0.0.0", "--http", "80"], { stdio: ["ignore", "pipe", "pipe"] })));
+  await host.ready;
+  try {
+    await sleep(300);
+    return await floods(bin, c0, c1, "198.18.0.2", "198.18.2.2");
+  } finally {
+    await host.stop();
   }
 }
 
 export function noisyRows(r) {
+  const k = r.kernel;
   return [
-    { name: "noisy neighbour: tenant 1 p99 ms, idle", paf: r.idle.p99, lowerIsBetter: true },
-    { name: `noisy neighbour: tenant 1 p99 ms, UDP flood on tenant 0 (${Math.round(r.udp.offeredPps / 1000)} kpps offered)`, paf: r.udp.tenant1.p99, lowerIsBetter: true },
-    { name: "noisy neighbour: tenant 1 p99 ms, HTTP flood on tenant 0 (wrk -c64)", paf: r.http.tenant1.p99, lowerIsBetter: true },
-    { name: `noisy neighbour: tenant 0 prober success under UDP flood, % (limits on; ${r.udp.prober0.n} requests)`, paf: 100 * r.udp.prober0.share },
-    { name: `noisy neighbour: tenant 0 prober success under HTTP flood, % (limits on; ${r.http.prober0.n} requests)`, paf: 100 * r.http.prober0.share },
+    { name: "noisy neighbour: tenant 1 p99 ms, idle", paf: r.idle.p99, kernel: k.idle.p99, lowerIsBetter: true },
+    { name: `noisy neighbour: tenant 1 p99 ms, UDP flood on tenant 0 (${Math.round(r.udp.offeredPps / 1000)} kpps offered)`, paf: r.udp.tenant1.p99, kernel: k.udp.tenant1.p99, lowerIsBetter: true },
+    { name: "noisy neighbour: tenant 1 p99 ms, HTTP flood on tenant 0 (wrk -c64)", paf: r.http.tenant1.p99, kernel: k.http.tenant1.p99, lowerIsBetter: true },
+    {
+      name: `noisy neighbour: tenant 0 prober success under UDP flood, % (paf: limits on; ${r.udp.prober0.n} / ${k.udp.prober0.n} requests)`,
+      paf: 100 * r.udp.prober0.share,
+      kernel: 100 * k.udp.prober0.share,
+    },
+    {
+      name: `noisy neighbour: tenant 0 prober success under HTTP flood, % (paf: limits on; ${r.http.prober0.n} / ${k.http.prober0.n} requests)`,
+      paf: 100 * r.http.prober0.share,
+      kernel: 100 * k.http.prober0.share,
+    },
   ];
 }
 
