@@ -17,7 +17,7 @@ import { Counters } from "./core/stats.js";
 import { ARP_REPLY, ARP_REQUEST, ARP, emitArp, parseArp } from "./wire/arp.js";
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH } from "./wire/ethernet.js";
 import { BROADCAST_MAC, IPV4_ANY, ZERO_MAC, copyBytes, ipv4ToU32, u32ToIPv4 } from "./wire/addr.js";
-import { NEIGHBOUR_OPTIONS, NeighbourCache, type NeighbourEntry, type NeighbourOptions } from "./neighbour.js";
+import { NEIGHBOUR_OPTIONS, NeighbourCache, type NeighbourEntry, type NeighbourLink, type NeighbourOptions } from "./neighbour.js";
 import { resolveOptions } from "./core/validate.js";
 
 /** The IPv4 neighbour cache's bounds and timers (see NeighbourOptions for the defaults). */
@@ -49,11 +49,37 @@ interface Probe {
   done: (conflict: boolean) => void;
 }
 
+/** The neighbour options' defaults, resolved once (frozen: shared by every stack made without limits.arp). */
+const DEFAULTS: Required<ArpOptions> = Object.freeze(resolveOptions<ArpOptions>("limits.arp", {}, NEIGHBOUR_OPTIONS));
+
+/** IPv4 next hops are their own cache keys and copies (a u32). */
+const sameU32 = (ip: number): number => ip;
+
+/** What the neighbour cache needs of ARP: one object per stack, not a closure per need. */
+class ArpLink implements NeighbourLink<number> {
+  constructor(
+    private readonly arp: ArpLayer,
+    private readonly eth: EthernetLayer,
+    readonly unreachable: (frames: Uint8Array[]) => void,
+  ) {}
+  keyOf(ip: number): number {
+    return ip;
+  }
+  solicit(ip: number, mac: Uint8Array | undefined): void {
+    this.arp.solicit(ip, mac);
+  }
+  send(frame: Uint8Array, mac: Uint8Array, meta: TxMeta | undefined): boolean {
+    return this.eth.send(frame, mac, ETHERTYPE_IPV4, meta);
+  }
+}
+
 export class ArpLayer {
   readonly counters = new Counters("arp");
   private readonly cache: NeighbourCache<number>;
-  private readonly own: OwnAddress[] = [];
-  private readonly probes = new Set<Probe>();
+  /** Replaced on every change, never changed in place (exactly sized). */
+  private own: readonly OwnAddress[] = [];
+  /** Address probes in progress (made at the first probe). */
+  private probes: Set<Probe> | undefined;
 
   constructor(
     private readonly eth: EthernetLayer,
@@ -63,32 +89,28 @@ export class ArpLayer {
     unreachable: (frames: Uint8Array[]) => void,
     opts: ArpOptions = {},
   ) {
-    this.cache = new NeighbourCache<number>(
-      {
-        keyOf: (ip) => ip,
-        solicit: (ip, mac) => this.sendArp(ARP_REQUEST, mac ?? BROADCAST_MAC, ZERO_MAC, u32ToIPv4(ip), this.sourceFor(ip)),
-        send: (frame, mac, meta) => this.eth.send(frame, mac, ETHERTYPE_IPV4, meta),
-        unreachable,
-      },
-      (ip) => ip,
-      timers,
-      random,
-      this.counters,
-      resolveOptions<ArpOptions>("limits.arp", opts, NEIGHBOUR_OPTIONS),
-    );
+    const o = opts === undefined || Object.keys(opts).length === 0 ? DEFAULTS : resolveOptions<ArpOptions>("limits.arp", opts, NEIGHBOUR_OPTIONS);
+    this.cache = new NeighbourCache<number>(new ArpLink(this, eth, unreachable), sameU32, timers, random, this.counters, o);
   }
 
-  /** Answer for `ip` from now on, and announce it with a gratuitous ARP (RFC 5227 §2.3). */
+  /** The neighbour cache asks who has `ip` (broadcast), or checks `mac` still does (a unicast NUD probe). */
+  solicit(ip: number, mac: Uint8Array | undefined): void {
+    this.sendArp(ARP_REQUEST, mac ?? BROADCAST_MAC, ZERO_MAC, u32ToIPv4(ip), this.sourceFor(ip));
+  }
+
+  /**
+   * Answer for `ip` from now on, and announce it with a gratuitous ARP (RFC 5227 §2.3). `ip` is
+   * kept, not copied: the IPv4 layer gives its own copy, which it never changes.
+   */
   addAddress(ip: Uint8Array, prefixLength: number): void {
     const mask = prefixLength === 0 ? 0 : (0xffffffff << (32 - prefixLength)) >>> 0;
-    this.own.push({ u32: ipv4ToU32(ip), bytes: copyBytes(ip), mask });
+    this.own = this.own.concat({ u32: ipv4ToU32(ip), bytes: ip, mask });
     this.sendArp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, ip, ip);
   }
 
   removeAddress(ip: Uint8Array): void {
     const u = ipv4ToU32(ip);
-    const i = this.own.findIndex((a) => a.u32 === u);
-    if (i >= 0) this.own.splice(i, 1);
+    this.own = this.own.filter((a) => a.u32 !== u);
   }
 
   /**
@@ -102,7 +124,7 @@ export class ArpLayer {
     const between = (lo: number, hi: number) => lo + (hi > lo ? this.random.u32() % (hi - lo + 1) : 0);
     p.timer = this.timers.timer(() => {
       if (p.sent >= t.probes) {
-        this.probes.delete(p);
+        this.probes?.delete(p);
         return done(false);
       }
       p.sent++;
@@ -110,11 +132,11 @@ export class ArpLayer {
       this.sendArp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, target, IPV4_ANY);
       this.timers.arm(p.timer, p.sent < t.probes ? between(t.probeMinMs, t.probeMaxMs) : t.announceWaitMs);
     });
-    this.probes.add(p);
+    (this.probes ??= new Set()).add(p);
     this.timers.arm(p.timer, between(0, t.probeWaitMs));
     return () => {
       this.timers.cancel(p.timer);
-      this.probes.delete(p);
+      this.probes?.delete(p);
     };
   }
 
@@ -137,6 +159,7 @@ export class ArpLayer {
 
   close(): void {
     this.cache.close();
+    if (!this.probes) return;
     for (const p of this.probes) this.timers.cancel(p.timer);
     this.probes.clear();
   }
@@ -162,7 +185,7 @@ export class ArpLayer {
     if (r.sha[0]! & 1) return c.drop("multicast_sender");
     const spa = ipv4ToU32(r.spa);
     const tpa = ipv4ToU32(r.tpa);
-    if (this.probes.size > 0) this.checkProbes(r.op, spa, tpa);
+    if (this.probes !== undefined && this.probes.size > 0) this.checkProbes(r.op, spa, tpa);
     if (spa !== 0 && this.ownAddress(spa)) {
       // Someone else claims our address (RFC 5227 conflict); we keep it but count it.
       c.inc("address_conflict");
@@ -181,10 +204,11 @@ export class ArpLayer {
    * host's probe for it (sender 0.0.0.0; our own never reach us), is a conflict.
    */
   private checkProbes(op: number, spa: number, tpa: number): void {
-    for (const p of this.probes) {
+    const probes = this.probes!;
+    for (const p of probes) {
       if (spa === p.ip || (spa === 0 && op === ARP_REQUEST && tpa === p.ip)) {
         this.timers.cancel(p.timer);
-        this.probes.delete(p);
+        probes.delete(p);
         this.counters.inc("probe_conflicts");
         p.done(true);
       }

@@ -4,20 +4,28 @@
  */
 import type { Netif, RxMeta, TxMeta } from "./netif/netif.js";
 import { Counters } from "./core/stats.js";
-import { ETH, emitEthernet } from "./wire/ethernet.js";
+import { ETH, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, emitEthernet } from "./wire/ethernet.js";
 import { ipKey } from "./wire/addr.js";
 
 export type EthernetHandler = (frame: Uint8Array, payload: Uint8Array, meta: RxMeta | undefined) => void;
 
 export class EthernetLayer {
   readonly counters = new Counters("ethernet");
-  private readonly handlers = new Map<number, EthernetHandler>();
-  /** Joined multicast MACs -> refcount; made at first use: an idle stack (of thousands) holds none. */
+  // The demux: a field for each EtherType a stack registers, a Map (made at first use) for others.
+  private ipv4Handler: EthernetHandler | undefined;
+  private arpHandler: EthernetHandler | undefined;
+  private ipv6Handler: EthernetHandler | undefined;
+  private otherHandlers: Map<number, EthernetHandler> | undefined;
+  /**
+   * Joined multicast MACs with their reference counts: the first (every IPv4 stack joins
+   * all-hosts' MAC, an IPv6 one all-nodes') in two fields, the others in a Map made at first use,
+   * so that an idle stack (of thousands) holds no Map. A MAC is in one place or the other.
+   */
+  private multicastKey: string | undefined;
+  private multicastRefs = 0;
   private multicastMap: Map<string, number> | undefined;
-  private get multicast(): Map<string, number> {
-    return (this.multicastMap ??= new Map());
-  }
-  private readonly batchListeners: Array<() => void> = [];
+  /** Replaced on every change, never changed in place (exactly sized). */
+  private batchListeners: ReadonlyArray<() => void> = [];
 
   constructor(
     readonly netif: Netif,
@@ -25,24 +33,43 @@ export class EthernetLayer {
   ) {}
 
   register(ethertype: number, handler: EthernetHandler): void {
-    this.handlers.set(ethertype, handler);
+    if (ethertype === ETHERTYPE_IPV4) this.ipv4Handler = handler;
+    else if (ethertype === ETHERTYPE_ARP) this.arpHandler = handler;
+    else if (ethertype === ETHERTYPE_IPV6) this.ipv6Handler = handler;
+    else (this.otherHandlers ??= new Map()).set(ethertype, handler);
   }
 
   onBatchEnd(fn: () => void): void {
-    this.batchListeners.push(fn);
+    this.batchListeners = this.batchListeners.concat(fn);
   }
 
   /** Accept frames sent to this multicast MAC (reference counted). */
   joinMulticast(mac: Uint8Array): void {
     const k = ipKey(mac);
-    this.multicast.set(k, (this.multicast.get(k) ?? 0) + 1);
+    if (k === this.multicastKey) this.multicastRefs++;
+    else if (this.multicastKey === undefined && !this.multicastMap?.has(k)) {
+      this.multicastKey = k;
+      this.multicastRefs = 1;
+    } else {
+      const m = (this.multicastMap ??= new Map());
+      m.set(k, (m.get(k) ?? 0) + 1);
+    }
   }
 
   leaveMulticast(mac: Uint8Array): void {
     const k = ipKey(mac);
-    const n = (this.multicast.get(k) ?? 0) - 1;
-    if (n <= 0) this.multicast.delete(k);
-    else this.multicast.set(k, n);
+    if (k === this.multicastKey) {
+      if (--this.multicastRefs <= 0) {
+        this.multicastKey = undefined;
+        this.multicastRefs = 0;
+      }
+      return;
+    }
+    const m = this.multicastMap;
+    if (!m) return;
+    const n = (m.get(k) ?? 0) - 1;
+    if (n <= 0) m.delete(k);
+    else m.set(k, n);
   }
 
   /** Entry point for every frame from the netif. Never throws. */
@@ -58,14 +85,15 @@ export class EthernetLayer {
         return c.drop("not_our_mac");
       }
     } else if (!(d0 === 0xff && frame[1] === 0xff && frame[2] === 0xff && frame[3] === 0xff && frame[4] === 0xff && frame[5] === 0xff)) {
-      if (!this.multicastMap?.has(ipKey(frame, 0, 6))) return c.drop("multicast_not_joined");
+      const k = ipKey(frame, 0, 6);
+      if (k !== this.multicastKey && !this.multicastMap?.has(k)) return c.drop("multicast_not_joined");
     }
     // A frame claiming our own MAC as source is a loop or a spoof.
     if (frame[6] === m[0] && frame[7] === m[1] && frame[8] === m[2] && frame[9] === m[3] && frame[10] === m[4] && frame[11] === m[5]) {
       return c.drop("own_source_mac");
     }
     const type = (frame[12]! << 8) | frame[13]!;
-    const h = this.handlers.get(type);
+    const h = type === ETHERTYPE_IPV4 ? this.ipv4Handler : type === ETHERTYPE_IPV6 ? this.ipv6Handler : type === ETHERTYPE_ARP ? this.arpHandler : this.otherHandlers?.get(type);
     if (!h) return c.drop("unknown_ethertype");
     h(frame, frame.subarray(ETH.HEADER_LEN), meta);
   }

@@ -40,7 +40,10 @@ export interface Icmpv4Options {
 
 export class Icmpv4 implements UpperProtocol {
   readonly counters = new Counters("icmpv4");
-  private readonly bucket: TokenBucket;
+  /** The error rate limiter, made at the first error (it starts full, so that is no change). */
+  private bucketObj: TokenBucket | undefined;
+  private readonly errorRate: number;
+  private readonly errorBurst: number;
   private readonly pings: PingTable;
   private readonly echoBroadcast: boolean;
 
@@ -50,7 +53,8 @@ export class Icmpv4 implements UpperProtocol {
     random: Random,
     opts: Icmpv4Options = {},
   ) {
-    this.bucket = new TokenBucket(opts.errorRate ?? 100, opts.errorBurst ?? 50, timers.now());
+    this.errorRate = opts.errorRate ?? 100;
+    this.errorBurst = opts.errorBurst ?? 50;
     this.pings = new PingTable(timers, random.u32() & 0xffff);
     this.echoBroadcast = opts.echoBroadcast ?? false;
   }
@@ -146,7 +150,8 @@ export class Icmpv4 implements UpperProtocol {
       const t = q[ihl];
       if (t !== undefined && t !== ICMPV4_ECHO_REQUEST && t !== ICMPV4_ECHO_REPLY) return c.drop("error_about_error");
     }
-    if (!this.bucket.take(this.timers.now())) return c.drop("error_rate_limited");
+    const bucket = (this.bucketObj ??= new TokenBucket(this.errorRate, this.errorBurst, this.timers.now()));
+    if (!bucket.take(this.timers.now())) return c.drop("error_rate_limited");
     const route = this.ip.route(pkt.src);
     if (!route) return c.drop("no_route");
     // Quote as much of the original as fits in a 576-byte datagram (RFC 1812 §4.3.2.3).

@@ -56,9 +56,16 @@ interface Membership {
 
 const ALL_ROUTERS = parseIPv4("224.0.0.2");
 
+/** The defaults, resolved once (frozen: shared by every stack made without limits.igmp). */
+const DEFAULTS: Required<IgmpOptions> = Object.freeze(resolveOptions<IgmpOptions>("limits.igmp", {}, IGMP_OPTIONS));
+
 export class Igmp implements UpperProtocol, GroupListener {
   readonly counters = new Counters("igmp");
-  private readonly groups = new Map<number, Membership>();
+  /** Made at the first join: an idle stack (of thousands) holds none. */
+  private groupsMap: Map<number, Membership> | undefined;
+  private get groups(): Map<number, Membership> {
+    return (this.groupsMap ??= new Map());
+  }
   private readonly o: Required<IgmpOptions>;
   /** Until when a version 1 router is assumed present (clock ms). */
   private v1Until = -Infinity;
@@ -69,12 +76,12 @@ export class Igmp implements UpperProtocol, GroupListener {
     private readonly random: Random,
     opts: IgmpOptions = {},
   ) {
-    this.o = resolveOptions<IgmpOptions>("limits.igmp", opts, IGMP_OPTIONS);
+    this.o = Object.keys(opts).length === 0 ? DEFAULTS : resolveOptions<IgmpOptions>("limits.igmp", opts, IGMP_OPTIONS);
   }
 
   joined(g: Uint8Array): void {
     const k = ipv4ToU32(g);
-    if (this.groups.has(k)) return;
+    if (this.groupsMap?.has(k)) return;
     const m: Membership = { group: copyBytes(g), timer: undefined as unknown as Timer, unsolicited: this.o.robustness - 1, lastReporter: false };
     m.timer = this.timers.timer(() => this.onTimer(m));
     this.groups.set(k, m);
@@ -84,7 +91,7 @@ export class Igmp implements UpperProtocol, GroupListener {
 
   left(g: Uint8Array): void {
     const k = ipv4ToU32(g);
-    const m = this.groups.get(k);
+    const m = this.groupsMap?.get(k);
     if (!m) return;
     this.timers.cancel(m.timer);
     this.groups.delete(k);
@@ -110,8 +117,8 @@ export class Igmp implements UpperProtocol, GroupListener {
   }
 
   close(): void {
-    for (const m of this.groups.values()) this.timers.cancel(m.timer);
-    this.groups.clear();
+    for (const m of this.groupsMap?.values() ?? []) this.timers.cancel(m.timer);
+    this.groupsMap?.clear();
   }
 
   private onQuery(maxResp: number, group: Uint8Array, length: number): void {
@@ -125,10 +132,10 @@ export class Igmp implements UpperProtocol, GroupListener {
     if (length >= 12 && maxResp >= 128) maxResp = ((maxResp & 0x0f) | 0x10) << (((maxResp >> 4) & 0x07) + 3);
     const limitMs = maxResp * 100;
     if (isZero(group)) {
-      for (const m of this.groups.values()) this.answerWithin(m, limitMs);
+      for (const m of this.groupsMap?.values() ?? []) this.answerWithin(m, limitMs);
       return;
     }
-    const m = this.groups.get(ipv4ToU32(group));
+    const m = this.groupsMap?.get(ipv4ToU32(group));
     if (m) this.answerWithin(m, limitMs);
   }
 
@@ -140,7 +147,7 @@ export class Igmp implements UpperProtocol, GroupListener {
   }
 
   private onReport(group: Uint8Array): void {
-    const m = this.groups.get(ipv4ToU32(group));
+    const m = this.groupsMap?.get(ipv4ToU32(group));
     if (!m) return;
     if (m.timer.armed) {
       this.timers.cancel(m.timer);

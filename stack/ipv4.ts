@@ -80,8 +80,11 @@ export interface Icmpv4ErrorSink {
 }
 
 const LIMITED_BROADCAST = 0xffffffff;
+/** The index of a stack with no address and no route (empty: nothing to change in it). */
+const NO_U32 = new Uint32Array(0);
 /** 224.0.0.1: every host listens to it and never reports it (RFC 1112 §4, RFC 2236 §6). */
 export const ALL_HOSTS = 0xe0000001;
+const ALL_HOSTS_MAC = ipv4MulticastMac(u32ToIPv4(ALL_HOSTS));
 
 /** One object shape for every route (route() runs for every datagram sent). */
 function routeOf4(src: Uint8Array, dst: Uint8Array, mtu: number, nextHop: number, fixedMac: Uint8Array | undefined, local: boolean, broadcast: boolean): Ipv4Route {
@@ -94,22 +97,28 @@ export class Ipv4Layer implements IpOutput {
   readonly family = 4 as const;
   readonly counters = new Counters("ipv4");
   private readonly protocols = new Map<number, UpperProtocol>();
-  private readonly reassembler: Reassembler;
-  private readonly pmtu = new Map<number, { mtu: number; expires: number }>();
-  /** Our addresses; the first is the primary one (the source when no route says otherwise). */
-  private readonly addrs: Ipv4Address[] = [];
+  // Reassembly, the path MTU cache, the loopback queue and the joined groups are made at first
+  // use: an idle stack (of thousands) holds none of them.
+  private reassemblerObj: Reassembler | undefined;
+  private readonly reassemblyOpts: ReassemblyOptions | undefined;
+  private pmtuMap: Map<number, { mtu: number; expires: number }> | undefined;
+  /** Our addresses; the first is the primary one (the source when no route says otherwise). Replaced, never changed in place. */
+  private addrs: readonly Ipv4Address[] = [];
   private readonly table = new RouteTable<Ipv4RouteEntry>(sameRoute);
   /**
-   * What route() and input() compare, per datagram, as unboxed u32 arrays (an object field holding
-   * a u32 above 2^30 is a boxed number in V8): our addresses and their subnet broadcasts (0: none),
-   * and each route's destination and mask, in table order. Rebuilt by index() on every change.
+   * What route() and input() compare, per datagram, as one unboxed u32 array (an object field
+   * holding a u32 above 2^30 is a boxed number in V8; one typed array costs ~200 bytes, so one,
+   * not four): our `addrCount` addresses, then their subnet broadcasts (0: none), then the
+   * `routeCount` routes' destinations, then their masks, in table order. Rebuilt by index() on
+   * every change.
    */
-  private addrU32 = new Uint32Array(0);
-  private addrBcast = new Uint32Array(0);
-  private routeDst = new Uint32Array(0);
-  private routeMask = new Uint32Array(0);
-  /** Joined multicast groups (u32) -> reference count. */
-  private readonly groups = new Map<number, number>();
+  private ix: Uint32Array = NO_U32;
+  private addrCount = 0;
+  private routeCount = 0;
+  /** Joined multicast groups (u32) -> reference count, all-hosts aside (allHostsRefs). */
+  private groupsMap: Map<number, number> | undefined;
+  /** References to 224.0.0.1, which every stack joins at construction: a count, not a Map of its own. */
+  private allHostsRefs = 0;
   private groupListener: GroupListener | undefined;
   private readonly ident: Ipv4Ident;
   private readonly ttl: number;
@@ -118,7 +127,7 @@ export class Ipv4Layer implements IpOutput {
   readonly minPmtu: number;
   /** How errors about received packets are sent (the ICMPv4 module; see useIcmp). */
   private icmp: Icmpv4ErrorSink | undefined;
-  private readonly loop: Loopback;
+  private loopObj: Loopback | undefined;
 
   constructor(
     private readonly eth: EthernetLayer,
@@ -133,14 +142,26 @@ export class Ipv4Layer implements IpOutput {
     this.pmtuCacheSize = opts.pmtuCacheSize ?? 1024;
     this.pmtuTimeoutMs = opts.pmtuTimeoutMs ?? 600_000;
     this.minPmtu = opts.minPmtu ?? 552;
-    this.reassembler = new Reassembler(timers, this.counters, opts.reassembly, (first) => this.reassemblyTimeout(first));
-    this.loop = new Loopback(
+    this.reassemblyOpts = opts.reassembly;
+    // RFC 1112 §4: every host listens to all-hosts (IGMP queries come there); never reported.
+    this.allHostsRefs = 1;
+    this.eth.joinMulticast(ALL_HOSTS_MAC);
+  }
+
+  private get reassembler(): Reassembler {
+    return (this.reassemblerObj ??= new Reassembler(this.timers, this.counters, this.reassemblyOpts, (first) => this.reassemblyTimeout(first)));
+  }
+
+  private get pmtu(): Map<number, { mtu: number; expires: number }> {
+    return (this.pmtuMap ??= new Map());
+  }
+
+  private get loop(): Loopback {
+    return (this.loopObj ??= new Loopback(
       (f, p) => this.input(f, p),
       () => this.batchEnd(),
       this.counters,
-    );
-    // RFC 1112 §4: every host listens to all-hosts (IGMP queries come there).
-    this.joinGroup(u32ToIPv4(ALL_HOSTS));
+    ));
   }
 
   /** The ICMPv4 module that reports errors about packets we receive (wired by the stack). */
@@ -165,7 +186,7 @@ export class Ipv4Layer implements IpOutput {
     if (u === 0 || u === LIMITED_BROADCAST || u >>> 28 >= 0xe || u >>> 24 === 127) throw errnoError("EINVAL", "addAddress", `${formatU32(u)} is not a unicast address`);
     const mask = ipv4Mask(prefixLength);
     const a: Ipv4Address = { address: copyBytes(address), prefixLength, u32: u, mask, broadcast: prefixLength >= 31 ? -1 : (u | ~mask) >>> 0 };
-    this.addrs.push(a);
+    this.addrs = this.addrs.concat(a);
     if (prefixLength < 32) this.table.add({ dst: (u & mask) >>> 0, mask, prefixLength, gateway: 0, src: u, source: a, metric: 0, origin: "connected" });
     this.index();
     this.arp.addAddress(a.address, prefixLength);
@@ -180,7 +201,7 @@ export class Ipv4Layer implements IpOutput {
     const u = ipv4ToU32(address);
     const a = this.findAddress(u);
     if (!a) throw errnoError("EADDRNOTAVAIL", "removeAddress", formatU32(u));
-    this.addrs.splice(this.addrs.indexOf(a), 1);
+    this.addrs = this.addrs.filter((x) => x !== a);
     this.table.removeWhere((r) => r.src === u);
     this.table.removeWhere((r) => r.gateway !== 0 && !this.onLink(r.gateway));
     this.index();
@@ -235,11 +256,23 @@ export class Ipv4Layer implements IpOutput {
   }
 
   private index(): void {
-    this.addrU32 = Uint32Array.from(this.addrs, (a) => a.u32);
-    this.addrBcast = Uint32Array.from(this.addrs, (a) => Math.max(a.broadcast, 0));
+    const a = this.addrs;
     const t = this.table.entries;
-    this.routeDst = Uint32Array.from(t, (r) => r.dst);
-    this.routeMask = Uint32Array.from(t, (r) => r.mask);
+    const na = a.length;
+    const nr = t.length;
+    const ix = new Uint32Array(2 * (na + nr));
+    for (let i = 0; i < na; i++) {
+      ix[i] = a[i]!.u32;
+      ix[na + i] = Math.max(a[i]!.broadcast, 0);
+    }
+    const r0 = 2 * na;
+    for (let i = 0; i < nr; i++) {
+      ix[r0 + i] = t[i]!.dst;
+      ix[r0 + nr + i] = t[i]!.mask;
+    }
+    this.ix = ix;
+    this.addrCount = na;
+    this.routeCount = nr;
   }
 
   /** The routing table, longest prefix first. */
@@ -248,8 +281,9 @@ export class Ipv4Layer implements IpOutput {
   }
 
   private findAddress(u: number): Ipv4Address | undefined {
-    const au = this.addrU32;
-    for (let i = 0; i < au.length; i++) if (au[i] === u) return this.addrs[i];
+    const ix = this.ix;
+    const na = this.addrCount;
+    for (let i = 0; i < na; i++) if (ix[i] === u) return this.addrs[i];
     return undefined;
   }
 
@@ -285,8 +319,9 @@ export class Ipv4Layer implements IpOutput {
   /** The limited broadcast, or the subnet-directed broadcast of one of our addresses? */
   private isBroadcast(d: number): boolean {
     if (d === LIMITED_BROADCAST) return true;
-    const ab = this.addrBcast;
-    for (let i = 0; i < ab.length; i++) if (ab[i] === d) return true;
+    const ix = this.ix;
+    const na = this.addrCount;
+    for (let i = na; i < 2 * na; i++) if (ix[i] === d) return true;
     return false;
   }
 
@@ -295,8 +330,13 @@ export class Ipv4Layer implements IpOutput {
   /** Join a multicast group: accept packets to it and frames to its MAC (reference counted). */
   joinGroup(g: Uint8Array): void {
     const k = ipv4ToU32(g);
-    const n = this.groups.get(k) ?? 0;
-    this.groups.set(k, n + 1);
+    let n: number;
+    if (k === ALL_HOSTS) n = this.allHostsRefs++;
+    else {
+      const m = (this.groupsMap ??= new Map());
+      n = m.get(k) ?? 0;
+      m.set(k, n + 1);
+    }
     if (n > 0) return;
     this.eth.joinMulticast(ipv4MulticastMac(g));
     if (k !== ALL_HOSTS) this.groupListener?.joined(g);
@@ -304,12 +344,21 @@ export class Ipv4Layer implements IpOutput {
 
   leaveGroup(g: Uint8Array): void {
     const k = ipv4ToU32(g);
-    const n = (this.groups.get(k) ?? 0) - 1;
-    if (n > 0) return void this.groups.set(k, n);
-    if (n < 0) return;
-    this.groups.delete(k);
+    if (k === ALL_HOSTS) {
+      if (this.allHostsRefs === 0) return;
+      if (--this.allHostsRefs > 0) return;
+    } else {
+      const n = (this.groupsMap?.get(k) ?? 0) - 1;
+      if (n > 0) return void this.groupsMap!.set(k, n);
+      if (n < 0) return;
+      this.groupsMap!.delete(k);
+    }
     this.eth.leaveMulticast(ipv4MulticastMac(g));
     if (k !== ALL_HOSTS) this.groupListener?.left(g);
+  }
+
+  private joined(k: number): boolean {
+    return k === ALL_HOSTS ? this.allHostsRefs > 0 : this.groupsMap?.has(k) === true;
   }
 
   // ---- input -------------------------------------------------------------------------------
@@ -324,14 +373,14 @@ export class Ipv4Layer implements IpOutput {
     // One pass over our addresses: one of them, or the broadcast address of one's subnet.
     let own = false;
     let multicast = false;
-    const au = this.addrU32;
-    const ab = this.addrBcast;
-    for (let i = 0; i < au.length; i++) {
-      if (au[i] === d) {
+    const ix = this.ix;
+    const na = this.addrCount;
+    for (let i = 0; i < na; i++) {
+      if (ix[i] === d) {
         own = true;
         break;
       }
-      if (ab[i] === d) {
+      if (ix[na + i] === d) {
         multicast = true;
         break;
       }
@@ -340,13 +389,13 @@ export class Ipv4Layer implements IpOutput {
       if (d === LIMITED_BROADCAST) multicast = true;
       else if (d >>> 28 === 0xe) {
         // 224.0.0.0/4: only the groups we joined (RFC 1112 §7.2).
-        if (!this.groups.has(d)) return c.drop("multicast_not_joined");
+        if (!this.joined(d)) return c.drop("multicast_not_joined");
         multicast = true;
       } else return c.drop("not_for_us");
     }
     // Martian sources (RFC 1122 §3.2.1.3): broadcast, multicast, and loopback are never valid senders.
     if (s === LIMITED_BROADCAST || s >>> 28 === 0xe || s >>> 24 === 127 || (s !== 0 && this.isBroadcast(s))) return c.drop("martian_source");
-    if (s !== 0 && !this.loop.active && this.findAddress(s)) return c.drop("own_source");
+    if (s !== 0 && !this.loopObj?.active && this.findAddress(s)) return c.drop("own_source");
 
     let payload = r.payload;
     if (r.moreFragments || r.fragOffset !== 0) {
@@ -407,19 +456,19 @@ export class Ipv4Layer implements IpOutput {
     if (d === LIMITED_BROADCAST) return routeOf4((from ?? this.addrs[0])?.address ?? IPV4_ANY, dst, this.linkMtu, 0, BROADCAST_MAC, false, true);
     const a = this.addrs;
     if (a.length === 0) return undefined;
-    const au = this.addrU32;
-    const ab = this.addrBcast;
-    for (let i = 0; i < au.length; i++) {
-      if (au[i] === d) return routeOf4((from ?? a[i]!).address, dst, 65535, d, undefined, true, false);
-      if (ab[i] === d) return routeOf4((from ?? a[i]!).address, dst, this.linkMtu, 0, BROADCAST_MAC, false, true);
+    const ix = this.ix;
+    const na = this.addrCount;
+    for (let i = 0; i < na; i++) {
+      if (ix[i] === d) return routeOf4((from ?? a[i]!).address, dst, 65535, d, undefined, true, false);
+      if (ix[na + i] === d) return routeOf4((from ?? a[i]!).address, dst, this.linkMtu, 0, BROADCAST_MAC, false, true);
     }
     if (d >>> 28 === 0xe) return routeOf4((from ?? a[0]!).address, dst, this.linkMtu, 0, ipv4MulticastMac(dst), false, false);
     if (d === 0 || d >>> 24 === 127) return undefined;
-    const rd = this.routeDst;
-    const rm = this.routeMask;
+    const r0 = 2 * na;
+    const nr = this.routeCount;
     const t = this.table.entries;
-    for (let i = 0; i < rd.length; i++) {
-      if ((d & rm[i]!) >>> 0 !== rd[i]) continue;
+    for (let i = 0; i < nr; i++) {
+      if ((d & ix[r0 + nr + i]!) >>> 0 !== ix[r0 + i]) continue;
       const r = t[i]!;
       const nextHop = r.gateway === 0 ? d : r.gateway;
       from ??= r.source ?? this.sourceFor(nextHop)!;
@@ -429,10 +478,10 @@ export class Ipv4Layer implements IpOutput {
   }
 
   pathMtu(d: number): number {
-    const e = this.pmtu.get(d);
+    const e = this.pmtuMap?.get(d);
     if (!e) return this.linkMtu;
     if (e.expires <= this.timers.now()) {
-      this.pmtu.delete(d);
+      this.pmtuMap!.delete(d);
       return this.linkMtu;
     }
     return e.mtu;
@@ -463,7 +512,7 @@ export class Ipv4Layer implements IpOutput {
     c.inc("tx_packets");
     // Like Linux, our own sockets hear a broadcast we send, and a multicast to a group we joined
     // unless the socket turned multicast loopback off.
-    const loop = r.fixedMac !== undefined && (r.broadcast || (opts.multicastLoop === true && this.groups.has(ipv4ToU32(r.dst))));
+    const loop = r.fixedMac !== undefined && (r.broadcast || (opts.multicastLoop === true && this.joined(ipv4ToU32(r.dst))));
     // A TSO super-segment is cut to the MTU by the netif.
     if (IPV4.MIN_HEADER_LEN + payloadLen <= r.mtu || opts.gsoSize) {
       emitIpv4(frame, hoff, { ident, ttl, tos: opts.tos ?? 0, dontFragment: opts.dontFragment ?? false, protocol, src: r.src, dst: r.dst, payloadLen });
@@ -509,13 +558,13 @@ export class Ipv4Layer implements IpOutput {
   }
 
   close(): void {
-    this.reassembler.close();
-    this.pmtu.clear();
+    this.reassemblerObj?.close();
+    this.pmtuMap?.clear();
   }
 
   /** For stats: reassembly state. */
   reassemblyState(): { inProgress: number; bufferedBytes: number } {
-    return { inProgress: this.reassembler.inProgress, bufferedBytes: this.reassembler.bufferedBytes };
+    return { inProgress: this.reassemblerObj?.inProgress ?? 0, bufferedBytes: this.reassemblerObj?.bufferedBytes ?? 0 };
   }
 }
 

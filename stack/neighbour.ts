@@ -102,7 +102,11 @@ interface Entry<A> {
 }
 
 export class NeighbourCache<A> {
-  private readonly table = new Map<number | string, Entry<A>>();
+  /** Made at the first entry: an idle stack (of thousands) holds none. */
+  private tableMap: Map<number | string, Entry<A>> | undefined;
+  private get table(): Map<number | string, Entry<A>> {
+    return (this.tableMap ??= new Map());
+  }
   private readonly o: Required<NeighbourOptions>;
   private reachableMs: number;
   private retransMs: number;
@@ -138,21 +142,21 @@ export class NeighbourCache<A> {
   }
 
   get size(): number {
-    return this.table.size;
+    return this.tableMap?.size ?? 0;
   }
 
   get(ip: A): NeighbourEntry<A> | undefined {
-    const e = this.table.get(this.link.keyOf(ip));
+    const e = this.tableMap?.get(this.link.keyOf(ip));
     return e && { ip: e.ip, mac: e.mac, state: e.state, isRouter: e.isRouter, pending: e.pending.length };
   }
 
   entries(): NeighbourEntry<A>[] {
-    return [...this.table.values()].map((e) => ({ ip: e.ip, mac: e.mac, state: e.state, isRouter: e.isRouter, pending: e.pending.length }));
+    return [...(this.tableMap?.values() ?? [])].map((e) => ({ ip: e.ip, mac: e.mac, state: e.state, isRouter: e.isRouter, pending: e.pending.length }));
   }
 
   /** Send a frame to next hop `ip`: at once when its link-layer address is known, else queued while it is solicited. */
   output(ip: A, frame: Uint8Array, meta?: TxMeta): boolean {
-    let e = this.table.get(this.link.keyOf(ip));
+    let e = this.tableMap?.get(this.link.keyOf(ip));
     if (e?.mac) {
       if (e.state === "REACHABLE" && e.reachableUntil <= this.timers.now()) e.state = "STALE";
       if (e.state === "STALE") {
@@ -187,7 +191,7 @@ export class NeighbourCache<A> {
    * updates with override, ARP requests and gratuitous ARP unsolicited ones).
    */
   update(ip: A, mac: Uint8Array | undefined, u: NeighbourUpdate): void {
-    let e = this.table.get(this.link.keyOf(ip));
+    let e = this.tableMap?.get(this.link.keyOf(ip));
     if (!e) {
       if (!u.create || !mac) return; // §7.2.5: no entry, silently discard
       e = this.create(ip, "STALE");
@@ -226,12 +230,12 @@ export class NeighbourCache<A> {
 
   /** Forget `ip` (its queued packets are dropped). */
   delete(ip: A): void {
-    const e = this.table.get(this.link.keyOf(ip));
+    const e = this.tableMap?.get(this.link.keyOf(ip));
     if (e) this.remove(e);
   }
 
   close(): void {
-    for (const e of [...this.table.values()]) this.remove(e);
+    for (const e of [...(this.tableMap?.values() ?? [])]) this.remove(e);
   }
 
   private create(ip: A, state: NeighbourState): Entry<A> | undefined {

@@ -16,7 +16,8 @@ export class StackReceiver implements NetifReceiver {
   private batchStart = -1;
   /** What the last batch charged (afterBatch adds the rest). */
   private lastBatchMs = 0;
-  private readonly endBatchNow = (): void => this.endBatch();
+  /** endBatch for queueMicrotask, made at the first frame. */
+  private endBatchNow: (() => void) | undefined;
   /** Present for a pollable netif only: the scheduler then decides when its frames are taken. */
   readonly ready?: () => void;
 
@@ -28,13 +29,8 @@ export class StackReceiver implements NetifReceiver {
     private readonly bugs: InternalErrors,
     quantumMs: number,
   ) {
-    this.task = sched.task(
-      {
-        ...(netif.poll ? { poll: (max: number) => netif.poll!(max) } : {}),
-        ...(netif.pause && netif.resume ? { pause: () => netif.pause!(), resume: () => netif.resume!() } : {}),
-      },
-      quantumMs,
-    );
+    // The netif is the task's driver (its poll, or its pause and resume: the task uses them in pairs).
+    this.task = sched.task(netif, quantumMs);
     if (netif.poll) this.ready = () => this.task.ready();
   }
 
@@ -42,7 +38,7 @@ export class StackReceiver implements NetifReceiver {
     if (this.batchStart < 0) {
       this.batchStart = this.sched.beginBatch();
       // A netif that never ends its batches still gets its time charged.
-      queueMicrotask(this.endBatchNow);
+      queueMicrotask((this.endBatchNow ??= () => this.endBatch()));
     }
     if (!this.ingress.admit(buf, this.sched.timers.now())) return;
     try {

@@ -16,7 +16,8 @@ export interface RouteEntry {
 }
 
 export class RouteTable<E extends RouteEntry> {
-  private readonly list: E[] = [];
+  /** Replaced on every change, never changed in place (exactly sized: a table changes rarely, a stack may have thousands of siblings). */
+  private list: readonly E[] = [];
 
   constructor(
     /** Same destination and next hop (and metric): the identity of a route, as `ip route` sees it. */
@@ -33,19 +34,15 @@ export class RouteTable<E extends RouteEntry> {
     if (this.list.some((x) => this.same(x, e))) return false;
     let i = 0;
     while (i < this.list.length && (this.list[i]!.prefixLength > e.prefixLength || (this.list[i]!.prefixLength === e.prefixLength && this.list[i]!.metric <= e.metric))) i++;
-    this.list.splice(i, 0, e);
+    this.list = this.list.slice(0, i).concat(e, this.list.slice(i));
     return true;
   }
 
   /** Remove every entry `pred` selects; returns how many. */
   removeWhere(pred: (e: E) => boolean): number {
-    let n = 0;
-    for (let i = this.list.length - 1; i >= 0; i--) {
-      if (pred(this.list[i]!)) {
-        this.list.splice(i, 1);
-        n++;
-      }
-    }
+    const kept = this.list.filter((e) => !pred(e));
+    const n = this.list.length - kept.length;
+    if (n > 0) this.list = kept;
     return n;
   }
 }

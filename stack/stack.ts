@@ -345,9 +345,9 @@ export class Stack {
    * called once per kind of error; every occurrence is counted in `stats().stack.internal_errors`.
    * Default: print it.
    */
-  onInternalError: (err: unknown, msg: string) => void = (err, msg) => {
+  onInternalError(err: unknown, msg: string): void {
     console.error(msg, err);
-  };
+  }
 
   /** ICMP echo to an IPv4 or IPv6 address. */
   ping(host: string, opts?: PingOptions): Promise<PingResult> {

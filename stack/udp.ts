@@ -262,7 +262,11 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
 
 export class UdpLayer implements UpperProtocol {
   readonly counters = new Counters("udp");
-  private readonly ports = new Map<number, UdpSocket[]>(); // key: family*65536 + port
+  /** Bound sockets by family*65536 + port; made at the first bind: an idle stack (of thousands) holds none. */
+  private portsMap: Map<number, UdpSocket[]> | undefined;
+  private get ports(): Map<number, UdpSocket[]> {
+    return (this.portsMap ??= new Map());
+  }
   private sockets = 0;
   private readonly low: number;
   private readonly high: number;
@@ -347,7 +351,7 @@ export class UdpLayer implements UpperProtocol {
         if (pkt.family === 6) return c.drop("zero_checksum_ipv6");
       } else if (!udpChecksumOk(pkt.payload, pkt.src, pkt.dst)) return c.drop("bad_checksum");
     }
-    const list = this.ports.get(pkt.family * 65536 + r.dstPort);
+    const list = this.portsMap?.get(pkt.family * 65536 + r.dstPort);
     let target: UdpSocket | undefined;
     if (list) {
       if (pkt.multicast) return this.deliverToAll(list, r.payload, pkt, r.srcPort);
@@ -453,7 +457,7 @@ export class UdpLayer implements UpperProtocol {
 
   close(): void {
     this.closed = true;
-    for (const list of [...this.ports.values()]) for (const s of [...list]) s.close();
+    for (const list of [...(this.portsMap?.values() ?? [])]) for (const s of [...list]) s.close();
   }
 }
 

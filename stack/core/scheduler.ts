@@ -83,7 +83,7 @@ export class Task {
     this.credit -= ms;
     this.s.worked(this);
     const d = this.driver;
-    if (this.credit <= 0 && !this.paused && !this.closed && !d.poll && d.pause && this.s.contended()) {
+    if (this.credit <= 0 && !this.paused && !this.closed && !d.poll && d.pause && d.resume && this.s.contended()) {
       this.paused = true;
       d.pause();
       this.s.enqueue(this);

@@ -23,7 +23,7 @@ import { OutputScheduler } from "./output.js";
 import { SipHash } from "../core/siphash.js";
 import { errnoError, stackClosedError } from "../core/errors.js";
 import { validatePort } from "../core/validate.js";
-import type { TcpEnv } from "./env.js";
+import type { Flushable, TcpEnv } from "./env.js";
 
 export { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 
@@ -66,27 +66,33 @@ const COOKIE_MSS = [536, 1200, 1440, 1460, 4312, 8960, 16384, 65495];
 export class TcpLayer implements UpperProtocol {
   readonly counters = new Counters("tcp");
   readonly o: TcpOptionsResolved;
-  private readonly conns = new Map<string, Tcb>();
-  private readonly listeners = new Map<number, TcpListener[]>();
-  private readonly seg: TcpSegment = newSegment();
+  // Everything below that is `| undefined` is made at first use: an idle stack (of thousands)
+  // holds no table, no scratch segment, no rate limiter, no hash key.
+  private connsMap: Map<string, Tcb> | undefined;
+  private listenersMap: Map<number, TcpListener[]> | undefined;
+  /** The parse target of every received segment (one per stack, reused). */
+  private segScratch: TcpSegment | undefined;
   private readonly output = new OutputScheduler();
-  /** What every connection knows of the world (env.ts). */
-  readonly env: TcpEnv;
-  private readonly rstBucket: TokenBucket;
-  private readonly challengeBucket: TokenBucket;
+  private envObj: TcpEnv | undefined;
+  private rstBucketObj: TokenBucket | undefined;
+  private challengeBucketObj: TokenBucket | undefined;
   /** Keyed PRFs for initial sequence numbers and SYN cookies, and their input scratch. */
-  private readonly isnHash: SipHash;
-  private readonly cookieHasher: SipHash;
-  private readonly hashIn = new Uint8Array(48);
+  private hashes: { isn: SipHash; cookie: SipHash; input: Uint8Array } | undefined;
+  /**
+   * Their 32-byte secret as eight little-endian u32 words, drawn at creation (so a seeded Random
+   * gives every later draw what it gave before) and kept in a plain array of doubles, the
+   * smallest holder V8 has for them; the SipHash states are made from it at first use.
+   */
+  private readonly secret: readonly number[];
   /** New passive connections per second, shared fairly by remote addresses. */
-  private readonly synRate: FairRate;
+  private synRateObj: FairRate | undefined;
   private halfOpenTotal = 0;
   /** The stack closed: no more listen() or connect(). */
   private closed = false;
   /** Connections the application has let go of that are still closing (see Tcb.orphan). */
   get orphanCount(): number {
     let n = 0;
-    for (const t of this.conns.values()) if (t.orphaned && t.state !== "TIME-WAIT") n++;
+    for (const t of this.connsMap?.values() ?? []) if (t.orphaned && t.state !== "TIME-WAIT") n++;
     return n;
   }
   /** Connections in TIME-WAIT (see maxTimeWait). */
@@ -106,37 +112,57 @@ export class TcpLayer implements UpperProtocol {
     readonly random: Random,
     opts?: TcpOptions,
     /** Largest IP packet the netif cuts into segments itself (its features.tso); 0: none. */
-    gsoMax = 0,
+    readonly gsoMax = 0,
     /** Where frames to send come from (the netif's allocFrame): contents undefined, every byte written. */
     private readonly allocFrame: (len: number) => Uint8Array = newFrame,
   ) {
     this.o = resolveTcpOptions(opts);
     this.memory = new TcpMemory(this.o);
-    const out = this.output;
-    this.env = {
-      timers,
-      counters: this.counters,
-      random,
-      memory: this.memory,
-      gsoMax,
-      transmit: (route, repr, q, off, len, gsoSize) => this.transmit(route, repr, q, off, len, gsoSize),
-      reset: (route, lport, rport, seq, ack, withAck) => this.sendReset(route, lport, rport, seq, ack, withAck),
-      challengeAllowed: () => this.challengeBucket.take(this.timers.now()),
-      wantsOutput: (t) => out.want(t),
-      retryOutput: (t) => out.retry(t),
-      closed: (t) => this.remove(t as Tcb),
-      timeWait: (delta) => {
-        if (delta > 0 && this.timeWaitCount >= this.o.maxTimeWait) return false;
-        this.timeWaitCount += delta;
-        return true;
-      },
-    };
-    this.rstBucket = new TokenBucket(this.o.rstRate, this.o.rstRate, timers.now());
-    this.challengeBucket = new TokenBucket(this.o.challengeAckRate, this.o.challengeAckRate, timers.now());
-    this.synRate = new FairRate(this.o.newConnectionsPerSec, this.o.newConnectionsPerSec, 0.5, 1024, timers.now());
-    const secret = random.fill(new Uint8Array(32));
-    this.isnHash = new SipHash(secret.subarray(0, 16));
-    this.cookieHasher = new SipHash(secret.subarray(16));
+    const k = random.fill(new Uint8Array(32));
+    const w = (i: number): number => (k[i]! | (k[i + 1]! << 8) | (k[i + 2]! << 16) | (k[i + 3]! << 24)) >>> 0;
+    this.secret = [w(0), w(4), w(8), w(12), w(16), w(20), w(24), w(28)];
+  }
+
+  private get conns(): Map<string, Tcb> {
+    return (this.connsMap ??= new Map());
+  }
+
+  private get listeners(): Map<number, TcpListener[]> {
+    return (this.listenersMap ??= new Map());
+  }
+
+  /** What every connection knows of the world (env.ts). */
+  get env(): TcpEnv {
+    return (this.envObj ??= new LayerEnv(this, this.output));
+  }
+
+  // The rate limiters start full, so one made at its first use is the one made at creation.
+  private get rstBucket(): TokenBucket {
+    return (this.rstBucketObj ??= new TokenBucket(this.o.rstRate, this.o.rstRate, this.timers.now()));
+  }
+
+  /** @internal May an RFC 5961 challenge ACK go out now (LayerEnv)? */
+  challengeAllowed(): boolean {
+    return (this.challengeBucketObj ??= new TokenBucket(this.o.challengeAckRate, this.o.challengeAckRate, this.timers.now())).take(this.timers.now());
+  }
+
+  private get synRate(): FairRate {
+    return (this.synRateObj ??= new FairRate(this.o.newConnectionsPerSec, this.o.newConnectionsPerSec, 0.5, 1024, this.timers.now()));
+  }
+
+  /** The PRFs of this stack's secret (RFC 6528 wants one per host), made at the first connection or SYN. */
+  private get hash(): { isn: SipHash; cookie: SipHash; input: Uint8Array } {
+    if (this.hashes) return this.hashes;
+    const secret = new Uint8Array(32);
+    for (let i = 0; i < 32; i++) secret[i] = (this.secret[i >> 2]! >>> (8 * (i & 3))) & 0xff;
+    return (this.hashes = { isn: new SipHash(secret.subarray(0, 16)), cookie: new SipHash(secret.subarray(16)), input: new Uint8Array(48) });
+  }
+
+  /** @internal TIME-WAIT accounting for a connection (LayerEnv.timeWait). */
+  timeWait(delta: 1 | -1): boolean {
+    if (delta > 0 && this.timeWaitCount >= this.o.maxTimeWait) return false;
+    this.timeWaitCount += delta;
+    return true;
   }
 
   /** The demux key of a 4-tuple: one flat string of 16-bit units, built in one call (hashed on every segment). */
@@ -149,7 +175,7 @@ export class TcpLayer implements UpperProtocol {
 
   /** Lay out addresses, ports and `extra` bytes in the hash scratch; returns the length used. */
   private hashInput(src: Uint8Array, dst: Uint8Array, sport: number, dport: number, ...extra: number[]): number {
-    const b = this.hashIn;
+    const b = this.hash.input;
     b.set(src, 0);
     b.set(dst, src.length);
     let o = src.length + dst.length;
@@ -163,11 +189,11 @@ export class TcpLayer implements UpperProtocol {
 
   /** Number of connections (any state). */
   get connectionCount(): number {
-    return this.conns.size;
+    return this.connsMap?.size ?? 0;
   }
 
   connections(): Tcb[] {
-    return [...this.conns.values()];
+    return [...(this.connsMap?.values() ?? [])];
   }
 
   // ==== listen / connect ======================================================================
@@ -190,7 +216,7 @@ export class TcpLayer implements UpperProtocol {
   }
 
   unlisten(l: TcpListener): void {
-    const list = this.listeners.get(l.port);
+    const list = this.listenersMap?.get(l.port);
     if (!list) return;
     const i = list.indexOf(l);
     if (i >= 0) list.splice(i, 1);
@@ -243,7 +269,9 @@ export class TcpLayer implements UpperProtocol {
 
   /** RFC 6528: ISN = M + F(4-tuple, secret), M a 4 µs clock, F SipHash-2-4 (as in Linux). */
   isn(src: Uint8Array, sport: number, dst: Uint8Array, dport: number): number {
-    const f = this.isnHash.hash(this.hashIn, this.hashInput(src, dst, sport, dport));
+    const n = this.hashInput(src, dst, sport, dport);
+    const h = this.hash;
+    const f = h.isn.hash(h.input, n);
     const m = Math.floor(this.timers.now() * 250);
     return (f + m) >>> 0;
   }
@@ -271,12 +299,12 @@ export class TcpLayer implements UpperProtocol {
     const c = this.counters;
     c.inc("rx_segments");
     const p = pkt.payload;
-    const s = this.seg;
+    const s = (this.segScratch ??= newSegment());
     const e = parseTcp(p, s);
     if (e) return c.drop(e);
     if (!pkt.csumValid && !tcpChecksumOk(p, pkt.src, pkt.dst)) return c.drop("bad_checksum");
     if (pkt.multicast) return c.drop("multicast");
-    const t = this.conns.get(this.key(pkt.src, s.srcPort, pkt.dst, s.dstPort));
+    const t = this.connsMap?.get(this.key(pkt.src, s.srcPort, pkt.dst, s.dstPort));
     if (t) {
       if ((s.flags & (SYN | ACK | RST | FIN)) === SYN && t.canReuse(s)) {
         t.teardown(undefined);
@@ -302,7 +330,7 @@ export class TcpLayer implements UpperProtocol {
   }
 
   private findListener(dst: Uint8Array, port: number): TcpListener | undefined {
-    const list = this.listeners.get(port);
+    const list = this.listenersMap?.get(port);
     if (!list) return undefined;
     let wild: TcpListener | undefined;
     for (const l of list) {
@@ -363,7 +391,8 @@ export class TcpLayer implements UpperProtocol {
 
   private cookieHash(route: Route, lport: number, rport: number, clientIsn: number, t: number): number {
     const n = this.hashInput(route.src, route.dst, lport, rport, clientIsn >>> 24, (clientIsn >>> 16) & 0xff, (clientIsn >>> 8) & 0xff, clientIsn & 0xff, t & 0xff);
-    return this.cookieHasher.hash(this.hashIn, n) >>> 8; // 24 bits
+    const h = this.hash;
+    return h.cookie.hash(h.input, n) >>> 8; // 24 bits
   }
 
   private cookieTime(): number {
@@ -433,7 +462,7 @@ export class TcpLayer implements UpperProtocol {
     if (e.quoted.length < 8) return;
     const sport = (e.quoted[0]! << 8) | e.quoted[1]!;
     const dport = (e.quoted[2]! << 8) | e.quoted[3]!;
-    const t = this.conns.get(this.key(e.dst, dport, e.src, sport));
+    const t = this.connsMap?.get(this.key(e.dst, dport, e.src, sport));
     if (!t) return this.counters.drop("icmp_no_connection");
     this.counters.inc("icmp_" + e.kind);
     t.icmpError(e);
@@ -450,7 +479,8 @@ export class TcpLayer implements UpperProtocol {
    * A connection's segment into a frame (header from `repr`, `len` payload bytes of `q` from
    * `off`) and out through IP; with `gsoSize` one TSO super-segment. False if it did not leave.
    */
-  private transmit(r: Route, repr: TcpEmit, q: SendQueue | undefined, off: number, len: number, gsoSize: number): boolean {
+  /** @internal (LayerEnv.transmit) */
+  transmit(r: Route, repr: TcpEmit, q: SendQueue | undefined, off: number, len: number, gsoSize: number): boolean {
     const hl = 20 + optionsLength(repr);
     const frame = this.allocFrame(r.headroom + hl + len);
     if (q && len > 0) q.copy(off, len, frame, r.headroom + hl);
@@ -470,8 +500,9 @@ export class TcpLayer implements UpperProtocol {
     (route.family === 4 ? this.ipv4 : this.ipv6)?.send(route, IPPROTO_TCP, frame, DF);
   }
 
-  private remove(t: Tcb): void {
-    if (this.conns.get(t.key) === t) this.conns.delete(t.key);
+  /** @internal A connection reached CLOSED (LayerEnv.closed). */
+  remove(t: Tcb): void {
+    if (this.connsMap?.get(t.key) === t) this.connsMap.delete(t.key);
     this.output.forget(t);
   }
 
@@ -483,7 +514,50 @@ export class TcpLayer implements UpperProtocol {
   /** The stack closes: every connection ends now (Tcb.stackClosed), every listener closes. */
   close(): void {
     this.closed = true;
-    for (const list of [...this.listeners.values()]) for (const l of [...list]) l.close();
-    for (const t of [...this.conns.values()]) t.stackClosed();
+    for (const list of [...(this.listenersMap?.values() ?? [])]) for (const l of [...list]) l.close();
+    for (const t of [...(this.connsMap?.values() ?? [])]) t.stackClosed();
+  }
+}
+
+/**
+ * A stack's TCP as its connections see it (env.ts): one object, made with the first connection,
+ * whose methods call the layer (no closure per need, per stack).
+ */
+class LayerEnv implements TcpEnv {
+  readonly timers: TimerQueue;
+  readonly counters: Counters;
+  readonly random: Random;
+  readonly memory: TcpMemory;
+  readonly gsoMax: number;
+  constructor(
+    private readonly layer: TcpLayer,
+    private readonly out: OutputScheduler,
+  ) {
+    this.timers = layer.timers;
+    this.counters = layer.counters;
+    this.random = layer.random;
+    this.memory = layer.memory;
+    this.gsoMax = layer.gsoMax;
+  }
+  transmit(route: Route, repr: TcpEmit, q: SendQueue | undefined, off: number, len: number, gsoSize: number): boolean {
+    return this.layer.transmit(route, repr, q, off, len, gsoSize);
+  }
+  reset(route: Route, lport: number, rport: number, seq: number, ack: number, withAck: boolean): void {
+    this.layer.sendReset(route, lport, rport, seq, ack, withAck);
+  }
+  challengeAllowed(): boolean {
+    return this.layer.challengeAllowed();
+  }
+  wantsOutput(t: Flushable): void {
+    this.out.want(t);
+  }
+  retryOutput(t: Flushable): void {
+    this.out.retry(t);
+  }
+  closed(t: Flushable): void {
+    this.layer.remove(t as Tcb);
+  }
+  timeWait(delta: 1 | -1): boolean {
+    return this.layer.timeWait(delta);
   }
 }
