@@ -4,12 +4,8 @@
 // its own legitimate user (another address) still gets through, and tenant 1 keeps serving.
 // Timing on a shared machine varies, so the bounds are loose; `make bench` reports the figures.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { join } from "node:path";
-import { tmpdir } from "node:os";
 import { Netns, ifname, privileged } from "../helpers/netns.js";
-import { ROOT } from "../helpers/cli.js";
+import { udpbench as udpbenchBinary } from "../helpers/udpbench.js";
 import { TapNetif } from "../../stack/netif/tap.js";
 import { Stack } from "../../stack/stack.js";
 import { Scheduler } from "../../stack/core/scheduler.js";
@@ -23,11 +19,9 @@ describe.skipIf(!run)("tenants under floods over TAPs", () => {
   const nss: Netns[] = [];
   const stacks: Stack[] = [];
   const webs: ServeHandle[] = [];
-  const dir = mkdtempSync(join(tmpdir(), "paf-flood-"));
-  const udpbench = join(dir, "udpbench");
+  const udpbench = udpbenchBinary();
 
   beforeAll(async () => {
-    execFileSync("gcc", ["-O2", "-o", udpbench, join(ROOT, "scripts", "bench", "udpbench.c")]);
     const scheduler = new Scheduler();
     for (let i = 0; i < 2; i++) {
       const ns = await Netns.create(`fl${i}`);
@@ -51,7 +45,6 @@ describe.skipIf(!run)("tenants under floods over TAPs", () => {
     await Promise.all(webs.map((w) => w.stop(500)));
     await Promise.all(stacks.map((s) => s.close()));
     for (const ns of nss) await ns.destroy();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   /** `n` sequential curls in namespace `i` (from `src`), `limit` s each: how many answered right. */
