@@ -6,7 +6,7 @@
  * flooding source cannot take the stack's whole budget from the others (fairrate.ts).
  */
 import { resolveOptions } from "./core/validate.js";
-import { ADMIT, FairRate, NEED_SOURCE, OVER_RATE, addressKey } from "./core/fairrate.js";
+import { ADMIT, FairRate, NEED_SOURCE, OVER_RATE, SourceRate, addressKey } from "./core/fairrate.js";
 
 export interface TenantOptions {
   /** Frames per second the stack takes in; more are dropped before parsing. Default 1,000,000. */
@@ -22,6 +22,14 @@ export interface TenantOptions {
   sourceSharePct?: number;
   /** Sources tracked for their shares (the least recently seen is forgotten). Default 1024. */
   maxSources?: number;
+  /**
+   * Frames per second any one source (an IPv4/IPv6 source address with its protocol) may send,
+   * with `burstMs` of it saved up; 0 (the default): no such bound. Unlike `sourceSharePct` it holds
+   * with or without contention. On a TAP it is enforced by the kernel (an eBPF filter, when the
+   * process may load one: root), so a flood from one source costs the process nothing at all;
+   * otherwise the stack drops before parsing. Counted in `drop_source_rate`.
+   */
+  sourcePacketsPerSec?: number;
   /**
    * CPU time (µs) the stack's input may use per turn of the event loop while other stacks of its
    * scheduler have work too; beyond it the rest waits for a later turn. Default 1000.
@@ -42,6 +50,7 @@ function resolve(o: TenantOptions): TenantOptionsResolved {
     burstMs: [100, 1, 10_000],
     sourceSharePct: [50, 1, 100],
     maxSources: [1024, 1, 1 << 20],
+    sourcePacketsPerSec: [0, 0, 10_000_000],
     cpuPerTurnUs: [1000, 10, 1_000_000],
   });
 }
@@ -59,8 +68,13 @@ export class Ingress {
   dropPacketRate = 0;
   dropByteRate = 0;
   dropSourceShare = 0;
+  dropSourceRate = 0;
+  /** The per-source bound, when the stack enforces it (the netif could not: see sourceBurst). */
+  private readonly perSource: SourceRate | undefined;
 
-  constructor(o: TenantOptionsResolved, now: number) {
+  /** `sourceLimitHere`: enforce `sourcePacketsPerSec` here (false: the netif does, or there is none). */
+  constructor(o: TenantOptionsResolved, now: number, sourceLimitHere = o.sourcePacketsPerSec > 0) {
+    if (sourceLimitHere && o.sourcePacketsPerSec > 0) this.perSource = new SourceRate(o.sourcePacketsPerSec, sourceBurst(o), o.maxSources);
     const share = o.sourceSharePct / 100;
     this.packets = new FairRate(o.packetsPerSec, Math.max(1, (o.packetsPerSec * o.burstMs) / 1000), share, o.maxSources, now);
     this.bytes = new FairRate(o.bytesPerSec, Math.max(MAX_FRAME, (o.bytesPerSec * o.burstMs) / 1000), share, o.maxSources, now);
@@ -68,9 +82,17 @@ export class Ingress {
 
   /** May this frame in? If not, counted by the bound that refused it (stats().tenant.drop_*). */
   admit(frame: Uint8Array, now: number): boolean {
-    let r = this.bytes.take(frame.length, now);
     let src: number | undefined;
-    if (r === NEED_SOURCE) r = this.bytes.take(frame.length, now, (src = sourceOf(frame)));
+    if (this.perSource) {
+      // As the kernel's filter does: IPv4 and IPv6 sources only (ARP and the rest pass).
+      src = sourceOf(frame);
+      if ((src < 2 ** 50 || src >= 2 ** 52) && !this.perSource.take(src, now)) {
+        this.dropSourceRate++;
+        return false;
+      }
+    }
+    let r = this.bytes.take(frame.length, now);
+    if (r === NEED_SOURCE) r = this.bytes.take(frame.length, now, (src ??= sourceOf(frame)));
     if (r !== ADMIT) {
       if (r === OVER_RATE) this.dropByteRate++;
       else this.dropSourceShare++;
@@ -85,6 +107,11 @@ export class Ingress {
     }
     return true;
   }
+}
+
+/** The frames one source may send at once under `sourcePacketsPerSec`: `burstMs` of the rate, at least one. */
+export function sourceBurst(o: TenantOptionsResolved): number {
+  return Math.max(1, Math.round((o.sourcePacketsPerSec * o.burstMs) / 1000));
 }
 
 /**

@@ -9,7 +9,7 @@ import type { Clock } from "./core/clock.js";
 import type { Random } from "./core/random.js";
 import type { TimerQueue } from "./core/timers.js";
 import { KeepAlive, Scheduler, sharedScheduler } from "./core/scheduler.js";
-import { Ingress, resolveTenantOptions, type TenantOptions, type TenantOptionsResolved } from "./ingress.js";
+import { Ingress, resolveTenantOptions, sourceBurst, type TenantOptions, type TenantOptionsResolved } from "./ingress.js";
 import { StackReceiver } from "./receive.js";
 import { Counters, type StatsSnapshot } from "./core/stats.js";
 import { ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE, InternalErrors, errnoError, stackClosedError } from "./core/errors.js";
@@ -163,6 +163,8 @@ export class Stack {
   private housekeeping: Timer | undefined;
   /** Limits of this stack as a tenant of its process (`limits.tenant`). */
   readonly tenant: TenantOptionsResolved;
+  /** `limits.tenant.sourcePacketsPerSec` is enforced by the netif (the kernel), not the ingress. */
+  private sourceLimitInNetif = false;
   /** Admission of received frames by the tenant's rates (its drops are counted there). */
   private readonly ingress: Ingress;
   /** Between the netif and Ethernet: admission, batches, this stack's share of the scheduler. */
@@ -233,7 +235,7 @@ export class Stack {
     this.timers.onError = (err) => bugs.report("timer", err);
     // The receive side, driven by the scheduler; the tenant's rates checked before any parsing.
     this.tenant = resolveTenantOptions(limits.tenant);
-    this.ingress = new Ingress(this.tenant, this.timers.now());
+    this.ingress = new Ingress(this.tenant, this.timers.now(), !this.limitSourcesInNetif(netif));
     this.receiver = new StackReceiver(this.scheduler, netif, this.ingress, this.eth, bugs, this.tenant.cpuPerTurnUs / 1000);
     netif.start(this.receiver);
     if (opts.ipv4?.address !== undefined) {
@@ -495,6 +497,27 @@ export class Stack {
   }
 
   /**
+   * `limits.tenant.sourcePacketsPerSec` handed to the netif when it can enforce it before the
+   * stack (a TAP: in the kernel); false when there is no such limit or the netif cannot (then the
+   * ingress enforces it, and a warning says why once per process).
+   */
+  private limitSourcesInNetif(netif: Netif): boolean {
+    const t = this.tenant;
+    if (t.sourcePacketsPerSec === 0 || !netif.limitSources) return false;
+    try {
+      netif.limitSources(t.sourcePacketsPerSec, sourceBurst(t), t.maxSources);
+      this.sourceLimitInNetif = true;
+      return true;
+    } catch (e) {
+      if (!sourceLimitWarned) {
+        sourceLimitWarned = true;
+        process.emitWarning(`limits.tenant.sourcePacketsPerSec is enforced by the stack, not by ${netif.name}: ${(e as Error).message}`, { code: "PAF_SOURCE_LIMIT" });
+      }
+      return false;
+    }
+  }
+
+  /**
    * What an operator of many tenants watches: connections, bytes held, CPU time used (input
    * batches and timers, ms), turns held back for being over the CPU share, and every drop by a
    * limit (`drop_*`, summed in `drops_by_limit`): input rates and source shares, new
@@ -508,6 +531,7 @@ export class Stack {
       drop_packet_rate: g.dropPacketRate,
       drop_byte_rate: g.dropByteRate,
       drop_source_share: g.dropSourceShare,
+      drop_source_rate: g.dropSourceRate + (this.sourceLimitInNetif ? (this.netif.sourceLimitDrops?.() ?? 0) : 0),
       drop_syn_rate: tcp.get("drop_syn_rate"),
       drop_syn_source_share: tcp.get("drop_syn_source_share"),
       drop_host_connections: tcp.get("drop_host_connections"),
@@ -521,6 +545,7 @@ export class Stack {
       buffered_bytes: l.buffered,
       cpu_ms: Math.round((this.receiver.task.cpuMs + this.timers.cpuMs) * 1000) / 1000,
       deferred_turns: this.receiver.task.deferredTurns,
+      source_limit_in_kernel: this.sourceLimitInNetif ? 1 : 0,
       drops_by_limit: drops,
       ...limitDrops,
     };
@@ -578,6 +603,9 @@ export class Stack {
     await this.netif.close();
   }
 }
+
+/** The fallback of limitSourcesInNetif is said once per process, not once per tenant. */
+let sourceLimitWarned = false;
 
 /** DHCP's default route yields to a static one of the same prefix (as NetworkManager's 100 does). */
 const DHCP_ROUTE_METRIC = 100;

@@ -16,9 +16,12 @@ const SECONDS = Number(process.env.PAF_NOISY_SECONDS ?? 4);
 /** The UDP flood's rate (the issue's figure); 0: as fast as the sender can. */
 const FLOOD_PPS = Number(process.env.PAF_NOISY_FLOOD_PPS ?? 240_000);
 
+/** Node flags for the paf server (e.g. PAF_NOISY_NODEFLAGS="--cpu-prof --cpu-prof-dir=/tmp/p" to profile it). */
+const NODE_FLAGS = (process.env.PAF_NOISY_NODEFLAGS ?? "").split(" ").filter(Boolean);
+
 /** The limits tenant 0 runs with (documented in the README's tenants section). */
 export const NOISY_LIMITS = {
-  tenant: { packetsPerSec: 30_000, bytesPerSec: 100_000_000, sourceSharePct: 50, cpuPerTurnUs: 500 },
+  tenant: { packetsPerSec: 30_000, bytesPerSec: 100_000_000, sourceSharePct: 50, sourcePacketsPerSec: 15_000, cpuPerTurnUs: 500 },
   tcp: { maxConnectionsPerHost: 64, newConnectionsPerSec: 2000 },
 };
 
@@ -83,7 +86,7 @@ export async function benchNoisy() {
       ],
     }),
   );
-  const paf = track(spawn(process.execPath, [CLI, "serve", "--tenants", cfg], { stdio: ["ignore", "pipe", "pipe"] }));
+  const paf = track(spawn(process.execPath, [...NODE_FLAGS, CLI, "serve", "--tenants", cfg], { stdio: ["ignore", "pipe", "pipe"] }));
   let log = "";
   await new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`paf serve --tenants not ready: ${log}`)), 20_000);

@@ -77,6 +77,42 @@ export class FairRate {
   }
 }
 
+/**
+ * A bound per source, with or without contention: each source its own bucket (`rate` per second,
+ * `burst` saved up), at most `maxSources` tracked (the least recently seen forgotten first, so a
+ * forgotten source starts again with a full bucket). Time (ms) comes from the caller.
+ */
+export class SourceRate {
+  private readonly buckets = new Map<number, SourceBucket>();
+
+  constructor(
+    readonly rate: number,
+    readonly burst: number,
+    readonly maxSources: number,
+  ) {}
+
+  /** Take one frame of `source` at `now`: false if its bucket is empty. */
+  take(source: number, now: number): boolean {
+    const m = this.buckets;
+    let s = m.get(source);
+    if (s) {
+      m.delete(source); // most recently seen last
+      const e = now - s.last;
+      if (e > 0) {
+        s.tokens = Math.min(this.burst, s.tokens + (e * this.rate) / 1000);
+        s.last = now;
+      }
+    } else {
+      if (m.size >= this.maxSources) m.delete(m.keys().next().value as number);
+      s = { tokens: this.burst, last: now };
+    }
+    m.set(source, s);
+    if (s.tokens < 1) return false;
+    s.tokens -= 1;
+    return true;
+  }
+}
+
 /** A number naming an address (4 or 16 bytes) at `off` of `b`, for FairRate keys. */
 export function addressKey(b: Uint8Array, off: number, len: number): number {
   if (len === 4) return ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;

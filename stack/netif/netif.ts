@@ -95,6 +95,14 @@ export interface Netif {
   /** Stop delivering frames for now (they wait, e.g. in the kernel's queue), and start again. */
   pause?(): void;
   resume?(): void;
+  /**
+   * Have the device drop frames of any one source (an IP source address with its protocol) past
+   * `perSec` frames per second, `burst` saved up, before they reach the stack (a TAP: an eBPF
+   * filter in the kernel). Throws NetifError if the device cannot (no privilege, old kernel).
+   */
+  limitSources?(perSec: number, burst: number, maxSources: number): void;
+  /** Frames dropped by limitSources so far. */
+  sourceLimitDrops?(): number;
   /** Whether the netif keeps the process alive (Node's ref/unref; a TAP's fd poll does by default). */
   ref?(): void;
   unref?(): void;

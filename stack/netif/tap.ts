@@ -123,6 +123,9 @@ export class TapNetif implements Netif {
   private readonly flushNow = (): void => this.flush();
   /** Transmit buffers used again once written (see FramePool and TX_POOL_KEEP). */
   private readonly txPool: FramePool;
+  /** The kernel source limit's drop counter (a BPF map fd), -1 without one; drops of earlier ones. */
+  private filterCounter = -1;
+  private dropBase = 0;
 
   private constructor(
     readonly name: string,
@@ -147,6 +150,42 @@ export class TapNetif implements Netif {
     this.features = { checksumOffload: false, maxFrameSize: mtu + ETH_HEADER_LEN, tso: this.gso ? 65535 : 0 };
     const small = roundUp(mtu + ETH_HEADER_LEN, 64);
     this.txPool = this.gso ? new FramePool([small, roundUp(GSO_MAX_FRAME, 64)], [TX_POOL_KEEP, TX_POOL_KEEP_TSO]) : new FramePool([small], [TX_POOL_KEEP]);
+  }
+
+  /**
+   * Drop, in the kernel, frames of any one source (an IPv4/IPv6 source address with its protocol)
+   * past `perSec` frames per second with `burst` saved up, tracking at most `maxSources` (the
+   * least recently seen forgotten first): an eBPF filter on the TAP (TUNSETFILTEREBPF) runs
+   * before a frame is queued for us, so a flood costs this process nothing. Replaces an earlier
+   * limit. Needs CAP_BPF and CAP_NET_ADMIN; throws NetifError (EPERM, EINVAL, ...) otherwise.
+   */
+  limitSources(perSec: number, burst: number, maxSources: number): void {
+    const int = (v: number, lo: number, hi: number, what: string) => {
+      if (!Number.isInteger(v) || v < lo || v > hi) throw new NetifError(`limitSources: ${what} must be a whole number in ${lo}..${hi} (got ${v})`, "EINVAL");
+    };
+    int(perSec, 1, 10_000_000, "perSec");
+    int(burst, 1, 10_000_000, "burst");
+    int(maxSources, 1, 1 << 20, "maxSources");
+    if (this.fd < 0 || this.closing) throw new NetifError(`TAP ${this.name} is closed`, "EBADF");
+    let counter: number;
+    try {
+      counter = this.addon.setSourceFilter(this.fd, perSec, burst, maxSources);
+    } catch (e) {
+      throw toNetifError(e);
+    }
+    this.dropBase = this.sourceLimitDrops();
+    if (this.filterCounter >= 0) this.addon.close(this.filterCounter);
+    this.filterCounter = counter;
+  }
+
+  /** Frames the kernel's source limit dropped (all limits set on this netif so far). */
+  sourceLimitDrops(): number {
+    if (this.filterCounter < 0) return this.dropBase;
+    try {
+      return this.dropBase + this.addon.sourceFilterDrops(this.filterCounter);
+    } catch {
+      return this.dropBase;
+    }
   }
 
   allocFrame(len: number): Uint8Array {
@@ -435,6 +474,15 @@ export class TapNetif implements Netif {
     this.gsoQueued = 0;
     const fd = this.fd;
     this.fd = -1;
+    if (this.filterCounter >= 0) {
+      this.dropBase = this.sourceLimitDrops();
+      // A persistent TAP outlives us: it must not keep filtering for the next user.
+      try {
+        this.addon.clearSourceFilter(fd);
+      } catch {}
+      this.addon.close(this.filterCounter);
+      this.filterCounter = -1;
+    }
     this.addon.close(fd);
   }
 }

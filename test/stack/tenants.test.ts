@@ -1,7 +1,7 @@
 // Many stacks in one process as tenants: isolation, one shared scheduler (one timer, fair shares
 // of CPU per turn), every per-tenant limit hit and counted, and what stack.close() does.
 import { afterEach, describe, expect, it } from "vitest";
-import { Stack } from "../../stack/stack.js";
+import { Stack, type StackLimits } from "../../stack/stack.js";
 import { Scheduler } from "../../stack/core/scheduler.js";
 import { VirtualSwitch } from "../../stack/netif/vswitch.js";
 import { VirtualClock, type Clock } from "../../stack/core/clock.js";
@@ -139,6 +139,24 @@ describe("one scheduler for many stacks", () => {
 
 describe("per-tenant limits, each hit and counted", () => {
   const datagram = (port: number, src = PEER_IP, size = 10) => ipv4Frame(17, udpDatagram(1000, port, new Uint8Array(size), src), { src });
+  /**
+   * A stack with these tenant limits, fed for `ms` (virtual) a flood of 400 datagrams/s to port 9
+   * from the peer and one datagram every `calmEvery` ms to port 8 from 198.18.0.3: what each got.
+   */
+  const floodAndCalm = (tenant: NonNullable<StackLimits["tenant"]>, ms: number, calmEvery: number) => {
+    const { netif, clock, stack } = captured({ tenant });
+    const other = parseIPv4("198.18.0.3");
+    netif.inject(arpReply(parseMac("02:00:00:00:00:03"), other));
+    const got = { stack, flood: 0, calm: 0 };
+    stack.udp.createSocket("udp4", () => got.flood++).bind(9);
+    stack.udp.createSocket("udp4", () => got.calm++).bind(8);
+    for (let t = 0; t < ms; t += 10) {
+      for (let i = 0; i < 4; i++) netif.inject(datagram(9));
+      if (t % calmEvery === 0) netif.inject(datagram(8, other));
+      clock.advance(10);
+    }
+    return got;
+  };
 
   it("packetsPerSec: beyond the burst, frames are dropped before parsing", () => {
     const { netif, clock, stack } = captured({ tenant: { packetsPerSec: 100, burstMs: 100 } });
@@ -168,24 +186,27 @@ describe("per-tenant limits, each hit and counted", () => {
   });
 
   it("sourceSharePct: under contention one flooding source gets its share, another source all it asks", () => {
-    const { netif, clock, stack } = captured({ tenant: { packetsPerSec: 100, burstMs: 100, sourceSharePct: 50 } });
-    const other = parseIPv4("198.18.0.3");
-    netif.inject(arpReply(parseMac("02:00:00:00:00:03"), other));
-    let flood = 0;
-    let calm = 0;
-    stack.udp.createSocket("udp4", () => flood++).bind(9);
-    stack.udp.createSocket("udp4", () => calm++).bind(8);
     // 2 s: the flood offers 400/s, the calm source 25/s; the stack takes 100/s.
-    for (let t = 0; t < 2000; t += 10) {
-      for (let i = 0; i < 4; i++) netif.inject(datagram(9));
-      if (t % 40 === 0) netif.inject(datagram(8, other));
-      clock.advance(10);
-    }
+    const { stack, flood, calm } = floodAndCalm({ packetsPerSec: 100, burstMs: 100, sourceSharePct: 50 }, 2000, 40);
     expect(calm).toBe(50);
     expect(flood).toBeLessThan(200 - 50 + 15);
     const t = stack.stats().tenant!;
     expect(t["drop_source_share"]).toBeGreaterThan(0);
     expect(t["drop_packet_rate"]).toBeGreaterThan(0);
+  });
+
+  it("sourcePacketsPerSec: one source past its own rate is dropped, contended or not, another untouched (in the stack, where the netif cannot)", () => {
+    // 1 s: the flood offers 400/s, far below the tenant's packet rate (no contention); the calm source 20/s.
+    const { stack, flood, calm } = floodAndCalm({ sourcePacketsPerSec: 50, burstMs: 100 }, 1000, 50);
+    expect(calm).toBe(20);
+    // A burst of 5 (100 ms of 50/s), then 50/s: 5 + 50, give or take the last refill.
+    expect(flood).toBeGreaterThanOrEqual(53);
+    expect(flood).toBeLessThanOrEqual(56);
+    const t = stack.stats().tenant!;
+    expect(t["drop_source_rate"]).toBe(400 - flood);
+    expect(t["source_limit_in_kernel"]).toBe(0);
+    expect(t["drop_source_share"]).toBe(0);
+    expect(t["drops_by_limit"]).toBe(400 - flood);
   });
 
   it("newConnectionsPerSec and maxConnectionsPerHost: SYNs beyond them are dropped and counted; another address still connects", async () => {
@@ -228,6 +249,7 @@ describe("per-tenant limits, each hit and counted", () => {
       expect.objectContaining({ code: "ERR_OUT_OF_RANGE", message: expect.stringContaining("limits.tenant.packetsPerSec") }),
     );
     expect(() => Stack.create({ netif: new CaptureNetif(), ipv4: { address: "198.18.0.2/24" }, limits: { tenant: { cpuPerTurnUs: 1 } } })).toThrow(/limits\.tenant\.cpuPerTurnUs/);
+    expect(() => Stack.create({ netif: new CaptureNetif(), ipv4: { address: "198.18.0.2/24" }, limits: { tenant: { sourcePacketsPerSec: 2e7 } } })).toThrow(/limits\.tenant\.sourcePacketsPerSec/);
   });
 });
 

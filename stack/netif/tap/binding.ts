@@ -41,6 +41,11 @@ export interface TapAddon {
   close(fd: number): void;
   /** glibc's M_TRIM_THRESHOLD (see tap.c); false where it does not apply. */
   setMallocTrim(bytes: number): boolean;
+  /** Attach the kernel's per-source rate limit (srcfilter.c); returns the fd of its drop counter. */
+  setSourceFilter(fd: number, rate: number, burst: number, maxSources: number): number;
+  clearSourceFilter(fd: number): void;
+  /** Frames the kernel filter dropped, read from its counter. */
+  sourceFilterDrops(counterFd: number): number;
 }
 
 /** A shared object is process-wide by nature; this only saves the lookup on every open. */

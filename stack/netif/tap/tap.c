@@ -32,6 +32,7 @@
 #include <malloc.h>
 #endif
 #include <node_api.h>
+#include "srcfilter.h"
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,9 @@ static int open_tap(const char *name, bool vnet, bool mq, bool up, unsigned offl
     close(fd);
     return -1;
   }
+  /* A persistent TAP keeps the source filter its last user attached (setSourceFilter): start
+   * without one. Kernels without TUNSETFILTEREBPF (before 4.16) have none to remove. */
+  srcfilter_detach(fd);
   if (up) {
     /* SIOCSIFFLAGS needs CAP_NET_ADMIN; a user attaching to a persistent TAP that is already up
      * must not fail, so only set the flag when it is missing. The socket is made here, inside the
@@ -569,13 +573,22 @@ static napi_value tap_write_frames(napi_env env, napi_callback_info info) {
   return res;
 }
 
-/* close(fd): call stopReading first, or libuv would poll a closed (and soon reused) fd. */
-static napi_value tap_close(napi_env env, napi_callback_info info) {
+/* The one int32 argument (an fd) of close, clearSourceFilter and sourceFilterDrops; false (a
+ * TypeError thrown) if it is missing or not a number. */
+static bool fd_arg(napi_env env, napi_callback_info info, int32_t *fd) {
   size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], fd) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "expected a file descriptor");
+    return false;
+  }
+  return true;
+}
+
+/* close(fd): call stopReading first, or libuv would poll a closed (and soon reused) fd. */
+static napi_value tap_close(napi_env env, napi_callback_info info) {
   int32_t fd;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  if (!fd_arg(env, info, &fd)) return NULL;
   /* EINTR on close still releases the fd on Linux: never retry it. */
   if (fd >= 0 && close(fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close TAP fd", NULL);
   return NULL;
@@ -604,6 +617,51 @@ static napi_value tap_set_malloc_trim(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* setSourceFilter(fd, rate, burst, maxSources) -> counterFd: the kernel drops frames of a source
+ * (address + protocol) past `rate` per second (srcfilter.c). Throws with the errno's code and
+ * the reason (the verifier's words if it refused the program). */
+static napi_value tap_set_source_filter(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  uint32_t rate, burst, sources;
+  if (argc < 4 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_uint32(env, argv[1], &rate) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &burst) != napi_ok || napi_get_value_uint32(env, argv[3], &sources) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "setSourceFilter(fd, rate, burst, maxSources)");
+    return NULL;
+  }
+  int counter = -1;
+  char err[1024] = {0};
+  if (srcfilter_attach(fd, rate, burst, sources, &counter, err, sizeof err) < 0) {
+    int e = errno;
+    return throw_errno(env, e, err,
+                       e == EPERM || e == EACCES ? "a kernel filter needs CAP_BPF and CAP_NET_ADMIN (root); the stack then limits sources itself" : NULL);
+  }
+  napi_value res;
+  CHECK(napi_create_int32(env, counter, &res));
+  return res;
+}
+
+/* clearSourceFilter(fd): the TAP's kernel filter removed. */
+static napi_value tap_clear_source_filter(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!fd_arg(env, info, &fd)) return NULL;
+  if (srcfilter_detach(fd) < 0) return throw_errno(env, errno, "cannot remove the TAP's source filter (TUNSETFILTEREBPF)", NULL);
+  return NULL;
+}
+
+/* sourceFilterDrops(counterFd) -> frames the kernel filter dropped. */
+static napi_value tap_source_filter_drops(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!fd_arg(env, info, &fd)) return NULL;
+  uint64_t n = 0;
+  if (srcfilter_drops(fd, &n) < 0) return throw_errno(env, errno, "cannot read the source filter's counter (bpf)", NULL);
+  napi_value res;
+  CHECK(napi_create_double(env, (double)n, &res));
+  return res;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, tap_open, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -614,6 +672,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"writeFrames", NULL, tap_write_frames, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, tap_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setMallocTrim", NULL, tap_set_malloc_trim, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setSourceFilter", NULL, tap_set_source_filter, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"clearSourceFilter", NULL, tap_clear_source_filter, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sourceFilterDrops", NULL, tap_source_filter_drops, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
