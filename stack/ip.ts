@@ -21,6 +21,15 @@ export interface IpPacket {
   csumValid: boolean;
 }
 
+/** No bytes: what a reused IpPacket points at between two inputs. */
+export const EMPTY_BYTES: Uint8Array = new Uint8Array(0);
+
+/** A packet to fill in (the IP layers reuse one per layer: see Ipv4Layer.input). */
+export function newIpPacket(family: 4 | 6): IpPacket {
+  const n = family === 4 ? 4 : 16;
+  return { family, src: new Uint8Array(n), dst: new Uint8Array(n), protocol: 0, ttl: 0, payload: EMPTY_BYTES, packet: EMPTY_BYTES, multicast: false, csumValid: false };
+}
+
 /** What an ICMP error (unreachable, too big, time exceeded) tells the upper protocol that sent the offending packet. */
 export interface IcmpErrorInfo {
   family: 4 | 6;

@@ -6,13 +6,13 @@
 import type { EthernetLayer } from "./ethernet.js";
 import type { TimerQueue } from "./core/timers.js";
 import type { Random } from "./core/random.js";
-import type { IpOutput, IpPacket, Route, SendOptions, UpperProtocol } from "./ip.js";
+import { EMPTY_BYTES, newIpPacket, type IpOutput, type IpPacket, type Route, type SendOptions, type UpperProtocol } from "./ip.js";
 import type { RxMeta } from "./netif/netif.js";
 import { Counters } from "./core/stats.js";
 import { Loopback } from "./loopback.js";
 import { Ipv4Ident } from "./ipv4id.js";
 import { Reassembler, type ReassemblyOptions } from "./reassembly.js";
-import { IPV4, emitIpv4, parseIpv4 } from "./wire/ipv4.js";
+import { IPV4, IPV4_FLAG_MF, IPV4_FRAG_OFFSET_MASK, checkIpv4, emitIpv4, parseIpv4, type Ipv4EmitOptions } from "./wire/ipv4.js";
 import { ETH, ETHERTYPE_IPV4 } from "./wire/ethernet.js";
 
 import { BROADCAST_MAC, IPV4_ANY, copyBytes, ipv4MulticastMac, ipv4ToU32, u32ToIPv4 } from "./wire/addr.js";
@@ -87,6 +87,9 @@ export const ALL_HOSTS = 0xe0000001;
 const ALL_HOSTS_MAC = ipv4MulticastMac(u32ToIPv4(ALL_HOSTS));
 
 /** One object shape for every route (route() runs for every datagram sent). */
+/** send() without options: one shared empty object rather than a new one per datagram. */
+const NO_SEND_OPTIONS: SendOptions = Object.freeze({});
+
 function routeOf4(src: Uint8Array, dst: Uint8Array, mtu: number, nextHop: number, fixedMac: Uint8Array | undefined, local: boolean, broadcast: boolean): Ipv4Route {
   return { family: 4, src, dst: copyBytes(dst), headroom: ETH.HEADER_LEN + IPV4.MIN_HEADER_LEN, mtu, nextHop, fixedMac, local, broadcast };
 }
@@ -100,6 +103,11 @@ export class Ipv4Layer implements IpOutput {
   // Reassembly, the path MTU cache, the loopback queue and the joined groups are made at first
   // use: an idle stack (of thousands) holds none of them.
   private reassemblerObj: Reassembler | undefined;
+  /** What send() writes each header from (made at the first send). */
+  private txHeader: Ipv4EmitOptions | undefined;
+  /** The packet input() hands up (see there; made at the first), and whether an input is in progress. */
+  private rxPacket: IpPacket | undefined;
+  private rxBusy = false;
   private readonly reassemblyOpts: ReassemblyOptions | undefined;
   private pmtuMap: Map<number, { mtu: number; expires: number }> | undefined;
   /** Our addresses; the first is the primary one (the source when no route says otherwise). Replaced, never changed in place. */
@@ -366,10 +374,12 @@ export class Ipv4Layer implements IpOutput {
   input(_frame: Uint8Array, p: Uint8Array, meta?: RxMeta): void {
     const c = this.counters;
     c.inc("rx_packets");
-    const r = parseIpv4(p);
-    if (typeof r === "string") return c.drop(r);
-    const d = ipv4ToU32(r.dst);
-    const s = ipv4ToU32(r.src);
+    // The fields are read in place (parseIpv4 would allocate a repr and three views per datagram).
+    const headerLen = checkIpv4(p);
+    if (typeof headerLen === "string") return c.drop(headerLen);
+    const totalLen = (p[2]! << 8) | p[3]!;
+    const s = ((p[12]! << 24) | (p[13]! << 16) | (p[14]! << 8) | p[15]!) >>> 0;
+    const d = ((p[16]! << 24) | (p[17]! << 16) | (p[18]! << 8) | p[19]!) >>> 0;
     // One pass over our addresses: one of them, or the broadcast address of one's subnet.
     let own = false;
     let multicast = false;
@@ -397,32 +407,54 @@ export class Ipv4Layer implements IpOutput {
     if (s === LIMITED_BROADCAST || s >>> 28 === 0xe || s >>> 24 === 127 || (s !== 0 && this.isBroadcast(s))) return c.drop("martian_source");
     if (s !== 0 && !this.loopObj?.active && this.findAddress(s)) return c.drop("own_source");
 
-    let payload = r.payload;
-    if (r.moreFragments || r.fragOffset !== 0) {
-      const key = `${s}:${d}:${r.protocol}:${r.ident}`;
-      const whole = this.reassembler.add(String(s), key, r.fragOffset, r.moreFragments, r.payload, p.subarray(0, r.totalLen));
-      if (!whole) return;
-      payload = whole;
+    const packet = totalLen === p.length ? p : p.subarray(0, totalLen);
+    const protocol = p[IPV4.PROTOCOL]!;
+    const ff = (p[6]! << 8) | p[7]!;
+    let payload = packet.subarray(headerLen);
+    let whole = true;
+    if ((ff & (IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK)) !== 0) {
+      const key = `${s}:${d}:${protocol}:${(p[4]! << 8) | p[5]!}`;
+      const r = this.reassembler.add(String(s), key, (ff & IPV4_FRAG_OFFSET_MASK) * 8, (ff & IPV4_FLAG_MF) !== 0, payload, packet);
+      if (!r) return;
+      payload = r;
+      whole = false;
     }
-    const h = this.protocols.get(r.protocol);
-    const pkt: IpPacket = {
-      family: 4,
-      src: r.src,
-      dst: r.dst,
-      protocol: r.protocol,
-      ttl: r.ttl,
-      payload,
-      packet: p.subarray(0, r.totalLen),
-      multicast,
-      csumValid: meta?.csumValid === true && payload === r.payload,
-    };
-    if (!h) {
-      c.drop("unknown_protocol");
-      if (!multicast) this.icmp?.sendError(pkt, 3, 2); // protocol unreachable
-      return;
+    // One packet object per layer, filled for each datagram: upper layers use it during input()
+    // and copy what they keep (views into a frame could not be kept anyway: a TAP reuses its
+    // receive buffer). Only a re-entrant input (none today) gets a fresh one.
+    const pkt = this.rxBusy ? newIpPacket(4) : (this.rxPacket ??= newIpPacket(4));
+    const src = pkt.src;
+    const dst = pkt.dst;
+    src[0] = p[12]!;
+    src[1] = p[13]!;
+    src[2] = p[14]!;
+    src[3] = p[15]!;
+    dst[0] = p[16]!;
+    dst[1] = p[17]!;
+    dst[2] = p[18]!;
+    dst[3] = p[19]!;
+    pkt.protocol = protocol;
+    pkt.ttl = p[IPV4.TTL]!;
+    pkt.payload = payload;
+    pkt.packet = packet;
+    pkt.multicast = multicast;
+    pkt.csumValid = meta?.csumValid === true && whole;
+    const h = this.protocols.get(protocol);
+    const busy = this.rxBusy;
+    this.rxBusy = true;
+    try {
+      if (!h) {
+        c.drop("unknown_protocol");
+        if (!multicast) this.icmp?.sendError(pkt, 3, 2); // protocol unreachable
+        return;
+      }
+      c.inc("delivered");
+      h.input(pkt);
+    } finally {
+      this.rxBusy = busy;
+      // The frame is not held past its input.
+      pkt.payload = pkt.packet = EMPTY_BYTES;
     }
-    c.inc("delivered");
-    h.input(pkt);
   }
 
   batchEnd(): void {
@@ -501,7 +533,7 @@ export class Ipv4Layer implements IpOutput {
     return v;
   }
 
-  send(route: Route, protocol: number, frame: Uint8Array, opts: SendOptions = {}): boolean {
+  send(route: Route, protocol: number, frame: Uint8Array, opts: SendOptions = NO_SEND_OPTIONS): boolean {
     const r = route as Ipv4Route;
     const c = this.counters;
     const hoff = ETH.HEADER_LEN;
@@ -515,7 +547,17 @@ export class Ipv4Layer implements IpOutput {
     const loop = r.fixedMac !== undefined && (r.broadcast || (opts.multicastLoop === true && this.joined(ipv4ToU32(r.dst))));
     // A TSO super-segment is cut to the MTU by the netif.
     if (IPV4.MIN_HEADER_LEN + payloadLen <= r.mtu || opts.gsoSize) {
-      emitIpv4(frame, hoff, { ident, ttl, tos: opts.tos ?? 0, dontFragment: opts.dontFragment ?? false, protocol, src: r.src, dst: r.dst, payloadLen });
+      // One header description per layer, filled per datagram (emitIpv4 reads it at once).
+      const h = (this.txHeader ??= { ident: 0, ttl: 0, tos: 0, dontFragment: false, protocol: 0, src: IPV4_ANY, dst: IPV4_ANY, payloadLen: 0 });
+      h.ident = ident;
+      h.ttl = ttl;
+      h.tos = opts.tos ?? 0;
+      h.dontFragment = opts.dontFragment ?? false;
+      h.protocol = protocol;
+      h.src = r.src;
+      h.dst = r.dst;
+      h.payloadLen = payloadLen;
+      emitIpv4(frame, hoff, h);
       return this.deliver(r, frame, opts.gsoSize ? opts : undefined, loop);
     }
     if (opts.dontFragment) {

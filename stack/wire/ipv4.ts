@@ -43,14 +43,9 @@ export type Ipv4ParseError = "truncated" | "bad_version" | "bad_header_length" |
  * frame, header checksum. Options are skipped (the header length covers them).
  */
 export function parseIpv4(p: Uint8Array, verifyChecksum = true): Ipv4Repr | Ipv4ParseError {
-  if (p.length < IPV4.MIN_HEADER_LEN) return "truncated";
-  const vihl = p[0]!;
-  if (vihl >> 4 !== 4) return "bad_version";
-  const headerLen = (vihl & 0x0f) * 4;
-  if (headerLen < IPV4.MIN_HEADER_LEN || headerLen > p.length) return "bad_header_length";
+  const headerLen = checkIpv4(p, verifyChecksum);
+  if (typeof headerLen === "string") return headerLen;
   const totalLen = (p[2]! << 8) | p[3]!;
-  if (totalLen < headerLen || totalLen > p.length) return "bad_total_length";
-  if (verifyChecksum && checksum(p, 0, headerLen) !== 0) return "bad_checksum";
   const ff = (p[6]! << 8) | p[7]!;
   return {
     headerLen,
@@ -66,6 +61,22 @@ export function parseIpv4(p: Uint8Array, verifyChecksum = true): Ipv4Repr | Ipv4
     dst: p.subarray(16, 20),
     payload: p.subarray(headerLen, totalLen),
   };
+}
+
+/**
+ * parseIpv4's checks alone, for the receive path, which reads the fields it needs in place and
+ * allocates nothing: the header length, or what is wrong.
+ */
+export function checkIpv4(p: Uint8Array, verifyChecksum = true): number | Ipv4ParseError {
+  if (p.length < IPV4.MIN_HEADER_LEN) return "truncated";
+  const vihl = p[0]!;
+  if (vihl >> 4 !== 4) return "bad_version";
+  const headerLen = (vihl & 0x0f) * 4;
+  if (headerLen < IPV4.MIN_HEADER_LEN || headerLen > p.length) return "bad_header_length";
+  const totalLen = (p[2]! << 8) | p[3]!;
+  if (totalLen < headerLen || totalLen > p.length) return "bad_total_length";
+  if (verifyChecksum && checksum(p, 0, headerLen) !== 0) return "bad_checksum";
+  return headerLen;
 }
 
 export interface Ipv4EmitOptions {

@@ -7,6 +7,7 @@ import { parseArp } from "../../stack/wire/arp.js";
 import { CaptureNetif } from "../helpers/capture.js";
 import { PEER_IP, PEER_MAC, STACK_IP, STACK_MAC, arpReply, arpRequest, decode4, fragments, icmpEcho, ipv4Frame, udpDatagram } from "../helpers/frames.js";
 import { parseIPv4 } from "../../stack/wire/addr.js";
+import type { IpPacket } from "../../stack/ip.js";
 
 function setup(limits = {}) {
   const netif = new CaptureNetif();
@@ -291,5 +292,35 @@ describe("RFC 768 UDP", () => {
     const [f] = netif.take();
     expect(f!.subarray(0, 6)).toEqual(PEER_MAC); // the gateway's MAC
     expect(decode4(f!).ip.dst).toEqual(parseIPv4("198.19.5.5"));
+  });
+});
+
+describe("IPv4 input hands up one reused packet", () => {
+  it("with each datagram's fields; it lets go of the frame after; a re-entrant input gets a packet of its own", () => {
+    const { netif, stack } = setup();
+    const seen: string[] = [];
+    const pkts: IpPacket[] = [];
+    let nest = true;
+    stack.ipv4.register(253, {
+      input: (pkt) => {
+        pkts.push(pkt);
+        if (nest) {
+          // A frame fed in from inside an input (no layer does this today): the outer packet must stay as it was.
+          nest = false;
+          netif.inject(ipv4Frame(253, new Uint8Array(3), { src: parseIPv4("198.18.0.9") }));
+        }
+        seen.push(`${[...pkt.src].join(".")} -> ${[...pkt.dst].join(".")} proto ${pkt.protocol} ttl ${pkt.ttl} ${pkt.payload.length} bytes of ${pkt.packet.length}`);
+      },
+    });
+    netif.inject(ipv4Frame(253, new Uint8Array(7)));
+    netif.inject(ipv4Frame(253, new Uint8Array(5), { src: parseIPv4("198.18.0.7"), ttl: 9 }));
+    expect(seen).toEqual([
+      "198.18.0.9 -> 198.18.0.2 proto 253 ttl 64 3 bytes of 23",
+      "198.18.0.1 -> 198.18.0.2 proto 253 ttl 64 7 bytes of 27",
+      "198.18.0.7 -> 198.18.0.2 proto 253 ttl 9 5 bytes of 25",
+    ]);
+    expect(pkts[0]).toBe(pkts[2]); // the layer's own, used again
+    expect(pkts[1]).not.toBe(pkts[0]); // the nested input's
+    for (const p of pkts) expect([p.payload.length, p.packet.length]).toEqual([0, 0]);
   });
 });
