@@ -188,7 +188,11 @@ export class ReorderQueue {
       this.segs.shift();
       this.bytes -= s.data.length;
       const end = seqAdd(s.seq, s.data.length);
-      if (seqLe(end, rcvNxt) && !s.fin) continue;
+      // Nothing new in it: its data lies below RCV.NXT, and so does its FIN (at `end`) if it
+      // carries one. That FIN came already, with a retransmission of this tail cut at another
+      // boundary (RFC 9293 §3.10.7.4: a FIN is taken once); handing it back would advance RCV.NXT
+      // past the peer's FIN, and every later ACK would acknowledge data it never sent.
+      if (seqLt(end, rcvNxt) || (end === rcvNxt && !s.fin)) continue;
       const d = seqLt(s.seq, rcvNxt) ? s.data.subarray(seqSub(rcvNxt, s.seq)) : s.data;
       out.push({ seq: rcvNxt, data: d, fin: s.fin });
       rcvNxt = seqAdd(rcvNxt, d.length);

@@ -161,4 +161,38 @@ describe("a TCP connection on its own (TcpEnv)", () => {
     h.tcb.input(h.seg({ seq: 6461, ack: 1001, flags: ACK, payload: Buffer.alloc(3 * 1460, 2) }));
     expect(h.out().map((x) => x.repr.ack)).toEqual([6461 + 3 * 1460]);
   });
+
+  it("takes the peer's FIN once when a retransmission cut at another boundary covers a FIN held out of order", () => {
+    const h = harness();
+    h.tcb.connect(1000);
+    h.out();
+    h.tcb.input(h.seg({ seq: 5000, ack: 1001, flags: SYN | ACK, mss: 1460, sackPermitted: true }));
+    h.out();
+    // The peer's tail, 400 bytes and its FIN, arrives before the 1000 bytes ahead of it: held
+    // out of order, a duplicate ACK with a SACK block for it (RFC 2018).
+    const tail = Buffer.alloc(1400, 7);
+    h.tcb.input(h.seg({ seq: 6001, ack: 1001, flags: ACK | FIN, payload: tail.subarray(1000) }));
+    let s = h.out();
+    expect(s.map((x) => [x.repr.ack, x.repr.sack])).toEqual([[5001, [6001, 6401]]]);
+    // Its retransmission carries the whole 1400 bytes and the FIN in one segment (the sender cuts
+    // segments anew: the room its own SACK option leaves, a tail loss probe, TSO). The FIN is
+    // taken once (RFC 9293 §3.10.7.4): RCV.NXT ends one past it, not two. Two past, every later
+    // ACK would acknowledge data the peer never sent, and it would drop them with the data they
+    // carry (RFC 9293 §3.10.7.4, RFC 5961 §5.2): our data stalls (transfer.test.ts, TSO seed 82:
+    // the client got 650,753 of 1,000,000 bytes), or an orphaned sender is reset.
+    h.tcb.input(h.seg({ seq: 5001, ack: 1001, flags: ACK | FIN, payload: tail }));
+    expect(h.tcb.state).toBe("CLOSE-WAIT");
+    expect(h.tcb.rcvNxt).toBe(6402);
+    expect(Buffer.concat(h.data)).toEqual(tail);
+    expect(h.events).toEqual(["connect", "end"]);
+    expect(h.env.counters.get("fins_received")).toBe(1);
+    s = h.out();
+    expect(s.map((x) => [x.repr.ack, x.repr.sack])).toEqual([[6402, undefined]]);
+    // And the close completes: our FIN, the peer's ACK of it (its sequence number one past its FIN).
+    h.tcb.close();
+    expect(h.out().map((x) => [x.repr.seq, x.repr.flags])).toEqual([[1001, ACK | FIN]]);
+    h.tcb.input(h.seg({ seq: 6402, ack: 1002, flags: ACK }));
+    expect(h.tcb.state).toBe("CLOSED");
+    expect(h.events.at(-1)).toBe("close");
+  });
 });

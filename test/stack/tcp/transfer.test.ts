@@ -73,4 +73,10 @@ describe("bulk transfer with SHA-256 check", () => {
       expect((s.a["retransmitted_segments"] ?? 0) + (s.b["retransmitted_segments"] ?? 0)).toBeGreaterThan(0);
     });
   }
+  // A retransmission cut at another boundary covered the client's tail and FIN the server held
+  // out of order: the server took the FIN twice, and the client dropped every segment the server
+  // sent after (they acknowledged data never sent), its data with them (tcb.test.ts replays it).
+  it("1 MB each way with TSO, a FIN held out of order and retransmitted in a longer segment (seed 82)", async () => {
+    await transfer(82, 1_000_000, faulty, 4, "newreno", true);
+  });
 });
