@@ -139,12 +139,15 @@ interface OooSegment {
   seq: number;
   data: Uint8Array;
   fin: boolean;
+  /** When it last arrived (a counter): SACK blocks go most recent first. */
+  stamp?: number;
 }
 
 /** Out-of-order segments waiting for the hole before them to fill (RFC 9293 §3.10.7.4, seventh). */
 export class ReorderQueue {
   segs: OooSegment[] = [];
   bytes = 0;
+  private arrivals = 0;
   constructor(
     /** The receive buffer: grows with it (autotuning). */
     public maxBytes: number,
@@ -160,7 +163,10 @@ export class ReorderQueue {
     const prev = this.segs[i - 1];
     if (prev) {
       const pend = seqAdd(prev.seq, prev.data.length);
-      if (seqGe(pend, seqAdd(seq, data.length)) && !fin) return true; // fully duplicate
+      if (seqGe(pend, seqAdd(seq, data.length)) && !fin) {
+        prev.stamp = ++this.arrivals; // fully duplicate: its block is the one to report first
+        return true;
+      }
       if (seqGt(pend, seq)) {
         data = data.subarray(seqSub(pend, seq));
         seq = pend;
@@ -173,8 +179,11 @@ export class ReorderQueue {
       data = data.subarray(0, Math.max(0, seqSub(next.seq, seq)));
       fin = false;
     }
-    if (data.length === 0 && !fin) return true;
-    this.segs.splice(i, 0, { seq, data: copyBytes(data), fin });
+    if (data.length === 0 && !fin) {
+      if (next) next.stamp = ++this.arrivals;
+      return true;
+    }
+    this.segs.splice(i, 0, { seq, data: copyBytes(data), fin, stamp: ++this.arrivals });
     this.bytes += data.length;
     return true;
   }
@@ -201,20 +210,30 @@ export class ReorderQueue {
     return out;
   }
 
-  /** Up to `n` SACK blocks describing what is held, most recent first would be ideal; we send lowest first. */
+  /**
+   * Up to `n` SACK blocks describing what is held, the block holding the segment that arrived
+   * last first, then the others from the most recent (RFC 2018 §4: the first block MUST report
+   * the segment that triggered the ACK, and the rest SHOULD repeat the most recently reported, so
+   * a peer with more holes than blocks still hears of each new one).
+   */
   sackBlocks(n: number): number[] {
-    const out: number[] = [];
-    let cur: [number, number] | undefined;
+    const blocks: { start: number; end: number; last: number }[] = [];
+    let cur: { start: number; end: number; last: number } | undefined;
     for (const s of this.segs) {
       const end = seqAdd(s.seq, s.data.length);
-      if (cur && seqLe(s.seq, cur[1])) cur[1] = seqMax(cur[1], end);
-      else {
-        if (cur) out.push(cur[0], cur[1]);
-        cur = [s.seq, end];
+      const stamp = s.stamp ?? 0;
+      if (cur && seqLe(s.seq, cur.end)) {
+        cur.end = seqMax(cur.end, end);
+        cur.last = Math.max(cur.last, stamp);
+      } else {
+        cur = { start: s.seq, end, last: stamp };
+        blocks.push(cur);
       }
     }
-    if (cur) out.push(cur[0], cur[1]);
-    return out.slice(0, 2 * n);
+    if (blocks.length > 1) blocks.sort((a, b) => b.last - a.last);
+    const out: number[] = [];
+    for (let i = 0; i < blocks.length && i < n; i++) out.push(blocks[i]!.start, blocks[i]!.end);
+    return out;
   }
 
   clear(): void {
