@@ -64,8 +64,9 @@ export interface TcpOptions {
    */
   minReceiveWindow?: number;
   /**
-   * A connection the application has closed (destroyed) and whose peer does not finish closing
-   * is reset after this long, whatever state it is in (ms). Default 60000.
+   * A connection the application has closed (destroyed) while data or its FIN were still to be
+   * delivered is reset once its peer has acknowledged nothing new for this long (ms): a peer that
+   * stopped reading, or never finishes closing. One still taking data lives on. Default 60000.
    */
   orphanTimeoutMs?: number;
   /** Half-open connections per stack; beyond it (or a listener's backlog) SYN cookies answer. Default 4096. */

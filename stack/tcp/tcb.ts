@@ -382,8 +382,8 @@ export class Tcb {
   /**
    * The application let go of the connection (destroy(), close() of a socket, with nothing left
    * unread): FIN after what is queued, and the close finishes without it, like an orphan socket
-   * in Linux. New data from the peer is answered with RST; if the peer does not finish closing
-   * within orphanTimeoutMs the connection is reset.
+   * in Linux. New data from the peer is answered with RST; if the peer acknowledges nothing new
+   * for orphanTimeoutMs (it stopped reading, or does not finish closing), the connection is reset.
    */
   orphan(): void {
     this.events = undefined;
@@ -762,6 +762,9 @@ export class Tcb {
       this.sndUna = ack;
       if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
       this.sb.advance(ack);
+      // An orphan still delivering to a peer that acknowledges is alive: its deadline counts from
+      // the last progress (a slow reader of a large last response is not cut off mid-way).
+      if (this.orphanTimer) this.env.timers.arm(this.orphanTimer, this.o.orphanTimeoutMs);
       this.backoff = 0;
       this.retransmits = 0;
       // Congestion control.

@@ -167,6 +167,36 @@ describe("resets and errors", () => {
     await close();
   });
 
+  it("an orphan still delivering to a slow reader lives on: orphanTimeoutMs counts from the peer's last acknowledgement", async () => {
+    // The client closes its side once it has read to the end (no half-open): the orphan then ends.
+    const { client, server, until, close, b, clock } = await connected({ limits: { tcp: { orphanTimeoutMs: 10_000, receiveBufferSize: 16384, maxReceiveBufferSize: 16384 } } }, false);
+    let err: (Error & { code?: string }) | undefined;
+    client.on("error", (e) => (err = e));
+    client.pause();
+    const size = 200_000;
+    server.write(Buffer.alloc(size, 7));
+    await until(() => server.writableLength === 0, "all of it queued in the connection");
+    const t0 = clock.now();
+    server.destroy(); // FIN after the queued data, in the background
+    // The reader takes 4 KB per (virtual) second, on the virtual clock: 200 KB take ~50 s, five
+    // orphan timeouts.
+    let got = 0;
+    const readSome = () => {
+      const n = Math.min(4096, client.readableLength);
+      if (n > 0) got += (client.read(n) as Buffer).length;
+      if (got < size && !err) clock.setTimer(1000, readSome);
+    };
+    clock.setTimer(1000, readSome);
+    await until(() => got === size || err !== undefined, "the reader", 200_000);
+    expect(err).toBeUndefined();
+    expect(got).toBe(size);
+    expect(clock.now() - t0).toBeGreaterThan(30_000);
+    client.resume();
+    await until(() => client.readableEnded && b.tcp.layer.connections()[0]?.state !== "FIN-WAIT-2", "both FINs");
+    expect(b.stats().tcp!["orphans_reaped"] ?? 0).toBe(0);
+    await close();
+  });
+
   it("TIME-WAIT is bounded (maxTimeWait): beyond it a closing connection acknowledges the FIN and is gone at once", async () => {
     const p = await pair({ limits: { tcp: { maxTimeWait: 2 } } });
     const accepted: TcpFlow[] = [];
