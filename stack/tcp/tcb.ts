@@ -24,6 +24,9 @@ import { errnoError } from "../core/errors.js";
 /** No extra options (most segments): no object to allocate or copy. */
 const NO_EXTRA: Readonly<Partial<TcpEmit>> = Object.freeze({});
 
+/** Ticks of the peer's timestamp clock PAWS forgives (Linux's TCP_PAWS_WINDOW). */
+const PAWS_WINDOW = 1;
+
 export type TcpState = "CLOSED" | "LISTEN" | "SYN-SENT" | "SYN-RECEIVED" | "ESTABLISHED" | "FIN-WAIT-1" | "FIN-WAIT-2" | "CLOSE-WAIT" | "CLOSING" | "LAST-ACK" | "TIME-WAIT";
 
 /** What a connection tells its owner (the flow). */
@@ -509,8 +512,10 @@ export class Tcb {
     if (this.state === "SYN-SENT") return this.inputSynSent(seg);
     const len = seg.payload.length + (seg.flags & SYN ? 1 : 0) + (seg.flags & FIN ? 1 : 0);
 
-    // RFC 7323 §5.3 PAWS: drop a segment with an old timestamp (not an RST).
-    if (this.tsOk && seg.hasTimestamp && !(seg.flags & RST) && seqLt(seg.tsVal, this.tsRecent)) {
+    // RFC 7323 §5.3 PAWS: drop a segment with an old timestamp (not an RST), one tick of the
+    // peer's clock forgiven, as Linux does (TCP_PAWS_WINDOW): segments reordered on the way carry
+    // timestamps a tick apart, and dropping them only costs retransmissions.
+    if (this.tsOk && seg.hasTimestamp && !(seg.flags & RST) && seqLt(seg.tsVal, (this.tsRecent - PAWS_WINDOW) >>> 0)) {
       c.drop("paws_rejected");
       this.ackNow = true;
       return this.env.wantsOutput(this);
@@ -577,7 +582,8 @@ export class Tcb {
     }
     if (this.maxSndWnd > 0 && seqLt(seg.ack, (this.sndUna - this.maxSndWnd) >>> 0)) return this.challengeAck();
 
-    if (this.tsOk && seg.hasTimestamp && seqLe(seg.seq, this.lastAckSent)) this.tsRecent = seg.tsVal;
+    // TS.Recent only moves forward (RFC 7323 §4.3; PAWS let a tick-old one through).
+    if (this.tsOk && seg.hasTimestamp && seqLe(seg.seq, this.lastAckSent) && seqGe(seg.tsVal, this.tsRecent)) this.tsRecent = seg.tsVal;
     this.processAck(seg);
     if (this.state === "CLOSED") return;
 

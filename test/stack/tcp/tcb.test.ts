@@ -195,4 +195,21 @@ describe("a TCP connection on its own (TcpEnv)", () => {
     expect(h.tcb.state).toBe("CLOSED");
     expect(h.events.at(-1)).toBe("close");
   });
+
+  it("PAWS (RFC 7323 §5.3) forgives a timestamp one tick old, as Linux does, and TS.Recent never moves back", () => {
+    const h = harness();
+    h.tcb.connect(1000);
+    const tsVal = h.out()[0]!.repr.ts!.val;
+    h.tcb.input(h.seg({ seq: 5000, ack: 1001, flags: SYN | ACK, mss: 1460, hasTimestamp: true, tsVal: 100, tsEcr: tsVal }));
+    h.out();
+    const data = (seq: number, ts: number) => h.tcb.input(h.seg({ seq, ack: 1001, flags: ACK, payload: Buffer.alloc(10, 1), hasTimestamp: true, tsVal: ts, tsEcr: tsVal }));
+    data(5001, 200);
+    data(5011, 199); // reordered on the way: a tick older, taken
+    expect(h.env.counters.get("drop_paws_rejected")).toBe(0);
+    expect(Buffer.concat(h.data).length).toBe(20);
+    expect(h.tcb.tsRecent).toBe(200);
+    data(5021, 197); // older than that: PAWS drops it
+    expect(h.env.counters.get("drop_paws_rejected")).toBe(1);
+    expect(Buffer.concat(h.data).length).toBe(20);
+  });
 });
