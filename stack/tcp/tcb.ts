@@ -673,6 +673,14 @@ export class Tcb {
       this.rcvNxt = seqAdd(this.rcvNxt, 1);
       this.ackNow = true;
       this.env.counters.inc("fins_received");
+      // Nothing lies past the peer's FIN: what it sent beyond it (held out of order) is dropped,
+      // never handed up after the end (as Linux purges its out-of-order queue at the FIN).
+      const beyond = this.ooo.bytes;
+      if (this.ooo.segs.length > 0) {
+        this.ooo.clear();
+        this.charge(-beyond);
+        this.env.counters.drop("data_beyond_fin");
+      }
       this.events?.onEnd();
       switch (this.state) {
         case "SYN-RECEIVED":

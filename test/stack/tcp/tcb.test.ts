@@ -212,4 +212,21 @@ describe("a TCP connection on its own (TcpEnv)", () => {
     expect(h.env.counters.get("drop_paws_rejected")).toBe(1);
     expect(Buffer.concat(h.data).length).toBe(20);
   });
+
+  it("data a peer sends past its own FIN (held out of order) is dropped, never handed up after the end", () => {
+    const h = harness();
+    h.tcb.connect(1000);
+    h.out();
+    h.tcb.input(h.seg({ seq: 5000, ack: 1001, flags: SYN | ACK, mss: 1460 }));
+    h.out();
+    h.tcb.input(h.seg({ seq: 5011, ack: 1001, flags: ACK, payload: Buffer.alloc(10, 2) })); // out of order
+    expect(h.tcb.ooo.bytes).toBe(10);
+    h.tcb.input(h.seg({ seq: 5001, ack: 1001, flags: ACK | FIN, payload: Buffer.alloc(10, 1) })); // FIN at 5011
+    expect(Buffer.concat(h.data)).toEqual(Buffer.alloc(10, 1));
+    expect(h.events.filter((e) => e === "end")).toHaveLength(1);
+    expect(h.tcb.rcvNxt).toBe(5012);
+    expect(h.tcb.ooo.bytes).toBe(0);
+    expect(h.env.counters.get("drop_data_beyond_fin")).toBe(1);
+    expect(h.out().map((x) => x.repr.ack)).toEqual([5012]);
+  });
 });
