@@ -64,7 +64,14 @@ function harness(opts = {}) {
     return sent.splice(0);
   };
   const seg = (f: Partial<TcpSegment>): TcpSegment => ({ ...newSegment(), srcPort: 80, dstPort: 40000, window: 65535, ...f });
-  return { clock, tcb, env, events, data, out, seg, closed };
+  /** Connect (ISS 1000) and take the peer's SYN-ACK (IRS 5000, with `synAck`'s options): ESTABLISHED, output taken. */
+  const establish = (synAck: Partial<TcpSegment> = {}): void => {
+    tcb.connect(1000);
+    const syn = out()[0]!;
+    tcb.input(seg({ seq: 5000, ack: 1001, flags: SYN | ACK, mss: 1460, ...(synAck.hasTimestamp ? { tsEcr: syn.repr.ts!.val } : {}), ...synAck }));
+    out();
+  };
+  return { clock, tcb, env, events, data, out, seg, closed, establish };
 }
 
 describe("a TCP connection on its own (TcpEnv)", () => {
@@ -148,10 +155,7 @@ describe("a TCP connection on its own (TcpEnv)", () => {
 
   it("ACKs a large (offloaded) segment at once, as two full-sized segments, and delays a small one", () => {
     const h = harness();
-    h.tcb.connect(1000);
-    h.out();
-    h.tcb.input(h.seg({ seq: 5000, ack: 1001, flags: SYN | ACK, mss: 1460 }));
-    h.out();
+    h.establish();
     // One MSS or less: the delayed ACK (RFC 9293 §3.8.6.3).
     h.tcb.input(h.seg({ seq: 5001, ack: 1001, flags: ACK, payload: Buffer.alloc(1460, 1) }));
     expect(h.out()).toEqual([]);
@@ -164,10 +168,7 @@ describe("a TCP connection on its own (TcpEnv)", () => {
 
   it("takes the peer's FIN once when a retransmission cut at another boundary covers a FIN held out of order", () => {
     const h = harness();
-    h.tcb.connect(1000);
-    h.out();
-    h.tcb.input(h.seg({ seq: 5000, ack: 1001, flags: SYN | ACK, mss: 1460, sackPermitted: true }));
-    h.out();
+    h.establish({ sackPermitted: true });
     // The peer's tail, 400 bytes and its FIN, arrives before the 1000 bytes ahead of it: held
     // out of order, a duplicate ACK with a SACK block for it (RFC 2018).
     const tail = Buffer.alloc(1400, 7);
@@ -198,11 +199,8 @@ describe("a TCP connection on its own (TcpEnv)", () => {
 
   it("PAWS (RFC 7323 §5.3) forgives a timestamp one tick old, as Linux does, and TS.Recent never moves back", () => {
     const h = harness();
-    h.tcb.connect(1000);
-    const tsVal = h.out()[0]!.repr.ts!.val;
-    h.tcb.input(h.seg({ seq: 5000, ack: 1001, flags: SYN | ACK, mss: 1460, hasTimestamp: true, tsVal: 100, tsEcr: tsVal }));
-    h.out();
-    const data = (seq: number, ts: number) => h.tcb.input(h.seg({ seq, ack: 1001, flags: ACK, payload: Buffer.alloc(10, 1), hasTimestamp: true, tsVal: ts, tsEcr: tsVal }));
+    h.establish({ hasTimestamp: true, tsVal: 100 });
+    const data = (seq: number, ts: number) => h.tcb.input(h.seg({ seq, ack: 1001, flags: ACK, payload: Buffer.alloc(10, 1), hasTimestamp: true, tsVal: ts, tsEcr: 1 }));
     data(5001, 200);
     data(5011, 199); // reordered on the way: a tick older, taken
     expect(h.env.counters.get("drop_paws_rejected")).toBe(0);
@@ -215,10 +213,7 @@ describe("a TCP connection on its own (TcpEnv)", () => {
 
   it("data a peer sends past its own FIN (held out of order) is dropped, never handed up after the end", () => {
     const h = harness();
-    h.tcb.connect(1000);
-    h.out();
-    h.tcb.input(h.seg({ seq: 5000, ack: 1001, flags: SYN | ACK, mss: 1460 }));
-    h.out();
+    h.establish();
     h.tcb.input(h.seg({ seq: 5011, ack: 1001, flags: ACK, payload: Buffer.alloc(10, 2) })); // out of order
     expect(h.tcb.ooo.bytes).toBe(10);
     h.tcb.input(h.seg({ seq: 5001, ack: 1001, flags: ACK | FIN, payload: Buffer.alloc(10, 1) })); // FIN at 5011
