@@ -72,4 +72,3 @@ export function harness(opts: TcpOptions = {}, seed = 7) {
   };
   return { clock, tcb, env, events, data, out, seg, closed, establish };
 }
-
