@@ -91,7 +91,11 @@ export interface SendOptions {
 export interface IpOutput {
   readonly family: 4 | 6;
   /** Route to `dst` (optionally forcing a source address we own). Undefined when unroutable or `src` is not ours. */
-  route(dst: Uint8Array, src?: Uint8Array): Route | undefined;
+  /**
+   * `transient`: the caller uses the route for one send and drops it, and `dst` stays as it is
+   * meanwhile, so the route may point at it instead of a copy (one allocation less per datagram).
+   */
+  route(dst: Uint8Array, src?: Uint8Array, transient?: boolean): Route | undefined;
   /**
    * Send an L4 message that the caller wrote into `frame` at offset `route.headroom` (its length
    * is `frame.length - route.headroom`). The IP layer writes its header and the Ethernet header

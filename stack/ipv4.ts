@@ -91,7 +91,7 @@ const ALL_HOSTS_MAC = ipv4MulticastMac(u32ToIPv4(ALL_HOSTS));
 const NO_SEND_OPTIONS: SendOptions = Object.freeze({});
 
 function routeOf4(src: Uint8Array, dst: Uint8Array, mtu: number, nextHop: number, fixedMac: Uint8Array | undefined, local: boolean, broadcast: boolean): Ipv4Route {
-  return { family: 4, src, dst: copyBytes(dst), headroom: ETH.HEADER_LEN + IPV4.MIN_HEADER_LEN, mtu, nextHop, fixedMac, local, broadcast };
+  return { family: 4, src, dst, headroom: ETH.HEADER_LEN + IPV4.MIN_HEADER_LEN, mtu, nextHop, fixedMac, local, broadcast };
 }
 
 const sameRoute = (a: Ipv4RouteEntry, b: Ipv4RouteEntry): boolean => a.dst === b.dst && a.prefixLength === b.prefixLength && a.metric === b.metric && a.gateway === b.gateway;
@@ -476,8 +476,10 @@ export class Ipv4Layer implements IpOutput {
    * subnet holds the next hop, else the primary. Before any address is configured only the limited
    * broadcast is routable, from 0.0.0.0 (RFC 2131 §4.1: how a DHCP client speaks first).
    */
-  route(dst: Uint8Array, src?: Uint8Array): Ipv4Route | undefined {
-    if (dst.length !== 4) return undefined;
+  route(dst0: Uint8Array, src?: Uint8Array, transient = false): Ipv4Route | undefined {
+    if (dst0.length !== 4) return undefined;
+    // A route may be kept (a connection's): it gets its own copy of the destination.
+    const dst = transient ? dst0 : copyBytes(dst0);
     const d = ipv4ToU32(dst);
     let from: Ipv4Address | undefined;
     if (src) {

@@ -71,6 +71,8 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   private broadcast = false;
   /** Unicast TTL / hop limit (setTTL); undefined: the IP layer's default. */
   private ttl: number | undefined;
+  /** What unicast sends pass down once setTTL was called (one object, not one per datagram). */
+  private ttlOpts: SendOptions | undefined;
   /** Send options for multicast datagrams: TTL 1 and loopback on, as Linux's defaults. */
   private readonly multicastOpts: SendOptions = { ttl: 1, multicastLoop: true };
   /** setMulticastInterface: the source of multicast datagrams (IPv4). */
@@ -131,31 +133,42 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   /** send(msg, port, address[, cb]) or send(msg, offset, length, port, address[, cb]), as node:dgram. */
   send(msg: Uint8Array | string, port: number, address: string, callback?: SendCallback): void;
   send(msg: Uint8Array | string, offset: number, length: number, port: number, address: string, callback?: SendCallback): void;
-  send(msg: Uint8Array | string, ...args: unknown[]): void {
+  send(msg: Uint8Array | string, a: unknown, b: unknown, c?: unknown, d?: unknown, e?: unknown): void {
+    // Named parameters rather than a rest array: nothing allocated per datagram for the overload.
     let data = typeof msg === "string" ? Buffer.from(msg) : msg;
-    let i = 0;
-    if (typeof args[0] === "number" && typeof args[1] === "number" && typeof args[2] === "number") {
-      data = data.subarray(args[0], (args[0] as number) + (args[1] as number));
-      i = 2;
+    let port: unknown = a;
+    let address: unknown = b;
+    let cb: unknown = c;
+    if (typeof a === "number" && typeof b === "number" && typeof c === "number") {
+      data = data.subarray(a, a + b);
+      port = c;
+      address = d;
+      cb = e;
     }
-    const port = args[i] as number;
-    const address = args[i + 1] as string;
-    const cb = (typeof args[i + 2] === "function" ? args[i + 2] : undefined) as SendCallback | undefined;
-    const done = (err: Error | null, n?: number) => {
-      if (cb) queueMicrotask(() => cb(err, n));
-      else if (err) queueMicrotask(() => this.emit("error", err));
-    };
-    if (this.layer.closed) return done(stackClosedError("send"));
-    if (this.closed) return done(codedError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running"));
+    const callback = typeof cb === "function" ? (cb as SendCallback) : undefined;
+    let err: Error | null;
+    if (this.layer.closed) err = stackClosedError("send");
+    else if (this.closed) err = codedError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running");
+    else err = this.sendTo(data, port, address);
+    if (callback) {
+      const n = err ? undefined : data.length;
+      queueMicrotask(() => callback(err, n));
+    } else if (err) {
+      const e2 = err;
+      queueMicrotask(() => this.emit("error", e2));
+    }
+  }
+
+  private sendTo(data: Uint8Array, port: unknown, address: unknown): Error | null {
     try {
-      validatePort(port, "Port", false);
+      validatePort(port as number, "Port", false);
     } catch (e) {
-      return done(e as Error);
+      return e as Error;
     }
     // The last destination parsed is kept: a socket usually answers the same peer again.
     let dst = address === this.lastDstText ? this.lastDst : undefined;
     if (!dst) {
-      if (typeof address !== "string" || ipFamily(address) !== this.family) return done(codedError("EINVAL", `destination ${String(address)} is not an IPv${this.family} address`));
+      if (typeof address !== "string" || ipFamily(address) !== this.family) return codedError("EINVAL", `destination ${String(address)} is not an IPv${this.family} address`);
       dst = parseIP(address);
       this.lastDstText = address;
       this.lastDst = dst;
@@ -164,8 +177,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
       this.layer.attach(this, 0);
       this.bound = true;
     }
-    const err = this.layer.output(this, dst, port, data);
-    done(err, err ? undefined : data.length);
+    return this.layer.output(this, dst, port as number, data);
   }
 
   /** Allow sending to broadcast addresses (SO_BROADCAST); without it such a send fails with EACCES. */
@@ -178,6 +190,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   setTTL(ttl: number): number {
     this.mustBeBound("setTTL");
     this.ttl = checkTtl(ttl, "setTTL", 1);
+    this.ttlOpts = { ttl: this.ttl };
     return ttl;
   }
 
@@ -227,7 +240,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   /** The send options for a datagram to `dst` (multicast TTL and loopback, or the unicast TTL). */
   sendOptions(dst: Uint8Array): SendOptions | undefined {
     if (dst.length === 4 ? (dst[0]! & 0xf0) === 0xe0 : dst[0] === 0xff) return this.multicastOpts;
-    return this.ttl === undefined ? undefined : { ttl: this.ttl };
+    return this.ttlOpts;
   }
 
   /** The source to send from: the multicast interface's address for a multicast, else the bound address (undefined: any). */
@@ -437,7 +450,8 @@ export class UdpLayer implements UpperProtocol {
     const ip = dst.length === 4 ? this.ipv4 : this.ipv6;
     if (!ip) return codedError("EAFNOSUPPORT", "address family not configured");
     if (data.length > 65535 - UDP.HEADER_LEN - (dst.length === 4 ? 20 : 0)) return codedError("EMSGSIZE", `datagram of ${data.length} bytes is too large`);
-    const route = ip.route(dst, s.sourceFor(dst));
+    // Used for this datagram only, and `dst` is the socket's own parsed copy: no copy of it.
+    const route = ip.route(dst, s.sourceFor(dst), true);
     if (!route) {
       this.counters.drop("no_route");
       return codedError("EHOSTUNREACH", `no route to ${formatIP(dst)}`);
