@@ -181,7 +181,10 @@ export async function serveTenants(argv: string[]): Promise<number> {
     for (const t of tenants) {
       const s = stacks.get(t.name)!;
       await s.ready();
-      console.log(`tenant ${t.name} listening on ${t.tap} mac ${formatMac(s.mac)} ${s.addresses().join(" ")} http ${t.http}`);
+      // Where a per-source limit is enforced: by the kernel (the TAP's eBPF filter) or the stack.
+      const perSource = s.tenant.sourcePacketsPerSec;
+      const where = perSource ? ` source limit ${perSource}/s ${s.stats().tenant?.["source_limit_in_kernel"] ? "in the kernel" : "in the stack"}` : "";
+      console.log(`tenant ${t.name} listening on ${t.tap} mac ${formatMac(s.mac)} ${s.addresses().join(" ")} http ${t.http}${where}`);
     }
     console.log(`listening ${tenants.length} tenants`);
     await new Promise<void>((resolve) => {

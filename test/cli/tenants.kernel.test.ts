@@ -72,13 +72,13 @@ describe.skipIf(!run)("paf serve --tenants over TAPs in namespaces, curl from ea
     const cfg = file({
       limits: { tenant: { packetsPerSec: 20000 } },
       tenants: [
-        { name: "a", tap: taps[0], netns: nss[0]!.name, ipv4: "198.18.0.2/24", root: ".", limits: { tcp: { maxConnections: 500 } } },
+        { name: "a", tap: taps[0], netns: nss[0]!.name, ipv4: "198.18.0.2/24", root: ".", limits: { tcp: { maxConnections: 500 }, tenant: { packetsPerSec: 20000, sourcePacketsPerSec: 5000 } } },
         { name: "b", tap: taps[1], netns: nss[1]!.name, ipv4: "198.18.0.2/24", app: "app.mjs" },
       ],
     });
     const { child, output } = await startCli(["serve", "--tenants", cfg], /^listening 2 tenants/, 20_000);
     try {
-      expect(output()).toMatch(new RegExp(`^tenant a listening on ${taps[0]} mac [0-9a-f:]{17} 198\\.18\\.0\\.2 http 80$`, "m"));
+      expect(output()).toMatch(new RegExp(`^tenant a listening on ${taps[0]} mac [0-9a-f:]{17} 198\\.18\\.0\\.2 http 80 source limit 5000/s in the kernel$`, "m"));
       expect(output()).toMatch(new RegExp(`^tenant b listening on ${taps[1]} mac [0-9a-f:]{17} 198\\.18\\.0\\.2 http 80$`, "m"));
       const curl = (i: number, path: string) => nss[i]!.exec("curl", ["-sS", "--max-time", "5", `http://198.18.0.2${path}`]).then((r) => r.stdout);
       expect(await curl(0, "/hello.txt")).toBe("static of a\n");
