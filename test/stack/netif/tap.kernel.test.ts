@@ -356,7 +356,7 @@ describe.skipIf(!run)("TapNetif.open errors say what to do", () => {
       const addon = join(packageRoot(), "build", "Release", "paf_tap.node");
       const js =
         `const a = require(${JSON.stringify(addon)}); const out = {};` +
-        `for (const n of process.argv.slice(1)) { try { const r = a.open(n, { up: true }); out[n] = { ok: r.name }; } catch (e) { out[n] = { code: e.code, message: e.message }; } }` +
+        `for (const n of process.argv.slice(1)) { try { const r = a.open(n, { up: true }); out[n] = { ok: r.name }; try { a.setSourceFilter(r.fd, 100, 10, 10); out.filter = "attached"; } catch (e) { out.filter = { code: e.code, message: e.message }; } } catch (e) { out[n] = { code: e.code, message: e.message }; } }` +
         `console.log(JSON.stringify(out));`;
       const script =
         `set -e; mount -t tmpfs paf-tun ${dir}; mknod ${dir}/tun c 10 200; chmod 0666 ${dir}/tun; mount --bind ${dir}/tun /dev/net/tun; ` +
@@ -364,6 +364,9 @@ describe.skipIf(!run)("TapNetif.open errors say what to do", () => {
       const r = await sh("unshare", ["-m", "--propagation", "private", "bash", "-c", script, js], 20_000);
       const out = JSON.parse(r.stdout) as Record<string, { ok?: string; code?: string; message?: string }>;
       expect(out[owned]).toEqual({ ok: owned }); // already up: no CAP_NET_ADMIN needed
+      // The kernel's per-source limit needs privileges the user lacks: a clear error (the stack
+      // then enforces sourcePacketsPerSec itself).
+      expect(out["filter"]).toMatchObject({ code: "EPERM", message: expect.stringMatching(/CAP_BPF.*the stack then limits sources itself/) });
       expect(out[foreign]!.code).toBe("EPERM");
       expect(out[foreign]!.message).toMatch(new RegExp(`sudo ip tuntap add ${foreign} mode tap user`));
     } finally {
