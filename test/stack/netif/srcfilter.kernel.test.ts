@@ -62,6 +62,42 @@ describe.skipIf(!run)("the kernel's per-source limit on a TAP", () => {
     }
   });
 
+  it("IPv6 sources are told apart by their whole address: a UDP flood from one is cut, UDP from another gets through", async () => {
+    const tap = ifname("sfc");
+    await ctx.ns.ip("tuntap", "add", tap, "mode", "tap");
+    await ctx.ns.kernelSide(tap, "", "2001:db8::1/64");
+    // Deprecated (preferred_lft 0), so the kernel sends the flood from ::1 (RFC 6724 rule 3);
+    // the calm sender binds ::3 itself.
+    await ctx.ns.ip("-6", "addr", "add", "2001:db8::3/64", "dev", tap, "nodad", "preferred_lft", "0");
+    const netif = TapNetif.open(tap, { netns: ctx.ns.path, up: true });
+    const stack = Stack.create({ netif, ipv6: { address: "2001:db8::2/64" }, limits: { tenant: { sourcePacketsPerSec: 1000, burstMs: 100 } } });
+    try {
+      expect(stack.stats().tenant!["source_limit_in_kernel"]).toBe(1);
+      await ctx.ns.exec("ping", ["-6", "-c", "1", "-W", "3", "2001:db8::2"], 30_000); // neighbours resolved
+      // The other source sends UDP too (the same protocol: only the address tells them apart),
+      // 40 datagrams at 50/s to a socket that counts them.
+      let calm = 0;
+      stack.udp.createSocket("udp6", () => calm++).bind(10);
+      const sender = `import socket, time\ns = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.bind(("2001:db8::3", 0))\nfor i in range(40):\n    s.sendto(b"calm", ("2001:db8::2", 10))\n    time.sleep(0.02)\n`;
+      const rx0 = netif.stats().rxFrames;
+      const t0 = Date.now();
+      const [sent] = await Promise.all([
+        ctx.ns.exec(udpbench(), ["flood", "2001:db8::2", "9", "64", "2", "50000"], 30_000).then((r) => JSON.parse(r.stdout) as { sent: number }),
+        ctx.ns.exec("/usr/bin/python3", ["-c", sender], 30_000),
+      ]);
+      const seconds = (Date.now() - t0) / 1000;
+      // The flood's share, the 40 calm datagrams, a few NDP frames.
+      const flood = netif.stats().rxFrames - rx0 - 40;
+      expect(sent.sent).toBeGreaterThan(80_000);
+      expect(flood).toBeLessThanOrEqual(100 + 1000 * seconds * 1.1 + 20);
+      expect(flood).toBeGreaterThan(500);
+      expect(calm).toBe(40);
+      expect(stack.stats().tenant!["drop_source_rate"]).toBeGreaterThan(sent.sent - flood - 5_000);
+    } finally {
+      await stack.close();
+    }
+  });
+
   it("limitSources checks its arguments, and a closed TAP refuses", async () => {
     const netif = TapNetif.open(ifname("sfb"), { netns: ctx.ns.path, up: true });
     expect(() => netif.limitSources(0, 10, 10)).toThrow(expect.objectContaining({ code: "EINVAL", message: expect.stringContaining("perSec") }));
