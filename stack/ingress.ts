@@ -72,8 +72,8 @@ export class Ingress {
   /** The per-source bound, when the stack enforces it (the netif could not: see sourceBurst). */
   private readonly perSource: SourceRate | undefined;
 
-  /** `sourceLimitHere`: enforce `sourcePacketsPerSec` here (false: the netif does, or there is none). */
-  constructor(o: TenantOptionsResolved, now: number, sourceLimitHere = o.sourcePacketsPerSec > 0) {
+  /** `sourceLimitHere`: enforce `sourcePacketsPerSec` (if set) here; false: the netif does. */
+  constructor(o: TenantOptionsResolved, now: number, sourceLimitHere = true) {
     if (sourceLimitHere && o.sourcePacketsPerSec > 0) this.perSource = new SourceRate(o.sourcePacketsPerSec, sourceBurst(o), o.maxSources);
     const share = o.sourceSharePct / 100;
     this.packets = new FairRate(o.packetsPerSec, Math.max(1, (o.packetsPerSec * o.burstMs) / 1000), share, o.maxSources, now);
@@ -86,7 +86,7 @@ export class Ingress {
     if (this.perSource) {
       // As the kernel's filter does: IPv4 and IPv6 sources only (ARP and the rest pass).
       src = sourceOf(frame);
-      if ((src < 2 ** 50 || src >= 2 ** 52) && !this.perSource.take(src, now)) {
+      if (isIpSource(src) && !this.perSource.take(src, now)) {
         this.dropSourceRate++;
         return false;
       }
@@ -125,4 +125,9 @@ export function sourceOf(f: Uint8Array): number {
   if (type === 0x86dd && f.length >= 54) return 2 ** 52 + (addressKey(f, 22, 16) - 2 ** 32) * 256 + f[20]!;
   if (type === 0x0806 && f.length >= 42) return 2 ** 51 + addressKey(f, 28, 4);
   return 2 ** 50 + type;
+}
+
+/** A sourceOf() key naming an IPv4 or IPv6 source (below 2^50, or from 2^52), not ARP or an EtherType. */
+export function isIpSource(key: number): boolean {
+  return key < 2 ** 50 || key >= 2 ** 52;
 }

@@ -86,10 +86,10 @@ const NO_U32 = new Uint32Array(0);
 export const ALL_HOSTS = 0xe0000001;
 const ALL_HOSTS_MAC = ipv4MulticastMac(u32ToIPv4(ALL_HOSTS));
 
-/** One object shape for every route (route() runs for every datagram sent). */
 /** send() without options: one shared empty object rather than a new one per datagram. */
 const NO_SEND_OPTIONS: SendOptions = Object.freeze({});
 
+/** One object shape for every route (route() runs for every datagram sent). */
 function routeOf4(src: Uint8Array, dst: Uint8Array, mtu: number, nextHop: number, fixedMac: Uint8Array | undefined, local: boolean, broadcast: boolean): Ipv4Route {
   return { family: 4, src, dst, headroom: ETH.HEADER_LEN + IPV4.MIN_HEADER_LEN, mtu, nextHop, fixedMac, local, broadcast };
 }
@@ -378,8 +378,8 @@ export class Ipv4Layer implements IpOutput {
     const headerLen = checkIpv4(p);
     if (typeof headerLen === "string") return c.drop(headerLen);
     const totalLen = (p[2]! << 8) | p[3]!;
-    const s = ((p[12]! << 24) | (p[13]! << 16) | (p[14]! << 8) | p[15]!) >>> 0;
-    const d = ((p[16]! << 24) | (p[17]! << 16) | (p[18]! << 8) | p[19]!) >>> 0;
+    const s = ipv4ToU32(p, IPV4.SRC);
+    const d = ipv4ToU32(p, IPV4.DST);
     // One pass over our addresses: one of them, or the broadcast address of one's subnet.
     let own = false;
     let multicast = false;

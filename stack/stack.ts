@@ -164,7 +164,7 @@ export class Stack {
   /** Limits of this stack as a tenant of its process (`limits.tenant`). */
   readonly tenant: TenantOptionsResolved;
   /** `limits.tenant.sourcePacketsPerSec` is enforced by the netif (the kernel), not the ingress. */
-  private sourceLimitInNetif = false;
+  private readonly sourceLimitInNetif: boolean;
   /** Admission of received frames by the tenant's rates (its drops are counted there). */
   private readonly ingress: Ingress;
   /** Between the netif and Ethernet: admission, batches, this stack's share of the scheduler. */
@@ -235,7 +235,8 @@ export class Stack {
     this.timers.onError = (err) => bugs.report("timer", err);
     // The receive side, driven by the scheduler; the tenant's rates checked before any parsing.
     this.tenant = resolveTenantOptions(limits.tenant);
-    this.ingress = new Ingress(this.tenant, this.timers.now(), !this.limitSourcesInNetif(netif));
+    this.sourceLimitInNetif = this.limitSourcesInNetif(netif);
+    this.ingress = new Ingress(this.tenant, this.timers.now(), !this.sourceLimitInNetif);
     this.receiver = new StackReceiver(this.scheduler, netif, this.ingress, this.eth, bugs, this.tenant.cpuPerTurnUs / 1000);
     netif.start(this.receiver);
     if (opts.ipv4?.address !== undefined) {
@@ -506,7 +507,6 @@ export class Stack {
     if (t.sourcePacketsPerSec === 0 || !netif.limitSources) return false;
     try {
       netif.limitSources(t.sourcePacketsPerSec, sourceBurst(t), t.maxSources);
-      this.sourceLimitInNetif = true;
       return true;
     } catch (e) {
       if (!sourceLimitWarned) {

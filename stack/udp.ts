@@ -146,17 +146,11 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
       cb = e;
     }
     const callback = typeof cb === "function" ? (cb as SendCallback) : undefined;
-    let err: Error | null;
-    if (this.layer.closed) err = stackClosedError("send");
-    else if (this.closed) err = codedError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running");
-    else err = this.sendTo(data, port, address);
+    const err = this.layer.closed ? stackClosedError("send") : this.closed ? codedError("ERR_SOCKET_DGRAM_NOT_RUNNING", "Not running") : this.sendTo(data, port, address);
     if (callback) {
       const n = err ? undefined : data.length;
       queueMicrotask(() => callback(err, n));
-    } else if (err) {
-      const e2 = err;
-      queueMicrotask(() => this.emit("error", e2));
-    }
+    } else if (err) queueMicrotask(() => this.emit("error", err));
   }
 
   private sendTo(data: Uint8Array, port: unknown, address: unknown): Error | null {

@@ -647,8 +647,8 @@ export class Tcb {
         this.ackNow = true;
       }
       if (!this.ackNow) {
-        // RFC 5681 §4.2 counts full-sized segments: a large (offloaded) segment holding two or
-        // more of them is ACKed at once, as Linux does for more than one MSS received.
+        // RFC 5681 §4.2 counts full-sized segments: a large (offloaded) segment of more than one
+        // MSS counts as two and is ACKed at once, as Linux does for more than one MSS received.
         this.unackedSegs += data.length > this.mss ? 2 : 1;
         if (this.unackedSegs >= 2) this.ackNow = true;
         else if (!this.delackTimer.armed) this.env.timers.arm(this.delackTimer, this.o.delayedAckMs);

@@ -235,7 +235,6 @@ int srcfilter_attach(int tapfd, uint32_t rate, uint32_t burst, uint32_t max_sour
   prog_t p;
   memset(&p, 0, sizeof p);
   assemble(&p, buckets, counter, rate, cap, cap / rate);
-  static char log[16384];
   int progfd = -1;
   if (resolve(&p) == 0) {
     union bpf_attr a;
@@ -244,16 +243,19 @@ int srcfilter_attach(int tapfd, uint32_t rate, uint32_t burst, uint32_t max_sour
     a.insns = (uint64_t)(uintptr_t)p.insn;
     a.insn_cnt = (uint32_t)p.n;
     a.license = (uint64_t)(uintptr_t) "Dual MIT/GPL";
-    log[0] = 0;
-    a.log_buf = (uint64_t)(uintptr_t)log;
-    a.log_size = sizeof log;
-    a.log_level = 1;
     progfd = (int)sys_bpf(BPF_PROG_LOAD, &a);
     if (progfd < 0) {
-      /* The last lines of the verifier's log say what it refused. */
+      /* Refused: load it again with the verifier's log, whose last lines say why. */
+      int e = errno;
+      char log[16384];
+      log[0] = 0;
+      a.log_buf = (uint64_t)(uintptr_t)log;
+      a.log_size = sizeof log;
+      a.log_level = 1;
+      int again = (int)sys_bpf(BPF_PROG_LOAD, &a);
+      if (again >= 0) close(again); /* refused once, taken now: still report the first refusal */
       size_t len = strlen(log);
       const char *tail = len > 600 ? log + len - 600 : log;
-      int e = errno;
       snprintf(err, errlen, "source filter: the kernel refused the program (bpf BPF_PROG_LOAD%s%s)", tail[0] ? "; verifier: " : "", tail);
       errno = e;
     }

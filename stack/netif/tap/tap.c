@@ -16,6 +16,10 @@
  *   setRef(handle, ref)     whether the poll keeps the event loop (the process) alive; default true
  *   writeFrames(fd, frames[], start, vnetHdrLen, out: Uint32Array(3)) -> frames consumed
  *   close(fd)
+ *   setMallocTrim(bytes) -> applied   glibc's M_TRIM_THRESHOLD (see there)
+ *   setSourceFilter(fd, rate, burst, maxSources) -> counterFd   the kernel's per-source limit
+ *       (srcfilter.c), replacing any; clearSourceFilter(fd) removes it (open() does, always);
+ *       sourceFilterDrops(counterFd) -> frames it dropped
  *
  * Reading uses libuv's uv_poll (level triggered) on the non-blocking fd: one readiness callback
  * reads at most one batch and calls JS once, so the JS call is paid per batch, not per frame, and
