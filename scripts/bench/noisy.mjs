@@ -86,32 +86,17 @@ export async function benchNoisy() {
       ],
     }),
   );
-  const paf = track(spawn(process.execPath, [...NODE_FLAGS, CLI, "serve", "--tenants", cfg], { stdio: ["ignore", "pipe", "pipe"] }));
-  let log = "";
-  await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`paf serve --tenants not ready: ${log}`)), 20_000);
-    const on = (d) => {
-      log += d;
-      if (/^listening 2 tenants/m.test(log)) {
-        clearTimeout(t);
-        resolve();
-      }
-    };
-    paf.stdout.on("data", on);
-    paf.stderr.on("data", on);
-  });
+  const paf = serveHandle(track(spawn(process.execPath, [...NODE_FLAGS, CLI, "serve", "--tenants", cfg], { stdio: ["ignore", "pipe", "pipe"] })));
   let result;
   try {
+    await paf.ready; // its "listening 2 tenants" line
     await sleep(500);
     const r = await floods(bin, ns0, ns1, "198.18.0.2", "198.18.0.2");
     const tapDrops = await sh("ip", ["-n", ns0, "-s", "-j", "link", "show", taps[0]]);
     const stats = JSON.parse((await sh("ip", ["netns", "exec", ns0, "curl", "-s", "--max-time", "5", "--interface", "198.18.0.3", "http://198.18.0.2/stats"])) || "{}");
     result = { ...r, tenant0: stats.tenant, tap0: JSON.parse(tapDrops)[0]?.stats64?.tx };
   } finally {
-    if (paf.exitCode === null) {
-      paf.kill("SIGTERM");
-      await new Promise((r) => paf.once("exit", r));
-    }
+    await paf.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   // The kernel reference runs alone, after paf has gone.
