@@ -17,6 +17,10 @@ export interface Flushable {
   /** Send what the windows allow and any ACK owed. */
   flush(): void;
   readonly state: string;
+  /** Listed by the output scheduler, to be flushed at the end of the batch (its mark, kept here). */
+  outputDue: boolean;
+  /** Listed by the output scheduler for a retry after the netif refused a segment. */
+  retryDue: boolean;
 }
 
 export interface TcpEnv {

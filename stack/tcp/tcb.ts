@@ -44,6 +44,9 @@ export class Tcb {
   state: TcpState = "CLOSED";
   events: TcbEvents | undefined;
   readonly key: string;
+  /** Marks of the stack's output scheduler (see OutputScheduler): listed to flush, to retry. */
+  outputDue = false;
+  retryDue = false;
   // --- send sequence space (RFC 9293 §3.3.1)
   iss = 0;
   sndUna = 0;
