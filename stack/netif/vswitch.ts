@@ -44,6 +44,12 @@ export class SwitchPort implements Netif {
   head = 0;
   /** The receiver was told frames wait (pollable ports), and has not emptied the inbox since. */
   signalled = false;
+  /**
+   * The switch's entries for the source and the destination of the last frame this port sent: a
+   * port mostly sends from one MAC to a few, so most frames are forwarded without making a key.
+   */
+  lastSrc: MacEntry | undefined;
+  lastDst: MacEntry | undefined;
 
   constructor(
     private readonly sw: VirtualSwitch,
@@ -108,6 +114,15 @@ export class SwitchPort implements Netif {
 interface MacEntry {
   port: SwitchPort;
   seen: number;
+  readonly key: string;
+  /** Still in the table (an entry evicted or detached is dropped from the ports' caches by this). */
+  live: boolean;
+}
+
+/** Does the MAC at `frame[off..off+6)` spell `key` (a MacEntry's, one char per byte)? */
+function sameMac(frame: Uint8Array, off: number, key: string): boolean {
+  for (let i = 0; i < 6; i++) if (frame[off + i] !== key.charCodeAt(i)) return false;
+  return true;
 }
 
 export class VirtualSwitch {
@@ -160,7 +175,8 @@ export class VirtualSwitch {
   detach(p: SwitchPort): void {
     const i = this.ports.indexOf(p);
     if (i >= 0) this.ports.splice(i, 1);
-    for (const [k, e] of this.table) if (e.port === p) this.table.delete(k);
+    for (const e of this.table.values()) if (e.port === p) this.drop(e);
+    p.lastSrc = p.lastDst = undefined;
     p.inbox = [];
     p.head = 0;
   }
@@ -168,9 +184,10 @@ export class VirtualSwitch {
   forward(from: SwitchPort, frame: Uint8Array): void {
     this.opts.onFrame?.(frame, from);
     const now = this.opts.clock?.now() ?? this.seq++;
-    if (this.learning && (frame[6]! & 1) === 0) this.learn(ipKey(frame, 6, 6), from, now);
+    if (this.learning && (frame[6]! & 1) === 0) this.learn(frame, from, now);
     if (this.learning && (frame[0]! & 1) === 0) {
-      const e = this.table.get(ipKey(frame, 0, 6));
+      let e = from.lastDst;
+      if (!e?.live || !sameMac(frame, 0, e.key)) from.lastDst = e = this.table.get(ipKey(frame, 0, 6));
       if (e && (!this.opts.clock || now - e.seen <= this.ageMs)) {
         if (e.port !== from) this.enqueue(e.port, frame);
         this.counters.forwarded++;
@@ -182,22 +199,36 @@ export class VirtualSwitch {
     for (const p of this.ports) if (p !== from) this.enqueue(p, frame);
   }
 
-  private learn(key: string, port: SwitchPort, now: number): void {
-    const e = this.table.get(key);
+  /** Learn (or refresh) the frame's source MAC as reachable through `port`. */
+  private learn(frame: Uint8Array, port: SwitchPort, now: number): void {
+    let e = port.lastSrc;
+    if (!e?.live || !sameMac(frame, 6, e.key)) e = this.table.get(ipKey(frame, 6, 6));
     if (e) {
       e.port = port;
       e.seen = now;
-      // Re-insert so Map order stays oldest-first for eviction.
-      this.table.delete(key);
-      this.table.set(key, e);
+      port.lastSrc = e;
+      // Map order is the eviction order (oldest first): an entry seen again moves to the back,
+      // but only once eviction is near (half full): a re-insertion leaves a hole that makes the
+      // Map rebuild its table now and then, in the old generation for a long-lived switch.
+      if (this.table.size >= this.tableSize / 2) {
+        this.table.delete(e.key);
+        this.table.set(e.key, e);
+      }
       return;
     }
     if (this.table.size >= this.tableSize) {
-      const oldest = this.table.keys().next().value as string;
-      this.table.delete(oldest);
+      this.drop(this.table.values().next().value as MacEntry);
       this.counters.evicted++;
     }
-    this.table.set(key, { port, seen: now });
+    const key = ipKey(frame, 6, 6);
+    e = { port, seen: now, key, live: true };
+    this.table.set(key, e);
+    port.lastSrc = e;
+  }
+
+  private drop(e: MacEntry): void {
+    this.table.delete(e.key);
+    e.live = false;
   }
 
   private enqueue(p: SwitchPort, frame: Uint8Array): void {

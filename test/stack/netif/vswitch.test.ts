@@ -61,6 +61,67 @@ describe("VirtualSwitch", () => {
     expect(sw.counters.evicted).toBe(6);
   });
 
+  it("keeps a station seen again when the table is near full, and evicts the one not seen since", async () => {
+    const sw = new VirtualSwitch({ macTableSize: 4 });
+    const [p, q] = [sw.port(), sw.port()];
+    const [, got] = [listen(p), listen(q)];
+    const mac = (i: number) => [2, 0, 0, 0, 1, i];
+    for (const i of [0, 1, 2]) p.send(frame(BCAST, mac(i)));
+    p.send(frame(BCAST, mac(0))); // seen again: moves to the back
+    p.send(frame(BCAST, mac(3)));
+    p.send(frame(BCAST, mac(4))); // full: evicts the oldest, 1
+    expect(sw.counters.evicted).toBe(1);
+    await tick();
+    got.got.length = 0;
+    const forwarded = sw.counters.forwarded;
+    q.send(frame(mac(0), [2, 0, 0, 0, 2, 0])); // 0 is still known: forwarded, not flooded
+    q.send(frame(mac(1), [2, 0, 0, 0, 2, 0])); // 1 was evicted: flooded
+    expect(sw.counters.forwarded).toBe(forwarded + 1);
+  });
+
+  it("follows a station that moved to another port, and forgets one evicted, frame after frame", async () => {
+    const sw = new VirtualSwitch({ macTableSize: 2 });
+    const [pa, pb, pc] = [sw.port(), sw.port(), sw.port()];
+    const [, b, c] = [listen(pa), listen(pb), listen(pc)];
+    pb.send(frame(A, B)); // B behind port b
+    await tick();
+    b.got.length = c.got.length = 0;
+    pa.send(frame(B, A));
+    await tick();
+    expect([b.got.length, c.got.length]).toEqual([1, 0]);
+    pc.send(frame(A, B)); // B moved behind port c
+    await tick();
+    b.got.length = c.got.length = 0;
+    pa.send(frame(B, A)); // the same destination as a's last frame: must not go to b any more
+    await tick();
+    expect([b.got.length, c.got.length]).toEqual([0, 1]);
+    // Two other stations take the two places: B is evicted, and a's next frame to it is flooded.
+    pc.send(frame(BCAST, [2, 0, 0, 0, 3, 1]));
+    pc.send(frame(BCAST, [2, 0, 0, 0, 3, 2]));
+    await tick();
+    b.got.length = c.got.length = 0;
+    const flooded = sw.counters.flooded;
+    pa.send(frame(B, A));
+    await tick();
+    expect(sw.counters.flooded).toBe(flooded + 1);
+    expect([b.got.length, c.got.length]).toEqual([1, 1]);
+  });
+
+  it("a port closed forgets what was learned through it, for every port's next frame", async () => {
+    const sw = new VirtualSwitch();
+    const [pa, pb, pc] = [sw.port(), sw.port(), sw.port()];
+    const [, , c] = [listen(pa), listen(pb), listen(pc)];
+    pb.send(frame(A, B));
+    pa.send(frame(B, A));
+    await tick();
+    await pb.close();
+    c.got.length = 0;
+    pa.send(frame(B, A)); // B is unknown again: flooded to c
+    await tick();
+    expect(c.got.length).toBe(1);
+    expect(sw.macEntries).toBe(1); // A alone
+  });
+
   it("drops oversize frames and delivers nothing to a closed port", async () => {
     const sw = new VirtualSwitch({ mtu: 1500 });
     const [pa, pb] = [sw.port(), sw.port()];
