@@ -29,8 +29,51 @@ export interface DeadlineCounts {
   evicted: number;
 }
 
+/**
+ * Connections with no request in flight, longest waiting first: a list threaded through the
+ * deadlines themselves, so a keep-alive request moving a connection out and back in allocates
+ * nothing (a long-lived Set's delete-then-add leaves holes that rebuild its table in the old
+ * generation every few requests).
+ */
+export class WaitingList {
+  head: ConnectionDeadline | undefined;
+  tail: ConnectionDeadline | undefined;
+  size = 0;
+
+  append(d: ConnectionDeadline): void {
+    if (d.listed) this.remove(d);
+    d.listed = true;
+    d.prev = this.tail;
+    d.next = undefined;
+    if (this.tail) this.tail.next = d;
+    else this.head = d;
+    this.tail = d;
+    this.size++;
+  }
+
+  remove(d: ConnectionDeadline): void {
+    if (!d.listed) return;
+    if (d.prev) d.prev.next = d.next;
+    else this.head = d.next;
+    if (d.next) d.next.prev = d.prev;
+    else this.tail = d.prev;
+    d.prev = d.next = undefined;
+    d.listed = false;
+    this.size--;
+  }
+}
+
 export class ConnectionDeadline {
+  /**
+   * One timer at a time, set for `timerAt` or earlier than the deadline: a later deadline (the
+   * next keep-alive request's) leaves it running, and when it fires early it is set again for
+   * what remains. A connection serving many requests sets a timer every few seconds, not two per
+   * request.
+   */
   private timer: NodeJS.Timeout | undefined;
+  private timerAt = 0;
+  /** When the current phase expires (performance.now() ms). */
+  private due = 0;
   private phase: DeadlinePhase | undefined;
   /** Requests in flight (pipelined HTTP/1.1 requests, concurrent HTTP/2 streams). */
   private active = 0;
@@ -43,6 +86,11 @@ export class ConnectionDeadline {
   upper: Duplex | undefined;
   session: { close(): void; destroy(): void; readonly destroyed: boolean } | undefined;
   http1 = false;
+  /** @internal WaitingList links. */
+  prev: ConnectionDeadline | undefined;
+  next: ConnectionDeadline | undefined;
+  listed = false;
+  private readonly onTimer = (): void => this.fire();
 
   constructor(
     /** The accepted connection (the TCP flow or kernel socket, under any TLS). */
@@ -50,7 +98,7 @@ export class ConnectionDeadline {
     private readonly limits: DeadlineLimits,
     private readonly onExpire: (d: ConnectionDeadline, phase: DeadlinePhase) => void,
     /** Connections with no request in flight (head or idle phase), longest waiting first. */
-    private readonly waiting: Set<ConnectionDeadline>,
+    private readonly waiting: WaitingList,
   ) {
     this.arm("head", limits.headersTimeoutMs);
     flow.on("close", () => this.stop());
@@ -84,6 +132,8 @@ export class ConnectionDeadline {
   stop(): void {
     this.stopped = true;
     this.clear();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
   private update(): void {
@@ -101,24 +151,34 @@ export class ConnectionDeadline {
     if (this.stopped) return;
     this.clear();
     this.phase = phase;
-    if (phase !== "request") this.waiting.add(this);
-    this.timer = setTimeout(() => this.fire(), ms);
+    if (phase !== "request") this.waiting.append(this);
+    const now = performance.now();
+    this.due = now + ms;
+    if (this.timer && this.timerAt <= this.due) return; // fires first, and sets itself again
+    if (this.timer) clearTimeout(this.timer);
+    this.setTimer(now, ms);
+  }
+
+  private setTimer(now: number, ms: number): void {
+    this.timerAt = now + ms;
+    this.timer = setTimeout(this.onTimer, ms);
     this.timer.unref();
   }
 
+  /** Between phases: no deadline runs (the timer, if any, finds nothing due when it fires). */
   private clear(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
     this.phase = undefined;
-    this.waiting.delete(this);
+    this.waiting.remove(this);
   }
 
   private fire(): void {
-    const phase = this.phase!;
     this.timer = undefined;
-    this.phase = undefined;
-    this.waiting.delete(this);
-    if (this.stopped) return;
+    if (this.stopped || this.phase === undefined) return;
+    const now = performance.now();
+    // Node fires a timer up to a millisecond early by this clock (it counts from the loop's time).
+    if (now < this.due - 1) return this.setTimer(now, this.due - now);
+    const phase = this.phase;
+    this.clear();
     // Idle, but bytes came meanwhile: a request (or pings) began; its head gets its own deadline.
     // Unless they lie unread: the protocol above stopped reading (node:http2 does after it sent
     // GOAWAY to a rapid-reset flood, and never closes the connection itself).
@@ -143,7 +203,7 @@ type Tracked = { [DEADLINE]?: ConnectionDeadline };
 /** Deadlines by connection; found from the socket a request names (the flow, or TLS over it). */
 export class DeadlineTable {
   readonly counts: DeadlineCounts = { head_timeouts: 0, request_timeouts: 0, idle_timeouts: 0, evicted: 0 };
-  private readonly waiting = new Set<ConnectionDeadline>();
+  private readonly waiting = new WaitingList();
 
   constructor(private readonly limits: DeadlineLimits) {}
 
@@ -167,7 +227,7 @@ export class DeadlineTable {
    * first head, or idle between requests), to make room for a new one; false if there is none.
    */
   evictOldest(): boolean {
-    const d = this.waiting.values().next().value;
+    const d = this.waiting.head;
     if (!d) return false;
     this.counts.evicted++;
     d.stop();
