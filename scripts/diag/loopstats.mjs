@@ -82,7 +82,7 @@ try {
   const { OutputScheduler } = await import("../../dist/stack/tcp/output.js");
   const run = OutputScheduler.prototype.run;
   OutputScheduler.prototype.run = function () {
-    if (this.due?.size) h.flushConns.record(this.due.size);
+    if (this.due?.n) h.flushConns.record(this.due.n);
     return run.call(this);
   };
 } catch (e) {
