@@ -218,7 +218,8 @@ export class Stack {
     this.udp = new UdpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.random, limits.udp, alloc);
     this.ipv4.register(IPPROTO_UDP, this.udp);
     this.ipv6?.register(IPPROTO_UDP, this.udp);
-    const tcpLayer = new TcpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0, alloc);
+    const pending = netif.inputPending ? () => netif.inputPending!() : undefined;
+    const tcpLayer = new TcpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0, alloc, pending);
     this.keepAlive = new KeepAlive(this.scheduler);
     this.tcp = new TcpApi(tcpLayer, this.keepAlive);
     this.dns = new DnsResolver(this, opts.dns);

@@ -339,6 +339,9 @@ export class FaultyNetif implements Netif {
     return this.txDir.push(frame, false);
   }
 
+  inputPending(): boolean {
+    return this.inner.inputPending?.() ?? false;
+  }
   stats(): NetifStats {
     return this.inner.stats();
   }

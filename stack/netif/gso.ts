@@ -44,6 +44,9 @@ export class SegmentingNetif implements Netif {
   start(rx: NetifReceiver): void {
     this.inner.start(rx);
   }
+  inputPending(): boolean {
+    return this.inner.inputPending?.() ?? false;
+  }
   stats(): NetifStats {
     return this.inner.stats();
   }

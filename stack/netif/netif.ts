@@ -92,6 +92,12 @@ export interface Netif {
    * `ready`, so a scheduler decides when each stack's frames are processed.
    */
   poll?(max: number): boolean;
+  /**
+   * Do received frames wait to be handed up (in the kernel's queue, or read and held for the
+   * receiver's turn)? A stack asks before a retransmission timer fires: while the event loop was
+   * busy, the ACK the timer waits for may be among them.
+   */
+  inputPending?(): boolean;
   /** Stop delivering frames for now (they wait, e.g. in the kernel's queue), and start again. */
   pause?(): void;
   resume?(): void;

@@ -141,6 +141,9 @@ export class PcapNetif implements Netif {
     this.writer.write(frame);
     return this.inner.send(frame, meta);
   }
+  inputPending(): boolean {
+    return this.inner.inputPending?.() ?? false;
+  }
   stats(): NetifStats {
     return this.inner.stats();
   }

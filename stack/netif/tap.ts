@@ -44,6 +44,15 @@ export interface TapOptions {
   /** Frames waiting to be written before send() drops and counts (txDropped). Default 2048. */
   queueLimit?: number;
   /**
+   * Frames the kernel may hold for the stack to read: the TAP's txqueuelen (the tun driver's
+   * ring), raised to this at open when shorter, never lowered. Beyond it the kernel drops (the
+   * TAP's "TX dropped" in `ip -s link`): with Linux's 1000 a burst of 400 TLS handshakes lost
+   * 2,655 frames to it and paid retransmission timeouts. Raising it needs CAP_NET_ADMIN; without
+   * it (a user's persistent TAP) the TAP keeps its length, read back in `rxQueue`. Default 4096;
+   * 0 leaves the device as it is.
+   */
+  rxQueue?: number;
+  /**
    * When frames sent during a tick are written: "microtask" (default) writes at the end of the
    * current callback (one write batch per received batch, lowest latency); "immediate" waits for
    * the check phase and so also coalesces sends from several timers. See scripts/bench-tap-rx.mjs.
@@ -70,6 +79,9 @@ const GSO_MAX_FRAME = 65535 + 14 + 4;
 const VLAN_TAG_LEN = 4;
 const DEFAULT_BATCH = 64;
 const DEFAULT_QUEUE_LIMIT = 2048;
+/** TapOptions.rxQueue: the kernel's queue toward the stack (frames), and its most. */
+const DEFAULT_RX_QUEUE = 4096;
+const MAX_RX_QUEUE = 1 << 20;
 /** Frames queued in one tick beyond which send() writes at once instead of waiting for the flush. */
 const WRITE_EARLY = 256;
 /** After this many flushes in a row that hit EAGAIN, retry on a 1 ms timer rather than spin. */
@@ -86,6 +98,8 @@ const TX_POOL_KEEP_TSO = 128;
 
 export class TapNetif implements Netif {
   readonly features: NetifFeatures;
+  /** Frames the kernel holds for this stack to read before it drops (the TAP's txqueuelen); 0 if unknown. */
+  rxQueue = 0;
   /** The last error the device reported (a refused write or a dead device), for diagnostics. */
   lastError: NetifError | undefined;
   private readonly addon: TapAddon;
@@ -211,15 +225,18 @@ export class TapNetif implements Netif {
     if (fs !== undefined && (!Number.isInteger(fs) || fs < ETH_HEADER_LEN + 1 || fs > 1 << 20)) throw new NetifError(`invalid frameSize ${fs}`, "EINVAL");
     const ql = opts.queueLimit;
     if (ql !== undefined && (!Number.isInteger(ql) || ql < 1)) throw new NetifError(`invalid queueLimit ${ql}`, "EINVAL");
+    const rq = opts.rxQueue ?? DEFAULT_RX_QUEUE;
+    if (!Number.isInteger(rq) || rq < 0 || rq > MAX_RX_QUEUE) throw new NetifError(`invalid rxQueue ${rq}: 0..${MAX_RX_QUEUE}`, "EINVAL");
     const addon = loadTapAddon();
     tuneMalloc(addon);
-    let r: { fd: number; name: string };
+    let r: { fd: number; name: string; rxQueue: number };
     const attempt = (offload: boolean) =>
       addon.open(name, {
         vnetHdr: !!(opts.vnetHdr || offload),
         offload: offload ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 : 0,
         multiQueue: !!opts.multiQueue,
         up: !!opts.up,
+        rxQueue: rq,
         ...(opts.netns ? { netns: opts.netns } : {}),
       });
     let effective = opts;
@@ -235,7 +252,9 @@ export class TapNetif implements Netif {
     } catch (e) {
       throw toNetifError(e);
     }
-    return new TapNetif(r.name, r.fd, mtu, effective, addon);
+    const tap = new TapNetif(r.name, r.fd, mtu, effective, addon);
+    tap.rxQueue = r.rxQueue;
+    return tap;
   }
 
   start(rx: NetifReceiver): void {
@@ -244,6 +263,11 @@ export class TapNetif implements Netif {
     this.reader = this.addon.startReading(this.fd, this.slab, this.frameSize, this.lengths.length, this.lengths, (n, err) => this.onBatch(n, err), this.timing);
     if (this.paused) this.addon.setReading(this.reader, false);
     if (!this.refed) this.addon.setRef(this.reader, false);
+  }
+
+  inputPending(): boolean {
+    if (this.slabNext < this.slabEnd) return true;
+    return this.fd >= 0 && !this.closing && this.addon.readable(this.fd);
   }
 
   /** Stop reading for now: frames wait in the TAP's kernel queue (the kernel drops beyond its length). */

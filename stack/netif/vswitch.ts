@@ -79,6 +79,10 @@ export class SwitchPort implements Netif {
     return { ...this.st };
   }
 
+  inputPending(): boolean {
+    return this.inbox.length > this.head;
+  }
+
   poll(max: number): boolean {
     const q = this.inbox;
     let i = this.head;

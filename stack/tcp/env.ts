@@ -43,6 +43,8 @@ export interface TcpEnv {
   challengeAllowed(): boolean;
   /** `t` owes output: flush() runs once, at the end of the current batch of frames or tick. */
   wantsOutput(t: Flushable): void;
+  /** Received frames wait to be handed up (the netif's inputPending): see Tcb.deferRetransmit. */
+  inputPending(): boolean;
   /** The netif refused `t`'s last segment: flush() again once I/O had a turn. */
   retryOutput(t: Flushable): void;
   /** `t` reached CLOSED: forget it. */

@@ -115,6 +115,8 @@ export class TcpLayer implements UpperProtocol {
     readonly gsoMax = 0,
     /** Where frames to send come from (the netif's allocFrame): contents undefined, every byte written. */
     private readonly allocFrame: (len: number) => Uint8Array = newFrame,
+    /** Received frames wait to be handed up (the netif's inputPending). */
+    readonly inputPending: () => boolean = () => false,
   ) {
     this.o = resolveTcpOptions(opts);
     this.memory = new TcpMemory(this.o);
@@ -550,6 +552,9 @@ class LayerEnv implements TcpEnv {
   }
   wantsOutput(t: Flushable): void {
     this.out.want(t);
+  }
+  inputPending(): boolean {
+    return this.layer.inputPending();
   }
   retryOutput(t: Flushable): void {
     this.out.retry(t);

@@ -16,11 +16,13 @@ export interface TapOpenOptions {
   up?: boolean;
   /** TUN_F_* flags for TUNSETOFFLOAD (with vnetHdr). */
   offload?: number;
+  /** Raise the device's queue (txqueuelen: frames the kernel holds for us) to this when shorter. */
+  rxQueue?: number;
 }
 
 /** The addon's functions; the comment at the top of tap.c gives their contracts. */
 export interface TapAddon {
-  open(name: string, opts: TapOpenOptions): { fd: number; name: string };
+  open(name: string, opts: TapOpenOptions): { fd: number; name: string; rxQueue: number };
   startReading(
     fd: number,
     slab: Buffer,
@@ -32,6 +34,8 @@ export interface TapAddon {
     timing?: Float64Array,
   ): object;
   stopReading(handle: object): void;
+  /** Frames wait in the kernel's queue (poll with no wait). */
+  readable(fd: number): boolean;
   /** Pause (false) or resume (true) reading. */
   setReading(handle: object, on: boolean): void;
   /** Whether the reading poll keeps the process alive. */

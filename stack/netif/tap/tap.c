@@ -3,9 +3,12 @@
  * move frames between it and memory JS owns. Batching policy, queues, the virtio-net header's
  * meaning and all protocols live in TypeScript (stack/netif/tap.ts); this file stays dumb.
  *
- *   open(name, { vnetHdr, multiQueue, netns, up, offload }) -> { fd, name }
+ *   open(name, { vnetHdr, multiQueue, netns, up, offload, rxQueue }) -> { fd, name, rxQueue }
  *     offload: TUN_F_* flags for TUNSETOFFLOAD (non-zero needs vnetHdr): what the kernel may hand us
  *     unfinished (partial checksums, TSO super-frames); 0 by default. Set on every open, 0 too.
+ *     rxQueue: frames the kernel may hold for us to read (the device's txqueuelen, which sizes the
+ *     tun driver's ring): raised to it when shorter (never lowered); result rxQueue: the length
+ *     now (it stays shorter when raising it was refused: EPERM for a user's persistent TAP).
  *   startReading(fd, slab, frameSize, maxFrames, lengths, onBatch[, timing]) -> handle
  *       onBatch(count, error?) — count frames are in slab[i*frameSize ..], lengths[i] bytes each;
  *       error (an Error with .code) is passed once if the device died; reading has then stopped.
@@ -16,6 +19,7 @@
  *   setRef(handle, ref)     whether the poll keeps the event loop (the process) alive; default true
  *   writeFrames(fd, frames[], start, vnetHdrLen, out: Uint32Array(3)) -> frames consumed
  *   close(fd)
+ *   readable(fd) -> bool   frames wait in the kernel's queue (a poll that does not wait)
  *   setMallocTrim(bytes) -> applied   glibc's M_TRIM_THRESHOLD (see there)
  *   setSourceFilter(fd, rate, burst, maxSources) -> counterFd   the kernel's per-source limit
  *       (srcfilter.c), replacing any; clearSourceFilter(fd) removes it (open() does, always);
@@ -34,6 +38,7 @@
 #include <linux/if_tun.h>
 #ifdef __GLIBC__
 #include <malloc.h>
+#include <poll.h>
 #endif
 #include <node_api.h>
 #include "srcfilter.h"
@@ -112,11 +117,34 @@ static const char *HINT_PERM =
     "run as root (CAP_NET_ADMIN), or create a persistent TAP owned by your user: "
     "sudo ip tuntap add NAME mode tap user $USER";
 
+/* The kernel queues frames for us in the tun driver's ring, as long as the device's txqueuelen
+ * (1000 by default) and drops beyond it (the TAP's "TX dropped" in ip -s link). A burst of a few
+ * hundred new connections overflows 1000 while the stack is busy (h2load -c400: 2,655 frames
+ * dropped, then retransmission timeouts), so open() raises it to *rxq when shorter; *rxq becomes
+ * the length in force (0 if it cannot be read). Not fatal: raising it needs CAP_NET_ADMIN. */
+static void raise_queue(const char ifname[IFNAMSIZ], unsigned *rxq) {
+  unsigned want = *rxq;
+  *rxq = 0;
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return;
+  struct ifreq r;
+  memset(&r, 0, sizeof r);
+  memcpy(r.ifr_name, ifname, IFNAMSIZ);
+  if (ioctl(s, SIOCGIFTXQLEN, &r) == 0) {
+    *rxq = (unsigned)r.ifr_qlen;
+    if (want > *rxq) {
+      r.ifr_qlen = (int)want;
+      if (ioctl(s, SIOCSIFTXQLEN, &r) == 0) *rxq = want;
+    }
+  }
+  close(s);
+}
+
 /* Everything open() does while (possibly) inside the target namespace. Returns the fd, or -1
  * with *err, *what and *hint set; it never touches JS, so the caller restores the namespace
  * before throwing. */
-static int open_tap(const char *name, bool vnet, bool mq, bool up, unsigned offload, char ifname[IFNAMSIZ], int *err,
-                    const char **what, const char **hint) {
+static int open_tap(const char *name, bool vnet, bool mq, bool up, unsigned offload, unsigned *rxq, char ifname[IFNAMSIZ],
+                    int *err, const char **what, const char **hint) {
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     *err = errno;
@@ -171,6 +199,7 @@ static int open_tap(const char *name, bool vnet, bool mq, bool up, unsigned offl
   /* A persistent TAP keeps the source filter its last user attached (setSourceFilter): start
    * without one. Kernels without TUNSETFILTEREBPF (before 4.16) have none to remove. */
   srcfilter_detach(fd);
+  raise_queue(ifname, rxq);
   if (up) {
     /* SIOCSIFFLAGS needs CAP_NET_ADMIN; a user attaching to a persistent TAP that is already up
      * must not fail, so only set the flag when it is missing. The socket is made here, inside the
@@ -216,7 +245,7 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
     return throw_errno(env, EINVAL, what, "an interface name has 1 to 15 characters, no '/' and no spaces");
   }
   bool vnet = false, mq = false, up = false;
-  unsigned offload = 0;
+  unsigned offload = 0, rxq = 0;
   char nspath[1024] = {0};
   if (argc >= 2 && napi_typeof(env, argv[1], &t) == napi_ok && t == napi_object) {
     vnet = opt_bool(env, argv[1], "vnetHdr");
@@ -226,6 +255,9 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
       offload = o32;
     mq = opt_bool(env, argv[1], "multiQueue");
     up = opt_bool(env, argv[1], "up");
+    uint32_t q32 = 0;
+    if (napi_get_named_property(env, argv[1], "rxQueue", &ov) == napi_ok && napi_get_value_uint32(env, ov, &q32) == napi_ok)
+      rxq = q32;
     napi_value v;
     if (napi_get_named_property(env, argv[1], "netns", &v) == napi_ok && napi_typeof(env, v, &t) == napi_ok &&
         t == napi_string)
@@ -264,7 +296,7 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
   char ifname[IFNAMSIZ] = {0};
   int err = 0;
   const char *what = NULL, *hint = NULL;
-  int fd = open_tap(name, vnet, mq, up, offload, ifname, &err, &what, &hint);
+  int fd = open_tap(name, vnet, mq, up, offload, &rxq, ifname, &err, &what, &hint);
 
   if (origns >= 0) {
     /* Carrying on in the wrong namespace would silently put every later socket of this thread
@@ -292,6 +324,9 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
   CHECK(napi_create_string_utf8(env, ifname, NAPI_AUTO_LENGTH, &jname));
   CHECK(napi_set_named_property(env, res, "fd", jfd));
   CHECK(napi_set_named_property(env, res, "name", jname));
+  napi_value jq;
+  CHECK(napi_create_uint32(env, rxq, &jq));
+  CHECK(napi_set_named_property(env, res, "rxQueue", jq));
   return res;
 }
 
@@ -598,6 +633,19 @@ static napi_value tap_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* readable(fd) -> whether frames wait in the kernel's queue (poll with no wait). */
+static napi_value tap_readable(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!fd_arg(env, info, &fd)) return NULL;
+  struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+  int n;
+  do n = poll(&p, 1, 0);
+  while (n < 0 && errno == EINTR);
+  napi_value res;
+  CHECK(napi_get_boolean(env, n > 0 && (p.revents & POLLIN), &res));
+  return res;
+}
+
 /* setMallocTrim(bytes) -> applied: glibc's M_TRIM_THRESHOLD (free memory at the top of the heap
  * beyond which free() returns it to the kernel). Received data is copied into a new 64 KB buffer
  * per segment; with the default (128 KiB, adjusted upwards only by mmap'd frees) every garbage
@@ -675,6 +723,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setRef", NULL, tap_set_ref, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFrames", NULL, tap_write_frames, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, tap_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readable", NULL, tap_readable, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setMallocTrim", NULL, tap_set_malloc_trim, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setSourceFilter", NULL, tap_set_source_filter, NULL, NULL, NULL, napi_enumerable, NULL},
       {"clearSourceFilter", NULL, tap_clear_source_filter, NULL, NULL, NULL, napi_enumerable, NULL},

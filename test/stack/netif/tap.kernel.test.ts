@@ -188,6 +188,30 @@ describe.skipIf(!run)("TapNetif with the kernel as peer", () => {
     }
   });
 
+  it("raises the kernel's queue toward the stack (txqueuelen) to rxQueue, never lowers it; 0 leaves it", async () => {
+    const name = ifname("pq");
+    await ctx.ns.ip("tuntap", "add", name, "mode", "tap");
+    const qlen = async () => Number((await ctx.ns.exec("ip", ["link", "show", name])).stdout.match(/qlen (\d+)/)?.[1]);
+    try {
+      expect(await qlen()).toBe(1000); // Linux's default
+      let tap = TapNetif.open(name, { netns: ctx.ns.path, rxQueue: 0 });
+      expect(tap.rxQueue).toBe(1000);
+      await tap.close();
+      expect(await qlen()).toBe(1000);
+      tap = TapNetif.open(name, { netns: ctx.ns.path });
+      expect(tap.rxQueue).toBe(4096); // the default
+      await tap.close();
+      expect(await qlen()).toBe(4096);
+      await ctx.ns.ip("link", "set", name, "txqueuelen", "8000");
+      tap = TapNetif.open(name, { netns: ctx.ns.path, rxQueue: 2000 });
+      expect(tap.rxQueue).toBe(8000);
+      await tap.close();
+      expect(await qlen()).toBe(8000);
+    } finally {
+      await ctx.ns.ip("link", "del", name).catch(() => undefined);
+    }
+  });
+
   it("hands frames up in batches of at most `batch`, each closed by batchEnd", async () => {
     const { tap, got, batches } = await kernelPeer(ctx.ns, { batch: 4 });
     const payloads = Array.from({ length: 40 }, (_, i) => `datagram ${i}`);
@@ -218,6 +242,21 @@ describe.skipIf(!run)("TapNetif with the kernel as peer", () => {
     expect(tap.stats().txFrames).toBe(4);
     expect(tap.send(arpRequestFrame(KERNEL_IP))).toBe(true); // room again
     await tap.close();
+  });
+
+  it("says whether frames wait unread in the kernel's queue (inputPending), paused or not", async () => {
+    const { tap, got } = await kernelPeer(ctx.ns);
+    await waitFor(() => !tap.inputPending(), "the queue empty after the start");
+    tap.pause();
+    await kernelSendsUdp(ctx.ns, ["one", "two"]);
+    await sleep(20);
+    expect(tap.inputPending()).toBe(true); // they wait in the kernel
+    const before = udpPayloads(got).length;
+    tap.resume();
+    await waitFor(() => udpPayloads(got).length === before + 2, "both datagrams after resume");
+    expect(tap.inputPending()).toBe(false);
+    await tap.close();
+    expect(tap.inputPending()).toBe(false); // closed: nothing to read, no error
   });
 
   it("reports a device deleted under it once, through onError, and stops reading", async () => {
@@ -341,6 +380,8 @@ describe.skipIf(!run)("TapNetif.open errors say what to do", () => {
   it("options out of range are EINVAL before anything is opened", () => {
     expect(() => TapNetif.open("x", { mtu: 10 })).toThrow(expect.objectContaining({ code: "EINVAL" }));
     expect(() => TapNetif.open("x", { batch: 0 })).toThrow(expect.objectContaining({ code: "EINVAL" }));
+    expect(() => TapNetif.open("x", { rxQueue: -1 })).toThrow(expect.objectContaining({ code: "EINVAL" }));
+    expect(() => TapNetif.open("x", { rxQueue: 1.5 })).toThrow(expect.objectContaining({ code: "EINVAL" }));
   });
 
   it("a user without privileges attaches to a persistent TAP it owns, and gets EPERM with a hint otherwise", async () => {
@@ -356,14 +397,15 @@ describe.skipIf(!run)("TapNetif.open errors say what to do", () => {
       const addon = join(packageRoot(), "build", "Release", "paf_tap.node");
       const js =
         `const a = require(${JSON.stringify(addon)}); const out = {};` +
-        `for (const n of process.argv.slice(1)) { try { const r = a.open(n, { up: true }); out[n] = { ok: r.name }; try { a.setSourceFilter(r.fd, 100, 10, 10); out.filter = "attached"; } catch (e) { out.filter = { code: e.code, message: e.message }; } } catch (e) { out[n] = { code: e.code, message: e.message }; } }` +
+        `for (const n of process.argv.slice(1)) { try { const r = a.open(n, { up: true, rxQueue: 4096 }); out[n] = { ok: r.name, rxQueue: r.rxQueue }; try { a.setSourceFilter(r.fd, 100, 10, 10); out.filter = "attached"; } catch (e) { out.filter = { code: e.code, message: e.message }; } } catch (e) { out[n] = { code: e.code, message: e.message }; } }` +
         `console.log(JSON.stringify(out));`;
       const script =
         `set -e; mount -t tmpfs paf-tun ${dir}; mknod ${dir}/tun c 10 200; chmod 0666 ${dir}/tun; mount --bind ${dir}/tun /dev/net/tun; ` +
         `exec ip netns exec ${ctx.ns.name} setpriv --reuid=65534 --regid=65534 --clear-groups ${process.execPath} -e "$0" ${owned} ${foreign}`;
       const r = await sh("unshare", ["-m", "--propagation", "private", "bash", "-c", script, js], 20_000);
       const out = JSON.parse(r.stdout) as Record<string, { ok?: string; code?: string; message?: string }>;
-      expect(out[owned]).toEqual({ ok: owned }); // already up: no CAP_NET_ADMIN needed
+      // Already up: no CAP_NET_ADMIN needed. Nor to open it when its queue may not be raised.
+      expect(out[owned]).toEqual({ ok: owned, rxQueue: 1000 });
       // The kernel's per-source limit needs privileges the user lacks: a clear error (the stack
       // then enforces sourcePacketsPerSec itself).
       expect(out["filter"]).toMatchObject({ code: "EPERM", message: expect.stringMatching(/CAP_BPF.*the stack then limits sources itself/) });

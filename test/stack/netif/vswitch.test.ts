@@ -122,6 +122,23 @@ describe("VirtualSwitch", () => {
     expect(sw.macEntries).toBe(1); // A alone
   });
 
+  it("a pollable port says frames wait (inputPending) until its receiver polls them", async () => {
+    const sw = new VirtualSwitch();
+    const [pa, pb] = [sw.port(), sw.port()];
+    listen(pa);
+    let told = 0;
+    const got: Uint8Array[] = [];
+    pb.start({ frame: (f) => got.push(f), ready: () => told++ });
+    expect(pb.inputPending()).toBe(false);
+    pa.send(frame(BCAST, A));
+    pa.send(frame(BCAST, A));
+    expect([told, pb.inputPending()]).toEqual([1, true]);
+    expect(pb.poll(1)).toBe(true);
+    expect(pb.inputPending()).toBe(true);
+    expect(pb.poll(8)).toBe(false);
+    expect([got.length, pb.inputPending()]).toEqual([2, false]);
+  });
+
   it("drops oversize frames and delivers nothing to a closed port", async () => {
     const sw = new VirtualSwitch({ mtu: 1500 });
     const [pa, pb] = [sw.port(), sw.port()];

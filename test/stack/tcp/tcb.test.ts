@@ -84,6 +84,37 @@ describe("a TCP connection on its own (TcpEnv)", () => {
     expect(h.env.counters.get("syn_retransmits")).toBe(2);
   });
 
+  it("holds a retransmission while received frames wait unread (they may hold its ACK), for one RTO at most", () => {
+    const h = harness({ tailLossProbe: false });
+    h.establish();
+    const rto = (h.tcb as unknown as { rtt: { rto: number } }).rtt.rto;
+    h.tcb.send(Buffer.from("hello"));
+    expect(h.out()).toHaveLength(1);
+    // The event loop was busy: when the RTO expires, frames wait.
+    h.pending.value = true;
+    h.clock.advance(rto + 5);
+    expect(h.out()).toEqual([]);
+    expect(h.env.counters.get("retransmits_deferred")).toBe(1);
+    // They are read, and hold the ACK: nothing to retransmit, ever.
+    h.pending.value = false;
+    h.tcb.input(h.seg({ seq: 5001, ack: 1006, flags: ACK }));
+    h.clock.advance(10_000);
+    expect(h.out()).toEqual([]);
+    expect(h.env.counters.get("rto_timeouts")).toBe(0);
+
+    // Frames wait the whole time (a flood): the retransmission goes out one RTO late, not never.
+    h.tcb.send(Buffer.from("again"));
+    expect(h.out()).toHaveLength(1);
+    h.pending.value = true;
+    const rto2 = (h.tcb as unknown as { rtt: { rto: number } }).rtt.rto;
+    h.clock.advance(2 * rto2 - 2);
+    expect(h.out()).toEqual([]);
+    h.clock.advance(3);
+    expect(h.out().map((x) => x.repr.seq)).toEqual([1006]);
+    expect(h.env.counters.get("rto_timeouts")).toBe(1);
+    expect(h.env.counters.get("retransmits_deferred")).toBe(2);
+  });
+
   it("ACKs a large (offloaded) segment at once, as two full-sized segments, and delays a small one", () => {
     const h = harness();
     h.establish();

@@ -24,6 +24,8 @@ export function harness(opts: TcpOptions = {}, seed = 7) {
   const sent: Sent[] = [];
   const owed = new Set<Flushable>();
   const closed: Flushable[] = [];
+  /** Whether received frames wait unread (what the netif would say); tests set it. */
+  const pending = { value: false };
   const env: TcpEnv = {
     timers,
     counters: new Counters("tcp"),
@@ -39,6 +41,7 @@ export function harness(opts: TcpOptions = {}, seed = 7) {
     reset: () => {},
     challengeAllowed: () => true,
     wantsOutput: (t) => owed.add(t),
+    inputPending: () => pending.value,
     retryOutput: (t) => owed.add(t),
     closed: (t) => closed.push(t),
     timeWait: () => true,
@@ -70,5 +73,5 @@ export function harness(opts: TcpOptions = {}, seed = 7) {
     tcb.input(seg({ seq: 5000, ack: 1001, flags: SYN | ACK, mss: 1460, ...(synAck.hasTimestamp ? { tsEcr: syn.repr.ts!.val } : {}), ...synAck }));
     out();
   };
-  return { clock, tcb, env, events, data, out, seg, closed, establish };
+  return { clock, tcb, env, events, data, out, seg, closed, establish, pending };
 }
