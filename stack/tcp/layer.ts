@@ -477,6 +477,22 @@ export class TcpLayer implements UpperProtocol {
     this.output.run();
   }
 
+  private pendingAt = -1;
+  private pendingSeen = false;
+  /**
+   * inputPending, asked once per instant: timers due together share the clock's frozen time, so
+   * a hundred retransmission timers expiring at once cost one look at the netif (a poll(2) on a
+   * TAP), not a hundred.
+   */
+  pendingNow(): boolean {
+    const now = this.timers.now();
+    if (now !== this.pendingAt) {
+      this.pendingAt = now;
+      this.pendingSeen = this.inputPending();
+    }
+    return this.pendingSeen;
+  }
+
   /**
    * A connection's segment into a frame (header from `repr`, `len` payload bytes of `q` from
    * `off`) and out through IP; with `gsoSize` one TSO super-segment. False if it did not leave.
@@ -554,7 +570,7 @@ class LayerEnv implements TcpEnv {
     this.out.want(t);
   }
   inputPending(): boolean {
-    return this.layer.inputPending();
+    return this.layer.pendingNow();
   }
   retryOutput(t: Flushable): void {
     this.out.retry(t);

@@ -115,6 +115,16 @@ describe("a TCP connection on its own (TcpEnv)", () => {
     expect(h.env.counters.get("retransmits_deferred")).toBe(2);
   });
 
+  it("does not hold a SYN's retransmission for unread input (a half-open connection under a flood stays cheap)", () => {
+    const h = harness({ synRetries: 2 });
+    h.pending.value = true;
+    h.tcb.connect(1);
+    expect(h.out()).toHaveLength(1);
+    h.clock.advance(1000);
+    expect(h.out().map((x) => x.repr.flags)).toEqual([SYN]);
+    expect(h.env.counters.get("retransmits_deferred")).toBe(0);
+  });
+
   it("ACKs a large (offloaded) segment at once, as two full-sized segments, and delays a small one", () => {
     const h = harness();
     h.establish();
