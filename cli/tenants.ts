@@ -154,11 +154,12 @@ export async function serveTenants(argv: string[]): Promise<number> {
   if (values.help) throw new UsageError(TENANTS_USAGE);
   if (!values.tenants) throw new UsageError("--tenants FILE is required");
   const tenants = parseTenantsFile(values.tenants);
-  // Before any tenant exists. Making a thousand tenants' long-lived objects teaches V8's
-  // allocation-site pretenuring that objects from the sites they share with per-request code
-  // (Node's emitters, streams, HTTP messages) live long; it then allocates those per-request
-  // objects straight into the old generation, and every tenant's requests pay for the major
-  // GCs: about half the throughput with 1000 tenants in `make bench` (see README "Tenants").
+  // Before any tenant exists. Making a thousand tenants fills the young generation, so the first
+  // scavenge comes while the first burst of clients is in flight; every per-request object then
+  // survives it, V8's allocation-site pretenuring concludes that those sites (Node's emitters,
+  // streams, HTTP messages, ours) allocate long-lived objects, and from then on puts them
+  // straight into the old generation, for good: every request pays for major GCs, half the
+  // throughput with 1000 tenants in `make bench` (see README "Tenants").
   v8.setFlagsFromString("--no-allocation-site-pretenuring");
   // Every app is loaded before any TAP comes up: a bad module is reported with nothing started.
   const stacks = new Map<string, Stack>();
