@@ -7,11 +7,15 @@ export interface Clock {
   /** Monotonic time in milliseconds (may be fractional). */
   now(): number;
   /**
-   * Arm a one-shot callback `delayMs` from now; returns a function that cancels it.
+   * Arm a one-shot callback `delayMs` from now; returns a function that cancels it (and, from a
+   * clock where it matters, changes whether the timer keeps the process alive: `keepAlive`).
    * `keepAlive` false means the timer alone must not keep the process running (Node's unref).
    */
-  setTimer(delayMs: number, cb: () => void, keepAlive?: boolean): () => void;
+  setTimer(delayMs: number, cb: () => void, keepAlive?: boolean): TimerCancel;
 }
+
+/** Cancels a Clock timer; `keepAlive(on)`, where present, is Node's ref/unref of the same timer. */
+export type TimerCancel = (() => void) & { keepAlive?: (on: boolean) => void };
 
 /**
  * The real clock: performance.now() and Node timers. Pending protocol work (a ping, DAD, a TCP
@@ -21,10 +25,12 @@ export class RealClock implements Clock {
   now(): number {
     return performance.now();
   }
-  setTimer(delayMs: number, cb: () => void, keepAlive = true): () => void {
+  setTimer(delayMs: number, cb: () => void, keepAlive = true): TimerCancel {
     const t = setTimeout(cb, Math.max(0, delayMs));
     if (!keepAlive) t.unref();
-    return () => clearTimeout(t);
+    const cancel: TimerCancel = () => clearTimeout(t);
+    cancel.keepAlive = (on) => void (on ? t.ref() : t.unref());
+    return cancel;
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Clock } from "./clock.js";
+import type { Clock, TimerCancel } from "./clock.js";
 
 /**
  * Protocol timers. Protocol code never calls setTimeout: it arms Timers on its stack's
@@ -31,7 +31,8 @@ export class Timer {
 export class TimerHeap {
   private heap: Timer[] = [];
   private armedAt = Infinity;
-  private cancelArmed: (() => void) | undefined;
+  private cancelArmed: TimerCancel | undefined;
+  private readonly runNow = (): void => this.run();
   private armedStrong = false;
   /** Armed strong timers of queues that keep the process alive (see TimerQueue.unref). */
   private strong = 0;
@@ -138,6 +139,13 @@ export class TimerHeap {
 
   private strengthChanged(): void {
     if (!this.cancelArmed || this.armedStrong === this.strong > 0) return;
+    if (this.cancelArmed.keepAlive) {
+      // The same timer, ref'd or unref'd (a connection's RTO armed and cancelled per request
+      // flips this every time: no Node timer made and cleared for it).
+      this.armedStrong = this.strong > 0;
+      this.cancelArmed.keepAlive(this.armedStrong);
+      return;
+    }
     this.cancelArmed();
     this.cancelArmed = undefined;
     this.armedAt = Infinity;
@@ -148,11 +156,17 @@ export class TimerHeap {
     const top = this.heap[0];
     if (!top) return;
     const wantStrong = this.strong > 0;
-    if (top.deadline >= this.armedAt && this.cancelArmed && wantStrong === this.armedStrong) return;
+    if (top.deadline >= this.armedAt && this.cancelArmed) {
+      if (wantStrong === this.armedStrong) return;
+      if (this.cancelArmed.keepAlive) {
+        this.armedStrong = wantStrong;
+        return this.cancelArmed.keepAlive(wantStrong);
+      }
+    }
     this.cancelArmed?.();
     this.armedAt = top.deadline;
     this.armedStrong = wantStrong;
-    this.cancelArmed = this.clock.setTimer(top.deadline - this.clock.now(), () => this.run(), wantStrong);
+    this.cancelArmed = this.clock.setTimer(top.deadline - this.clock.now(), this.runNow, wantStrong);
   }
 
   private run(): void {

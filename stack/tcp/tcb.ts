@@ -954,7 +954,7 @@ export class Tcb {
       const last = n === unsent;
       if (last && n > 0) flags |= PSH;
       if (finNow && last) flags |= FIN;
-      if (!this.emit(this.sndNxt, flags, this.advertise(), this.sendQ, Math.max(0, off), n, {}, seg)) {
+      if (!this.emit(this.sndNxt, flags, this.advertise(), this.sendQ, Math.max(0, off), n, NO_EXTRA, seg)) {
         // The local queue is full (the netif could not take the burst): this is no loss on the
         // path, so don't count it as sent; try again once the queue has drained.
         this.env.retryOutput(this);

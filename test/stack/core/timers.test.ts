@@ -67,4 +67,39 @@ describe("TimerQueue", () => {
     q.cancel(strong);
     expect(calls.at(-1)).toBe(false);
   });
+
+  it("with a clock that can ref and unref its timer, strength changes reuse the one timer", () => {
+    const made: boolean[] = [];
+    const flips: boolean[] = [];
+    let cancelled = 0;
+    const inner = new VirtualClock();
+    const clock: Clock = {
+      now: () => inner.now(),
+      setTimer: (d, cb, keepAlive = true) => {
+        made.push(keepAlive);
+        const c = inner.setTimer(d, cb);
+        return Object.assign(() => {
+          cancelled++;
+          c();
+        }, { keepAlive: (on: boolean) => flips.push(on) });
+      },
+    };
+    const q = new TimerQueue(clock);
+    const weak = q.timer(() => {}, true);
+    const strong = q.timer(() => {});
+    q.arm(weak, 1000);
+    // A request's life: the RTO armed (later than the weak timer), then cancelled by its ACK.
+    for (let i = 0; i < 5; i++) {
+      q.arm(strong, 2000);
+      q.cancel(strong);
+    }
+    expect(made).toEqual([false]); // one Node timer for all of it
+    expect(cancelled).toBe(0);
+    expect(flips).toEqual([true, false, true, false, true, false, true, false, true, false]);
+    let fired = false;
+    q.arm(q.timer(() => (fired = true), true), 10);
+    expect(made).toEqual([false, false]); // an earlier deadline still needs a new timer
+    inner.advance(10);
+    expect(fired).toBe(true);
+  });
 });
