@@ -78,10 +78,13 @@ describe("TimerQueue", () => {
       setTimer: (d, cb, keepAlive = true) => {
         made.push(keepAlive);
         const c = inner.setTimer(d, cb);
-        return Object.assign(() => {
-          cancelled++;
-          c();
-        }, { keepAlive: (on: boolean) => flips.push(on) });
+        return Object.assign(
+          () => {
+            cancelled++;
+            c();
+          },
+          { keepAlive: (on: boolean) => flips.push(on) },
+        );
       },
     };
     const q = new TimerQueue(clock);
@@ -97,7 +100,10 @@ describe("TimerQueue", () => {
     expect(cancelled).toBe(0);
     expect(flips).toEqual([true, false, true, false, true, false, true, false, true, false]);
     let fired = false;
-    q.arm(q.timer(() => (fired = true), true), 10);
+    q.arm(
+      q.timer(() => (fired = true), true),
+      10,
+    );
     expect(made).toEqual([false, false]); // an earlier deadline still needs a new timer
     inner.advance(10);
     expect(fired).toBe(true);
