@@ -74,8 +74,13 @@ async function measure(clientNs, base, latencyOnly) {
   const coldP99ms = cold.p99ms;
   const h2 = await nsRun(clientNs, "h2load", ["-n", "20000", "-c", "16", "-m", "10", `https://${base}/`]);
   const h2rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(h2)?.[1] ?? 0);
-  const hs = await nsRun(clientNs, "h2load", ["-n", "400", "-c", "400", "-m", "1", `https://${base}/`]);
-  const hsps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(hs)?.[1] ?? 0);
+  // 400 handshakes take half a second: the median of three such bursts, not one.
+  const bursts = [];
+  for (let i = 0; i < 3; i++) {
+    const hs = await nsRun(clientNs, "h2load", ["-n", "400", "-c", "400", "-m", "1", `https://${base}/`]);
+    bursts.push(Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(hs)?.[1] ?? 0));
+  }
+  const hsps = bursts.sort((a, b) => a - b)[1];
   const { downGbps, upGbps } = await bulk(clientNs, base);
   return { rps, p99ms, coldP99ms, h2rps, hsps, bench, downGbps, upGbps };
 }
@@ -108,7 +113,7 @@ export async function benchHttp({ latencyOnly = false } = {}) {
     { name: "HTTP/1.1 p99 latency, ms (wrk, 5 s after a 3 s warm-up)", paf: p.p99ms, kernel: k.p99ms, lowerIsBetter: true },
     { name: "HTTP/1.1 p99 latency, ms (wrk, the 3 s warm-up: 64 new connections)", paf: p.coldP99ms, kernel: k.coldP99ms, lowerIsBetter: true },
     { name: "h2 over TLS req/s (h2load -c16 -m10)", paf: p.h2rps, kernel: k.h2rps },
-    { name: "TLS handshakes/s (h2load, 1 request per connection)", paf: p.hsps, kernel: k.hsps },
+    { name: "TLS handshakes/s (h2load, 400 connections of 1 request; median of 3 bursts)", paf: p.hsps, kernel: k.hsps },
     { name: `HTTP download, curl GET ${BULK_BYTES / 1e9} GB (Gbit/s)`, paf: p.downGbps, kernel: k.downGbps },
     { name: `HTTP upload, curl POST ${BULK_BYTES / 1e9} GB streamed (Gbit/s)`, paf: p.upGbps, kernel: k.upGbps },
     ...latency,
