@@ -117,8 +117,9 @@ export class ConnectionDeadline {
     };
     if (req.readableEnded) bodyDone();
     else {
-      req.once("end", bodyDone);
-      req.once("close", bodyDone);
+      // on, not once: bodyDone guards itself, and once() costs a wrapper and its state each.
+      req.on("end", bodyDone);
+      req.on("close", bodyDone);
     }
     if (!received && this.phase !== "request") this.arm("request", this.limits.requestTimeoutMs);
   }

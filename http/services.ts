@@ -83,7 +83,8 @@ function trackRequests(server: http.Server | http2.Http2SecureServer, deadlines:
     const d = deadlines.of(req.socket);
     if (!d) return;
     d.requestStarted(req as http.IncomingMessage);
-    res.once("close", () => d.requestDone());
+    // on, not once: 'close' comes once, and once() costs a wrapper and its state per request.
+    res.on("close", () => d.requestDone());
   });
 }
 
@@ -97,12 +98,12 @@ function guarded(handler: Handler, log: (msg: string) => void, inflight: Infligh
   return (req, res) => {
     inflight.n++;
     let done = false;
-    const finish = () => {
+    // 'close' ends every response, finished or aborted (node:http and the HTTP/2 compatibility
+    // API alike); one listener (on: it comes once) rather than once() on 'finish' and 'close'.
+    res.on("close", () => {
       if (!done) inflight.n--;
       done = true;
-    };
-    res.once("finish", finish);
-    res.once("close", finish);
+    });
     try {
       handler(req, res);
     } catch (err) {
