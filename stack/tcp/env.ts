@@ -35,6 +35,7 @@ export interface TcpEnv {
    * Put one segment on the wire: the header as `repr`, then `len` payload bytes from `payload` at
    * `off`; with `gsoSize` (and more payload than that) a super-segment the netif cuts. False if
    * it could not leave (no route, the netif's queue full): that is no loss on the path.
+   * `repr` (and its `ts`, `sack`) is only valid during the call: it is reused for the next segment.
    */
   transmit(route: Route, repr: TcpEmit, payload: SendQueue | undefined, off: number, len: number, gsoSize: number): boolean;
   /** A RST outside any connection's sequence space (rate limited, RFC 9293 §3.10.7). */

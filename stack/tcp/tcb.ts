@@ -23,6 +23,13 @@ import { errnoError } from "../core/errors.js";
 
 /** No extra options (most segments): no object to allocate or copy. */
 const NO_EXTRA: Readonly<Partial<TcpEmit>> = Object.freeze({});
+/**
+ * The header of a segment without extras (data, ACKs), built in place: transmit() writes it into
+ * the frame at once and keeps nothing, and nothing it calls sends a segment of its own, so one
+ * object serves every connection of the process instead of two objects per segment.
+ */
+const HDR: TcpEmit = { srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, ts: undefined, sack: undefined };
+const HDR_TS = { val: 0, ecr: 0 };
 
 /** Ticks of the peer's timestamp clock PAWS forgives (Linux's TCP_PAWS_WINDOW). */
 const PAWS_WINDOW = 1;
@@ -1039,14 +1046,31 @@ export class Tcb {
    * payload is larger.
    */
   private emit(seq: number, flags: number, window: number, q: SendQueue | undefined, off: number, len: number, extra: Partial<TcpEmit> = NO_EXTRA, gsoSize = 0): boolean {
-    const ts = extra.ts ?? this.tsOption();
     const sack = flags & ACK && !(flags & SYN) ? this.sackBlocks() : undefined;
-    // Built in place (no spreads): this runs for every segment sent.
+    const gso = gsoSize > 0 && len > gsoSize ? gsoSize : 0;
+    if (extra === NO_EXTRA) {
+      const h = HDR;
+      h.srcPort = this.localPort;
+      h.dstPort = this.remotePort;
+      h.seq = seq;
+      h.ack = flags & ACK ? this.rcvNxt : 0;
+      h.flags = flags;
+      h.window = window;
+      if (this.tsOk) {
+        HDR_TS.val = this.tsNow();
+        HDR_TS.ecr = this.tsRecent;
+        h.ts = HDR_TS;
+      } else h.ts = undefined;
+      h.sack = sack;
+      return this.env.transmit(this.route, h, q, off, len, gso);
+    }
+    const ts = extra.ts ?? this.tsOption();
+    // Built in place (no spreads).
     const repr: TcpEmit = { srcPort: this.localPort, dstPort: this.remotePort, seq, ack: flags & ACK ? this.rcvNxt : 0, flags, window };
-    if (extra !== NO_EXTRA) Object.assign(repr, extra);
+    Object.assign(repr, extra);
     if (ts) repr.ts = ts;
     if (sack) repr.sack = sack;
-    return this.env.transmit(this.route, repr, q, off, len, gsoSize > 0 && len > gsoSize ? gsoSize : 0);
+    return this.env.transmit(this.route, repr, q, off, len, gso);
   }
 
   sendAck(): void {

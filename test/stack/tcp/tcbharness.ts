@@ -35,7 +35,8 @@ export function harness(opts: TcpOptions = {}, seed = 7) {
     transmit: (_r, repr, q, off, len) => {
       const payload = Buffer.alloc(len);
       if (q && len) q.copy(off, len, payload, 0);
-      sent.push({ repr: { ...repr }, payload });
+      // repr is only valid during the call (the Tcb reuses it): keep a copy, options included.
+      sent.push({ repr: { ...repr, ...(repr.ts ? { ts: { ...repr.ts } } : {}), ...(repr.sack ? { sack: [...repr.sack] } : {}) }, payload });
       return true;
     },
     reset: () => {},
