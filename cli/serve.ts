@@ -229,6 +229,7 @@ export async function serve(argv: string[]): Promise<number> {
       stack: cfg.stack,
       offload: cfg.offload,
       onTapError: (e) => fail(Object.assign(new Error(`TAP ${tap} failed (${e.message}); the server stopped`), { code: "ENODEV" })),
+      onShortQueue: (msg) => console.error(msg),
     });
     services = await startServices(stack, cfg.services);
   }

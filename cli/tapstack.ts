@@ -1,6 +1,6 @@
 /** The userspace stack the CLI commands run on: a TAP device (optionally in a namespace), pcap, options. */
 import { Stack, type StackOptions } from "../stack/stack.js";
-import { TapNetif } from "../stack/netif/tap.js";
+import { DEFAULT_RX_QUEUE, TapNetif } from "../stack/netif/tap.js";
 import { PcapNetif } from "../stack/netif/pcap.js";
 import type { Netif, NetifError } from "../stack/netif/netif.js";
 import { ipFamily, parseCidr, parseMac } from "../stack/wire/addr.js";
@@ -18,17 +18,25 @@ export interface TapStackConfig {
   offload?: boolean;
   /** The TAP failed under us (deleted, brought down for good): reading has stopped. */
   onTapError?: (err: NetifError) => void;
+  /** Told when the kernel's queue toward paf stays shorter than TapNetif's default (no CAP_NET_ADMIN to raise it). */
+  onShortQueue?: (msg: string) => void;
 }
 
 /** Create (or attach to) the TAP, bring it up, and build a stack on it. */
 export function openTapStack(cfg: TapStackConfig): Stack {
-  let netif: Netif = TapNetif.open(cfg.tap, {
+  const tap = TapNetif.open(cfg.tap, {
     up: true,
     offload: cfg.offload ?? true,
     ...(cfg.stack.mtu ? { mtu: cfg.stack.mtu } : {}),
     ...(cfg.tapNetns ? { netns: netnsPath(cfg.tapNetns) } : {}),
     ...(cfg.onTapError ? { onError: cfg.onTapError } : {}),
   });
+  if (tap.rxQueue > 0 && tap.rxQueue < DEFAULT_RX_QUEUE)
+    cfg.onShortQueue?.(
+      `paf: the kernel holds only ${tap.rxQueue} frames for paf to read on ${tap.name} and drops the rest (bursts of new connections then cost retransmissions); ` +
+        `raising it needs CAP_NET_ADMIN: sudo ip link set ${tap.name} txqueuelen ${DEFAULT_RX_QUEUE}`,
+    );
+  let netif: Netif = tap;
   if (cfg.pcap) netif = new PcapNetif(netif, cfg.pcap);
   return Stack.create({ netif, ...cfg.stack });
 }

@@ -80,7 +80,7 @@ const VLAN_TAG_LEN = 4;
 const DEFAULT_BATCH = 64;
 const DEFAULT_QUEUE_LIMIT = 2048;
 /** TapOptions.rxQueue: the kernel's queue toward the stack (frames), and its most. */
-const DEFAULT_RX_QUEUE = 4096;
+export const DEFAULT_RX_QUEUE = 4096;
 const MAX_RX_QUEUE = 1 << 20;
 /** Frames queued in one tick beyond which send() writes at once instead of waiting for the flush. */
 const WRITE_EARLY = 256;

@@ -411,6 +411,15 @@ describe.skipIf(!run)("TapNetif.open errors say what to do", () => {
       expect(out["filter"]).toMatchObject({ code: "EPERM", message: expect.stringMatching(/CAP_BPF.*the stack then limits sources itself/) });
       expect(out[foreign]!.code).toBe("EPERM");
       expect(out[foreign]!.message).toMatch(new RegExp(`sudo ip tuntap add ${foreign} mode tap user`));
+      // `paf serve` on that TAP as the same user serves, and says once how to lengthen the queue.
+      const cli = join(packageRoot(), "dist", "cli", "main.js");
+      const serveScript =
+        `set -e; mount -t tmpfs paf-tun ${dir}; mknod ${dir}/tun c 10 200; chmod 0666 ${dir}/tun; mount --bind ${dir}/tun /dev/net/tun; ` +
+        `ip netns exec ${ctx.ns.name} setpriv --reuid=65534 --regid=65534 --clear-groups timeout -s INT 3 ${process.execPath} ${cli} serve --tap ${owned} --ipv4 198.18.0.2/24 --http 8080 2>&1 || true`;
+      const served = (await sh("unshare", ["-m", "--propagation", "private", "bash", "-c", serveScript], 20_000)).stdout;
+      expect(served).toMatch(/listening/);
+      expect(served).toContain(`the kernel holds only 1000 frames for paf to read on ${owned}`);
+      expect(served).toContain(`sudo ip link set ${owned} txqueuelen 4096`);
     } finally {
       await ctx.ns.ip("link", "del", owned).catch(() => undefined);
       await ctx.ns.ip("link", "del", foreign).catch(() => undefined);
