@@ -38,7 +38,6 @@ export interface DeadlineCounts {
 export class WaitingList {
   head: ConnectionDeadline | undefined;
   tail: ConnectionDeadline | undefined;
-  size = 0;
 
   append(d: ConnectionDeadline): void {
     if (d.listed) this.remove(d);
@@ -48,7 +47,6 @@ export class WaitingList {
     if (this.tail) this.tail.next = d;
     else this.head = d;
     this.tail = d;
-    this.size++;
   }
 
   remove(d: ConnectionDeadline): void {
@@ -59,7 +57,6 @@ export class WaitingList {
     else this.tail = d.prev;
     d.prev = d.next = undefined;
     d.listed = false;
-    this.size--;
   }
 }
 

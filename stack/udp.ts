@@ -69,9 +69,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   private closed = false;
   /** SO_BROADCAST: may send to a broadcast address. */
   private broadcast = false;
-  /** Unicast TTL / hop limit (setTTL); undefined: the IP layer's default. */
-  private ttl: number | undefined;
-  /** What unicast sends pass down once setTTL was called (one object, not one per datagram). */
+  /** Unicast TTL / hop limit as sends pass it down (setTTL; one object, not one per datagram); undefined: the IP layer's default. */
   private ttlOpts: SendOptions | undefined;
   /** Send options for multicast datagrams: TTL 1 and loopback on, as Linux's defaults. */
   private readonly multicastOpts: SendOptions = { ttl: 1, multicastLoop: true };
@@ -183,8 +181,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   /** TTL (IPv4) or hop limit (IPv6) of unicast datagrams, 1-255. */
   setTTL(ttl: number): number {
     this.mustBeBound("setTTL");
-    this.ttl = checkTtl(ttl, "setTTL", 1);
-    this.ttlOpts = { ttl: this.ttl };
+    this.ttlOpts = { ttl: checkTtl(ttl, "setTTL", 1) };
     return ttl;
   }
 

@@ -137,15 +137,21 @@ export class TimerHeap {
     } else this.strengthChanged();
   }
 
+  /**
+   * Make the armed clock timer keep the process alive or not in place, where the clock can: true
+   * if done. A connection's RTO armed and cancelled per request flips this every time, and no
+   * Node timer is made and cleared for it.
+   */
+  private setArmedStrength(strong: boolean): boolean {
+    if (!this.cancelArmed?.keepAlive) return false;
+    this.armedStrong = strong;
+    this.cancelArmed.keepAlive(strong);
+    return true;
+  }
+
   private strengthChanged(): void {
     if (!this.cancelArmed || this.armedStrong === this.strong > 0) return;
-    if (this.cancelArmed.keepAlive) {
-      // The same timer, ref'd or unref'd (a connection's RTO armed and cancelled per request
-      // flips this every time: no Node timer made and cleared for it).
-      this.armedStrong = this.strong > 0;
-      this.cancelArmed.keepAlive(this.armedStrong);
-      return;
-    }
+    if (this.setArmedStrength(this.strong > 0)) return;
     this.cancelArmed();
     this.cancelArmed = undefined;
     this.armedAt = Infinity;
@@ -156,13 +162,7 @@ export class TimerHeap {
     const top = this.heap[0];
     if (!top) return;
     const wantStrong = this.strong > 0;
-    if (top.deadline >= this.armedAt && this.cancelArmed) {
-      if (wantStrong === this.armedStrong) return;
-      if (this.cancelArmed.keepAlive) {
-        this.armedStrong = wantStrong;
-        return this.cancelArmed.keepAlive(wantStrong);
-      }
-    }
+    if (top.deadline >= this.armedAt && this.cancelArmed && (wantStrong === this.armedStrong || this.setArmedStrength(wantStrong))) return;
     this.cancelArmed?.();
     this.armedAt = top.deadline;
     this.armedStrong = wantStrong;

@@ -98,8 +98,6 @@ const TX_POOL_KEEP_TSO = 128;
 
 export class TapNetif implements Netif {
   readonly features: NetifFeatures;
-  /** Frames the kernel holds for this stack to read before it drops (the TAP's txqueuelen); 0 if unknown. */
-  rxQueue = 0;
   /** The last error the device reported (a refused write or a dead device), for diagnostics. */
   lastError: NetifError | undefined;
   private readonly addon: TapAddon;
@@ -147,6 +145,8 @@ export class TapNetif implements Netif {
     readonly mtu: number,
     opts: TapOptions,
     addon: TapAddon,
+    /** Frames the kernel holds for this stack to read before it drops (the TAP's txqueuelen); 0 if unknown. */
+    readonly rxQueue: number,
   ) {
     this.addon = addon;
     this.fd = fd;
@@ -252,9 +252,7 @@ export class TapNetif implements Netif {
     } catch (e) {
       throw toNetifError(e);
     }
-    const tap = new TapNetif(r.name, r.fd, mtu, effective, addon);
-    tap.rxQueue = r.rxQueue;
-    return tap;
+    return new TapNetif(r.name, r.fd, mtu, effective, addon, r.rxQueue);
   }
 
   start(rx: NetifReceiver): void {
