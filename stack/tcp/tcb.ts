@@ -457,8 +457,13 @@ export class Tcb {
     this.unread = Math.max(0, this.unread - n);
     this.charge(this.unread - was);
     const after = this.rcvWindow();
-    const adv = seqSub(this.rcvAdvRight, this.rcvNxt);
-    if (after - adv >= Math.min(this.rcvBuf / 2, this.mss) && before < after && this.isSynchronized()) {
+    // What the peer may still send. A pure window update only once that has fallen to half the
+    // buffer and the update at least doubles it (Linux's tcp_cleanup_rbuf): a peer with half a
+    // buffer of window is not waiting, and the larger window rides on the next ACK. Updating at
+    // every MSS read sent a second ACK per received batch in bulk transfers, and each ACK written
+    // to a TAP runs the sender's ACK processing inside that write.
+    const adv = Math.max(0, seqSub(this.rcvAdvRight, this.rcvNxt));
+    if (before < after && 2 * adv <= this.rcvBuf && after >= 2 * adv && after - adv >= Math.min(this.rcvBuf / 2, this.mss) && this.isSynchronized()) {
       this.ackNow = true;
       this.env.wantsOutput(this);
     }

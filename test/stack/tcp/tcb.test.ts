@@ -138,6 +138,42 @@ describe("a TCP connection on its own (TcpEnv)", () => {
     expect(h.out().map((x) => x.repr.ack)).toEqual([6461 + 3 * 1460]);
   });
 
+  it("a read sends a pure window update only once the peer's window has fallen to half the buffer (Linux's rule), not one per batch", () => {
+    const h = harness({ receiveBufferSize: 256 * 1024, maxReceiveBufferSize: 256 * 1024 });
+    h.tcb.connect(1000);
+    const scale = 2 ** h.out()[0]!.repr.wscale!; // our window's scale, as offered in the SYN
+    h.tcb.input(h.seg({ seq: 5000, ack: 1001, flags: SYN | ACK, mss: 1460, wscale: 7 }));
+    h.out();
+    let seq = 5001;
+    const take = (len: number) => {
+      h.tcb.input(h.seg({ seq, ack: 1001, flags: ACK, payload: Buffer.alloc(len, 3) }));
+      seq += len;
+      return h.out();
+    };
+    // A bulk receive, the reader keeping up: each 64 KB frame gets its one ACK, and reading it
+    // (the peer still has 3/4 of the buffer) sends nothing more.
+    for (let i = 0; i < 4; i++) {
+      expect(take(65536).map((s) => s.repr.ack)).toEqual([seq]);
+      h.tcb.consumed(65536);
+      expect(h.out()).toEqual([]);
+    }
+    // The reader falls behind: 160 KB unread leaves the peer 96 KB, under half the buffer.
+    const acks = [take(65536), take(65536), take(32768)].flat();
+    expect(acks.at(-1)!.repr.window * scale).toBeLessThanOrEqual(96 * 1024 + scale);
+    // Reading it reopens the window with one update at once, carrying the whole buffer.
+    h.tcb.consumed(160 * 1024);
+    const upd = h.out();
+    expect(upd).toHaveLength(1);
+    expect(upd[0]!.repr).toMatchObject({ ack: seq, flags: ACK });
+    expect(upd[0]!.repr.window * scale).toBeGreaterThanOrEqual(256 * 1024 - scale);
+    // A closed window: the peer is blocked, so a read of one MSS (receiver SWS avoidance's
+    // least worthwhile step, RFC 9293 §3.8.6.2.2) reopens it at once.
+    expect(take(256 * 1024).at(-1)!.repr.window).toBe(0);
+    h.tcb.consumed(1460);
+    const reopen = h.out();
+    expect(reopen).toHaveLength(1);
+    expect(reopen[0]!.repr.window * scale).toBeGreaterThanOrEqual(1460);
+  });
   it("takes the peer's FIN once when a retransmission cut at another boundary covers a FIN held out of order", () => {
     const h = harness();
     h.establish({ sackPermitted: true });
