@@ -34,7 +34,9 @@ const lastEnd = { t: 0, cpu: 0, n: 0 };
 
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) {
-    const kind = { 1: "scavenge", 2: "markSweep", 4: "incremental", 8: "weakcb", 16: "minorMS" }[e.detail?.kind ?? e.kind] ?? "other";
+    // perf_hooks' kinds (constants.NODE_PERFORMANCE_GC_*): 1 minor (scavenge), 4 major
+    // (mark-compact), 8 incremental marking, 16 weak callbacks.
+    const kind = { 1: "scavenge", 4: "markCompact", 8: "incremental", 16: "weakcb" }[e.detail?.kind ?? e.kind] ?? "other";
     const g = (gc[kind] ??= { n: 0, totalMs: 0, maxMs: 0, over1ms: 0, over2ms: 0 });
     g.n++;
     if (gcLog.length < 100_000) gcLog.push([+(performance.timeOrigin + e.startTime).toFixed(3), +e.duration.toFixed(3)]);
