@@ -55,7 +55,8 @@ export const SERVE_USAGE = `usage: paf serve (--tap NAME (--ipv4 CIDR | --dhcp) 
   --mtu N           L3 MTU (default 1500)
   --pcap FILE       record every frame to FILE (pcap, readable by Wireshark/tcpdump)
   --no-offload      no TAP offloads: the kernel checksums and segments every frame (by default it
-                    hands over TSO super-frames of up to 64 KB both ways; captures show those)
+                    hands over TSO super-frames of up to 64 KB both ways, captures show those,
+                    and takes a run of UDP datagrams to one peer as one write, Linux 6.2+)
   --services LIST   comma-separated: ${SERVICES.join(", ")} (echo: UDP+TCP 7, discard: TCP 9,
                     chargen: TCP 19)
 

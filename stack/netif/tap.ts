@@ -9,6 +9,7 @@
  */
 import { loadTapAddon, type TapAddon } from "./tap/binding.js";
 import { FramePool } from "./framepool.js";
+import { coalesceUdp, udpRunOffset } from "./uso.js";
 import { emptyNetifStats, NetifError, type Netif, type NetifFeatures, type NetifReceiver, type NetifStats, DEFAULT_MTU, ETH_HEADER_LEN, type RxMeta, type TxMeta } from "./netif.js";
 
 export interface TapOptions {
@@ -26,6 +27,14 @@ export interface TapOptions {
    * a datagram left unchecksummed would look corrupt.
    */
   offload?: boolean;
+  /**
+   * With offloads, also write runs of datagrams of one UDP flow (same headers, equal sizes, sent
+   * in one tick) as one super-frame the kernel cuts back into the same datagrams (UDP GSO:
+   * VIRTIO_NET_HDR_GSO_UDP_L4, stack/netif/uso.ts): one write(2) per run instead of one per
+   * datagram. Used when the kernel takes it (Linux 6.2+, probed at open: `udpSegmentation` tells).
+   * Default true.
+   */
+  udpSegmentation?: boolean;
   /** Open one queue of a multi-queue TAP (must match how the TAP was created). Default false. */
   multiQueue?: boolean;
   /** Create/attach the TAP inside this network namespace (a path such as /var/run/netns/NAME). */
@@ -69,11 +78,16 @@ const VIRTIO_NET_HDR_F_DATA_VALID = 2;
 const VIRTIO_NET_HDR_GSO_NONE = 0;
 const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
 const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+const VIRTIO_NET_HDR_GSO_UDP_L4 = 5;
 const VIRTIO_NET_HDR_GSO_ECN = 0x80;
 /** TUNSETOFFLOAD flags: partial checksums, TSO for IPv4 and IPv6. */
 const TUN_F_CSUM = 0x01;
 const TUN_F_TSO4 = 0x02;
 const TUN_F_TSO6 = 0x04;
+/** UDP segmentation (Linux 6.2+): probed, then set back off (paf does not take UDP super-frames in). */
+const TUN_F_USO4 = 0x20;
+const TUN_F_USO6 = 0x40;
+const OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
 /** Largest IP packet (64 KB) plus Ethernet header and a VLAN tag: one GSO frame. */
 const GSO_MAX_FRAME = 65535 + 14 + 4;
 const VLAN_TAG_LEN = 4;
@@ -112,9 +126,18 @@ export class TapNetif implements Netif {
   /** Virtio-net headers of the frames being written (grown as needed, reused). */
   private txHdrs = Buffer.alloc(0);
   private queue: Uint8Array[] = [];
-  /** The gso_size of each queued frame (0: a plain frame), in step with `queue`; how many are not 0. */
+  /**
+   * The gso_size of each queued frame, in step with `queue`: 0 a plain frame, > 0 a TCP
+   * super-segment, < 0 (minus the datagram size) a UDP super-frame; how many are not 0.
+   */
   private gsoSizes: number[] = [];
   private gsoQueued = 0;
+  /** Datagrams each queued frame carries, in step with `queue` once a UDP run was merged; else empty (1 each). */
+  private counts: number[] = [];
+  /** UDP segmentation on transmit is in use (TapOptions.udpSegmentation, and the kernel takes it). */
+  readonly udpSegmentation: boolean;
+  /** UDP super-frames written and the datagrams they carried. */
+  readonly usoStats = { superFrames: 0, datagrams: 0 };
   private flushScheduled = false;
   private eagainRuns = 0;
   private readonly writeOut = new Uint32Array(3);
@@ -147,11 +170,13 @@ export class TapNetif implements Netif {
     addon: TapAddon,
     /** Frames the kernel holds for this stack to read before it drops (the TAP's txqueuelen); 0 if unknown. */
     readonly rxQueue: number,
+    uso: boolean,
   ) {
     this.addon = addon;
     this.fd = fd;
     this.hdrLen = opts.vnetHdr || opts.offload ? VNET_HDR_LEN : 0;
     this.gso = !!opts.offload;
+    this.udpSegmentation = this.gso && uso;
     const batch = opts.batch ?? DEFAULT_BATCH;
     const largest = this.gso ? GSO_MAX_FRAME : mtu + ETH_HEADER_LEN + VLAN_TAG_LEN;
     this.frameSize = opts.frameSize ?? Math.max(2048, roundUp(largest + this.hdrLen + 1, 64));
@@ -233,7 +258,7 @@ export class TapNetif implements Netif {
     const attempt = (offload: boolean) =>
       addon.open(name, {
         vnetHdr: !!(opts.vnetHdr || offload),
-        offload: offload ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 : 0,
+        offload: offload ? OFFLOADS : 0,
         multiQueue: !!opts.multiQueue,
         up: !!opts.up,
         rxQueue: rq,
@@ -252,7 +277,18 @@ export class TapNetif implements Netif {
     } catch (e) {
       throw toNetifError(e);
     }
-    return new TapNetif(r.name, r.fd, mtu, effective, addon, r.rxQueue);
+    // UDP segmentation: the kernel knows it if it takes the flags (it refuses unknown ones with
+    // EINVAL); then they are set back off, since what they promise is that paf takes UDP
+    // super-frames in, which it does not.
+    let uso = false;
+    if (effective.offload && opts.udpSegmentation !== false) {
+      uso = addon.setOffload(r.fd, OFFLOADS | TUN_F_USO4 | TUN_F_USO6) === 0;
+      if (uso && addon.setOffload(r.fd, OFFLOADS) !== 0) {
+        addon.close(r.fd);
+        throw new NetifError(`TAP ${r.name}: cannot set the offloads back after probing UDP segmentation`, "EIO");
+      }
+    }
+    return new TapNetif(r.name, r.fd, mtu, effective, addon, r.rxQueue, uso);
   }
 
   start(rx: NetifReceiver): void {
@@ -406,12 +442,19 @@ export class TapNetif implements Netif {
 
   /** Write what is queued; returns true if the queue is now empty. */
   private writeQueued(): boolean {
+    if (this.udpSegmentation && this.queue.length > 1) this.mergeUdpRuns();
     const q = this.queue;
     if (q.length === 0 || this.fd < 0) return true;
     const out = this.writeOut;
     const n = this.addon.writeFrames(this.fd, q, 0, this.hdrLen, out, this.gsoQueued > 0 ? this.vnetHeaders(q) : undefined);
     const refused = out[0]!;
-    this.st.txFrames += n - refused;
+    const counts = this.counts;
+    let datagrams = n;
+    if (counts.length > 0) {
+      datagrams = 0;
+      for (let i = 0; i < n; i++) datagrams += counts[i]!;
+    }
+    this.st.txFrames += datagrams - refused;
     this.st.txBytes += out[2]!;
     if (refused) {
       this.st.txDropped += refused;
@@ -424,13 +467,49 @@ export class TapNetif implements Netif {
       q.length = 0; // the addon is done with the frames: reuse the arrays
       this.gsoSizes.length = 0;
       this.gsoQueued = 0;
+      counts.length = 0;
       return true;
     }
     this.queue = q.slice(n);
     this.gsoSizes = this.gsoSizes.slice(n);
+    if (counts.length > 0) this.counts = counts.slice(n);
     this.gsoQueued = 0;
     for (const g of this.gsoSizes) if (g) this.gsoQueued++;
     return false;
+  }
+
+  /**
+   * Runs of datagrams of one UDP flow among the queued frames become UDP super-frames
+   * (coalesceUdp), once a look without allocating found two in a row that may join one.
+   */
+  private mergeUdpRuns(): void {
+    const q = this.queue;
+    const marks = this.gsoSizes;
+    let prev = -1;
+    let found = false;
+    for (let i = 0; i < q.length && !found; i++) {
+      const l4 = marks[i] ? -1 : udpRunOffset(q[i]!);
+      found = l4 >= 0 && l4 === prev;
+      prev = l4;
+    }
+    if (!found) return;
+    const pool = this.txPool;
+    // Super-frames left by a partial write keep their counts (and, marked, never merge again).
+    const r = coalesceUdp(
+      q,
+      marks,
+      (len) => pool.alloc(len),
+      (f) => pool.release(f),
+      this.counts.length > 0 ? this.counts : undefined,
+    );
+    if (r.superFrames === 0) return;
+    this.queue = r.frames;
+    this.gsoSizes = r.marks;
+    this.counts = r.counts;
+    this.gsoQueued = 0;
+    for (const g of r.marks) if (g) this.gsoQueued++;
+    this.usoStats.superFrames += r.superFrames;
+    this.usoStats.datagrams += r.merged;
   }
 
   /**
@@ -451,6 +530,15 @@ export class TapNetif implements Netif {
       const l4 = ETH_HEADER_LEN + (v4 ? (f[ETH_HEADER_LEN]! & 0x0f) * 4 : 40);
       const o = i * VNET_HDR_LEN;
       h[o] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+      if (size < 0) {
+        // A UDP super-frame (stack/netif/uso.ts): cut into -size-byte datagrams, each checksummed.
+        h[o + 1] = VIRTIO_NET_HDR_GSO_UDP_L4;
+        h.writeUInt16LE(l4 + 8, o + 2); // hdr_len: Ethernet + IP + UDP headers
+        h.writeUInt16LE(-size, o + 4); // gso_size
+        h.writeUInt16LE(l4, o + 6); // csum_start
+        h.writeUInt16LE(6, o + 8); // csum_offset: the UDP checksum field
+        continue;
+      }
       h[o + 1] = v4 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6;
       h.writeUInt16LE(l4 + (f[l4 + 12]! >> 4) * 4, o + 2); // hdr_len: Ethernet + IP + TCP headers
       h.writeUInt16LE(size, o + 4); // gso_size

@@ -36,6 +36,8 @@ export interface TapAddon {
   stopReading(handle: object): void;
   /** Frames wait in the kernel's queue (poll with no wait). */
   readable(fd: number): boolean;
+  /** TUNSETOFFLOAD on an open TAP: 0, or the errno (EINVAL for flags the kernel does not know). */
+  setOffload(fd: number, flags: number): number;
   /** Pause (false) or resume (true) reading. */
   setReading(handle: object, on: boolean): void;
   /** Whether the reading poll keeps the process alive. */

@@ -20,6 +20,7 @@
  *   writeFrames(fd, frames[], start, vnetHdrLen, out: Uint32Array(3)) -> frames consumed
  *   close(fd)
  *   readable(fd) -> bool   frames wait in the kernel's queue (a poll that does not wait)
+ *   setOffload(fd, flags) -> 0 or errno   TUNSETOFFLOAD again (probing a feature: EINVAL if unknown)
  *   setMallocTrim(bytes) -> applied   glibc's M_TRIM_THRESHOLD (see there)
  *   setSourceFilter(fd, rate, burst, maxSources) -> counterFd   the kernel's per-source limit
  *       (srcfilter.c), replacing any; clearSourceFilter(fd) removes it (open() does, always);
@@ -646,6 +647,25 @@ static napi_value tap_readable(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* setOffload(fd, flags) -> 0 or errno: TUNSETOFFLOAD on an open TAP. The kernel refuses flags it
+ * does not know with EINVAL, which is how a feature is probed (tun.c says so): tap.ts tries the
+ * UDP segmentation flags (Linux 6.2+) and sets back those it wants. */
+static napi_value tap_set_offload(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  uint32_t flags;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_uint32(env, argv[1], &flags) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "setOffload(fd, flags): two integers");
+    return NULL;
+  }
+  int err = ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) < 0 ? errno : 0;
+  napi_value res;
+  CHECK(napi_create_int32(env, err, &res));
+  return res;
+}
+
 /* setMallocTrim(bytes) -> applied: glibc's M_TRIM_THRESHOLD (free memory at the top of the heap
  * beyond which free() returns it to the kernel). Received data is copied into a new 64 KB buffer
  * per segment; with the default (128 KiB, adjusted upwards only by mmap'd frees) every garbage
@@ -724,6 +744,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"writeFrames", NULL, tap_write_frames, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, tap_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readable", NULL, tap_readable, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setOffload", NULL, tap_set_offload, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setMallocTrim", NULL, tap_set_malloc_trim, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setSourceFilter", NULL, tap_set_source_filter, NULL, NULL, NULL, napi_enumerable, NULL},
       {"clearSourceFilter", NULL, tap_clear_source_filter, NULL, NULL, NULL, napi_enumerable, NULL},

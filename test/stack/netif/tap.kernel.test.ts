@@ -2,7 +2,7 @@
 // ways (UDP from the kernel, ARP and ICMP echo answered by it), the virtio-net header, batching,
 // truncation, bounded transmit queue, a device deleted under us, clear errors, idempotent close,
 // and a persistent TAP opened by a user without privileges.
-import { mkdtempSync, readlinkSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -14,7 +14,7 @@ import { emitEthernet, ETHERTYPE_ARP, ETHERTYPE_IPV4 } from "../../../stack/wire
 import { emitArp, parseArp } from "../../../stack/wire/arp.js";
 import { emitIpv4, parseIpv4 } from "../../../stack/wire/ipv4.js";
 import { emitIcmp, parseIcmp, ICMPV4_ECHO_REPLY, ICMPV4_ECHO_REQUEST } from "../../../stack/wire/icmp.js";
-import { parseUdp } from "../../../stack/wire/udp.js";
+import { parseUdp, udpChecksumOk } from "../../../stack/wire/udp.js";
 import { BROADCAST_MAC, formatMac, parseIPv4, parseMac } from "../../../stack/wire/addr.js";
 import { Stack } from "../../../stack/stack.js";
 
@@ -303,6 +303,150 @@ describe.skipIf(!run)("TapNetif with the kernel as peer", () => {
       await tap.close();
     } finally {
       await other.destroy();
+    }
+  });
+});
+
+describe.skipIf(!run)("UDP segmentation on transmit: a run of datagrams to one peer leaves as one super-frame the kernel cuts", () => {
+  const ctx = useNetns("tapu");
+  // Linux takes UDP super-frames from a TAP (TUN_F_USO4/6) since 6.2.
+  const [major = 0, minor = 0] = readFileSync("/proc/sys/kernel/osrelease", "utf8").split(".").map(Number);
+  const kernelHasUso = major > 6 || (major === 6 && minor >= 2);
+  // A receiver in the namespace: N datagrams on UDP port 5000 of each family, answered as
+  // "length:first-bytes" lines, then the kernel's UDP error counters.
+  const RECEIVER = [
+    "import socket,sys,json",
+    "n=int(sys.argv[1]); out={}",
+    "for fam,addr in ((socket.AF_INET,'198.18.0.1'),(socket.AF_INET6,'2001:db8::1')):",
+    "  s=socket.socket(fam,socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,1<<22); s.bind((addr,5000)); s.settimeout(5)",
+    "  got=[]",
+    "  print('ready',flush=True)",
+    "  try:",
+    "    while len(got)<n: got.append(s.recv(65535).hex())",
+    "  except socket.timeout: pass",
+    "  out[str(fam)]=got",
+    "snmp=open('/proc/net/snmp').read().split('\\n'); u=[l.split() for l in snmp if l.startswith('Udp:')]",
+    "out['udp']=dict(zip(u[0][1:],map(int,u[1][1:])))",
+    "print(json.dumps(out),flush=True)",
+  ].join("\n");
+
+  for (const uso of [true, false]) {
+    it(uso ? "200 datagrams per family arrive intact and in order, written as a few super-frames" : "with udpSegmentation: false, the same datagrams, one write each", async () => {
+      const tap = TapNetif.open(ifname("pu"), { netns: ctx.ns.path, up: true, offload: true, udpSegmentation: uso });
+      const stack = Stack.create({ netif: tap, mac: OUR_MAC, ipv4: { address: "198.18.0.2/24" }, ipv6: { address: "2001:db8::2/64" } });
+      try {
+        expect(tap.udpSegmentation).toBe(uso && kernelHasUso);
+        await ctx.ns.kernelSide(tap.name);
+        await ctx.ns.neigh(tap.name, "198.18.0.2", formatMac(OUR_MAC));
+        await ctx.ns.neigh(tap.name, "2001:db8::2", formatMac(OUR_MAC));
+        await stack.ready();
+        // The kernel's MAC first (a datagram to an unresolved neighbour waits in a short queue).
+        await stack.ping("198.18.0.1");
+        await stack.ping("2001:db8::1");
+        const N = 200;
+        const rx = ctx.ns.spawn(PY, ["-c", RECEIVER, String(N)], { timeoutMs: 30_000 });
+        let text = "";
+        rx.stdout!.on("data", (d) => (text += d));
+        const sent: Record<string, string[]> = {};
+        for (const [fam, type, dst] of [
+          ["2", "udp4", "198.18.0.1"],
+          ["10", "udp6", "2001:db8::1"],
+        ] as const) {
+          await waitFor(() => text.split("ready").length - 1 > Object.keys(sent).length, `the ${type} receiver`, 5000);
+          const sock = stack.udp.createSocket(type);
+          sock.bind(0);
+          // One tick: the whole run queued before the TAP's flush. Sizes 300 but for the last
+          // of every 50 (shorter: a run's end); each carries its sequence number.
+          const list: string[] = [];
+          for (let i = 0; i < N; i++) {
+            const p = Buffer.alloc(i % 50 === 49 ? 77 : 300, i & 0xff);
+            p.writeUInt16BE(i, 0);
+            list.push(p.toString("hex"));
+            sock.send(p, 5000, dst);
+          }
+          sent[fam] = list;
+        }
+        const line = await new Promise<string>((resolve) => rx.on("exit", () => resolve(text.trim().split("\n").pop() ?? "")));
+        const got = JSON.parse(line) as Record<string, string[]> & { udp: Record<string, number> };
+        expect(got["2"]).toEqual(sent["2"]);
+        expect(got["10"]).toEqual(sent["10"]);
+        expect(got.udp["InErrors"]).toBe(0);
+        expect(got.udp["InCsumErrors"]).toBe(0);
+        if (tap.udpSegmentation) {
+          // At most 64 a super-frame, and a shorter datagram ends a run: 4 runs of 50 per family.
+          expect(tap.usoStats.superFrames).toBeGreaterThanOrEqual(8);
+          expect(tap.usoStats.datagrams).toBe(2 * N);
+        } else expect(tap.usoStats).toEqual({ superFrames: 0, datagrams: 0 });
+        expect(tap.stats().txFrames).toBeGreaterThanOrEqual(2 * N); // datagrams, not writes
+      } finally {
+        await stack.close();
+      }
+    });
+  }
+
+  it.skipIf(!kernelHasUso)("forwarded by the kernel onto a link without offloads, the cut datagrams are the ones sent: checksums, IPv4 IDs, order", async () => {
+    // paf (offloads on) -> the namespace routes -> a second TAP without offloads, read raw here:
+    // the kernel must cut each super-frame in software and complete every checksum itself.
+    const tap = TapNetif.open(ifname("pu"), { netns: ctx.ns.path, up: true, offload: true });
+    const out = TapNetif.open(ifname("pv"), { netns: ctx.ns.path, up: true });
+    const frames: Uint8Array[] = [];
+    out.start({ frame: (f) => frames.push(Uint8Array.prototype.slice.call(f)) });
+    const stack = Stack.create({ netif: tap, mac: OUR_MAC, ipv4: { address: "198.18.0.2/24", gateway: "198.18.0.1" }, ipv6: { address: "2001:db8::2/64", gateway: "2001:db8::1" } });
+    try {
+      await ctx.ns.kernelSide(tap.name);
+      await ctx.ns.kernelSide(out.name, "198.18.5.1/24", "2001:db8:5::1/64");
+      ctx.ns.execSync("sysctl", ["-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
+      await ctx.ns.neigh(tap.name, "198.18.0.2", formatMac(OUR_MAC));
+      await ctx.ns.neigh(tap.name, "2001:db8::2", formatMac(OUR_MAC));
+      await ctx.ns.neigh(out.name, "198.18.5.9", "02:00:00:00:05:09");
+      await ctx.ns.neigh(out.name, "2001:db8:5::9", "02:00:00:00:05:09");
+      await stack.ready();
+      await stack.ping("198.18.0.1");
+      await stack.ping("2001:db8::1");
+      const N = 100;
+      const sent: string[] = [];
+      for (const [type, dst] of [
+        ["udp4", "198.18.5.9"],
+        ["udp6", "2001:db8:5::9"],
+      ] as const) {
+        const sock = stack.udp.createSocket(type);
+        sock.bind(0);
+        for (let i = 0; i < N; i++) {
+          const p = Buffer.alloc(i === N - 1 ? 33 : 500, i & 0xff);
+          p.writeUInt16BE(i, 0);
+          sent.push(`${type} ${p.toString("hex")}`);
+          sock.send(p, 6000, dst);
+        }
+      }
+      const udp = () =>
+        frames.flatMap((f) => {
+          const v4 = f[12] === 0x08 && f[13] === 0x00;
+          const v6 = f[12] === 0x86 && f[13] === 0xdd;
+          const l4 = v4 ? 34 : 54;
+          if (!(v4 && f[23] === 17) && !(v6 && f[20] === 17)) return [];
+          if (((f[l4 + 2]! << 8) | f[l4 + 3]!) !== 6000) return [];
+          return [{ f, v4, l4 }];
+        });
+      await waitFor(() => udp().length >= 2 * N, `${2 * N} forwarded datagrams`, 5000).catch(() => undefined);
+      const got = udp();
+      expect(got.map(({ f, v4, l4 }) => `${v4 ? "udp4" : "udp6"} ${Buffer.from(f.subarray(l4 + 8)).toString("hex")}`)).toEqual(sent);
+      const ids: number[] = [];
+      for (const { f, v4, l4 } of got) {
+        const src = v4 ? f.subarray(26, 30) : f.subarray(22, 38);
+        const dst = v4 ? f.subarray(30, 34) : f.subarray(38, 54);
+        expect(udpChecksumOk(f.subarray(l4), src, dst)).toBe(true);
+        expect((f[l4 + 6]! << 8) | f[l4 + 7]!).not.toBe(0); // computed, not left out
+        if (v4) {
+          expect(typeof parseIpv4(f.subarray(14))).toBe("object"); // its header checksum is checked
+          ids.push((f[18]! << 8) | f[19]!);
+        }
+      }
+      // The IDs the stack gave are consecutive per destination; the cut keeps them.
+      for (let i = 1; i < ids.length; i++) expect((ids[i]! - ids[i - 1]!) & 0xffff).toBe(1);
+      expect(tap.usoStats.datagrams).toBe(2 * N);
+    } finally {
+      await stack.close();
+      await out.close();
     }
   });
 });
