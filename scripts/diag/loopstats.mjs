@@ -7,6 +7,9 @@
 //   microtasks and nextTicks it left (the addon's timing), the gap between two batches, frames
 //   per TAP write (writeQueued) and connections flushed per TCP output run (OutputScheduler.run).
 // PAF_DIAG_EVENTS=FILE: also every GC pause and TAP batch as [epoch ms, ms] (pcap-latency.py).
+// Those records are kept in memory until written, and grow V8's old generation: only with
+// PAF_DIAG_EVENTS are they taken (kept always, they set off a mark-compact every 30-50 ms
+// during a bulk upload that has none without this preload).
 // PAF_DIAG_BATCH=N: open the TAP with N frames per read instead of the default 64.
 // The first SIGUSR2 resets every figure (start of the load), the second writes them as one JSON
 // line to $PAF_DIAG_OUT (or stderr) and resets again. Nothing is recorded between two runs.
@@ -27,6 +30,7 @@ const h = {
 const gc = {};
 let started = performance.now();
 /** [epoch ms, duration ms] of each GC pause since the reset, and of each TAP batch ([.., frames]). */
+const EVENTS = process.env.PAF_DIAG_EVENTS;
 let gcLog = [];
 let batchLog = [];
 /** Start of the last TAP batch (0: none since the reset). */
@@ -39,7 +43,7 @@ new PerformanceObserver((list) => {
     const kind = { 1: "scavenge", 4: "markCompact", 8: "incremental", 16: "weakcb" }[e.detail?.kind ?? e.kind] ?? "other";
     const g = (gc[kind] ??= { n: 0, totalMs: 0, maxMs: 0, over1ms: 0, over2ms: 0 });
     g.n++;
-    if (gcLog.length < 100_000) gcLog.push([+(performance.timeOrigin + e.startTime).toFixed(3), +e.duration.toFixed(3)]);
+    if (EVENTS && gcLog.length < 100_000) gcLog.push([+(performance.timeOrigin + e.startTime).toFixed(3), +e.duration.toFixed(3)]);
     g.totalMs += e.duration;
     if (e.duration > g.maxMs) g.maxMs = e.duration;
     if (e.duration > 1) g.over1ms++;
@@ -60,12 +64,14 @@ try {
   TapNetif.prototype.onBatch = function (n, err) {
     const t0 = performance.now();
     const prev = this.timing[0];
-    // [start epoch ms, batch ms, frames, turn wall ms, turn process CPU ms] of the previous batch
-    const cpu = process.cpuUsage();
-    const cpuMs = (cpu.user + cpu.system) / 1000;
-    if (prev > 0 && lastEnd.t && batchLog.length < 200_000)
-      batchLog.push([+(performance.timeOrigin + lastEnd.t).toFixed(3), +prev.toFixed(3), lastEnd.n, +(t0 - lastEnd.t).toFixed(3), +(cpuMs - lastEnd.cpu).toFixed(3)]);
-    lastEnd.cpu = cpuMs;
+    if (EVENTS) {
+      // [start epoch ms, batch ms, frames, turn wall ms, turn process CPU ms] of the previous batch
+      const cpu = process.cpuUsage();
+      const cpuMs = (cpu.user + cpu.system) / 1000;
+      if (prev > 0 && lastEnd.t && batchLog.length < 200_000)
+        batchLog.push([+(performance.timeOrigin + lastEnd.t).toFixed(3), +prev.toFixed(3), lastEnd.n, +(t0 - lastEnd.t).toFixed(3), +(cpuMs - lastEnd.cpu).toFixed(3)]);
+      lastEnd.cpu = cpuMs;
+    }
     lastEnd.n = n;
     if (prev > 0) {
       h.batchUs.record(us(prev));
