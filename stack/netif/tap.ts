@@ -427,6 +427,7 @@ export class TapNetif implements Netif {
     this.queue.push(frame);
     const g = this.gso ? (meta?.gsoSize ?? 0) : 0;
     this.gsoSizes.push(g);
+    if (this.counts.length > 0) this.counts.push(1); // counts kept since a partial write: in step
     if (g) this.gsoQueued++;
     // A burst sent in one go (a timer storm, a batch answered frame by frame) is written as it
     // grows, not dropped at queueLimit before the end-of-tick flush. (While the kernel pushes
@@ -452,7 +453,7 @@ export class TapNetif implements Netif {
     let datagrams = n;
     if (counts.length > 0) {
       datagrams = 0;
-      for (let i = 0; i < n; i++) datagrams += counts[i]!;
+      for (let i = 0; i < n; i++) datagrams += counts[i] ?? 1;
     }
     this.st.txFrames += datagrams - refused;
     this.st.txBytes += out[2]!;
