@@ -9,7 +9,7 @@
  */
 import { loadTapAddon, type TapAddon } from "./tap/binding.js";
 import { FramePool } from "./framepool.js";
-import { coalesceUdp, udpRunOffset } from "./uso.js";
+import { coalesceUdp, startsRun } from "./uso.js";
 import { emptyNetifStats, NetifError, type Netif, type NetifFeatures, type NetifReceiver, type NetifStats, DEFAULT_MTU, ETH_HEADER_LEN, type RxMeta, type TxMeta } from "./netif.js";
 
 export interface TapOptions {
@@ -481,18 +481,14 @@ export class TapNetif implements Netif {
 
   /**
    * Runs of datagrams of one UDP flow among the queued frames become UDP super-frames
-   * (coalesceUdp), once a look without allocating found two in a row that may join one.
+   * (coalesceUdp), once a look without allocating found two in a row that start one (a server
+   * answering many peers, one datagram each, allocates nothing here).
    */
   private mergeUdpRuns(): void {
     const q = this.queue;
     const marks = this.gsoSizes;
-    let prev = -1;
     let found = false;
-    for (let i = 0; i < q.length && !found; i++) {
-      const l4 = marks[i] ? -1 : udpRunOffset(q[i]!);
-      found = l4 >= 0 && l4 === prev;
-      prev = l4;
-    }
+    for (let i = 1; i < q.length && !found; i++) found = !marks[i - 1] && !marks[i] && startsRun(q[i - 1]!, q[i]!);
     if (!found) return;
     const pool = this.txPool;
     // Super-frames left by a partial write keep their counts (and, marked, never merge again).

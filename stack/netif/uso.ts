@@ -12,7 +12,7 @@
  * last may be shorter), no IP options, IPv6 extension headers, fragments or Ethernet padding.
  * Anything else is written as it is.
  */
-import { fold, pseudoHeaderSum, sum16 } from "../wire/checksum.js";
+import { checksum, pseudoHeaderSum } from "../wire/checksum.js";
 import { ETH_HEADER_LEN } from "./netif.js";
 
 /** Datagrams in one super-frame at most (the kernel's limit on UDP GSO segments is 64 or more). */
@@ -71,6 +71,23 @@ function continuesRun(a: Uint8Array, b: Uint8Array, l4: number, k: number): bool
   return sameBytes(a, b, e, e + 4) && sameBytes(a, b, e + 6, e + IPV6_HDR) && sameBytes(a, b, l4, l4 + 4);
 }
 
+/**
+ * Whether `b`, the `k`-th frame after `a`, may join the run `a` starts (`a` passed udpRunOffset
+ * with `l4`; its datagram is `size` bytes, the run holds `total` so far): no larger, not empty,
+ * the packet within 64 KB, and the same flow.
+ */
+function joins(a: Uint8Array, b: Uint8Array, l4: number, size: number, total: number, k: number): boolean {
+  const bs = b.length - l4 - UDP_HDR;
+  return bs > 0 && bs <= size && l4 - ETH_HEADER_LEN + UDP_HDR + total + bs <= IP_MAX && udpRunOffset(b) === l4 && continuesRun(a, b, l4, k);
+}
+
+/** Whether unmarked frames `a` then `b` start a run: the look that decides if coalesceUdp is worth a call. */
+export function startsRun(a: Uint8Array, b: Uint8Array): boolean {
+  const l4 = udpRunOffset(a);
+  const size = a.length - l4 - UDP_HDR;
+  return l4 >= 0 && size > 0 && joins(a, b, l4, size, size, 1);
+}
+
 /** What coalesceUdp hands back: the frames to write, their marks, and datagrams in each. */
 export interface UdpCoalesced {
   frames: Uint8Array[];
@@ -108,13 +125,11 @@ export function coalesceUdp(
     const size = a.length - l4 - UDP_HDR;
     let j = i + 1;
     if (l4 >= 0 && size > 0) {
-      const hdr = l4 - ETH_HEADER_LEN;
       let total = size;
       while (j < n && j - i < USO_MAX_SEGMENTS && !marks[j]) {
         const b = frames[j]!;
+        if (!joins(a, b, l4, size, total, j - i)) break;
         const bs = b.length - l4 - UDP_HDR;
-        if (bs <= 0 || bs > size || hdr + UDP_HDR + total + bs > IP_MAX) break;
-        if (udpRunOffset(b) !== l4 || !continuesRun(a, b, l4, j - i)) break;
         total += bs;
         j++;
         if (bs < size) break; // a shorter datagram ends a run
@@ -160,7 +175,7 @@ function buildSuper(frames: readonly Uint8Array[], from: number, to: number, l4:
     sf[e + 3] = ipLen & 0xff;
     sf[e + 10] = 0;
     sf[e + 11] = 0;
-    const c = ~sum16(sf, e, e + IPV4_HDR) & 0xffff;
+    const c = checksum(sf, e, e + IPV4_HDR);
     sf[e + 10] = c >> 8;
     sf[e + 11] = c & 0xff;
     pseudo = pseudoHeaderSum(sf.subarray(e + 12, e + 16), sf.subarray(e + 16, e + 20), IPPROTO_UDP, udpLen);
@@ -169,9 +184,8 @@ function buildSuper(frames: readonly Uint8Array[], from: number, to: number, l4:
     sf[e + 5] = udpLen & 0xff;
     pseudo = pseudoHeaderSum(sf.subarray(e + 8, e + 24), sf.subarray(e + 24, e + 40), IPPROTO_UDP, udpLen);
   }
-  // The partial sum, uncomplemented (as Linux's udp GSO leaves it for CHECKSUM_PARTIAL).
-  const p = fold(pseudo);
-  sf[l4 + 6] = p >> 8;
-  sf[l4 + 7] = p & 0xff;
+  // The partial sum (folded, uncomplemented), as Linux's UDP GSO leaves it for CHECKSUM_PARTIAL.
+  sf[l4 + 6] = pseudo >> 8;
+  sf[l4 + 7] = pseudo & 0xff;
   return sf;
 }

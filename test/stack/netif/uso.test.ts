@@ -4,7 +4,7 @@
 // checksums) gives back exactly the datagrams that went in. The real kernel doing the cutting
 // is in tap.kernel.test.ts.
 import { describe, expect, it } from "vitest";
-import { coalesceUdp, udpRunOffset, USO_MAX_SEGMENTS } from "../../../stack/netif/uso.js";
+import { coalesceUdp, startsRun, udpRunOffset, USO_MAX_SEGMENTS } from "../../../stack/netif/uso.js";
 import { checksum, finish, pseudoHeaderSum, sum16 } from "../../../stack/wire/checksum.js";
 import { ipv4Frame, udpDatagram, PEER_IP, STACK_IP } from "../../helpers/frames.js";
 import { ipv6Frame, PEER6, STACK6 } from "../../helpers/frames6.js";
@@ -167,6 +167,21 @@ describe("UDP segmentation on transmit (coalesceUdp)", () => {
     expect(r.counts).toEqual([10]);
     expect((r.frames[0]![18]! << 8) | r.frames[0]![19]!).toBe(8 + 2000);
     expect(onTheWire(r)).toEqual(ds);
+  });
+
+  it("startsRun (the TAP's look before merging) agrees with coalesceUdp on the first pair", () => {
+    const pairs: [Uint8Array, Uint8Array][] = [
+      [dgram4(64, 1), dgram4(64, 2)],
+      [dgram4(64, 1), dgram4(20, 2)],
+      [dgram4(64, 1), dgram4(64, 3)],
+      [dgram4(64, 1), dgram4(64, 2, { port: 7001 })],
+      [dgram4(20, 1), dgram4(64, 2)],
+      [dgram4(0, 1), dgram4(0, 2)],
+      [dgram6(200, 1), dgram6(200, 2)],
+      [dgram4(64, 1), dgram6(64, 2)],
+    ];
+    expect(pairs.map(([a, b]) => startsRun(a, b))).toEqual([true, true, false, false, false, false, true, false]);
+    for (const [a, b] of pairs) expect(run([a, b]).superFrames).toBe(startsRun(a, b) ? 1 : 0);
   });
 
   it("a super-frame left from a partial write keeps its count and never merges again", () => {
