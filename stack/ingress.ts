@@ -31,8 +31,9 @@ export interface TenantOptions {
    */
   sourcePacketsPerSec?: number;
   /**
-   * CPU time (µs) the stack's input may use per turn of the event loop while other stacks of its
-   * scheduler have work too; beyond it the rest waits for a later turn. Default 1000.
+   * CPU time (µs) the stack's input, with the application work it brings, may use per turn of
+   * the event loop; beyond it the rest waits for a later turn (alone: the next one; while other
+   * stacks of its scheduler have work too: until its credit is back). Default 1000.
    */
   cpuPerTurnUs?: number;
 }

@@ -19,9 +19,9 @@ const FLOOD_PPS = Number(process.env.PAF_NOISY_FLOOD_PPS ?? 240_000);
 /** Node flags for the paf server (e.g. PAF_NOISY_NODEFLAGS="--cpu-prof --cpu-prof-dir=/tmp/p" to profile it). */
 const NODE_FLAGS = (process.env.PAF_NOISY_NODEFLAGS ?? "").split(" ").filter(Boolean);
 
-/** The limits tenant 0 runs with (documented in the README's tenants section). */
+/** The limits tenant 0 runs with (documented in the README's tenants section; PAF_NOISY_CPU_US: its CPU share per turn, for A/B runs). */
 export const NOISY_LIMITS = {
-  tenant: { packetsPerSec: 30_000, bytesPerSec: 100_000_000, sourceSharePct: 50, sourcePacketsPerSec: 15_000, cpuPerTurnUs: 500 },
+  tenant: { packetsPerSec: 30_000, bytesPerSec: 100_000_000, sourceSharePct: 50, sourcePacketsPerSec: 15_000, cpuPerTurnUs: Number(process.env.PAF_NOISY_CPU_US ?? 500) },
   tcp: { maxConnectionsPerHost: 64, newConnectionsPerSec: 2000 },
 };
 
@@ -121,8 +121,8 @@ export async function benchNoisy() {
     await paf.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  // The kernel reference runs alone, after paf has gone.
-  return { ...result, kernel: await kernelReference(bin) };
+  // The kernel reference runs alone, after paf has gone (PAF_NOISY_KERNEL=0: not at all, for A/B runs of paf).
+  return { ...result, kernel: process.env.PAF_NOISY_KERNEL === "0" ? undefined : await kernelReference(bin) };
 }
 
 /**

@@ -12,6 +12,14 @@
  *   turn by itself; after a batch that left the stack in debt its reading is paused, and resumed
  *   at the first turn that brings its credit back above zero.
  * The share is work-conserving: a stack is held back only while another stack had work too.
+ * Alone it still stops after one quantum per turn and goes on at the next, so that a frame for
+ * another stack (an idle tenant is not "contending" until its request is in) waits for one
+ * quantum, not for whatever the busy stack was given.
+ *
+ * A batch's cost counts the application work its frames bring (the responses, TCP output and
+ * TAP write that run in its nextTicks and microtasks): measured where the netif can (a TAP's
+ * addon times its callback with them, see `afterBatch`), estimated from that ratio (`inflate`)
+ * for the frames the scheduler polls and to decide when to stop a batch.
  *
  * Stacks made without a scheduler share one per process (see stack.ts): it holds nothing of any
  * stack but its timers and its place in the ring, so stacks still never see each other's state.
@@ -59,6 +67,15 @@ export class Task {
   deferredTurns = 0;
   /** Last turn this task did work (for the scheduler's contention estimate). */
   workTurn = -1;
+  /**
+   * What a batch costs in all over what its own measure sees (1-8, kept by the stack): the
+   * application work its frames cause (responses, TCP output, the TAP write) runs after it, in
+   * nextTicks and microtasks. Time so far is scaled by it, so that a batch ends before the
+   * work it brings has used the share, not after.
+   */
+  inflate = 1;
+  /** Frames are being delivered by this task's visit (poll), not pushed by the netif. */
+  polling = false;
 
   constructor(
     private readonly s: Scheduler,
@@ -90,10 +107,18 @@ export class Task {
     }
   }
 
-  /** Would `ms` more of work put the stack over its share while others wait? */
+  /**
+   * Should a batch that has taken `ms` so far stop here (the rest waits for a later turn)? While
+   * other stacks have work: once it would put the stack over its share. Alone: once it takes a
+   * whole quantum, which costs the stack nothing (no debt, it goes on at the next turn) but
+   * bounds how long any other stack's frame that arrives meanwhile waits for the event loop to
+   * read it (an idle tenant is not "contending" until its request is in, and then it waits for
+   * whatever the busy one started).
+   */
   overBudget(ms: number): boolean {
     this.refill();
-    return this.credit - ms <= 0 && this.s.contended();
+    const cost = ms * this.inflate;
+    return this.s.contended() ? this.credit - cost <= 0 : cost >= this.quantumMs;
   }
 
   private refill(): void {
@@ -125,9 +150,13 @@ export class Task {
       return;
     }
     let more = true;
-    // The stack charges each batch's cost itself (it measures its own input), which lowers credit.
+    // The stack charges each batch's cost itself (it measures its own input), which lowers credit;
+    // alone it still yields after one quantum (see overBudget).
+    const start = this.s.cpuNow();
+    this.polling = true;
     do more = this.driver.poll(POLL_BATCH);
-    while (more && (this.credit > 0 || !this.s.contended()) && !this.closed);
+    while (more && !this.closed && (this.s.contended() ? this.credit > 0 : (this.s.cpuNow() - start) * this.inflate < this.quantumMs));
+    this.polling = false;
     if (more && !this.closed) this.s.enqueue(this);
     else this.pending = false;
   }
