@@ -1,19 +1,24 @@
 // One measurement of the tenants benchmark, in a fresh process (so heaps and timers of one run
 // never colour the next): prints one JSON line.
 //
-//   node scripts/bench/tenants-run.mjs load   N SECONDS LOOPS [paf|kernel]   aggregate req/s, p99
+//   node scripts/bench/tenants-run.mjs load   N SECONDS LOOPS [paf|kernel] [node|raw]   aggregate req/s, p99
 //   node --expose-gc scripts/bench/tenants-run.mjs idle N                   heap per idle stack, creation time
 //
 // load: N tenants, each its own VirtualSwitch with a server stack (198.18.0.2, HTTP on port 80)
 // and a client stack (198.18.0.1) on the same addresses as every other tenant; LOOPS request
 // loops (node:http keep-alive through PafAgent), loop i on tenant i mod N. "kernel": the same load
 // on N node:http servers on 127.0.0.1 (kernel loopback TCP), the reference.
+// "raw" clients: each loop one keep-alive connection (stack.net.connect / net.connect) that
+// writes a fixed GET and reads the response to its Content-Length, as wrk does: no per-request
+// ClientRequest, IncomingMessage or parser, so the figure is the servers' (and the stacks'),
+// not node:http's client's. The servers are node:http in every case.
 import http from "node:http";
+import net from "node:net";
 import * as paf from "../../dist/index.js";
 
 const { Stack, VirtualSwitch, serve, stackListener, httpService, PafAgent, Ctx, K, Scheduler } = paf;
 
-const [mode, nArg, secArg, loopsArg, kind = "paf"] = process.argv.slice(2);
+const [mode, nArg, secArg, loopsArg, kind = "paf", client = "node"] = process.argv.slice(2);
 const N = Number(nArg);
 
 const app = (_req, res) => {
@@ -36,7 +41,7 @@ async function load() {
     if (kind === "kernel") {
       const srv = http.createServer({ keepAliveTimeout: 60_000 }, app);
       await new Promise((r) => srv.listen(0, "127.0.0.1", r));
-      targets.push({ host: "127.0.0.1", port: srv.address().port, agent: new http.Agent({ keepAlive: true }) });
+      targets.push({ host: "127.0.0.1", port: srv.address().port, agent: new http.Agent({ keepAlive: true }), net });
       closers.push(() => new Promise((r) => srv.close(r)));
       srv.closeIdleConnections?.();
       continue;
@@ -47,7 +52,7 @@ async function load() {
     const client = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, ...so });
     const web = serve(httpService(app), stackListener(server, { port: 80 }));
     stacks.push(server, client);
-    targets.push({ host: "198.18.0.2", port: 80, agent: new PafAgent({ ctx: Ctx.empty.with(K.stack, client) }) });
+    targets.push({ host: "198.18.0.2", port: 80, agent: new PafAgent({ ctx: Ctx.empty.with(K.stack, client) }), net: client.net });
     closers.push(async () => {
       await web.stop(100);
       await Promise.all([server.close(), client.close()]);
@@ -79,14 +84,23 @@ async function load() {
     const t = targets[i % N];
     while (performance.now() < end) await one(t);
   };
-  // Warm up every loaded tenant's connection, then measure.
-  await Promise.all(Array.from({ length: Math.min(loops, N) }, (_, i) => one(targets[i])));
+  const counted = {
+    ok: (ms) => {
+      lat.push(ms);
+      done++;
+    },
+    failed: () => errors++,
+  };
+  const rawLoop = (i) => rawClient(targets[i % N], end, counted);
+  // Warm up: one connection and one request per loaded tenant.
+  if (client === "raw") await Promise.all(Array.from({ length: Math.min(loops, N) }, (_, i) => rawClient(targets[i], 0, { ok() {}, failed() {} })));
+  else await Promise.all(Array.from({ length: Math.min(loops, N) }, (_, i) => one(targets[i])));
   lat.length = 0;
   done = 0;
   const prof = await profiler();
   const c0 = process.cpuUsage();
   const m0 = performance.now();
-  await Promise.all(Array.from({ length: loops }, (_, i) => loop(i)));
+  await Promise.all(Array.from({ length: loops }, (_, i) => (client === "raw" ? rawLoop(i) : loop(i))));
   const elapsed = (performance.now() - m0) / 1000;
   const cpu = process.cpuUsage(c0);
   await prof?.();
@@ -114,6 +128,48 @@ async function load() {
   }
   for (const t of targets) t.agent.destroy();
   await Promise.all(closers.map((c) => c()));
+}
+
+const GET = Buffer.from("GET / HTTP/1.1\r\nHost: tenant\r\n\r\n");
+const CRLF2 = Buffer.from("\r\n\r\n");
+
+/**
+ * One wrk-like loop: a keep-alive connection, one GET at a time until `end` (at least one), each
+ * response read to the end of its head and Content-Length bytes of body; its latency to `rec.ok`.
+ */
+function rawClient(t, end, rec) {
+  return new Promise((resolve) => {
+    const sock = t.net.connect(t.port, t.host);
+    let buf = Buffer.alloc(0);
+    let sent = 0;
+    const send = () => {
+      sent = performance.now();
+      sock.write(GET);
+    };
+    const finish = () => {
+      sock.destroy();
+      resolve();
+    };
+    sock.on("connect", send);
+    sock.on("error", () => {
+      rec.failed();
+      finish();
+    });
+    sock.on("data", (d) => {
+      buf = buf.length ? Buffer.concat([buf, d]) : d;
+      for (;;) {
+        const h = buf.indexOf(CRLF2);
+        if (h < 0) return;
+        const m = /content-length:\s*(\d+)/i.exec(buf.toString("latin1", 0, h));
+        const total = h + 4 + (m ? Number(m[1]) : 0);
+        if (buf.length < total) return;
+        buf = buf.subarray(total);
+        rec.ok(performance.now() - sent);
+        if (performance.now() >= end) return finish();
+        send();
+      }
+    });
+  });
 }
 
 /** PAF_PROFILE=FILE: a CPU profile of the measured phase only (node:inspector). */

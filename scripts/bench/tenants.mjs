@@ -1,8 +1,9 @@
 // Tenants: many isolated stacks in one process (issue 15's goals), each measurement in a fresh
 // process (tenants-run.mjs): aggregate HTTP req/s with 10, 100 and 1000 tenants (a VirtualSwitch,
 // a server stack and a client stack each, all on the same addresses; 64 keep-alive request loops
-// spread over them) next to the same load on kernel loopback; heap per idle stack and creation
-// time; and the noisy neighbour over TAPs (noisy.mjs).
+// spread over them, wrk-like raw clients and, for 10 and 1000 tenants, node:http's client too)
+// next to the same load on kernel loopback; heap per idle stack and creation time; and the noisy
+// neighbour over TAPs (noisy.mjs).
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { join } from "node:path";
@@ -21,12 +22,6 @@ async function runOne(args, node = []) {
   return JSON.parse(stdout.trim().split("\n").pop());
 }
 
-/**
- * See README "Tenants": after 2000 stacks filled the young generation, the first burst of 64
- * requests is collected in flight and V8 pretenures their allocation sites for good.
- */
-const NO_PRETENURING = ["--no-allocation-site-pretenuring"];
-
 /** The run of median req/s among `runs` (its p99 goes with it). */
 function median(runs) {
   const sorted = [...runs].sort((a, b) => a.rps - b.rps);
@@ -34,25 +29,34 @@ function median(runs) {
 }
 
 export async function benchTenants() {
+  // The servers are node:http in every configuration. The raw clients (one connection per loop,
+  // a fixed GET, the response read to its Content-Length, as wrk does) measure them and the
+  // stacks; node:http's client (a ClientRequest, IncomingMessage and parser per request) is
+  // the load generator most programs would write, and its own allocation is most of what
+  // changes between 10 and 1000 tenants (README "Tenants").
   const configs = [];
-  for (const n of [10, 100, 1000]) for (const kind of ["paf", "kernel"]) configs.push({ key: `${kind}${n}`, n, kind, node: [] });
-  for (const n of [10, 1000]) for (const kind of ["paf", "kernel"]) configs.push({ key: `${kind}${n}np`, n, kind, node: NO_PRETENURING });
+  for (const n of [10, 100, 1000]) for (const kind of ["paf", "kernel"]) configs.push({ key: `${kind}${n}`, n, kind, client: "raw" });
+  for (const n of [10, 1000]) for (const kind of ["paf", "kernel"]) configs.push({ key: `${kind}${n}node`, n, kind, client: "node" });
   const runs = {};
   for (let r = 0; r < ROUNDS; r++) {
-    for (const c of configs) (runs[c.key] ??= []).push(await runOne(["load", String(c.n), String(SECONDS), String(LOOPS), c.kind], c.node));
+    for (const c of configs) (runs[c.key] ??= []).push(await runOne(["load", String(c.n), String(SECONDS), String(LOOPS), c.kind, c.client]));
   }
   const load = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)]));
   const idle = await runOne(["idle", "1000"], ["--expose-gc"]);
   const rows = [];
   for (const n of [10, 100, 1000]) {
-    rows.push({ name: `HTTP req/s in one process, ${n} tenants (${2 * n} stacks), ${LOOPS} loops (kernel: loopback; median of ${ROUNDS})`, paf: load[`paf${n}`].rps, kernel: load[`kernel${n}`].rps });
+    rows.push({
+      name: `HTTP req/s in one process, ${n} tenants (${2 * n} stacks), ${LOOPS} raw keep-alive loops (kernel: loopback; median of ${ROUNDS})`,
+      paf: load[`paf${n}`].rps,
+      kernel: load[`kernel${n}`].rps,
+    });
   }
   rows.push({ name: "req/s with 1000 tenants / with 10 tenants", paf: load.paf1000.rps / load.paf10.rps, kernel: load.kernel1000.rps / load.kernel10.rps });
-  for (const n of [10, 1000]) {
-    rows.push({ name: `HTTP req/s, ${n} tenants, node --no-allocation-site-pretenuring`, paf: load[`paf${n}np`].rps, kernel: load[`kernel${n}np`].rps });
-  }
-  rows.push({ name: "req/s with 1000 tenants / with 10 tenants, --no-allocation-site-pretenuring", paf: load.paf1000np.rps / load.paf10np.rps, kernel: load.kernel1000np.rps / load.kernel10np.rps });
   rows.push({ name: "HTTP p99 latency, ms, 1000 tenants", paf: load.paf1000.p99, kernel: load.kernel1000.p99, lowerIsBetter: true });
+  for (const n of [10, 1000]) {
+    rows.push({ name: `HTTP req/s, ${n} tenants, ${LOOPS} loops of node:http's client`, paf: load[`paf${n}node`].rps, kernel: load[`kernel${n}node`].rps });
+  }
+  rows.push({ name: "req/s with 1000 tenants / with 10 tenants, node:http's client", paf: load.paf1000node.rps / load.paf10node.rps, kernel: load.kernel1000node.rps / load.kernel10node.rps });
   rows.push({ name: "heap per idle stack, KB (1000 stacks)", paf: idle.heapPerStackBytes / 1024, lowerIsBetter: true });
   rows.push({ name: "stack creation, ms each", paf: idle.createMs, lowerIsBetter: true });
   rows.push(...noisyRows(await benchNoisy()));
