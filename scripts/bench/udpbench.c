@@ -223,9 +223,13 @@ int main(int argc, char **argv) {
     }
     static char big[1 << 16];
     memset(big, 'x', sizeof big);
+    /* UDPBENCH_WRITE: bytes per send() (default 65536; e.g. 65160 = 45 x 1448, a whole number of
+     * segments, so that no sub-MSS tail waits for an ACK under Nagle's rule). */
+    const char *ws = getenv("UDPBENCH_WRITE");
+    long chunk = ws && atol(ws) > 0 && atol(ws) <= (long)sizeof big ? atol(ws) : (long)sizeof big;
     double t0 = now();
     while (sent < total) {
-      long n = total - sent < (long)sizeof big ? total - sent : (long)sizeof big;
+      long n = total - sent < chunk ? total - sent : chunk;
       ssize_t w = send(s, big, n, 0);
       if (w <= 0) break;
       sent += w;
