@@ -28,7 +28,9 @@
  */
 import { existsSync, openSync, closeSync, constants } from "node:fs";
 import { afterAll, beforeAll } from "vitest";
+import type { ChildProcess } from "node:child_process";
 import { Netns } from "../../lab/netns.js";
+import { waitForOutput } from "../../lab/shell.js";
 
 export { Netns, withNetns, type SpawnOptions } from "../../lab/netns.js";
 export { DEFAULT_TIMEOUT_MS, sh, shSync, waitFor, waitForOutput, type ShOptions, type ShResult } from "../../lab/shell.js";
@@ -80,4 +82,29 @@ export function useNetns(tag: string): { readonly ns: Netns } {
       return ns;
     },
   };
+}
+
+/**
+ * dnsmasq as the DNS server for `.test` names inside `ns`: no DHCP, no upstream, no hosts or
+ * config files, bound to `listen` (addresses in the namespace) on port 53, answering `records`
+ * (dnsmasq options such as "--host-record=web.test,198.18.0.1,60" or "--cname=www.test,host.test"),
+ * logging to its stdout (every query with `logQueries`). Resolves once it says it has started; it
+ * dies with the namespace, or after `timeoutMs`, or when the caller kills it.
+ */
+export async function dnsServer(ns: Netns, listen: readonly string[], records: readonly string[], opts: { logQueries?: boolean; timeoutMs?: number } = {}): Promise<ChildProcess> {
+  const args = [
+    "--no-daemon",
+    "--conf-file=/dev/null",
+    "--pid-file=",
+    "--no-resolv",
+    "--no-hosts",
+    "--port=53",
+    ...listen.map((a) => `--listen-address=${a}`),
+    "--bind-interfaces",
+    "--log-facility=-",
+  ];
+  if (opts.logQueries) args.push("--log-queries");
+  const c = ns.spawn("/usr/sbin/dnsmasq", [...args, "--local=/test/", ...records], { timeoutMs: opts.timeoutMs ?? 300_000 });
+  await waitForOutput(c, /started, version/);
+  return c;
 }

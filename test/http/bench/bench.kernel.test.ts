@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, type ChildProcess } from "node:child_process";
 import { CLI, ensureBuilt, runCli, startCli, type RunResult } from "../../helpers/cli.js";
-import { Netns, ifname, requirePrivileged, waitForOutput } from "../../helpers/netns.js";
+import { Netns, dnsServer, ifname, requirePrivileged, waitForOutput } from "../../helpers/netns.js";
 import { bench, expectClean, faultApp } from "./helpers.js";
 
 beforeAll(() => ensureBuilt(), 120_000);
@@ -122,25 +122,8 @@ describe.skipIf(!run)("paf bench --tap (clients on a userspace stack) against pa
   });
 
   it("a host name, resolved by the clients' stack through its own DNS (dnsmasq in the namespace)", async () => {
-    const dnsmasq = ns.spawn(
-      "/usr/sbin/dnsmasq",
-      [
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        "--pid-file=",
-        "--no-resolv",
-        "--no-hosts",
-        "--port=53",
-        "--listen-address=198.18.2.1",
-        "--bind-interfaces",
-        "--log-facility=-",
-        "--local=/test/",
-        "--host-record=web.test,198.18.2.1,2001:db8:2::1,60",
-      ],
-      { timeoutMs: 60_000 },
-    );
+    const dnsmasq = await dnsServer(ns, ["198.18.2.1"], ["--host-record=web.test,198.18.2.1,2001:db8:2::1,60"], { timeoutMs: 60_000 });
     try {
-      await waitForOutput(dnsmasq, /started, version/);
       for (const extra of [[], ["--h2", "--streams", "2", "--insecure"]]) {
         const url = extra.length ? "https://web.test:8443/bytes/1000" : "http://web.test:8080/bytes/1000";
         const r = await bench([url, "--requests", "40", "--clients", "2", "--dns", "198.18.2.1", ...onTap, ...extra]);

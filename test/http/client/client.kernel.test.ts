@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import axios from "axios";
 import { fetch as undiciFetch } from "undici";
-import { ifname, requirePrivileged, useNetns, waitForOutput } from "../../helpers/netns.js";
+import { dnsServer, ifname, requirePrivileged, useNetns } from "../../helpers/netns.js";
 import { ensureBuilt, runCli } from "../../helpers/cli.js";
 import { TapNetif } from "../../../stack/netif/tap.js";
 import { Stack } from "../../../stack/stack.js";
@@ -73,26 +73,7 @@ http {
     );
     const nginx = net.ns.spawn("/usr/sbin/nginx", ["-p", dir, "-c", join(dir, "nginx.conf")], { timeoutMs: 300_000 });
     procs.push(nginx);
-    const dnsmasq = net.ns.spawn(
-      "/usr/sbin/dnsmasq",
-      [
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        "--pid-file=",
-        "--no-resolv",
-        "--no-hosts",
-        "--port=53",
-        "--listen-address=198.18.0.1",
-        "--bind-interfaces",
-        "--log-facility=-",
-        "--local=/test/",
-        "--host-record=web.test,198.18.0.1,2001:db8::1,60",
-        "--host-record=he.test,198.18.0.1,2001:db8::dead,60",
-      ],
-      { timeoutMs: 300_000 },
-    );
-    procs.push(dnsmasq);
-    await waitForOutput(dnsmasq, /started, version/);
+    procs.push(await dnsServer(net.ns, ["198.18.0.1"], ["--host-record=web.test,198.18.0.1,2001:db8::1,60", "--host-record=he.test,198.18.0.1,2001:db8::dead,60"]));
     // nginx prints nothing when it starts well: wait until it answers from inside the namespace.
     for (let i = 0; ; i++) {
       const r = await net.ns.exec("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://198.18.0.1:8080/proto"]).catch(() => undefined);

@@ -4,13 +4,12 @@
 // answer comes over TCP (RFC 7766). Needs root and /dev/net/tun (CI has both).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ChildProcess } from "node:child_process";
-import { ifname, requirePrivileged, useNetns, waitForOutput } from "../../helpers/netns.js";
+import { dnsServer, ifname, requirePrivileged, useNetns } from "../../helpers/netns.js";
 import { TapNetif } from "../../../stack/netif/tap.js";
 import { Stack } from "../../../stack/stack.js";
 import { DnsResolver } from "../../../stack/dns.js";
 
 const run = requirePrivileged();
-const DNSMASQ = "/usr/sbin/dnsmasq";
 const BIG = 100;
 
 describe.skipIf(!run)("DNS over TAP with dnsmasq as the server", () => {
@@ -30,31 +29,16 @@ describe.skipIf(!run)("DNS over TAP with dnsmasq as the server", () => {
     await ctx.ns.kernelSide(tap.name);
     await stack.ready();
     const big = Array.from({ length: BIG }, (_, i) => `--host-record=big.test,198.18.2.${i + 1},120`);
-    dnsmasq = ctx.ns.spawn(
-      DNSMASQ,
-      [
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        "--pid-file=",
-        "--no-resolv",
-        "--no-hosts",
-        "--port=53",
-        "--listen-address=198.18.0.1",
-        "--listen-address=2001:db8::1",
-        "--bind-interfaces",
-        "--log-facility=-",
-        "--log-queries",
-        "--local=/test/",
-        "--host-record=host.test,198.18.1.1,2001:db8::1:1,300",
-        "--host-record=v4only.test,198.18.1.2,60",
-        "--cname=www.test,host.test",
-        ...big,
-      ],
-      { timeoutMs: 300_000 },
+    dnsmasq = await dnsServer(
+      ctx.ns,
+      ["198.18.0.1", "2001:db8::1"],
+      ["--host-record=host.test,198.18.1.1,2001:db8::1:1,300", "--host-record=v4only.test,198.18.1.2,60", "--cname=www.test,host.test", ...big],
+      {
+        logQueries: true,
+      },
     );
     dnsmasq.stdout?.on("data", (d: Buffer) => (log += d.toString()));
     dnsmasq.stderr?.on("data", (d: Buffer) => (log += d.toString()));
-    await waitForOutput(dnsmasq, /started, version/);
   });
 
   afterAll(async () => {
