@@ -239,6 +239,39 @@ describe("a batch's cost counts the application work it brings", () => {
   });
 });
 
+describe("a batch reads the CPU clock as often as its frames' cost needs", () => {
+  it("every 8th frame while eight cost under a quarter of the quantum, every frame once they cost more", () => {
+    const cpu = { ms: 0 };
+    let reads = 0;
+    const scheduler = new Scheduler({
+      cpuClock: () => {
+        reads++;
+        return cpu.ms;
+      },
+    });
+    const netif = new SlabNetif(cpu);
+    const stack = track(Stack.create({ netif, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24" }, scheduler, random: new SeededRandom(6) }));
+    netif.push([arpReply()], 0);
+    let cost = 1 / 128;
+    stack.udp
+      .createSocket("udp4", () => {
+        cpu.ms += cost;
+      })
+      .bind(9);
+    const frames = () => Array.from({ length: 64 }, () => ipv4Frame(17, udpDatagram(1000, 9, new Uint8Array(10))));
+    netif.push(frames(), 0); // learns the cost of a frame
+    reads = 0;
+    expect(netif.push(frames(), 0)).toBe(64); // 0.5 ms: within the 1 ms quantum
+    expect(reads).toBeLessThanOrEqual(12); // 63 questions, one read in 8, and the batch's own two
+    cost = 1 / 16;
+    netif.push(frames(), 0); // cut after the 1 ms quantum, at 8-frame steps: learns the new cost
+    reads = 0;
+    // Now asked at every frame: stopped at exactly the quantum (16 frames of 1/16 ms).
+    expect(netif.push(frames(), 0)).toBe(16);
+    expect(reads).toBeGreaterThanOrEqual(16);
+  });
+});
+
 describe("per-tenant limits, each hit and counted", () => {
   const datagram = (port: number, src = PEER_IP, size = 10) => ipv4Frame(17, udpDatagram(1000, port, new Uint8Array(size), src), { src });
   /**
