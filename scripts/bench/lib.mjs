@@ -2,7 +2,7 @@
 // All traffic stays in namespaces created here (paf-b*), removed at the end, also on failure.
 import { execFile, execFileSync, spawn } from "node:child_process";
 import { promisify } from "node:util";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -98,6 +98,19 @@ export function udpbench() {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A process's main thread as the kernel's scheduler saw it (/proc/PID/task/PID/schedstat):
+ * ns on a CPU, ns runnable but waiting for one; undefined once the process is gone.
+ */
+export function schedstat(pid) {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").trim().split(/\s+/).map(Number);
+    return { run, wait };
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * A `paf serve` child process: `ready` resolves at its "listening" line (rejects after 20 s),

@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { ROOT, netns, nsRun, serveHandle, sh, sleep, track, udpbench } from "./lib.mjs";
+import { ROOT, netns, nsRun, schedstat, serveHandle, sh, sleep, track, udpbench } from "./lib.mjs";
 
 const CLI = join(ROOT, "dist", "cli", "main.js");
 const SECONDS = Number(process.env.PAF_NOISY_SECONDS ?? 4);
@@ -31,23 +31,16 @@ export const NOISY_LIMITS = {
  * the server compete for them: this says how much of a latency is the scheduler's.
  */
 async function runqueue(pid, work) {
-  const read = () => {
-    try {
-      const [, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").trim().split(/\s+/).map(Number);
-      return wait;
-    } catch {
-      return undefined;
-    }
-  };
-  const w0 = read();
+  const s0 = schedstat(pid);
   const t0 = performance.now();
   const r = await work();
-  const w1 = read();
+  const s1 = schedstat(pid);
   const secs = (performance.now() - t0) / 1000;
-  return { ...r, runqMsPerSec: w0 === undefined || w1 === undefined ? undefined : (w1 - w0) / 1e6 / secs };
+  return { ...r, runqMsPerSec: s0 && s1 ? (s1.wait - s0.wait) / 1e6 / secs : undefined };
 }
 
-async function latency(ns, seconds, addr = "198.18.0.2") {
+/** Tenant 1's latency from `paf bench` with one client in `ns` for `seconds`: p50, p99 (ms), requests done and failed. */
+export async function latency(ns, seconds, addr = "198.18.0.2") {
   const json = join(tmpdir(), `paf-noisy-${process.pid}-${Math.random().toString(36).slice(2)}.json`);
   await nsRun(
     ns,
@@ -83,9 +76,12 @@ async function prober(ns, seconds, addr = "198.18.0.2") {
   return { ok, n, share: n ? ok / n : 0 };
 }
 
-export async function benchNoisy() {
-  const bin = udpbench();
-  const dir = mkdtempSync(join(tmpdir(), "paf-noisy-"));
+/**
+ * The two tenants' links: a namespace each with a TAP whose kernel side is 198.18.0.1/24 (and,
+ * for tenant 0, 198.18.0.3, its prober's address), and a `paf serve --tenants` config in `dir`
+ * putting both tenants on 198.18.0.2, tenant 0 with `limits`.
+ */
+export async function tenantTaps(dir, limits = NOISY_LIMITS) {
   const ns0 = await netns("n0");
   const ns1 = await netns("n1");
   const taps = ["pafnz0", "pafnz1"];
@@ -103,11 +99,18 @@ export async function benchNoisy() {
     cfg,
     JSON.stringify({
       tenants: [
-        { name: "t0", tap: taps[0], netns: ns0, ipv4: "198.18.0.2/24", limits: NOISY_LIMITS },
+        { name: "t0", tap: taps[0], netns: ns0, ipv4: "198.18.0.2/24", limits },
         { name: "t1", tap: taps[1], netns: ns1, ipv4: "198.18.0.2/24" },
       ],
     }),
   );
+  return { ns0, ns1, taps, cfg };
+}
+
+export async function benchNoisy() {
+  const bin = udpbench();
+  const dir = mkdtempSync(join(tmpdir(), "paf-noisy-"));
+  const { ns0, ns1, taps, cfg } = await tenantTaps(dir);
   const paf = serveHandle(track(spawn(process.execPath, [...NODE_FLAGS, CLI, "serve", "--tenants", cfg], { stdio: ["ignore", "pipe", "pipe"] })));
   let result;
   try {

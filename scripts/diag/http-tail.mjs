@@ -14,7 +14,7 @@ import { readFileSync, rmSync, existsSync, createWriteStream, copyFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT, netns, vethPair, nsRun, sleep, track, cleanup, serveHandle } from "../bench/lib.mjs";
+import { ROOT, netns, vethPair, nsRun, sleep, track, cleanup, serveHandle, schedstat } from "../bench/lib.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -93,10 +93,10 @@ function parseWrk(s) {
 
 /** The server's main thread as the kernel scheduler saw it: ns on CPU, ns runnable but waiting, involuntary switches. */
 function sched(pid) {
+  const st = schedstat(pid);
   try {
-    const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").trim().split(" ").map(Number);
     const inv = Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, "utf8"))?.[1]);
-    return { run, wait, inv };
+    return st && { ...st, inv };
   } catch {
     return undefined;
   }

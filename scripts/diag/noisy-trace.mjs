@@ -12,11 +12,11 @@
 // The capture and perf load the 2 cores too: compare floods with each other here, and take
 // latency figures from the bench. Needs root; its namespaces are removed at exit.
 import { spawn } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT, netns, nsRun, serveHandle, sh, sleep, track, cleanup, udpbench } from "../bench/lib.mjs";
-import { NOISY_LIMITS } from "../bench/noisy.mjs";
+import { ROOT, nsRun, serveHandle, sh, sleep, track, cleanup, udpbench } from "../bench/lib.mjs";
+import { NOISY_LIMITS, latency, tenantTaps } from "../bench/noisy.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -35,27 +35,8 @@ const CLI = join(ROOT, "dist", "cli", "main.js");
 const has = async (cmd) => (await sh("bash", ["-c", `command -v ${cmd} || true`])).trim() !== "";
 
 try {
-  const ns0 = await netns("t0");
-  const ns1 = await netns("t1");
-  for (const [ns, tap] of [
-    [ns0, "pafnt0"],
-    [ns1, "pafnt1"],
-  ]) {
-    await sh("ip", ["-n", ns, "tuntap", "add", tap, "mode", "tap"]);
-    await sh("ip", ["-n", ns, "link", "set", tap, "up"]);
-    await sh("ip", ["-n", ns, "addr", "add", "198.18.0.1/24", "dev", tap]);
-  }
-  const cfg = join(DIR, "tenants.json");
   const limits = { ...NOISY_LIMITS, tenant: { ...NOISY_LIMITS.tenant, cpuPerTurnUs: Number(values["cpu-us"]) } };
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      tenants: [
-        { name: "t0", tap: "pafnt0", netns: ns0, ipv4: "198.18.0.2/24", limits },
-        { name: "t1", tap: "pafnt1", netns: ns1, ipv4: "198.18.0.2/24" },
-      ],
-    }),
-  );
+  const { ns0, ns1, taps, cfg } = await tenantTaps(DIR, limits);
   const timeline = join(DIR, "timeline.json");
   const paf = serveHandle(
     track(
@@ -67,14 +48,7 @@ try {
   );
   await paf.ready;
   const pid = paf.child.pid;
-  const latency = (s) =>
-    nsRun(
-      ns1,
-      process.execPath,
-      [CLI, "bench", "http://198.18.0.2/", "--clients", "1", "--duration", String(s), "--requests", "1000000", "--timeout", "2000", "--json", join(DIR, "bench.json")],
-      (s + 30) * 1000,
-    );
-  await latency(1); // warm up
+  await latency(ns1, 1); // warm up
   const floodSecs = SECONDS + 3;
   const flood =
     values.flood === "http"
@@ -84,7 +58,7 @@ try {
         : Promise.resolve();
   await sleep(500);
   const pcap = join(DIR, "t1.pcap");
-  const dump = track(spawn("ip", ["netns", "exec", ns1, "tcpdump", "-i", "pafnt1", "-w", pcap, "-s", "128", "--time-stamp-precision=nano", "tcp port 80"], { stdio: "ignore" }));
+  const dump = track(spawn("ip", ["netns", "exec", ns1, "tcpdump", "-i", taps[1], "-w", pcap, "-s", "128", "--time-stamp-precision=nano", "tcp port 80"], { stdio: "ignore" }));
   await sleep(500);
   const perfData = join(DIR, "sched.data");
   const perf = (await has("perf"))
@@ -99,7 +73,7 @@ try {
       )
     : undefined;
   paf.child.kill("SIGUSR2");
-  await latency(SECONDS);
+  const lat = await latency(ns1, SECONDS);
   paf.child.kill("SIGUSR2");
   if (perf) await new Promise((r) => (perf.exitCode !== null ? r() : perf.on("exit", r)));
   await sleep(300);
@@ -108,6 +82,7 @@ try {
   await paf.stop();
   const args = [join(ROOT, "scripts", "diag", "noisy-trace.py"), pcap, timeline, "--examples", values.examples];
   if (perf) args.push("--sched", perfData, "--pid", String(pid));
+  process.stdout.write(`tenant 1 (paf bench, 1 client): p50 ${lat.p50} ms, p99 ${lat.p99} ms, ${lat.done} requests\n`);
   process.stdout.write(await sh("python3", args, 120_000));
 } finally {
   cleanup();

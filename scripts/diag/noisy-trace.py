@@ -20,23 +20,14 @@ import re
 import struct
 import subprocess
 
-
-def packets(path):
-    with open(path, "rb") as f:
-        magic = struct.unpack("<I", f.read(24)[:4])[0]
-        nano = magic == 0xA1B23C4D
-        while True:
-            h = f.read(16)
-            if len(h) < 16:
-                return
-            sec, frac, incl, _ = struct.unpack("<IIII", h)
-            yield sec * 1000 + frac / (1e6 if nano else 1e3), f.read(incl)
+from pcaplib import packets
 
 
 def requests(path, port=80):
     """(request ms, response ms) per request, epoch ms."""
     pending, out = {}, []
-    for t, d in packets(path):
+    for ts, d in packets(path):
+        t = ts * 1000
         if len(d) < 34 or d[12:14] != b"\x08\x00":
             continue
         ihl = (d[14] & 15) * 4
