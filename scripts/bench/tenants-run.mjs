@@ -146,13 +146,20 @@ function rawClient(t, end, rec) {
       sent = performance.now();
       sock.write(GET);
     };
+    let done = false;
     const finish = () => {
+      done = true;
       sock.destroy();
       resolve();
     };
     sock.on("connect", send);
     sock.on("error", () => {
-      rec.failed();
+      if (!done) rec.failed();
+      finish();
+    });
+    // Closed by the server (no error) with a request outstanding: a failure, and the loop ends.
+    sock.on("close", () => {
+      if (!done) rec.failed();
       finish();
     });
     sock.on("data", (d) => {
