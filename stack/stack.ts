@@ -219,7 +219,8 @@ export class Stack {
     this.ipv4.register(IPPROTO_UDP, this.udp);
     this.ipv6?.register(IPPROTO_UDP, this.udp);
     const pending = netif.inputPending ? () => netif.inputPending!() : undefined;
-    const tcpLayer = new TcpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0, alloc, pending);
+    const adopt = netif.adopt ? (view: Uint8Array) => netif.adopt!(view) : undefined;
+    const tcpLayer = new TcpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0, alloc, pending, adopt);
     this.keepAlive = new KeepAlive(this.scheduler);
     this.tcp = new TcpApi(tcpLayer, this.keepAlive);
     this.dns = new DnsResolver(this, opts.dns);

@@ -93,6 +93,14 @@ export interface Netif {
    */
   poll?(max: number): boolean;
   /**
+   * Called while a received frame is being handed up, with a view into it: may the receiver keep
+   * the view (hand it to the application) instead of copying it? True: nothing will write over
+   * those bytes again (a switch port's frames were the sender's, given up at send()), and the
+   * receiver must not write to them either. False: the frame's memory is used again after the
+   * batch (a TAP's receive slab), so what is kept must be copied. Absent: always false.
+   */
+  adopt?(view: Uint8Array): boolean;
+  /**
    * Do received frames wait to be handed up (in the kernel's queue, or read and held for the
    * receiver's turn)? A stack asks before a retransmission timer fires: while the event loop was
    * busy, the ACK the timer waits for may be among them.

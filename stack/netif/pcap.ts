@@ -144,6 +144,10 @@ export class PcapNetif implements Netif {
   inputPending(): boolean {
     return this.inner.inputPending?.() ?? false;
   }
+  /** The receiver sees the inner netif's frames as they are (the record is a copy). */
+  adopt(view: Uint8Array): boolean {
+    return this.inner.adopt?.(view) ?? false;
+  }
   stats(): NetifStats {
     return this.inner.stats();
   }

@@ -50,6 +50,8 @@ export class SwitchPort implements Netif {
    */
   lastSrc: MacEntry | undefined;
   lastDst: MacEntry | undefined;
+  /** The frame being handed to the receiver (what adopt() may give away). */
+  current: Uint8Array | undefined;
 
   constructor(
     private readonly sw: VirtualSwitch,
@@ -83,6 +85,15 @@ export class SwitchPort implements Netif {
     return this.inbox.length > this.head;
   }
 
+  /**
+   * A received frame is the sender's, given up at send() and delivered to this port alone (a
+   * flooded frame is copied for each port but the first): the receiver may keep views into it.
+   */
+  adopt(view: Uint8Array): boolean {
+    const f = this.current;
+    return f !== undefined && view.buffer === f.buffer && view.byteOffset >= f.byteOffset && view.byteOffset + view.length <= f.byteOffset + f.length;
+  }
+
   poll(max: number): boolean {
     const q = this.inbox;
     let i = this.head;
@@ -93,7 +104,9 @@ export class SwitchPort implements Netif {
       const f = q[i++]!;
       this.st.rxFrames++;
       this.st.rxBytes += f.length;
+      this.current = f;
       rx.frame(f);
+      this.current = undefined;
       if (this.rx !== rx) return false; // closed by the receiver
     }
     rx.batchEnd?.();
@@ -200,7 +213,14 @@ export class VirtualSwitch {
     }
     // Broadcast, multicast or unknown unicast: flood to every other port.
     this.counters.flooded++;
-    for (const p of this.ports) if (p !== from) this.enqueue(p, frame);
+    // Each receiver owns what it gets (it may hand views up, see SwitchPort.adopt): a copy each
+    // but for the first.
+    let copy = false;
+    for (const p of this.ports) {
+      if (p === from) continue;
+      this.enqueue(p, copy ? frame.slice() : frame);
+      copy = true;
+    }
   }
 
   /** Learn (or refresh) the frame's source MAC as reachable through `port`. */
@@ -275,7 +295,9 @@ export class VirtualSwitch {
       for (const f of batch) {
         p.st.rxFrames++;
         p.st.rxBytes += f.length;
+        p.current = f;
         rx.frame(f);
+        p.current = undefined;
       }
       rx.batchEnd?.();
     }

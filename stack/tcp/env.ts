@@ -46,6 +46,11 @@ export interface TcpEnv {
   wantsOutput(t: Flushable): void;
   /** Received frames wait to be handed up (the netif's inputPending): see Tcb.deferRetransmit. */
   inputPending(): boolean;
+  /**
+   * May in-order data just received be handed to the application as it is (a view into the
+   * frame), not copied? True when the netif gives the frame's memory up (Netif.adopt).
+   */
+  adopt(data: Uint8Array): boolean;
   /** The netif refused `t`'s last segment: flush() again once I/O had a turn. */
   retryOutput(t: Flushable): void;
   /** `t` reached CLOSED: forget it. */

@@ -127,10 +127,10 @@ export class TcpFlow extends Duplex {
         this.emit("ready");
         this.touch();
       },
-      onData: (d) => {
+      onData: (d, owned) => {
         this.touch();
-        // Copy: the view points into a reused receive buffer.
-        this.push(Buffer.from(d));
+        // Copied unless owned: the view then points into a reused receive buffer.
+        this.push(owned ? Buffer.from(d.buffer, d.byteOffset, d.byteLength) : Buffer.from(d));
       },
       onEnd: () => {
         this.touch();

@@ -117,6 +117,8 @@ export class TcpLayer implements UpperProtocol {
     private readonly allocFrame: (len: number) => Uint8Array = newFrame,
     /** Received frames wait to be handed up (the netif's inputPending). */
     readonly inputPending: () => boolean = () => false,
+    /** May a received view be kept without a copy (the netif's adopt)? */
+    readonly adopt: (view: Uint8Array) => boolean = () => false,
   ) {
     this.o = resolveTcpOptions(opts);
     this.memory = new TcpMemory(this.o);
@@ -571,6 +573,9 @@ class LayerEnv implements TcpEnv {
   }
   inputPending(): boolean {
     return this.layer.pendingNow();
+  }
+  adopt(data: Uint8Array): boolean {
+    return this.layer.adopt(data);
   }
   retryOutput(t: Flushable): void {
     this.out.retry(t);

@@ -39,7 +39,12 @@ export type TcpState = "CLOSED" | "LISTEN" | "SYN-SENT" | "SYN-RECEIVED" | "ESTA
 /** What a connection tells its owner (the flow). */
 export interface TcbEvents {
   onConnect(): void;
-  onData(data: Uint8Array): void;
+  /**
+   * In-order data. `owned`: the bytes are the owner's to keep as they are (a copy held out of
+   * order, or a frame the netif gave up, see TcpEnv.adopt); otherwise they live in a buffer
+   * that is used again after this call, and what is kept must be copied.
+   */
+  onData(data: Uint8Array, owned: boolean): void;
   onEnd(): void;
   /** More send-buffer space is free. */
   onDrain(): void;
@@ -648,12 +653,12 @@ export class Tcb {
         c.drop("rcv_buffer_full");
         this.ackNow = true;
       } else if (seq === this.rcvNxt) {
-        this.deliver(data, fin);
+        this.deliver(data, fin, data.length > 0 && this.env.adopt(data));
         const held = this.ooo.bytes;
         const more = this.ooo.take(this.rcvNxt);
         this.charge(this.ooo.bytes - held);
         if (more.length) this.ackNow = true; // a hole was filled: ACK at once (RFC 5681 §4.2)
-        for (const m of more) this.deliver(m.data, m.fin);
+        for (const m of more) this.deliver(m.data, m.fin, true); // the queue's own copies
       } else {
         // Out of order: queue it and send a duplicate ACK with SACK at once (RFC 5681 §4.2).
         const held = this.ooo.bytes;
@@ -678,13 +683,13 @@ export class Tcb {
     }
   }
 
-  private deliver(data: Uint8Array, fin: boolean): void {
+  private deliver(data: Uint8Array, fin: boolean, owned: boolean): void {
     if (data.length > 0) {
       this.rcvNxt = seqAdd(this.rcvNxt, data.length);
       this.unread += data.length;
       this.charge(data.length);
       this.bytesRead += data.length;
-      this.events?.onData(data);
+      this.events?.onData(data, owned);
     }
     if (fin) {
       this.rcvNxt = seqAdd(this.rcvNxt, 1);
@@ -749,7 +754,7 @@ export class Tcb {
       this.events?.onConnect();
       if (seg.payload.length) {
         // Data on a SYN-ACK: rare, but legal.
-        this.deliver(seg.payload, false);
+        this.deliver(seg.payload, false, false);
       }
     } else {
       // Simultaneous open (§3.10.7.3): SYN without ACK -> SYN-RECEIVED, send SYN-ACK.

@@ -38,6 +38,28 @@ describe("VirtualSwitch", () => {
     expect(b.batches()).toBe(1);
   });
 
+  it("gives each port of a flood its own copy, and lets a receiver keep only the frame it is handed (adopt)", async () => {
+    const sw = new VirtualSwitch();
+    const [pa, pb, pc] = [sw.port(), sw.port(), sw.port()];
+    const seen: Array<{ f: Uint8Array; mine: boolean; part: boolean; other: boolean }> = [];
+    const outside = new Uint8Array(60);
+    for (const p of [pb, pc]) p.start({ frame: (f) => seen.push({ f, mine: p.adopt(f), part: p.adopt(f.subarray(14, 30)), other: p.adopt(outside) }) });
+    const sent = frame(B, A);
+    pa.send(sent);
+    await tick();
+    expect(seen.length).toBe(2);
+    expect(seen[0]!.f).not.toBe(seen[1]!.f);
+    expect(Buffer.from(seen[1]!.f).equals(Buffer.from(sent))).toBe(true);
+    seen[0]!.f[20] = 0xff; // what one receiver does to its frame, the other does not see
+    expect(seen[1]!.f[20]).toBe(0);
+    expect(seen.map((s) => [s.mine, s.part, s.other])).toEqual([
+      [true, true, false],
+      [true, true, false],
+    ]);
+    // Outside a delivery nothing is the receiver's to keep.
+    expect(pb.adopt(seen[0]!.f)).toBe(false);
+  });
+
   it("learns source MACs and then forwards unicast to one port only", async () => {
     const sw = new VirtualSwitch();
     const [pa, pb, pc] = [sw.port(), sw.port(), sw.port()];
@@ -176,5 +198,38 @@ describe("VirtualSwitch", () => {
     // c only ever saw broadcasts (gratuitous ARP, ARP requests), no unicast IPv4 for others.
     expect(c.stats().ipv4!["rx_packets"] ?? 0).toBe(0);
     await Promise.all([a.close(), b.close(), c.close()]);
+  });
+
+  it("hands TCP data up in the frame it came in (no copy), and what the application does to it stays its own", async () => {
+    const sw = new VirtualSwitch({ mtu: 9000 });
+    const a = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, mtu: 9000 });
+    const b = Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" }, mtu: 9000 });
+    const sent = Buffer.alloc(400_000);
+    for (let i = 0; i < sent.length; i++) sent[i] = (i * 7 + (i >> 9)) & 0xff;
+    const chunks: Buffer[] = [];
+    const ended = new Promise<void>((res) => b.tcp.listen({ port: 9 }, (f) => f.on("data", (d: Buffer) => chunks.push(d)).on("end", () => res())));
+    const c = await a.tcp.connect({ host: "198.18.0.2", port: 9 });
+    c.end(sent);
+    await ended;
+    // Each chunk is a view into its frame, after the Ethernet, IP and TCP headers; a copy would
+    // start its own buffer (or lie in Node's 8 KB pool for small ones).
+    expect(chunks.length).toBeGreaterThan(40);
+    for (const d of chunks) {
+      expect(d.byteOffset).toBeGreaterThanOrEqual(14 + 20 + 20);
+      expect(d.buffer.byteLength).toBe(d.byteOffset + d.length);
+    }
+    const got = Buffer.concat(chunks);
+    expect(got.equals(sent)).toBe(true);
+    // The application scribbling over its chunks touches nothing the stacks still use.
+    for (const d of chunks) d.fill(0xee);
+    const again = new Promise<Buffer>((res) =>
+      b.tcp.listen({ port: 10 }, (f) => {
+        const parts: Buffer[] = [];
+        f.on("data", (d: Buffer) => parts.push(d)).on("end", () => res(Buffer.concat(parts)));
+      }),
+    );
+    (await a.tcp.connect({ host: "198.18.0.2", port: 10 })).end(sent.subarray(0, 50_000));
+    expect((await again).equals(sent.subarray(0, 50_000))).toBe(true);
+    await Promise.all([a.close(), b.close()]);
   });
 });

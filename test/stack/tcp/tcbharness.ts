@@ -43,6 +43,7 @@ export function harness(opts: TcpOptions = {}, seed = 7) {
     challengeAllowed: () => true,
     wantsOutput: (t) => owed.add(t),
     inputPending: () => pending.value,
+    adopt: () => false,
     retryOutput: (t) => owed.add(t),
     closed: (t) => closed.push(t),
     timeWait: () => true,
