@@ -44,7 +44,9 @@ export class Icmpv4 implements UpperProtocol {
   private bucketObj: TokenBucket | undefined;
   private readonly errorRate: number;
   private readonly errorBurst: number;
-  private readonly pings: PingTable;
+  /** Our pings in flight, made at the first (an idle stack holds none); their identifier is drawn now. */
+  private pingsObj: PingTable | undefined;
+  private readonly pingIdent: number;
   private readonly echoBroadcast: boolean;
 
   constructor(
@@ -55,8 +57,12 @@ export class Icmpv4 implements UpperProtocol {
   ) {
     this.errorRate = opts.errorRate ?? 100;
     this.errorBurst = opts.errorBurst ?? 50;
-    this.pings = new PingTable(timers, random.u32() & 0xffff);
+    this.pingIdent = random.u32() & 0xffff;
     this.echoBroadcast = opts.echoBroadcast ?? false;
+  }
+
+  private get pings(): PingTable {
+    return (this.pingsObj ??= new PingTable(this.timers, this.pingIdent));
   }
 
   input(pkt: IpPacket): void {
@@ -71,7 +77,7 @@ export class Icmpv4 implements UpperProtocol {
         if (pkt.multicast && !this.echoBroadcast) return c.drop("echo_broadcast_ignored");
         return this.echoReply(pkt, r.rest, r.body);
       case ICMPV4_ECHO_REPLY:
-        if (!this.pings.reply(r.rest >>> 16, r.rest & 0xffff, r.body, pkt.ttl, formatIPv4(pkt.src))) c.drop("unmatched_echo_reply");
+        if (!this.pingsObj?.reply(r.rest >>> 16, r.rest & 0xffff, r.body, pkt.ttl, formatIPv4(pkt.src))) c.drop("unmatched_echo_reply");
         return;
       case ICMPV4_DEST_UNREACH:
       case ICMPV4_TIME_EXCEEDED:
@@ -169,7 +175,7 @@ export class Icmpv4 implements UpperProtocol {
   }
 
   close(): void {
-    this.pings.close();
+    this.pingsObj?.close();
   }
 }
 

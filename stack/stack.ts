@@ -149,9 +149,21 @@ export class Stack {
   /** TCP: `stack.tcp.listen(...)`, `stack.tcp.connect(...)`; the layer itself is `stack.tcp.layer`. */
   readonly tcp: TcpApi;
   /** DNS stub resolver (`stack.dns.lookup(name)`); without `StackOptions.dns` (or servers from DHCP) lookups of names fail with ENOSERVERS. */
-  readonly dns: DnsResolver;
+  get dns(): DnsResolver {
+    if (!this.dnsObj) {
+      this.dnsObj = new DnsResolver(this);
+      if (this.closed) this.dnsObj.close("ERR_STACK_CLOSED");
+    }
+    return this.dnsObj;
+  }
   /** node:net's shape over this stack: `stack.net.createServer(...)`, `stack.net.connect(...)`. */
-  readonly net: StackNet;
+  get net(): StackNet {
+    return (this.netObj ??= new StackNet(this));
+  }
+  // Made at first use unless options ask for them (StackOptions.dns): an idle tenant of
+  // thousands holds neither (~0.5 KB together).
+  private dnsObj: DnsResolver | undefined;
+  private netObj: StackNet | undefined;
   /** The DHCP client, with `ipv4: { dhcp }`: its events say when a lease is bound, renewed, lost. */
   readonly dhcp: DhcpClient | undefined;
   /** The DNS servers come from DHCP (none were given in StackOptions.dns). */
@@ -218,13 +230,10 @@ export class Stack {
     this.udp = new UdpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.random, limits.udp, alloc);
     this.ipv4.register(IPPROTO_UDP, this.udp);
     this.ipv6?.register(IPPROTO_UDP, this.udp);
-    const pending = netif.inputPending ? () => netif.inputPending!() : undefined;
-    const adopt = netif.adopt ? (view: Uint8Array) => netif.adopt!(view) : undefined;
-    const tcpLayer = new TcpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0, alloc, pending, adopt);
+    const tcpLayer = new TcpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0, alloc, netif);
     this.keepAlive = new KeepAlive(this.scheduler);
     this.tcp = new TcpApi(tcpLayer, this.keepAlive);
-    this.dns = new DnsResolver(this, opts.dns);
-    this.net = new StackNet(this);
+    if (opts.dns) this.dnsObj = new DnsResolver(this, opts.dns); // its options are checked now
     this.ipv4.register(IPPROTO_TCP, tcpLayer);
     this.ipv6?.register(IPPROTO_TCP, tcpLayer);
     this.eth.onBatchEnd(() => {
@@ -478,7 +487,7 @@ export class Stack {
       udp: this.udp.counters.snapshot(),
       tcp: this.tcpStats(),
       tenant: this.tenantStats(),
-      dns: { ...this.dns.counters.snapshot(), cache_entries: this.dns.cacheEntries },
+      dns: { ...this.dnsObj?.counters.snapshot(), cache_entries: this.dnsObj?.cacheEntries ?? 0 },
       ...(this.dhcp ? { dhcp: this.dhcp.counters.snapshot() } : {}),
       igmp: this.igmp.counters.snapshot(),
       ...(this.ipv6 ? { ipv6: this.ipv6.counters.snapshot(), icmpv6: this.icmpv6!.counters.snapshot(), ndp: this.ndp!.counters.snapshot(), mld: this.mld!.counters.snapshot() } : {}),
@@ -588,7 +597,7 @@ export class Stack {
     if (this.closed) return;
     this.closed = true;
     this.dhcp?.close();
-    this.dns.close("ERR_STACK_CLOSED");
+    this.dnsObj?.close("ERR_STACK_CLOSED");
     this.tcp.layer.close();
     this.udp.close();
     this.mld?.close();

@@ -18,7 +18,7 @@ import { Tcb } from "./tcb.js";
 import type { SendQueue } from "./buffers.js";
 import { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 import { TcpMemory } from "./memory.js";
-import { newFrame } from "../netif/netif.js";
+import { newFrame, type Netif } from "../netif/netif.js";
 import { OutputScheduler } from "./output.js";
 import { SipHash } from "../core/siphash.js";
 import { errnoError, stackClosedError } from "../core/errors.js";
@@ -115,10 +115,8 @@ export class TcpLayer implements UpperProtocol {
     readonly gsoMax = 0,
     /** Where frames to send come from (the netif's allocFrame): contents undefined, every byte written. */
     private readonly allocFrame: (len: number) => Uint8Array = newFrame,
-    /** Received frames wait to be handed up (the netif's inputPending). */
-    readonly inputPending: () => boolean = () => false,
-    /** May a received view be kept without a copy (the netif's adopt)? */
-    readonly adopt: (view: Uint8Array) => boolean = () => false,
+    /** The netif's answers to "do received frames wait?" and "may this view be kept?" (see Netif). */
+    private readonly link: Pick<Netif, "inputPending" | "adopt"> = {},
   ) {
     this.o = resolveTcpOptions(opts);
     this.memory = new TcpMemory(this.o);
@@ -481,6 +479,11 @@ export class TcpLayer implements UpperProtocol {
 
   private pendingAt = -1;
   private pendingSeen = false;
+  /** May in-order data be handed up as it is (the netif's adopt)? */
+  adoptInput(view: Uint8Array): boolean {
+    return this.link.adopt?.(view) ?? false;
+  }
+
   /**
    * inputPending, asked once per instant: timers due together share the clock's frozen time, so
    * a hundred retransmission timers expiring at once cost one look at the netif (a poll(2) on a
@@ -490,7 +493,7 @@ export class TcpLayer implements UpperProtocol {
     const now = this.timers.now();
     if (now !== this.pendingAt) {
       this.pendingAt = now;
-      this.pendingSeen = this.inputPending();
+      this.pendingSeen = this.link.inputPending?.() ?? false;
     }
     return this.pendingSeen;
   }
@@ -575,7 +578,7 @@ class LayerEnv implements TcpEnv {
     return this.layer.pendingNow();
   }
   adopt(data: Uint8Array): boolean {
-    return this.layer.adopt(data);
+    return this.layer.adoptInput(data);
   }
   retryOutput(t: Flushable): void {
     this.out.retry(t);

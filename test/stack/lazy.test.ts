@@ -6,6 +6,9 @@ import { Stack } from "../../stack/stack.js";
 import { VirtualSwitch } from "../../stack/netif/vswitch.js";
 import { SeededRandom } from "../../stack/core/random.js";
 import type { TcpFlow } from "../../stack/tcp/flow.js";
+import { DnsResolver } from "../../stack/dns.js";
+import { StackNet } from "../../stack/net.js";
+import { PingTable } from "../../stack/ping.js";
 
 const open: Stack[] = [];
 afterEach(async () => {
@@ -35,10 +38,32 @@ describe("an idle stack holds no tables", () => {
     expect(field(server.igmp, "groupsMap")).toBeUndefined();
     expect(field(server.icmpv4, "bucketObj")).toBeUndefined();
     expect(field(field(server.arp, "cache") as object, "tableMap")).toBeUndefined();
+    // Nor a DNS resolver (without StackOptions.dns), node:net's shape or a ping table.
+    const held = (o: object) => Object.values(o) as unknown[];
+    expect(held(server).filter((v) => v instanceof DnsResolver || v instanceof StackNet)).toEqual([]);
+    expect(held(server.icmpv4).filter((v) => v instanceof PingTable)).toEqual([]);
+    expect(server.stats().dns).toEqual({ cache_entries: 0 });
   });
 });
 
 describe("a stack that never used a table, then uses it", () => {
+  it("DNS, node:net and ping: made at first use, and working; DNS made after close fails as it would have", async () => {
+    const { server, client } = pair(3);
+    expect(await client.dns.lookup("198.18.0.2")).toEqual({ address: "198.18.0.2", family: 4 });
+    expect(field(client, "dnsObj")).toBeDefined();
+    const srv = server.net.createServer((s) => s.end("net\n")).listen(81);
+    const sock = client.net.connect(81, "198.18.0.2");
+    let got = "";
+    for await (const d of sock) got += d;
+    expect(got).toBe("net\n");
+    srv.close();
+    expect((await client.ping("198.18.0.2")).from).toBe("198.18.0.2");
+    expect(field(client.icmpv4, "pingsObj")).toBeDefined();
+    // A resolver asked for only after the stack closed is closed too.
+    await server.close();
+    await expect(server.dns.lookup("example.test")).rejects.toEqual(expect.objectContaining({ code: "ERR_STACK_CLOSED" }));
+  });
+
   it("TCP: the first listen and connect make the tables, a connection runs", async () => {
     const { server, client } = pair(7);
     server.tcp.listen({ port: 80 }, (f: TcpFlow) => f.end("hello\n"));
