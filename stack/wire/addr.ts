@@ -2,7 +2,7 @@
  * Addresses as bytes: MAC (6), IPv4 (4), IPv6 (16). Parsing and formatting follow the usual text
  * forms (RFC 5952 for IPv6 output). Every parse function throws a TypeError naming the bad input.
  */
-import { isIPv4, isIPv6 } from "node:net";
+import { isIPv6 } from "node:net";
 
 export type Mac = Uint8Array;
 export type IpBytes = Uint8Array; // 4 or 16 bytes
@@ -28,9 +28,38 @@ export function isMulticastMac(m: Uint8Array, off = 0): boolean {
   return (m[off]! & 1) === 1;
 }
 
+/**
+ * Scan dotted-quad text as node:net's isIPv4 accepts it (four decimal parts 0-255, no leading
+ * zeros); the parts go to `out` when given. Nothing is allocated (a stack parses its addresses
+ * at creation, a tenant among thousands).
+ */
+function scanIPv4(s: string, out?: Uint8Array): boolean {
+  let part = 0;
+  let val = 0;
+  let digits = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || part === 3) return false;
+      if (out) out[part] = val;
+      part++;
+      val = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && val === 0) return false; // a leading zero
+      val = val * 10 + (c - 48);
+      if (++digits > 3 || val > 255) return false;
+    } else return false;
+  }
+  if (part !== 3 || digits === 0) return false;
+  if (out) out[3] = val;
+  return true;
+}
+
 export function parseIPv4(s: string): IpBytes {
-  if (!isIPv4(s)) throw new TypeError(`invalid IPv4 address "${s}"`);
-  return new Uint8Array(s.split(".").map((x) => Number(x)));
+  const out = new Uint8Array(4);
+  if (typeof s !== "string" || !scanIPv4(s, out)) throw new TypeError(`invalid IPv4 address "${s}"`);
+  return out;
 }
 
 export function formatIPv4(b: Uint8Array, off = 0): string {
@@ -99,7 +128,7 @@ export function formatIPv6(b: Uint8Array, off = 0): string {
 }
 
 export function parseIP(s: string): IpBytes {
-  if (isIPv4(s)) return parseIPv4(s);
+  if (typeof s === "string" && scanIPv4(s)) return parseIPv4(s);
   return parseIPv6(s);
 }
 
@@ -109,7 +138,7 @@ export function formatIP(b: Uint8Array): string {
 
 /** Address family of a textual IP, or 0 if it is not one. */
 export function ipFamily(s: string): 0 | 4 | 6 {
-  if (isIPv4(s)) return 4;
+  if (typeof s === "string" && scanIPv4(s)) return 4;
   const pct = s.indexOf("%");
   if (isIPv6(pct >= 0 ? s.slice(0, pct) : s)) return 6;
   return 0;

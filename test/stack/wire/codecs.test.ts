@@ -8,7 +8,8 @@ import { emitArp, parseArp } from "../../../stack/wire/arp.js";
 import { emitUdp, parseUdp, udpChecksumOk } from "../../../stack/wire/udp.js";
 import { emitIcmp, icmpv4ChecksumOk, icmpv6ChecksumOk, parseIcmp } from "../../../stack/wire/icmp.js";
 import { emitEthernet, parseEthernet } from "../../../stack/wire/ethernet.js";
-import { formatIPv6, parseIPv6, parseCidr, parseMac, formatMac, inPrefix, parseIPv4 } from "../../../stack/wire/addr.js";
+import { formatIPv6, parseIPv6, parseCidr, parseMac, formatMac, inPrefix, parseIPv4, ipFamily } from "../../../stack/wire/addr.js";
+import { isIPv4 } from "node:net";
 import { ACK, emitTcp, newSegment, optionsLength, parseTcp, tcpChecksumOk, type TcpEmit } from "../../../stack/wire/tcp.js";
 
 const bytes = (n: number) => fc.uint8Array({ minLength: n, maxLength: n });
@@ -46,6 +47,38 @@ describe("addresses", () => {
     expect(formatIPv6(parseIPv6("2001:0db8:0:0:1:0:0:1"))).toBe("2001:db8::1:0:0:1");
     expect(formatIPv6(parseIPv6("::ffff:198.18.0.1"))).toBe("::ffff:c612:1");
     expect(formatIPv6(parseIPv6("fe80::1%tap0"))).toBe("fe80::1");
+  });
+  it("IPv4 text: accepted and parsed exactly as node:net's isIPv4 says, whatever the text", () => {
+    const check = (t: string) => {
+      expect(ipFamily(t) === 4, t).toBe(isIPv4(t));
+      if (isIPv4(t)) expect(Array.from(parseIPv4(t)), t).toEqual(t.split(".").map(Number));
+      else expect(() => parseIPv4(t), t).toThrow(TypeError);
+    };
+    for (const t of [
+      "0.0.0.0",
+      "255.255.255.255",
+      "198.18.0.2",
+      "01.2.3.4",
+      "1.2.3.04",
+      "1.2.3.00",
+      "256.1.1.1",
+      "1.2.3",
+      "1.2.3.4.",
+      ".1.2.3.4",
+      "1..2.3",
+      "1.2.3.4.5",
+      "1.2.3.1000",
+      "1.2.3.-1",
+      " 1.2.3.4",
+      "1.2.3.4 ",
+      "1.2.3.4/24",
+      "",
+      "::1",
+      "1.2.3.4x",
+    ])
+      check(t);
+    fc.assert(fc.property(fc.array(fc.oneof(fc.constantFrom("0", "1", "2", "5", "9", "."), fc.integer({ min: 0, max: 300 }).map(String)), { maxLength: 9 }), (parts) => check(parts.join(""))));
+    fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 299 }), { minLength: 3, maxLength: 5 }), (parts) => check(parts.join("."))));
   });
   it("bad text is rejected with an error naming it", () => {
     expect(() => parseIPv4("198.18.0.256")).toThrow(/198\.18\.0\.256/);
