@@ -137,9 +137,28 @@ export function emptyNetifStats(): NetifStats {
   return { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, rxDropped: 0, txDropped: 0 };
 }
 
-/** A frame buffer for a netif without `allocFrame`: a new, zeroed one. */
+/**
+ * Frames up to this size are cut from a shared slab (ACKs and small requests are most frames:
+ * one allocation per slab, not per frame), larger ones get their own memory, so a receiver may
+ * keep them (Netif.adopt) without pinning a slab of others. Plain Uint8Arrays either way (not
+ * Node's Buffer.allocUnsafe: the frame paths would see two kinds of array, and Buffer's
+ * subarray runs a JS constructor).
+ */
+const POOLED_FRAME_MAX = 512;
+const FRAME_SLAB = 16 * 1024;
+let slab: ArrayBuffer | undefined;
+let slabUsed = FRAME_SLAB;
+
+/** A frame buffer for a netif without `allocFrame`. */
 export function newFrame(len: number): Uint8Array {
-  return new Uint8Array(len);
+  if (len > POOLED_FRAME_MAX) return new Uint8Array(len);
+  if (slabUsed + len > FRAME_SLAB) {
+    slab = new ArrayBuffer(FRAME_SLAB);
+    slabUsed = 0;
+  }
+  const f = new Uint8Array(slab!, slabUsed, len);
+  slabUsed = (slabUsed + len + 7) & ~7;
+  return f;
 }
 
 export const ETH_HEADER_LEN = 14;

@@ -13,7 +13,7 @@
  */
 import { emptyNetifStats, ETH_HEADER_LEN, type Netif, type NetifFeatures, type NetifReceiver, type NetifStats, DEFAULT_MTU } from "./netif.js";
 import type { Clock } from "../core/clock.js";
-import { ipKey } from "../wire/addr.js";
+import { copyBytes, ipKey } from "../wire/addr.js";
 
 export interface VirtualSwitchOptions {
   /** L3 MTU of every port. Default 1500. */
@@ -87,11 +87,20 @@ export class SwitchPort implements Netif {
 
   /**
    * A received frame is the sender's, given up at send() and delivered to this port alone (a
-   * flooded frame is copied for each port but the first): the receiver may keep views into it.
+   * flooded frame is copied for each port but the first): the receiver may keep views into it,
+   * if the frame has its memory to itself (a small frame cut from a shared slab would keep the
+   * whole pool slab alive with it; see newFrame).
    */
   adopt(view: Uint8Array): boolean {
     const f = this.current;
-    return f !== undefined && view.buffer === f.buffer && view.byteOffset >= f.byteOffset && view.byteOffset + view.length <= f.byteOffset + f.length;
+    return (
+      f !== undefined &&
+      f.byteOffset === 0 &&
+      f.length === f.buffer.byteLength &&
+      view.buffer === f.buffer &&
+      view.byteOffset >= f.byteOffset &&
+      view.byteOffset + view.length <= f.byteOffset + f.length
+    );
   }
 
   poll(max: number): boolean {
@@ -218,7 +227,7 @@ export class VirtualSwitch {
     let copy = false;
     for (const p of this.ports) {
       if (p === from) continue;
-      this.enqueue(p, copy ? frame.slice() : frame);
+      this.enqueue(p, copy ? copyBytes(frame) : frame);
       copy = true;
     }
   }

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { VirtualSwitch } from "../../../stack/netif/vswitch.js";
 import { Stack } from "../../../stack/stack.js";
-import type { Netif } from "../../../stack/netif/netif.js";
+import { newFrame, type Netif } from "../../../stack/netif/netif.js";
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
@@ -58,6 +58,16 @@ describe("VirtualSwitch", () => {
     ]);
     // Outside a delivery nothing is the receiver's to keep.
     expect(pb.adopt(seen[0]!.f)).toBe(false);
+    // Nor is a frame that shares its memory with others (cut from a slab, as small frames are).
+    seen.length = 0;
+    const slab = new ArrayBuffer(4096);
+    const small = new Uint8Array(slab, 128, 60);
+    small.set(frame(B, A));
+    pa.send(small);
+    await tick();
+    expect(seen.map((s) => s.mine)).toEqual([false, true]); // the second port got a copy of its own
+    expect(newFrame(100).buffer.byteLength).toBeGreaterThan(100);
+    expect(newFrame(1500).buffer.byteLength).toBe(1500);
   });
 
   it("learns source MACs and then forwards unicast to one port only", async () => {
