@@ -22,9 +22,9 @@ async function runOne(args, node = []) {
   return JSON.parse(stdout.trim().split("\n").pop());
 }
 
-/** The run of median req/s among `runs` (its p99 goes with it). */
-function median(runs) {
-  const sorted = [...runs].sort((a, b) => a.rps - b.rps);
+/** The run of median `key` (req/s by default) among `runs` (its other figures, p99, go with it). */
+function median(runs, key = "rps") {
+  const sorted = [...runs].sort((a, b) => a[key] - b[key]);
   return sorted[Math.floor(sorted.length / 2)];
 }
 
@@ -46,8 +46,7 @@ export async function benchTenants() {
   // host): the median of ROUNDS fresh processes, as for the load figures.
   const idles = [];
   for (let r = 0; r < ROUNDS; r++) idles.push(await runOne(["idle", "1000"], ["--expose-gc"]));
-  const mid = (key) => idles.map((x) => x[key]).sort((a, b) => a - b)[Math.floor(idles.length / 2)];
-  const idle = { createMs: mid("createMs"), heapPerStackBytes: mid("heapPerStackBytes") };
+  const idle = { createMs: median(idles, "createMs").createMs, heapPerStackBytes: median(idles, "heapPerStackBytes").heapPerStackBytes };
   const rows = [];
   for (const n of [10, 100, 1000]) {
     rows.push({

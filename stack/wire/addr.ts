@@ -128,7 +128,8 @@ export function formatIPv6(b: Uint8Array, off = 0): string {
 }
 
 export function parseIP(s: string): IpBytes {
-  if (typeof s === "string" && scanIPv4(s)) return parseIPv4(s);
+  const v4 = new Uint8Array(4);
+  if (typeof s === "string" && scanIPv4(s, v4)) return v4;
   return parseIPv6(s);
 }
 
