@@ -1,6 +1,7 @@
 // Shared helpers for `make bench`: namespaces, veth/TAP setup, running the load tools.
 // All traffic stays in namespaces created here (paf-b*), removed at the end, also on failure.
 import { execFile, execFileSync, spawn } from "node:child_process";
+import { availableParallelism } from "node:os";
 import { promisify } from "node:util";
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join, dirname } from "node:path";
@@ -155,4 +156,34 @@ export function writeBytes(stream, total, block) {
     stream.end();
   };
   pump();
+}
+
+/** CPUs this process may run on, and whether single processes can be pinned to one (taskset). */
+export function pinnableCpus() {
+  try {
+    execFileSync("taskset", ["-c", "0", "true"], { stdio: "ignore" });
+  } catch {
+    return [];
+  }
+  return Array.from({ length: availableParallelism() }, (_, i) => i);
+}
+
+/** The command line that runs `cmd args` on CPU `cpu` alone (unpinned when `cpu` is undefined). */
+export function pinned(cpu, cmd, args) {
+  return cpu === undefined ? [cmd, args] : ["taskset", ["-c", String(cpu), cmd, ...args]];
+}
+
+// A fixed piece of work (array reads, writes and small allocations), timed on one CPU.
+const SPIN = `const t = performance.now(); let x = 0; const a = new Float64Array(1 << 16);
+for (let i = 0; i < 6e7; i++) { x += a[(i * 2654435761) & 65535]; a[i & 65535] = x * 1e-9; }
+const b = []; for (let i = 0; i < 6e5; i++) b.push({ i });
+console.log(performance.now() - t);`;
+
+/**
+ * How long the same work takes on each CPU (ms). On a VM the virtual CPUs need not be equally
+ * fast: on this project's 2-core machine one ran the work 1.4x slower than the other for a while
+ * (and a whole tenants run 2-3x slower), and a process mostly stays on the CPU it started on.
+ */
+export function cpuCheck() {
+  return pinnableCpus().map((cpu) => Number(execFileSync("taskset", ["-c", String(cpu), process.execPath, "-e", SPIN], { encoding: "utf8" }).trim()));
 }

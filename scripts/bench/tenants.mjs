@@ -7,7 +7,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { join } from "node:path";
-import { ROOT } from "./lib.mjs";
+import { ROOT, pinnableCpus, pinned } from "./lib.mjs";
 import { benchNoisy, noisyRows } from "./noisy.mjs";
 
 const execFileP = promisify(execFile);
@@ -17,9 +17,22 @@ const LOOPS = 64;
 /** Each load figure is the median of this many runs, the configurations interleaved (one 4 s run swings by a third on this machine). */
 const ROUNDS = Number(process.env.PAF_BENCH_TENANT_ROUNDS ?? 3);
 
-async function runOne(args, node = []) {
-  const { stdout } = await execFileP(process.execPath, [...node, RUN, ...args], { timeout: 180_000, maxBuffer: 1 << 20 });
+/**
+ * One measurement in a fresh process, on CPU `cpu` alone when given. A round runs every
+ * configuration on the same CPU, and the rounds take the CPUs in turn: a process stays on the
+ * CPU it starts on, and this VM's two CPUs were at times 1.4-3x apart in speed, which made single
+ * 1000-tenant runs bimodal (15-20 k or 30-44 k req/s) and ratios of runs on different CPUs a coin toss.
+ */
+async function runOne(args, node = [], cpu = undefined) {
+  const [cmd, argv] = pinned(cpu, process.execPath, [...node, RUN, ...args]);
+  const { stdout } = await execFileP(cmd, argv, { timeout: 180_000, maxBuffer: 1 << 20 });
   return JSON.parse(stdout.trim().split("\n").pop());
+}
+
+/** The median of per-round ratios a[r] / b[r] (each pair measured on one CPU, back to back). */
+function pairedRatio(a, b) {
+  const r = a.map((x, i) => x.rps / b[i].rps).sort((x, y) => x - y);
+  return r[Math.floor(r.length / 2)];
 }
 
 /** The run of median `key` (req/s by default) among `runs` (its other figures, p99, go with it). */
@@ -38,29 +51,37 @@ export async function benchTenants() {
   for (const n of [10, 100, 1000]) for (const kind of ["paf", "kernel"]) configs.push({ key: `${kind}${n}`, n, kind, client: "raw" });
   for (const n of [10, 1000]) for (const kind of ["paf", "kernel"]) configs.push({ key: `${kind}${n}node`, n, kind, client: "node" });
   const runs = {};
+  const cpus = pinnableCpus();
+  if (cpus.length === 0) console.error("tenants: taskset is missing, runs are not pinned to a CPU (their ratios are less steady)");
   for (let r = 0; r < ROUNDS; r++) {
-    for (const c of configs) (runs[c.key] ??= []).push(await runOne(["load", String(c.n), String(SECONDS), String(LOOPS), c.kind, c.client]));
+    const cpu = cpus.length ? cpus[r % cpus.length] : undefined;
+    for (const c of configs) (runs[c.key] ??= []).push(await runOne(["load", String(c.n), String(SECONDS), String(LOOPS), c.kind, c.client], [], cpu));
   }
   const load = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)]));
   // Creation is mostly first touches of new memory (page faults, whose cost drifts with the
   // host): the median of ROUNDS fresh processes, as for the load figures.
   const idles = [];
-  for (let r = 0; r < ROUNDS; r++) idles.push(await runOne(["idle", "1000"], ["--expose-gc"]));
+  for (let r = 0; r < ROUNDS; r++) idles.push(await runOne(["idle", "1000"], ["--expose-gc"], cpus.length ? cpus[r % cpus.length] : undefined));
   const idle = { createMs: median(idles, "createMs").createMs, heapPerStackBytes: median(idles, "heapPerStackBytes").heapPerStackBytes };
   const rows = [];
   for (const n of [10, 100, 1000]) {
     rows.push({
-      name: `HTTP req/s in one process, ${n} tenants (${2 * n} stacks), ${LOOPS} raw keep-alive loops (kernel: loopback; median of ${ROUNDS})`,
+      name: `HTTP req/s in one process${cpus.length ? " on one CPU" : ""}, ${n} tenants (${2 * n} stacks), ${LOOPS} raw keep-alive loops (kernel: loopback; median of ${ROUNDS})`,
       paf: load[`paf${n}`].rps,
       kernel: load[`kernel${n}`].rps,
     });
   }
-  rows.push({ name: "req/s with 1000 tenants / with 10 tenants", paf: load.paf1000.rps / load.paf10.rps, kernel: load.kernel1000.rps / load.kernel10.rps });
+  const pin = cpus.length ? "one CPU per round, " : "";
+  rows.push({
+    name: `req/s with 1000 tenants / with 10 tenants (${pin}median of the rounds' ratios)`,
+    paf: pairedRatio(runs.paf1000, runs.paf10),
+    kernel: pairedRatio(runs.kernel1000, runs.kernel10),
+  });
   rows.push({ name: "HTTP p99 latency, ms, 1000 tenants", paf: load.paf1000.p99, kernel: load.kernel1000.p99, lowerIsBetter: true });
   for (const n of [10, 1000]) {
     rows.push({ name: `HTTP req/s, ${n} tenants, ${LOOPS} loops of node:http's client`, paf: load[`paf${n}node`].rps, kernel: load[`kernel${n}node`].rps });
   }
-  rows.push({ name: "req/s with 1000 tenants / with 10 tenants, node:http's client", paf: load.paf1000node.rps / load.paf10node.rps, kernel: load.kernel1000node.rps / load.kernel10node.rps });
+  rows.push({ name: "req/s with 1000 tenants / with 10 tenants, node:http's client", paf: pairedRatio(runs.paf1000node, runs.paf10node), kernel: pairedRatio(runs.kernel1000node, runs.kernel10node) });
   rows.push({ name: `heap per idle stack, KB (1000 stacks; median of ${ROUNDS})`, paf: idle.heapPerStackBytes / 1024, lowerIsBetter: true });
   rows.push({ name: `stack creation, ms each (1000 stacks; median of ${ROUNDS} processes)`, paf: idle.createMs, lowerIsBetter: true });
   rows.push(...noisyRows(await benchNoisy()));
