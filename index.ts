@@ -9,6 +9,7 @@ export { FaultyNetif, type FaultSpec, type FaultyOptions, type FaultStats, type 
 export { SegmentingNetif, type GsoStats } from "./stack/netif/gso.js";
 export { RealClock, VirtualClock, type Clock } from "./stack/core/clock.js";
 export { Scheduler, type SchedulerOptions } from "./stack/core/scheduler.js";
+export { disableAllocationSitePretenuring } from "./stack/core/tuning.js";
 export type { TenantOptions } from "./stack/ingress.js";
 export { CryptoRandom, SeededRandom, type Random } from "./stack/core/random.js";
 export { UdpSocket, type RemoteInfo, type UdpSocketOptions, type UdpSocketEvents } from "./stack/udp.js";

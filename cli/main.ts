@@ -1,6 +1,11 @@
 #!/usr/bin/env node
 /** The `paf` command. */
 import { UsageError } from "./args.js";
+import { disableAllocationSitePretenuring } from "../stack/core/tuning.js";
+
+// Before anything is made: a burst of connections must not teach V8 to allocate every later
+// request's state in the old generation (stack/core/tuning.ts; README "Tenants").
+if (process.env.PAF_V8_PRETENURING !== "1") disableAllocationSitePretenuring();
 
 const USAGE = `usage: paf <command> [options]
 

@@ -113,11 +113,12 @@ export class ConnectionDeadline {
       this.update();
     };
     if (req.readableEnded) bodyDone();
-    else {
-      // on, not once: bodyDone guards itself, and once() costs a wrapper and its state each.
-      req.on("end", bodyDone);
-      req.on("close", bodyDone);
-    }
+    // 'close' alone: it follows 'end' (a request destroys itself once read) and comes without it
+    // when the request is aborted. Not 'end' as well: node:http adds its own 'end' listener to
+    // a request whose body is unread when the response finishes, and a second listener makes a
+    // [first, second] array per request (see guarded() in services.ts). On, not once: bodyDone
+    // guards itself, and once() costs a wrapper and its state each.
+    else req.on("close", bodyDone);
     if (!received && this.phase !== "request") this.arm("request", this.limits.requestTimeoutMs);
   }
 

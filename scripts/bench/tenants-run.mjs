@@ -14,9 +14,14 @@
 // not node:http's client's. The servers are node:http in every case.
 import http from "node:http";
 import net from "node:net";
+import { PerformanceObserver, constants } from "node:perf_hooks";
 import * as paf from "../../dist/index.js";
 
 const { Stack, VirtualSwitch, serve, stackListener, httpService, PafAgent, Ctx, K, Scheduler } = paf;
+
+// As the paf command does and the README advises for processes of many tenants (paf and kernel
+// runs alike); PAF_V8_PRETENURING=1 keeps V8's default, for comparison.
+if (process.env.PAF_V8_PRETENURING !== "1") paf.disableAllocationSitePretenuring();
 
 const [mode, nArg, secArg, loopsArg, kind = "paf", client = "node"] = process.argv.slice(2);
 const N = Number(nArg);
@@ -98,11 +103,13 @@ async function load() {
   lat.length = 0;
   done = 0;
   const prof = await profiler();
+  const gcs = gcCounter();
   const c0 = process.cpuUsage();
   const m0 = performance.now();
   await Promise.all(Array.from({ length: loops }, (_, i) => (client === "raw" ? rawLoop(i) : loop(i))));
   const elapsed = (performance.now() - m0) / 1000;
   const cpu = process.cpuUsage(c0);
+  const gc = gcs.stop();
   await prof?.();
   lat.sort((a, b) => a - b);
   console.log(
@@ -119,6 +126,7 @@ async function load() {
       cpuShare: (cpu.user + cpu.system) / 1e6 / elapsed,
       p50: percentile(lat, 50),
       p99: percentile(lat, 99),
+      ...gc,
     }),
   );
   if (process.env.PAF_STATS) {
@@ -177,6 +185,34 @@ function rawClient(t, end, rec) {
       }
     });
   });
+}
+
+/**
+ * Young- and old-generation collections while measuring, and their pauses (ms): a run whose
+ * scavenges take several ms each is promoting what should die young.
+ */
+function gcCounter() {
+  const c = { scavenges: 0, scavengeMs: 0, majorGCs: 0, majorGCMs: 0 };
+  const count = (entries) => {
+    for (const e of entries) {
+      if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+        c.scavenges++;
+        c.scavengeMs += e.duration;
+      } else if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
+        c.majorGCs++;
+        c.majorGCMs += e.duration;
+      }
+    }
+  };
+  const obs = new PerformanceObserver((list) => count(list.getEntries()));
+  obs.observe({ entryTypes: ["gc"] });
+  return {
+    stop() {
+      count(obs.takeRecords());
+      obs.disconnect();
+      return c;
+    },
+  };
 }
 
 /** PAF_PROFILE=FILE: a CPU profile of the measured phase only (node:inspector). */
