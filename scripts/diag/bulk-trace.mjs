@@ -28,9 +28,15 @@ sh("ip", ["netns", "add", ns]);
 try {
   sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
   if (process.env.CC) sh("ip", ["netns", "exec", ns, "sysctl", "-qw", `net.ipv4.tcp_congestion_control=${process.env.CC}`]);
-  const netif = paf.TapNetif.open("paftrace", { netns: `/var/run/netns/${ns}`, up: true, offload: true });
+  // TSQ=BYTES: the namespace's tcp_limit_output_bytes (how much of one socket's data may wait in device queues: in a TAP's, until paf reads it).
+  if (process.env.TSQ) sh("ip", ["netns", "exec", ns, "sysctl", "-qw", `net.ipv4.tcp_limit_output_bytes=${process.env.TSQ}`]);
+  // BATCH=N: frames read per native call (TapNetifOptions.batch; one ACK per batch at most).
+  const netif = paf.TapNetif.open("paftrace", { netns: `/var/run/netns/${ns}`, up: true, offload: true, ...(process.env.BATCH ? { batch: Number(process.env.BATCH) } : {}) });
   const stack = paf.Stack.create({ netif, ipv4: { address: "198.18.0.2/24" } });
   sh("ip", ["-n", ns, "addr", "add", "198.18.0.1/24", "dev", "paftrace"]);
+  // QDISC=fq|noqueue|...: the TAP's root qdisc in the namespace (what paces a BBR sender: fq, or TCP's own timers).
+  if (process.env.QDISC) sh("tc", ["-n", ns, "qdisc", "replace", "dev", "paftrace", "root", ...process.env.QDISC.split(" ")]);
+  if (process.env.QDISC_SHOW) console.log(sh("tc", ["-n", ns, "qdisc", "show", "dev", "paftrace"]).trim());
   let tcb;
   stack.tcp.listen({ port: mode === "down" ? 80 : 9 }, (flow) => {
     tcb = flow.tcb;
