@@ -5,7 +5,6 @@
  * tenant's stack.stats() (its `tenant` section: connections, bytes held, CPU, drops by limit).
  */
 import { readFileSync } from "node:fs";
-import v8 from "node:v8";
 import { dirname, resolve as resolvePath } from "node:path";
 import { UsageError, parse } from "./args.js";
 import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
@@ -154,13 +153,9 @@ export async function serveTenants(argv: string[]): Promise<number> {
   if (values.help) throw new UsageError(TENANTS_USAGE);
   if (!values.tenants) throw new UsageError("--tenants FILE is required");
   const tenants = parseTenantsFile(values.tenants);
-  // Before any tenant exists. Making a thousand tenants fills the young generation, so the first
-  // scavenge comes while the first burst of clients is in flight; every per-request object then
-  // survives it, V8's allocation-site pretenuring concludes that those sites (Node's emitters,
-  // streams, HTTP messages, ours) allocate long-lived objects, and from then on puts them
-  // straight into the old generation, for good: every request pays for major GCs, half the
-  // throughput with 1000 tenants in `make bench` (see README "Tenants").
-  v8.setFlagsFromString("--no-allocation-site-pretenuring");
+  // V8's allocation-site pretenuring is already off (cli/main.ts, before any tenant exists): a
+  // thousand tenants' first burst of clients would otherwise teach V8 to put every later
+  // request's objects straight into the old generation (stack/core/tuning.ts, README "Tenants").
   // Every app is loaded before any TAP comes up: a bad module is reported with nothing started.
   const stacks = new Map<string, Stack>();
   const handlers = new Map<string, Handler>();
