@@ -10,7 +10,7 @@ import { ipKey } from "./wire/addr.js";
 export type EthernetHandler = (frame: Uint8Array, payload: Uint8Array, meta: RxMeta | undefined) => void;
 
 export class EthernetLayer {
-  readonly counters = new Counters("ethernet");
+  readonly counters = new Counters("ethernet", { rx_frames: 0, tx_frames: 0 });
   // The demux: a field for each EtherType a stack registers, a Map (made at first use) for others.
   private ipv4Handler: EthernetHandler | undefined;
   private arpHandler: EthernetHandler | undefined;
@@ -75,7 +75,7 @@ export class EthernetLayer {
   /** Entry point for every frame from the netif. Never throws. */
   input(frame: Uint8Array, meta?: RxMeta): void {
     const c = this.counters;
-    c.inc("rx_frames");
+    c.hot.rx_frames++;
     if (frame.length < ETH.HEADER_LEN) return c.drop("truncated");
     const m = this.mac;
     const d0 = frame[0]!;
@@ -105,7 +105,7 @@ export class EthernetLayer {
   /** Write the Ethernet header into the first 14 bytes of `frame` and hand it to the netif. */
   send(frame: Uint8Array, dst: Uint8Array, ethertype: number, meta?: TxMeta): boolean {
     emitEthernet(frame, dst, this.mac, ethertype);
-    this.counters.inc("tx_frames");
+    this.counters.hot.tx_frames++;
     const ok = this.netif.send(frame, meta);
     if (!ok) this.counters.inc("tx_dropped_netif");
     return ok;

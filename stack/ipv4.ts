@@ -98,7 +98,7 @@ const sameRoute = (a: Ipv4RouteEntry, b: Ipv4RouteEntry): boolean => a.dst === b
 
 export class Ipv4Layer implements IpOutput {
   readonly family = 4 as const;
-  readonly counters = new Counters("ipv4");
+  readonly counters = new Counters("ipv4", { rx_packets: 0, delivered: 0, tx_packets: 0 });
   private readonly protocols = new Map<number, UpperProtocol>();
   // Reassembly, the path MTU cache, the loopback queue and the joined groups are made at first
   // use: an idle stack (of thousands) holds none of them.
@@ -373,7 +373,7 @@ export class Ipv4Layer implements IpOutput {
 
   input(_frame: Uint8Array, p: Uint8Array, meta?: RxMeta): void {
     const c = this.counters;
-    c.inc("rx_packets");
+    c.hot.rx_packets++;
     // The fields are read in place (parseIpv4 would allocate a repr and three views per datagram).
     const headerLen = checkIpv4(p);
     if (typeof headerLen === "string") return c.drop(headerLen);
@@ -448,7 +448,7 @@ export class Ipv4Layer implements IpOutput {
         if (!multicast) this.icmp?.sendError(pkt, 3, 2); // protocol unreachable
         return;
       }
-      c.inc("delivered");
+      c.hot.delivered++;
       h.input(pkt);
     } finally {
       this.rxBusy = busy;
@@ -543,7 +543,7 @@ export class Ipv4Layer implements IpOutput {
     const ttl = opts.ttl ?? this.ttl;
     // Never one global counter: see ipv4id.ts (RFC 6864, RFC 7739).
     const ident = opts.dontFragment ? 0 : this.ident.next(ipv4ToU32(r.src), ipv4ToU32(r.dst), protocol, this.timers.now());
-    c.inc("tx_packets");
+    c.hot.tx_packets++;
     // Like Linux, our own sockets hear a broadcast we send, and a multicast to a group we joined
     // unless the socket turned multicast loopback off.
     const loop = r.fixedMac !== undefined && (r.broadcast || (opts.multicastLoop === true && this.joined(ipv4ToU32(r.dst))));
@@ -597,7 +597,7 @@ export class Ipv4Layer implements IpOutput {
 
   /** Send a packet whose IP header the caller wrote (IGMP's, with a Router Alert option) to a fixed MAC. */
   sendRaw(frame: Uint8Array, dstMac: Uint8Array): boolean {
-    this.counters.inc("tx_packets");
+    this.counters.hot.tx_packets++;
     return this.eth.send(frame, dstMac, ETHERTYPE_IPV4);
   }
 

@@ -93,7 +93,7 @@ function routeOf6(src: Uint8Array, dst: Uint8Array, mtu: number, nextHop: Uint8A
 
 export class Ipv6Layer implements IpOutput {
   readonly family = 6 as const;
-  readonly counters = new Counters("ipv6");
+  readonly counters = new Counters("ipv6", { rx_packets: 0, delivered: 0, tx_packets: 0 });
   private readonly addrs: Ipv6Address[] = [];
   private readonly prefixes: OnLinkPrefix[] = [];
   private curHopLimit: number;
@@ -296,7 +296,7 @@ export class Ipv6Layer implements IpOutput {
 
   input(_frame: Uint8Array, p: Uint8Array, meta?: RxMeta): void {
     const c = this.counters;
-    c.inc("rx_packets");
+    c.hot.rx_packets++;
     const h = parseIpv6(p);
     if (typeof h === "string") return c.drop(h);
     let multicast = false;
@@ -422,7 +422,7 @@ export class Ipv6Layer implements IpOutput {
       if (!multicast) this.icmp?.sendError(pkt, 4, 1, reassembled ? 6 : nhFieldOff);
       return;
     }
-    c.inc("delivered");
+    c.hot.delivered++;
     up.input(pkt);
   }
 
@@ -573,7 +573,7 @@ export class Ipv6Layer implements IpOutput {
     const hoff = ETH.HEADER_LEN;
     const payloadLen = frame.length - hoff - IPV6.HEADER_LEN;
     const hopLimit = opts.ttl ?? this.hopLimit;
-    c.inc("tx_packets");
+    c.hot.tx_packets++;
     const mtu = r.local ? 65535 : Math.min(r.mtu, this.raMtu || r.mtu);
     // A multicast to a group we joined is heard by our own sockets too, unless they turned it off.
     const loop = r.fixedMac !== undefined && opts.multicastLoop === true && this.groups.has(ipKey(r.dst));
@@ -605,7 +605,7 @@ export class Ipv6Layer implements IpOutput {
 
   /** Send a packet whose header the caller wrote completely (NDP messages from ::, for example). */
   sendRaw(frame: Uint8Array, dstMac: Uint8Array | undefined, nextHop: Uint8Array | undefined): boolean {
-    this.counters.inc("tx_packets");
+    this.counters.hot.tx_packets++;
     if (dstMac) return this.eth.send(frame, dstMac, ETHERTYPE_IPV6);
     if (nextHop && this.ndp) return this.ndp.output(nextHop, frame);
     return false;

@@ -265,7 +265,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
 }
 
 export class UdpLayer implements UpperProtocol {
-  readonly counters = new Counters("udp");
+  readonly counters = new Counters("udp", { rx_datagrams: 0, delivered: 0, tx_datagrams: 0 });
   /** Bound sockets by family*65536 + port; made at the first bind: an idle stack (of thousands) holds none. */
   private portsMap: Map<number, UdpSocket[]> | undefined;
   private get ports(): Map<number, UdpSocket[]> {
@@ -347,7 +347,7 @@ export class UdpLayer implements UpperProtocol {
 
   input(pkt: IpPacket): void {
     const c = this.counters;
-    c.inc("rx_datagrams");
+    c.hot.rx_datagrams++;
     const r = parseUdp(pkt.payload);
     if (typeof r === "string") return c.drop(r);
     if (!pkt.csumValid) {
@@ -373,7 +373,7 @@ export class UdpLayer implements UpperProtocol {
       if (!pkt.multicast) ip?.sendIcmpError(pkt, "port_unreachable");
       return;
     }
-    c.inc("delivered");
+    c.hot.delivered++;
     target.deliver(r.payload, pkt, r.srcPort);
   }
 
@@ -455,7 +455,7 @@ export class UdpLayer implements UpperProtocol {
     const frame = this.allocFrame(route.headroom + UDP.HEADER_LEN + data.length);
     frame.set(data, route.headroom + UDP.HEADER_LEN);
     emitUdp(frame, route.headroom, s.localPort, port, data.length, route.src, route.dst);
-    this.counters.inc("tx_datagrams");
+    this.counters.hot.tx_datagrams++;
     if (!ip.send(route, IPPROTO_UDP, frame, s.sendOptions(dst))) return codedError("ENOBUFS", "datagram dropped on output (queue full or too big)");
     return null;
   }

@@ -64,7 +64,7 @@ const DF = { dontFragment: true } as const;
 const COOKIE_MSS = [536, 1200, 1440, 1460, 4312, 8960, 16384, 65495];
 
 export class TcpLayer implements UpperProtocol {
-  readonly counters = new Counters("tcp");
+  readonly counters = new Counters("tcp", { rx_segments: 0, tx_segments: 0 });
   readonly o: TcpOptionsResolved;
   // Everything below that is `| undefined` is made at first use: an idle stack (of thousands)
   // holds no table, no scratch segment, no rate limiter, no hash key.
@@ -299,7 +299,7 @@ export class TcpLayer implements UpperProtocol {
    */
   input(pkt: IpPacket): void {
     const c = this.counters;
-    c.inc("rx_segments");
+    c.hot.rx_segments++;
     const p = pkt.payload;
     const s = (this.segScratch ??= newSegment());
     const e = parseTcp(p, s);
@@ -509,7 +509,7 @@ export class TcpLayer implements UpperProtocol {
     if (q && len > 0) q.copy(off, len, frame, r.headroom + hl);
     emitTcp(frame, r.headroom, repr, len, r.src, r.dst, gsoSize > 0);
     const ip = r.family === 4 ? this.ipv4 : this.ipv6;
-    this.counters.inc("tx_segments");
+    this.counters.hot.tx_segments++;
     const ok = ip?.send(r, IPPROTO_TCP, frame, gsoSize > 0 ? { dontFragment: true, gsoSize } : DF) ?? false;
     if (!ok) this.counters.inc("tx_local_drops");
     return ok;
