@@ -3,6 +3,9 @@
  * Each layer owns one Counters; the stack collects them into a snapshot by layer name.
  * Counter names are stable, snake_case, and documented where they are incremented.
  */
+/** The `hot` of layers without per-packet fields: one object for all of them, never written. */
+const NO_HOT: Readonly<Record<string, number>> = Object.freeze({});
+
 export class Counters<H extends string = never> {
   /** Made at the first count: a layer of an idle stack (of thousands) holds none. */
   private c: Record<string, number> | undefined;
@@ -18,7 +21,7 @@ export class Counters<H extends string = never> {
    */
   constructor(
     readonly layer: string,
-    readonly hot: Record<H, number> = {} as Record<H, number>,
+    readonly hot: Record<H, number> = NO_HOT as Record<H, number>,
   ) {}
 
   inc(name: string, n = 1): void {

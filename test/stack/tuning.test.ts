@@ -1,7 +1,8 @@
 // disableAllocationSitePretenuring() (stack/core/tuning.ts), and the `paf` command calling it at
 // start. Observed in fresh processes, as V8 behaves: an allocation site whose objects all survive
 // young collections is switched to old-generation allocation (pretenured) by V8's default
-// heuristic; with the heuristic off, later objects from that site are still made young.
+// heuristic; with the heuristic off, later objects from that site are still made young. The
+// probe runs with V8 single-threaded (see probed()).
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -36,8 +37,14 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/**
+ * Run node with `args` and the probe at exit. `--single-threaded`: V8 compiles, marks and sweeps
+ * on the main thread, so when it makes (and acts on) its pretenuring decision does not depend on
+ * background threads; with them, under a loaded machine (the test suite in parallel), 1 probe of
+ * 12 found the site not yet switched.
+ */
 function probed(args: string[], env: Record<string, string> = {}): { old: number; young: number } {
-  const r = spawnSync(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(process.execPath, ["--single-threaded", ...args], { cwd: ROOT, env: { ...process.env, ...env }, encoding: "utf8", timeout: 60_000 });
   const line = r.stderr.split("\n").find((l) => l.startsWith("PROBE "));
   if (!line) throw new Error(`no probe output (exit ${r.status}): ${r.stderr}`);
   return JSON.parse(line.slice(6));
