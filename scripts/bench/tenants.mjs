@@ -59,15 +59,16 @@ export async function benchTenants() {
   const runs = {};
   const cpus = pinnableCpus();
   if (cpus.length === 0) console.error("tenants: taskset is missing, runs are not pinned to a CPU (their ratios are less steady)");
+  /** Round r's CPU: the CPUs in turn (undefined: not pinned). */
+  const cpuOf = (r) => (cpus.length ? cpus[r % cpus.length] : undefined);
   for (let r = 0; r < ROUNDS; r++) {
-    const cpu = cpus.length ? cpus[r % cpus.length] : undefined;
-    for (const c of configs) (runs[c.key] ??= []).push(await runOne(["load", String(c.n), String(SECONDS), String(LOOPS), c.kind, c.client], [], cpu));
+    for (const c of configs) (runs[c.key] ??= []).push(await runOne(["load", String(c.n), String(SECONDS), String(LOOPS), c.kind, c.client], [], cpuOf(r)));
   }
   const load = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)]));
   // Creation is mostly first touches of new memory (page faults, whose cost drifts with the
   // host): the median of ROUNDS fresh processes, as for the load figures.
   const idles = [];
-  for (let r = 0; r < ROUNDS; r++) idles.push(await runOne(["idle", "1000"], ["--expose-gc"], cpus.length ? cpus[r % cpus.length] : undefined));
+  for (let r = 0; r < ROUNDS; r++) idles.push(await runOne(["idle", "1000"], ["--expose-gc"], cpuOf(r)));
   const idle = { createMs: median(idles, "createMs").createMs, heapPerStackBytes: median(idles, "heapPerStackBytes").heapPerStackBytes };
   const rows = [];
   for (const n of [10, 100, 1000]) {

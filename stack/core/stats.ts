@@ -1,11 +1,11 @@
+/** The `hot` of layers without per-packet fields: one object for all of them, never written. */
+const NO_HOT: Readonly<Record<string, number>> = Object.freeze({});
+
 /**
  * Counters for what was received, sent and dropped, and why (like `netstat -s`).
  * Each layer owns one Counters; the stack collects them into a snapshot by layer name.
  * Counter names are stable, snake_case, and documented where they are incremented.
  */
-/** The `hot` of layers without per-packet fields: one object for all of them, never written. */
-const NO_HOT: Readonly<Record<string, number>> = Object.freeze({});
-
 export class Counters<H extends string = never> {
   /** Made at the first count: a layer of an idle stack (of thousands) holds none. */
   private c: Record<string, number> | undefined;
