@@ -34,7 +34,7 @@ every tenant (each tenant's own "limits" override them, group by group). A TENAN
   "app"             a module exporting a Node request handler (as --app); paths are relative to FILE
   "root"            static files served in front of the app (as --root)
   "limits"          Stack limits: { "tenant": { packetsPerSec, bytesPerSec, burstMs,
-                    sourceSharePct, maxSources, cpuPerTurnUs }, "tcp": { maxConnections,
+                    sourceSharePct, maxSources, cpuPerTurnUs, cpuPercent }, "tcp": { maxConnections,
                     maxConnectionsPerHost, newConnectionsPerSec, maxBufferedBytes, ... }, ... }
   "maxConnections"  HTTP connections served at once (default 10000)
   "stats"           answer GET /stats with the tenant's counters (default true)`;
@@ -180,7 +180,8 @@ export async function serveTenants(argv: string[]): Promise<number> {
       // Where a per-source limit is enforced: by the kernel (the TAP's eBPF filter) or the stack.
       const perSource = s.tenant.sourcePacketsPerSec;
       const where = perSource ? ` source limit ${perSource}/s ${s.stats().tenant?.["source_limit_in_kernel"] ? "in the kernel" : "in the stack"}` : "";
-      console.log(`tenant ${t.name} listening on ${t.tap} mac ${formatMac(s.mac)} ${s.addresses().join(" ")} http ${t.http}${where}`);
+      const cap = s.tenant.cpuPercent < 100 ? ` cpu cap ${s.tenant.cpuPercent}%` : "";
+      console.log(`tenant ${t.name} listening on ${t.tap} mac ${formatMac(s.mac)} ${s.addresses().join(" ")} http ${t.http}${where}${cap}`);
     }
     console.log(`listening ${tenants.length} tenants`);
     await new Promise<void>((resolve) => {

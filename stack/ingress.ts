@@ -36,6 +36,16 @@ export interface TenantOptions {
    * stacks of its scheduler have work too: until its credit is back). Default 1000.
    */
   cpuPerTurnUs?: number;
+  /**
+   * The share of one CPU (percent) the stack's input, with the application work it brings, may
+   * use over time, with `burstMs` of it saved up, as cgroups' cpu.max bounds a group of
+   * processes. Past it the stack is throttled: its input waits, frames held in the netif's bounded
+   * queue (a TAP's kernel queue, a switch port's), until the time is back (counted in
+   * `cpu_throttled` and `cpu_throttled_ms`). Unlike `cpuPerTurnUs` it holds whether other stacks
+   * are busy or not, so a flooded tenant leaves the process idle time for the others' requests.
+   * Timers and application work not brought by input are not bounded. Default 100 (no bound).
+   */
+  cpuPercent?: number;
 }
 
 export type TenantOptionsResolved = Required<TenantOptions>;
@@ -53,6 +63,7 @@ function resolve(o: TenantOptions): TenantOptionsResolved {
     maxSources: [1024, 1, 1 << 20],
     sourcePacketsPerSec: [0, 0, 10_000_000],
     cpuPerTurnUs: [1000, 10, 1_000_000],
+    cpuPercent: [100, 1, 100],
   });
 }
 

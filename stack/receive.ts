@@ -5,7 +5,7 @@
  * pollable netif at the stack's turn and pauses a pushing one while the stack is over its share.
  */
 import type { Netif, NetifReceiver, RxMeta } from "./netif/netif.js";
-import type { Scheduler, Task } from "./core/scheduler.js";
+import type { CpuCap, Scheduler, Task } from "./core/scheduler.js";
 import type { InternalErrors } from "./core/errors.js";
 import type { EthernetLayer } from "./ethernet.js";
 import type { Ingress } from "./ingress.js";
@@ -38,9 +38,10 @@ export class StackReceiver implements NetifReceiver {
     private readonly eth: EthernetLayer,
     private readonly bugs: InternalErrors,
     quantumMs: number,
+    cap?: CpuCap,
   ) {
     // The netif is the task's driver (its poll, or its pause and resume: the task uses them in pairs).
-    this.task = sched.task(netif, quantumMs);
+    this.task = sched.task(netif, quantumMs, cap);
     if (netif.poll) this.ready = () => this.task.ready();
   }
 

@@ -248,7 +248,10 @@ export class Stack {
     this.tenant = resolveTenantOptions(limits.tenant);
     this.sourceLimitInNetif = this.limitSourcesInNetif(netif);
     this.ingress = new Ingress(this.tenant, this.timers.now(), !this.sourceLimitInNetif);
-    this.receiver = new StackReceiver(this.scheduler, netif, this.ingress, this.eth, bugs, this.tenant.cpuPerTurnUs / 1000);
+    this.receiver = new StackReceiver(this.scheduler, netif, this.ingress, this.eth, bugs, this.tenant.cpuPerTurnUs / 1000, {
+      percent: this.tenant.cpuPercent,
+      burstMs: this.tenant.burstMs,
+    });
     netif.start(this.receiver);
     if (opts.ipv4?.address !== undefined) {
       if (opts.ipv4.dhcp) throw new ERR_INVALID_ARG_VALUE("ipv4.dhcp", opts.ipv4.dhcp, "excludes ipv4.address (the address comes from the DHCP server)");
@@ -556,6 +559,8 @@ export class Stack {
       buffered_bytes: l.buffered,
       cpu_ms: Math.round((this.receiver.task.cpuMs + this.timers.cpuMs) * 1000) / 1000,
       deferred_turns: this.receiver.task.deferredTurns,
+      cpu_throttled: this.receiver.task.throttles,
+      cpu_throttled_ms: Math.round(this.receiver.task.throttledMs * 1000) / 1000,
       source_limit_in_kernel: this.sourceLimitInNetif ? 1 : 0,
       drops_by_limit: drops,
       ...limitDrops,

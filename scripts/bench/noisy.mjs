@@ -1,8 +1,10 @@
-// Noisy neighbour: `paf serve --tenants` with two tenants on the same addresses, each on its own
+// Noisy neighbour: `paf serve --tenants` with tenants on the same addresses, each on its own
 // TAP in its own namespace, one process. Tenant 1's latency (p99 of paf bench, 1 client) idle,
 // then while tenant 0 takes a UDP flood, then an HTTP flood (wrk -c64); and tenant 0's own
 // prober (curl from a second address of its namespace, 1 s limit each) under both floods.
-// Tenant 0 has limits on (tenant rates, fair shares per source, connections per host).
+// Tenant 0 has limits on (tenant rates, fair shares per source, connections per host, a CPU
+// cap); tenant 2 has the same limits but no CPU cap, and takes the same HTTP flood once more,
+// to show what the cap does.
 // The kernel reference: the same app in one process on kernel sockets (`paf serve --host
 // 0.0.0.0`), its two "tenants" two veth links to the two client namespaces, the same floods.
 import { spawn } from "node:child_process";
@@ -19,11 +21,27 @@ const FLOOD_PPS = Number(process.env.PAF_NOISY_FLOOD_PPS ?? 240_000);
 /** Node flags for the paf server (e.g. PAF_NOISY_NODEFLAGS="--cpu-prof --cpu-prof-dir=/tmp/p" to profile it). */
 const NODE_FLAGS = (process.env.PAF_NOISY_NODEFLAGS ?? "").split(" ").filter(Boolean);
 
-/** The limits tenant 0 runs with (documented in the README's tenants section; PAF_NOISY_CPU_US: its CPU share per turn, for A/B runs). */
+/**
+ * The limits tenant 0 runs with (documented in the README's tenants section). For A/B runs:
+ * PAF_NOISY_CPU_US its CPU share per turn, PAF_NOISY_CPU_PCT its CPU cap (percent of a CPU).
+ */
 export const NOISY_LIMITS = {
-  tenant: { packetsPerSec: 30_000, bytesPerSec: 100_000_000, sourceSharePct: 50, sourcePacketsPerSec: 15_000, cpuPerTurnUs: Number(process.env.PAF_NOISY_CPU_US ?? 500) },
+  tenant: {
+    packetsPerSec: 30_000,
+    bytesPerSec: 100_000_000,
+    sourceSharePct: 50,
+    sourcePacketsPerSec: 15_000,
+    cpuPerTurnUs: Number(process.env.PAF_NOISY_CPU_US ?? 500),
+    cpuPercent: Number(process.env.PAF_NOISY_CPU_PCT ?? 20),
+  },
   tcp: { maxConnectionsPerHost: 64, newConnectionsPerSec: 2000 },
 };
+
+/** Tenant 2's limits: tenant 0's without the CPU cap. */
+function uncapped(limits) {
+  const { cpuPercent: _, ...tenant } = limits.tenant ?? {};
+  return { ...limits, tenant };
+}
 
 /**
  * The server's main thread: ms per second it waited for a CPU (run queue), from
@@ -77,18 +95,17 @@ async function prober(ns, seconds, addr = "198.18.0.2") {
 }
 
 /**
- * The two tenants' links: a namespace each with a TAP whose kernel side is 198.18.0.1/24 (and,
- * for tenant 0, 198.18.0.3, its prober's address), and a `paf serve --tenants` config in `dir`
- * putting both tenants on 198.18.0.2, tenant 0 with `limits`.
+ * The tenants' links: a namespace each with a TAP whose kernel side is 198.18.0.1/24 (and, for
+ * tenant 0, 198.18.0.3, its prober's address), and a `paf serve --tenants` config in `dir`
+ * putting every tenant on 198.18.0.2, tenant 0 with `limits`; with `third`, a tenant 2 with
+ * those limits but no CPU cap.
  */
-export async function tenantTaps(dir, limits = NOISY_LIMITS) {
+export async function tenantTaps(dir, limits = NOISY_LIMITS, third = false) {
   const ns0 = await netns("n0");
   const ns1 = await netns("n1");
-  const taps = ["pafnz0", "pafnz1"];
-  for (const [ns, tap] of [
-    [ns0, taps[0]],
-    [ns1, taps[1]],
-  ]) {
+  const ns2 = third ? await netns("n2") : undefined;
+  const taps = ["pafnz0", "pafnz1", "pafnz2"];
+  for (const [ns, tap] of [[ns0, taps[0]], [ns1, taps[1]], ...(ns2 ? [[ns2, taps[2]]] : [])]) {
     await sh("ip", ["-n", ns, "tuntap", "add", tap, "mode", "tap"]);
     await sh("ip", ["-n", ns, "link", "set", tap, "up"]);
     await sh("ip", ["-n", ns, "addr", "add", "198.18.0.1/24", "dev", tap]);
@@ -101,22 +118,23 @@ export async function tenantTaps(dir, limits = NOISY_LIMITS) {
       tenants: [
         { name: "t0", tap: taps[0], netns: ns0, ipv4: "198.18.0.2/24", limits },
         { name: "t1", tap: taps[1], netns: ns1, ipv4: "198.18.0.2/24" },
+        ...(ns2 ? [{ name: "t2", tap: taps[2], netns: ns2, ipv4: "198.18.0.2/24", limits: uncapped(limits) }] : []),
       ],
     }),
   );
-  return { ns0, ns1, taps, cfg };
+  return { ns0, ns1, ns2, taps, cfg };
 }
 
 export async function benchNoisy() {
   const bin = udpbench();
   const dir = mkdtempSync(join(tmpdir(), "paf-noisy-"));
-  const { ns0, ns1, taps, cfg } = await tenantTaps(dir);
+  const { ns0, ns1, ns2, taps, cfg } = await tenantTaps(dir, NOISY_LIMITS, true);
   const paf = serveHandle(track(spawn(process.execPath, [...NODE_FLAGS, CLI, "serve", "--tenants", cfg], { stdio: ["ignore", "pipe", "pipe"] })));
   let result;
   try {
-    await paf.ready; // its "listening 2 tenants" line
+    await paf.ready; // its "listening 3 tenants" line
     await sleep(500);
-    const r = await floods(bin, ns0, ns1, "198.18.0.2", "198.18.0.2", paf.child.pid);
+    const r = await floods(bin, ns0, ns1, "198.18.0.2", "198.18.0.2", paf.child.pid, ns2);
     const tapDrops = await sh("ip", ["-n", ns0, "-s", "-j", "link", "show", taps[0]]);
     const stats = JSON.parse((await sh("ip", ["netns", "exec", ns0, "curl", "-s", "--max-time", "5", "--interface", "198.18.0.3", "http://198.18.0.2/stats"])) || "{}");
     result = { ...r, tenant0: stats.tenant, tap0: JSON.parse(tapDrops)[0]?.stats64?.tx };
@@ -130,9 +148,10 @@ export async function benchNoisy() {
 
 /**
  * The measurement, on whichever server: tenant 1 (ns1, addr1) idle, then under a UDP flood and an
- * HTTP flood on tenant 0 (ns0, addr0), with tenant 0's prober after tenant 1's window each time.
+ * HTTP flood on tenant 0 (ns0, addr0), with tenant 0's prober after tenant 1's window each time;
+ * with `ns2` (paf: tenant 2, uncapped), tenant 1 under the same HTTP flood on tenant 2.
  */
-async function floods(bin, ns0, ns1, addr0, addr1, pid) {
+async function floods(bin, ns0, ns1, addr0, addr1, pid, ns2) {
   await latency(ns1, 1, addr1); // warm up
   const idle = await runqueue(pid, () => latency(ns1, SECONDS, addr1));
   // Under each flood: tenant 1's latency first, then tenant 0's prober (its curl loops would
@@ -146,11 +165,20 @@ async function floods(bin, ns0, ns1, addr0, addr1, pid) {
   await sleep(300);
   const http1 = await runqueue(pid, () => latency(ns1, SECONDS - 1, addr1));
   const http0 = await prober(ns0, SECONDS - 1, addr0);
+  const wrkRps = (out) => Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
   const wrkOut = await wrk;
+  let httpUncapped;
+  if (ns2) {
+    const wrk2 = nsRun(ns2, "wrk", ["-t1", "-c64", `-d${SECONDS}s`, `http://${addr0}/`], (SECONDS + 30) * 1000);
+    await sleep(300);
+    const t1 = await runqueue(pid, () => latency(ns1, SECONDS - 1, addr1));
+    httpUncapped = { tenant1: t1, wrkRps: wrkRps(await wrk2) };
+  }
   return {
     idle,
     udp: { tenant1: udp1, prober0: udp0, offeredPps: flood.pps },
-    http: { tenant1: http1, prober0: http0, wrkRps: Number(/Requests\/sec:\s+([\d.]+)/.exec(wrkOut)?.[1] ?? 0) },
+    http: { tenant1: http1, prober0: http0, wrkRps: wrkRps(wrkOut) },
+    httpUncapped,
   };
 }
 
@@ -190,7 +218,18 @@ export function noisyRows(r) {
   return [
     { name: "noisy neighbour: tenant 1 p99 ms, idle", paf: r.idle.p99, kernel: k.idle.p99, lowerIsBetter: true },
     { name: `noisy neighbour: tenant 1 p99 ms, UDP flood on tenant 0 (${Math.round(r.udp.offeredPps / 1000)} kpps offered)`, paf: r.udp.tenant1.p99, kernel: k.udp.tenant1.p99, lowerIsBetter: true },
-    { name: "noisy neighbour: tenant 1 p99 ms, HTTP flood on tenant 0 (wrk -c64)", paf: r.http.tenant1.p99, kernel: k.http.tenant1.p99, lowerIsBetter: true },
+    {
+      name: `noisy neighbour: tenant 1 p99 ms, HTTP flood on tenant 0 (wrk -c64; paf: tenant 0 capped at ${NOISY_LIMITS.tenant.cpuPercent} % of a CPU, ${Math.round(r.http.wrkRps)} req/s)`,
+      paf: r.http.tenant1.p99,
+      kernel: k.http.tenant1.p99,
+      lowerIsBetter: true,
+    },
+    {
+      name: `noisy neighbour: tenant 1 p99 ms, the HTTP flood on tenant 2, the same limits without a CPU cap (${Math.round(r.httpUncapped.wrkRps)} req/s)`,
+      paf: r.httpUncapped.tenant1.p99,
+      kernel: undefined,
+      lowerIsBetter: true,
+    },
     // What much of that p99 is on 2 cores: the server waiting for a CPU (idle and UDP-flood
     // figures are in the JSON of scripts/bench/noisy.mjs).
     {

@@ -7,7 +7,7 @@
 // (when it was off its CPU: preempted "offR", or asleep "offS", which includes the wait for a
 // CPU after its wake-up). noisy-trace.py lays them over each other for the slowest 2 %.
 //
-//   node scripts/diag/noisy-trace.mjs [--flood http|udp|none] [--seconds 3] [--cpu-us 500] [--dir DIR] [--examples N]
+//   node scripts/diag/noisy-trace.mjs [--flood http|udp|none] [--seconds 3] [--cpu-us 500] [--cpu-pct 20] [--dir DIR] [--examples N]
 //
 // The capture and perf load the 2 cores too: compare floods with each other here, and take
 // latency figures from the bench. Needs root; its namespaces are removed at exit.
@@ -23,6 +23,7 @@ const { values } = parseArgs({
     flood: { type: "string", default: "http" },
     seconds: { type: "string", default: "3" },
     "cpu-us": { type: "string", default: String(NOISY_LIMITS.tenant.cpuPerTurnUs) },
+    "cpu-pct": { type: "string", default: String(NOISY_LIMITS.tenant.cpuPercent) },
     dir: { type: "string", default: "/tmp/paf-noisy-trace" },
     examples: { type: "string", default: "4" },
   },
@@ -35,7 +36,7 @@ const CLI = join(ROOT, "dist", "cli", "main.js");
 const has = async (cmd) => (await sh("bash", ["-c", `command -v ${cmd} || true`])).trim() !== "";
 
 try {
-  const limits = { ...NOISY_LIMITS, tenant: { ...NOISY_LIMITS.tenant, cpuPerTurnUs: Number(values["cpu-us"]) } };
+  const limits = { ...NOISY_LIMITS, tenant: { ...NOISY_LIMITS.tenant, cpuPerTurnUs: Number(values["cpu-us"]), cpuPercent: Number(values["cpu-pct"]) } };
   const { ns0, ns1, taps, cfg } = await tenantTaps(DIR, limits);
   const timeline = join(DIR, "timeline.json");
   const paf = serveHandle(

@@ -26,7 +26,7 @@
  */
 import { type Clock, RealClock } from "./clock.js";
 import { CryptoRandom, type Random } from "./random.js";
-import { TimerHeap, TimerQueue } from "./timers.js";
+import { Timer, TimerHeap, TimerQueue } from "./timers.js";
 
 export interface SchedulerOptions {
   /** Protocol time for every stack of this scheduler. Default: the real clock. */
@@ -48,6 +48,18 @@ export interface TaskDriver {
 
 /** Frames delivered per poll between two looks at the credit. */
 const POLL_BATCH = 64;
+
+/**
+ * A bound on a stack's CPU over time, as cgroups' cpu.max bounds a group's: `percent` of one CPU,
+ * with `burstMs` of it saved up (a token bucket of CPU ms, refilled with the protocol clock).
+ */
+export interface CpuCap {
+  percent: number;
+  burstMs: number;
+}
+
+/** A throttled stack is looked at again no sooner than this (ms): one Node timer tick. */
+const MIN_THROTTLE_MS = 1;
 
 /** One stack as the scheduler sees it. */
 export class Task {
@@ -76,14 +88,35 @@ export class Task {
   inflate = 1;
   /** Frames are being delivered by this task's visit (poll), not pushed by the netif. */
   polling = false;
+  /** The driver is paused (for the share, the cap or both): pause and resume are called in pairs. */
+  private driverHeld = false;
+  /** Its CPU cap's state, for a stack that has one (an idle stack without one carries nothing of it). */
+  private readonly cap: CpuBucket | undefined;
 
   constructor(
     private readonly s: Scheduler,
     private readonly driver: TaskDriver,
     readonly quantumMs: number,
+    cap?: CpuCap,
   ) {
     this.credit = quantumMs;
     this.lastTurn = s.turn;
+    if (cap && cap.percent < 100) this.cap = new CpuBucket(cap.percent / 100, Math.max(quantumMs, (cap.percent / 100) * cap.burstMs), s.timers.now());
+  }
+
+  /** Over its CPU cap: its input waits (frames stay in the netif's bounded queue) until the time is back. */
+  get throttled(): boolean {
+    return this.cap?.throttled === true;
+  }
+
+  /** Times the stack went over its CPU cap. */
+  get throttles(): number {
+    return this.cap?.throttles ?? 0;
+  }
+
+  /** Time (ms) its input waited for its CPU cap. */
+  get throttledMs(): number {
+    return this.cap?.throttledMs ?? 0;
   }
 
   /** The driver has frames waiting (pollable): serve them at the next turn. */
@@ -102,9 +135,47 @@ export class Task {
     const d = this.driver;
     if (this.credit <= 0 && !this.paused && !this.closed && !d.poll && d.pause && d.resume && this.s.contended()) {
       this.paused = true;
-      d.pause();
+      this.holdDriver();
       this.s.enqueue(this);
     }
+    const cap = this.cap;
+    if (cap) {
+      cap.refill(this.s.timers.now());
+      cap.tokens -= ms;
+      if (cap.tokens <= 0 && !cap.throttled && !this.closed) this.throttle(cap);
+    }
+  }
+
+  /** Pause the driver while the share or the cap holds the stack back, resume it when neither does. */
+  private holdDriver(): void {
+    const want = this.paused || this.throttled;
+    if (want === this.driverHeld || !this.driver.pause || !this.driver.resume) return;
+    this.driverHeld = want;
+    if (want) this.driver.pause();
+    else this.driver.resume();
+  }
+
+  /** Over the cap: input waits (no visit, the driver paused) until the bucket has CPU time again. */
+  private throttle(cap: CpuBucket): void {
+    cap.throttled = true;
+    cap.throttles++;
+    cap.throttledAt = cap.at;
+    this.holdDriver();
+    cap.release ??= new Timer(() => this.unthrottle(cap), true);
+    this.s.timers.armAt(cap.release, cap.at + cap.wait());
+  }
+
+  private unthrottle(cap: CpuBucket): void {
+    if (this.closed) return;
+    cap.refill(this.s.timers.now());
+    if (cap.tokens <= 0) {
+      this.s.timers.armAt(cap.release!, cap.at + cap.wait());
+      return;
+    }
+    cap.throttled = false;
+    cap.throttledMs += cap.at - cap.throttledAt;
+    this.holdDriver();
+    if (this.pending) this.s.enqueue(this);
   }
 
   /**
@@ -118,6 +189,11 @@ export class Task {
   overBudget(ms: number): boolean {
     this.refill();
     const cost = ms * this.inflate;
+    const cap = this.cap;
+    if (cap) {
+      cap.refill(this.s.timers.now());
+      if (cap.tokens - cost <= 0) return true;
+    }
     return this.s.contended() ? this.credit - cost <= 0 : cost >= this.quantumMs;
   }
 
@@ -131,12 +207,13 @@ export class Task {
   /** Its turn: resume, or deliver what waits while credit lasts. */
   visit(): void {
     this.queued = false;
-    if (this.closed) return;
+    // Throttled: its release enqueues it again.
+    if (this.closed || this.throttled) return;
     this.refill();
     if (this.paused) {
       if (this.credit > 0 || !this.s.contended()) {
         this.paused = false;
-        this.driver.resume?.();
+        this.holdDriver();
       } else {
         this.deferredTurns++;
         this.s.enqueue(this);
@@ -155,14 +232,44 @@ export class Task {
     const start = this.s.cpuNow();
     this.polling = true;
     do more = this.driver.poll(POLL_BATCH);
-    while (more && !this.closed && (this.s.contended() ? this.credit > 0 : (this.s.cpuNow() - start) * this.inflate < this.quantumMs));
+    while (more && !this.closed && !this.throttled && (this.s.contended() ? this.credit > 0 : (this.s.cpuNow() - start) * this.inflate < this.quantumMs));
     this.polling = false;
-    if (more && !this.closed) this.s.enqueue(this);
-    else this.pending = false;
+    // Throttled with frames left: its release enqueues it.
+    if (!more) this.pending = false;
+    else if (!this.closed && !this.throttled) this.s.enqueue(this);
   }
 
   close(): void {
     this.closed = true;
+    if (this.cap?.release) this.s.timers.cancel(this.cap.release);
+  }
+}
+
+/** A CPU cap's token bucket: CPU ms, refilled at `rate` CPU ms per ms of protocol time up to `burst`. */
+class CpuBucket {
+  tokens: number;
+  throttled = false;
+  throttles = 0;
+  throttledMs = 0;
+  throttledAt = 0;
+  release: Timer | undefined;
+
+  constructor(
+    readonly rate: number,
+    readonly burst: number,
+    public at: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  refill(now: number): void {
+    if (now > this.at) this.tokens = Math.min(this.burst, this.tokens + (now - this.at) * this.rate);
+    this.at = now;
+  }
+
+  /** How long until the bucket is above zero again (at least a Node timer tick). */
+  wait(): number {
+    return Math.max(MIN_THROTTLE_MS, -this.tokens / this.rate);
   }
 }
 
@@ -216,9 +323,9 @@ export class Scheduler {
     return new TimerQueue(this.timers);
   }
 
-  /** Register a stack's receive side; `quantumMs` is its CPU share per turn. */
-  task(driver: TaskDriver, quantumMs: number): Task {
-    return new Task(this, driver, quantumMs);
+  /** Register a stack's receive side; `quantumMs` is its CPU share per turn, `cap` its bound over time. */
+  task(driver: TaskDriver, quantumMs: number, cap?: CpuCap): Task {
+    return new Task(this, driver, quantumMs, cap);
   }
 
   /** Is more than one stack working or waiting (this turn or the last)? Shares are only enforced then. */

@@ -32,6 +32,7 @@ describe("paf serve --tenants: bad files", () => {
     [{ tenants: [t({ ipv4: "198.18.0.300/24" })] }, /tenant "a": --ipv4: invalid IPv4 address/],
     [{ tenants: [t({ limits: { tenant: { packetsPerSec: -1 } } })] }, /tenant "a": .*limits\.tenant\.packetsPerSec/],
     [{ tenants: [t({ limits: { tcp: { maxConnections: 0 } } })] }, /tenant "a": .*limits\.tcp\.maxConnections/],
+    [{ tenants: [t({ limits: { tenant: { cpuPercent: 0 } } })] }, /tenant "a": .*limits\.tenant\.cpuPercent/],
     [{ tenants: [t({ limits: { disk: {} } })] }, /unknown group "disk"/],
     [{ tenants: [t({ http: 70000 })] }, /"http" must be a whole number from 1 to 65535/],
     [{ tenants: [t({ root: "/nonexistent-dir" })] }, /root.*nonexistent-dir/],
@@ -73,13 +74,13 @@ describe.skipIf(!run)("paf serve --tenants over TAPs in namespaces, curl from ea
       limits: { tenant: { packetsPerSec: 20000 } },
       tenants: [
         { name: "a", tap: taps[0], netns: nss[0]!.name, ipv4: "198.18.0.2/24", root: ".", limits: { tcp: { maxConnections: 500 }, tenant: { packetsPerSec: 20000, sourcePacketsPerSec: 5000 } } },
-        { name: "b", tap: taps[1], netns: nss[1]!.name, ipv4: "198.18.0.2/24", app: "app.mjs" },
+        { name: "b", tap: taps[1], netns: nss[1]!.name, ipv4: "198.18.0.2/24", app: "app.mjs", limits: { tenant: { cpuPercent: 50 } } },
       ],
     });
     const { child, output } = await startCli(["serve", "--tenants", cfg], /^listening 2 tenants/, 20_000);
     try {
       expect(output()).toMatch(new RegExp(`^tenant a listening on ${taps[0]} mac [0-9a-f:]{17} 198\\.18\\.0\\.2 http 80 source limit 5000/s in the kernel$`, "m"));
-      expect(output()).toMatch(new RegExp(`^tenant b listening on ${taps[1]} mac [0-9a-f:]{17} 198\\.18\\.0\\.2 http 80$`, "m"));
+      expect(output()).toMatch(new RegExp(`^tenant b listening on ${taps[1]} mac [0-9a-f:]{17} 198\\.18\\.0\\.2 http 80 cpu cap 50%$`, "m"));
       const curl = (i: number, path: string) => nss[i]!.exec("curl", ["-sS", "--max-time", "5", `http://198.18.0.2${path}`]).then((r) => r.stdout);
       expect(await curl(0, "/hello.txt")).toBe("static of a\n");
       expect(await curl(0, "/")).toMatch(/^Hello from paf/);
@@ -89,6 +90,9 @@ describe.skipIf(!run)("paf serve --tenants over TAPs in namespaces, curl from ea
       const b = JSON.parse(await curl(1, "/stats"));
       expect(a.tenant).toMatchObject({ drops_by_limit: 0 });
       expect(typeof b.tenant.cpu_ms).toBe("number");
+      // b's CPU cap (50 %) is in force and counted; five requests do not reach it.
+      expect(b.tenant.cpu_throttled).toBe(0);
+      expect(a.tenant.cpu_throttled).toBe(0);
       // Separate counters: b served 5 connections (x, 3 y, stats), a 3 (hello, /, stats).
       expect(a.tcp.passive_opens).toBe(3);
       expect(b.tcp.passive_opens).toBe(5);

@@ -33,6 +33,30 @@ function captured(limits: Parameters<typeof Stack.create>[0]["limits"] = {}) {
   return { netif, clock, stack };
 }
 
+/**
+ * Three stacks on a switch and one scheduler: `busy` (198.18.0.2, with `limits`) and `calm`
+ * (198.18.0.3) count UDP datagrams to port 9, `out` sends from 198.18.0.1, neighbours resolved.
+ * CPU time is what the test says: 0.1 ms per datagram delivered to the busy stack.
+ */
+async function busyAndCalm(clock?: Clock, limits?: StackLimits) {
+  const got = { busy: 0, calm: 0, cpu: 0 };
+  const scheduler = new Scheduler({ clock, cpuClock: () => got.cpu });
+  const sw = new VirtualSwitch();
+  const busy = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" }, scheduler, limits }));
+  const calm = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.3/24" }, scheduler }));
+  const sender = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, scheduler }));
+  busy.udp
+    .createSocket("udp4", () => {
+      got.busy++;
+      got.cpu += 0.1;
+    })
+    .bind(9);
+  calm.udp.createSocket("udp4", () => got.calm++).bind(9);
+  const out = sender.udp.createSocket("udp4");
+  await Promise.all([sender.ping("198.18.0.2"), sender.ping("198.18.0.3")]);
+  return { busy, calm, got, out };
+}
+
 describe("isolation", () => {
   it("tenants on the same addresses keep separate state and counters; closing one leaves the others", async () => {
     const scheduler = new Scheduler();
@@ -83,34 +107,16 @@ describe("one scheduler for many stacks", () => {
   });
 
   it("a stack over its CPU share waits for later turns; the others are served every turn", async () => {
-    // CPU time is what the test says it is: 0.1 ms per datagram delivered to the busy stack.
-    let cpu = 0;
-    const scheduler = new Scheduler({ cpuClock: () => cpu });
-    const sw = new VirtualSwitch();
-    const busy = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.2/24" }, scheduler }));
-    const calm = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.3/24" }, scheduler }));
-    const sender = track(Stack.create({ netif: sw.port(), ipv4: { address: "198.18.0.1/24" }, scheduler }));
-    let busyGot = 0;
-    let calmGot = 0;
-    busy.udp
-      .createSocket("udp4", () => {
-        busyGot++;
-        cpu += 0.1;
-      })
-      .bind(9);
-    calm.udp.createSocket("udp4", () => calmGot++).bind(9);
-    const out = sender.udp.createSocket("udp4");
-    // Resolve both neighbours first.
-    await Promise.all([sender.ping("198.18.0.2"), sender.ping("198.18.0.3")]);
+    const { busy, calm, got, out } = await busyAndCalm();
     for (let i = 0; i < 640; i++) out.send("x", 9, "198.18.0.2");
     for (let i = 0; i < 10; i++) out.send("y", 9, "198.18.0.3");
     await tick(); // the sender's frames cross the switch
     await tick(); // first turn with both stacks waiting
-    expect(calmGot).toBe(10);
+    expect(got.calm).toBe(10);
     // One batch of 64 cost 6.4 ms against a 1 ms share per turn: the rest waits.
-    expect(busyGot).toBe(64);
-    for (let i = 0; i < 200 && busyGot < 640; i++) await tick();
-    expect(busyGot).toBe(640);
+    expect(got.busy).toBe(64);
+    for (let i = 0; i < 200 && got.busy < 640; i++) await tick();
+    expect(got.busy).toBe(640);
     const t = busy.stats().tenant!;
     expect(t["deferred_turns"]).toBeGreaterThan(0);
     expect(t["cpu_ms"]).toBeCloseTo(64, 0);
@@ -148,6 +154,58 @@ describe("one scheduler for many stacks", () => {
     expect(perTurn.length).toBeGreaterThanOrEqual(9);
     expect(perTurn.every((n) => n === 64)).toBe(true);
     expect(busy.stats().tenant!["deferred_turns"]).toBe(0);
+  });
+});
+
+describe("cpuPercent: a stack's CPU bounded over time", () => {
+  it("a flooded stack is throttled at its cap, its input waiting, while its neighbour is served; time brings the CPU back", async () => {
+    // Protocol time is virtual; 10 % of a CPU with the default burstMs (100) is a bucket of 10 ms.
+    const clock = new VirtualClock(1000);
+    const { busy, calm, got, out } = await busyAndCalm(clock, { tenant: { cpuPercent: 10 } });
+    const settle = async () => {
+      for (let i = 0; i < 50; i++) await tick();
+    };
+    for (let i = 0; i < 1000; i++) out.send("x", 9, "198.18.0.2");
+    await settle();
+    // Its bucket (10 ms) and at most one poll of 64 beyond it, then nothing while time stands still.
+    expect(got.busy).toBeGreaterThanOrEqual(100);
+    expect(got.busy).toBeLessThanOrEqual(164);
+    const first = got.busy;
+    let t = busy.stats().tenant!;
+    expect(t["cpu_throttled"]).toBe(1);
+    // The neighbour is not held back by it.
+    for (let i = 0; i < 10; i++) out.send("y", 9, "198.18.0.3");
+    await settle();
+    expect(got.calm).toBe(10);
+    expect(got.busy).toBe(first);
+    // 100 ms at 10 %: 10 ms more, about 100 datagrams (one poll of 64 beyond, at most).
+    clock.advance(100);
+    await settle();
+    expect(got.busy - first).toBeGreaterThanOrEqual(36);
+    expect(got.busy - first).toBeLessThanOrEqual(164);
+    t = busy.stats().tenant!;
+    expect(t["cpu_throttled"]).toBe(2);
+    // It waited until its debt (at most one poll's overshoot, 6.4 ms) was paid at 10 %: 1-64 ms.
+    expect(t["cpu_throttled_ms"]).toBeGreaterThanOrEqual(1);
+    expect(t["cpu_throttled_ms"]).toBeLessThanOrEqual(64);
+    // Over a longer run its CPU follows the cap: the bucket, 10 % of the time, one poll's overshoot.
+    for (let ms = 0; ms < 1000; ms += 20) {
+      clock.advance(20);
+      await settle();
+    }
+    expect(got.busy).toBe(1000);
+    const used = busy.stats().tenant!["cpu_ms"]!;
+    expect(used).toBeCloseTo(100, 0);
+    expect(clock.now() - 1000).toBeGreaterThanOrEqual((used - 10 - 6.4) * 10);
+    expect(calm.stats().tenant!["cpu_throttled"]).toBe(0);
+  });
+
+  it("is range-checked, and 100 (the default) is no cap", () => {
+    expect(() => Stack.create({ netif: new CaptureNetif(), ipv4: { address: "198.18.0.2/24" }, limits: { tenant: { cpuPercent: 0 } } })).toThrow(/limits\.tenant\.cpuPercent/);
+    expect(() => Stack.create({ netif: new CaptureNetif(), ipv4: { address: "198.18.0.2/24" }, limits: { tenant: { cpuPercent: 101 } } })).toThrow(/limits\.tenant\.cpuPercent/);
+    const s = track(Stack.create({ netif: new CaptureNetif(), ipv4: { address: "198.18.0.2/24" } }));
+    expect(s.tenant.cpuPercent).toBe(100);
+    expect(s.stats().tenant!["cpu_throttled"]).toBe(0);
   });
 });
 
