@@ -200,6 +200,48 @@ describe("cpuPercent: a stack's CPU bounded over time", () => {
     expect(calm.stats().tenant!["cpu_throttled"]).toBe(0);
   });
 
+  it("a pushing netif (as a TAP) is paused while the stack is throttled, resumed once its time is back; closed while throttled, no timer is left", async () => {
+    const clock = new VirtualClock(1000);
+    const cpu = { ms: 0 };
+    const scheduler = new Scheduler({ clock, cpuClock: () => cpu.ms });
+    const netif = new PausingSlabNetif(cpu);
+    const stack = Stack.create({ netif, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24" }, scheduler, random: new SeededRandom(5), limits: { tenant: { cpuPercent: 10 } } });
+    netif.push([arpReply()], 0);
+    let got = 0;
+    stack.udp
+      .createSocket("udp4", () => {
+        got++;
+        cpu.ms += 0.5;
+      })
+      .bind(9);
+    const frames = () => Array.from({ length: 64 }, () => ipv4Frame(17, udpDatagram(1000, 9, new Uint8Array(10))));
+    const untilPaused = async () => {
+      for (let i = 0; i < 20 && !netif.paused; i++) {
+        netif.push(frames(), 0);
+        await tick();
+      }
+    };
+    // A 10 ms bucket at 0.5 ms a datagram: about 20 datagrams, then reading stops.
+    await untilPaused();
+    expect(netif.paused).toBe(true);
+    expect(got).toBeGreaterThanOrEqual(19);
+    expect(got).toBeLessThanOrEqual(24);
+    expect(stack.stats().tenant!["cpu_throttled"]).toBe(1);
+    // Time gives it CPU back (10 % of 50 ms): reading resumes, the frames it held are polled.
+    clock.advance(50);
+    expect(netif.paused).toBe(false);
+    for (let i = 0; i < 5; i++) await tick();
+    expect(got).toBeGreaterThan(20);
+    // Throttled again, then closed: its release timer goes with it.
+    await untilPaused();
+    expect(netif.paused).toBe(true);
+    expect(scheduler.timers.size).toBeGreaterThan(0);
+    await stack.close();
+    expect(scheduler.timers.size).toBe(0);
+    clock.advance(1000);
+    expect(netif.resumes).toBe(1);
+  });
+
   it("is range-checked, and 100 (the default) is no cap", () => {
     expect(() => Stack.create({ netif: new CaptureNetif(), ipv4: { address: "198.18.0.2/24" }, limits: { tenant: { cpuPercent: 0 } } })).toThrow(/limits\.tenant\.cpuPercent/);
     expect(() => Stack.create({ netif: new CaptureNetif(), ipv4: { address: "198.18.0.2/24" }, limits: { tenant: { cpuPercent: 101 } } })).toThrow(/limits\.tenant\.cpuPercent/);
@@ -262,6 +304,19 @@ class SlabNetif implements Netif {
   }
   async close(): Promise<void> {
     this.rx = undefined;
+  }
+}
+
+/** A SlabNetif that can be paused as a TAP is (its kernel queue holding what is not read). */
+class PausingSlabNetif extends SlabNetif {
+  paused = false;
+  resumes = 0;
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+    this.resumes++;
   }
 }
 
