@@ -165,8 +165,9 @@ export class AcmeRuntime {
     );
   }
 
+  /** Stop renewing (a renewal under way finishes by itself; the process need not wait for it). */
   stop(): void {
-    this.scheduler.stop();
+    void this.scheduler.stop();
   }
 }
 

@@ -231,8 +231,20 @@ export class RenewalScheduler {
     return this;
   }
 
-  stop(): void {
+  /**
+   * Stop the periodic checks. A renewal already under way is not cut short (its certificate, if
+   * issued, still reaches onCertificate); the promise resolves once it has settled, its
+   * challenge tokens withdrawn from the responder, so nothing of this scheduler runs after it.
+   */
+  stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    const p = this.inflight;
+    return p
+      ? p.then(
+          () => undefined,
+          () => undefined,
+        )
+      : Promise.resolve();
   }
 }
