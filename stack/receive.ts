@@ -18,6 +18,8 @@ export class StackReceiver implements NetifReceiver {
   private lastBatchMs = 0;
   /** endBatch for queueMicrotask, made at the first frame. */
   private endBatchNow: (() => void) | undefined;
+  /** The netif has called batchEnd(): it ends every batch, no end is scheduled as a fallback. */
+  private endsBatches = false;
   /** Frames of the batch in progress. */
   private frames = 0;
   /**
@@ -49,8 +51,9 @@ export class StackReceiver implements NetifReceiver {
     this.frames++;
     if (this.batchStart < 0) {
       this.batchStart = this.sched.beginBatch();
-      // A netif that never ends its batches still gets its time charged.
-      queueMicrotask((this.endBatchNow ??= () => this.endBatch()));
+      // A netif that does not end its batches still gets its time charged (one that has ended
+      // one ends them all: NetifReceiver.batchEnd).
+      if (!this.endsBatches) queueMicrotask((this.endBatchNow ??= () => this.endBatch()));
     }
     if (!this.ingress.admit(buf, this.sched.timers.now())) return;
     try {
@@ -78,6 +81,7 @@ export class StackReceiver implements NetifReceiver {
   }
 
   batchEnd(): void {
+    this.endsBatches = true;
     try {
       this.eth.batchEnd();
     } catch (err) {

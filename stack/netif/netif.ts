@@ -43,7 +43,11 @@ export interface NetifReceiver {
    * slab): a layer that keeps bytes must copy them.
    */
   frame(buf: Uint8Array, meta?: RxMeta): void;
-  /** End of a batch of frames read together (lets upper layers coalesce ACKs, flush queues). */
+  /**
+   * End of a batch of frames read together (lets upper layers coalesce ACKs, flush queues). A
+   * netif that calls it once must end every batch with it: the receiver then stops scheduling
+   * an end of its own after each first frame.
+   */
   batchEnd?(): void;
   /**
    * For a netif that has `poll`: frames are waiting, call `poll()` when it is this receiver's

@@ -28,6 +28,7 @@ export class OutputScheduler {
   /** The list being flushed (swapped with `due`: nothing allocated per batch). */
   private flushing: Owed | undefined;
   private scheduled = false;
+  private runNow: (() => void) | undefined;
   private retrying: Owed | undefined;
   private retryScheduled = false;
 
@@ -38,7 +39,7 @@ export class OutputScheduler {
     if (this.scheduled) return;
     this.scheduled = true;
     // The end of the netif's batch normally comes first; this covers output owed outside a batch.
-    queueMicrotask(() => this.run());
+    queueMicrotask((this.runNow ??= () => this.run()));
   }
 
   /** Flush everything owed (called at the end of a batch of received frames). */

@@ -352,6 +352,34 @@ describe("a batch's cost counts the application work it brings", () => {
   });
 });
 
+describe("a netif that does not end its batches", () => {
+  it("still has its frames' time charged, at the end of the tick", async () => {
+    const cpu = { ms: 0 };
+    const scheduler = new Scheduler({ cpuClock: () => cpu.ms });
+    let rx: NetifReceiver | undefined;
+    const netif: Netif = {
+      name: "noend0",
+      features: { checksumOffload: false, maxFrameSize: 1514 },
+      mtu: 1500,
+      start: (r) => void (rx = r),
+      send: () => true,
+      stats: () => emptyNetifStats(),
+      close: async () => {},
+    };
+    const stack = track(Stack.create({ netif, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24" }, scheduler, random: new SeededRandom(5) }));
+    stack.udp
+      .createSocket("udp4", () => {
+        cpu.ms += 0.5;
+      })
+      .bind(9);
+    rx!.frame(ipv4Frame(17, udpDatagram(1000, 9, new Uint8Array(10))));
+    rx!.frame(ipv4Frame(17, udpDatagram(1000, 9, new Uint8Array(10))));
+    expect(stack.stats().tenant!["cpu_ms"]).toBe(0);
+    await Promise.resolve();
+    expect(stack.stats().tenant!["cpu_ms"]).toBeCloseTo(1, 3);
+  });
+});
+
 describe("a batch reads the CPU clock as often as its frames' cost needs", () => {
   it("every 8th frame while eight cost under a quarter of the quantum, every frame once they cost more", () => {
     const cpu = { ms: 0 };
