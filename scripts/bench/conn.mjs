@@ -10,16 +10,28 @@ import { netns, vethPair, nsRun, sh, udpbench, sleep } from "./lib.mjs";
 const SECS = 3;
 const CONC = 64;
 
-export async function benchConn() {
-  const bin = udpbench();
-  // paf on a TAP, accepting in this process.
-  const ns = await netns("c");
-  const tap = "pafbc";
+/**
+ * paf on a TAP `tap` in a new namespace (tagged `tag`), accepting and closing at once on
+ * 198.18.0.2:80 in this process, the kernel side 198.18.0.1: its namespace and stack.
+ */
+export async function pafAccepting(tag, tap) {
+  const ns = await netns(tag);
   const stack = Stack.create({ netif: TapNetif.open(tap, { netns: `/var/run/netns/${ns}`, up: true, offload: true }), ipv4: { address: "198.18.0.2/24" } });
   stack.tcp.listen({ port: 80 }, (f) => f.on("error", () => {}).end());
   await sh("ip", ["-n", ns, "addr", "add", "198.18.0.1/24", "dev", tap]);
   await sleep(200);
-  const p = await nsRun(ns, bin, ["tcpconnect", "198.18.0.2", "80", String(SECS), String(CONC)]);
+  return { ns, stack };
+}
+
+/** `udpbench tcpconnect` from namespace `ns` to `host`:80 for `secs` with `conc` handshakes in flight. */
+export function tcpconnect(ns, host, secs = SECS, conc = CONC) {
+  return nsRun(ns, udpbench(), ["tcpconnect", host, "80", String(secs), String(conc)]);
+}
+
+export async function benchConn() {
+  // paf on a TAP, accepting in this process.
+  const { ns, stack } = await pafAccepting("c", "pafbc");
+  const p = await tcpconnect(ns, "198.18.0.2");
   await stack.close();
   // Node's net.Server on the kernel's TCP, across a veth pair.
   const { A, B } = await vethPair("c");
@@ -32,6 +44,6 @@ export async function benchConn() {
     server.stdout.once("data", resolve);
     server.once("exit", (code) => reject(new Error(`kernel-side server exited ${code}`)));
   });
-  const k = await nsRun(A, bin, ["tcpconnect", "198.18.1.2", "80", String(SECS), String(CONC)]).finally(() => server.kill());
+  const k = await tcpconnect(A, "198.18.1.2").finally(() => server.kill());
   return [{ name: `New TCP connections accepted/s (accept and close, ${CONC} handshakes in flight)`, paf: p.cps, kernel: k.cps }];
 }

@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, netns, vethPair, nsRun, sleep, track, serveHandle } from "./lib.mjs";
+import { ROOT, netns, vethPair, nsRun, sleep, track, serveHandle, wrkRps } from "./lib.mjs";
 
 const CLI = join(ROOT, "dist", "cli", "main.js");
 
@@ -67,7 +67,7 @@ async function measure(clientNs, base, latencyOnly) {
   const wrkRun = async (secs) => {
     const out = await nsRun(clientNs, "wrk", ["-t2", "-c64", `-d${secs}s`, "--latency", `http://${base}/`]);
     const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out);
-    return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0), p99ms: p99 ? Number(p99[1]) * (p99[2] === "us" ? 0.001 : p99[2] === "s" ? 1000 : 1) : undefined };
+    return { rps: wrkRps(out), p99ms: p99 ? Number(p99[1]) * (p99[2] === "us" ? 0.001 : p99[2] === "s" ? 1000 : 1) : undefined };
   };
   const cold = await wrkRun(3);
   const { rps, p99ms } = await wrkRun(5);

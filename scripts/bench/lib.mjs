@@ -100,6 +100,9 @@ export function udpbench() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** The requests per second in wrk's report (0 if it has none). */
+export const wrkRps = (out) => Number(/Requests\/sec:\s+([\d.]+)/.exec(String(out))?.[1] ?? 0);
+
 /**
  * A process's main thread as the kernel's scheduler saw it (/proc/PID/task/PID/schedstat):
  * ns on a CPU, ns runnable but waiting for one; undefined once the process is gone.

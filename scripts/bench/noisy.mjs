@@ -11,7 +11,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { ROOT, netns, nsRun, schedstat, serveHandle, sh, sleep, track, udpbench } from "./lib.mjs";
+import { ROOT, netns, nsRun, schedstat, serveHandle, sh, sleep, track, udpbench, wrkRps } from "./lib.mjs";
 
 const CLI = join(ROOT, "dist", "cli", "main.js");
 const SECONDS = Number(process.env.PAF_NOISY_SECONDS ?? 4);
@@ -165,7 +165,6 @@ async function floods(bin, ns0, ns1, addr0, addr1, pid, ns2) {
   await sleep(300);
   const http1 = await runqueue(pid, () => latency(ns1, SECONDS - 1, addr1));
   const http0 = await prober(ns0, SECONDS - 1, addr0);
-  const wrkRps = (out) => Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
   const wrkOut = await wrk;
   let httpUncapped;
   if (ns2) {

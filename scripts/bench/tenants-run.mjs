@@ -16,6 +16,7 @@ import http from "node:http";
 import net from "node:net";
 import { PerformanceObserver, constants } from "node:perf_hooks";
 import * as paf from "../../dist/index.js";
+import { profilePhase } from "./inspect.mjs";
 
 const { Stack, VirtualSwitch, serve, stackListener, httpService, PafAgent, Ctx, K, Scheduler } = paf;
 
@@ -102,7 +103,8 @@ async function load() {
   else await Promise.all(Array.from({ length: Math.min(loops, N) }, (_, i) => one(targets[i])));
   lat.length = 0;
   done = 0;
-  const prof = await profiler();
+  // PAF_PROFILE=FILE: a CPU profile of the measured phase only; PAF_HEAPPROF=FILE: what it promoted.
+  const prof = await profilePhase({ cpu: process.env.PAF_PROFILE, heap: process.env.PAF_HEAPPROF });
   const gcs = gcCounter();
   const c0 = process.cpuUsage();
   const m0 = performance.now();
@@ -212,32 +214,6 @@ function gcCounter() {
       obs.disconnect();
       return c;
     },
-  };
-}
-
-/** PAF_PROFILE=FILE: a CPU profile of the measured phase only (node:inspector). */
-async function profiler() {
-  const file = process.env.PAF_PROFILE;
-  const heap = process.env.PAF_HEAPPROF;
-  if (!file && !heap) return undefined;
-  const { Session } = await import("node:inspector/promises");
-  const { writeFileSync } = await import("node:fs");
-  const s = new Session();
-  s.connect();
-  if (heap) {
-    // What survived young-generation collections (promoted), alive or collected by a major GC since.
-    await s.post("HeapProfiler.enable");
-    await s.post("HeapProfiler.startSampling", { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false });
-    return async () => {
-      const { profile } = await s.post("HeapProfiler.stopSampling");
-      writeFileSync(heap, JSON.stringify(profile));
-    };
-  }
-  await s.post("Profiler.enable");
-  await s.post("Profiler.start");
-  return async () => {
-    const { profile } = await s.post("Profiler.stop");
-    writeFileSync(file, JSON.stringify(profile));
   };
 }
 

@@ -14,7 +14,7 @@ import { readFileSync, rmSync, existsSync, createWriteStream, copyFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT, netns, vethPair, nsRun, sleep, track, cleanup, serveHandle, schedstat } from "../bench/lib.mjs";
+import { ROOT, netns, vethPair, nsRun, sleep, track, cleanup, serveHandle, schedstat, wrkRps } from "../bench/lib.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -82,7 +82,7 @@ function parseWrk(s) {
   };
   const max = /Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)/.exec(s);
   return {
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(s)?.[1] ?? 0),
+    rps: wrkRps(s),
     p50: pick(50),
     p90: pick(90),
     p99: pick(99),
