@@ -248,10 +248,9 @@ export class Stack {
     this.tenant = resolveTenantOptions(limits.tenant);
     this.sourceLimitInNetif = this.limitSourcesInNetif(netif);
     this.ingress = new Ingress(this.tenant, this.timers.now(), !this.sourceLimitInNetif);
-    this.receiver = new StackReceiver(this.scheduler, netif, this.ingress, this.eth, bugs, this.tenant.cpuPerTurnUs / 1000, {
-      percent: this.tenant.cpuPercent,
-      burstMs: this.tenant.burstMs,
-    });
+    const t = this.tenant;
+    const cap = t.cpuPercent < 100 ? { percent: t.cpuPercent, burstMs: t.burstMs } : undefined;
+    this.receiver = new StackReceiver(this.scheduler, netif, this.ingress, this.eth, bugs, t.cpuPerTurnUs / 1000, cap);
     netif.start(this.receiver);
     if (opts.ipv4?.address !== undefined) {
       if (opts.ipv4.dhcp) throw new ERR_INVALID_ARG_VALUE("ipv4.dhcp", opts.ipv4.dhcp, "excludes ipv4.address (the address comes from the DHCP server)");
