@@ -11,9 +11,31 @@ import { ROOT, netns, vethPair, nsRun, sleep, track, serveHandle, wrkRps } from 
 
 const CLI = join(ROOT, "dist", "cli", "main.js");
 
+// Both servers load alloc.mjs's meter, idle until the allocation phase signals it (SIGUSR2).
+const METER = ["--import", join(ROOT, "scripts", "bench", "alloc.mjs")];
+
 function startServe(args, nsName) {
-  const cmd = nsName ? ["ip", ["netns", "exec", nsName, process.execPath, CLI, "serve", ...args]] : [process.execPath, [CLI, "serve", ...args]];
-  return serveHandle(track(spawn(cmd[0], cmd[1], { stdio: ["ignore", "pipe", "pipe"] })));
+  const node = [process.execPath, ...METER, CLI, "serve", ...args];
+  const cmd = nsName ? ["ip", ["netns", "exec", nsName, ...node]] : [node[0], node.slice(1)];
+  return serveHandle(track(spawn(cmd[0], cmd[1], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PAF_ALLOC_SIGNAL: "1" } })));
+}
+
+/**
+ * JS heap the server allocates per HTTP/1.1 keep-alive request: its meter on (SIGUSR2), a 2 s wrk
+ * run of its own (the timed runs are not metered), the meter read (SIGUSR2 again).
+ */
+async function allocPerRequest(clientNs, base, server) {
+  const before = server.output().length;
+  server.child.kill("SIGUSR2");
+  const out = await nsRun(clientNs, "wrk", ["-t2", "-c64", "-d2s", `http://${base}/`]);
+  server.child.kill("SIGUSR2");
+  const requests = Number(/(\d+) requests in/.exec(String(out))?.[1] ?? 0);
+  for (let i = 0; i < 50; i++) {
+    const m = /paf-alloc (\{.*\})/.exec(server.output().slice(before));
+    if (m) return requests > 0 ? JSON.parse(m[1]).heap / requests : undefined;
+    await sleep(20);
+  }
+  throw new Error(`${base}: the server printed no allocation figure`);
 }
 
 const PAF_BENCH_SECONDS = 3;
@@ -57,7 +79,7 @@ async function pafBench(clientNs, url) {
   return r;
 }
 
-async function measure(clientNs, base, latencyOnly) {
+async function measure(clientNs, base, latencyOnly, server) {
   const pb = await pafBench(clientNs, `http://${base}/`);
   const bench = { p50ms: pb.latencyMs.p50, p99ms: pb.latencyMs.p99 };
   if (latencyOnly) return { bench };
@@ -82,7 +104,8 @@ async function measure(clientNs, base, latencyOnly) {
   }
   const hsps = bursts.sort((a, b) => a - b)[1];
   const { downGbps, upGbps } = await bulk(clientNs, base);
-  return { rps, p99ms, coldP99ms, h2rps, hsps, bench, downGbps, upGbps };
+  const allocBytes = await allocPerRequest(clientNs, base, server);
+  return { rps, p99ms, coldP99ms, h2rps, hsps, bench, downGbps, upGbps, allocBytes };
 }
 
 /** latencyOnly: just the paf bench rows (PAF_BENCH_ONLY=latency). */
@@ -95,13 +118,13 @@ export async function benchHttp({ latencyOnly = false } = {}) {
   await nsRun(t, "ip", ["addr", "add", "198.18.0.1/24", "dev", tap]);
   await nsRun(t, "ip", ["link", "set", tap, "up"]);
   await sleep(300);
-  const p = await measure(t, "198.18.0.2", latencyOnly);
+  const p = await measure(t, "198.18.0.2", latencyOnly, paf);
   await paf.stop();
   // the same app on kernel TCP, across a veth pair
   const { A, B } = await vethPair("h");
   const host = startServe(["--host", "198.18.1.2", "--http", "80", "--https", "443"], B);
   await host.ready;
-  const k = await measure(A, "198.18.1.2", latencyOnly);
+  const k = await measure(A, "198.18.1.2", latencyOnly, host);
   await host.stop();
   const latency = [
     { name: "HTTP/1.1 p50 latency, ms (paf bench, 16 clients)", paf: p.bench.p50ms, kernel: k.bench.p50ms, lowerIsBetter: true },
@@ -116,6 +139,7 @@ export async function benchHttp({ latencyOnly = false } = {}) {
     { name: "TLS handshakes/s (h2load, 400 connections of 1 request; median of 3 bursts)", paf: p.hsps, kernel: k.hsps },
     { name: `HTTP download, curl GET ${BULK_BYTES / 1e9} GB (Gbit/s)`, paf: p.downGbps, kernel: k.downGbps },
     { name: `HTTP upload, curl POST ${BULK_BYTES / 1e9} GB streamed (Gbit/s)`, paf: p.upGbps, kernel: k.upGbps },
+    { name: "JS heap allocated per HTTP/1.1 keep-alive request, bytes (the server, under wrk -t2 -c64)", paf: p.allocBytes, kernel: k.allocBytes, lowerIsBetter: true },
     ...latency,
   ];
 }

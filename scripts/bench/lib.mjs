@@ -137,6 +137,8 @@ export function serveHandle(child) {
   return {
     child,
     ready,
+    /** Everything it printed so far (stdout and stderr). */
+    output: () => out,
     stop: () =>
       new Promise((r) => {
         if (child.exitCode !== null) return r();
@@ -159,6 +161,17 @@ export function writeBytes(stream, total, block) {
     stream.end();
   };
   pump();
+}
+
+/** Connect `stack` to host:port, write `total` bytes (64 KiB blocks) and end; resolves once the flow has closed. */
+export async function sendBytes(stack, host, port, total) {
+  const f = await stack.tcp.connect({ host, port });
+  await new Promise((resolve, reject) => {
+    f.on("error", reject);
+    f.on("close", resolve);
+    f.resume();
+    writeBytes(f, total, Buffer.alloc(1 << 16, 0x61));
+  });
 }
 
 /** CPUs this process may run on, and whether single processes can be pinned to one (taskset). */

@@ -2,12 +2,16 @@
 // veth, with the same load tool (udpbench tcpsend / tcpsink) in the same run.
 import { Stack } from "../../dist/stack/stack.js";
 import { TapNetif } from "../../dist/stack/netif/tap.js";
-import { netns, vethPair, nsRun, sh, udpbench, sleep, writeBytes } from "./lib.mjs";
+import { netns, vethPair, nsRun, sh, udpbench, sleep, sendBytes, ROOT } from "./lib.mjs";
+import { allocMeter } from "./alloc.mjs";
 import { spawn } from "node:child_process";
+import { join } from "node:path";
 
 // 2 GB a transfer (1-3 s each here): 300 MB (0.2-0.5 s) measured mostly the slow start and the
 // JIT's warm-up (kernel -> stack with a Reno sender: 8.5 Gbit/s at 300 MB, 15.6 at 2 GB).
 const BYTES = Number(process.env.PAF_BENCH_TCP_BYTES ?? 2_000_000_000);
+/** The transfers whose allocation is measured (apart from the timed ones). */
+const ALLOC_BYTES = 300_000_000;
 
 function sinkIn(ns, bin, port) {
   const c = spawn("ip", ["netns", "exec", ns, bin, "tcpsink", String(port), "60"], { stdio: ["ignore", "pipe", "inherit"] });
@@ -20,6 +24,53 @@ function sinkIn(ns, bin, port) {
   });
   const done = new Promise((resolve, reject) => c.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop())) : reject(new Error(`tcpsink exited ${code}`)))));
   return { isReady, done };
+}
+
+/**
+ * JS heap allocated by this process (the stack) per MB of a bulk transfer each way, and per TCP
+ * segment, measured on transfers of their own (the meter's bookkeeping stays out of the timed ones).
+ */
+async function pafAlloc(stack, ns, bin) {
+  const seg = () => stack.stats().tcp;
+  const rx0 = seg().rx_segments ?? 0;
+  let m = allocMeter();
+  await nsRun(ns, bin, ["tcpsend", "198.18.0.2", "9", String(ALLOC_BYTES)]);
+  const rx = m.stop().heap;
+  const rxSegments = (seg().rx_segments ?? 0) - rx0;
+  const sink = sinkIn(ns, bin, 5003);
+  await sink.isReady;
+  const tx0 = seg().tx_segments ?? 0;
+  m = allocMeter();
+  await sendBytes(stack, "198.18.0.1", 5003, ALLOC_BYTES);
+  const tx = m.stop().heap;
+  const txSegments = (seg().tx_segments ?? 0) - tx0;
+  await sink.done;
+  const mb = ALLOC_BYTES / 1e6;
+  return { rxKBperMB: rx / 1000 / mb, txKBperMB: tx / 1000 / mb, rxSegments, txSegments, rxPerSegment: rx / rxSegments, txPerSegment: tx / txSegments };
+}
+
+/** The same measure of Node's own sockets on kernel TCP: a node:net receiver in B, then a sender in A. */
+async function nodeAlloc(A, B, bin) {
+  const script = join(ROOT, "scripts", "bench", "node-tcp.mjs");
+  const recv = spawn("ip", ["netns", "exec", B, process.execPath, script, "sink", "198.18.1.2", "5003"], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  const ready = new Promise((resolve, reject) => {
+    recv.stdout.on("data", (d) => {
+      out += d;
+      if (out.includes("ready")) resolve();
+    });
+    recv.on("exit", (code) => reject(new Error(`node-tcp sink exited ${code}`)));
+  });
+  const received = new Promise((resolve, reject) => recv.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop())) : reject(new Error(`node-tcp sink exited ${code}`)))));
+  await ready;
+  await nsRun(A, bin, ["tcpsend", "198.18.1.2", "5003", String(ALLOC_BYTES)]);
+  const rx = await received;
+  const sink = sinkIn(B, bin, 5004);
+  await sink.isReady;
+  const tx = await nsRun(A, process.execPath, [script, "send", "198.18.1.2", "5004", String(ALLOC_BYTES)]);
+  await sink.done;
+  const mb = ALLOC_BYTES / 1e6;
+  return { rxKBperMB: rx.heap / 1000 / mb, txKBperMB: tx.heap / 1000 / mb };
 }
 
 export async function benchTcp() {
@@ -41,15 +92,9 @@ export async function benchTcp() {
   // paf -> kernel: the kernel discards.
   const sink = sinkIn(ns, bin, 5001);
   await sink.isReady;
-  const f = await stack.tcp.connect({ host: "198.18.0.1", port: 5001 });
-  const block = Buffer.alloc(1 << 16, 0x61);
-  await new Promise((resolve, reject) => {
-    f.on("error", reject);
-    f.on("close", resolve);
-    f.resume();
-    writeBytes(f, BYTES, block);
-  });
+  await sendBytes(stack, "198.18.0.1", 5001, BYTES);
   const down = await sink.done;
+  const alloc = await pafAlloc(stack, ns, bin);
   await stack.close();
   // kernel -> kernel over veth.
   const { A, B } = await vethPair("t");
@@ -66,12 +111,28 @@ export async function benchTcp() {
   await sleep(300);
   const ip3 = await nsRun(A, "iperf3", ["-c", "198.18.1.2", "-p", "5201", "-n", String(BYTES), "-J"]);
   server.kill();
+  const kalloc = await nodeAlloc(A, B, bin);
   const ip3j = typeof ip3 === "string" ? JSON.parse(ip3) : ip3;
   const iperf = ip3j?.end?.sum_received?.bits_per_second / 1e9;
   const kernel = Math.max(kk.gbps, iperf || 0);
   rows.push({ name: "TCP bulk, kernel -> stack (Gbit/s; kernel: the best of tcpsend and iperf3 over veth)", paf: up.gbps, kernel });
   rows.push({ name: "TCP bulk, kernel -> stack, Reno sender (Gbit/s; kernel: tcpsend with Reno over veth)", paf: upReno.gbps, kernel: kkReno.gbps });
   rows.push({ name: "TCP bulk, stack -> kernel (Gbit/s)", paf: down.gbps, kernel });
+  rows.push({
+    name: `JS heap allocated per MB received, KB (TCP bulk kernel -> stack, ${ALLOC_BYTES / 1e6} MB; kernel: a node:net server receiving over veth)`,
+    paf: alloc.rxKBperMB,
+    kernel: kalloc.rxKBperMB,
+    lowerIsBetter: true,
+  });
+  rows.push({
+    name: `JS heap allocated per MB sent, KB (TCP bulk stack -> kernel, ${ALLOC_BYTES / 1e6} MB; kernel: a node:net client sending over veth)`,
+    paf: alloc.txKBperMB,
+    kernel: kalloc.txKBperMB,
+    lowerIsBetter: true,
+  });
+  console.log(
+    `(JS heap per TCP segment on paf: ${alloc.rxPerSegment.toFixed(0)} bytes per segment received (${alloc.rxSegments} segments, ${(ALLOC_BYTES / alloc.rxSegments / 1000).toFixed(1)} KB each: the kernel's TSO super-frames), ${alloc.txPerSegment.toFixed(0)} bytes per segment sent (${alloc.txSegments}, ${(ALLOC_BYTES / alloc.txSegments / 1000).toFixed(1)} KB each))`,
+  );
   console.log(`(kernel over veth: tcpsend ${kk.gbps.toFixed(2)} Gbit/s, iperf3 ${iperf?.toFixed(2)} Gbit/s, tcpsend with Reno ${kkReno.gbps.toFixed(2)} Gbit/s)`);
   return rows;
 }
