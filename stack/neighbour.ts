@@ -26,8 +26,14 @@ import { bytesEqual, copyBytes } from "./wire/addr.js";
 export interface NeighbourOptions {
   /** Entries (resolved and resolving). Default 1024. */
   cacheSize?: number;
-  /** Packets queued per unresolved neighbour. Default 16. */
+  /**
+   * Packets queued per unresolved neighbour. Default 64 (Linux: unres_qlen, 101): a program that
+   * opens a few dozen connections to a host not yet resolved must not lose SYNs to this queue
+   * (each lost one waits a second for its retransmission).
+   */
   pendingPerEntry?: number;
+  /** Bytes of packets queued per unresolved neighbour (Linux: unres_qlen_bytes). Default 65536. */
+  pendingBytesPerEntry?: number;
   /** Solicitations before resolution (or a probe) fails: MAX_MULTICAST_SOLICIT / MAX_UNICAST_SOLICIT. Default 3. */
   maxSolicit?: number;
   /** Interval between solicitations (RetransTimer, ms). Default 1000. */
@@ -43,7 +49,8 @@ const HOUR = 3_600_000;
 /** The neighbour options' defaults and ranges (resolveOptions spec; ARP and NDP resolve them as theirs). */
 export const NEIGHBOUR_OPTIONS = {
   cacheSize: [1024, 1, 1 << 20],
-  pendingPerEntry: [16, 1, 4096],
+  pendingPerEntry: [64, 1, 4096],
+  pendingBytesPerEntry: [65_536, 64, 1 << 30],
   maxSolicit: [3, 1, 100],
   retransTimerMs: [1000, 10, HOUR],
   baseReachableTimeMs: [30_000, 1000, HOUR],
@@ -94,6 +101,8 @@ interface Entry<A> {
   state: NeighbourState;
   isRouter: boolean;
   pending: Uint8Array[];
+  /** Bytes in `pending`. */
+  pendingBytes: number;
   /** TxMeta of each pending frame (mostly undefined), in step with `pending`. */
   pendingMeta: Array<TxMeta | undefined>;
   probes: number;
@@ -177,11 +186,12 @@ export class NeighbourCache<A> {
       this.link.solicit(e.ip, undefined);
       this.timers.arm(e.timer, this.retransMs);
     }
-    if (e.pending.length >= this.o.pendingPerEntry) {
+    if (e.pending.length >= this.o.pendingPerEntry || e.pendingBytes + frame.length > this.o.pendingBytesPerEntry) {
       this.counters.drop("pending_full");
       return false;
     }
     e.pending.push(frame);
+    e.pendingBytes += frame.length;
     e.pendingMeta.push(meta);
     return true;
   }
@@ -247,6 +257,7 @@ export class NeighbourCache<A> {
       state,
       isRouter: false,
       pending: [],
+      pendingBytes: 0,
       pendingMeta: [],
       probes: 0,
       reachableUntil: 0,
@@ -277,6 +288,7 @@ export class NeighbourCache<A> {
     if (this.table.get(e.key) === e) this.table.delete(e.key);
     for (let i = 0; i < e.pending.length; i++) this.counters.drop("unresolved");
     e.pending = [];
+    e.pendingBytes = 0;
     e.pendingMeta = [];
   }
 
@@ -288,6 +300,7 @@ export class NeighbourCache<A> {
           this.counters.inc("resolution_failed");
           const frames = e.pending;
           e.pending = [];
+          e.pendingBytes = 0;
           e.pendingMeta = [];
           this.remove(e);
           for (let i = 0; i < frames.length; i++) this.counters.drop("unresolved");
@@ -330,6 +343,7 @@ export class NeighbourCache<A> {
     const q = e.pending;
     const m = e.pendingMeta;
     e.pending = [];
+    e.pendingBytes = 0;
     e.pendingMeta = [];
     for (let i = 0; i < q.length; i++) this.link.send(q[i]!, e.mac!, m[i]);
   }

@@ -74,6 +74,32 @@ describe("RFC 826 ARP", () => {
     expect(stack.stats().icmpv4!["link_failures"]).toBe(1);
   });
 
+  it("queues up to pendingBytesPerEntry bytes per unresolved neighbour, and by default 40 datagrams sent at once all wait for the reply", () => {
+    const netif = new CaptureNetif();
+    const stack = Stack.create({ netif, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24" }, clock: new VirtualClock(), random: new SeededRandom(1), limits: { arp: { pendingBytesPerEntry: 300 } } });
+    netif.take();
+    const s = stack.udp.createSocket("udp4");
+    s.on("error", () => {});
+    // Frames of 14 + 20 + 8 + 100 = 142 bytes: two fit in 300 bytes, the third does not.
+    for (let i = 0; i < 3; i++) s.send(new Uint8Array(100).fill(i), 9, "198.18.0.1");
+    expect(stack.stats().arp!["drop_pending_full"]).toBe(1);
+    netif.take();
+    netif.inject(arpReply());
+    expect(netif.take().map((f) => decode4(f).udp?.payload[0])).toEqual([0, 1]);
+
+    // The defaults (64 packets, 64 KiB): a program opening a few dozen connections to a host not
+    // yet resolved loses none of their SYNs (16 before: the rest waited a second for a retransmission).
+    const n2 = new CaptureNetif();
+    const st2 = Stack.create({ netif: n2, mac: STACK_MAC, ipv4: { address: "198.18.0.2/24" }, clock: new VirtualClock(), random: new SeededRandom(2) });
+    n2.take();
+    const s2 = st2.udp.createSocket("udp4");
+    for (let i = 0; i < 40; i++) s2.send(new Uint8Array([i]), 9, "198.18.0.1");
+    expect(st2.stats().arp!["drop_pending_full"]).toBeUndefined();
+    n2.take();
+    n2.inject(arpReply());
+    expect(n2.take().map((f) => decode4(f).udp?.payload[0])).toEqual(Array.from({ length: 40 }, (_, i) => i));
+  });
+
   it("neighbour unreachability detection (RFC 4861 §7.3 states, as Linux runs ARP): REACHABLE, STALE, DELAY, unicast PROBEs, removal", () => {
     const { netif, clock, stack } = setup();
     const peer = (stack.arp.entry(0xc6120001) ?? { state: "none" }).state;
