@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, netns, vethPair, nsRun, sleep, track, serveHandle, wrkRps } from "./lib.mjs";
+import { ROOT, netns, vethPair, nsRun, sleep, track, serveHandle, wrkRps, wrkRequests } from "./lib.mjs";
 
 const CLI = join(ROOT, "dist", "cli", "main.js");
 
@@ -29,7 +29,7 @@ async function allocPerRequest(clientNs, base, server) {
   server.child.kill("SIGUSR2");
   const out = await nsRun(clientNs, "wrk", ["-t2", "-c64", "-d2s", `http://${base}/`]);
   server.child.kill("SIGUSR2");
-  const requests = Number(/(\d+) requests in/.exec(String(out))?.[1] ?? 0);
+  const requests = wrkRequests(out);
   for (let i = 0; i < 50; i++) {
     const m = /paf-alloc (\{.*\})/.exec(server.output().slice(before));
     if (m) return requests > 0 ? JSON.parse(m[1]).heap / requests : undefined;

@@ -3,10 +3,11 @@
 import { writeFileSync } from "node:fs";
 
 /**
- * Start a CPU profile (`cpu`: the file to write) or a sampling heap profile (`heap`); returns the
- * function that stops it and writes the file, or undefined when neither file is asked for. The
- * heap profile holds what survived young-generation collections (promoted), alive or collected by
- * a major GC since; with `young`, also what a scavenge collected: every allocation sampled.
+ * Start a CPU profile (`cpu`: the file to write) or a sampling heap profile (`heap`: the file, or
+ * true to keep it in memory only); returns the function that stops it, writes the file and
+ * resolves with the profile, or undefined when neither is asked for. The heap profile holds what
+ * survived young-generation collections (promoted), alive or collected by a major GC since; with
+ * `young`, also what a scavenge collected: every allocation sampled.
  */
 export async function profilePhase({ cpu, heap, young = false, samplingInterval = 4096 } = {}) {
   if (!cpu && !heap) return undefined;
@@ -18,7 +19,9 @@ export async function profilePhase({ cpu, heap, young = false, samplingInterval 
     await s.post("HeapProfiler.startSampling", { samplingInterval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: young });
     return async () => {
       const { profile } = await s.post("HeapProfiler.stopSampling");
-      writeFileSync(heap, JSON.stringify(profile));
+      if (typeof heap === "string") writeFileSync(heap, JSON.stringify(profile));
+      s.disconnect();
+      return profile;
     };
   }
   await s.post("Profiler.enable");
@@ -26,5 +29,7 @@ export async function profilePhase({ cpu, heap, young = false, samplingInterval 
   return async () => {
     const { profile } = await s.post("Profiler.stop");
     writeFileSync(cpu, JSON.stringify(profile));
+    s.disconnect();
+    return profile;
   };
 }

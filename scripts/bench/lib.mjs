@@ -103,6 +103,29 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** The requests per second in wrk's report (0 if it has none). */
 export const wrkRps = (out) => Number(/Requests\/sec:\s+([\d.]+)/.exec(String(out))?.[1] ?? 0);
 
+/** The number of requests wrk's report counts (0 if it has none). */
+export const wrkRequests = (out) => Number(/(\d+) requests in/.exec(String(out))?.[1] ?? 0);
+
+/**
+ * A receiver started in namespace `ns` (`argv`: `udpbench tcpsink PORT SECS`, node-tcp.mjs's
+ * sink) that prints "ready" once listening and a JSON line when its transfer is done: `isReady`
+ * settles at the first (or fails if it exits before), `done` with the parsed last line.
+ */
+export function receiverIn(ns, argv) {
+  const c = spawn("ip", ["netns", "exec", ns, ...argv], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  const what = argv.slice(0, 2).join(" ");
+  const done = new Promise((resolve, reject) => c.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop())) : reject(new Error(`${what} exited ${code}`)))));
+  const isReady = new Promise((resolve, reject) => {
+    c.stdout.on("data", (d) => {
+      out += d;
+      if (out.includes("ready")) resolve();
+    });
+    done.then(() => reject(new Error(`${what} exited before it was ready`)), reject);
+  });
+  return { isReady, done };
+}
+
 /**
  * A process's main thread as the kernel's scheduler saw it (/proc/PID/task/PID/schedstat):
  * ns on a CPU, ns runnable but waiting for one; undefined once the process is gone.

@@ -2,7 +2,7 @@
 // veth, with the same load tool (udpbench tcpsend / tcpsink) in the same run.
 import { Stack } from "../../dist/stack/stack.js";
 import { TapNetif } from "../../dist/stack/netif/tap.js";
-import { netns, vethPair, nsRun, sh, udpbench, sleep, sendBytes, ROOT } from "./lib.mjs";
+import { netns, vethPair, nsRun, sh, udpbench, sleep, sendBytes, receiverIn, ROOT } from "./lib.mjs";
 import { allocMeter } from "./alloc.mjs";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
@@ -13,18 +13,8 @@ const BYTES = Number(process.env.PAF_BENCH_TCP_BYTES ?? 2_000_000_000);
 /** The transfers whose allocation is measured (apart from the timed ones). */
 const ALLOC_BYTES = 300_000_000;
 
-function sinkIn(ns, bin, port) {
-  const c = spawn("ip", ["netns", "exec", ns, bin, "tcpsink", String(port), "60"], { stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  let ready;
-  const isReady = new Promise((r) => (ready = r));
-  c.stdout.on("data", (d) => {
-    out += d;
-    if (out.includes("ready")) ready();
-  });
-  const done = new Promise((resolve, reject) => c.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop())) : reject(new Error(`tcpsink exited ${code}`)))));
-  return { isReady, done };
-}
+/** The kernel's discarding receiver (udpbench tcpsink) on `port` in `ns`. */
+const sinkIn = (ns, bin, port) => receiverIn(ns, [bin, "tcpsink", String(port), "60"]);
 
 /**
  * JS heap allocated by this process (the stack) per MB of a bulk transfer each way, and per TCP
@@ -52,19 +42,10 @@ async function pafAlloc(stack, ns, bin) {
 /** The same measure of Node's own sockets on kernel TCP: a node:net receiver in B, then a sender in A. */
 async function nodeAlloc(A, B, bin) {
   const script = join(ROOT, "scripts", "bench", "node-tcp.mjs");
-  const recv = spawn("ip", ["netns", "exec", B, process.execPath, script, "sink", "198.18.1.2", "5003"], { stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  const ready = new Promise((resolve, reject) => {
-    recv.stdout.on("data", (d) => {
-      out += d;
-      if (out.includes("ready")) resolve();
-    });
-    recv.on("exit", (code) => reject(new Error(`node-tcp sink exited ${code}`)));
-  });
-  const received = new Promise((resolve, reject) => recv.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop())) : reject(new Error(`node-tcp sink exited ${code}`)))));
-  await ready;
+  const recv = receiverIn(B, [process.execPath, script, "sink", "198.18.1.2", "5003"]);
+  await recv.isReady;
   await nsRun(A, bin, ["tcpsend", "198.18.1.2", "5003", String(ALLOC_BYTES)]);
-  const rx = await received;
+  const rx = await recv.done;
   const sink = sinkIn(B, bin, 5004);
   await sink.isReady;
   const tx = await nsRun(A, process.execPath, [script, "send", "198.18.1.2", "5004", String(ALLOC_BYTES)]);

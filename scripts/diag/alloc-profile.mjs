@@ -8,13 +8,12 @@
 // Root; the namespace is removed at the end, also on failure.
 // PAF_HEAPPROF_DIR=dir also writes rx.heapprofile and tx.heapprofile there (Chrome DevTools).
 import { join } from "node:path";
-import { writeFileSync } from "node:fs";
 import { Stack } from "../../dist/stack/stack.js";
 import { TapNetif } from "../../dist/stack/netif/tap.js";
 import { serve, stackListener, httpService, demoApp } from "../../dist/index.js";
-import { netns, nsRun, sh, udpbench, sleep, sendBytes, cleanup } from "../bench/lib.mjs";
+import { netns, nsRun, sh, udpbench, sleep, sendBytes, cleanup, receiverIn, wrkRequests } from "../bench/lib.mjs";
 import { allocMeter } from "../bench/alloc.mjs";
-import { spawn } from "node:child_process";
+import { profilePhase } from "../bench/inspect.mjs";
 
 const [mode = "bulk", amount, rows] = process.argv.slice(2);
 if (mode !== "bulk" && mode !== "http") throw new Error(`usage: alloc-profile.mjs bulk [MB] [rows] | http [SECONDS] [rows] (got ${mode})`);
@@ -24,18 +23,14 @@ const ROWS = Number(rows ?? 15);
 if (mode === "bulk" && !(MB > 0 && MB <= 10_000)) throw new Error(`MB: 1-10000 (got ${amount})`);
 if (mode === "http" && !(SECS > 0 && SECS <= 60)) throw new Error(`SECONDS: 1-60 (got ${amount})`);
 const BYTES = MB * 1e6;
-const { Session } = await import("node:inspector/promises");
-const session = new Session();
-session.connect();
-await session.post("HeapProfiler.enable");
 
 async function phase(name, run, per = MB, unit = "MB") {
-  await session.post("HeapProfiler.startSampling", { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  const dir = process.env.PAF_HEAPPROF_DIR;
+  const stop = await profilePhase({ heap: dir ? join(dir, `${name}.heapprofile`) : true, young: true, samplingInterval: 1024 });
   const m = allocMeter();
   const { extra, count = per } = await run();
   const { heap } = m.stop();
-  const { profile } = await session.post("HeapProfiler.stopSampling");
-  if (process.env.PAF_HEAPPROF_DIR) writeFileSync(join(process.env.PAF_HEAPPROF_DIR, `${name}.heapprofile`), JSON.stringify(profile));
+  const profile = await stop();
   const sites = new Map();
   let sampled = 0;
   const walk = (n, path) => {
@@ -76,9 +71,7 @@ async function http(stack) {
   await phase(
     "http",
     async () => {
-      const out = String(await wrk(SECS));
-      const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
-      return { extra: "wrk -t2 -c64, demoApp GET /", count: requests };
+      return { extra: "wrk -t2 -c64, demoApp GET /", count: wrkRequests(await wrk(SECS)) };
     },
     0,
     "request",
@@ -97,13 +90,13 @@ async function bulk(stack) {
     const n = (segs().rx_segments ?? 0) - s0;
     return { extra: `${n} segments received, ${(BYTES / n / 1000).toFixed(1)} KB each` };
   });
-  const sink = spawn("ip", ["netns", "exec", ns, bin, "tcpsink", "5001", "60"], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise((r) => sink.stdout.once("data", r));
+  const sink = receiverIn(ns, [bin, "tcpsink", "5001", "60"]);
+  await sink.isReady;
   await phase("tx", async () => {
     const s0 = segs().tx_segments ?? 0;
     await sendBytes(stack, "198.18.0.1", 5001, BYTES);
     const n = (segs().tx_segments ?? 0) - s0;
     return { extra: `${n} segments sent, ${(BYTES / n / 1000).toFixed(1)} KB each` };
   });
-  sink.kill();
+  await sink.done;
 }
