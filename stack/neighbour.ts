@@ -46,6 +46,15 @@ export interface NeighbourOptions {
 
 const HOUR = 3_600_000;
 
+/** Empty `e`'s queue of frames waiting for resolution; returns what it held. */
+function takePending<A>(e: Entry<A>): { frames: Uint8Array[]; meta: Array<TxMeta | undefined> } {
+  const held = { frames: e.pending, meta: e.pendingMeta };
+  e.pending = [];
+  e.pendingBytes = 0;
+  e.pendingMeta = [];
+  return held;
+}
+
 /** The neighbour options' defaults and ranges (resolveOptions spec; ARP and NDP resolve them as theirs). */
 export const NEIGHBOUR_OPTIONS = {
   cacheSize: [1024, 1, 1 << 20],
@@ -287,9 +296,7 @@ export class NeighbourCache<A> {
     this.timers.cancel(e.timer);
     if (this.table.get(e.key) === e) this.table.delete(e.key);
     for (let i = 0; i < e.pending.length; i++) this.counters.drop("unresolved");
-    e.pending = [];
-    e.pendingBytes = 0;
-    e.pendingMeta = [];
+    takePending(e);
   }
 
   private onTimer(e: Entry<A>): void {
@@ -298,10 +305,7 @@ export class NeighbourCache<A> {
       case "INCOMPLETE":
         if (e.probes >= this.o.maxSolicit) {
           this.counters.inc("resolution_failed");
-          const frames = e.pending;
-          e.pending = [];
-          e.pendingBytes = 0;
-          e.pendingMeta = [];
+          const frames = takePending(e).frames;
           this.remove(e);
           for (let i = 0; i < frames.length; i++) this.counters.drop("unresolved");
           if (frames.length > 0) this.link.unreachable(frames);
@@ -340,11 +344,7 @@ export class NeighbourCache<A> {
   }
 
   private flush(e: Entry<A>): void {
-    const q = e.pending;
-    const m = e.pendingMeta;
-    e.pending = [];
-    e.pendingBytes = 0;
-    e.pendingMeta = [];
-    for (let i = 0; i < q.length; i++) this.link.send(q[i]!, e.mac!, m[i]);
+    const { frames, meta } = takePending(e);
+    for (let i = 0; i < frames.length; i++) this.link.send(frames[i]!, e.mac!, meta[i]);
   }
 }
