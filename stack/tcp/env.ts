@@ -11,6 +11,7 @@ import type { Route } from "../ip.js";
 import type { TcpEmit } from "../wire/tcp.js";
 import type { SendQueue } from "./buffers.js";
 import type { TcpMemory } from "./memory.js";
+import type { TimeWaitSource } from "./timewait.js";
 
 /** A connection as its environment sees it. */
 export interface Flushable {
@@ -60,4 +61,10 @@ export interface TcpEnv {
    * without TIME-WAIT, as Linux past tcp_max_tw_buckets), -1 gives one back.
    */
   timeWait(delta: 1 | -1): boolean;
+  /**
+   * Where present: take over connection `t`'s TIME-WAIT (which has a place, see timeWait) with a
+   * small record of its own for the 2 x MSL (timewait.ts); `t` is then done. Undefined if it
+   * cannot (the connection then waits itself).
+   */
+  keepTimeWait?(t: TimeWaitSource): { readonly gone: boolean } | undefined;
 }

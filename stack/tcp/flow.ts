@@ -204,7 +204,10 @@ export class TcpFlow extends Duplex {
   }
   /** The connection's state in RFC 9293 terms. */
   get tcpState(): string {
-    return this.tcb?.state ?? "CLOSED";
+    const t = this.tcb;
+    if (!t) return "CLOSED";
+    // A connection in TIME-WAIT has handed over to a record of its stack's (timewait.ts).
+    return t.timeWaitRecord && !t.timeWaitRecord.gone ? "TIME-WAIT" : t.state;
   }
   /** Connection counters and timing (srtt, rto, cwnd...). */
   get tcpInfo(): { state: string; srtt: number; rto: number; cwnd: number; ssthresh: number; mss: number; sndWnd: number; unread: number; sndBuf: number; rcvBuf: number } | undefined {

@@ -24,6 +24,7 @@ import { SipHash } from "../core/siphash.js";
 import { errnoError, stackClosedError } from "../core/errors.js";
 import { validatePort } from "../core/validate.js";
 import type { Flushable, TcpEnv } from "./env.js";
+import { TimeWaitTable, type TimeWait, type TimeWaitSource } from "./timewait.js";
 
 export { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 
@@ -69,6 +70,8 @@ export class TcpLayer implements UpperProtocol {
   // Everything below that is `| undefined` is made at first use: an idle stack (of thousands)
   // holds no table, no scratch segment, no rate limiter, no hash key.
   private connsMap: Map<string, Tcb> | undefined;
+  /** Connections in TIME-WAIT, as small records (timewait.ts), made at the first. */
+  private timeWaitsObj: TimeWaitTable | undefined;
   private listenersMap: Map<number, TcpListener[]> | undefined;
   /** The parse target of every received segment (one per stack, reused). */
   private segScratch: TcpSegment | undefined;
@@ -95,7 +98,7 @@ export class TcpLayer implements UpperProtocol {
     for (const t of this.connsMap?.values() ?? []) if (t.orphaned && t.state !== "TIME-WAIT") n++;
     return n;
   }
-  /** Connections in TIME-WAIT (see maxTimeWait). */
+  /** Connections in TIME-WAIT (see maxTimeWait): records, and connections on their way to one. */
   timeWaitCount = 0;
   /** Bytes held in all connections' buffers, per stack and per remote address (see maxBufferedBytes). */
   readonly memory: TcpMemory;
@@ -160,6 +163,21 @@ export class TcpLayer implements UpperProtocol {
     return (this.hashes = { isn: new SipHash(secret.subarray(0, 16)), cookie: new SipHash(secret.subarray(16)), input: new Uint8Array(48) });
   }
 
+  private get timeWaits(): TimeWaitTable {
+    return (this.timeWaitsObj ??= new TimeWaitTable(this.env, 2 * this.o.mslMs, (t) => this.timeWaitEnded(t)));
+  }
+
+  /** @internal A connection's TIME-WAIT passes to a record (LayerEnv.keepTimeWait); it keeps its place in the count. */
+  keepTimeWait(t: TimeWaitSource): TimeWait | undefined {
+    if (this.closed) return undefined;
+    return this.timeWaits.add(t);
+  }
+
+  private timeWaitEnded(t: TimeWait): void {
+    this.timeWaitCount = Math.max(0, this.timeWaitCount - 1);
+    this.output.forget(t);
+  }
+
   /** @internal TIME-WAIT accounting for a connection (LayerEnv.timeWait). */
   timeWait(delta: 1 | -1): boolean {
     if (delta > 0 && this.timeWaitCount >= this.o.maxTimeWait) return false;
@@ -189,9 +207,14 @@ export class TcpLayer implements UpperProtocol {
     return o;
   }
 
-  /** Number of connections (any state). */
+  /** Number of connections (any state, TIME-WAIT records included). */
   get connectionCount(): number {
-    return this.connsMap?.size ?? 0;
+    return (this.connsMap?.size ?? 0) + (this.timeWaitsObj?.size ?? 0);
+  }
+
+  /** Is this 4-tuple taken (a connection, or one in TIME-WAIT)? */
+  private inUse(key: string): boolean {
+    return (this.connsMap?.has(key) ?? false) || (this.timeWaitsObj?.has(key) ?? false);
   }
 
   connections(): Tcb[] {
@@ -238,7 +261,7 @@ export class TcpLayer implements UpperProtocol {
       throw errnoError("EMFILE", "connect", `(limits.tcp.maxConnectionsPerHost ${this.o.maxConnectionsPerHost} reached for ${formatIP(route.dst)})`);
     let lport = localPort;
     if (lport === 0) lport = this.ephemeralPort(route.dst, port, route.src);
-    else if (this.conns.has(this.key(route.dst, port, route.src, lport))) throw errnoError("EADDRINUSE", "connect", `${formatIP(route.src)}:${lport} -> ${formatIP(dst)}:${port} exists`);
+    else if (this.inUse(this.key(route.dst, port, route.src, lport))) throw errnoError("EADDRINUSE", "connect", `${formatIP(route.src)}:${lport} -> ${formatIP(dst)}:${port} exists`);
     const t = new Tcb(this.env, route, lport, port, this.o, this.key(route.dst, port, route.src, lport));
     this.conns.set(t.key, t);
     t.connect(this.isn(route.src, lport, route.dst, port));
@@ -263,7 +286,7 @@ export class TcpLayer implements UpperProtocol {
     const span = this.o.ephemeralHigh - lo + 1;
     let p = lo + (this.random.u32() % span);
     for (let i = 0; i < span; i++) {
-      if (!this.conns.has(this.key(dst, dport, src, p)) && !this.listeners.has(p)) return p;
+      if (!this.inUse(this.key(dst, dport, src, p)) && !this.listeners.has(p)) return p;
       p = p === this.o.ephemeralHigh ? lo : p + 1;
     }
     throw errnoError("EADDRNOTAVAIL", "connect", "(no free ephemeral port)");
@@ -306,13 +329,20 @@ export class TcpLayer implements UpperProtocol {
     if (e) return c.drop(e);
     if (!pkt.csumValid && !tcpChecksumOk(p, pkt.src, pkt.dst)) return c.drop("bad_checksum");
     if (pkt.multicast) return c.drop("multicast");
-    const t = this.connsMap?.get(this.key(pkt.src, s.srcPort, pkt.dst, s.dstPort));
+    const key = this.key(pkt.src, s.srcPort, pkt.dst, s.dstPort);
+    const t = this.connsMap?.get(key);
     if (t) {
       if ((s.flags & (SYN | ACK | RST | FIN)) === SYN && t.canReuse(s)) {
         t.teardown(undefined);
       } else {
         t.input(s);
         return;
+      }
+    } else if (this.timeWaitsObj !== undefined && this.timeWaitsObj.size > 0) {
+      const w = this.timeWaitsObj.get(key);
+      if (w) {
+        if ((s.flags & (SYN | ACK | RST | FIN)) !== SYN || !w.canReuse(s)) return w.input(s);
+        this.timeWaitsObj.end(w);
       }
     }
     const l = this.findListener(pkt.dst, s.dstPort);
@@ -539,6 +569,7 @@ export class TcpLayer implements UpperProtocol {
     this.closed = true;
     for (const list of [...(this.listenersMap?.values() ?? [])]) for (const l of [...list]) l.close();
     for (const t of [...(this.connsMap?.values() ?? [])]) t.stackClosed();
+    this.timeWaitsObj?.clear();
   }
 }
 
@@ -588,5 +619,8 @@ class LayerEnv implements TcpEnv {
   }
   timeWait(delta: 1 | -1): boolean {
     return this.layer.timeWait(delta);
+  }
+  keepTimeWait(t: TimeWaitSource): TimeWait | undefined {
+    return this.layer.keepTimeWait(t);
   }
 }

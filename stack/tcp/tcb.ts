@@ -160,6 +160,8 @@ export class Tcb {
   /** Ended by its stack's close() (see stackClosed()). */
   closedByStack = false;
   private orphanTimer: Timer | undefined;
+  /** The record that carries this connection's TIME-WAIT, once handed over (see handOverTimeWait). */
+  timeWaitRecord: { readonly gone: boolean } | undefined;
 
   constructor(
     readonly env: TcpEnv,
@@ -899,6 +901,7 @@ export class Tcb {
   /** Send whatever the windows allow, then a pure ACK if one is still owed. */
   flush(): void {
     if (this.state === "CLOSED" || this.state === "SYN-SENT") return;
+    if (this.state === "TIME-WAIT" && this.env.keepTimeWait && !this.waitTimer.armed) return this.handOverTimeWait();
     if (this.state !== "SYN-RECEIVED" && this.state !== "TIME-WAIT") this.output();
     if (this.ackNow) this.sendAck();
   }
@@ -1290,16 +1293,35 @@ export class Tcb {
     this.env.timers.cancel(this.rtoTimer);
     this.env.timers.cancel(this.persistTimer);
     this.env.timers.cancel(this.keepTimer);
-    this.env.timers.arm(this.waitTimer, 2 * this.o.mslMs);
+    // Where the stack keeps TIME-WAIT records (timewait.ts), this connection hands over to one at
+    // the end of the batch (flush), once the ACK it owes has gone; elsewhere it waits itself.
+    // (The wait timer may still run FIN-WAIT-2's timeout.)
+    if (this.env.keepTimeWait) {
+      this.env.timers.cancel(this.waitTimer);
+      this.env.wantsOutput(this);
+    } else this.env.timers.arm(this.waitTimer, 2 * this.o.mslMs);
     this.env.counters.inc("time_wait");
     this.events?.onClose(undefined);
     this.events = undefined;
   }
 
+  /**
+   * TIME-WAIT passes to a small record of the stack's (timewait.ts): this connection's buffers,
+   * timers and congestion state go, and it reads CLOSED from here on (its flow's tcpState says
+   * TIME-WAIT while the record lasts).
+   */
+  private handOverTimeWait(): void {
+    if (this.ackNow) this.sendAck();
+    const rec = this.env.keepTimeWait?.(this);
+    if (!rec) return this.env.timers.arm(this.waitTimer, 2 * this.o.mslMs);
+    this.timeWaitRecord = rec;
+    this.teardown(undefined);
+  }
+
   private restartTimeWait(): void {
     this.ackNow = true;
     this.env.wantsOutput(this);
-    this.env.timers.arm(this.waitTimer, 2 * this.o.mslMs);
+    if (!this.env.keepTimeWait || this.waitTimer.armed) this.env.timers.arm(this.waitTimer, 2 * this.o.mslMs);
   }
 
   private onWaitTimer(): void {
@@ -1318,7 +1340,7 @@ export class Tcb {
   teardown(e: (Error & { code: string }) | undefined): void {
     if (this.state === "CLOSED") return;
     const wasHalfOpen = this.state === "SYN-RECEIVED" && this.listener;
-    if (this.state === "TIME-WAIT") this.env.timeWait(-1);
+    if (this.state === "TIME-WAIT" && !this.timeWaitRecord) this.env.timeWait(-1);
     this.state = "CLOSED";
     const t = this.env.timers;
     t.cancel(this.rtoTimer);

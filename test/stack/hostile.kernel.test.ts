@@ -32,6 +32,8 @@ describe.skipIf(!run)("hostile input over a TAP, the kernel as peer and as the r
   let ns: Netns; // paf's TAP (kernel side 198.18.0.1, 2001:db8::1) and scapy
   let kns: Netns; // the kernel as a target: 198.18.1.2, 2001:db8:1::2 over a veth from ns
   let stack: Stack;
+  /** The MSS of the last connection to 8080, as its server saw it. */
+  let bulkMss = 0;
   let kernelMac = "";
   const TAP = ifname("ph");
 
@@ -44,6 +46,7 @@ describe.skipIf(!run)("hostile input over a TAP, the kernel as peer and as the r
     stack.tcp.listen({ port: 80 }, (f) => f.resume());
     // The congestion-window case: 300 KB to whoever connects to 8080.
     stack.tcp.listen({ port: 8080 }, (f) => {
+      bulkMss = f.tcpInfo!.mss;
       f.resume();
       f.end(Buffer.alloc(300_000, 0x61));
     });
@@ -247,10 +250,11 @@ def action():
 `;
     const rs = await probe("paf", script, 0.3);
     const data = rs.filter((r) => r.tcp?.sport === 8080 && r.tcp.len > 0).map((r) => r.tcp!.len);
-    const conn = stack.tcp.layer.connections().find((t) => t.localPort === 8080)!;
+    // (The connection is in TIME-WAIT by now, a record without an MSS: its server noted it.)
+    expect(bulkMss).toBeGreaterThan(1000);
     expect(data.length).toBeGreaterThan(1);
-    expect(data[0]).toBe(10 * conn.mss); // one TSO super-frame: the initial window, not a byte more
-    expect(data.slice(0, -1).filter((n) => n < conn.mss)).toEqual([]);
+    expect(data[0]).toBe(10 * bulkMss); // one TSO super-frame: the initial window, not a byte more
+    expect(data.slice(0, -1).filter((n) => n < bulkMss)).toEqual([]);
   });
 });
 

@@ -75,7 +75,7 @@ describe("RFC 9293 §3.10.7: odd flags on SYNs and scans, to an open and a close
   }
 
   it("a SYN+FIN on a TIME-WAIT connection's 4-tuple does not replace it; a newer plain SYN does (RFC 6191)", async () => {
-    const { stack, got, send } = rig({ tcp: { mslMs: 60_000 } });
+    const { stack, got, send, tcp } = rig({ tcp: { mslMs: 60_000 } });
     const o = { srcPort: 40000, dstPort: 80, window: 64240 };
     await send({ ...o, seq: 100, ack: 0, flags: SYN });
     const iss = got.at(-1)!.seq;
@@ -86,14 +86,70 @@ describe("RFC 9293 §3.10.7: odd flags on SYNs and scans, to an open and a close
     for (let i = 0; i < 4; i++) await tick();
     expect(got.at(-1)!.flags & FIN).toBeTruthy();
     await send({ ...o, seq: 101, ack: iss + 2, flags: FIN | ACK });
-    expect(t.state).toBe("TIME-WAIT");
+    // The FIN is acknowledged, and the connection handed over to a TIME-WAIT record.
+    expect(got.at(-1)).toMatchObject({ flags: ACK, seq: iss + 2, ack: 102 });
+    expect(t.state).toBe("CLOSED");
+    expect(tcp()).toMatchObject({ time_wait: 1, time_wait_connections: 1, connections: 1 });
+    expect(stack.tcp.layer.connections()).toEqual([]);
+    // The record acknowledges a retransmitted FIN again (our ACK was lost).
+    const n = got.length;
+    await send({ ...o, seq: 101, ack: iss + 2, flags: FIN | ACK });
+    expect(got.length).toBe(n + 1);
+    expect(got.at(-1)).toMatchObject({ flags: ACK, seq: iss + 2, ack: 102 });
+    // Data after the FIN is not taken: an ACK, nothing else.
+    await send({ ...o, seq: 102, ack: iss + 2, flags: ACK }, new Uint8Array(10));
+    expect(got.at(-1)).toMatchObject({ flags: ACK, seq: iss + 2, ack: 102 });
     await send({ ...o, seq: 5000, ack: 0, flags: SYN | FIN });
-    expect(stack.tcp.layer.connections()[0]).toBe(t);
-    expect(t.state).toBe("TIME-WAIT");
+    expect(tcp()).toMatchObject({ time_wait_connections: 1 });
+    expect(stack.tcp.layer.connections()).toEqual([]);
+    // An older SYN does not replace it either (RFC 6191: only a newer one); it is challenged.
+    await send({ ...o, seq: 50, ack: 0, flags: SYN });
+    expect(tcp()).toMatchObject({ time_wait_connections: 1 });
+    expect(got.at(-1)).toMatchObject({ flags: ACK, seq: iss + 2, ack: 102 });
     await send({ ...o, seq: 5000, ack: 0, flags: SYN });
     const now = stack.tcp.layer.connections()[0]!;
-    expect(now).not.toBe(t);
     expect(now.state).toBe("SYN-RECEIVED");
+    expect(got.at(-1)).toMatchObject({ flags: SYN | ACK, ack: 5001 });
+    expect(tcp()).toMatchObject({ time_wait_connections: 0, connections: 1 });
+    await stack.close();
+  });
+
+  it("TIME-WAIT records: an exact RST ends one, an in-window one is challenged; each lasts 2 x MSL from its last FIN", async () => {
+    const { stack, got, send, tcp, clock } = rig({ tcp: { mslMs: 1000 } });
+    // Two connections closed by us first, each into TIME-WAIT.
+    const isn: number[] = [];
+    for (const port of [40001, 40002]) {
+      const o = { srcPort: port, dstPort: 80, window: 64240 };
+      await send({ ...o, seq: 100, ack: 0, flags: SYN });
+      isn.push(got.at(-1)!.seq);
+      await send({ ...o, seq: 101, ack: isn.at(-1)! + 1, flags: ACK });
+      stack.tcp.layer
+        .connections()
+        .find((c) => c.remotePort === port)!
+        .close();
+      for (let i = 0; i < 4; i++) await tick();
+      await send({ ...o, seq: 101, ack: isn.at(-1)! + 2, flags: FIN | ACK });
+    }
+    expect(tcp()).toMatchObject({ time_wait_connections: 2 });
+    // In window but not exact: a challenge ACK (RFC 5961 §3.2), the record stays.
+    const challenges = tcp()["challenge_acks"] ?? 0;
+    await send({ srcPort: 40001, dstPort: 80, window: 0, seq: 110, ack: 0, flags: 0x04 });
+    expect(tcp()["challenge_acks"]).toBe(challenges + 1);
+    expect(tcp()).toMatchObject({ time_wait_connections: 2 });
+    // Exact: the record is gone; the next segment on that tuple meets no connection (a RST).
+    await send({ srcPort: 40001, dstPort: 80, window: 0, seq: 102, ack: 0, flags: 0x04 });
+    expect(tcp()).toMatchObject({ time_wait_connections: 1 });
+    await send({ srcPort: 40001, dstPort: 80, window: 64240, seq: 102, ack: isn[0]! + 2, flags: ACK });
+    expect(got.at(-1)!.flags & 0x04).toBeTruthy();
+    // The other: 900 ms on, a retransmitted FIN restarts its 2 s; it is still there 1.5 s later, gone by 2.1 s.
+    clock.advance(900);
+    await send({ srcPort: 40002, dstPort: 80, window: 64240, seq: 101, ack: isn[1]! + 2, flags: FIN | ACK });
+    clock.advance(1500);
+    for (let i = 0; i < 4; i++) await tick();
+    expect(tcp()).toMatchObject({ time_wait_connections: 1 });
+    clock.advance(600);
+    for (let i = 0; i < 4; i++) await tick();
+    expect(tcp()).toMatchObject({ time_wait_connections: 0, connections: 0 });
     await stack.close();
   });
 });
