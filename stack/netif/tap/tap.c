@@ -331,6 +331,9 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* In single mode (see reader_t), one wakeup in this many reads the queue to its end. */
+#define SINGLE_PROBE 4
+
 typedef struct reader {
   uv_poll_t poll;
   napi_env env;
@@ -338,6 +341,11 @@ typedef struct reader {
   uint8_t *slab;
   size_t frame_size;
   uint32_t max_frames;
+  /* Wakeups that found one frame and an empty queue (request and answer, one at a time) make the
+   * reader take one frame per wakeup without the read(2) that only says EAGAIN: `single`, with
+   * every SINGLE_PROBE-th wakeup reading on to EAGAIN, so a burst ends it (see on_readable). */
+  bool single;
+  uint32_t unprobed;
   uint32_t *lengths;
   napi_ref slab_ref, lengths_ref, cb_ref, timing_ref;
   double *timing; /* NULL, or where the last callback's duration (ms) goes */
@@ -383,20 +391,31 @@ static void on_readable(uv_poll_t *p, int status, int events) {
   uint32_t n = 0;
   int fatal = status < 0 ? -status : 0;
   /* At most one batch: uv_poll is level triggered, so what is left wakes us again after the loop
-   * has run timers, immediates and the writes they queue. */
-  while (!fatal && n < r->max_frames) {
+   * has run timers, immediates and the writes they queue. That is also why a wakeup may stop
+   * after one frame without asking for more (single): a frame left waiting wakes us at once. */
+  uint32_t limit = r->single ? 1 : r->max_frames;
+  bool drained = false;
+  while (!fatal && n < limit) {
     ssize_t got = read(r->fd, r->slab + (size_t)n * r->frame_size, r->frame_size);
     if (got >= 0) {
       r->lengths[n++] = (uint32_t)got;
     } else if (errno == EINTR) {
       continue;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      drained = true;
       break;
     } else {
       /* EBADFD: the device was deleted under us. A level-triggered poll would spin on the error,
        * so stop and tell JS. */
       fatal = errno;
     }
+  }
+  if (drained && n > 0) {
+    r->single = n == 1;
+    r->unprobed = 0;
+  } else if (r->single && ++r->unprobed >= SINGLE_PROBE) {
+    r->single = false; /* the next wakeup reads on to EAGAIN */
+    r->unprobed = 0;
   }
   if (n == 0 && !fatal) return;
   if (fatal) uv_poll_stop(&r->poll);

@@ -223,6 +223,33 @@ describe.skipIf(!run)("TapNetif with the kernel as peer", () => {
     await tap.close();
   });
 
+  it("after lone frames (then read one per wakeup, without the read that finds the queue empty) a waiting burst comes whole, in batches of 64 again within four wakeups", async () => {
+    const { tap, got, batches } = await kernelPeer(ctx.ns);
+    // One datagram at a time, each read before the next is sent: every wakeup finds one frame.
+    const lone = Array.from({ length: 8 }, (_, i) => `lone ${i}`);
+    for (const [i, p] of lone.entries()) {
+      await kernelSendsUdp(ctx.ns, [p]);
+      await waitFor(() => udpPayloads(got).length === i + 1, p);
+    }
+    // 300 more wait in the kernel's queue while reading is paused, then all at once.
+    tap.pause();
+    const burst = Array.from({ length: 300 }, (_, i) => `burst ${i}`);
+    await kernelSendsUdp(ctx.ns, burst);
+    const before = batches.length;
+    tap.resume();
+    await waitFor(() => udpPayloads(got).length === 308, "the burst");
+    expect(udpPayloads(got)).toEqual([...lone, ...burst]); // in order, none lost
+    // A few wakeups of one frame each (the queue not asked), then whole batches of 64 again: at
+    // the latest the fourth wakeup after a lone frame reads on to EAGAIN.
+    const after = batches.slice(before);
+    const full = after.indexOf(64);
+    expect(full).toBeGreaterThanOrEqual(0);
+    expect(full).toBeLessThanOrEqual(4);
+    expect(after.slice(0, full).every((n) => n === 1)).toBe(true);
+    expect(after.length).toBeLessThanOrEqual(full + Math.ceil((300 - full) / 64));
+    await tap.close();
+  });
+
   it("drops and counts a frame longer than its slot (read() truncates it) and keeps the next ones", async () => {
     const { tap, got } = await kernelPeer(ctx.ns, { frameSize: 256 });
     await kernelSendsUdp(ctx.ns, ["x".repeat(1000), "small"]);
