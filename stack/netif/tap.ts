@@ -139,6 +139,9 @@ export class TapNetif implements Netif {
   /** UDP super-frames written and the datagrams they carried. */
   readonly usoStats = { superFrames: 0, datagrams: 0 };
   private flushScheduled = false;
+  /** Frames are being handed up (deliver): a flush they need comes at the end of it. */
+  private delivering = false;
+  private flushAfterDelivery = false;
   private eagainRuns = 0;
   private readonly writeOut = new Uint32Array(3);
   private readonly queueLimit: number;
@@ -380,6 +383,21 @@ export class TapNetif implements Netif {
    * eight requests).
    */
   private deliver(rx: NetifReceiver, from: number, to: number): number {
+    this.delivering = true;
+    try {
+      return this.deliverFrames(rx, from, to);
+    } finally {
+      this.delivering = false;
+      // What the batch sent (its ACKs, answers made at once) is written now, not in a microtask
+      // of its own (156 bytes each, one per batch).
+      if (this.flushAfterDelivery) {
+        this.flushAfterDelivery = false;
+        this.flushNow();
+      }
+    }
+  }
+
+  private deliverFrames(rx: NetifReceiver, from: number, to: number): number {
     const slab = this.slab;
     const lengths = this.lengths;
     const fs = this.frameSize;
@@ -437,8 +455,9 @@ export class TapNetif implements Netif {
     if (this.queue.length >= WRITE_EARLY && this.eagainRuns === 0 && !this.writeQueued()) this.eagainRuns = 1;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      if (this.flushMode === "microtask") queueMicrotask(this.flushNow);
-      else setImmediate(this.flushNow);
+      if (this.flushMode !== "microtask") setImmediate(this.flushNow);
+      else if (this.delivering) this.flushAfterDelivery = true;
+      else queueMicrotask(this.flushNow);
     }
     return true;
   }

@@ -656,11 +656,13 @@ export class Tcb {
         this.ackNow = true;
       } else if (seq === this.rcvNxt) {
         this.deliver(data, fin, data.length > 0 && this.env.adopt(data));
-        const held = this.ooo.bytes;
-        const more = this.ooo.take(this.rcvNxt);
-        this.charge(this.ooo.bytes - held);
-        if (more.length) this.ackNow = true; // a hole was filled: ACK at once (RFC 5681 §4.2)
-        for (const m of more) this.deliver(m.data, m.fin, true); // the queue's own copies
+        if (this.ooo.segs.length > 0) {
+          const held = this.ooo.bytes;
+          const more = this.ooo.take(this.rcvNxt);
+          this.charge(this.ooo.bytes - held);
+          if (more.length) this.ackNow = true; // a hole was filled: ACK at once (RFC 5681 §4.2)
+          for (const m of more) this.deliver(m.data, m.fin, true); // the queue's own copies
+        }
       } else {
         // Out of order: queue it and send a duplicate ACK with SACK at once (RFC 5681 §4.2).
         const held = this.ooo.bytes;
