@@ -137,9 +137,11 @@ export class Tcb {
   // --- timers
   private readonly rtoTimer: Timer;
   private readonly delackTimer: Timer;
-  private readonly persistTimer: Timer;
-  private readonly keepTimer: Timer;
-  private readonly waitTimer: Timer;
+  // Made at first use: most connections never probe a zero window, never keep alive, and (with
+  // TIME-WAIT records) never wait on a timer of their own to close.
+  private persistT: Timer | undefined;
+  private keepT: Timer | undefined;
+  private waitT: Timer | undefined;
   /** RFC 8985 §7 tail loss probe. */
   private readonly ptoTimer: Timer;
   private persistBackoff = 0;
@@ -177,9 +179,6 @@ export class Tcb {
     const t: TimerQueue = env.timers;
     this.rtoTimer = t.timer(() => this.onRto());
     this.delackTimer = t.timer(() => this.sendAck());
-    this.persistTimer = t.timer(() => this.onPersist());
-    this.keepTimer = t.timer(() => this.onKeepalive(), true);
-    this.waitTimer = t.timer(() => this.onWaitTimer(), true);
     this.ptoTimer = t.timer(() => this.onPto());
     this.cc = makeCongestionControl(o.congestionControl, () => this.mss);
     this.rtt = new RttEstimator(o.minRtoMs, o.maxRtoMs, o.initialRtoMs);
@@ -192,6 +191,21 @@ export class Tcb {
     while (ws < 14 && o.maxReceiveBufferSize >> ws > 65535) ws++;
     this.rcvWscale = ws;
     this.tsOffset = env.random.u32();
+  }
+
+  private get persistTimer(): Timer {
+    return (this.persistT ??= this.env.timers.timer(() => this.onPersist()));
+  }
+  private get keepTimer(): Timer {
+    return (this.keepT ??= this.env.timers.timer(() => this.onKeepalive(), true));
+  }
+  private get waitTimer(): Timer {
+    return (this.waitT ??= this.env.timers.timer(() => this.onWaitTimer(), true));
+  }
+
+  /** Cancel a timer made at first use, if it was. */
+  private cancelT(t: Timer | undefined): void {
+    if (t) this.env.timers.cancel(t);
   }
 
   /** "198.18.0.2:80" / "[2001:db8::2]:80", for error messages. */
@@ -515,7 +529,7 @@ export class Tcb {
     if (idleMs !== undefined && idleMs > 0) this.keepIdleMs = idleMs;
     this.keepProbes = 0;
     if (on && this.isSynchronized()) this.env.timers.arm(this.keepTimer, this.keepIdleMs);
-    else this.env.timers.cancel(this.keepTimer);
+    else this.cancelT(this.keepT);
   }
 
   private isSynchronized(): boolean {
@@ -872,7 +886,7 @@ export class Tcb {
       this.sndWl2 = ack;
       if (wnd > this.maxSndWnd) this.maxSndWnd = wnd;
       if (opened) {
-        this.env.timers.cancel(this.persistTimer);
+        this.cancelT(this.persistT);
         this.persistBackoff = 0;
       }
     }
@@ -903,7 +917,7 @@ export class Tcb {
   /** Send whatever the windows allow, then a pure ACK if one is still owed. */
   flush(): void {
     if (this.state === "CLOSED" || this.state === "SYN-SENT") return;
-    if (this.state === "TIME-WAIT" && this.env.keepTimeWait && !this.waitTimer.armed) return this.handOverTimeWait();
+    if (this.state === "TIME-WAIT" && this.env.keepTimeWait && !this.waitT?.armed) return this.handOverTimeWait();
     if (this.state !== "SYN-RECEIVED" && this.state !== "TIME-WAIT") this.output();
     if (this.ackNow) this.sendAck();
   }
@@ -949,7 +963,7 @@ export class Tcb {
       if (n <= 0 && !finNow) {
         // Blocked by the peer's window with nothing in flight: only a probe (or a window update)
         // can unblock us (§3.8.6.1).
-        if (unsent > 0 && seqSub(wndRight, this.sndNxt) <= 0 && seqSub(this.sndMax, this.sndUna) === 0 && !this.persistTimer.armed) this.armPersist();
+        if (unsent > 0 && seqSub(wndRight, this.sndNxt) <= 0 && seqSub(this.sndMax, this.sndUna) === 0 && !this.persistT?.armed) this.armPersist();
         break;
       }
       if (n > 0 && n < this.mss && !finNow) {
@@ -960,7 +974,7 @@ export class Tcb {
         if (!ok) {
           // Sender SWS avoidance holds a small segment back; with nothing in flight nothing else
           // will wake us, so the persist timer doubles as the override timeout (§3.8.6.2.1).
-          if (idle && !this.persistTimer.armed) this.armPersist();
+          if (idle && !this.persistT?.armed) this.armPersist();
           break;
         }
       }
@@ -1293,13 +1307,13 @@ export class Tcb {
     this.clearOrphanTimer();
     this.state = "TIME-WAIT";
     this.env.timers.cancel(this.rtoTimer);
-    this.env.timers.cancel(this.persistTimer);
-    this.env.timers.cancel(this.keepTimer);
+    this.cancelT(this.persistT);
+    this.cancelT(this.keepT);
     // Where the stack keeps TIME-WAIT records (timewait.ts), this connection hands over to one at
     // the end of the batch (flush), once the ACK it owes has gone; elsewhere it waits itself.
     // (The wait timer may still run FIN-WAIT-2's timeout.)
     if (this.env.keepTimeWait) {
-      this.env.timers.cancel(this.waitTimer);
+      this.cancelT(this.waitT);
       this.env.wantsOutput(this);
     } else this.env.timers.arm(this.waitTimer, 2 * this.o.mslMs);
     this.env.counters.inc("time_wait");
@@ -1323,7 +1337,7 @@ export class Tcb {
   private restartTimeWait(): void {
     this.ackNow = true;
     this.env.wantsOutput(this);
-    if (!this.env.keepTimeWait || this.waitTimer.armed) this.env.timers.arm(this.waitTimer, 2 * this.o.mslMs);
+    if (!this.env.keepTimeWait || this.waitT?.armed) this.env.timers.arm(this.waitTimer, 2 * this.o.mslMs);
   }
 
   private onWaitTimer(): void {
@@ -1347,9 +1361,9 @@ export class Tcb {
     const t = this.env.timers;
     t.cancel(this.rtoTimer);
     t.cancel(this.delackTimer);
-    t.cancel(this.persistTimer);
-    t.cancel(this.keepTimer);
-    t.cancel(this.waitTimer);
+    this.cancelT(this.persistT);
+    this.cancelT(this.keepT);
+    this.cancelT(this.waitT);
     t.cancel(this.ptoTimer);
     this.clearOrphanTimer();
     if (wasHalfOpen) this.listener?.halfOpenDone();
