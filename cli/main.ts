@@ -1,5 +1,15 @@
-#!/usr/bin/env node
-/** The `paf` command. */
+#!/usr/bin/env -S node --initial-old-space-size=64
+/**
+ * The `paf` command.
+ *
+ * Its first line starts Node with V8's old generation limit at 64 MB at least, which only a
+ * flag given at start can set. Without it V8 may, after a full collection that leaves the limit
+ * close to the live heap (a small growth factor, as after an idle moment), count the Buffers a
+ * fast receiver allocates since that collection toward the limit and start marking again at
+ * once: a collection every 30-40 ms for as long as data flows (3 GB into `serve --tap` at
+ * 6 Gbit/s instead of 8.5, twice the CPU; `serve --host` receiving an upload falls in as well).
+ * README "Tuning V8". `node dist/cli/main.js` runs without it unless given the flag.
+ */
 import { UsageError } from "./args.js";
 import { disableAllocationSitePretenuring } from "../stack/core/tuning.js";
 

@@ -7,7 +7,14 @@ import { benchTcp } from "./bench/tcp.mjs";
 import { benchHttp } from "./bench/http.mjs";
 import { benchConn } from "./bench/conn.mjs";
 import { benchTenants } from "./bench/tenants.mjs";
-import { cleanup, cpuCheck } from "./bench/lib.mjs";
+import { spawnSync } from "node:child_process";
+import { cleanup, cpuCheck, V8_FLAGS } from "./bench/lib.mjs";
+
+// The stack of the TCP rows runs in this process: with the flags of the `paf` command.
+if (!V8_FLAGS.every((f) => process.execArgv.includes(f))) {
+  const r = spawnSync(process.execPath, [...V8_FLAGS, ...process.execArgv, ...process.argv.slice(1)], { stdio: "inherit" });
+  process.exit(r.status ?? 1);
+}
 
 if (process.getuid?.() !== 0) {
   console.error("make bench needs root (it creates network namespaces and TAP devices)");

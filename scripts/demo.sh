@@ -17,7 +17,7 @@ WORK=$(mktemp -d)
 PAF_TMP=$WORK
 LOG=$WORK/serve.log
 CERT=$WORK/cert.pem
-node dist/cli/main.js serve --tap "$TAP" --tap-netns "$PAF_NS" --ipv4 198.18.0.2/24 --ipv6 2001:db8::2/64 \
+dist/cli/main.js serve --tap "$TAP" --tap-netns "$PAF_NS" --ipv4 198.18.0.2/24 --ipv6 2001:db8::2/64 \
   --gateway 198.18.0.1 --http 80 --https 443 --cert-out "$CERT" --services echo >"$LOG" 2>&1 &
 PAF_PIDS+=($!)
 paf_wait_line "$LOG" "^listening" 15
@@ -54,7 +54,7 @@ ip -n "$PAF_NS" addr add 198.19.0.1/24 dev "$TAP2"
 ip -n "$PAF_NS" link set "$TAP2" up
 ip netns exec "$PAF_NS" sysctl -qw net.ipv4.ip_forward=1
 echo "\$ paf get --tap $TAP2 --ipv4 198.19.0.2/24 --gateway 198.19.0.1 --cacert $CERT -v https://198.18.0.2/"
-node dist/cli/main.js get --tap "$TAP2" --tap-netns "$PAF_NS" --ipv4 198.19.0.2/24 --gateway 198.19.0.1 \
+dist/cli/main.js get --tap "$TAP2" --tap-netns "$PAF_NS" --ipv4 198.19.0.2/24 --gateway 198.19.0.1 \
   --cacert "$CERT" -v https://198.18.0.2/ 2>&1 | grep -v '^< \(date\|content-type\|content-length\)' | sed 's/^/   /'
 run ip neigh show dev "$TAP"
 echo "== demo done; namespace and TAP removed"

@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { Stack } from "../../dist/stack/stack.js";
 import { TapNetif } from "../../dist/stack/netif/tap.js";
-import { netns, vethPair, nsRun, sh, udpbench, sleep } from "./lib.mjs";
+import { V8_FLAGS, netns, vethPair, nsRun, sh, udpbench, sleep } from "./lib.mjs";
 
 const SECS = 3;
 const CONC = 64;
@@ -37,7 +37,7 @@ export async function benchConn() {
   const { A, B } = await vethPair("c");
   const server = spawn(
     "ip",
-    ["netns", "exec", B, process.execPath, "-e", `require("node:net").createServer((s) => s.on("error", () => {}).end()).listen(80, "198.18.1.2", () => console.log("ready"))`],
+    ["netns", "exec", B, process.execPath, ...V8_FLAGS, "-e", `require("node:net").createServer((s) => s.on("error", () => {}).end()).listen(80, "198.18.1.2", () => console.log("ready"))`],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   await new Promise((resolve, reject) => {

@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, netns, vethPair, nsRun, sleep, track, serveHandle, wrkRps, wrkRequests } from "./lib.mjs";
+import { ROOT, V8_FLAGS, netns, vethPair, nsRun, sleep, track, serveHandle, wrkRps, wrkRequests } from "./lib.mjs";
 
 const CLI = join(ROOT, "dist", "cli", "main.js");
 
@@ -15,7 +15,7 @@ const CLI = join(ROOT, "dist", "cli", "main.js");
 const METER = ["--import", join(ROOT, "scripts", "bench", "alloc.mjs")];
 
 function startServe(args, nsName) {
-  const node = [process.execPath, ...METER, CLI, "serve", ...args];
+  const node = [process.execPath, ...V8_FLAGS, ...METER, CLI, "serve", ...args];
   const cmd = nsName ? ["ip", ["netns", "exec", nsName, ...node]] : [node[0], node.slice(1)];
   return serveHandle(track(spawn(cmd[0], cmd[1], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PAF_ALLOC_SIGNAL: "1" } })));
 }

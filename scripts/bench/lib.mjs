@@ -9,6 +9,13 @@ import { fileURLToPath } from "node:url";
 
 const execFileP = promisify(execFile);
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/**
+ * The V8 flags the `paf` command starts with (its first line, cli/main.ts; README "Tuning V8"),
+ * given to every Node process a bench starts, paf's and the kernel baseline's alike, and to the
+ * bench itself (its TCP rows run the stack in-process).
+ */
+export const V8_FLAGS = ["--initial-old-space-size=64"];
 const live = new Set();
 
 export async function sh(cmd, args, timeoutMs = 60_000) {

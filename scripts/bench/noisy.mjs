@@ -11,7 +11,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { ROOT, netns, nsRun, schedstat, serveHandle, sh, sleep, track, udpbench, wrkRps } from "./lib.mjs";
+import { ROOT, V8_FLAGS, netns, nsRun, schedstat, serveHandle, sh, sleep, track, udpbench, wrkRps } from "./lib.mjs";
 
 const CLI = join(ROOT, "dist", "cli", "main.js");
 const SECONDS = Number(process.env.PAF_NOISY_SECONDS ?? 4);
@@ -19,7 +19,7 @@ const SECONDS = Number(process.env.PAF_NOISY_SECONDS ?? 4);
 const FLOOD_PPS = Number(process.env.PAF_NOISY_FLOOD_PPS ?? 240_000);
 
 /** Node flags for the paf server (e.g. PAF_NOISY_NODEFLAGS="--cpu-prof --cpu-prof-dir=/tmp/p" to profile it). */
-const NODE_FLAGS = (process.env.PAF_NOISY_NODEFLAGS ?? "").split(" ").filter(Boolean);
+const NODE_FLAGS = [...V8_FLAGS, ...(process.env.PAF_NOISY_NODEFLAGS ?? "").split(" ").filter(Boolean)];
 
 /**
  * The limits tenant 0 runs with (documented in the README's tenants section). For A/B runs:
@@ -63,7 +63,7 @@ export async function latency(ns, seconds, addr = "198.18.0.2") {
   await nsRun(
     ns,
     process.execPath,
-    [CLI, "bench", `http://${addr}/`, "--clients", "1", "--duration", String(seconds), "--requests", "1000000", "--timeout", "2000", "--json", json],
+    [...V8_FLAGS, CLI, "bench", `http://${addr}/`, "--clients", "1", "--duration", String(seconds), "--requests", "1000000", "--timeout", "2000", "--json", json],
     (seconds + 30) * 1000,
   ).catch(() => {});
   try {
@@ -202,7 +202,7 @@ async function kernelReference(bin) {
     await sh("ip", ["-n", c, "link", "set", `${dev}c`, "up"]);
   }
   await sh("ip", ["-n", c0, "addr", "add", "198.18.0.3/24", "dev", "pafnk0c"]);
-  const host = serveHandle(track(spawn("ip", ["netns", "exec", k, process.execPath, CLI, "serve", "--host", "0.0.0.0", "--http", "80"], { stdio: ["ignore", "pipe", "pipe"] })));
+  const host = serveHandle(track(spawn("ip", ["netns", "exec", k, process.execPath, ...V8_FLAGS, CLI, "serve", "--host", "0.0.0.0", "--http", "80"], { stdio: ["ignore", "pipe", "pipe"] })));
   await host.ready;
   try {
     await sleep(300);

@@ -2,7 +2,7 @@
 // veth, with the same load tool (udpbench tcpsend / tcpsink) in the same run.
 import { Stack } from "../../dist/stack/stack.js";
 import { TapNetif } from "../../dist/stack/netif/tap.js";
-import { netns, vethPair, nsRun, sh, udpbench, sleep, sendBytes, receiverIn, ROOT } from "./lib.mjs";
+import { V8_FLAGS, netns, vethPair, nsRun, sh, udpbench, sleep, sendBytes, receiverIn, ROOT } from "./lib.mjs";
 import { allocMeter } from "./alloc.mjs";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
@@ -42,13 +42,13 @@ async function pafAlloc(stack, ns, bin) {
 /** The same measure of Node's own sockets on kernel TCP: a node:net receiver in B, then a sender in A. */
 async function nodeAlloc(A, B, bin) {
   const script = join(ROOT, "scripts", "bench", "node-tcp.mjs");
-  const recv = receiverIn(B, [process.execPath, script, "sink", "198.18.1.2", "5003"]);
+  const recv = receiverIn(B, [process.execPath, ...V8_FLAGS, script, "sink", "198.18.1.2", "5003"]);
   await recv.isReady;
   await nsRun(A, bin, ["tcpsend", "198.18.1.2", "5003", String(ALLOC_BYTES)]);
   const rx = await recv.done;
   const sink = sinkIn(B, bin, 5004);
   await sink.isReady;
-  const tx = await nsRun(A, process.execPath, [script, "send", "198.18.1.2", "5004", String(ALLOC_BYTES)]);
+  const tx = await nsRun(A, process.execPath, [...V8_FLAGS, script, "send", "198.18.1.2", "5004", String(ALLOC_BYTES)]);
   await sink.done;
   const mb = ALLOC_BYTES / 1e6;
   return { rxKBperMB: rx.heap / 1000 / mb, txKBperMB: tx.heap / 1000 / mb };

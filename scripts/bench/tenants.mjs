@@ -7,7 +7,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { join } from "node:path";
-import { ROOT, pinnableCpus, pinned } from "./lib.mjs";
+import { ROOT, V8_FLAGS, pinnableCpus, pinned } from "./lib.mjs";
 import { benchNoisy, noisyRows } from "./noisy.mjs";
 
 const execFileP = promisify(execFile);
@@ -24,7 +24,7 @@ const ROUNDS = Number(process.env.PAF_BENCH_TENANT_ROUNDS ?? 3);
  * 1000-tenant runs bimodal (15-20 k or 30-44 k req/s) and ratios of runs on different CPUs a coin toss.
  */
 async function runOne(args, node = [], cpu = undefined) {
-  const [cmd, argv] = pinned(cpu, process.execPath, [...node, RUN, ...args]);
+  const [cmd, argv] = pinned(cpu, process.execPath, [...V8_FLAGS, ...node, RUN, ...args]);
   const { stdout } = await execFileP(cmd, argv, { timeout: 180_000, maxBuffer: 1 << 20 });
   return JSON.parse(stdout.trim().split("\n").pop());
 }

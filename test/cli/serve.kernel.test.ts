@@ -1,7 +1,11 @@
 // `paf serve`: argument errors name the problem; on a real TAP it serves ping and UDP echo and
 // stops cleanly on SIGTERM.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureBuilt, runCli, startCli } from "../helpers/cli.js";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CLI, ensureBuilt, runCli, startCli } from "../helpers/cli.js";
 import { Netns, privileged, sh } from "../helpers/netns.js";
 
 beforeAll(() => ensureBuilt(), 120_000);
@@ -205,4 +209,24 @@ describe("paf CMD --help", () => {
       expect(r.stderr).toBe("");
     });
   }
+});
+
+describe("the paf command as an executable", () => {
+  it("starts Node with the V8 flag of its first line (old generation limit at 64 MB at least; README 'Tuning V8')", () => {
+    // Run as `paf` is run (the file itself, through its #! line), with a probe preloaded that
+    // reports the flags this Node was started with.
+    const dir = mkdtempSync(join(tmpdir(), "paf-shebang-"));
+    try {
+      const probe = join(dir, "probe.cjs");
+      writeFileSync(probe, `process.on("exit", () => process.stderr.write("execArgv=" + JSON.stringify(process.execArgv) + "\\n"));`);
+      const r = spawnSync(CLI, ["get", "--help"], { encoding: "utf8", env: { ...process.env, NODE_OPTIONS: `--require ${probe}` }, timeout: 10_000 });
+      expect(r.error, "dist/cli/main.js must be executable (make build sets its mode)").toBeUndefined();
+      expect(r.status).toBe(0);
+      expect(r.stdout).toMatch(/^usage: paf get /);
+      const argv = JSON.parse(/execArgv=(.*)/.exec(r.stderr)?.[1] ?? "null") as string[] | null;
+      expect(argv).toContain("--initial-old-space-size=64");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
