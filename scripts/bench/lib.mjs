@@ -13,9 +13,10 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 /**
  * The V8 flags the `paf` command starts with (its first line, cli/main.ts; README "Tuning V8"),
  * given to every Node process a bench starts, paf's and the kernel baseline's alike, and to the
- * bench itself (its TCP rows run the stack in-process).
+ * bench itself (its TCP rows run the stack in-process). PAF_BENCH_V8_FLAGS="" (or other flags)
+ * for A/B runs.
  */
-export const V8_FLAGS = ["--initial-old-space-size=64"];
+export const V8_FLAGS = (process.env.PAF_BENCH_V8_FLAGS ?? "--initial-old-space-size=64").split(" ").filter(Boolean);
 const live = new Set();
 
 export async function sh(cmd, args, timeoutMs = 60_000) {
