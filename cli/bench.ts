@@ -15,7 +15,7 @@ import { buildReport, formatText } from "../http/bench/report.js";
 import { renderSvg } from "../http/bench/svg.js";
 import { checkTapName, openTapStack, parseStackOptions } from "./tapstack.js";
 
-export const BENCH_USAGE = `usage: paf bench URL [--clients N] [--requests M] [--duration S] [--method M] [--body-size BYTES]
+export const BENCH_USAGE = `usage: paf bench URL [--clients N] [--requests M] [--duration S] [--rate R] [--warmup S] [--method M] [--body-size BYTES]
                  [--h2 [--streams K]] [--insecure] [--timeout MS] [--json FILE] [--plot FILE]
                  [--tap NAME (--ipv4 CIDR | --ipv6 CIDR)... [--gateway IP]... [--dns IP]... [--tap-netns NAME]]
 
@@ -23,6 +23,11 @@ export const BENCH_USAGE = `usage: paf bench URL [--clients N] [--requests M] [-
   --clients N       concurrent connections (default 16); one is reopened after an error
   --requests M      requests in total (default 10000; with --duration alone: no count limit)
   --duration S      stop starting requests after S seconds (with --requests: whichever first)
+  --rate R          open loop: R requests per second in all, each due at its time whatever
+                    the server does, its latency counted from then (as wrk2; enough --clients
+                    for R x the latency); default: closed loop, the next when one is done
+  --warmup S        first S seconds on the same connections, counted apart (the report's
+                    figures, --requests and --duration are of what comes after)
   --method M        request method (default GET, or POST with --body-size)
   --body-size BYTES request body of BYTES bytes (default 0: none)
   --h2              HTTP/2 (h2c by prior knowledge for http://) with --streams K concurrent
@@ -53,6 +58,8 @@ export function parseBenchArgs(argv: string[]): BenchConfig {
       clients: { type: "string" },
       requests: { type: "string" },
       duration: { type: "string" },
+      rate: { type: "string" },
+      warmup: { type: "string" },
       method: { type: "string" },
       "body-size": { type: "string" },
       h2: { type: "boolean" },
@@ -89,6 +96,18 @@ export function parseBenchArgs(argv: string[]): BenchConfig {
     if (!/^\d+(\.\d+)?$/.test(values.duration) || !(s > 0) || s > 86_400) throw new UsageError(`--duration expects seconds (a number above 0, at most 86400), got "${values.duration}"`);
     durationMs = s * 1000;
   }
+  let rate: number | undefined;
+  if (values.rate !== undefined) {
+    const r = Number(values.rate);
+    if (!/^\d+(\.\d+)?$/.test(values.rate) || !(r > 0) || r > 10_000_000) throw new UsageError(`--rate expects requests per second (a number above 0, at most 10000000), got "${values.rate}"`);
+    rate = r;
+  }
+  let warmupMs: number | undefined;
+  if (values.warmup !== undefined) {
+    const w = Number(values.warmup);
+    if (!/^\d+(\.\d+)?$/.test(values.warmup) || !(w > 0) || w > 3600) throw new UsageError(`--warmup expects seconds (a number above 0, at most 3600), got "${values.warmup}"`);
+    warmupMs = w * 1000;
+  }
   if (values.streams !== undefined && !values.h2) throw new UsageError("--streams needs --h2 (HTTP/1.1 runs one request at a time per connection)");
   const streams = intOption("streams", values.streams, 1, 1000, 10);
   const bodySize = intOption("body-size", values["body-size"], 0, 1 << 30, 0);
@@ -109,7 +128,7 @@ export function parseBenchArgs(argv: string[]): BenchConfig {
       if (values[o] !== undefined) throw new UsageError(`--${o} needs --tap (it configures the userspace stack the clients run on)`);
   }
   return {
-    load: { url, method, clients, streams: values.h2 ? streams : 1, requests, durationMs, bodySize, h2: !!values.h2, insecure: !!values.insecure, timeoutMs },
+    load: { url, method, clients, streams: values.h2 ? streams : 1, requests, durationMs, bodySize, h2: !!values.h2, insecure: !!values.insecure, timeoutMs, rate, warmupMs },
     // Checked now, not after the run: the report must have somewhere to go.
     json: values.json === undefined ? undefined : outputFileOption("--json", values.json),
     plot: values.plot === undefined ? undefined : outputFileOption("--plot", values.plot),

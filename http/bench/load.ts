@@ -7,6 +7,15 @@
  * the user's, with TLS layered by the same code. Every request is bounded by a timeout, the run
  * by a request count and/or a duration. Latencies of completed requests go into an HDR histogram
  * (microseconds).
+ *
+ * Closed loop by default: each client sends its next request when the last one is done, so a
+ * slow server slows the load and the latencies show only the requests it let through. With a
+ * rate the load is open: request i is due at start + i / rate, whichever client is free takes
+ * it (waiting for its time), and its latency counts from when it was due, so a server that falls
+ * behind is charged the queueing it causes (wrk2's correction of coordinated omission); one that
+ * no client could start within the timeout of its time is a timeout, not sent. Node's
+ * timers have millisecond granularity: a request may start up to ~1 ms after its time, which
+ * counts too.
  */
 import http from "node:http";
 import http2 from "node:http2";
@@ -34,6 +43,14 @@ export interface LoadOptions {
   insecure: boolean;
   /** Per request (connecting included) and per connect/handshake. */
   timeoutMs: number;
+  /** Open loop: requests per second in all (request i due at start + i / rate). Undefined: closed loop. */
+  rate?: number;
+  /**
+   * A first phase of this many ms, on the same connections, whose requests are made but counted
+   * apart (`LoadResult.warmup`): the duration, the request budget and every figure are of the
+   * requests after it. Undefined or 0: none.
+   */
+  warmupMs?: number;
   /**
    * Where connections come from (e.g. `Ctx.empty.with(K.host_tcp, true)` for the kernel's TCP,
    * `.with(K.stack, stack)` for a paf stack); TLS settings in its K.tls apply under the bench's own
@@ -59,6 +76,8 @@ export interface LoadCounters {
 export interface LoadResult extends LoadCounters {
   /** Latencies of completed requests, microseconds. */
   histogram: hdr.Histogram;
+  /** What the warm-up phase did (all zero without one). */
+  warmup: { started: number; completed: number; failed: number };
   startedAt: Date;
   durationMs: number;
 }
@@ -140,7 +159,7 @@ export function runLoad(opts: LoadOptions): LoadRun {
   const path = url.pathname + url.search;
   const body = opts.bodySize > 0 ? makeBody(opts.bodySize) : undefined;
   const histogram = hdr.build({ useWebAssembly: false, lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
-  const counters: LoadCounters = {
+  const fresh = (): LoadCounters => ({
     started: 0,
     completed: 0,
     failed: 0,
@@ -150,32 +169,50 @@ export function runLoad(opts: LoadOptions): LoadRun {
     connections: 0,
     bytesSent: 0,
     bytesReceived: 0,
-  };
+  });
+  const counters = fresh();
+  /** The warm-up's requests count here, apart. */
+  const warm = fresh();
   const open = new Set<Duplex>();
   let stopped = false;
   const t0 = performance.now();
-  const deadline = opts.durationMs !== undefined ? t0 + opts.durationMs : Infinity;
+  const warmEnd = t0 + (opts.warmupMs ?? 0);
+  const deadline = opts.durationMs !== undefined ? warmEnd + opts.durationMs : Infinity;
+  /** Whose counters a request started (or due) at `at` goes to. */
+  const ctr = (at: number): LoadCounters => (at < warmEnd ? warm : counters);
+  let tickets = 0;
 
-  /** One ticket per request: false once the count or the time is used up. */
-  const take = (): boolean => {
-    if (stopped || (opts.requests !== undefined && counters.started >= opts.requests) || performance.now() >= deadline) return false;
-    counters.started++;
-    return true;
+  /**
+   * One ticket per request: the time its latency counts from (now, or with a rate the time it is
+   * due); undefined once the count or the time is used up.
+   */
+  const rate = opts.rate;
+  const take = (): number | undefined => {
+    if (stopped || (opts.requests !== undefined && counters.started >= opts.requests)) return undefined;
+    const now = performance.now();
+    // Open loop: every request due within the duration is made, however late (see drive()).
+    const due = rate === undefined ? now : t0 + (tickets * 1000) / rate;
+    if (rate === undefined ? now >= deadline : due >= deadline) return undefined;
+    tickets++;
+    ctr(due).started++;
+    return due;
   };
 
-  const fail = (f: Failure): void => {
-    counters.failed++;
-    counters.errors[f.kind]++;
-    const s = (counters.errorSamples[f.kind] ??= []);
+  const fail = (f: Failure, at: number): void => {
+    const c = ctr(at);
+    c.failed++;
+    c.errors[f.kind]++;
+    const s = (c.errorSamples[f.kind] ??= []);
     if (s.length < SAMPLES_PER_KIND) s.push(f.message);
   };
 
   /** A finished response: the status decides success; the latency counts only for successes. */
   const finished = (status: number, startedAt: number): void => {
-    counters.statusCodes[status] = (counters.statusCodes[status] ?? 0) + 1;
-    if (status < 200 || status >= 400) return fail(new Failure("badStatus", `status ${status}`));
-    counters.completed++;
-    histogram.recordValue(Math.max(1, Math.round((performance.now() - startedAt) * 1000)));
+    const c = ctr(startedAt);
+    c.statusCodes[status] = (c.statusCodes[status] ?? 0) + 1;
+    if (status < 200 || status >= 400) return fail(new Failure("badStatus", `status ${status}`), startedAt);
+    c.completed++;
+    if (c === counters) histogram.recordValue(Math.max(1, Math.round((performance.now() - startedAt) * 1000)));
   };
 
   /** A connection, TLS and ALPN done; connect failures are tagged "connect". */
@@ -206,10 +243,18 @@ export function runLoad(opts: LoadOptions): LoadRun {
   };
 
   /** Run requests one after another while the run lasts; pause briefly after a failed connect. */
-  async function drive(one: () => Promise<void>): Promise<void> {
-    while (take()) {
+  async function drive(one: (startedAt: number) => Promise<void>): Promise<void> {
+    for (let at = take(); at !== undefined; at = take()) {
+      const wait = at - performance.now();
+      if (wait > 0) await sleep(wait);
+      // Open loop, every client busy for longer than a request may take: this one is a timeout
+      // without being sent (which also bounds the run to its duration plus --timeout).
+      else if (-wait > opts.timeoutMs) {
+        fail(new Failure("timeout", `not started within ${opts.timeoutMs} ms of when it was due (every client busy)`), at);
+        continue;
+      }
       const before = counters.errors.connect;
-      await one();
+      await one(at);
       if (counters.errors.connect > before) await sleep(CONNECT_RETRY_MS);
     }
   }
@@ -229,16 +274,15 @@ export function runLoad(opts: LoadOptions): LoadRun {
     };
     const headers: http.OutgoingHttpHeaders = { host: url.host };
     if (body) headers["content-length"] = String(body.length);
-    const one = (): Promise<void> =>
+    const one = (startedAt: number): Promise<void> =>
       new Promise((resolve) => {
-        const startedAt = performance.now();
         let failure: Failure | undefined;
         let done = false;
         const end = (f?: Failure, status?: number): void => {
           if (done) return;
           done = true;
           clearTimeout(timer);
-          if (f) fail(f);
+          if (f) fail(f, startedAt);
           else finished(status!, startedAt);
           resolve();
         };
@@ -254,7 +298,7 @@ export function runLoad(opts: LoadOptions): LoadRun {
           const cl = res.headers["content-length"] !== undefined ? Number(res.headers["content-length"]) : undefined;
           res.on("data", (d: Buffer) => {
             got += d.length;
-            counters.bytesReceived += d.length;
+            ctr(startedAt).bytesReceived += d.length;
           });
           res.on("error", () => {});
           res.on("close", () => {
@@ -265,7 +309,7 @@ export function runLoad(opts: LoadOptions): LoadRun {
         });
         if (body) {
           req.end(body);
-          counters.bytesSent += body.length;
+          ctr(startedAt).bytesSent += body.length;
         } else req.end();
       });
     return drive(one).then(() => agent.destroy());
@@ -295,13 +339,12 @@ export function runLoad(opts: LoadOptions): LoadRun {
     };
     const headers: http2.OutgoingHttpHeaders = { ":method": opts.method, ":path": path };
     if (body) headers["content-length"] = String(body.length);
-    const one = async (): Promise<void> => {
-      const startedAt = performance.now();
+    const one = async (startedAt: number): Promise<void> => {
       let s: http2.ClientHttp2Session;
       try {
         s = await withTimeout(getSession(), opts.timeoutMs, "connect", () => {});
       } catch (e) {
-        return fail(e instanceof Failure ? e : kindOf(e));
+        return fail(e instanceof Failure ? e : kindOf(e), startedAt);
       }
       await new Promise<void>((resolve) => {
         let done = false;
@@ -314,7 +357,7 @@ export function runLoad(opts: LoadOptions): LoadRun {
           if (done) return;
           done = true;
           clearTimeout(timer);
-          if (f) fail(f);
+          if (f) fail(f, startedAt);
           else finished(status!, startedAt);
           resolve();
         };
@@ -338,7 +381,7 @@ export function runLoad(opts: LoadOptions): LoadRun {
         });
         stream.on("data", (d: Buffer) => {
           got += d.length;
-          counters.bytesReceived += d.length;
+          ctr(startedAt).bytesReceived += d.length;
         });
         stream.on("end", () => (ended = true));
         stream.on("error", (e) => (failure ??= kindOf(e)));
@@ -350,7 +393,7 @@ export function runLoad(opts: LoadOptions): LoadRun {
         });
         if (body) {
           stream.end(body);
-          counters.bytesSent += body.length;
+          ctr(startedAt).bytesSent += body.length;
         }
         stream.resume();
       });
@@ -361,9 +404,10 @@ export function runLoad(opts: LoadOptions): LoadRun {
   }
 
   const result = Promise.all(clients).then(() => {
-    const durationMs = performance.now() - t0;
+    // The measured phase's time (the run's, without a warm-up).
+    const durationMs = Math.max(0, performance.now() - warmEnd);
     for (const s of open) s.destroy();
-    return { ...counters, histogram, startedAt: new Date(Date.now() - durationMs), durationMs };
+    return { ...counters, histogram, warmup: { started: warm.started, completed: warm.completed, failed: warm.failed }, startedAt: new Date(Date.now() - durationMs), durationMs };
   });
   return {
     counters,

@@ -79,10 +79,13 @@ export function buildReport(opts: Omit<LoadOptions, "ctx" | "connector">, r: Loa
       streams: opts.h2 ? opts.streams : 1,
       requests: opts.requests ?? null,
       durationSeconds: opts.durationMs !== undefined ? opts.durationMs / 1000 : null,
+      rate: opts.rate ?? null,
+      warmupSeconds: opts.warmupMs ? opts.warmupMs / 1000 : null,
       bodySize: opts.bodySize,
       timeoutMs: opts.timeoutMs,
       insecure: opts.insecure,
     },
+    ...(opts.warmupMs ? { warmup: { requests: r.warmup.started, completed: r.warmup.completed, failed: r.warmup.failed } } : {}),
     requests: r.started,
     completed: r.completed,
     failed: r.failed,
@@ -127,7 +130,10 @@ export function formatText(r: BenchReport, width = 40): string {
   const out: string[] = [];
   const via = r.transport === "paf" ? "a paf userspace stack" : "kernel TCP";
   out.push(`paf bench: ${r.method} ${r.url}`);
-  out.push(`  ${r.protocol}${r.tls ? " over TLS" : ""} via ${via}, ${r.options.clients} clients${r.protocol === "h2" ? ` x ${r.options.streams} streams` : ""}, ${r.connections} connections opened`);
+  out.push(
+    `  ${r.protocol}${r.tls ? " over TLS" : ""} via ${via}, ${r.options.clients} clients${r.protocol === "h2" ? ` x ${r.options.streams} streams` : ""}, ${r.connections} connections opened${r.options.rate ? `, open loop at ${r.options.rate} req/s (latency from when each request was due)` : ""}`,
+  );
+  if (r.warmup) out.push(`  warm-up: ${r.options.warmupSeconds} s, ${r.warmup.requests} requests (${r.warmup.completed} completed, ${r.warmup.failed} failed), not counted below`);
   out.push(`  ${r.requests} requests in ${r.durationSeconds.toFixed(2)} s: ${r.completed} completed, ${r.failed} failed`);
   out.push("");
   if (r.histogram.length) {

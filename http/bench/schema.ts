@@ -56,10 +56,16 @@ export interface BenchReport {
     requests: number | null;
     /** Time budget in seconds (null: bounded by the request count only). */
     durationSeconds: number | null;
+    /** Open loop at this many requests per second in all, latencies counted from when each was due (null: closed loop). */
+    rate?: number | null;
+    /** Seconds of warm-up before the measured run (null: none); see `warmup`. */
+    warmupSeconds?: number | null;
     bodySize: number;
     timeoutMs: number;
     insecure: boolean;
   };
+  /** The warm-up's requests: made, counted only here (absent without --warmup). */
+  warmup?: { requests: number; completed: number; failed: number };
   requests: number;
   completed: number;
   failed: number;

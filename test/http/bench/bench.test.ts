@@ -69,6 +69,60 @@ describe("paf bench against paf serve --host 127.0.0.1", () => {
     expect(r.report.durationSeconds).toBeLessThan(5);
   });
 
+  it("--rate: open loop, exactly rate x duration requests, spread over the duration", async () => {
+    const r = await bench([`http://127.0.0.1:${http}/`, "--rate", "200", "--duration", "1", "--clients", "4"]);
+    expect(r.code).toBe(0);
+    expect(r.report.options.rate).toBe(200);
+    // Request i is due at i / 200 s: 200 of them fall within the second, none after it.
+    expect(r.report.requests).toBe(200);
+    expect(r.report.completed).toBe(200);
+    // Not a burst: the last was due 0.995 s in.
+    expect(r.report.durationSeconds).toBeGreaterThanOrEqual(0.99);
+    expect(r.report.durationSeconds).toBeLessThan(3);
+    expect(r.stdout).toMatch(/open loop at 200 req\/s/);
+  });
+
+  it("--warmup: a first phase on the same connections counted apart, open and closed loop", async () => {
+    const open = await bench([`http://127.0.0.1:${http}/`, "--rate", "200", "--warmup", "0.5", "--duration", "1", "--clients", "4"]);
+    expect(open.code).toBe(0);
+    // Due every 5 ms from the start: 100 in the half-second of warm-up, 200 in the second after.
+    expect(open.report.warmup).toEqual({ requests: 100, completed: 100, failed: 0 });
+    expect(open.report.requests).toBe(200);
+    expect(open.report.completed).toBe(200);
+    expect(open.report.options.warmupSeconds).toBe(0.5);
+    expect(open.report.durationSeconds).toBeGreaterThanOrEqual(0.99);
+    expect(open.report.durationSeconds).toBeLessThan(3);
+    expect(open.report.connections).toBe(4); // the same connections throughout
+    expect(open.stdout).toMatch(/warm-up: 0.5 s, 100 requests \(100 completed, 0 failed\), not counted below/);
+    const closed = await bench([`http://127.0.0.1:${http}/`, "--warmup", "0.3", "--requests", "100", "--clients", "2"]);
+    expect(closed.code).toBe(0);
+    expect(closed.report.requests).toBe(100);
+    expect(closed.report.completed).toBe(100);
+    expect(closed.report.warmup!.requests).toBeGreaterThan(10);
+    expect(closed.report.warmup!.completed).toBe(closed.report.warmup!.requests);
+  });
+
+  it("--rate counts latency from when a request was due: a server that falls behind is charged its queue", async () => {
+    // /slow answers after 50 ms: one connection does 20 requests/s. Closed loop, that is what
+    // the latencies show; asked for 100/s, every request waits for the ones before it.
+    const closed = await bench([`http://127.0.0.1:${fhttp}/slow`, "--duration", "1", "--clients", "1"]);
+    expect(closed.code).toBe(0);
+    expect(closed.report.latencyMs.p99).toBeLessThan(200);
+    const open = await bench([`http://127.0.0.1:${fhttp}/slow`, "--rate", "100", "--duration", "1", "--clients", "1", "--timeout", "1000"]);
+    // All 100 due within the second are made: the k-th starts about k x 50 ms after its time
+    // (k x 10 ms), so the latencies climb toward a second; a request still waiting 1 s after its
+    // time is a timeout, not sent. The one client keeps doing 20/s until the last due one is
+    // over a second late: ~40 done in ~2 s, the rest timeouts.
+    expect(open.report.requests).toBe(100);
+    expect(open.report.completed).toBeGreaterThanOrEqual(25);
+    expect(open.report.completed).toBeLessThanOrEqual(50);
+    expect(open.report.durationSeconds).toBeLessThan(3);
+    expect(open.report.errors.timeout).toBe(100 - open.report.completed);
+    expect(open.code).toBe(1);
+    expect(open.report.latencyMs.max).toBeGreaterThan(500);
+    expect(open.report.latencyMs.p50).toBeGreaterThan(3 * closed.report.latencyMs.p50);
+  });
+
   const faultCases: Array<[string, string[], Partial<Record<string, number>>, number]> = [
     ["a route that resets the connection", ["/reset"], { reset: 20 }, 0],
     ["a route that stalls past --timeout", ["/stall", "--timeout", "300"], { timeout: 20 }, 0],
@@ -156,6 +210,9 @@ describe("paf bench: bad arguments", () => {
     [["bench", "http://127.0.0.1/", "--clients", "0"], /--clients must be between 1 and 10000/],
     [["bench", "http://127.0.0.1/", "--requests", "many"], /--requests expects a whole number/],
     [["bench", "http://127.0.0.1/", "--duration", "0"], /--duration expects seconds/],
+    [["bench", "http://127.0.0.1/", "--rate", "0"], /--rate expects requests per second/],
+    [["bench", "http://127.0.0.1/", "--rate", "fast"], /--rate expects requests per second/],
+    [["bench", "http://127.0.0.1/", "--warmup", "0"], /--warmup expects seconds/],
     [["bench", "http://127.0.0.1/", "--streams", "4"], /--streams needs --h2/],
     [["bench", "http://127.0.0.1/", "--h2", "--streams", "0"], /--streams must be between/],
     [["bench", "http://127.0.0.1/", "--body-size", "1k"], /--body-size expects a whole number/],

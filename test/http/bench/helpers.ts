@@ -56,6 +56,7 @@ export default (req, res) => {
   const p = new URL(req.url, "http://x").pathname;
   if (p === "/reset") return kill(req, res);
   if (p === "/stall") return;
+  if (p === "/slow") return void setTimeout(() => res.end("slow\\n"), 50);
   if (p === "/short") {
     res.setHeader("content-length", "1000");
     res.write("x".repeat(10));
