@@ -177,7 +177,9 @@ export function runLoad(opts: LoadOptions): LoadRun {
   let stopped = false;
   const t0 = performance.now();
   const warmEnd = t0 + (opts.warmupMs ?? 0);
-  const deadline = opts.durationMs !== undefined ? warmEnd + opts.durationMs : Infinity;
+  // t0 + an exact offset, as the due times are (t0 + i * 1000 / rate): the same rounding, so the
+  // request due right at the end is out, and the count is exactly rate x duration.
+  const deadline = opts.durationMs !== undefined ? t0 + ((opts.warmupMs ?? 0) + opts.durationMs) : Infinity;
   /** Whose counters a request started (or due) at `at` goes to. */
   const ctr = (at: number): LoadCounters => (at < warmEnd ? warm : counters);
   let tickets = 0;
