@@ -3,7 +3,10 @@
 // loopstats.mjs preload reporting the server's event-loop delay, GC and batch sizes per run.
 //
 //   node scripts/diag/http-tail.mjs [--runs 3] [--duration 5] [--sides paf,kernel]
-//        [--variant "NAME=FLAGS"]... [--no-stats] [--bench] [--pcap SECONDS] [--log DIR] [--warmup SECONDS]
+//        [--variant "NAME=FLAGS"]... [--no-stats] [--bench [--rate R]] [--pcap SECONDS] [--log DIR] [--warmup SECONDS]
+// --bench adds a paf bench run after each wrk run: closed loop, 16 clients, 3 s after a 1 s
+// warm-up; with --rate R open loop at R req/s, 64 clients (the same offered load to both sides;
+// the server's stats then include the warm-up second).
 // --pcap: a capture of one extra wrk run on the TAP (to DIR or /tmp), and with --log the server's
 // GC pauses and batches of that run in DIR/NAME-paf.events.json (see pcap-latency.py).
 //
@@ -14,7 +17,7 @@ import { readFileSync, rmSync, existsSync, createWriteStream, copyFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT, netns, vethPair, nsRun, sleep, track, cleanup, serveHandle, schedstat, wrkRps } from "../bench/lib.mjs";
+import { ROOT, V8_FLAGS, netns, vethPair, nsRun, sleep, track, cleanup, serveHandle, schedstat, wrkRps } from "../bench/lib.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -24,6 +27,7 @@ const { values } = parseArgs({
     variant: { type: "string", multiple: true, default: ["base="] },
     "no-stats": { type: "boolean", default: false },
     bench: { type: "boolean", default: false },
+    rate: { type: "string" },
     pcap: { type: "string" },
     connections: { type: "string", default: "64" },
     log: { type: "string" },
@@ -38,7 +42,7 @@ const PRELOAD = join(ROOT, "scripts", "diag", "loopstats.mjs");
 const statsFile = join(tmpdir(), `paf-diag-${process.pid}.jsonl`);
 
 function startServe(nodeFlags, args, nsName, log, env = {}) {
-  const node = [...nodeFlags, ...(values["no-stats"] ? [] : ["--import", PRELOAD]), CLI, "serve", ...args];
+  const node = [...V8_FLAGS, ...nodeFlags, ...(values["no-stats"] ? [] : ["--import", PRELOAD]), CLI, "serve", ...args];
   const [cmd, argv] = nsName ? ["ip", ["netns", "exec", nsName, process.execPath, ...node]] : [process.execPath, node];
   const c = track(
     spawn(cmd, argv, {
@@ -122,10 +126,11 @@ async function statsOf(server, fn) {
 
 async function pafBench(ns, url) {
   const json = join(tmpdir(), `paf-diag-bench-${process.pid}.json`);
-  await nsRun(ns, process.execPath, [CLI, "bench", url, "--clients", "16", "--duration", "3", "--requests", "1000000", "--timeout", "5000", "--json", json], 40_000).catch(() => {});
+  const load = values.rate ? ["--clients", "64", "--rate", values.rate] : ["--clients", "16"];
+  await nsRun(ns, process.execPath, [...V8_FLAGS, CLI, "bench", url, ...load, "--warmup", "1", "--duration", "3", "--requests", "1000000", "--timeout", "5000", "--json", json], 40_000).catch(() => {});
   const r = JSON.parse(readFileSync(json, "utf8"));
   rmSync(json, { force: true });
-  return { rps: r.requests / 3, p50: r.latencyMs.p50, p90: r.latencyMs.p90, p99: r.latencyMs.p99, max: r.latencyMs.max };
+  return { rps: r.completed / r.durationSeconds, p50: r.latencyMs.p50, p90: r.latencyMs.p90, p99: r.latencyMs.p99, max: r.latencyMs.max };
 }
 
 const rows = [];
