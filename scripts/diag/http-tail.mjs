@@ -127,7 +127,9 @@ async function statsOf(server, fn) {
 async function pafBench(ns, url) {
   const json = join(tmpdir(), `paf-diag-bench-${process.pid}.json`);
   const load = values.rate ? ["--clients", "64", "--rate", values.rate] : ["--clients", "16"];
-  await nsRun(ns, process.execPath, [...V8_FLAGS, CLI, "bench", url, ...load, "--warmup", "1", "--duration", "3", "--requests", "1000000", "--timeout", "5000", "--json", json], 40_000).catch(() => {});
+  await nsRun(ns, process.execPath, [...V8_FLAGS, CLI, "bench", url, ...load, "--warmup", "1", "--duration", "3", "--requests", "1000000", "--timeout", "5000", "--json", json], 40_000).catch(
+    () => {},
+  );
   const r = JSON.parse(readFileSync(json, "utf8"));
   rmSync(json, { force: true });
   return { rps: r.completed / r.durationSeconds, p50: r.latencyMs.p50, p90: r.latencyMs.p90, p99: r.latencyMs.p99, max: r.latencyMs.max };
