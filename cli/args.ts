@@ -29,6 +29,17 @@ export function intOption(name: string, value: string | undefined, min: number, 
   return n;
 }
 
+/**
+ * A decimal number above 0 and at most `max` (e.g. "2.5"), or undefined when not given; `what`
+ * names the unit in the error ("seconds").
+ */
+export function positiveNumberOption(name: string, value: string | undefined, max: number, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !(n > 0) || n > max) throw new UsageError(`--${name} expects ${what} (a number above 0, at most ${max}), got "${value}"`);
+  return n;
+}
+
 export function listOption<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T[] {
   if (value === undefined || value === "") return [];
   const out: T[] = [];

@@ -5,7 +5,7 @@
  * JSON (schema "paf-bench/1", http/bench/schema.ts) and an SVG plot. Exits 1 if any request failed.
  */
 import { writeFileSync } from "node:fs";
-import { parse, intOption, UsageError } from "./args.js";
+import { parse, intOption, positiveNumberOption, UsageError } from "./args.js";
 import { outputFileOption } from "./files.js";
 import type { Stack, StackOptions } from "../stack/stack.js";
 import { runLoad, type LoadOptions, type LoadRun } from "../http/bench/load.js";
@@ -90,24 +90,11 @@ export function parseBenchArgs(argv: string[]): BenchConfig {
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`URL: "${url.protocol}" is not supported (http: or https:)`);
   const clients = intOption("clients", values.clients, 1, 10_000, 16);
   const requests = values.requests !== undefined || values.duration === undefined ? intOption("requests", values.requests, 1, 1e12, 10_000) : undefined;
-  let durationMs: number | undefined;
-  if (values.duration !== undefined) {
-    const s = Number(values.duration);
-    if (!/^\d+(\.\d+)?$/.test(values.duration) || !(s > 0) || s > 86_400) throw new UsageError(`--duration expects seconds (a number above 0, at most 86400), got "${values.duration}"`);
-    durationMs = s * 1000;
-  }
-  let rate: number | undefined;
-  if (values.rate !== undefined) {
-    const r = Number(values.rate);
-    if (!/^\d+(\.\d+)?$/.test(values.rate) || !(r > 0) || r > 10_000_000) throw new UsageError(`--rate expects requests per second (a number above 0, at most 10000000), got "${values.rate}"`);
-    rate = r;
-  }
-  let warmupMs: number | undefined;
-  if (values.warmup !== undefined) {
-    const w = Number(values.warmup);
-    if (!/^\d+(\.\d+)?$/.test(values.warmup) || !(w > 0) || w > 3600) throw new UsageError(`--warmup expects seconds (a number above 0, at most 3600), got "${values.warmup}"`);
-    warmupMs = w * 1000;
-  }
+  const seconds = positiveNumberOption("duration", values.duration, 86_400, "seconds");
+  const durationMs = seconds === undefined ? undefined : seconds * 1000;
+  const rate = positiveNumberOption("rate", values.rate, 10_000_000, "requests per second");
+  const warmup = positiveNumberOption("warmup", values.warmup, 3600, "seconds");
+  const warmupMs = warmup === undefined ? undefined : warmup * 1000;
   if (values.streams !== undefined && !values.h2) throw new UsageError("--streams needs --h2 (HTTP/1.1 runs one request at a time per connection)");
   const streams = intOption("streams", values.streams, 1, 1000, 10);
   const bodySize = intOption("body-size", values["body-size"], 0, 1 << 30, 0);

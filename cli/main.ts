@@ -8,7 +8,7 @@
  * fast receiver allocates since that collection toward the limit and start marking again at
  * once: a collection every 30-40 ms for as long as data flows (3 GB into `serve --tap` at
  * 6 Gbit/s instead of 8.5, twice the CPU; `serve --host` receiving an upload falls in as well).
- * README "Tuning V8". `node dist/cli/main.js` runs without it unless given the flag.
+ * README "Tuning V8 for fast receivers". `node dist/cli/main.js` runs without it unless given the flag.
  */
 import { UsageError } from "./args.js";
 import { disableAllocationSitePretenuring } from "../stack/core/tuning.js";

@@ -184,11 +184,11 @@ export function runLoad(opts: LoadOptions): LoadRun {
   const ctr = (at: number): LoadCounters => (at < warmEnd ? warm : counters);
   let tickets = 0;
 
+  const rate = opts.rate;
   /**
    * One ticket per request: the time its latency counts from (now, or with a rate the time it is
    * due); undefined once the count or the time is used up.
    */
-  const rate = opts.rate;
   const take = (): number | undefined => {
     if (stopped || (opts.requests !== undefined && counters.started >= opts.requests)) return undefined;
     const now = performance.now();

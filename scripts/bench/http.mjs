@@ -61,14 +61,15 @@ async function bulk(clientNs, base) {
 }
 
 /**
- * `paf bench` from the client namespace (kernel TCP): HTTP/1.1 keep-alive, 16 clients, bounded by
- * time and count. A run where requests failed still gives its latencies; the failures are printed.
+ * `paf bench` from the client namespace (kernel TCP): HTTP/1.1 keep-alive, `load` its clients and
+ * pacing, PAF_BENCH_SECONDS measured after a 1 s warm-up. A run where requests failed still gives
+ * its latencies; the failures are printed.
  */
-async function pafBench(clientNs, url, seconds = PAF_BENCH_SECONDS, load = ["--clients", "16"]) {
+async function pafBench(clientNs, url, load) {
   const json = join(tmpdir(), `paf-bench-${process.pid}-${Math.random().toString(36).slice(2)}.json`);
-  const args = [...V8_FLAGS, CLI, "bench", url, ...load, "--duration", String(seconds), "--requests", "1000000", "--timeout", "5000", "--json", json];
+  const args = [...V8_FLAGS, CLI, "bench", url, ...load, "--warmup", "1", "--duration", String(PAF_BENCH_SECONDS), "--requests", "1000000", "--timeout", "5000", "--json", json];
   let failure;
-  await nsRun(clientNs, process.execPath, args, (seconds + 31) * 1000).catch((e) => (failure = e));
+  await nsRun(clientNs, process.execPath, args, (PAF_BENCH_SECONDS + 31) * 1000).catch((e) => (failure = e));
   let r;
   try {
     r = JSON.parse(readFileSync(json, "utf8"));
@@ -86,10 +87,10 @@ async function measure(clientNs, base, latencyOnly, server) {
   // warm-up (--warmup: the same connections, counted apart), on the server as on the client (the
   // cold start of the server shows in the wrk warm-up row). The first 3 s on a fresh server had
   // the worse p99 on both sides (5.9 and 5.2 ms, then 5.0 / 4.7 and 4.2 / 4.2 in the runs after).
-  const pb = await pafBench(clientNs, `http://${base}/`, PAF_BENCH_SECONDS, ["--clients", "16", "--warmup", "1"]);
+  const pb = await pafBench(clientNs, `http://${base}/`, ["--clients", "16"]);
   // The same offered load to both: open loop at RATE req/s (latency from when each request was
   // due), where the closed loop above measures each side at the rate it reaches.
-  const pr = await pafBench(clientNs, `http://${base}/`, PAF_BENCH_SECONDS, ["--clients", "64", "--rate", String(RATE), "--warmup", "1"]);
+  const pr = await pafBench(clientNs, `http://${base}/`, ["--clients", "64", "--rate", String(RATE)]);
   const bench = { p50ms: pb.latencyMs.p50, p99ms: pb.latencyMs.p99, rateP50ms: pr.latencyMs.p50, rateP99ms: pr.latencyMs.p99, rateDone: pr.completed };
   if (latencyOnly) return { bench };
   // wrk twice: the first 3 s on a server that has served only paf bench (its own row: the first
