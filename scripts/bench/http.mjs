@@ -44,11 +44,8 @@ const RATE = 5_000;
 /** Bytes of the bulk HTTP download and upload. */
 const BULK_BYTES = Number(process.env.PAF_BENCH_HTTP_BYTES ?? 1_000_000_000);
 
-/** curl over HTTP/1.1 from the client namespace: a GET of BULK_BYTES, then a streamed POST of as many; Gbit/s each. */
-async function bulk(clientNs, base) {
-  const get = await nsRun(clientNs, "curl", ["-sS", "-o", "/dev/null", "--max-time", "120", "-w", "%{speed_download} %{size_download}", `http://${base}/bytes/${BULK_BYTES}`], 130_000);
-  const [down, got] = String(get).trim().split(" ").map(Number);
-  if (got !== BULK_BYTES) throw new Error(`download from ${base}: ${got} of ${BULK_BYTES} bytes`);
+/** A streamed POST of BULK_BYTES to /sha256 with curl from the client namespace: Gbit/s. */
+async function upload(clientNs, base) {
   const post = await nsRun(
     clientNs,
     "bash",
@@ -57,7 +54,30 @@ async function bulk(clientNs, base) {
   );
   const [up, sent] = String(post).trim().split(" ").map(Number);
   if (sent < BULK_BYTES) throw new Error(`upload to ${base}: ${sent} of ${BULK_BYTES} bytes`); // chunked: framing counts too
-  return { downGbps: (down * 8) / 1e9, upGbps: (up * 8) / 1e9 };
+  return (up * 8) / 1e9;
+}
+
+/**
+ * curl over HTTP/1.1 from the client namespace: a GET of BULK_BYTES, then a streamed POST of as
+ * many, then the POST again from a Reno sender (the client namespace's default congestion control
+ * switched for it, then back); Gbit/s each. The machine's default, BBR, paces the sender: towards
+ * a TAP it arms a pacing timer for nearly every segment it sends, and the sender's CPU, not the
+ * receiver, sets the rate (README, "Why a BBR sender is slower towards a TAP").
+ */
+async function bulk(clientNs, base) {
+  const get = await nsRun(clientNs, "curl", ["-sS", "-o", "/dev/null", "--max-time", "120", "-w", "%{speed_download} %{size_download}", `http://${base}/bytes/${BULK_BYTES}`], 130_000);
+  const [down, got] = String(get).trim().split(" ").map(Number);
+  if (got !== BULK_BYTES) throw new Error(`download from ${base}: ${got} of ${BULK_BYTES} bytes`);
+  const upGbps = await upload(clientNs, base);
+  const cc = String(await nsRun(clientNs, "sysctl", ["-n", "net.ipv4.tcp_congestion_control"])).trim();
+  await nsRun(clientNs, "sysctl", ["-q", "-w", "net.ipv4.tcp_congestion_control=reno"]);
+  let upRenoGbps;
+  try {
+    upRenoGbps = await upload(clientNs, base);
+  } finally {
+    await nsRun(clientNs, "sysctl", ["-q", "-w", `net.ipv4.tcp_congestion_control=${cc}`]);
+  }
+  return { downGbps: (down * 8) / 1e9, upGbps, upRenoGbps };
 }
 
 /**
@@ -133,9 +153,9 @@ async function measure(clientNs, base, latencyOnly, server) {
   const bursts = [];
   for (let i = 0; i < 3; i++) bursts.push(await burst());
   const hsps = bursts.sort((a, b) => a - b)[1];
-  const { downGbps, upGbps } = await bulk(clientNs, base);
+  const { downGbps, upGbps, upRenoGbps } = await bulk(clientNs, base);
   const allocBytes = await allocPerRequest(clientNs, base, server);
-  return { rps, p99ms, coldP99ms, h2rps, h2coldRps, hsps, hsFirst, firstRetrans, bench, downGbps, upGbps, allocBytes };
+  return { rps, p99ms, coldP99ms, h2rps, h2coldRps, hsps, hsFirst, firstRetrans, bench, downGbps, upGbps, upRenoGbps, allocBytes };
 }
 
 /** latencyOnly: just the paf bench rows (PAF_BENCH_ONLY=latency). */
@@ -177,6 +197,7 @@ export async function benchHttp({ latencyOnly = false } = {}) {
     { name: "TLS handshakes/s (h2load, 400 connections of 1 request; median of the 3 bursts after it)", paf: p.hsps, kernel: k.hsps },
     { name: `HTTP download, curl GET ${BULK_BYTES / 1e9} GB (Gbit/s)`, paf: p.downGbps, kernel: k.downGbps },
     { name: `HTTP upload, curl POST ${BULK_BYTES / 1e9} GB streamed (Gbit/s)`, paf: p.upGbps, kernel: k.upGbps },
+    { name: `HTTP upload, curl POST ${BULK_BYTES / 1e9} GB streamed, Reno sender (Gbit/s)`, paf: p.upRenoGbps, kernel: k.upRenoGbps },
     { name: "JS heap allocated per HTTP/1.1 keep-alive request, bytes (the server, under wrk -t2 -c64)", paf: p.allocBytes, kernel: k.allocBytes, lowerIsBetter: true },
     ...latency,
   ];

@@ -9,7 +9,8 @@
  *   udpbench echo   ADDR PORT SIZE SECONDS WINDOW   keep WINDOW requests in flight, count replies
  *   udpbench server PORT SECONDS               UDP echo server (reference for `echo`)
  *   udpbench tcpsend ADDR PORT BYTES       connect, send BYTES, half-close, wait for the peer's close
- *                                          (env UDPBENCH_CC=NAME: that congestion control, e.g. reno)
+ *                                          (env UDPBENCH_CC=NAME: that congestion control, e.g. reno);
+ *                                          prints Gbit/s and its own CPU seconds (`cpu`)
  *   udpbench tcpsink PORT SECONDS          accept one connection, read until EOF (or SECONDS)
  *   udpbench tcpconnect ADDR PORT SECONDS CONC   keep CONC connections being opened: connect,
  *                                          wait for the server's close (it closes on accept),
@@ -37,6 +38,14 @@ static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* CPU seconds (user + system) this process has used: a sender's cost per byte, softirq work done
+ * in its context included. */
+static double cpu_seconds(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec / 1e6;
 }
 
 static int make_addr(const char *a, int port, struct sockaddr_storage *ss, socklen_t *len) {
@@ -238,7 +247,7 @@ int main(int argc, char **argv) {
     while (recv(s, big, sizeof big, 0) > 0) {
     }
     double dt = now() - t0;
-    printf("{\"mode\":\"tcpsend\",\"bytes\":%ld,\"seconds\":%.3f,\"gbps\":%.3f}\n", sent, dt, sent * 8 / dt / 1e9);
+    printf("{\"mode\":\"tcpsend\",\"bytes\":%ld,\"seconds\":%.3f,\"gbps\":%.3f,\"cpu\":%.3f}\n", sent, dt, sent * 8 / dt / 1e9, cpu_seconds());
     return sent == total ? 0 : 1;
   }
   if (!strcmp(mode, "tcpsink") && argc == 4) {
