@@ -11,7 +11,13 @@ import { ADMIT, FairRate, NEED_SOURCE, OVER_RATE, SourceRate, addressKey } from 
 export interface TenantOptions {
   /** Frames per second the stack takes in; more are dropped before parsing. Default 1,000,000. */
   packetsPerSec?: number;
-  /** Bytes per second (of frames) the stack takes in. Default 2,500,000,000 (20 Gbit/s). */
+  /**
+   * Bytes per second (of frames) the stack takes in. Default 12,500,000,000 (100 Gbit/s): above
+   * what one stack's receive path takes (a Reno sender into a TAP reached 29 Gbit/s), so that a
+   * bulk transfer is not cut by it (at the 20 Gbit/s it was until 2026-12-03, one Reno sender
+   * lost segments every few milliseconds); lower it to share a link between tenants.
+   * `packetsPerSec` bounds the work.
+   */
   bytesPerSec?: number;
   /** The burst the rates allow, as ms of the rate saved up. Default 100. */
   burstMs?: number;
@@ -57,7 +63,7 @@ export function resolveTenantOptions(o?: TenantOptions): TenantOptionsResolved {
 function resolve(o: TenantOptions): TenantOptionsResolved {
   return resolveOptions<TenantOptions>("limits.tenant", o, {
     packetsPerSec: [1_000_000, 1, 1e9],
-    bytesPerSec: [2_500_000_000, 1500, 1e12],
+    bytesPerSec: [12_500_000_000, 1500, 1e12],
     burstMs: [100, 1, 10_000],
     sourceSharePct: [50, 1, 100],
     maxSources: [1024, 1, 1 << 20],

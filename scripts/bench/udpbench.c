@@ -230,12 +230,13 @@ int main(int argc, char **argv) {
       perror("connect");
       return 1;
     }
-    static char big[1 << 16];
+    static char big[1 << 20];
     memset(big, 'x', sizeof big);
-    /* UDPBENCH_WRITE: bytes per send() (default 65536; e.g. 65160 = 45 x 1448, a whole number of
-     * segments, so that no sub-MSS tail waits for an ACK under Nagle's rule). */
+    /* UDPBENCH_WRITE: bytes per send() (default 65536, at most 1 MiB; e.g. 65160 = 45 x 1448, a
+     * whole number of segments, so that no sub-MSS tail waits for an ACK under Nagle's rule, or
+     * 131072, iperf3's default block). */
     const char *ws = getenv("UDPBENCH_WRITE");
-    long chunk = ws && atol(ws) > 0 && atol(ws) <= (long)sizeof big ? atol(ws) : (long)sizeof big;
+    long chunk = ws && atol(ws) > 0 && atol(ws) <= (long)sizeof big ? atol(ws) : 65536;
     double t0 = now();
     while (sent < total) {
       long n = total - sent < chunk ? total - sent : chunk;

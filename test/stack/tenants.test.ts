@@ -428,7 +428,7 @@ describe("per-tenant limits, each hit and counted", () => {
     stack.udp.createSocket("udp4", () => got.calm++).bind(8);
     for (let t = 0; t < ms; t += 10) {
       for (let i = 0; i < 4; i++) netif.inject(datagram(9));
-      if (t % calmEvery === 0) netif.inject(datagram(8, other));
+      if (calmEvery > 0 && t % calmEvery === 0) netif.inject(datagram(8, other));
       clock.advance(10);
     }
     return got;
@@ -461,6 +461,20 @@ describe("per-tenant limits, each hit and counted", () => {
     expect(stack.stats().tenant!["drop_byte_rate"]).toBe(31);
   });
 
+  it("the default byte rate does not cut one bulk sender at 27 Gbit/s (20 Gbit/s was the default until 2026-12-03)", () => {
+    const { netif, clock, stack } = captured({});
+    let got = 0;
+    stack.udp.createSocket("udp4", () => got++).bind(9);
+    // 0.6 s (virtual) of 52 frames of 64 KB a millisecond: 3.4 GB/s, past 20 Gbit/s's burst after ~0.3 s.
+    const big = datagram(9, PEER_IP, 64_000);
+    for (let ms = 0; ms < 600; ms++) {
+      for (let i = 0; i < 52; i++) netif.inject(big);
+      clock.advance(1);
+    }
+    expect(got).toBe(600 * 52);
+    expect(stack.stats().tenant!["drops_by_limit"] ?? 0).toBe(0);
+  });
+
   it("sourceSharePct: under contention one flooding source gets its share, another source all it asks", () => {
     // 2 s: the flood offers 400/s, the calm source 25/s; the stack takes 100/s.
     const { stack, flood, calm } = floodAndCalm({ packetsPerSec: 100, burstMs: 100, sourceSharePct: 50 }, 2000, 40);
@@ -469,6 +483,27 @@ describe("per-tenant limits, each hit and counted", () => {
     const t = stack.stats().tenant!;
     expect(t["drop_source_share"]).toBeGreaterThan(0);
     expect(t["drop_packet_rate"]).toBeGreaterThan(0);
+  });
+
+  it("sourceSharePct: a source alone is not held to its share; it takes the whole rate", () => {
+    // 2 s of a flood offering 400/s and nobody else: the stack takes 100/s, and all of it goes to
+    // the flood (the 200 the rate allows and the burst).
+    const { stack, flood, calm } = floodAndCalm({ packetsPerSec: 100, burstMs: 100, sourceSharePct: 50 }, 2000, 0);
+    expect(calm).toBe(0);
+    expect(flood).toBeGreaterThanOrEqual(200 - 3);
+    const t = stack.stats().tenant!;
+    // Refused while over its share in the contended half of the bucket, it leaves the bucket
+    // refilling, so over time it still gets the rate.
+    expect((t["drop_packet_rate"] ?? 0) + (t["drop_source_share"] ?? 0)).toBe(800 - flood);
+  });
+
+  it("sourceSharePct: a source that sends now and then, less often than the burst's time, still finds room beside a flood", () => {
+    // The calm source sends every 300 ms, less often than the burst's 100 ms: each of its
+    // datagrams still finds room, the flood held to its share whenever the bucket is contended.
+    const { stack, flood, calm } = floodAndCalm({ packetsPerSec: 100, burstMs: 100, sourceSharePct: 50 }, 3000, 300);
+    expect(calm).toBe(10);
+    expect(flood).toBeGreaterThan(250);
+    expect(stack.stats().tenant!["drop_source_share"]).toBeGreaterThan(0);
   });
 
   it("sourcePacketsPerSec: one source past its own rate is dropped, contended or not, another untouched (in the stack, where the netif cannot)", () => {
