@@ -99,9 +99,10 @@ export interface Netif {
   /**
    * Called while a received frame is being handed up, with a view into it: may the receiver keep
    * the view (hand it to the application) instead of copying it? True: nothing will write over
-   * those bytes again (a switch port's frames were the sender's, given up at send()), and the
-   * receiver must not write to them either. False: the frame's memory is used again after the
-   * batch (a TAP's receive slab), so what is kept must be copied. Absent: always false.
+   * those bytes again (a switch port's frames were the sender's, given up at send(); a TAP gives
+   * up the receive slot of a large frame and reads into a new one), and the receiver must not
+   * write to them either. False: the frame's memory is used again after the batch (a TAP's slot
+   * of a small frame), so what is kept must be copied. Absent: always false.
    */
   adopt?(view: Uint8Array): boolean;
   /**

@@ -1,7 +1,8 @@
 /**
- * A Linux TAP device as a netif. Frames are read in batches into one reused slab by the native
- * addon (one JS call per batch, nothing allocated per frame but the view handed to the receiver),
- * and frames sent during one tick are written by one native call.
+ * A Linux TAP device as a netif. Frames are read in batches into reused slots by the native addon
+ * (one JS call per batch, nothing allocated per frame but the view handed to the receiver; a large
+ * frame whose data the receiver keeps gives up its slot, see adopt()), and frames sent during one
+ * tick are written by one native call.
  *
  * The virtio-net header (IFF_VNET_HDR) can be switched on without changing the layers above: it
  * is stripped on receive (DATA_VALID / NEEDS_CSUM become RxMeta.csumValid) and a zeroed header
@@ -44,7 +45,7 @@ export interface TapOptions {
   /** Frames read per native call, i.e. the most frames handed up between two batchEnd(). Default 64. */
   batch?: number;
   /**
-   * Bytes of one slot of the receive slab. A frame that fills its slot is taken as truncated and
+   * Bytes of one receive slot (a batch has `batch` of them). A frame that fills its slot is taken as truncated and
    * dropped (rxDropped), so a slot must be larger than the largest frame expected. Default: the
    * MTU + Ethernet header + VLAN tag + vnet header (with offloads: a 64 KB IP packet instead of
    * the MTU), rounded up to 64, at least 2048.
@@ -92,6 +93,8 @@ const OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
 const GSO_MAX_FRAME = 65535 + 14 + 4;
 const VLAN_TAG_LEN = 4;
 const DEFAULT_BATCH = 64;
+/** Views at least this long may keep their frame's slot (adopt): half a TSO slot. */
+const ADOPT_MIN = 32 * 1024;
 const DEFAULT_QUEUE_LIMIT = 2048;
 /** TapOptions.rxQueue: the kernel's queue toward the stack (frames), and its most. */
 export const DEFAULT_RX_QUEUE = 4096;
@@ -117,7 +120,13 @@ export class TapNetif implements Netif {
   private readonly addon: TapAddon;
   private fd: number;
   private reader: object | undefined;
-  private readonly slab: Buffer;
+  /** Where the frames of a batch are read, one Buffer each (own memory, so one can be given up). */
+  private readonly slots: Buffer[];
+  /** The slot whose frame is being handed up, -1 between frames (what adopt() may give away). */
+  private current = -1;
+  /** Slots given up during this delivery, replaced at its end (and a flag per slot). */
+  private readonly given: number[] = [];
+  private readonly givenFlag: Uint8Array;
   private readonly lengths: Uint32Array;
   private readonly frameSize: number;
   private readonly hdrLen: number;
@@ -138,6 +147,8 @@ export class TapNetif implements Netif {
   readonly udpSegmentation: boolean;
   /** UDP super-frames written and the datagrams they carried. */
   readonly usoStats = { superFrames: 0, datagrams: 0 };
+  /** Received frames whose slot the receiver kept (adopt): handed up without a copy. */
+  rxAdopted = 0;
   private flushScheduled = false;
   /** Frames are being handed up (deliver): a flush they need comes at the end of it. */
   private delivering = false;
@@ -154,9 +165,9 @@ export class TapNetif implements Netif {
   private refed = true;
   /** The addon writes the duration (ms) of the last onBatch call here, follow-up work included. */
   private readonly timing = new Float64Array(1);
-  /** Slab frames [slabNext, slabEnd) wait for the receiver's next turn (see poll()). */
-  private slabNext = 0;
-  private slabEnd = 0;
+  /** Frames [restFrom, restTo) of the last batch wait for the receiver's next turn (see poll()). */
+  private restFrom = 0;
+  private restTo = 0;
   private readonly meta: RxMeta = { csumValid: false };
   private readonly flushNow = (): void => this.flush();
   /** Transmit buffers used again once written (see FramePool and TX_POOL_KEEP). */
@@ -183,7 +194,8 @@ export class TapNetif implements Netif {
     const batch = opts.batch ?? DEFAULT_BATCH;
     const largest = this.gso ? GSO_MAX_FRAME : mtu + ETH_HEADER_LEN + VLAN_TAG_LEN;
     this.frameSize = opts.frameSize ?? Math.max(2048, roundUp(largest + this.hdrLen + 1, 64));
-    this.slab = Buffer.alloc(this.frameSize * batch);
+    this.slots = Array.from({ length: batch }, () => Buffer.allocUnsafeSlow(this.frameSize));
+    this.givenFlag = new Uint8Array(batch);
     this.lengths = new Uint32Array(batch);
     this.queueLimit = opts.queueLimit ?? DEFAULT_QUEUE_LIMIT;
     this.flushMode = opts.flush ?? "microtask";
@@ -297,13 +309,13 @@ export class TapNetif implements Netif {
   start(rx: NetifReceiver): void {
     if (this.reader || this.closing) return;
     this.rx = rx;
-    this.reader = this.addon.startReading(this.fd, this.slab, this.frameSize, this.lengths.length, this.lengths, (n, err) => this.onBatch(n, err), this.timing);
+    this.reader = this.addon.startReading(this.fd, this.slots, this.frameSize, this.lengths.length, this.lengths, (n, err) => this.onBatch(n, err), this.timing);
     if (this.paused) this.addon.setReading(this.reader, false);
     if (!this.refed) this.addon.setRef(this.reader, false);
   }
 
   inputPending(): boolean {
-    if (this.slabNext < this.slabEnd) return true;
+    if (this.restFrom < this.restTo) return true;
     return this.fd >= 0 && !this.closing && this.addon.readable(this.fd);
   }
 
@@ -317,7 +329,7 @@ export class TapNetif implements Netif {
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
-    if (this.reader && this.slabNext >= this.slabEnd) this.addon.setReading(this.reader, true);
+    if (this.reader && this.restFrom >= this.restTo) this.addon.setReading(this.reader, true);
   }
 
   /** The TAP keeps the process alive while it is open (the default), like a socket. */
@@ -342,10 +354,10 @@ export class TapNetif implements Netif {
     if (rx && n > 0) {
       const stop = this.deliver(rx, 0, n);
       if (stop < n && this.rx === rx) {
-        // The receiver used its share of this turn: the rest of the slab waits for its next
-        // turn (poll()), and reading stops meanwhile, so the slab is not overwritten.
-        this.slabNext = stop;
-        this.slabEnd = n;
+        // The receiver used its share of this turn: the rest of the batch waits for its next
+        // turn (poll()), and reading stops meanwhile, so its slots are not overwritten.
+        this.restFrom = stop;
+        this.restTo = n;
         if (this.reader) this.addon.setReading(this.reader, false);
         rx.ready?.();
       }
@@ -361,23 +373,58 @@ export class TapNetif implements Netif {
   }
 
   /**
-   * Frames of the slab that were left for the receiver's next turn: deliver up to `max` of them;
+   * Frames of the last batch that were left for the receiver's next turn: deliver up to `max` of them;
    * once none is left, reading resumes. True if some are still left.
    */
   poll(max: number): boolean {
     const rx = this.rx;
-    if (!rx || this.slabNext >= this.slabEnd) return false;
-    const end = Math.min(this.slabEnd, this.slabNext + max);
-    const stop = this.deliver(rx, this.slabNext, end);
-    this.slabNext = stop;
-    if (stop < this.slabEnd) return true;
-    this.slabNext = this.slabEnd = 0;
+    if (!rx || this.restFrom >= this.restTo) return false;
+    const end = Math.min(this.restTo, this.restFrom + max);
+    const stop = this.deliver(rx, this.restFrom, end);
+    this.restFrom = stop;
+    if (stop < this.restTo) return true;
+    this.restFrom = this.restTo = 0;
     if (this.reader && !this.paused && this.rx === rx) this.addon.setReading(this.reader, true);
     return false;
   }
 
   /**
-   * Hand slab frames [from, to) to the receiver, then end the batch; stops early (returns where)
+   * The receiver keeps a view into the frame being handed up (TCP gives in-order data to the
+   * application as it is) instead of copying it: the frame's slot is given up, replaced by a new
+   * buffer once this delivery ends (before the next read), and never written again. Only views of
+   * at least ADOPT_MIN bytes (TSO super-frames), so a kept slot is at most twice the data it
+   * holds, the kept memory is about what Node keeps for a 64 KB socket read, and a small frame (a
+   * request, an ACK) is copied, its slot kept.
+   */
+  adopt(view: Uint8Array): boolean {
+    const i = this.current;
+    if (i < 0 || view.length < ADOPT_MIN || view.buffer !== this.slots[i]!.buffer) return false;
+    if (!this.givenFlag[i]) {
+      this.givenFlag[i] = 1;
+      this.given.push(i);
+      this.rxAdopted++;
+    }
+    return true;
+  }
+
+  /** New buffers for the slots given up (adopt), for the reader to use from its next read on. */
+  private replaceGiven(): void {
+    for (const i of this.given) {
+      this.givenFlag[i] = 0;
+      const b = Buffer.allocUnsafeSlow(this.frameSize);
+      this.slots[i] = b;
+      // Refused only by a reader already stopped (it reads no more): then stop it here too, so
+      // that nothing can read into the buffer the receiver kept.
+      if (this.reader && !this.addon.setSlot(this.reader, i, b)) {
+        this.addon.stopReading(this.reader);
+        this.reader = undefined;
+      }
+    }
+    this.given.length = 0;
+  }
+
+  /**
+   * Hand the batch's frames [from, to) to the receiver, then end the batch; stops early (returns where)
    * when the receiver says it is over its share (asked before every frame but the first: one
    * HTTP request's work is tens of microseconds, so every 8 frames could overshoot a share by
    * eight requests).
@@ -388,6 +435,8 @@ export class TapNetif implements Netif {
       return this.deliverFrames(rx, from, to);
     } finally {
       this.delivering = false;
+      this.current = -1;
+      if (this.given.length > 0) this.replaceGiven();
       // What the batch sent (its ACKs, answers made at once) is written now, not in a microtask
       // of its own (156 bytes each, one per batch).
       if (this.flushAfterDelivery) {
@@ -398,7 +447,7 @@ export class TapNetif implements Netif {
   }
 
   private deliverFrames(rx: NetifReceiver, from: number, to: number): number {
-    const slab = this.slab;
+    const slots = this.slots;
     const lengths = this.lengths;
     const fs = this.frameSize;
     const h = this.hdrLen;
@@ -412,12 +461,12 @@ export class TapNetif implements Netif {
         this.st.rxDropped++;
         continue;
       }
-      const base = i * fs;
+      const slot = slots[i]!;
       if (h) {
-        const flags = slab[base]!;
+        const flags = slot[0]!;
         // A TSO super-frame is only expected when we asked for it; it goes up as one large
         // TCP segment (its IP length covers the whole frame). Anything else cannot be split.
-        const gso = slab[base + 1]! & ~VIRTIO_NET_HDR_GSO_ECN;
+        const gso = slot[1]! & ~VIRTIO_NET_HDR_GSO_ECN;
         if (gso !== VIRTIO_NET_HDR_GSO_NONE && !(this.gso && (gso === VIRTIO_NET_HDR_GSO_TCPV4 || gso === VIRTIO_NET_HDR_GSO_TCPV6))) {
           this.st.rxDropped++;
           continue;
@@ -428,7 +477,9 @@ export class TapNetif implements Netif {
       }
       this.st.rxFrames++;
       this.st.rxBytes += len - h;
-      rx.frame(slab.subarray(base + h, base + len), meta);
+      this.current = i;
+      rx.frame(slot.subarray(h, len), meta);
+      this.current = -1;
       if (this.rx !== rx) return to; // closed by the receiver
     }
     rx.batchEnd?.();

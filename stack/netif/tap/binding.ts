@@ -25,7 +25,8 @@ export interface TapAddon {
   open(name: string, opts: TapOpenOptions): { fd: number; name: string; rxQueue: number };
   startReading(
     fd: number,
-    slab: Buffer,
+    /** maxFrames Buffers of at least frameSize bytes: frame i of a batch is read into slots[i]. */
+    slots: readonly Buffer[],
     frameSize: number,
     maxFrames: number,
     lengths: Uint32Array,
@@ -33,6 +34,8 @@ export interface TapAddon {
     /** timing[0]: ms the last onBatch took, with the nextTicks and microtasks run after it. */
     timing?: Float64Array,
   ): object;
+  /** Read frame `index` of later batches into `slot` (the receiver kept the last one); false if refused. */
+  setSlot(handle: object, index: number, slot: Buffer): boolean;
   stopReading(handle: object): void;
   /** Frames wait in the kernel's queue (poll with no wait). */
   readable(fd: number): boolean;

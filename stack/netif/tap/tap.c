@@ -9,11 +9,14 @@
  *     rxQueue: frames the kernel may hold for us to read (the device's txqueuelen, which sizes the
  *     tun driver's ring): raised to it when shorter (never lowered); result rxQueue: the length
  *     now (it stays shorter when raising it was refused: EPERM for a user's persistent TAP).
- *   startReading(fd, slab, frameSize, maxFrames, lengths, onBatch[, timing]) -> handle
- *       onBatch(count, error?) — count frames are in slab[i*frameSize ..], lengths[i] bytes each;
+ *   startReading(fd, slots[], frameSize, maxFrames, lengths, onBatch[, timing]) -> handle
+ *       onBatch(count, error?) — count frames are in slots[i] (Buffers of frameSize bytes or more),
+ *       lengths[i] bytes each;
  *       error (an Error with .code) is passed once if the device died; reading has then stopped.
  *       timing (a Float64Array): timing[0] is set to the ms the last onBatch took with what ran
  *       after it before control came back here (nextTicks, microtasks): the batch's whole cost.
+ *   setSlot(handle, i, buffer) -> bool   read frame i of later batches into buffer instead (the
+ *       receiver kept slots[i]'s frame)
  *   stopReading(handle)
  *   setReading(handle, on)  pause (false) or resume (true) reading; frames wait in the kernel's queue
  *   setRef(handle, ref)     whether the poll keeps the event loop (the process) alive; default true
@@ -29,7 +32,8 @@
  * Reading uses libuv's uv_poll (level triggered) on the non-blocking fd: one readiness callback
  * reads at most one batch and calls JS once, so the JS call is paid per batch, not per frame, and
  * a flood cannot starve timers and writes (what is left wakes the poll again next loop turn).
- * Nothing is allocated per frame: the slab and the lengths array are JS memory, reused.
+ * Nothing is allocated per frame: the slots and the lengths array are JS memory, reused (a slot
+ * whose frame the receiver kept is replaced by JS, setSlot).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -338,7 +342,10 @@ typedef struct reader {
   uv_poll_t poll;
   napi_env env;
   int fd;
-  uint8_t *slab;
+  /* Where frame n of a batch is read: max_frames buffers of frame_size bytes, JS memory, each held
+   * by slot_ref[n]; setSlot swaps one (the receiver kept the frame it held). */
+  uint8_t **slot;
+  napi_ref *slot_ref;
   size_t frame_size;
   uint32_t max_frames;
   /* Wakeups that found one frame and an empty queue (request and answer, one at a time) make the
@@ -347,7 +354,7 @@ typedef struct reader {
   bool single;
   uint32_t unprobed;
   uint32_t *lengths;
-  napi_ref slab_ref, lengths_ref, cb_ref, timing_ref;
+  napi_ref lengths_ref, cb_ref, timing_ref;
   double *timing; /* NULL, or where the last callback's duration (ms) goes */
   napi_async_context actx;
   bool in_callback; /* JS may call stopReading from inside onBatch */
@@ -355,7 +362,13 @@ typedef struct reader {
   bool released;
 } reader_t;
 
-static void on_poll_closed(uv_handle_t *h) { free(h->data); }
+static void reader_free(reader_t *r) {
+  free(r->slot);
+  free(r->slot_ref);
+  free(r);
+}
+
+static void on_poll_closed(uv_handle_t *h) { reader_free(h->data); }
 
 /* The environment is going away (the process exits, or a worker ends) with the reader still
  * open, e.g. unref'd: stop polling now. Node runs the loop again while it tears down, and a frame
@@ -377,7 +390,8 @@ static void reader_release(reader_t *r) {
   napi_env env = r->env;
   napi_remove_env_cleanup_hook(env, reader_env_cleanup, r);
   uv_poll_stop(&r->poll);
-  napi_delete_reference(env, r->slab_ref);
+  for (uint32_t i = 0; i < r->max_frames; i++)
+    if (r->slot_ref[i]) napi_delete_reference(env, r->slot_ref[i]);
   napi_delete_reference(env, r->lengths_ref);
   napi_delete_reference(env, r->cb_ref);
   if (r->timing_ref) napi_delete_reference(env, r->timing_ref);
@@ -396,7 +410,7 @@ static void on_readable(uv_poll_t *p, int status, int events) {
   uint32_t limit = r->single ? 1 : r->max_frames;
   bool drained = false;
   while (!fatal && n < limit) {
-    ssize_t got = read(r->fd, r->slab + (size_t)n * r->frame_size, r->frame_size);
+    ssize_t got = read(r->fd, r->slot[n], r->frame_size);
     if (got >= 0) {
       r->lengths[n++] = (uint32_t)got;
     } else if (errno == EINTR) {
@@ -448,22 +462,39 @@ static void on_readable(uv_poll_t *p, int status, int events) {
   if (r->stopped) reader_release(r);
 }
 
-/* startReading(fd, slab, frameSize, maxFrames, lengths, onBatch[, timing]) -> handle */
+/* Make slot i of r read into `buf` (a Buffer of at least frame_size bytes), holding it until it is
+ * replaced or the reader released. False (nothing changed) if it is not such a Buffer. */
+static bool reader_set_slot(napi_env env, reader_t *r, uint32_t i, napi_value buf) {
+  void *data;
+  size_t len;
+  bool is_buffer = false;
+  if (i >= r->max_frames || napi_is_buffer(env, buf, &is_buffer) != napi_ok || !is_buffer ||
+      napi_get_buffer_info(env, buf, &data, &len) != napi_ok || len < r->frame_size)
+    return false;
+  napi_ref ref;
+  if (napi_create_reference(env, buf, 1, &ref) != napi_ok) return false;
+  if (r->slot_ref[i]) napi_delete_reference(env, r->slot_ref[i]);
+  r->slot_ref[i] = ref;
+  r->slot[i] = data;
+  return true;
+}
+
+/* startReading(fd, slots, frameSize, maxFrames, lengths, onBatch[, timing]) -> handle; slots: an
+ * array of maxFrames Buffers of at least frameSize bytes each, where frames are read. */
 static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  uint32_t frame_size, max_frames;
-  void *slab;
-  size_t slab_len;
+  uint32_t frame_size, max_frames, nslots = 0;
+  bool is_array = false;
   napi_valuetype t;
-  if (argc < 6 || napi_typeof(env, argv[5], &t) != napi_ok || t != napi_function) {
-    napi_throw_type_error(env, "EINVAL", "startReading(fd, slab, frameSize, maxFrames, lengths, onBatch)");
+  if (argc < 6 || napi_typeof(env, argv[5], &t) != napi_ok || t != napi_function || napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array) {
+    napi_throw_type_error(env, "EINVAL", "startReading(fd, slots[], frameSize, maxFrames, lengths, onBatch)");
     return NULL;
   }
   CHECK(napi_get_value_int32(env, argv[0], &fd));
-  CHECK(napi_get_buffer_info(env, argv[1], &slab, &slab_len));
+  CHECK(napi_get_array_length(env, argv[1], &nslots));
   CHECK(napi_get_value_uint32(env, argv[2], &frame_size));
   CHECK(napi_get_value_uint32(env, argv[3], &max_frames));
   napi_typedarray_type tt;
@@ -471,19 +502,34 @@ static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
   void *lens;
   napi_value ab;
   CHECK(napi_get_typedarray_info(env, argv[4], &tt, &lens_len, &lens, &ab, &off));
-  if (tt != napi_uint32_array || frame_size == 0 || max_frames == 0 || lens_len < max_frames ||
-      slab_len < (size_t)frame_size * max_frames) {
-    napi_throw_range_error(env, "EINVAL", "startReading: the slab or lengths array is too small for the batch");
+  if (tt != napi_uint32_array || frame_size == 0 || max_frames == 0 || lens_len < max_frames || nslots < max_frames) {
+    napi_throw_range_error(env, "EINVAL", "startReading: fewer slots or lengths than frames in a batch");
     return NULL;
   }
   reader_t *r = calloc(1, sizeof *r);
-  if (!r) return throw_errno(env, ENOMEM, "startReading", NULL);
+  if (r) {
+    r->slot = calloc(max_frames, sizeof *r->slot);
+    r->slot_ref = calloc(max_frames, sizeof *r->slot_ref);
+  }
+  if (!r || !r->slot || !r->slot_ref) {
+    if (r) reader_free(r);
+    return throw_errno(env, ENOMEM, "startReading", NULL);
+  }
   r->env = env;
   r->fd = fd;
-  r->slab = slab;
   r->frame_size = frame_size;
   r->max_frames = max_frames;
   r->lengths = lens;
+  /* The slots and lengths are written by C until stopReading: keep them alive until then. */
+  for (uint32_t i = 0; i < max_frames; i++) {
+    napi_value b;
+    if (napi_get_element(env, argv[1], i, &b) != napi_ok || !reader_set_slot(env, r, i, b)) {
+      for (uint32_t j = 0; j < i; j++) napi_delete_reference(env, r->slot_ref[j]);
+      reader_free(r);
+      napi_throw_range_error(env, "EINVAL", "startReading: each slot must be a Buffer of at least frameSize bytes");
+      return NULL;
+    }
+  }
   if (argc >= 7) {
     napi_typedarray_type tt2;
     size_t tlen, toff;
@@ -497,12 +543,12 @@ static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
   uv_loop_t *loop;
   int rc = 0;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || (rc = uv_poll_init(loop, &r->poll, fd)) != 0) {
-    free(r);
+    for (uint32_t j = 0; j < max_frames; j++) napi_delete_reference(env, r->slot_ref[j]);
+    if (r->timing_ref) napi_delete_reference(env, r->timing_ref);
+    reader_free(r);
     return throw_errno(env, rc ? -rc : EINVAL, "startReading: cannot poll the TAP fd", "was it closed?");
   }
   r->poll.data = r;
-  /* The slab and lengths are written by C until stopReading: keep them alive until then. */
-  napi_create_reference(env, argv[1], 1, &r->slab_ref);
   napi_create_reference(env, argv[4], 1, &r->lengths_ref);
   napi_create_reference(env, argv[5], 1, &r->cb_ref);
   napi_value name, resource;
@@ -514,6 +560,23 @@ static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
   napi_value handle;
   CHECK(napi_create_external(env, r, NULL, NULL, &handle));
   return handle;
+}
+
+/* setSlot(handle, index, buffer) -> bool: frame `index` of later batches is read into `buffer` (at
+ * least frameSize bytes) instead: the receiver keeps the one it was read into. Between batches
+ * only (JS runs between reads). False, nothing changed, if the reader is stopped or the arguments
+ * are not an index below maxFrames and such a Buffer. */
+static napi_value tap_set_slot(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  reader_t *r = NULL;
+  uint32_t i = 0;
+  bool ok = argc >= 3 && napi_get_value_external(env, argv[0], (void **)&r) == napi_ok && r && !r->stopped &&
+            napi_get_value_uint32(env, argv[1], &i) == napi_ok && reader_set_slot(env, r, i, argv[2]);
+  napi_value res;
+  CHECK(napi_get_boolean(env, ok, &res));
+  return res;
 }
 
 /* stopReading(handle): idempotent, safe from inside onBatch. Must precede close(fd). */
@@ -757,6 +820,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, tap_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startReading", NULL, tap_start_reading, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setSlot", NULL, tap_set_slot, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stopReading", NULL, tap_stop_reading, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setReading", NULL, tap_set_reading, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setRef", NULL, tap_set_ref, NULL, NULL, NULL, napi_enumerable, NULL},
