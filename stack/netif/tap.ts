@@ -403,6 +403,10 @@ export class TapNetif implements Netif {
       this.givenFlag[i] = 1;
       this.given.push(i);
       this.rxAdopted++;
+      // The application reaches the whole buffer (`.buffer`): past the frame it held whatever
+      // the allocator had there (a new slot is not zeroed), so that part is cleared, as a socket
+      // read's buffer is cut to what was read.
+      this.slots[i]!.fill(0, this.lengths[i]!);
     }
     return true;
   }
