@@ -124,9 +124,8 @@ export class TapNetif implements Netif {
   private readonly slots: Buffer[];
   /** The slot whose frame is being handed up, -1 between frames (what adopt() may give away). */
   private current = -1;
-  /** Slots given up during this delivery, replaced at its end (and a flag per slot). */
+  /** Slots given up during this delivery, in delivery order, replaced at its end. */
   private readonly given: number[] = [];
-  private readonly givenFlag: Uint8Array;
   private readonly lengths: Uint32Array;
   private readonly frameSize: number;
   private readonly hdrLen: number;
@@ -195,7 +194,6 @@ export class TapNetif implements Netif {
     const largest = this.gso ? GSO_MAX_FRAME : mtu + ETH_HEADER_LEN + VLAN_TAG_LEN;
     this.frameSize = opts.frameSize ?? Math.max(2048, roundUp(largest + this.hdrLen + 1, 64));
     this.slots = Array.from({ length: batch }, () => Buffer.allocUnsafeSlow(this.frameSize));
-    this.givenFlag = new Uint8Array(batch);
     this.lengths = new Uint32Array(batch);
     this.queueLimit = opts.queueLimit ?? DEFAULT_QUEUE_LIMIT;
     this.flushMode = opts.flush ?? "microtask";
@@ -399,8 +397,8 @@ export class TapNetif implements Netif {
   adopt(view: Uint8Array): boolean {
     const i = this.current;
     if (i < 0 || view.length < ADOPT_MIN || view.buffer !== this.slots[i]!.buffer) return false;
-    if (!this.givenFlag[i]) {
-      this.givenFlag[i] = 1;
+    // Asked again for the same frame: it is the last one given (frames go up in slot order).
+    if (this.given[this.given.length - 1] !== i) {
       this.given.push(i);
       this.rxAdopted++;
       // The application reaches the whole buffer (`.buffer`): past the frame it held whatever
@@ -414,7 +412,6 @@ export class TapNetif implements Netif {
   /** New buffers for the slots given up (adopt), for the reader to use from its next read on. */
   private replaceGiven(): void {
     for (const i of this.given) {
-      this.givenFlag[i] = 0;
       const b = Buffer.allocUnsafeSlow(this.frameSize);
       this.slots[i] = b;
       // Refused only by a reader already stopped (it reads no more): then stop it here too, so

@@ -417,7 +417,7 @@ describe("per-tenant limits, each hit and counted", () => {
   const datagram = (port: number, src = PEER_IP, size = 10) => ipv4Frame(17, udpDatagram(1000, port, new Uint8Array(size), src), { src });
   /**
    * A stack with these tenant limits, fed for `ms` (virtual) a flood of 400 datagrams/s to port 9
-   * from the peer and one datagram every `calmEvery` ms to port 8 from 198.18.0.3: what each got.
+   * from the peer and one datagram every `calmEvery` ms (0: none) to port 8 from 198.18.0.3: what each got.
    */
   const floodAndCalm = (tenant: NonNullable<StackLimits["tenant"]>, ms: number, calmEvery: number) => {
     const { netif, clock, stack } = captured({ tenant });

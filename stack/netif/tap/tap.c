@@ -362,6 +362,12 @@ typedef struct reader {
   bool released;
 } reader_t;
 
+/* Let go of the slots' buffers (the references taken so far; the rest are NULL). */
+static void reader_drop_slots(napi_env env, reader_t *r) {
+  for (uint32_t i = 0; i < r->max_frames; i++)
+    if (r->slot_ref[i]) napi_delete_reference(env, r->slot_ref[i]);
+}
+
 static void reader_free(reader_t *r) {
   free(r->slot);
   free(r->slot_ref);
@@ -390,8 +396,7 @@ static void reader_release(reader_t *r) {
   napi_env env = r->env;
   napi_remove_env_cleanup_hook(env, reader_env_cleanup, r);
   uv_poll_stop(&r->poll);
-  for (uint32_t i = 0; i < r->max_frames; i++)
-    if (r->slot_ref[i]) napi_delete_reference(env, r->slot_ref[i]);
+  reader_drop_slots(env, r);
   napi_delete_reference(env, r->lengths_ref);
   napi_delete_reference(env, r->cb_ref);
   if (r->timing_ref) napi_delete_reference(env, r->timing_ref);
@@ -524,7 +529,7 @@ static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < max_frames; i++) {
     napi_value b;
     if (napi_get_element(env, argv[1], i, &b) != napi_ok || !reader_set_slot(env, r, i, b)) {
-      for (uint32_t j = 0; j < i; j++) napi_delete_reference(env, r->slot_ref[j]);
+      reader_drop_slots(env, r);
       reader_free(r);
       napi_throw_range_error(env, "EINVAL", "startReading: each slot must be a Buffer of at least frameSize bytes");
       return NULL;
@@ -543,7 +548,7 @@ static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
   uv_loop_t *loop;
   int rc = 0;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || (rc = uv_poll_init(loop, &r->poll, fd)) != 0) {
-    for (uint32_t j = 0; j < max_frames; j++) napi_delete_reference(env, r->slot_ref[j]);
+    reader_drop_slots(env, r);
     if (r->timing_ref) napi_delete_reference(env, r->timing_ref);
     reader_free(r);
     return throw_errno(env, rc ? -rc : EINVAL, "startReading: cannot poll the TAP fd", "was it closed?");
