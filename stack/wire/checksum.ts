@@ -2,18 +2,60 @@
  * The Internet checksum (RFC 1071): one's complement of the one's complement sum of 16-bit words.
  * `sum16` returns the folded, *uncomplemented* partial sum so pieces (pseudo-header, header,
  * payload) can be added together with `addSums` and complemented once with `finish`.
+ *
+ * Long runs are summed 32 bits at a time through a Uint32Array view (RFC 1071 §2: the sum may be
+ * taken in wider words and folded, and in either byte order, swapping the result): on this
+ * machine 6.3-6.7 GB/s at 1,448 bytes and 12 GB/s at 64 KB against 2.4-2.6 GB/s byte by byte,
+ * which was 13 % of a receiver's time on a TAP without offloads (every segment's checksum is
+ * checked in software there). Below WORDS_MIN bytes, at an odd address, or on a big-endian host,
+ * the byte loop (faster for a header's 20 bytes than making the view).
  */
 export function sum16(buf: Uint8Array, start = 0, end = buf.length, initial = 0): number {
   let sum = initial;
   let i = start;
+  if (end - i >= WORDS_MIN && LITTLE_ENDIAN && ((buf.byteOffset + i) & 1) === 0) {
+    // A 2-byte lead reaches a 4-byte boundary (a frame's IP header after 14 bytes of Ethernet).
+    if ((buf.byteOffset + i) & 2) {
+      sum += (buf[i]! << 8) | buf[i + 1]!;
+      i += 2;
+    }
+    // At most 2^20 words (4 MB) per view: their sum stays below 2^52.
+    for (let n = (end - i) >>> 2; n > 0; n = (end - i) >>> 2) {
+      if (n > 1 << 20) n = 1 << 20;
+      sum += sumWords(new Uint32Array(buf.buffer, buf.byteOffset + i, n));
+      i += n << 2;
+    }
+  }
   // Process 8 bytes per iteration; the accumulator stays well below 2^53.
-  const end8 = end - ((end - start) & 7);
+  const end8 = end - ((end - i) & 7);
   for (; i < end8; i += 8) {
     sum += ((buf[i]! << 8) | buf[i + 1]!) + ((buf[i + 2]! << 8) | buf[i + 3]!) + ((buf[i + 4]! << 8) | buf[i + 5]!) + ((buf[i + 6]! << 8) | buf[i + 7]!);
   }
   for (; i + 1 < end; i += 2) sum += (buf[i]! << 8) | buf[i + 1]!;
   if (i < end) sum += buf[i]! << 8;
   return fold(sum);
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/**
+ * Shorter runs are summed byte by byte: making the view costs about 60 ns, so the words win from
+ * about here on (measured: 64 bytes 75 ns with words, 40 without; 128: 66 and 70; 512: 98 and 202).
+ */
+const WORDS_MIN = 128;
+
+/**
+ * The folded sum of little-endian 32-bit words (at most 2^20) as network-order 16-bit words:
+ * each word is two byte-swapped 16-bit words, so the folded sum is the byte-swapped sum.
+ */
+function sumWords(w: Uint32Array): number {
+  const n = w.length;
+  const n4 = n - (n & 3);
+  let s = 0;
+  let k = 0;
+  for (; k < n4; k += 4) s += w[k]! + w[k + 1]! + w[k + 2]! + w[k + 3]!;
+  for (; k < n; k++) s += w[k]!;
+  const f = fold(s);
+  return ((f & 0xff) << 8) | (f >>> 8);
 }
 
 /** Fold carries of a wide sum into 16 bits. */
