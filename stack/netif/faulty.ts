@@ -303,10 +303,11 @@ export class FaultyNetif implements Netif {
   }
   /**
    * The inner netif's, without TSO: faults act on frames as they are on the wire, so the stack
-   * sends wire-size segments through here.
+   * sends wire-size segments through here; and frames go up one by one, later, so none is
+   * promised to outlive its frame() call (rxKeptUntilBatchEnd).
    */
   get features() {
-    return { ...this.inner.features, tso: 0 };
+    return { ...this.inner.features, tso: 0, rxKeptUntilBatchEnd: false };
   }
 
   /** Change the faults at run time (frames already held keep their times). */

@@ -19,6 +19,13 @@ export interface NetifFeatures {
    * 0 or absent: none, and no frame is ever sent with a gsoSize.
    */
   tso?: number;
+  /**
+   * Received frames stay as they are until the receiver's batchEnd() has returned, not only
+   * during frame() (a TAP reads into its slots again only at its next read). TCP then hands the
+   * small segments one connection gets in a batch up as one chunk, copied together at the end
+   * (Tcb.holdInput). A wrapper that keeps, delays or replaces frames must not claim it. Absent: false.
+   */
+  rxKeptUntilBatchEnd?: boolean;
 }
 
 /** What comes with a frame to send, beside its bytes. */
@@ -40,7 +47,8 @@ export interface RxMeta {
 export interface NetifReceiver {
   /**
    * One received frame. The view is only valid during the call (it points into a reused
-   * slab): a layer that keeps bytes must copy them.
+   * slab), or until batchEnd() has returned where the netif says so (rxKeptUntilBatchEnd): a
+   * layer that keeps bytes must copy them.
    */
   frame(buf: Uint8Array, meta?: RxMeta): void;
   /**

@@ -199,7 +199,8 @@ export class TapNetif implements Netif {
     this.flushMode = opts.flush ?? "microtask";
     this.onError = opts.onError ?? ((e) => process.emitWarning(`TAP ${this.name}: ${e.message}`, { code: e.code }));
     // With offloads the kernel takes TCP super-segments and cuts them itself (TSO on transmit).
-    this.features = { checksumOffload: false, maxFrameSize: mtu + ETH_HEADER_LEN, tso: this.gso ? 65535 : 0 };
+    // A slot is read into again only at the next read, after the batch has ended.
+    this.features = { checksumOffload: false, maxFrameSize: mtu + ETH_HEADER_LEN, tso: this.gso ? 65535 : 0, rxKeptUntilBatchEnd: true };
     const small = roundUp(mtu + ETH_HEADER_LEN, 64);
     this.txPool = this.gso ? new FramePool([small, roundUp(GSO_MAX_FRAME, 64)], [TX_POOL_KEEP, TX_POOL_KEEP_TSO]) : new FramePool([small], [TX_POOL_KEEP]);
   }

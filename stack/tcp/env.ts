@@ -52,6 +52,15 @@ export interface TcpEnv {
    * frame), not copied? True when the netif gives the frame's memory up (Netif.adopt).
    */
   adopt(data: Uint8Array): boolean;
+  /** Batches of received frames ended so far (where batches are known). */
+  readonly batches?: number;
+  /**
+   * May `t` hold in-order data that is not the application's to keep (adopt false) until the
+   * batch of frames ends, to hand it up with the connection's next data of the batch as one
+   * chunk? True when the netif keeps its frames until then (NetifFeatures.rxKeptUntilBatchEnd)
+   * and a batch is in progress: `t.releaseHeld()` is then called at its end. Absent: never.
+   */
+  holdInput?(t: { holdDue: boolean; releaseHeld(): void }): boolean;
   /** The netif refused `t`'s last segment: flush() again once I/O had a turn. */
   retryOutput(t: Flushable): void;
   /** `t` reached CLOSED: forget it. */

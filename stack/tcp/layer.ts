@@ -18,7 +18,7 @@ import { Tcb } from "./tcb.js";
 import type { SendQueue } from "./buffers.js";
 import { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 import { TcpMemory } from "./memory.js";
-import { newFrame, type Netif } from "../netif/netif.js";
+import { newFrame, type Netif, type NetifFeatures } from "../netif/netif.js";
 import { OutputScheduler } from "./output.js";
 import { SipHash } from "../core/siphash.js";
 import { errnoError, stackClosedError } from "../core/errors.js";
@@ -76,6 +76,15 @@ export class TcpLayer implements UpperProtocol {
   /** The parse target of every received segment (one per stack, reused). */
   private segScratch: TcpSegment | undefined;
   private readonly output = new OutputScheduler();
+  /** Batches of received frames ended so far (TcpEnv.batches). */
+  batches = 0;
+  /** Segments came in since the last batchEnd. */
+  private inBatch = false;
+  /** The netif keeps its frames until the batch ends: data may be held to go up at the end (Tcb.holdInput). */
+  private readonly holdOk: boolean;
+  /** Connections holding data for the end of the batch, made at the first. */
+  private holding: Tcb[] | undefined;
+  private holdingN = 0;
   private envObj: TcpEnv | undefined;
   private rstBucketObj: TokenBucket | undefined;
   private challengeBucketObj: TokenBucket | undefined;
@@ -119,9 +128,10 @@ export class TcpLayer implements UpperProtocol {
     /** Where frames to send come from (the netif's allocFrame): contents undefined, every byte written. */
     private readonly allocFrame: (len: number) => Uint8Array = newFrame,
     /** The netif's answers to "do received frames wait?" and "may this view be kept?" (see Netif). */
-    private readonly link: Pick<Netif, "inputPending" | "adopt"> = {},
+    private readonly link: Pick<Netif, "inputPending" | "adopt"> & { readonly features?: NetifFeatures } = {},
   ) {
     this.o = resolveTcpOptions(opts);
+    this.holdOk = link.features?.rxKeptUntilBatchEnd === true;
     this.memory = new TcpMemory(this.o);
     const k = random.fill(new Uint8Array(32));
     const w = (i: number): number => (k[i]! | (k[i + 1]! << 8) | (k[i + 2]! << 16) | (k[i + 3]! << 24)) >>> 0;
@@ -323,6 +333,7 @@ export class TcpLayer implements UpperProtocol {
   input(pkt: IpPacket): void {
     const c = this.counters;
     c.hot.rx_segments++;
+    this.inBatch = true;
     const p = pkt.payload;
     const s = (this.segScratch ??= newSegment());
     const e = parseTcp(p, s);
@@ -504,7 +515,31 @@ export class TcpLayer implements UpperProtocol {
 
   /** The end of a batch of received frames: the connections that owe output send it now. */
   batchEnd(): void {
+    this.inBatch = false;
+    this.batches++;
+    // Held data goes up first: what the application answers leaves with this batch's ACKs.
+    if (this.holdingN > 0) {
+      const list = this.holding!;
+      const n = this.holdingN;
+      this.holdingN = 0;
+      for (let i = 0; i < n; i++) {
+        const t = list[i]!;
+        list[i] = undefined as unknown as Tcb;
+        t.holdDue = false;
+        t.releaseHeld();
+      }
+    }
     this.output.run();
+  }
+
+  /** TcpEnv.holdInput: `t` holds in-order data until this batch's end (then Tcb.releaseHeld). */
+  holdInput(t: Tcb): boolean {
+    if (!this.holdOk || !this.inBatch) return false;
+    if (!t.holdDue) {
+      t.holdDue = true;
+      (this.holding ??= [])[this.holdingN++] = t;
+    }
+    return true;
   }
 
   private pendingAt = -1;
@@ -604,6 +639,12 @@ class LayerEnv implements TcpEnv {
   }
   wantsOutput(t: Flushable): void {
     this.out.want(t);
+  }
+  get batches(): number {
+    return this.layer.batches;
+  }
+  holdInput(t: Tcb): boolean {
+    return this.layer.holdInput(t);
   }
   inputPending(): boolean {
     return this.layer.pendingNow();

@@ -41,8 +41,9 @@ export interface TcbEvents {
   onConnect(): void;
   /**
    * In-order data. `owned`: the bytes are the owner's to keep as they are (a copy held out of
-   * order, or a frame the netif gave up, see TcpEnv.adopt); otherwise they live in a buffer
-   * that is used again after this call, and what is kept must be copied.
+   * order, segments of a batch joined, or a frame the netif gave up, see TcpEnv.adopt);
+   * otherwise they live in a buffer that is used again after this call, and what is kept must
+   * be copied.
    */
   onData(data: Uint8Array, owned: boolean): void;
   onEnd(): void;
@@ -61,6 +62,22 @@ export class Tcb {
   /** Marks of the stack's output scheduler (see OutputScheduler): listed to flush, to retry. */
   outputDue = false;
   retryDue = false;
+  /** Listed by the layer to hand held data up at the end of the batch (TcpEnv.holdInput). */
+  holdDue = false;
+  /**
+   * In-order segments of this batch not handed up yet: views into the netif's frames, which
+   * stay as they are until the batch ends (the first heldN entries). Of a run of segments the
+   * netif does not give up (adopt), the first goes up at once, the rest wait and go up at the
+   * end of the batch as one chunk, copied once, as a socket read takes what came across
+   * segments: one push through the flow, the application's parser and its handler where there
+   * were as many as segments (a TAP without offloads brings a bulk sender's data in 1,448-byte
+   * frames, up to 64 to a batch).
+   */
+  private held: Uint8Array[] | undefined;
+  private heldN = 0;
+  private heldBytes = 0;
+  /** The batch (TcpEnv.batches) in which the last data that went up was such a segment; -1 if it was not. */
+  private upIn = -1;
   // --- send sequence space (RFC 9293 §3.3.1)
   iss = 0;
   sndUna = 0;
@@ -423,6 +440,7 @@ export class Tcb {
    */
   orphan(): void {
     this.events = undefined;
+    this.dropHeld();
     if (this.orphaned) return;
     this.orphaned = true;
     this.close();
@@ -701,15 +719,66 @@ export class Tcb {
     }
   }
 
+  /**
+   * Hand the held segments up (the batch ended, or something that came after them goes up now):
+   * one alone as it is (the flow copies it, as any such view), several as one chunk copied
+   * together (counted in rx_coalesced, per segment joined).
+   */
+  releaseHeld(): void {
+    const h = this.held;
+    const bytes = this.heldBytes;
+    const n = this.heldN;
+    if (!h || bytes === 0) return;
+    this.heldBytes = 0;
+    this.heldN = 0;
+    if (n === 1) {
+      const only = h[0]!;
+      h[0] = undefined as unknown as Uint8Array;
+      this.events?.onData(only, false);
+      return;
+    }
+    const chunk = Buffer.allocUnsafe(bytes);
+    let at = 0;
+    for (let i = 0; i < n; i++) {
+      const v = h[i]!;
+      h[i] = undefined as unknown as Uint8Array;
+      chunk.set(v, at);
+      at += v.length;
+    }
+    this.env.counters.inc("rx_coalesced", n - 1);
+    this.events?.onData(chunk, true);
+  }
+
+  /** Held segments will never go up (nobody listens any more): let go of the views. */
+  private dropHeld(): void {
+    this.held = undefined;
+    this.heldN = 0;
+    this.heldBytes = 0;
+  }
+
   private deliver(data: Uint8Array, fin: boolean, owned: boolean): void {
     if (data.length > 0) {
       this.rcvNxt = seqAdd(this.rcvNxt, data.length);
       this.unread += data.length;
       this.charge(data.length);
       this.bytesRead += data.length;
-      this.events?.onData(data, owned);
+      const env = this.env;
+      if (owned) {
+        // A frame given up (a TAP's super-frame) goes up as it is, after what was held.
+        if (this.heldBytes > 0) this.releaseHeld();
+        this.upIn = -1;
+        this.events?.onData(data, true);
+      } else if (env.holdInput !== undefined && this.upIn === env.batches && env.holdInput(this)) {
+        (this.held ??= [])[this.heldN++] = data;
+        this.heldBytes += data.length;
+      } else {
+        if (this.heldBytes > 0) this.releaseHeld();
+        this.upIn = env.batches ?? -1;
+        this.events?.onData(data, false);
+      }
     }
     if (fin) {
+      if (this.heldBytes > 0) this.releaseHeld();
       this.rcvNxt = seqAdd(this.rcvNxt, 1);
       this.ackNow = true;
       this.env.counters.inc("fins_received");
@@ -1374,6 +1443,7 @@ export class Tcb {
     this.env.memory.forget(this, this.host);
     this.closedErr = e;
     this.env.closed(this);
+    if (this.heldBytes > 0) this.releaseHeld(); // what came before the end goes up before it
     const ev = this.events;
     this.events = undefined;
     ev?.onClose(e);

@@ -8,6 +8,7 @@ import { SeededRandom } from "../../../stack/core/random.js";
 import type { TcpFlow } from "../../../stack/tcp/flow.js";
 import { createHash } from "node:crypto";
 import { runUntil } from "../../helpers/virtual.js";
+import { SlabNetif } from "../../helpers/slabnetif.js";
 
 export interface Pair {
   a: Stack;
@@ -19,6 +20,9 @@ export interface Pair {
   /** With `tso`: the software segmentation wrappers the stacks send through. */
   ga?: SegmentingNetif;
   gb?: SegmentingNetif;
+  /** With `slab`: the wrappers that hand frames up as a TAP does (reused slots, in batches). */
+  sa?: SlabNetif;
+  sb?: SlabNetif;
   /** Run the event loop and the virtual clock until cond() holds; throws after maxMs of virtual time. */
   until(cond: () => boolean, what: string, maxMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -28,7 +32,7 @@ export interface Pair {
  * `tso`: the stacks send TSO super-segments, cut into wire-size segments in software
  * (SegmentingNetif) before the faults apply, as a TAP with offloads gets them cut by the kernel.
  */
-export async function pair(opts: { seed?: number; faults?: FaultSpec; limits?: StackLimits; family?: 4 | 6; tso?: boolean } = {}): Promise<Pair> {
+export async function pair(opts: { seed?: number; faults?: FaultSpec; limits?: StackLimits; family?: 4 | 6; tso?: boolean; slab?: boolean } = {}): Promise<Pair> {
   const seed = opts.seed ?? 1;
   const clock = new VirtualClock();
   const sw = new VirtualSwitch();
@@ -38,8 +42,11 @@ export async function pair(opts: { seed?: number; faults?: FaultSpec; limits?: S
   const v6 = opts.family === 6;
   const ga = opts.tso ? new SegmentingNetif(fa) : undefined;
   const gb = opts.tso ? new SegmentingNetif(fb) : undefined;
+  // `slab`: frames go up from reused slots in batches, as from a TAP (test/helpers/slabnetif.ts).
+  const sa = opts.slab ? new SlabNetif(ga ?? fa) : undefined;
+  const sb = opts.slab ? new SlabNetif(gb ?? fb) : undefined;
   const a = Stack.create({
-    netif: ga ?? fa,
+    netif: sa ?? ga ?? fa,
     clock,
     random: new SeededRandom(seed * 7 + 1),
     ipv4: { address: "198.18.0.1/24" },
@@ -47,7 +54,7 @@ export async function pair(opts: { seed?: number; faults?: FaultSpec; limits?: S
     ...(opts.limits ? { limits: opts.limits } : {}),
   });
   const b = Stack.create({
-    netif: gb ?? fb,
+    netif: sb ?? gb ?? fb,
     clock,
     random: new SeededRandom(seed * 7 + 2),
     ipv4: { address: "198.18.0.2/24" },
@@ -55,7 +62,7 @@ export async function pair(opts: { seed?: number; faults?: FaultSpec; limits?: S
     ...(opts.limits ? { limits: opts.limits } : {}),
   });
   const until = (cond: () => boolean, what: string, maxMs = 600_000) => runUntil(sw, clock, cond, what, maxMs, 50);
-  return { a, b, clock, sw, fa, fb, ...(ga && gb ? { ga, gb } : {}), until, close: async () => void (await Promise.all([a.close(), b.close()])) };
+  return { a, b, clock, sw, fa, fb, ...(ga && gb ? { ga, gb } : {}), ...(sa && sb ? { sa, sb } : {}), until, close: async () => void (await Promise.all([a.close(), b.close()])) };
 }
 
 export function pattern(n: number, seed = 1): Buffer {

@@ -4,8 +4,8 @@ import { describe, expect, it } from "vitest";
 import { pair, pattern, sha256, collect } from "./helpers.js";
 import type { TcpFlow } from "../../../stack/tcp/flow.js";
 
-async function transfer(seed: number, size: number, faults: object, family: 4 | 6 = 4, cc: "cubic" | "newreno" = "cubic", tso = false) {
-  const p = await pair({ seed, faults, family, tso, limits: { tcp: { congestionControl: cc } } });
+async function transfer(seed: number, size: number, faults: object, family: 4 | 6 = 4, cc: "cubic" | "newreno" = "cubic", tso = false, slab = false) {
+  const p = await pair({ seed, faults, family, tso, slab, limits: { tcp: { congestionControl: cc } } });
   let server: TcpFlow | undefined;
   const up = pattern(size, seed);
   const down = pattern(size, seed + 1000);
@@ -32,7 +32,15 @@ async function transfer(seed: number, size: number, faults: object, family: 4 | 
   expect(clientGot.bytes).toBe(size);
   expect(sha256(clientGot.data())).toBe(sha256(down));
   expect(sha256(serverGot!.data())).toBe(sha256(up));
-  const stats = { a: p.a.stats().tcp!, b: p.b.stats().tcp!, faults: p.fa.faultStats(), time: p.clock.now(), gso: p.ga?.gsoStats };
+  const stats = {
+    a: p.a.stats().tcp!,
+    b: p.b.stats().tcp!,
+    faults: p.fa.faultStats(),
+    time: p.clock.now(),
+    gso: p.ga?.gsoStats,
+    slab: p.sa && { batches: p.sa.batches + p.sb!.batches, frames: p.sa.frames + p.sb!.frames },
+    chunks: clientGot.chunks.length + serverGot!.chunks.length,
+  };
   await p.close();
   return stats;
 }
@@ -79,4 +87,28 @@ describe("bulk transfer with SHA-256 check", () => {
   it("1 MB each way with TSO, a FIN held out of order and retransmitted in a longer segment (seed 82)", async () => {
     await transfer(82, 1_000_000, faulty, 4, "newreno", true);
   });
+
+  // Frames handed up from reused slots in batches, as a TAP does (SlabNetif, which writes over
+  // each slot once its batch has ended): TCP holds a connection's segments of a batch and hands
+  // them up joined at the end; data used past the batch's end would fail the SHA-256 check.
+  it("8 MB each way from reused receive slots, in batches as from a TAP: segments joined, intact", async () => {
+    const s = await transfer(7, 8_000_000, {}, 4, "cubic", false, true);
+    const joined = (s.a["rx_coalesced"] ?? 0) + (s.b["rx_coalesced"] ?? 0);
+    const segs = (s.a["rx_segments"] ?? 0) + (s.b["rx_segments"] ?? 0);
+    console.log(`slab: ${s.slab!.frames} frames in ${s.slab!.batches} batches, ${segs} segments, ${joined} joined, ${s.chunks} chunks`);
+    expect(joined).toBeGreaterThan(1000);
+    expect(s.chunks).toBeLessThan(segs / 2);
+  });
+  // No delay or jitter here: frames that leave together arrive in one batch, so segments are
+  // joined beside the losses, duplicates, corruptions and frames held back by reordering.
+  const burst = { drop: 0.03, duplicate: 0.01, reorder: 0.02, corrupt: 0.005 };
+  const SLAB_SEEDS = Number(process.env.PAF_TCP_SEEDS ?? 6);
+  for (let seed = 1; seed <= SLAB_SEEDS; seed++) {
+    it(`1 MB each way from reused receive slots under 3% loss, duplication, reordering and corruption (seed ${seed})`, async () => {
+      const s = await transfer(200 + seed, 1_000_000, burst, seed % 2 ? 4 : 6, seed % 3 ? "cubic" : "newreno", seed % 4 === 0, true);
+      expect((s.a["retransmitted_segments"] ?? 0) + (s.b["retransmitted_segments"] ?? 0)).toBeGreaterThan(0);
+      expect((s.a["rx_coalesced"] ?? 0) + (s.b["rx_coalesced"] ?? 0)).toBeGreaterThan(0);
+      expect((s.a["ooo_queued"] ?? 0) + (s.b["ooo_queued"] ?? 0)).toBeGreaterThan(0);
+    });
+  }
 });
