@@ -23,7 +23,7 @@ export interface NetifFeatures {
    * Received frames stay as they are until the receiver's batchEnd() has returned, not only
    * during frame() (a TAP reads into its slots again only at its next read). TCP then hands the
    * small segments one connection gets in a batch up as one chunk, copied together at the end
-   * (Tcb.holdInput). A wrapper that keeps, delays or replaces frames must not claim it. Absent: false.
+   * (TcpEnv.holdInput). A wrapper that keeps, delays or replaces frames must not claim it. Absent: false.
    */
   rxKeptUntilBatchEnd?: boolean;
 }

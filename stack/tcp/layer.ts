@@ -80,7 +80,7 @@ export class TcpLayer implements UpperProtocol {
   batches = 0;
   /** Segments came in since the last batchEnd. */
   private inBatch = false;
-  /** The netif keeps its frames until the batch ends: data may be held to go up at the end (Tcb.holdInput). */
+  /** The netif keeps its frames until the batch ends: data may be held to go up at the end (TcpEnv.holdInput). */
   private readonly holdOk: boolean;
   /** Connections holding data for the end of the batch, made at the first. */
   private holding: Tcb[] | undefined;
