@@ -3,26 +3,29 @@
  * `sum16` returns the folded, *uncomplemented* partial sum so pieces (pseudo-header, header,
  * payload) can be added together with `addSums` and complemented once with `finish`.
  *
- * Long runs are summed 32 bits at a time through a Uint32Array view (RFC 1071 §2: the sum may be
- * taken in wider words and folded, and in either byte order, swapping the result): on this
+ * Long runs are summed 32 bits at a time through a Uint32Array view of their buffer, made once
+ * per buffer (wordView; RFC 1071 §2: the sum may be taken in wider words and folded, and in
+ * either byte order, swapping the result): on this
  * machine 6.3-6.7 GB/s at 1,448 bytes and 12 GB/s at 64 KB against 2.4-2.6 GB/s byte by byte,
  * which was 13 % of a receiver's time on a TAP without offloads (every segment's checksum is
- * checked in software there). Below WORDS_MIN bytes, at an odd address, or on a big-endian host,
- * the byte loop (faster for a header's 20 bytes than making the view).
+ * checked in software there). Below WORDS_MIN bytes, at an odd address, in a buffer under
+ * VIEW_BUFFER_MIN bytes, or on a big-endian host, the byte loop.
  */
 export function sum16(buf: Uint8Array, start = 0, end = buf.length, initial = 0): number {
   let sum = initial;
   let i = start;
-  if (end - i >= WORDS_MIN && LITTLE_ENDIAN && ((buf.byteOffset + i) & 1) === 0) {
+  if (end - i >= WORDS_MIN && LITTLE_ENDIAN && ((buf.byteOffset + i) & 1) === 0 && buf.buffer.byteLength >= VIEW_BUFFER_MIN) {
     // A 2-byte lead reaches a 4-byte boundary (a frame's IP header after 14 bytes of Ethernet).
     if ((buf.byteOffset + i) & 2) {
       sum += (buf[i]! << 8) | buf[i + 1]!;
       i += 2;
     }
-    // At most 2^20 words (4 MB) per view: their sum stays below 2^52.
+    const w = wordView(buf.buffer);
+    // At most 2^20 words (4 MB) at a time: their sum stays below 2^52.
     for (let n = (end - i) >>> 2; n > 0; n = (end - i) >>> 2) {
       if (n > 1 << 20) n = 1 << 20;
-      sum += sumWords(new Uint32Array(buf.buffer, buf.byteOffset + i, n));
+      const from = (buf.byteOffset + i) >>> 2;
+      sum += sumWords(w, from, from + n);
       i += n << 2;
     }
   }
@@ -37,23 +40,43 @@ export function sum16(buf: Uint8Array, start = 0, end = buf.length, initial = 0)
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /**
- * Shorter runs are summed byte by byte: making the view costs about 60 ns, so the words win from
- * about here on (measured: 64 bytes 75 ns with words, 40 without; 128: 66 and 70; 512: 98 and 202).
+ * One 32-bit view per buffer, made once and kept with it: a view made per call was ~70 bytes of
+ * JS heap per checksum, twice per segment on a link without offloads (the allocation test's
+ * bound per segment was passed). Only for buffers of VIEW_BUFFER_MIN bytes or more, which are
+ * the long-lived ones (a TAP's receive slots, Node's Buffer pool, large frames); a frame of its
+ * own below that (an MTU-sized frame between stacks on a switch) is summed byte by byte, as a
+ * view for it would be made once and used once.
+ */
+const WORD_VIEWS = new WeakMap<ArrayBufferLike, Uint32Array>();
+const VIEW_BUFFER_MIN = 2048;
+function wordView(ab: ArrayBufferLike): Uint32Array {
+  let w = WORD_VIEWS.get(ab);
+  if (w === undefined) {
+    w = new Uint32Array(ab, 0, ab.byteLength >>> 2);
+    WORD_VIEWS.set(ab, w);
+  }
+  return w;
+}
+/**
+ * Shorter runs are summed byte by byte: with a view made per call (about 60 ns) the words won from
+ * about here on (measured: 64 bytes 75 ns with words, 40 without; 128: 66 and 70; 512: 98 and
+ * 202); with the view kept per buffer the cut-over is lower, but headers stay on the byte loop.
  */
 const WORDS_MIN = 128;
 
 /**
- * The folded sum of little-endian 32-bit words (at most 2^20) as network-order 16-bit words:
- * each word is two byte-swapped 16-bit words, so the folded sum is the byte-swapped sum.
+ * The folded sum of little-endian 32-bit words w[from, to) (at most 2^20) as network-order
+ * 16-bit words: each word is two byte-swapped 16-bit words, so the folded sum is the
+ * byte-swapped sum.
  */
-function sumWords(w: Uint32Array): number {
-  const n = w.length;
-  const n4 = n - (n & 3);
+function sumWords(w: Uint32Array, from: number, to: number): number {
+  const to4 = to - ((to - from) & 3);
   let s = 0;
-  let k = 0;
-  for (; k < n4; k += 4) s += w[k]! + w[k + 1]! + w[k + 2]! + w[k + 3]!;
-  for (; k < n; k++) s += w[k]!;
+  let k = from;
+  for (; k < to4; k += 4) s += w[k]! + w[k + 1]! + w[k + 2]! + w[k + 3]!;
+  for (; k < to; k++) s += w[k]!;
   const f = fold(s);
   return ((f & 0xff) << 8) | (f >>> 8);
 }
