@@ -19,7 +19,7 @@ import type { SendQueue } from "./buffers.js";
 import { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 import { TcpMemory } from "./memory.js";
 import { newFrame, type Netif, type NetifFeatures } from "../netif/netif.js";
-import { OutputScheduler } from "./output.js";
+import { OutputScheduler, Owed } from "./output.js";
 import { SipHash } from "../core/siphash.js";
 import { errnoError, stackClosedError } from "../core/errors.js";
 import { validatePort } from "../core/validate.js";
@@ -82,9 +82,8 @@ export class TcpLayer implements UpperProtocol {
   private inBatch = false;
   /** The netif keeps its frames until the batch ends: data may be held to go up at the end (TcpEnv.holdInput). */
   private readonly holdOk: boolean;
-  /** Connections holding data for the end of the batch, made at the first. */
-  private holding: Tcb[] | undefined;
-  private holdingN = 0;
+  /** Connections holding data for the end of the batch (each marked holdDue), made at the first. */
+  private holding: Owed<Tcb> | undefined;
   private envObj: TcpEnv | undefined;
   private rstBucketObj: TokenBucket | undefined;
   private challengeBucketObj: TokenBucket | undefined;
@@ -518,13 +517,14 @@ export class TcpLayer implements UpperProtocol {
     this.inBatch = false;
     this.batches++;
     // Held data goes up first: what the application answers leaves with this batch's ACKs.
-    if (this.holdingN > 0) {
-      const list = this.holding!;
-      const n = this.holdingN;
-      this.holdingN = 0;
+    const list = this.holding;
+    if (list && list.n > 0) {
+      const items = list.items;
+      const n = list.n;
+      list.n = 0;
       for (let i = 0; i < n; i++) {
-        const t = list[i]!;
-        list[i] = undefined as unknown as Tcb;
+        const t = items[i]!;
+        items[i] = undefined as unknown as Tcb;
         t.holdDue = false;
         t.releaseHeld();
       }
@@ -537,7 +537,7 @@ export class TcpLayer implements UpperProtocol {
     if (!this.holdOk || !this.inBatch) return false;
     if (!t.holdDue) {
       t.holdDue = true;
-      (this.holding ??= [])[this.holdingN++] = t;
+      (this.holding ??= new Owed()).push(t);
     }
     return true;
   }

@@ -13,23 +13,27 @@
  */
 import type { Flushable } from "./env.js";
 
-/** A reused list of connections; an entry whose mark was taken back (forget) is skipped. */
-class Owed {
-  items: Flushable[] = [];
+/**
+ * A reused list of connections, each listed once by a mark of its own (the owner checks and sets
+ * it); here an entry whose mark was taken back (forget) is skipped. Also the layer's list of
+ * connections holding data for the end of a batch (TcpLayer.holdInput).
+ */
+export class Owed<T> {
+  items: T[] = [];
   n = 0;
-  push(t: Flushable): void {
+  push(t: T): void {
     this.items[this.n++] = t;
   }
 }
 
 export class OutputScheduler {
   // The lists are made at first use: an idle stack (of thousands) holds none.
-  private due: Owed | undefined;
+  private due: Owed<Flushable> | undefined;
   /** The list being flushed (swapped with `due`: nothing allocated per batch). */
-  private flushing: Owed | undefined;
+  private flushing: Owed<Flushable> | undefined;
   private scheduled = false;
   private runNow: (() => void) | undefined;
-  private retrying: Owed | undefined;
+  private retrying: Owed<Flushable> | undefined;
   private retryScheduled = false;
 
   want(t: Flushable): void {
