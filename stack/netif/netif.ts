@@ -3,6 +3,7 @@
  * frames (no preamble, no FCS). Everything above it is the same whether frames come from a
  * Linux TAP device, an in-process virtual switch, or a wrapper (pcap, fault injection).
  */
+import { DOUBLE_ZERO, plain } from "../core/double.js";
 
 /** Offload features a netif may support; upper layers must work with all of them off. */
 export interface NetifFeatures {
@@ -148,6 +149,19 @@ export interface NetifStats {
 
 export function emptyNetifStats(): NetifStats {
   return { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, rxDropped: 0, txDropped: 0 };
+}
+
+/**
+ * The counters a netif keeps and adds to per frame: the byte counts, which pass 2^30, start as
+ * doubles (core/double.ts). Give them out through netifStatsOf.
+ */
+export function netifCounters(): NetifStats {
+  return { rxFrames: 0, rxBytes: DOUBLE_ZERO, txFrames: 0, txBytes: DOUBLE_ZERO, rxDropped: 0, txDropped: 0 };
+}
+
+/** A copy of netifCounters' counters to give out (no -0). */
+export function netifStatsOf(c: NetifStats): NetifStats {
+  return { ...c, rxBytes: plain(c.rxBytes), txBytes: plain(c.txBytes) };
 }
 
 /**

@@ -11,7 +11,7 @@
 import { loadTapAddon, type TapAddon } from "./tap/binding.js";
 import { FramePool } from "./framepool.js";
 import { coalesceUdp, startsRun } from "./uso.js";
-import { emptyNetifStats, NetifError, type Netif, type NetifFeatures, type NetifReceiver, type NetifStats, DEFAULT_MTU, ETH_HEADER_LEN, type RxMeta, type TxMeta } from "./netif.js";
+import { netifCounters, netifStatsOf, NetifError, type Netif, type NetifFeatures, type NetifReceiver, type NetifStats, DEFAULT_MTU, ETH_HEADER_LEN, type RxMeta, type TxMeta } from "./netif.js";
 
 export interface TapOptions {
   /** L3 MTU of the link. Default 1500 (DEFAULT_MTU). */
@@ -157,7 +157,7 @@ export class TapNetif implements Netif {
   private readonly queueLimit: number;
   private readonly flushMode: "microtask" | "immediate";
   private readonly onError: (err: NetifError) => void;
-  private readonly st: NetifStats = emptyNetifStats();
+  private readonly st: NetifStats = netifCounters();
   private closing: Promise<void> | undefined;
   private rx: NetifReceiver | undefined;
   private paused = false;
@@ -634,7 +634,7 @@ export class TapNetif implements Netif {
   }
 
   stats(): NetifStats {
-    return { ...this.st };
+    return netifStatsOf(this.st);
   }
 
   /** Stop delivering, write what is queued (waiting up to 100 ms for room), close the fd. Idempotent. */

@@ -11,7 +11,7 @@
  * to `await new Promise(r => setImmediate(r))` for frames to cross. Received frames are read-only
  * (a flooded frame is the same buffer at every port).
  */
-import { emptyNetifStats, ETH_HEADER_LEN, type Netif, type NetifFeatures, type NetifReceiver, type NetifStats, DEFAULT_MTU } from "./netif.js";
+import { netifCounters, netifStatsOf, ETH_HEADER_LEN, type Netif, type NetifFeatures, type NetifReceiver, type NetifStats, DEFAULT_MTU } from "./netif.js";
 import type { Clock } from "../core/clock.js";
 import { copyBytes, ipKey } from "../wire/addr.js";
 
@@ -38,7 +38,7 @@ export class SwitchPort implements Netif {
   readonly features: NetifFeatures;
   rx: NetifReceiver | undefined;
   closed = false;
-  readonly st: NetifStats = emptyNetifStats();
+  readonly st: NetifStats = netifCounters();
   inbox: Uint8Array[] = [];
   /** Next frame of `inbox` to deliver (poll() takes them a batch at a time). */
   head = 0;
@@ -78,7 +78,7 @@ export class SwitchPort implements Netif {
   }
 
   stats(): NetifStats {
-    return { ...this.st };
+    return netifStatsOf(this.st);
   }
 
   inputPending(): boolean {

@@ -4,6 +4,8 @@
  * The connection calls: onAck for newly acknowledged bytes outside recovery, enterRecovery on
  * fast retransmit, exitRecovery when recovery ends, onRto on a retransmission timeout.
  */
+import { DOUBLE_ZERO } from "../core/double.js";
+
 export interface CongestionControl {
   readonly name: string;
   cwnd: number;
@@ -129,8 +131,9 @@ export function makeCongestionControl(name: CongestionControlName, mss: () => nu
 
 /** RFC 6298 retransmission timer: SRTT/RTTVAR, RTO = SRTT + max(G, 4 RTTVAR), bounded. */
 export class RttEstimator {
-  srtt = 0;
-  rttvar = 0;
+  // Milliseconds with fractions: doubles from the start (core/double.ts).
+  srtt = DOUBLE_ZERO;
+  rttvar = DOUBLE_ZERO;
   rto: number;
   private measured = false;
   constructor(

@@ -8,6 +8,7 @@
  */
 import { Duplex } from "node:stream";
 import type { Tcb, TcbEvents } from "./tcb.js";
+import { plain } from "../core/double.js";
 import type { Timer, TimerQueue } from "../core/timers.js";
 import { formatIP } from "../wire/addr.js";
 import { codedError, errnoError } from "../core/errors.js";
@@ -202,10 +203,11 @@ export class TcpFlow extends Duplex {
     return { address: formatIP(t.localAddress), family: t.route.family === 4 ? "IPv4" : "IPv6", port: t.localPort };
   }
   get bytesRead(): number {
-    return this.tcb?.bytesRead ?? 0;
+    return plain(this.tcb?.bytesRead ?? 0);
   }
   get bytesWritten(): number {
-    return this.tcb?.bytesWritten ?? this.early?.writes.reduce((n, w) => n + w.chunk.length, 0) ?? 0;
+    const t = this.tcb;
+    return t ? plain(t.bytesWritten) : (this.early?.writes.reduce((n, w) => n + w.chunk.length, 0) ?? 0);
   }
   /** As net.Socket#pending: true until the flow has its connection. */
   get pending(): boolean {

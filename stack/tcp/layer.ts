@@ -25,6 +25,7 @@ import { errnoError, stackClosedError } from "../core/errors.js";
 import { validatePort } from "../core/validate.js";
 import type { Flushable, TcpEnv } from "./env.js";
 import { TimeWaitTable, type TimeWait, type TimeWaitSource } from "./timewait.js";
+import { DOUBLE_ZERO } from "../core/double.js";
 
 export { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 
@@ -281,7 +282,7 @@ export class TcpLayer implements UpperProtocol {
   freePort(): number {
     const lo = this.o.ephemeralLow;
     const span = this.o.ephemeralHigh - lo + 1;
-    let p = lo + (this.random.u32() % span);
+    let p = lo + ((this.random.u32() % span) | 0); // `| 0`: a small integer (a u32 may be a heap number)
     for (let i = 0; i < span; i++) {
       if (!this.listeners.has(p)) return p;
       p = p === this.o.ephemeralHigh ? lo : p + 1;
@@ -293,7 +294,7 @@ export class TcpLayer implements UpperProtocol {
   private ephemeralPort(dst: Uint8Array, dport: number, src: Uint8Array): number {
     const lo = this.o.ephemeralLow;
     const span = this.o.ephemeralHigh - lo + 1;
-    let p = lo + (this.random.u32() % span);
+    let p = lo + ((this.random.u32() % span) | 0);
     for (let i = 0; i < span; i++) {
       if (!this.inUse(this.key(dst, dport, src, p)) && !this.listeners.has(p)) return p;
       p = p === this.o.ephemeralHigh ? lo : p + 1;
@@ -581,7 +582,10 @@ export class TcpLayer implements UpperProtocol {
   }
 
   private emitRaw(route: Route, lport: number, rport: number, seq: number, ack: number, flags: number, window: number, extra: Partial<TcpEmit>): void {
-    const o: TcpEmit = { srcPort: lport, dstPort: rport, seq, ack, flags, window, ...extra };
+    // Sequence numbers: made with doubles, then filled (core/double.ts).
+    const o: TcpEmit = { srcPort: lport, dstPort: rport, seq: DOUBLE_ZERO, ack: DOUBLE_ZERO, flags, window, ...extra };
+    o.seq = seq;
+    o.ack = ack;
     const hl = 20 + optionsLength(o);
     const frame = new Uint8Array(route.headroom + hl);
     emitTcp(frame, route.headroom, o, 0, route.src, route.dst);

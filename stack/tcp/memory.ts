@@ -8,6 +8,8 @@
  * connections whose window was squeezed are told at once with a window update.
  */
 
+import { DOUBLE_ZERO } from "../core/double.js";
+
 export interface TcpMemoryOptions {
   maxBufferedBytes: number;
   bufferPressureBytes: number;
@@ -17,7 +19,7 @@ export interface TcpMemoryOptions {
 
 /** What one remote address holds, shared by its connections. */
 export class HostShare {
-  held = 0;
+  held = DOUBLE_ZERO;
   conns = 0;
   /** Pressure step at which its connections were last squeezed (see TcpMemory.level). */
   level = 0;
@@ -30,7 +32,7 @@ export class HostShare {
 const STEPS = 16;
 
 export class TcpMemory {
-  held = 0;
+  held = DOUBLE_ZERO;
   private hostMap: Map<string, HostShare> | undefined;
   /** Shares by remote address; made at first use: an idle stack (of thousands) holds none. */
   private get hosts(): Map<string, HostShare> {

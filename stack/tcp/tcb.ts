@@ -20,6 +20,7 @@ import type { TcpEmit } from "../wire/tcp.js";
 import type { HostShare } from "./memory.js";
 import { formatIP, ipKey } from "../wire/addr.js";
 import { errnoError } from "../core/errors.js";
+import { DOUBLE_MINUS_ONE, DOUBLE_ZERO } from "../core/double.js";
 
 /** No extra options (most segments): no object to allocate or copy. */
 const NO_EXTRA: Readonly<Partial<TcpEmit>> = Object.freeze({});
@@ -28,8 +29,8 @@ const NO_EXTRA: Readonly<Partial<TcpEmit>> = Object.freeze({});
  * the frame at once and keeps nothing, and nothing it calls sends a segment of its own, so one
  * object serves every connection of the process instead of two objects per segment.
  */
-const HDR: TcpEmit = { srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0, ts: undefined, sack: undefined };
-const HDR_TS = { val: 0, ecr: 0 };
+const HDR: TcpEmit = { srcPort: 0, dstPort: 0, seq: DOUBLE_ZERO, ack: DOUBLE_ZERO, flags: 0, window: 0, ts: undefined, sack: undefined };
+const HDR_TS = { val: DOUBLE_ZERO, ecr: DOUBLE_ZERO };
 
 /** Ticks of the peer's timestamp clock PAWS forgives (Linux's TCP_PAWS_WINDOW). */
 const PAWS_WINDOW = 1;
@@ -58,7 +59,7 @@ export class Tcb {
   events: TcbEvents | undefined;
   readonly key: string;
   /** When a retransmission timer first found received frames unread (-1: none): deferRetransmit. */
-  private deferredSince = -1;
+  private deferredSince = DOUBLE_MINUS_ONE;
   /** Marks of the stack's output scheduler (see OutputScheduler): listed to flush, to retry. */
   outputDue = false;
   retryDue = false;
@@ -79,22 +80,22 @@ export class Tcb {
   /** The batch (TcpEnv.batches) in which the last data that went up was such a segment; -1 if it was not. */
   private upIn = -1;
   // --- send sequence space (RFC 9293 §3.3.1)
-  iss = 0;
-  sndUna = 0;
-  sndNxt = 0;
+  iss = DOUBLE_ZERO;
+  sndUna = DOUBLE_ZERO;
+  sndNxt = DOUBLE_ZERO;
   /** Highest sequence number sent (SND.NXT can go back on a retransmission timeout). */
-  sndMax = 0;
+  sndMax = DOUBLE_ZERO;
   sndWnd = 0;
-  sndWl1 = 0;
-  sndWl2 = 0;
+  sndWl1 = DOUBLE_ZERO;
+  sndWl2 = DOUBLE_ZERO;
   maxSndWnd = 0;
   sndWscale = 0;
   // --- receive sequence space
-  irs = 0;
-  rcvNxt = 0;
+  irs = DOUBLE_ZERO;
+  rcvNxt = DOUBLE_ZERO;
   rcvWscale = 0;
   /** Right edge of the window we last advertised (never moved left, §3.8.6.2.1). */
-  rcvAdvRight = 0;
+  rcvAdvRight = DOUBLE_ZERO;
   /** The (unscaled) window our SYN or SYN-ACK offered. */
   private synWindow = 0;
   // --- options and sizes
@@ -103,9 +104,9 @@ export class Tcb {
   peerMss = 536;
   sackOk = false;
   tsOk = false;
-  tsRecent = 0;
-  tsOffset = 0;
-  lastAckSent = 0;
+  tsRecent = DOUBLE_ZERO;
+  tsOffset = DOUBLE_ZERO;
+  lastAckSent = DOUBLE_ZERO;
   // --- buffers
   readonly sendQ = new SendQueue();
   readonly sb = new Scoreboard();
@@ -113,7 +114,7 @@ export class Tcb {
   /** User called end(): a FIN follows the queued data. */
   finQueued = false;
   /** Sequence number of our FIN once sent. */
-  finSeq = -1;
+  finSeq = DOUBLE_MINUS_ONE;
   /** Bytes the application has not read yet (flow's readable buffer). */
   unread = 0;
   /** The send buffer's bound now (autotuned from sendBufferSize up to maxSendBufferSize). */
@@ -122,7 +123,7 @@ export class Tcb {
   rcvBuf: number;
   /** Receive autotuning: bytes the application consumed since `rcvSpaceTime`. */
   private rcvCopied = 0;
-  private rcvSpaceTime = 0;
+  private rcvSpaceTime = DOUBLE_ZERO;
   // --- congestion and timing
   readonly cc: CongestionControl;
   readonly rtt: RttEstimator;
@@ -130,8 +131,8 @@ export class Tcb {
   /** RFC 3042: the next output may send one segment beyond cwnd (set by a duplicate ACK). */
   private limitedTransmit = false;
   private inRecovery = false;
-  private recover = 0;
-  private rxtNext = 0;
+  private recover = DOUBLE_ZERO;
+  private rxtNext = DOUBLE_ZERO;
   /**
    * Congestion window validation (RFC 7661, as Linux's tcp_cwnd_validate): the window grows only
    * while it is what limits the sender. Over the flight that ends at `cwndUsageSeq`: the most
@@ -141,9 +142,9 @@ export class Tcb {
    */
   private maxInflight = 0;
   private cwndLimited = false;
-  private cwndUsageSeq = 0;
-  private rttSeq = -1;
-  private rttTime = 0;
+  private cwndUsageSeq = DOUBLE_ZERO;
+  private rttSeq = DOUBLE_MINUS_ONE;
+  private rttTime = DOUBLE_ZERO;
   private backoff = 0;
   private retransmits = 0;
   private synRetries = 0;
@@ -165,10 +166,10 @@ export class Tcb {
   keepAlive = false;
   keepIdleMs: number;
   private keepProbes = 0;
-  private lastRecv = 0;
+  private lastRecv = DOUBLE_ZERO;
   // --- bookkeeping
-  bytesRead = 0;
-  bytesWritten = 0;
+  bytesRead = DOUBLE_ZERO;
+  bytesWritten = DOUBLE_ZERO;
   /** For SYN-RECEIVED connections: the listener that will get them. */
   listener: { onEstablished(t: Tcb): void; halfOpenDone(): void } | undefined;
   closedErr: (Error & { code: string }) | undefined;
@@ -379,7 +380,7 @@ export class Tcb {
       mss: this.ourMss(),
       ...(this.o.windowScaling && (!withAck || this.rcvWscale > 0 || this.sndWscale > 0) ? { wscale: this.rcvWscale } : {}),
       sackPermitted: this.o.sack && (!withAck || this.sackOk),
-      ...(this.o.timestamps && (!withAck || this.tsOk) ? { ts: { val: this.tsNow(), ecr: withAck ? this.tsRecent : 0 } } : {}),
+      ...(this.o.timestamps && (!withAck || this.tsOk) ? { ts: this.tsPair(withAck ? this.tsRecent : 0) } : {}),
     };
     this.emit(this.iss, withAck ? SYN | ACK : SYN, wnd, undefined, 0, 0, opts);
     if (this.sndMax === this.iss) this.sndMax = seqAdd(this.iss, 1);
@@ -1164,7 +1165,10 @@ export class Tcb {
     }
     const ts = extra.ts ?? this.tsOption();
     // Built in place (no spreads).
-    const repr: TcpEmit = { srcPort: this.localPort, dstPort: this.remotePort, seq, ack: flags & ACK ? this.rcvNxt : 0, flags, window };
+    // Sequence numbers: made with doubles, then filled (core/double.ts).
+    const repr: TcpEmit = { srcPort: this.localPort, dstPort: this.remotePort, seq: DOUBLE_ZERO, ack: DOUBLE_ZERO, flags, window };
+    repr.seq = seq;
+    if (flags & ACK) repr.ack = this.rcvNxt;
     Object.assign(repr, extra);
     if (ts) repr.ts = ts;
     if (sack) repr.sack = sack;
@@ -1192,7 +1196,15 @@ export class Tcb {
   }
 
   tsOption(): { val: number; ecr: number } | undefined {
-    return this.tsOk ? { val: this.tsNow(), ecr: this.tsRecent } : undefined;
+    return this.tsOk ? this.tsPair(this.tsRecent) : undefined;
+  }
+
+  /** A timestamp option: made with doubles, then filled (both carry 32-bit values; core/double.ts). */
+  private tsPair(ecr: number): { val: number; ecr: number } {
+    const o = { val: DOUBLE_ZERO, ecr: DOUBLE_ZERO };
+    o.val = this.tsNow();
+    o.ecr = ecr;
+    return o;
   }
 
   // ==== timers ================================================================================

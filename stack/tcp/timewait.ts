@@ -23,6 +23,7 @@ import { ACK, FIN, RST, SYN, type TcpEmit, type TcpSegment } from "../wire/tcp.j
 import type { SendQueue } from "./buffers.js";
 import type { Flushable } from "./env.js";
 import { seqAdd, seqGe, seqGt, seqLe, seqLt, seqSub } from "./seq.js";
+import { DOUBLE_ZERO } from "../core/double.js";
 
 /** RFC 7323 §5.3: a timestamp one tick old is forgiven (Linux's TCP_PAWS_WINDOW), as in tcb.ts. */
 const PAWS_WINDOW = 1;
@@ -53,7 +54,7 @@ export interface TimeWaitSource {
 }
 
 /** The header of every ACK a record sends (valid during transmit only, as env.transmit allows). */
-const HDR: TcpEmit = { srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: ACK, window: 0 };
+const HDR: TcpEmit = { srcPort: 0, dstPort: 0, seq: DOUBLE_ZERO, ack: DOUBLE_ZERO, flags: ACK, window: 0 };
 const HDR_TS = { val: 0, ecr: 0 };
 
 /** One connection in TIME-WAIT. */
@@ -64,7 +65,7 @@ export class TimeWait implements Flushable {
   /** Ended (expired, reset, replaced or its stack closed). */
   gone = false;
   /** When the wait ends (the table's clock, ms). */
-  expires = 0;
+  expires = DOUBLE_ZERO;
   /** Neighbours in the table's expiry order. */
   prev: TimeWait | undefined = undefined;
   next: TimeWait | undefined = undefined;

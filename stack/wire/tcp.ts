@@ -1,5 +1,6 @@
 /** TCP header and options (RFC 9293 §3.1, RFC 7323, RFC 2018). Offsets from the TCP header start. */
 import { finish, pseudoHeaderSum, sum16 } from "./checksum.js";
+import { DOUBLE_ZERO } from "../core/double.js";
 
 export const TCP = { SRC_PORT: 0, DST_PORT: 2, SEQ: 4, ACK: 8, DATA_OFF: 12, FLAGS: 13, WINDOW: 14, CHECKSUM: 16, URGENT: 18, MIN_HEADER_LEN: 20 } as const;
 export const IPPROTO_TCP = 6;
@@ -48,8 +49,8 @@ export function newSegment(): TcpSegment {
   return {
     srcPort: 0,
     dstPort: 0,
-    seq: 0,
-    ack: 0,
+    seq: DOUBLE_ZERO,
+    ack: DOUBLE_ZERO,
     flags: 0,
     window: 0,
     headerLen: 0,
@@ -58,9 +59,10 @@ export function newSegment(): TcpSegment {
     wscale: -1,
     sackPermitted: false,
     hasTimestamp: false,
-    tsVal: 0,
-    tsEcr: 0,
-    sack: [0, 0, 0, 0, 0, 0, 0, 0],
+    tsVal: DOUBLE_ZERO,
+    tsEcr: DOUBLE_ZERO,
+    // Sequence numbers: doubles from the start (core/double.ts).
+    sack: [DOUBLE_ZERO, DOUBLE_ZERO, DOUBLE_ZERO, DOUBLE_ZERO, DOUBLE_ZERO, DOUBLE_ZERO, DOUBLE_ZERO, DOUBLE_ZERO],
     sackCount: 0,
   };
 }
