@@ -232,7 +232,7 @@ export class TcpFlow extends Duplex {
   get tcpInfo(): { state: string; srtt: number; rto: number; cwnd: number; ssthresh: number; mss: number; sndWnd: number; unread: number; sndBuf: number; rcvBuf: number } | undefined {
     const t = this.tcb;
     if (!t) return undefined;
-    return { state: t.state, srtt: t.rtt.srtt, rto: t.rtt.rto, cwnd: t.cc.cwnd, ssthresh: t.cc.ssthresh, mss: t.mss, sndWnd: t.sndWnd, unread: t.unread, sndBuf: t.sndBuf, rcvBuf: t.rcvBuf };
+    return { state: t.state, srtt: plain(t.rtt.srtt), rto: t.rtt.rto, cwnd: t.cc.cwnd, ssthresh: t.cc.ssthresh, mss: t.mss, sndWnd: t.sndWnd, unread: t.unread, sndBuf: t.sndBuf, rcvBuf: t.rcvBuf };
   }
 
   setNoDelay(noDelay = true): this {

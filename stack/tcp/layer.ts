@@ -25,7 +25,7 @@ import { errnoError, stackClosedError } from "../core/errors.js";
 import { validatePort } from "../core/validate.js";
 import type { Flushable, TcpEnv } from "./env.js";
 import { TimeWaitTable, type TimeWait, type TimeWaitSource } from "./timewait.js";
-import { DOUBLE_ZERO } from "../core/double.js";
+import { DOUBLE_ZERO, plain } from "../core/double.js";
 
 export { resolveTcpOptions, type TcpOptions, type TcpOptionsResolved } from "./options.js";
 
@@ -114,7 +114,7 @@ export class TcpLayer implements UpperProtocol {
 
   /** Bytes in all connections' buffers. */
   get buffered(): number {
-    return this.memory.held;
+    return plain(this.memory.held);
   }
 
   constructor(

@@ -82,6 +82,10 @@ describe("V8 field representations", () => {
       const accepted = new Promise<{ bytesRead: number; bytesWritten: number }>((resolve) => server.tcp.listen({ port: 9 }, resolve));
       const idle = sw.port().stats();
       expect(Object.is(idle.rxBytes, 0) && Object.is(idle.txBytes, 0)).toBe(true);
+      // A stack that has held nothing yet (its memory account starts at -0).
+      const buffered = server.stats().tcp?.buffered_bytes;
+      expect(buffered).toBeDefined();
+      expect(Object.is(buffered, 0)).toBe(true);
       const f = await client.tcp.connect({ host: "198.18.0.2", port: 9 });
       const s = await accepted;
       expect(Object.is(f.bytesRead, 0)).toBe(true);
