@@ -5,7 +5,7 @@
 import { mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { ifname, Netns, requirePrivileged, sh, useNetns, waitFor } from "../../helpers/netns.js";
 import { TapNetif, type TapOptions } from "../../../stack/netif/tap.js";
 import { NetifError, type RxMeta } from "../../../stack/netif/netif.js";
@@ -30,9 +30,17 @@ interface Got {
   meta: RxMeta | undefined;
 }
 
+/**
+ * TAPs opened by kernelPeer, closed after each test whatever happened in it: a test that fails
+ * before its own close() would leave its TAP up with 198.18.0.1/24, whose route then takes the
+ * next tests' traffic (one failed assertion made nine later tests of this file time out).
+ */
+const opened = new Set<TapNetif>();
+
 /** A TAP in `ns` whose kernel side is 198.18.0.1/24, with 198.18.0.2 -> OUR_MAC pinned (no ARP). */
 async function kernelPeer(ns: Netns, opts: TapOptions = {}) {
   const tap = TapNetif.open(ifname("pt"), { netns: ns.path, up: true, ...opts });
+  opened.add(tap);
   const got: Got[] = [];
   const batches: number[] = [];
   let inBatch = 0;
@@ -95,6 +103,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(!run)("TapNetif with the kernel as peer", () => {
   const ctx = useNetns("tap");
+  afterEach(async () => {
+    for (const t of opened) await t.close(); // idempotent
+    opened.clear();
+  });
 
   it("creates the TAP inside the namespace given by path and returns this thread to its own namespace", async () => {
     const before = readlinkSync("/proc/thread-self/ns/net");
