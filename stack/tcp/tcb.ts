@@ -79,6 +79,7 @@ export class Tcb {
   private heldBytes = 0;
   /** The batch (TcpEnv.batches) in which the last data that went up was such a segment; -1 if it was not. */
   private upIn = -1;
+  // Sequence numbers, timestamps, times and byte counts start as doubles (core/double.ts).
   // --- send sequence space (RFC 9293 §3.3.1)
   iss = DOUBLE_ZERO;
   sndUna = DOUBLE_ZERO;
