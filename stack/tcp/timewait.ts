@@ -55,7 +55,7 @@ export interface TimeWaitSource {
 
 /** The header of every ACK a record sends (valid during transmit only, as env.transmit allows). */
 const HDR: TcpEmit = { srcPort: 0, dstPort: 0, seq: DOUBLE_ZERO, ack: DOUBLE_ZERO, flags: ACK, window: 0 };
-const HDR_TS = { val: 0, ecr: 0 };
+const HDR_TS = { val: DOUBLE_ZERO, ecr: DOUBLE_ZERO };
 
 /** One connection in TIME-WAIT. */
 export class TimeWait implements Flushable {
