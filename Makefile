@@ -17,7 +17,7 @@ $(NODE_MODULES): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
-$(ADDON): $(NODE_MODULES) binding.gyp stack/netif/tap/tap.c stack/netif/tap/srcfilter.c stack/netif/tap/srcfilter.h
+$(ADDON): $(NODE_MODULES) binding.gyp stack/netif/tap/tap.c stack/netif/tap/srcfilter.c stack/netif/tap/srcfilter.h stack/netif/tap/uring.c stack/netif/tap/uring.h
 	npx node-gyp rebuild --loglevel=warn
 
 dist/.built: $(NODE_MODULES) $(TS_SOURCES) tsconfig.json

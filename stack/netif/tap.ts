@@ -45,6 +45,13 @@ export interface TapOptions {
   /** Frames read per native call, i.e. the most frames handed up between two batchEnd(). Default 64. */
   batch?: number;
   /**
+   * Read through io_uring where the kernel can (Linux 6.7+: one multishot read, no system call
+   * per frame; `TapNetif.readerMode` says which is in use). It keeps twice `batch` receive slots
+   * instead of `batch`, so the kernel has free ones while a batch is handed up. Default true,
+   * unless the environment has PAF_TAP_IO_URING=0; false: read(2), one frame per call.
+   */
+  ioUring?: boolean;
+  /**
    * Bytes of one receive slot (a batch has `batch` of them). A frame that fills its slot is taken as truncated and
    * dropped (rxDropped), so a slot must be larger than the largest frame expected. Default: the
    * MTU + Ethernet header + VLAN tag + vnet header (with offloads: a 64 KB IP packet instead of
@@ -120,11 +127,17 @@ export class TapNetif implements Netif {
   private readonly addon: TapAddon;
   private fd: number;
   private reader: object | undefined;
-  /** Where the frames of a batch are read, one Buffer each (own memory, so one can be given up). */
+  /**
+   * Where frames are read, one Buffer each (own memory, so one can be given up): `batch` of them
+   * with read(2), twice that with io_uring. Frame i of a batch is in slots[ids[i]].
+   */
   private readonly slots: Buffer[];
-  /** The slot whose frame is being handed up, -1 between frames (what adopt() may give away). */
+  private readonly ids: Uint16Array;
+  /** Whether the reader may use io_uring (TapOptions.ioUring and the kernel), so slots.length is 2 x batch. */
+  private readonly uring: boolean;
+  /** The position in the batch of the frame being handed up, -1 between frames (what adopt() may give away). */
   private current = -1;
-  /** Slots given up during this delivery, in delivery order, replaced at its end. */
+  /** Slots (ids) given up during this delivery, in delivery order, replaced at its end. */
   private readonly given: number[] = [];
   private readonly lengths: Uint32Array;
   private readonly frameSize: number;
@@ -193,7 +206,9 @@ export class TapNetif implements Netif {
     const batch = opts.batch ?? DEFAULT_BATCH;
     const largest = this.gso ? GSO_MAX_FRAME : mtu + ETH_HEADER_LEN + VLAN_TAG_LEN;
     this.frameSize = opts.frameSize ?? Math.max(2048, roundUp(largest + this.hdrLen + 1, 64));
-    this.slots = Array.from({ length: batch }, () => Buffer.allocUnsafeSlow(this.frameSize));
+    this.uring = (opts.ioUring ?? process.env.PAF_TAP_IO_URING !== "0") && addon.uringSupported();
+    this.slots = Array.from({ length: this.uring ? 2 * batch : batch }, () => Buffer.allocUnsafeSlow(this.frameSize));
+    this.ids = Uint16Array.from({ length: batch }, (_, i) => i);
     this.lengths = new Uint32Array(batch);
     this.queueLimit = opts.queueLimit ?? DEFAULT_QUEUE_LIMIT;
     this.flushMode = opts.flush ?? "microtask";
@@ -308,17 +323,27 @@ export class TapNetif implements Netif {
   start(rx: NetifReceiver): void {
     if (this.reader || this.closing) return;
     this.rx = rx;
-    this.reader = this.addon.startReading(this.fd, this.slots, this.frameSize, this.lengths.length, this.lengths, (n, err) => this.onBatch(n, err), this.timing);
+    this.reader = this.addon.startReading(this.fd, this.slots, this.frameSize, this.lengths.length, this.lengths, (n, err) => this.onBatch(n, err), this.timing, this.ids);
     if (this.paused) this.addon.setReading(this.reader, false);
     if (!this.refed) this.addon.setRef(this.reader, false);
   }
 
   inputPending(): boolean {
     if (this.restFrom < this.restTo) return true;
-    return this.fd >= 0 && !this.closing && this.addon.readable(this.fd);
+    if (this.fd < 0 || this.closing) return false;
+    return this.reader ? this.addon.pending(this.reader) : this.addon.readable(this.fd);
   }
 
-  /** Stop reading for now: frames wait in the TAP's kernel queue (the kernel drops beyond its length). */
+  /** How frames are read: "io_uring" (Linux 6.7+, see TapOptions.ioUring) or "read" (read(2), one per call); "stopped". */
+  get readerMode(): "io_uring" | "read" | "stopped" {
+    return this.reader ? this.addon.readerMode(this.reader) : "stopped";
+  }
+
+  /**
+   * Stop reading for now: frames wait in the TAP's kernel queue (the kernel drops beyond its
+   * length); with io_uring up to the free slots' worth (at most 2 x batch) are read meanwhile
+   * and wait in memory, handed up in order on resume.
+   */
   pause(): void {
     if (this.paused) return;
     this.paused = true;
@@ -397,15 +422,17 @@ export class TapNetif implements Netif {
    */
   adopt(view: Uint8Array): boolean {
     const i = this.current;
-    if (i < 0 || view.length < ADOPT_MIN || view.buffer !== this.slots[i]!.buffer) return false;
-    // Asked again for the same frame: it is the last one given (frames go up in slot order).
-    if (this.given[this.given.length - 1] !== i) {
-      this.given.push(i);
+    if (i < 0) return false;
+    const id = this.ids[i]!;
+    if (view.length < ADOPT_MIN || view.buffer !== this.slots[id]!.buffer) return false;
+    // Asked again for the same frame: it is the last one given (frames go up in batch order).
+    if (this.given[this.given.length - 1] !== id) {
+      this.given.push(id);
       this.rxAdopted++;
       // The application reaches the whole buffer (`.buffer`): past the frame it held whatever
       // the allocator had there (a new slot is not zeroed), so that part is cleared, as a socket
       // read's buffer is cut to what was read.
-      this.slots[i]!.fill(0, this.lengths[i]!);
+      this.slots[id]!.fill(0, this.lengths[i]!);
     }
     return true;
   }
@@ -450,6 +477,7 @@ export class TapNetif implements Netif {
 
   private deliverFrames(rx: NetifReceiver, from: number, to: number): number {
     const slots = this.slots;
+    const ids = this.ids;
     const lengths = this.lengths;
     const fs = this.frameSize;
     const h = this.hdrLen;
@@ -463,7 +491,7 @@ export class TapNetif implements Netif {
         this.st.rxDropped++;
         continue;
       }
-      const slot = slots[i]!;
+      const slot = slots[ids[i]!]!;
       if (h) {
         const flags = slot[0]!;
         // A TSO super-frame is only expected when we asked for it; it goes up as one large

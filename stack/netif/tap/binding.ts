@@ -25,7 +25,10 @@ export interface TapAddon {
   open(name: string, opts: TapOpenOptions): { fd: number; name: string; rxQueue: number };
   startReading(
     fd: number,
-    /** maxFrames Buffers of at least frameSize bytes: frame i of a batch is read into slots[i]. */
+    /**
+     * Buffers of at least frameSize bytes: maxFrames (frame i of a batch is read into slots[i]),
+     * or with `ids` at least 2 x maxFrames, and then io_uring may read (frame i in slots[ids[i]]).
+     */
     slots: readonly Buffer[],
     frameSize: number,
     maxFrames: number,
@@ -33,8 +36,16 @@ export interface TapAddon {
     onBatch: (count: number, error?: Error & { code: string }) => void,
     /** timing[0]: ms the last onBatch took, with the nextTicks and microtasks run after it. */
     timing?: Float64Array,
+    /** maxFrames entries: the slot frame i of a batch is in (always i with read(2)). */
+    ids?: Uint16Array,
   ): object;
-  /** Read frame `index` of later batches into `slot` (the receiver kept the last one); false if refused. */
+  /** Frames wait to be handed up: read by io_uring and not yet taken, or in the TAP's queue. */
+  pending(handle: object): boolean;
+  /** How the reader reads: io_uring (a multishot read, Linux 6.7+) or read(2). */
+  readerMode(handle: object): "io_uring" | "read";
+  /** Whether startReading can use io_uring on this kernel. */
+  uringSupported(): boolean;
+  /** Read into `slot` instead of slots[index] from now on (the receiver kept its frame); false if refused (with io_uring: a slot not in the last batch). */
   setSlot(handle: object, index: number, slot: Buffer): boolean;
   stopReading(handle: object): void;
   /** Frames wait in the kernel's queue (poll with no wait). */
