@@ -761,8 +761,12 @@ static napi_value tap_set_reading(napi_env env, napi_callback_info info) {
   reader_t *r = reader_and_flag(env, info, &on);
   if (!r) return NULL;
   r->reading = on;
-  if (on && r->uring) uring_refill(r);
-  else if (on) uv_poll_start(&r->poll, UV_READABLE, on_readable);
+  /* io_uring: not from inside onBatch (a receiver pausing and resuming while the batch is handed
+   * up): the batch's slots must not go back to the kernel before it ends; on_readable gives them
+   * back and starts the poll when onBatch returns with reading on. */
+  if (on && r->uring) {
+    if (!r->in_callback) uring_refill(r);
+  } else if (on) uv_poll_start(&r->poll, UV_READABLE, on_readable);
   else uv_poll_stop(&r->poll);
   return NULL;
 }

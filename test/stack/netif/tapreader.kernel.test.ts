@@ -100,6 +100,12 @@ describe.skipIf(!run).each([
         seqs.push(seq);
         // Keep every large frame without a copy: its slot is the receiver's from now on.
         if (f.length >= 32 * 1024 && tap.adopt(f)) kept.push(p);
+        // A pause and resume within a batch (a receiver may do that) must not give the batch's
+        // slots back to the kernel while the rest of the batch is still being handed up.
+        if (seq % 97 === 0 && !paused) {
+          tap.pause();
+          tap.resume();
+        }
         // Pause for a while twice: what arrives meanwhile must wait, not be lost.
         if ((seq === 700 || seq === 2100) && !paused) {
           paused = true;
