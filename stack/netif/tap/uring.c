@@ -43,7 +43,7 @@ struct tap_uring {
   size_t ring_len;
   struct io_uring_sqe *sqes;
   size_t sqes_len;
-  unsigned *sq_tail, *sq_mask, *sq_array;
+  unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
   unsigned *cq_head, *cq_tail, *cq_mask;
   struct io_uring_cqe *cqes;
   struct io_uring_buf_ring *br;
@@ -127,6 +127,7 @@ tap_uring_t *uring_open(int tap_fd, uint32_t nbufs, uint32_t buf_len) {
     goto fail;
   }
   char *r = u->ring;
+  u->sq_head = (unsigned *)(r + p.sq_off.head);
   u->sq_tail = (unsigned *)(r + p.sq_off.tail);
   u->sq_mask = (unsigned *)(r + p.sq_off.ring_mask);
   u->sq_array = (unsigned *)(r + p.sq_off.array);
@@ -192,7 +193,12 @@ static int submit(tap_uring_t *u, uint8_t opcode, uint64_t user_data, uint64_t a
   int n;
   do n = sys_enter(u->fd, 1, 0, 0);
   while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : 0;
+  int err = n < 0 ? errno : EAGAIN;
+  if (n == 1) return 0;
+  /* Not taken (EBUSY while completions overflowed, ...): take it back, or the next submission
+   * would send it too (a second read armed). */
+  if (__atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) == tail) __atomic_store_n(u->sq_tail, tail, __ATOMIC_RELEASE);
+  return -err;
 }
 
 int uring_arm(tap_uring_t *u) {

@@ -28,6 +28,7 @@ function recorder() {
       return n;
     },
     setOffload: () => 0,
+    uringSupported: () => false,
     close: () => {},
   } as unknown as TapAddon;
   // The constructor is private to the module's API, not to a test.
