@@ -369,12 +369,15 @@ typedef struct reader {
   /* io_uring: slots neither in the kernel's ring nor held, a stack (the last given back on top),
    * and how many the kernel has (in its ring, or read into and not reaped yet). The kernel takes
    * slots in the order given, so every slot in its ring is touched once per round: it gets only
-   * ring_depth of them (about 1 MiB), the most recently used, so the frames land in memory the
-   * caches still hold. Given all 128 slots of 64 KiB, a Reno sender into paf moved 24-35 Gbit/s
-   * against 30-40 with read(2); with 32 slots 29-45. */
+   * ring_depth of them, about 1 MiB of the frames seen lately (avg_len), the most recently used
+   * first, so the frames land in memory the caches still hold. Given all 128 slots of 64 KiB, a
+   * Reno sender into paf moved 24-35 Gbit/s against 30-40 with read(2); with 32 slots 29-45.
+   * Small frames touch little of a slot, so they get up to the whole batch's worth: a fixed 1 MiB
+   * of 64 KiB slots cut a flood of 1400-byte datagrams into batches of 15, a re-arm each. */
   uint16_t *free_ids;
-  uint32_t nfree, in_kernel, ring_depth;
-  bool reading;   /* the poll is started (setReading) */
+  uint32_t nfree, in_kernel, ring_depth, max_depth, avg_len;
+  bool reading;    /* setReading's last word (on at start) */
+  int poll_events; /* what the poll watches now (UV_READABLE, ...; 0: stopped), see poll_set */
   int arm_failed; /* io_uring: the last try to arm the read failed with this errno (retried) */
   /* Wakeups that found one frame and an empty queue (request and answer, one at a time) make the
    * reader take one frame per wakeup without the read(2) that only says EAGAIN: `single`, with
@@ -447,8 +450,21 @@ static void reader_release(reader_t *r) {
 
 static void on_readable(uv_poll_t *p, int status, int events);
 
+/* Start, change or stop the poll, only when that changes what it watches: uv_poll_start on a
+ * started poll costs epoll_ctl calls (libuv takes it off and adds it again), which io_uring's
+ * reader would otherwise pay after every batch. */
+static void poll_set(reader_t *r, int events) {
+  if (events == r->poll_events) return;
+  r->poll_events = events;
+  if (events) uv_poll_start(&r->poll, events, on_readable);
+  else uv_poll_stop(&r->poll);
+}
+
 /* Errors of io_uring_enter that pass (the completion queue is full until reaped, memory). */
 static bool transient(int err) { return err == EAGAIN || err == EBUSY || err == ENOMEM || err == EINTR; }
+
+/* About this much of the frames seen lately is in the kernel's ring (see free_ids). */
+#define RING_BYTES (1u << 20)
 
 /* io_uring: put the last batch's slots on the free stack, give the kernel's ring slots from its
  * top up to ring_depth, and arm the read if it ended (every slot was out, or it was just
@@ -458,6 +474,8 @@ static void uring_top_up(reader_t *r) {
   for (uint32_t k = r->nheld; k-- > 0;) r->free_ids[r->nfree++] = r->held[k];
   r->nheld = 0;
   uint32_t given = 0;
+  uint32_t depth = RING_BYTES / (r->avg_len > 64 ? r->avg_len : 64);
+  r->ring_depth = depth < 8 ? 8 : depth > r->max_depth ? r->max_depth : depth;
   while (r->in_kernel < r->ring_depth && r->nfree > 0) {
     uint16_t id = r->free_ids[--r->nfree];
     uring_give(r->uring, id, r->slot[id]);
@@ -473,7 +491,7 @@ static void uring_top_up(reader_t *r) {
  * loop turn (the ring's fd polls writable at once), or ends reading (not transient: on_readable). */
 static void uring_refill(reader_t *r) {
   uring_top_up(r);
-  uv_poll_start(&r->poll, r->arm_failed ? UV_READABLE | UV_WRITABLE : UV_READABLE, on_readable);
+  poll_set(r, r->arm_failed ? UV_READABLE | UV_WRITABLE : UV_READABLE);
 }
 
 /* Read at most one batch with read(2) into slots 0..n-1. */
@@ -521,6 +539,11 @@ static void on_readable(uv_poll_t *p, int status, int events) {
     /* At most one batch here too; completions left keep the ring's fd readable. */
     if (!fatal) n = uring_reap(r->uring, r->max_frames, r->lengths, r->ids, &fatal);
     r->in_kernel -= n < r->in_kernel ? n : r->in_kernel;
+    if (n > 0) {
+      uint64_t sum = 0;
+      for (uint32_t k = 0; k < n; k++) sum += r->lengths[k];
+      r->avg_len = (uint32_t)((r->avg_len * 3 + sum / n) / 4); /* the last few batches' frames */
+    }
     for (uint32_t k = 0; k < n && r->nheld < r->nslots; k++) r->held[r->nheld++] = r->ids[k];
     if (n == 0 && !fatal) {
       uring_refill(r); /* the read ended (ENOBUFS, or an arm to retry): arm it again */
@@ -529,7 +552,7 @@ static void on_readable(uv_poll_t *p, int status, int events) {
   }
   if (n == 0 && !fatal) return;
   if (fatal) {
-    uv_poll_stop(&r->poll);
+    poll_set(r, 0);
     r->reading = false;
   }
 
@@ -665,12 +688,9 @@ static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
     for (uint32_t i = 0; i < max_frames; i++) ids[i] = (uint16_t)i;
   if (nslots > max_frames) {
     r->uring = uring_open(fd, nslots, (uint32_t)frame_size);
-    /* About 1 MiB of slots in the kernel's ring (see free_ids), at least 8, at most what leaves a
-     * whole batch to JS. */
-    uint32_t depth = (uint32_t)((1u << 20) / frame_size);
-    if (depth < 8) depth = 8;
-    if (depth > nslots - max_frames) depth = nslots - max_frames;
-    r->ring_depth = depth;
+    /* At most what leaves a whole batch to JS; until frames are seen, as if they filled the slots. */
+    r->max_depth = nslots - max_frames;
+    r->avg_len = (uint32_t)frame_size;
     for (uint32_t i = nslots; i-- > 0;) r->free_ids[r->nfree++] = (uint16_t)i;
     if (r->uring) {
       uring_top_up(r); /* gives the ring its slots and arms the read */
@@ -695,7 +715,7 @@ static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, "PAF_TAP", NAPI_AUTO_LENGTH, &name);
   napi_create_object(env, &resource);
   napi_async_init(env, resource, name, &r->actx);
-  uv_poll_start(&r->poll, UV_READABLE, on_readable);
+  poll_set(r, UV_READABLE);
   napi_add_env_cleanup_hook(env, reader_env_cleanup, r);
   napi_value handle;
   CHECK(napi_create_external(env, r, NULL, NULL, &handle));
@@ -736,7 +756,7 @@ static napi_value tap_stop_reading(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_external(env, argv[0], (void **)&r));
   if (!r || r->stopped) return NULL;
   r->stopped = true;
-  uv_poll_stop(&r->poll); /* now, before the fd is closed: epoll must not watch a recycled fd */
+  poll_set(r, 0); /* now, before the fd is closed: epoll must not watch a recycled fd */
   if (!r->in_callback) reader_release(r);
   return NULL;
 }
@@ -766,8 +786,8 @@ static napi_value tap_set_reading(napi_env env, napi_callback_info info) {
    * back and starts the poll when onBatch returns with reading on. */
   if (on && r->uring) {
     if (!r->in_callback) uring_refill(r);
-  } else if (on) uv_poll_start(&r->poll, UV_READABLE, on_readable);
-  else uv_poll_stop(&r->poll);
+  } else if (on) poll_set(r, UV_READABLE);
+  else poll_set(r, 0);
   return NULL;
 }
 
