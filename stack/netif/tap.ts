@@ -341,8 +341,8 @@ export class TapNetif implements Netif {
 
   /**
    * Stop reading for now: frames wait in the TAP's kernel queue (the kernel drops beyond its
-   * length); with io_uring up to the free slots' worth (at most 2 x batch) are read meanwhile
-   * and wait in memory, handed up in order on resume.
+   * length); with io_uring the slots in the kernel's ring (at most `batch`) are still read into
+   * meanwhile and wait in memory, handed up in order on resume.
    */
   pause(): void {
     if (this.paused) return;

@@ -379,6 +379,7 @@ typedef struct reader {
   bool reading;    /* setReading's last word (on at start) */
   int poll_events; /* what the poll watches now (UV_READABLE, ...; 0: stopped), see poll_set */
   int arm_failed; /* io_uring: the last try to arm the read failed with this errno (retried) */
+  uint32_t arm_retries; /* tries in a row that failed; ARM_RETRIES_MAX of them end reading */
   /* Wakeups that found one frame and an empty queue (request and answer, one at a time) make the
    * reader take one frame per wakeup without the read(2) that only says EAGAIN: `single`, with
    * every SINGLE_PROBE-th wakeup reading on to EAGAIN, so a burst ends it (see on_readable). */
@@ -463,6 +464,9 @@ static void poll_set(reader_t *r, int events) {
 /* Errors of io_uring_enter that pass (the completion queue is full until reaped, memory). */
 static bool transient(int err) { return err == EAGAIN || err == EBUSY || err == ENOMEM || err == EINTR; }
 
+/* Loop turns in a row an io_uring read may fail to be armed (EBUSY, ENOMEM) before reading ends. */
+#define ARM_RETRIES_MAX 10000
+
 /* About this much of the frames seen lately is in the kernel's ring (see free_ids). */
 #define RING_BYTES (1u << 20)
 
@@ -485,6 +489,7 @@ static void uring_top_up(reader_t *r) {
   if (given) uring_publish(r->uring);
   int rc = uring_arm(r->uring);
   r->arm_failed = rc < 0 ? -rc : 0;
+  r->arm_retries = rc < 0 ? r->arm_retries + 1 : 0;
 }
 
 /* The same with reading on: the poll goes on too. An arm that failed is tried again on the next
@@ -535,7 +540,8 @@ static void on_readable(uv_poll_t *p, int status, int events) {
   if (!r->uring) {
     n = read_batch(r, &fatal);
   } else {
-    if (!fatal && r->arm_failed && !transient(r->arm_failed)) fatal = r->arm_failed;
+    /* A transient failure is retried every loop turn, but not forever (a busy loop). */
+    if (!fatal && r->arm_failed && (!transient(r->arm_failed) || r->arm_retries >= ARM_RETRIES_MAX)) fatal = r->arm_failed;
     /* At most one batch here too; completions left keep the ring's fd readable. */
     if (!fatal) n = uring_reap(r->uring, r->max_frames, r->lengths, r->ids, &fatal);
     r->in_kernel -= n < r->in_kernel ? n : r->in_kernel;
