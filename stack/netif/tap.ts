@@ -132,9 +132,8 @@ export class TapNetif implements Netif {
    * with read(2), twice that with io_uring. Frame i of a batch is in slots[ids[i]].
    */
   private readonly slots: Buffer[];
+  /** Written by the addon when reading starts (i with read(2)). */
   private readonly ids: Uint16Array;
-  /** Whether the reader may use io_uring (TapOptions.ioUring and the kernel), so slots.length is 2 x batch. */
-  private readonly uring: boolean;
   /** The position in the batch of the frame being handed up, -1 between frames (what adopt() may give away). */
   private current = -1;
   /** Slots (ids) given up during this delivery, in delivery order, replaced at its end. */
@@ -206,9 +205,10 @@ export class TapNetif implements Netif {
     const batch = opts.batch ?? DEFAULT_BATCH;
     const largest = this.gso ? GSO_MAX_FRAME : mtu + ETH_HEADER_LEN + VLAN_TAG_LEN;
     this.frameSize = opts.frameSize ?? Math.max(2048, roundUp(largest + this.hdrLen + 1, 64));
-    this.uring = (opts.ioUring ?? process.env.PAF_TAP_IO_URING !== "0") && addon.uringSupported();
-    this.slots = Array.from({ length: this.uring ? 2 * batch : batch }, () => Buffer.allocUnsafeSlow(this.frameSize));
-    this.ids = Uint16Array.from({ length: batch }, (_, i) => i);
+    // io_uring (TapOptions.ioUring and the kernel) reads into twice the batch's slots.
+    const uring = (opts.ioUring ?? process.env.PAF_TAP_IO_URING !== "0") && addon.uringSupported();
+    this.slots = Array.from({ length: uring ? 2 * batch : batch }, () => Buffer.allocUnsafeSlow(this.frameSize));
+    this.ids = new Uint16Array(batch);
     this.lengths = new Uint32Array(batch);
     this.queueLimit = opts.queueLimit ?? DEFAULT_QUEUE_LIMIT;
     this.flushMode = opts.flush ?? "microtask";

@@ -369,13 +369,13 @@ typedef struct reader {
   /* io_uring: slots neither in the kernel's ring nor held, a stack (the last given back on top),
    * and how many the kernel has (in its ring, or read into and not reaped yet). The kernel takes
    * slots in the order given, so every slot in its ring is touched once per round: it gets only
-   * ring_depth of them, about 1 MiB of the frames seen lately (avg_len), the most recently used
+   * about 1 MiB of the frames seen lately (avg_len), the most recently used
    * first, so the frames land in memory the caches still hold. Given all 128 slots of 64 KiB, a
    * Reno sender into paf moved 24-35 Gbit/s against 30-40 with read(2); with 32 slots 29-45.
    * Small frames touch little of a slot, so they get up to the whole batch's worth: a fixed 1 MiB
    * of 64 KiB slots cut a flood of 1400-byte datagrams into batches of 15, a re-arm each. */
   uint16_t *free_ids;
-  uint32_t nfree, in_kernel, ring_depth, max_depth, avg_len;
+  uint32_t nfree, in_kernel, avg_len;
   bool reading;    /* setReading's last word (on at start) */
   int poll_events; /* what the poll watches now (UV_READABLE, ...; 0: stopped), see poll_set */
   int arm_failed; /* io_uring: the last try to arm the read failed with this errno (retried) */
@@ -471,16 +471,17 @@ static bool transient(int err) { return err == EAGAIN || err == EBUSY || err == 
 #define RING_BYTES (1u << 20)
 
 /* io_uring: put the last batch's slots on the free stack, give the kernel's ring slots from its
- * top up to ring_depth, and arm the read if it ended (every slot was out, or it was just
+ * top up to about RING_BYTES of recent frames (at least 8 slots, at most what leaves a whole
+ * batch to JS), and arm the read if it ended (every slot was out, or it was just
  * started); arm_failed says if that failed. */
 static void uring_top_up(reader_t *r) {
   /* The batch's slots go on the free stack, the first frame's last (the most recently read on top). */
   for (uint32_t k = r->nheld; k-- > 0;) r->free_ids[r->nfree++] = r->held[k];
   r->nheld = 0;
   uint32_t given = 0;
-  uint32_t depth = RING_BYTES / (r->avg_len > 64 ? r->avg_len : 64);
-  r->ring_depth = depth < 8 ? 8 : depth > r->max_depth ? r->max_depth : depth;
-  while (r->in_kernel < r->ring_depth && r->nfree > 0) {
+  uint32_t depth = RING_BYTES / (r->avg_len > 64 ? r->avg_len : 64), most = r->nslots - r->max_frames;
+  depth = depth < 8 ? 8 : depth > most ? most : depth;
+  while (r->in_kernel < depth && r->nfree > 0) {
     uint16_t id = r->free_ids[--r->nfree];
     uring_give(r->uring, id, r->slot[id]);
     r->in_kernel++;
@@ -694,9 +695,7 @@ static napi_value tap_start_reading(napi_env env, napi_callback_info info) {
     for (uint32_t i = 0; i < max_frames; i++) ids[i] = (uint16_t)i;
   if (nslots > max_frames) {
     r->uring = uring_open(fd, nslots, (uint32_t)frame_size);
-    /* At most what leaves a whole batch to JS; until frames are seen, as if they filled the slots. */
-    r->max_depth = nslots - max_frames;
-    r->avg_len = (uint32_t)frame_size;
+    r->avg_len = (uint32_t)frame_size; /* until frames are seen, as if they filled the slots */
     for (uint32_t i = nslots; i-- > 0;) r->free_ids[r->nfree++] = (uint16_t)i;
     if (r->uring) {
       uring_top_up(r); /* gives the ring its slots and arms the read */
