@@ -47,8 +47,9 @@ export interface TapOptions {
   /**
    * Read through io_uring where the kernel can (Linux 6.7+: one multishot read, no system call
    * per frame; `TapNetif.readerMode` says which is in use). It keeps twice `batch` receive slots
-   * instead of `batch`, so the kernel has free ones while a batch is handed up. Default true,
-   * unless the environment has PAF_TAP_IO_URING=0; false: read(2), one frame per call.
+   * instead of `batch`, so the kernel has free ones while a batch is handed up. Frames sent in
+   * one flush go through io_uring too, up to 64 per system call (`writerMode`). Default true,
+   * unless the environment has PAF_TAP_IO_URING=0; false: read(2) and writev(2), one frame per call.
    */
   ioUring?: boolean;
   /**
@@ -127,6 +128,8 @@ export class TapNetif implements Netif {
   private readonly addon: TapAddon;
   private fd: number;
   private reader: object | undefined;
+  /** io_uring for writes (the addon's openWriter), or undefined: writev(2) per frame. */
+  private writer: object | undefined;
   /**
    * Where frames are read, one Buffer each (own memory, so one can be given up): `batch` of them
    * with read(2), twice that with io_uring. Frame i of a batch is in slots[ids[i]].
@@ -208,6 +211,8 @@ export class TapNetif implements Netif {
     // io_uring (TapOptions.ioUring and the kernel) reads into twice the batch's slots.
     const uring = (opts.ioUring ?? process.env.PAF_TAP_IO_URING !== "0") && addon.uringSupported();
     this.slots = Array.from({ length: uring ? 2 * batch : batch }, () => Buffer.allocUnsafeSlow(this.frameSize));
+    // And writes a flush's frames through io_uring, up to 64 per system call (see writerMode).
+    this.writer = uring ? (addon.openWriter(fd) ?? undefined) : undefined;
     this.ids = new Uint16Array(batch);
     this.lengths = new Uint32Array(batch);
     this.queueLimit = opts.queueLimit ?? DEFAULT_QUEUE_LIMIT;
@@ -337,6 +342,11 @@ export class TapNetif implements Netif {
   /** How frames are read: "io_uring" (Linux 6.7+, see TapOptions.ioUring) or "read" (read(2), one per call); "stopped". */
   get readerMode(): "io_uring" | "read" | "stopped" {
     return this.reader ? this.addon.readerMode(this.reader) : "stopped";
+  }
+
+  /** How frames are written: "io_uring" (a flush's frames, up to 64 per system call) or "writev" (one per call). */
+  get writerMode(): "io_uring" | "writev" {
+    return this.writer ? "io_uring" : "writev";
   }
 
   /**
@@ -549,7 +559,7 @@ export class TapNetif implements Netif {
     const q = this.queue;
     if (q.length === 0 || this.fd < 0) return true;
     const out = this.writeOut;
-    const n = this.addon.writeFrames(this.fd, q, 0, this.hdrLen, out, this.gsoQueued > 0 ? this.vnetHeaders(q) : undefined);
+    const n = this.addon.writeFrames(this.fd, q, 0, this.hdrLen, out, this.gsoQueued > 0 ? this.vnetHeaders(q) : undefined, this.writer);
     const refused = out[0]!;
     const counts = this.counts;
     let datagrams = n;
@@ -683,6 +693,8 @@ export class TapNetif implements Netif {
     this.gsoQueued = 0;
     const fd = this.fd;
     this.fd = -1;
+    if (this.writer) this.addon.closeWriter(this.writer);
+    this.writer = undefined;
     if (this.filterCounter >= 0) {
       this.dropBase = this.sourceLimitDrops();
       // A persistent TAP outlives us: it must not keep filtering for the next user.

@@ -1,13 +1,15 @@
 /*
  * Reading a TAP through io_uring: one multishot read (Linux 6.7+) keeps taking frames into a ring
  * of provided buffers and posts one completion per frame, so a batch of frames costs no system
- * call per frame (read(2) costs one each, ~1 us on this kind of VM; see uring.c).
+ * call per frame (read(2) costs one each, ~1 us on this kind of VM; see uring.c). Writing: a
+ * batch of frames per io_uring_enter, where writev(2) costs a system call per frame.
  */
 #ifndef PAF_TAP_URING_H
 #define PAF_TAP_URING_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 typedef struct tap_uring tap_uring_t;
 
@@ -39,5 +41,22 @@ bool uring_pending(const tap_uring_t *u);
  * true, the buffers may be released. False (never seen): the read did not end, and the ring and
  * the buffers must be kept. */
 bool uring_close(tap_uring_t *u);
+
+/* Writing frames to a TAP, a batch per io_uring_enter (see uring.c). */
+typedef struct tap_uwriter tap_uwriter_t;
+
+/* Frames one uwriter_write takes at most. */
+#define UWRITER_MAX 64
+
+/* A writer for tap_fd; NULL with errno set if it cannot be set up. */
+tap_uwriter_t *uwriter_open(int tap_fd);
+
+/* Write frames 0..n-1 (at most UWRITER_MAX), frame i from iov[i*iovcnt ...], in order, and wait
+ * until the kernel is done with all of them. res[i]: the bytes written, or -errno: -EAGAIN (the
+ * TAP would block), -ECANCELED (not tried: an earlier frame of the batch failed), or the
+ * kernel's refusal. Returns how many were submitted (n), or -errno if the kernel took none. */
+int uwriter_write(tap_uwriter_t *w, const struct iovec *iov, uint32_t iovcnt, uint32_t n, int32_t *res);
+
+void uwriter_close(tap_uwriter_t *w);
 
 #endif
