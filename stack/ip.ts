@@ -101,8 +101,11 @@ export interface IpOutput {
    * is `frame.length - route.headroom`). The IP layer writes its header and the Ethernet header
    * in place, fragments when needed (unless dontFragment), and resolves the next hop's MAC.
    * Returns false if the packet was dropped (no route, queue full, too big with DF).
+   * `partial`: a TCP or UDP message whose checksum field holds only the pseudo-header sum, for a
+   * netif with checksum offload (features.checksumOffload) to complete; the IP layer completes it
+   * itself where the packet does not go to the netif as it is (fragmented, or to our own sockets).
    */
-  send(route: Route, protocol: number, frame: Uint8Array, opts?: SendOptions): boolean;
+  send(route: Route, protocol: number, frame: Uint8Array, opts?: SendOptions, partial?: boolean): boolean;
   /** Is this one of our unicast addresses? */
   isLocal(addr: Uint8Array): boolean;
   /** Send an ICMP error about a received packet (rate limited, never about multicast/ICMP errors). */

@@ -16,7 +16,8 @@ import { IPV4, IPV4_FLAG_MF, IPV4_FRAG_OFFSET_MASK, checkIpv4, emitIpv4, parseIp
 import { ETH, ETHERTYPE_IPV4 } from "./wire/ethernet.js";
 
 import { BROADCAST_MAC, IPV4_ANY, copyBytes, ipv4MulticastMac, ipv4ToU32, u32ToIPv4 } from "./wire/addr.js";
-import type { TxMeta } from "./netif/netif.js";
+import { CSUM_PARTIAL, type TxMeta } from "./netif/netif.js";
+import { completeChecksum } from "./wire/checksum.js";
 import type { GroupListener } from "./ip.js";
 import { RouteTable, ipv4Mask, type RouteEntry, type RouteOrigin } from "./routes.js";
 import { errnoError } from "./core/errors.js";
@@ -535,7 +536,7 @@ export class Ipv4Layer implements IpOutput {
     return v;
   }
 
-  send(route: Route, protocol: number, frame: Uint8Array, opts: SendOptions = NO_SEND_OPTIONS): boolean {
+  send(route: Route, protocol: number, frame: Uint8Array, opts: SendOptions = NO_SEND_OPTIONS, partial = false): boolean {
     const r = route as Ipv4Route;
     const c = this.counters;
     const hoff = ETH.HEADER_LEN;
@@ -560,7 +561,11 @@ export class Ipv4Layer implements IpOutput {
       h.dst = r.dst;
       h.payloadLen = payloadLen;
       emitIpv4(frame, hoff, h);
-      return this.deliver(r, frame, opts.gsoSize ? opts : undefined, loop);
+      if (!partial) return this.deliver(r, frame, opts.gsoSize ? opts : undefined, loop);
+      // Only the netif completes a partial checksum: a packet to ourselves is completed here.
+      if (r.local || loop) completeChecksum(frame, hoff + IPV4.MIN_HEADER_LEN, frame.length, protocol);
+      else return this.deliver(r, frame, opts.gsoSize ? opts : CSUM_PARTIAL, false);
+      return this.deliver(r, frame, undefined, loop);
     }
     if (opts.dontFragment) {
       c.drop("too_big_df");
@@ -570,6 +575,7 @@ export class Ipv4Layer implements IpOutput {
       c.drop("too_big");
       return false;
     }
+    if (partial) completeChecksum(frame, hoff + IPV4.MIN_HEADER_LEN, frame.length, protocol);
     // RFC 791 fragmentation: every fragment but the last carries a multiple of 8 bytes.
     const maxData = ((r.mtu - IPV4.MIN_HEADER_LEN) >> 3) << 3;
     const data = frame.subarray(hoff + IPV4.MIN_HEADER_LEN);

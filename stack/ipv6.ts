@@ -19,7 +19,8 @@ import { IPV6, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE, NH_ROUTING, OP
 import { ETH, ETHERTYPE_IPV6 } from "./wire/ethernet.js";
 import { IPPROTO_ICMPV6 } from "./wire/icmp.js";
 import { ALL_NODES, bytesEqual, copyBytes, formatIPv6, inPrefix, ipKey, ipv6MulticastMac, isIPv6LinkLocal, isIPv6Multicast, isZero, solicitedNode } from "./wire/addr.js";
-import type { TxMeta } from "./netif/netif.js";
+import { CSUM_PARTIAL, type TxMeta } from "./netif/netif.js";
+import { completeChecksum } from "./wire/checksum.js";
 
 export const IPV6_MIN_MTU = 1280;
 
@@ -567,7 +568,7 @@ export class Ipv6Layer implements IpOutput {
     return v;
   }
 
-  send(route: Route, protocol: number, frame: Uint8Array, opts: SendOptions = {}): boolean {
+  send(route: Route, protocol: number, frame: Uint8Array, opts: SendOptions = {}, partial = false): boolean {
     const r = route as Ipv6Route;
     const c = this.counters;
     const hoff = ETH.HEADER_LEN;
@@ -580,12 +581,17 @@ export class Ipv6Layer implements IpOutput {
     // A TSO super-segment is cut to the MTU by the netif.
     if (IPV6.HEADER_LEN + payloadLen <= mtu || opts.gsoSize) {
       emitIpv6(frame, hoff, { trafficClass: opts.tos ?? 0, nextHeader: protocol, hopLimit, src: r.src, dst: r.dst, payloadLen });
-      return this.deliver(r, frame, opts.gsoSize ? opts : undefined, loop);
+      if (!partial) return this.deliver(r, frame, opts.gsoSize ? opts : undefined, loop);
+      // Only the netif completes a partial checksum: a packet to ourselves is completed here.
+      if (r.local || loop) completeChecksum(frame, hoff + IPV6.HEADER_LEN, frame.length, protocol);
+      else return this.deliver(r, frame, opts.gsoSize ? opts : CSUM_PARTIAL, false);
+      return this.deliver(r, frame, undefined, loop);
     }
     if (payloadLen > 65535) {
       c.drop("too_big");
       return false;
     }
+    if (partial) completeChecksum(frame, hoff + IPV6.HEADER_LEN, frame.length, protocol);
     // Source fragmentation (§4.5): fragment header + 8-byte multiples.
     const ident = this.random.u32();
     const maxData = ((mtu - IPV6.HEADER_LEN - 8) >> 3) << 3;

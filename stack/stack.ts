@@ -227,7 +227,7 @@ export class Stack {
     }
     // Transmit buffers from the netif where it reuses them (a TAP: see FramePool).
     const alloc = netif.allocFrame ? (len: number) => netif.allocFrame!(len) : undefined;
-    this.udp = new UdpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.random, limits.udp, alloc);
+    this.udp = new UdpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.random, limits.udp, alloc, netif.features.checksumOffload);
     this.ipv4.register(IPPROTO_UDP, this.udp);
     this.ipv6?.register(IPPROTO_UDP, this.udp);
     const tcpLayer = new TcpLayer(this.ipv4On ? this.ipv4 : undefined, this.ipv6, this.timers, this.random, limits.tcp, netif.features.tso ?? 0, alloc, netif);

@@ -285,6 +285,8 @@ export class UdpLayer implements UpperProtocol {
     opts: UdpOptions = {},
     /** Where frames to send come from (the netif's allocFrame): contents undefined, every byte written. */
     private readonly allocFrame: (len: number) => Uint8Array = newFrame,
+    /** The netif completes checksums (features.checksumOffload): datagrams leave with a partial one. */
+    private readonly csumOffload = false,
   ) {
     this.low = opts.ephemeralLow ?? 49152;
     this.high = opts.ephemeralHigh ?? 65535;
@@ -454,9 +456,10 @@ export class UdpLayer implements UpperProtocol {
     }
     const frame = this.allocFrame(route.headroom + UDP.HEADER_LEN + data.length);
     frame.set(data, route.headroom + UDP.HEADER_LEN);
-    emitUdp(frame, route.headroom, s.localPort, port, data.length, route.src, route.dst);
+    const partial = this.csumOffload && !route.local;
+    emitUdp(frame, route.headroom, s.localPort, port, data.length, route.src, route.dst, partial);
     this.counters.hot.tx_datagrams++;
-    if (!ip.send(route, IPPROTO_UDP, frame, s.sendOptions(dst))) return codedError("ENOBUFS", "datagram dropped on output (queue full or too big)");
+    if (!ip.send(route, IPPROTO_UDP, frame, s.sendOptions(dst), partial)) return codedError("ENOBUFS", "datagram dropped on output (queue full or too big)");
     return null;
   }
 

@@ -302,12 +302,12 @@ export class FaultyNetif implements Netif {
     return this.inner.mtu;
   }
   /**
-   * The inner netif's, without TSO: faults act on frames as they are on the wire, so the stack
-   * sends wire-size segments through here; and frames go up one by one, later, so none is
+   * The inner netif's, without TSO or checksum offload: faults act on frames as they are on the
+   * wire, so the stack sends wire-size segments with whole checksums through here; and frames go up one by one, later, so none is
    * promised to outlive its frame() call (rxKeptUntilBatchEnd).
    */
   get features() {
-    return { ...this.inner.features, tso: 0, rxKeptUntilBatchEnd: false };
+    return { ...this.inner.features, tso: 0, checksumOffload: false, rxKeptUntilBatchEnd: false };
   }
 
   /** Change the faults at run time (frames already held keep their times). */

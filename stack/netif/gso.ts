@@ -8,7 +8,8 @@
  * Each segment gets a copy of the Ethernet, IP and TCP headers with: its IP length (IPv4: a fresh
  * header checksum; the Identification kept, 0 with DF as ours are), its sequence number, FIN and
  * PSH only on the last segment, CWR only on the first (as Linux's tcp_gso_segment), and a full
- * TCP checksum (the super-segment carries only the pseudo-header sum).
+ * TCP checksum (the super-segment carries only the pseudo-header sum). Other frames go to the inner
+ * netif as they are, with their TxMeta (a checksum left to it, where it offers that).
  */
 import type { Netif, NetifFeatures, NetifReceiver, NetifStats, TxMeta } from "./netif.js";
 import { ETH_HEADER_LEN } from "./netif.js";
@@ -56,7 +57,7 @@ export class SegmentingNetif implements Netif {
 
   send(frame: Uint8Array, meta?: TxMeta): boolean {
     const mss = meta?.gsoSize ?? 0;
-    if (!mss) return this.inner.send(frame);
+    if (!mss) return this.inner.send(frame, meta);
     const v4 = frame[12] === 0x08 && frame[13] === 0x00;
     const ipOff = ETH_HEADER_LEN;
     const ipHl = v4 ? (frame[ipOff]! & 0x0f) * 4 : 40;

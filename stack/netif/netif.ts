@@ -8,8 +8,9 @@ import { DOUBLE_ZERO, plain } from "../core/double.js";
 /** Offload features a netif may support; upper layers must work with all of them off. */
 export interface NetifFeatures {
   /**
-   * The netif accepts frames whose L4 checksum is left for it to complete and may deliver
-   * frames whose checksum was already verified (virtio-net header, IFF_VNET_HDR).
+   * The netif accepts frames whose L4 checksum is left for it to complete (TxMeta.csumPartial)
+   * and may deliver frames whose checksum was already verified (virtio-net header, IFF_VNET_HDR).
+   * A wrapper that does not pass TxMeta on must not claim it.
    */
   checksumOffload: boolean;
   /** Largest frame the netif accepts in one `send` (GSO/TSO lets it exceed the MTU). */
@@ -37,7 +38,17 @@ export interface TxMeta {
    * netif's kernel completes). Only sent to a netif whose features.tso is set.
    */
   gsoSize?: number;
+  /**
+   * The frame's TCP or UDP checksum field holds only the pseudo-header sum, for the netif to
+   * complete (a TAP: VIRTIO_NET_HDR_F_NEEDS_CSUM; the kernel then does not even compute it for
+   * its own sockets). Only sent to a netif whose features.checksumOffload is set, for an
+   * unfragmented IPv4 packet without options or an IPv6 packet without extension headers.
+   */
+  csumPartial?: boolean;
 }
+
+/** TxMeta for a plain frame whose checksum the netif completes. */
+export const CSUM_PARTIAL: TxMeta = Object.freeze({ csumPartial: true });
 
 export interface RxMeta {
   /** The L4 checksum was verified by the lower layer (vnet header DATA_VALID). */

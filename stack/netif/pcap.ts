@@ -5,7 +5,8 @@
  * frames are not recorded (counted in `dropped`) rather than growing memory.
  */
 import { openSync, writeSync, closeSync, readFileSync } from "node:fs";
-import type { Netif, NetifReceiver, NetifStats, RxMeta, TxMeta } from "./netif.js";
+import { ETH_HEADER_LEN, type Netif, type NetifReceiver, type NetifStats, type RxMeta, type TxMeta } from "./netif.js";
+import { completeChecksum } from "../wire/checksum.js";
 
 const MAGIC = 0xa1b2c3d4;
 const LINKTYPE_ETHERNET = 1;
@@ -105,6 +106,19 @@ export function readPcap(path: string): PcapRecord[] {
   return out;
 }
 
+/**
+ * A copy of a frame whose TCP or UDP checksum was left to the netif (TxMeta.csumPartial), with the
+ * checksum completed as the netif will: the record shows what goes on the wire. (A TSO
+ * super-frame is recorded as it is, larger than the MTU and with its pseudo-header sum.)
+ */
+function completed(frame: Uint8Array): Uint8Array {
+  const f = frame.slice();
+  const v4 = f[12] === 0x08 && f[13] === 0x00;
+  const l4 = ETH_HEADER_LEN + (v4 ? (f[ETH_HEADER_LEN]! & 0x0f) * 4 : 40);
+  completeChecksum(f, l4, f.length, f[ETH_HEADER_LEN + (v4 ? 9 : 6)]!);
+  return f;
+}
+
 /** Wraps any netif and records every frame received and sent to a pcap file. */
 export class PcapNetif implements Netif {
   readonly writer: PcapWriter;
@@ -138,7 +152,7 @@ export class PcapNetif implements Netif {
     });
   }
   send(frame: Uint8Array, meta?: TxMeta): boolean {
-    this.writer.write(frame);
+    this.writer.write(meta?.csumPartial ? completed(frame) : frame);
     return this.inner.send(frame, meta);
   }
   inputPending(): boolean {

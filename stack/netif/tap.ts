@@ -10,7 +10,8 @@
  */
 import { loadTapAddon, type TapAddon } from "./tap/binding.js";
 import { FramePool } from "./framepool.js";
-import { coalesceUdp, startsRun } from "./uso.js";
+import { coalesceUdp, isPlain, MARK_CSUM, startsRun } from "./uso.js";
+import { IPPROTO_TCP } from "../wire/tcp.js";
 import { netifCounters, netifStatsOf, NetifError, type Netif, type NetifFeatures, type NetifReceiver, type NetifStats, DEFAULT_MTU, ETH_HEADER_LEN, type RxMeta, type TxMeta } from "./netif.js";
 
 export interface TapOptions {
@@ -151,7 +152,8 @@ export class TapNetif implements Netif {
   private queue: Uint8Array[] = [];
   /**
    * The gso_size of each queued frame, in step with `queue`: 0 a plain frame, > 0 a TCP
-   * super-segment, < 0 (minus the datagram size) a UDP super-frame; how many are not 0.
+   * super-segment, < 0 (minus the datagram size) a UDP super-frame, MARK_CSUM a plain frame whose
+   * checksum the kernel completes; how many are not 0 (they need a virtio-net header of their own).
    */
   private gsoSizes: number[] = [];
   private gsoQueued = 0;
@@ -220,7 +222,8 @@ export class TapNetif implements Netif {
     this.onError = opts.onError ?? ((e) => process.emitWarning(`TAP ${this.name}: ${e.message}`, { code: e.code }));
     // With offloads the kernel takes TCP super-segments and cuts them itself (TSO on transmit).
     // A slot is read into again only at the next read, after the batch has ended.
-    this.features = { checksumOffload: false, maxFrameSize: mtu + ETH_HEADER_LEN, tso: this.gso ? 65535 : 0, rxKeptUntilBatchEnd: true };
+    // With the virtio-net header the kernel completes checksums (NEEDS_CSUM, TxMeta.csumPartial).
+    this.features = { checksumOffload: this.hdrLen > 0, maxFrameSize: mtu + ETH_HEADER_LEN, tso: this.gso ? 65535 : 0, rxKeptUntilBatchEnd: true };
     const small = roundUp(mtu + ETH_HEADER_LEN, 64);
     this.txPool = this.gso ? new FramePool([small, roundUp(GSO_MAX_FRAME, 64)], [TX_POOL_KEEP, TX_POOL_KEEP_TSO]) : new FramePool([small], [TX_POOL_KEEP]);
   }
@@ -536,7 +539,8 @@ export class TapNetif implements Netif {
       return false;
     }
     this.queue.push(frame);
-    const g = this.gso ? (meta?.gsoSize ?? 0) : 0;
+    let g = this.gso ? (meta?.gsoSize ?? 0) : 0;
+    if (!g && meta?.csumPartial && this.hdrLen) g = MARK_CSUM;
     this.gsoSizes.push(g);
     if (this.counts.length > 0) this.counts.push(1); // counts kept since a partial write: in step
     if (g) this.gsoQueued++;
@@ -600,7 +604,7 @@ export class TapNetif implements Netif {
     const q = this.queue;
     const marks = this.gsoSizes;
     let found = false;
-    for (let i = 1; i < q.length && !found; i++) found = !marks[i - 1] && !marks[i] && startsRun(q[i - 1]!, q[i]!);
+    for (let i = 1; i < q.length && !found; i++) found = isPlain(marks[i - 1]) && isPlain(marks[i]) && startsRun(q[i - 1]!, q[i]!);
     if (!found) return;
     const pool = this.txPool;
     // Super-frames left by a partial write keep their counts (and, marked, never merge again).
@@ -639,6 +643,12 @@ export class TapNetif implements Netif {
       const l4 = ETH_HEADER_LEN + (v4 ? (f[ETH_HEADER_LEN]! & 0x0f) * 4 : 40);
       const o = i * VNET_HDR_LEN;
       h[o] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+      if (size === MARK_CSUM) {
+        // A plain TCP or UDP packet: only the checksum, from the L4 header on.
+        h.writeUInt16LE(l4, o + 6); // csum_start
+        h.writeUInt16LE(f[v4 ? ETH_HEADER_LEN + 9 : ETH_HEADER_LEN + 6] === IPPROTO_TCP ? 16 : 6, o + 8); // csum_offset
+        continue;
+      }
       if (size < 0) {
         // A UDP super-frame (stack/netif/uso.ts): cut into -size-byte datagrams, each checksummed.
         h[o + 1] = VIRTIO_NET_HDR_GSO_UDP_L4;

@@ -15,6 +15,15 @@
 import { checksum, pseudoHeaderSum } from "../wire/checksum.js";
 import { ETH_HEADER_LEN } from "./netif.js";
 
+/**
+ * The mark (see coalesceUdp) of a plain frame whose TCP or UDP checksum the kernel completes
+ * (TxMeta.csumPartial): above any gso_size. Such a datagram may join a run like an unmarked one.
+ */
+export const MARK_CSUM = 0x10000;
+
+/** A mark of a frame that is not a super-frame (0, or MARK_CSUM). */
+export const isPlain = (mark: number | undefined): boolean => !mark || mark === MARK_CSUM;
+
 /** Datagrams in one super-frame at most (the kernel's limit on UDP GSO segments is 64 or more). */
 export const USO_MAX_SEGMENTS = 64;
 /** The largest IP packet a super-frame may be (headers included, for IPv6 too). */
@@ -81,7 +90,7 @@ function joins(a: Uint8Array, b: Uint8Array, l4: number, size: number, total: nu
   return bs > 0 && bs <= size && l4 - ETH_HEADER_LEN + UDP_HDR + total + bs <= IP_MAX && udpRunOffset(b) === l4 && continuesRun(a, b, l4, k);
 }
 
-/** Whether unmarked frames `a` then `b` start a run: the look that decides if coalesceUdp is worth a call. */
+/** Whether plain frames `a` then `b` start a run: the look that decides if coalesceUdp is worth a call. */
 export function startsRun(a: Uint8Array, b: Uint8Array): boolean {
   const l4 = udpRunOffset(a);
   const size = a.length - l4 - UDP_HDR;
@@ -91,7 +100,7 @@ export function startsRun(a: Uint8Array, b: Uint8Array): boolean {
 /** What coalesceUdp hands back: the frames to write, their marks, and datagrams in each. */
 export interface UdpCoalesced {
   frames: Uint8Array[];
-  /** As the input's marks (a TCP super-frame's gso_size, or 0), and -gso_size for a UDP super-frame. */
+  /** As the input's marks (a TCP super-frame's gso_size, MARK_CSUM, or 0), and -gso_size for a UDP super-frame. */
   marks: number[];
   /** Datagrams each frame carries (1 but for UDP super-frames). */
   counts: number[];
@@ -101,8 +110,8 @@ export interface UdpCoalesced {
 }
 
 /**
- * Runs of at least two datagrams in `frames` (in order; frames with a non-zero mark, TCP or UDP
- * super-frames, are left alone) become one UDP super-frame each, built in a buffer from `alloc`;
+ * Runs of at least two datagrams in `frames` (in order; frames marked as TCP or UDP super-frames
+ * are left alone, see isPlain) become one UDP super-frame each, built in a buffer from `alloc`;
  * the frames merged into it are handed to `release` (their buffers may be used again). A
  * super-frame's IPv4 header checksum is complete (the kernel checks it on input), its UDP
  * checksum field holds the pseudo-header sum over the whole length, for the kernel to complete
@@ -121,12 +130,12 @@ export function coalesceUdp(
   let i = 0;
   while (i < n) {
     const a = frames[i]!;
-    const l4 = marks[i] ? -1 : udpRunOffset(a);
+    const l4 = isPlain(marks[i]) ? udpRunOffset(a) : -1;
     const size = a.length - l4 - UDP_HDR;
     let j = i + 1;
     if (l4 >= 0 && size > 0) {
       let total = size;
-      while (j < n && j - i < USO_MAX_SEGMENTS && !marks[j]) {
+      while (j < n && j - i < USO_MAX_SEGMENTS && isPlain(marks[j])) {
         const b = frames[j]!;
         if (!joins(a, b, l4, size, total, j - i)) break;
         const bs = b.length - l4 - UDP_HDR;

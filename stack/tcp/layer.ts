@@ -83,6 +83,8 @@ export class TcpLayer implements UpperProtocol {
   private inBatch = false;
   /** The netif keeps its frames until the batch ends: data may be held to go up at the end (TcpEnv.holdInput). */
   private readonly holdOk: boolean;
+  /** The netif completes checksums (features.checksumOffload): segments leave with a partial one. */
+  private readonly csumOffload: boolean;
   /** Connections holding data for the end of the batch (each marked holdDue), made at the first. */
   private holding: Owed<Tcb> | undefined;
   private envObj: TcpEnv | undefined;
@@ -132,6 +134,7 @@ export class TcpLayer implements UpperProtocol {
   ) {
     this.o = resolveTcpOptions(opts);
     this.holdOk = link.features?.rxKeptUntilBatchEnd === true;
+    this.csumOffload = link.features?.checksumOffload === true;
     this.memory = new TcpMemory(this.o);
     const k = random.fill(new Uint8Array(32));
     const w = (i: number): number => (k[i]! | (k[i + 1]! << 8) | (k[i + 2]! << 16) | (k[i + 3]! << 24)) >>> 0;
@@ -573,10 +576,12 @@ export class TcpLayer implements UpperProtocol {
     const hl = 20 + optionsLength(repr);
     const frame = this.allocFrame(r.headroom + hl + len);
     if (q && len > 0) q.copy(off, len, frame, r.headroom + hl);
-    emitTcp(frame, r.headroom, repr, len, r.src, r.dst, gsoSize > 0);
+    // A super-segment's checksum is the netif's to complete, and so is any where it offers that.
+    const partial = gsoSize > 0 || (this.csumOffload && !r.local);
+    emitTcp(frame, r.headroom, repr, len, r.src, r.dst, partial);
     const ip = r.family === 4 ? this.ipv4 : this.ipv6;
     this.counters.hot.tx_segments++;
-    const ok = ip?.send(r, IPPROTO_TCP, frame, gsoSize > 0 ? { dontFragment: true, gsoSize } : DF) ?? false;
+    const ok = ip?.send(r, IPPROTO_TCP, frame, gsoSize > 0 ? { dontFragment: true, gsoSize } : DF, partial) ?? false;
     if (!ok) this.counters.inc("tx_local_drops");
     return ok;
   }

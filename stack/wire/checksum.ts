@@ -18,6 +18,19 @@ export function sum16(buf: Uint8Array, start = 0, end = buf.length, initial = 0)
   return sumBytes(buf, start, end, initial);
 }
 
+/**
+ * Complete a TCP or UDP checksum left partial (its field holds the pseudo-header sum, as for a
+ * netif with checksum offload, TxMeta.csumPartial): the sum from `l4` to `end`, complemented, as
+ * the netif would (a UDP checksum of 0 is sent as 0xffff, RFC 768).
+ */
+export function completeChecksum(buf: Uint8Array, l4: number, end: number, protocol: number): void {
+  const at = l4 + (protocol === 6 ? 16 : 6);
+  let c = finish(sum16(buf, l4, end));
+  if (c === 0 && protocol === 17) c = 0xffff;
+  buf[at] = c >>> 8;
+  buf[at + 1] = c & 0xff;
+}
+
 /** sum16 byte by byte, 8 bytes per iteration; the accumulator stays well below 2^53. */
 function sumBytes(buf: Uint8Array, start: number, end: number, initial: number): number {
   let sum = initial;

@@ -36,9 +36,10 @@ export function udpChecksumOk(p: Uint8Array, src: Uint8Array, dst: Uint8Array): 
 
 /**
  * Write a UDP header in front of a payload already in place at `off + 8` and fill the checksum.
- * A computed checksum of 0 is sent as 0xffff (RFC 768).
+ * A computed checksum of 0 is sent as 0xffff (RFC 768). `partial`: only the pseudo-header sum,
+ * for a netif with checksum offload to complete (TxMeta.csumPartial).
  */
-export function emitUdp(buf: Uint8Array, off: number, srcPort: number, dstPort: number, payloadLen: number, src: Uint8Array, dst: Uint8Array): void {
+export function emitUdp(buf: Uint8Array, off: number, srcPort: number, dstPort: number, payloadLen: number, src: Uint8Array, dst: Uint8Array, partial = false): void {
   const len = UDP.HEADER_LEN + payloadLen;
   buf[off] = srcPort >>> 8;
   buf[off + 1] = srcPort & 0xff;
@@ -46,6 +47,12 @@ export function emitUdp(buf: Uint8Array, off: number, srcPort: number, dstPort: 
   buf[off + 3] = dstPort & 0xff;
   buf[off + 4] = len >>> 8;
   buf[off + 5] = len & 0xff;
+  if (partial) {
+    const c = pseudoHeaderSum(src, dst, IPPROTO_UDP, len);
+    buf[off + 6] = c >>> 8;
+    buf[off + 7] = c & 0xff;
+    return;
+  }
   buf[off + 6] = 0;
   buf[off + 7] = 0;
   let c = finish(sum16(buf, off, off + len, pseudoHeaderSum(src, dst, IPPROTO_UDP, len)));
