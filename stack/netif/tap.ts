@@ -5,8 +5,10 @@
  * tick are written by one native call.
  *
  * The virtio-net header (IFF_VNET_HDR) can be switched on without changing the layers above: it
- * is stripped on receive (DATA_VALID / NEEDS_CSUM become RxMeta.csumValid) and a zeroed header
- * ("nothing to offload") is prepended on send by the addon, without copying the frame.
+ * is stripped on receive (DATA_VALID / NEEDS_CSUM become RxMeta.csumValid) and prepended on send
+ * by the addon, without copying the frame: zeroed ("nothing to offload"), or NEEDS_CSUM for a TCP
+ * or UDP packet sent with a partial checksum (TxMeta.csumPartial: the kernel completes it), with
+ * a gso type for a TCP or UDP super-frame.
  */
 import { loadTapAddon, type TapAddon } from "./tap/binding.js";
 import { FramePool } from "./framepool.js";
