@@ -14,7 +14,7 @@ import { emitEthernet, ETHERTYPE_ARP, ETHERTYPE_IPV4 } from "../../../stack/wire
 import { emitArp, parseArp } from "../../../stack/wire/arp.js";
 import { emitIpv4, parseIpv4 } from "../../../stack/wire/ipv4.js";
 import { emitIcmp, parseIcmp, ICMPV4_ECHO_REPLY, ICMPV4_ECHO_REQUEST } from "../../../stack/wire/icmp.js";
-import { parseUdp, udpChecksumOk } from "../../../stack/wire/udp.js";
+import { emitUdp, parseUdp, udpChecksumOk } from "../../../stack/wire/udp.js";
 import { BROADCAST_MAC, formatMac, parseIPv4, parseMac } from "../../../stack/wire/addr.js";
 import { Stack } from "../../../stack/stack.js";
 
@@ -171,6 +171,42 @@ describe.skipIf(!run)("TapNetif with the kernel as peer", () => {
     expect(tap.send(arpRequestFrame(KERNEL_IP))).toBe(true); // written behind a zeroed header
     await waitFor(() => got.some((x) => isArpReply(x.frame)), "the kernel's ARP reply");
     expect(tap.stats().rxBytes).toBe(got.reduce((n, x) => n + x.frame.length, 0)); // header not counted
+    await tap.close();
+  });
+
+  it("with the vnet header (no offloads) the kernel completes a checksum sent partial (TxMeta.csumPartial); the same frame unmarked is a checksum error", async () => {
+    const { tap, kernelMac } = await kernelPeer(ctx.ns, { vnetHdr: true });
+    expect(tap.features.checksumOffload).toBe(true);
+    // Counts datagrams to 198.18.0.1:5000 for 2 s, then prints them and the kernel's UDP InCsumErrors.
+    const code = [
+      "import socket",
+      "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('198.18.0.1',5000)); s.settimeout(2)",
+      "print('ready',flush=True); got=[]",
+      "try:",
+      "  while True: got.append(s.recv(9000).decode())",
+      "except socket.timeout: pass",
+      "u=[l.split() for l in open('/proc/net/snmp') if l.startswith('Udp:')]",
+      "print(' '.join(got), dict(zip(u[0][1:],u[1][1:]))['InCsumErrors'],flush=True)",
+    ].join("\n");
+    const rx = ctx.ns.spawn(PY, ["-c", code], { timeoutMs: 10_000 });
+    let text = "";
+    rx.stdout!.on("data", (d) => (text += d));
+    await waitFor(() => text.startsWith("ready"), "the receiver");
+    const frame = (payload: string) => {
+      const data = new TextEncoder().encode(payload);
+      const f = new Uint8Array(42 + data.length);
+      emitEthernet(f, kernelMac, OUR_MAC, ETHERTYPE_IPV4);
+      f.set(data, 42);
+      emitUdp(f, 34, 40000, 5000, data.length, OUR_IP, KERNEL_IP, true); // the pseudo-header sum only
+      emitIpv4(f, 14, { ident: 1, ttl: 64, protocol: 17, src: OUR_IP, dst: KERNEL_IP, payloadLen: 8 + data.length });
+      return f;
+    };
+    expect(tap.send(frame("marked"), { csumPartial: true })).toBe(true);
+    expect(tap.send(frame("unmarked"))).toBe(true);
+    await new Promise<void>((resolve) => rx.on("exit", () => resolve()));
+    const [payloads, csumErrors] = text.trim().split("\n").pop()!.split(" ");
+    expect(payloads).toBe("marked");
+    expect(Number(csumErrors)).toBe(1);
     await tap.close();
   });
 
