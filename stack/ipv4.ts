@@ -561,11 +561,12 @@ export class Ipv4Layer implements IpOutput {
       h.dst = r.dst;
       h.payloadLen = payloadLen;
       emitIpv4(frame, hoff, h);
-      if (!partial) return this.deliver(r, frame, opts.gsoSize ? opts : undefined, loop);
-      // Only the netif completes a partial checksum: a packet to ourselves is completed here.
-      if (r.local || loop) completeChecksum(frame, hoff + IPV4.MIN_HEADER_LEN, frame.length, protocol);
-      else return this.deliver(r, frame, opts.gsoSize ? opts : CSUM_PARTIAL, false);
-      return this.deliver(r, frame, undefined, loop);
+      // Only the netif completes a partial checksum: a packet that reaches our own sockets is completed here.
+      if (partial && (r.local || loop)) {
+        completeChecksum(frame, hoff + IPV4.MIN_HEADER_LEN, frame.length, protocol);
+        return this.deliver(r, frame, undefined, loop);
+      }
+      return this.deliver(r, frame, opts.gsoSize ? opts : partial ? CSUM_PARTIAL : undefined, loop);
     }
     if (opts.dontFragment) {
       c.drop("too_big_df");

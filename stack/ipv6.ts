@@ -581,11 +581,12 @@ export class Ipv6Layer implements IpOutput {
     // A TSO super-segment is cut to the MTU by the netif.
     if (IPV6.HEADER_LEN + payloadLen <= mtu || opts.gsoSize) {
       emitIpv6(frame, hoff, { trafficClass: opts.tos ?? 0, nextHeader: protocol, hopLimit, src: r.src, dst: r.dst, payloadLen });
-      if (!partial) return this.deliver(r, frame, opts.gsoSize ? opts : undefined, loop);
-      // Only the netif completes a partial checksum: a packet to ourselves is completed here.
-      if (r.local || loop) completeChecksum(frame, hoff + IPV6.HEADER_LEN, frame.length, protocol);
-      else return this.deliver(r, frame, opts.gsoSize ? opts : CSUM_PARTIAL, false);
-      return this.deliver(r, frame, undefined, loop);
+      // Only the netif completes a partial checksum: a packet that reaches our own sockets is completed here.
+      if (partial && (r.local || loop)) {
+        completeChecksum(frame, hoff + IPV6.HEADER_LEN, frame.length, protocol);
+        return this.deliver(r, frame, undefined, loop);
+      }
+      return this.deliver(r, frame, opts.gsoSize ? opts : partial ? CSUM_PARTIAL : undefined, loop);
     }
     if (payloadLen > 65535) {
       c.drop("too_big");

@@ -456,10 +456,10 @@ export class UdpLayer implements UpperProtocol {
     }
     const frame = this.allocFrame(route.headroom + UDP.HEADER_LEN + data.length);
     frame.set(data, route.headroom + UDP.HEADER_LEN);
-    const partial = this.csumOffload && !route.local;
-    emitUdp(frame, route.headroom, s.localPort, port, data.length, route.src, route.dst, partial);
+    // With checksum offload the IP layer completes the checksum where the netif will not (IpOutput.send).
+    emitUdp(frame, route.headroom, s.localPort, port, data.length, route.src, route.dst, this.csumOffload);
     this.counters.hot.tx_datagrams++;
-    if (!ip.send(route, IPPROTO_UDP, frame, s.sendOptions(dst), partial)) return codedError("ENOBUFS", "datagram dropped on output (queue full or too big)");
+    if (!ip.send(route, IPPROTO_UDP, frame, s.sendOptions(dst), this.csumOffload)) return codedError("ENOBUFS", "datagram dropped on output (queue full or too big)");
     return null;
   }
 

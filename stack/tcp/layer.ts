@@ -576,8 +576,9 @@ export class TcpLayer implements UpperProtocol {
     const hl = 20 + optionsLength(repr);
     const frame = this.allocFrame(r.headroom + hl + len);
     if (q && len > 0) q.copy(off, len, frame, r.headroom + hl);
-    // A super-segment's checksum is the netif's to complete, and so is any where it offers that.
-    const partial = gsoSize > 0 || (this.csumOffload && !r.local);
+    // A super-segment's checksum is the netif's to complete, and so is any where it offers that
+    // (the IP layer completes it where the netif will not: IpOutput.send).
+    const partial = gsoSize > 0 || this.csumOffload;
     emitTcp(frame, r.headroom, repr, len, r.src, r.dst, partial);
     const ip = r.family === 4 ? this.ipv4 : this.ipv6;
     this.counters.hot.tx_segments++;

@@ -9,9 +9,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ifname, requirePrivileged, useNetns, waitFor } from "../../helpers/netns.js";
 import { TapNetif } from "../../../stack/netif/tap.js";
 import { loadTapAddon } from "../../../stack/netif/tap/binding.js";
-import { parseMac } from "../../../stack/wire/addr.js";
+import { parseIPv4, parseMac } from "../../../stack/wire/addr.js";
 import { ipv4Frame, udpDatagram } from "../../helpers/frames.js";
-import { parseIPv4 } from "../../../stack/wire/addr.js";
 
 const run = requirePrivileged();
 const PY = "/usr/bin/python3";
